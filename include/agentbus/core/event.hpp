@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_CORE_EVENT_HPP
+#define AGENTBUS_CORE_EVENT_HPP
+
+// What a handler receives: event<T>, a payload plus its envelope; and shared_event<T>, the
+// same event retained in one reference-counted block that any number of owners share.
+//
+// Zero copy: a synchronous publish builds an event<T> on the publisher's stack that refers to
+// the caller's payload; every handler gets a `const event<T>&` to it, so nothing is copied
+// and nothing is allocated. Only a receiver that must keep the event beyond the call
+// (a mailbox, storage, a transport, or a handler calling retain()) promotes it, once, into a
+// shared block: one allocation holding the payload, the envelope and its strings.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "agentbus/core/event_traits.hpp"
+
+namespace agentbus {
+
+/// @brief Delivery priority: mailboxes hand high-priority events out first.
+enum class priority : std::uint8_t { low = 0, normal = 1, high = 2 };
+
+/// @brief A string header carried with an event (trace context, idempotency key, ...).
+struct header {
+  std::string_view key;    ///< header name
+  std::string_view value;  ///< header value
+};
+
+/// @brief Clock used for deadlines (monotonic).
+using deadline_clock = std::chrono::steady_clock;
+
+/// @brief Per-publish settings; every field is optional.
+///
+/// `bus.publish("tasks.created", task, {.source = "planner", .prio = priority::high});`
+/// Strings and headers are referenced, not copied, for the duration of the publish; an event
+/// that is retained copies them into its block.
+struct publish_options {
+  std::string_view source{};                     ///< publishing agent's name
+  std::uint64_t correlation_id = 0;              ///< links replies to requests; 0 = none
+  priority prio = priority::normal;              ///< delivery priority
+  deadline_clock::duration ttl{0};               ///< time to live; zero = no deadline
+  std::span<const header> headers{};             ///< extra string headers
+};
+
+/// @brief The envelope of an event as a plain value: what the error hook and tools see.
+///
+/// String views refer to the event they were taken from and live as long as it does.
+struct envelope {
+  std::string_view topic;                         ///< concrete topic it was published on
+  std::uint64_t sequence = 0;                     ///< per-publishing-thread sequence number, from 1
+  std::uint64_t id = 0;                           ///< process-unique event id
+  std::uint64_t correlation_id = 0;               ///< 0 = none
+  std::string_view source;                        ///< publishing agent, may be empty
+  agentbus::priority prio = priority::normal;     ///< delivery priority
+  std::optional<deadline_clock::time_point> deadline;  ///< when the event expires, if it does
+  std::chrono::system_clock::time_point published;     ///< publish time (see event::published)
+  std::span<const header> headers;                ///< string headers
+};
+
+template <class T>
+class shared_event;
+
+namespace detail {
+
+/// Bits of the event id taken by the per-thread sequence; the rest name the publishing thread.
+inline constexpr int sequence_bits = 40;
+inline constexpr std::uint64_t sequence_mask = (std::uint64_t{1} << sequence_bits) - 1;
+inline constexpr auto no_deadline = deadline_clock::time_point::max();
+
+/// Header of every shared block: an intrusive reference count and the type-erased destroyer.
+struct block_header {
+  std::atomic<std::uint32_t> refs{1};
+  void (*destroy)(block_header*) noexcept = nullptr;
+
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    // acq_rel: the last owner must see every other owner's reads done before it frees.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+  }
+};
+
+/// The type-independent part of an event. Receivers are type-erased down to this and cast
+/// back to event<T> once the type id has been checked.
+class event_core {
+ public:
+  event_core(const void* payload, std::string_view topic, const publish_options& options, std::uint64_t id,
+             deadline_clock::time_point deadline, const block_header* block) noexcept
+      : payload_(payload), topic_(topic), options_(&options), id_(id), deadline_(deadline), block_(block) {}
+
+  std::string_view topic() const noexcept { return topic_; }
+  std::uint64_t id() const noexcept { return id_; }
+  std::uint64_t sequence() const noexcept { return id_ & sequence_mask; }
+  std::uint64_t correlation_id() const noexcept { return options_->correlation_id; }
+  std::string_view source() const noexcept { return options_->source; }
+  agentbus::priority priority() const noexcept { return options_->prio; }
+  std::span<const header> headers() const noexcept { return options_->headers; }
+
+  std::optional<deadline_clock::time_point> deadline() const noexcept {
+    if (deadline_ == no_deadline) return std::nullopt;
+    return deadline_;
+  }
+  bool expired(deadline_clock::time_point now = deadline_clock::now()) const noexcept {
+    return deadline_ != no_deadline && now >= deadline_;
+  }
+  std::optional<std::string_view> header_value(std::string_view key) const noexcept {
+    for (const auto& h : options_->headers)
+      if (h.key == key) return h.value;
+    return std::nullopt;
+  }
+
+  std::chrono::system_clock::time_point published() const noexcept {
+    // Stamped lazily: reading the clock costs more than a whole synchronous publish, so it is
+    // only read when someone asks (or when the event is retained).
+    if (published_ns_ == 0) published_ns_ = now_ns();
+    return std::chrono::system_clock::time_point{std::chrono::nanoseconds{published_ns_}};
+  }
+
+  agentbus::envelope envelope() const noexcept {
+    return {topic_, sequence(), id_, correlation_id(), source(), priority(), deadline(), published(), headers()};
+  }
+
+  const void* payload_address() const noexcept { return payload_; }
+  const block_header* block() const noexcept { return block_; }
+
+ protected:
+  static std::int64_t now_ns() noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    return ns == 0 ? 1 : static_cast<std::int64_t>(ns);
+  }
+
+  const void* payload_;
+  std::string_view topic_;
+  const publish_options* options_;
+  std::uint64_t id_;
+  deadline_clock::time_point deadline_;
+  mutable std::int64_t published_ns_ = 0;
+  const block_header* block_;
+
+  template <class U>
+  friend struct event_block;
+};
+
+/// Computes an event's deadline from its options; reads the clock only when a TTL is set.
+inline deadline_clock::time_point deadline_from(const publish_options& options) noexcept {
+  return options.ttl > deadline_clock::duration::zero() ? deadline_clock::now() + options.ttl : no_deadline;
+}
+
+}  // namespace detail
+
+/// @brief A delivered event: the payload of type T and its envelope.
+///
+/// Handlers receive `const event<T>&`. An event delivered synchronously lives on the
+/// publisher's stack and is valid for the duration of the handler call; call retain() to keep
+/// it longer. The payload is never copied on delivery.
+///
+/// Thread safety: a `const event<T>&` handed to a handler is for that handler's thread; a
+/// shared_event<T> may be read from any number of threads at once.
+template <class T>
+class event : public detail::event_core {
+ public:
+  /// @brief The payload type (lets handler signatures be deduced).
+  using agentbus_payload_type = T;
+
+  /// @brief Wraps a payload that outlives the event (used by publish; not usually called by users).
+  event(const T& payload, std::string_view topic, const publish_options& options, std::uint64_t id,
+        deadline_clock::time_point deadline, const detail::block_header* block = nullptr) noexcept
+      : event_core(std::addressof(payload), topic, options, id, deadline, block) {}
+
+  /// @brief The payload.
+  const T& payload() const noexcept { return *static_cast<const T*>(payload_); }
+  /// @brief The payload.
+  const T& operator*() const noexcept { return payload(); }
+  /// @brief Member access to the payload.
+  const T* operator->() const noexcept { return static_cast<const T*>(payload_); }
+
+  /// @brief Keeps the event beyond the handler call. Shares the block when the event already
+  /// lives in one (no copy); otherwise copies the payload once into a new block.
+  shared_event<T> retain() const;
+
+  // Also available (from the envelope): topic(), id(), sequence(), correlation_id(), source(),
+  // priority(), deadline(), expired(), headers(), header_value(key), published(), envelope().
+  //
+  // published(): a retained event is stamped when it is retained; a synchronously delivered
+  // event is stamped the first time any handler asks during that dispatch (all handlers then
+  // see the same value). Either way the time lies between the start of publish() and the
+  // first read, which for synchronous dispatch is inside the publish call.
+};
+
+namespace detail {
+
+/// One allocation holding the payload, its envelope and copies of the envelope's strings.
+template <class T>
+struct event_block : block_header {
+  publish_options options;
+  event<T> view;
+  alignas(T) unsigned char payload_storage[sizeof(T)];
+
+  T* payload() noexcept { return std::launder(reinterpret_cast<T*>(payload_storage)); }
+
+  static void destroy_block(block_header* h) noexcept {
+    auto* self = static_cast<event_block*>(h);
+    self->payload()->~T();
+    self->~event_block();
+    deallocate(self);
+  }
+
+  static void* allocate(std::size_t size) {
+    if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+      return ::operator new(size, std::align_val_t{alignof(event_block)});
+    else
+      return ::operator new(size);
+  }
+  static void deallocate(void* p) noexcept {
+    if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+      ::operator delete(p, std::align_val_t{alignof(event_block)});
+    else
+      ::operator delete(p);
+  }
+
+  /// Builds a block from `meta` (copying its strings) and a payload constructed from `args`.
+  template <class... Args>
+  static event_block* make(const event_core& meta, Args&&... args) {
+    const auto& src = *meta.options_;
+    std::size_t text_bytes = meta.topic_.size() + src.source.size();
+    for (const auto& h : src.headers) text_bytes += h.key.size() + h.value.size();
+    const std::size_t headers_offset =
+        (sizeof(event_block) + alignof(header) - 1) / alignof(header) * alignof(header);
+    const std::size_t text_offset = headers_offset + src.headers.size() * sizeof(header);
+    void* raw = allocate(text_offset + text_bytes);
+
+    auto* block = static_cast<event_block*>(raw);
+    char* text = static_cast<char*>(raw) + text_offset;
+    auto copy_text = [&text](std::string_view s) {
+      if (!s.empty()) std::memcpy(text, s.data(), s.size());
+      std::string_view out{text, s.size()};
+      text += s.size();
+      return out;
+    };
+    auto* headers = reinterpret_cast<header*>(static_cast<char*>(raw) + headers_offset);
+    for (std::size_t i = 0; i < src.headers.size(); ++i)
+      ::new (static_cast<void*>(headers + i)) header{copy_text(src.headers[i].key), copy_text(src.headers[i].value)};
+    const std::string_view topic = copy_text(meta.topic_);
+    publish_options options = src;
+    options.source = copy_text(src.source);
+    options.headers = std::span<const header>(headers, src.headers.size());
+
+    ::new (static_cast<void*>(block)) event_block(options, topic, meta);
+    try {
+      ::new (static_cast<void*>(block->payload_storage)) T(std::forward<Args>(args)...);
+    } catch (...) {
+      block->~event_block();
+      deallocate(raw);
+      throw;
+    }
+    return block;
+  }
+
+ private:
+  event_block(const publish_options& opts, std::string_view topic, const event_core& meta) noexcept
+      : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this) {
+    destroy = &destroy_block;
+    view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();
+  }
+};
+
+}  // namespace detail
+
+/// @brief A retained event: shared ownership of one immutable block holding the payload and
+/// the envelope. Copying shares the block (an atomic increment), never the payload.
+/// Safe to copy, read and destroy from any threads at once.
+template <class T>
+class shared_event {
+ public:
+  /// @brief An empty handle.
+  shared_event() noexcept = default;
+  /// @brief Shares `other`'s block.
+  shared_event(const shared_event& other) noexcept : block_(other.block_) {
+    if (block_) block_->add_ref();
+  }
+  /// @brief Takes `other`'s block, leaving it empty.
+  shared_event(shared_event&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+  /// @brief Shares `other`'s block.
+  shared_event& operator=(const shared_event& other) noexcept {
+    shared_event(other).swap(*this);
+    return *this;
+  }
+  /// @brief Takes `other`'s block.
+  shared_event& operator=(shared_event&& other) noexcept {
+    shared_event(std::move(other)).swap(*this);
+    return *this;
+  }
+  ~shared_event() {
+    if (block_) block_->release();
+  }
+
+  /// @brief Builds a retained event: the payload is constructed in the block from `args`.
+  template <class... Args>
+  static shared_event make(std::string_view topic, const publish_options& options, Args&&... args) {
+    const publish_options& opts = options;
+    const T* no_payload = nullptr;
+    detail::event_core meta(no_payload, topic, opts, 0, detail::deadline_from(opts), nullptr);
+    return shared_event(detail::event_block<T>::make(meta, std::forward<Args>(args)...));
+  }
+
+  /// @brief The event (envelope + payload). Precondition: not empty.
+  const event<T>& operator*() const noexcept { return block_->view; }
+  /// @brief Access to the event. Precondition: not empty.
+  const event<T>* operator->() const noexcept { return &block_->view; }
+  /// @brief The payload. Precondition: not empty.
+  const T& payload() const noexcept { return block_->view.payload(); }
+  /// @brief True when the handle holds an event.
+  explicit operator bool() const noexcept { return block_ != nullptr; }
+  /// @brief Number of owners of the block (for tests and diagnostics; racy by nature).
+  std::uint32_t use_count() const noexcept { return block_ ? block_->refs.load(std::memory_order_relaxed) : 0; }
+  /// @brief Swaps two handles.
+  void swap(shared_event& other) noexcept { std::swap(block_, other.block_); }
+
+ private:
+  template <class U>
+  friend class event;
+  template <class U>
+  friend struct detail::event_block;
+
+  explicit shared_event(detail::event_block<T>* b) noexcept : block_(b) {}
+
+  detail::event_block<T>* block_ = nullptr;
+};
+
+template <class T>
+shared_event<T> event<T>::retain() const {
+  if (block_ != nullptr) {
+    // Already in a block (this view lives in it): share it.
+    auto* b = static_cast<detail::event_block<T>*>(const_cast<detail::block_header*>(block_));
+    b->add_ref();
+    return shared_event<T>(b);
+  }
+  if constexpr (std::is_copy_constructible_v<T>) {
+    (void)published();  // stamp first so the stack event and the retained copy agree
+    return shared_event<T>(detail::event_block<T>::make(*this, payload()));
+  } else {
+    throw std::logic_error(
+        "agentbus: retain() on a synchronously delivered event would copy the payload, and this event "
+        "type is move-only; publish a shared_event<T> (shared_event<T>::make) to share it instead");
+  }
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_CORE_EVENT_HPP
