@@ -83,20 +83,27 @@ class basic_bus {
     return publish_uncached(topic, payload, options, guard.slot());
   }
 
-  /// @brief Publishes `payload` on a pre-validated topic.
+  /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class T>
   publish_result publish(const agentbus::topic& topic, const T& payload,
                          const publish_options& options = detail::default_publish_options) {
-    return publish(topic.str(), payload, options);
+    static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
+    detail::read_guard guard;
+    if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
+      return detail::publish_to_node(*router_, *node, payload, options, guard.slot());
+    return publish_uncached(topic.str(), payload, options, guard.slot());
   }
 
   /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
-  /// `const event<T>&` or `const T&`. Throws topic_error if `pattern` is invalid.
+  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`).
+  /// Throws topic_error if `pattern` is invalid.
   template <class T, class F>
   [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
     static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
     using fn_type = std::decay_t<F>;
-    static_assert(std::is_invocable_v<fn_type&, const event<T>&> || std::is_invocable_v<fn_type&, const T&>,
+    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
+    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
+    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
                   "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
                   "`const T&`");
     topic_pattern parsed(pattern);

@@ -21,7 +21,7 @@ namespace detail {
 
 /// The body of every publish: stamp the event, build it on the stack, call the receivers.
 template <class T>
-inline publish_result publish_to_node(router& r, const topic_node& node, const T& payload,
+AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, const T& payload,
                                       const publish_options& options, reader_slot* slot) {
   const receiver_list* list = node.receivers.load(std::memory_order_acquire);
   const std::uint64_t id = slot->id_base | (++slot->next_sequence & sequence_mask);

@@ -21,10 +21,12 @@
 #define AGENTBUS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AGENTBUS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define AGENTBUS_NOINLINE __attribute__((noinline))
+#define AGENTBUS_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define AGENTBUS_LIKELY(x) (x)
 #define AGENTBUS_UNLIKELY(x) (x)
 #define AGENTBUS_NOINLINE
+#define AGENTBUS_ALWAYS_INLINE inline
 #endif
 
 namespace agentbus::detail {

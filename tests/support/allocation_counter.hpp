@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+// Counts heap allocations made by the current thread while a scope is active. The global
+// operator new/delete replacements live in allocation_counter.cpp (one per test program).
+#ifndef AGENTBUS_TESTS_SUPPORT_ALLOCATION_COUNTER_HPP
+#define AGENTBUS_TESTS_SUPPORT_ALLOCATION_COUNTER_HPP
+
+#include <cstddef>
+
+namespace agentbus::test {
+
+struct allocation_stats {
+  bool counting = false;
+  std::size_t allocations = 0;
+};
+allocation_stats& thread_allocation_stats() noexcept;
+
+/// Counts this thread's allocations between construction and count().
+class allocation_scope {
+ public:
+  allocation_scope() noexcept {
+    auto& s = thread_allocation_stats();
+    s.allocations = 0;
+    s.counting = true;
+  }
+  ~allocation_scope() { thread_allocation_stats().counting = false; }
+  std::size_t count() const noexcept { return thread_allocation_stats().allocations; }
+};
+
+}  // namespace agentbus::test
+
+#endif
