@@ -3,6 +3,7 @@
 #ifndef AGENTBUS_DETAIL_CONFIG_HPP
 #define AGENTBUS_DETAIL_CONFIG_HPP
 
+#include <atomic>
 #include <cstddef>
 
 // Detect ThreadSanitizer (GCC defines __SANITIZE_THREAD__, Clang has __has_feature).
@@ -42,6 +43,17 @@ inline void cpu_relax() noexcept {
   __builtin_ia32_pause();
 #elif defined(__aarch64__) || defined(__arm__)
   asm volatile("yield" ::: "memory");
+#endif
+}
+
+/// @brief A full (sequentially consistent) fence. ThreadSanitizer does not model stand-alone
+/// fences, so under TSan a seq_cst read-modify-write on a shared dummy stands in for it.
+inline void full_fence() noexcept {
+#if AGENTBUS_TSAN
+  static std::atomic<int> dummy{0};
+  dummy.fetch_add(0, std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
 }
 

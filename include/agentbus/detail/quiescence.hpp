@@ -106,7 +106,7 @@ class quiescence_domain {
 #if defined(__linux__)
     if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
 #endif
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
   }
 
   /// Slots currently inside a read section, other than `self`.
@@ -181,8 +181,8 @@ inline reader_slot* read_lock() {
   if (s->depth++ == 0) {
     const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
     if (AGENTBUS_UNLIKELY(s->needs_fence)) {
-      s->counter.store(c, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      s->counter.store(c, std::memory_order_seq_cst);
+      full_fence();
     } else {
       s->counter.store(c, std::memory_order_relaxed);
       // Compiler barrier only: the writer's membarrier() supplies the hardware barrier.

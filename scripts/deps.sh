@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs the Debian packages agentbus's build, tests and benchmarks use, when missing.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+required=(g++ cmake make libfmt-dev catch2)
+optional=(libboost-dev libconcurrentqueue-dev valgrind)  # benchmark peers and instruction counts
+missing=()
+for p in "${required[@]}" "${optional[@]}" ${AGENTBUS_EXTRA_PACKAGES:-}; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
