@@ -18,5 +18,9 @@
 #include "agentbus/transport/policy.hpp"
 #include "agentbus/bus/channel.hpp"
 #include "agentbus/bus/basic_bus.hpp"
+#include "agentbus/queue/mpmc_queue.hpp"
+#include "agentbus/agent/mailbox.hpp"
+#include "agentbus/agent/executor.hpp"
+#include "agentbus/agent/agent.hpp"
 
 #endif  // AGENTBUS_AGENTBUS_HPP

@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/agent/mailbox.hpp"
 #include "agentbus/bus/channel.hpp"
 #include "agentbus/fwd.hpp"
 #include "agentbus/core/event.hpp"
@@ -71,56 +72,71 @@ class basic_bus {
   ~basic_bus() { router_->shutdown(); }
 
   /// @brief Publishes `payload` on `topic`. Throws topic_error if `topic` is invalid.
-  /// Synchronous handlers see the payload by reference: it is never copied.
-  template <class T>
-  publish_result publish(std::string_view topic, const T& payload,
+  /// Synchronous handlers see the payload by reference: it is never copied. When a mailbox
+  /// subscribes, the payload goes once into a shared block: moved from an rvalue, else copied.
+  template <class P>
+  publish_result publish(std::string_view topic, P&& payload,
                          const publish_options& options = detail::default_publish_options) {
+    using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type (not an array, "
                                  "not a string literal: wrap text in std::string)");
     detail::read_guard guard;
     if (detail::topic_node* node = router_->node(topic))
-      return detail::publish_to_node(*router_, *node, payload, options, guard.slot());
-    return publish_uncached(topic, payload, options, guard.slot());
+      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    return publish_uncached<T>(topic, payload, options, guard.slot());
   }
 
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
-  template <class T>
-  publish_result publish(const agentbus::topic& topic, const T& payload,
+  template <class P>
+  publish_result publish(const agentbus::topic& topic, P&& payload,
                          const publish_options& options = detail::default_publish_options) {
+    using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
     detail::read_guard guard;
     if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
-      return detail::publish_to_node(*router_, *node, payload, options, guard.slot());
-    return publish_uncached(topic.str(), payload, options, guard.slot());
+      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    return publish_uncached<T>(topic.str(), payload, options, guard.slot());
   }
 
   /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
-  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`).
-  /// Throws topic_error if `pattern` is invalid.
+  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`) and runs inside
+  /// publish(). Throws topic_error if `pattern` is invalid.
   template <class T, class F>
   [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
-    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
-    using fn_type = std::decay_t<F>;
-    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
-    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
-    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
-                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
-                  "`const T&`");
+    check_handler<T, F>();
     topic_pattern parsed(pattern);
-    auto* r = new detail::receiver_impl<T, fn_type>(std::forward<F>(handler), std::move(parsed));
-    const std::uint64_t id = router_->subscribe(r);  // takes ownership, even when it throws
+    auto* r = new detail::receiver_impl<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
+    return subscription(router_, router_->subscribe(r));  // subscribe takes ownership, even when it throws
+  }
+
+  /// @brief Subscribes `handler` to run asynchronously on an agent: `async(agent)`. The event
+  /// goes into the agent's mailbox (a shared block: no copy per receiver) and the handler runs
+  /// on the agent's consumer. Destroying the agent ends the subscription.
+  template <class T, class F>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target) {
+    check_handler<T, F>();
+    topic_pattern parsed(pattern);
+    auto* r = new detail::async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed), *target.box);
+    const std::uint64_t id = router_->subscribe(r);
+    try {
+      target.box->track(router_, id);
+    } catch (...) {
+      router_->unsubscribe(id);
+      throw;
+    }
     return subscription(router_, id);
   }
 
   /// @brief Subscribes `handler`, deducing the event type from its parameter
   /// (`const event<T>&` or `const T&`). Generic lambdas need subscribe<T>(...).
-  template <class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
+  template <class F, class... Target>
+    requires(sizeof...(Target) <= 1 && (std::is_same_v<Target, async_target> && ...))
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, Target... target) {
     static_assert(detail::deducible_handler<F>,
                   "agentbus: cannot deduce the event type of this handler (a generic lambda?); write "
                   "bus.subscribe<T>(pattern, handler)");
     if constexpr (detail::deducible_handler<F>)
-      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler));
+      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler), target...);
     else
       return {};
   }
@@ -141,13 +157,30 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
+  template <class T, class F>
+  static constexpr void check_handler() {
+    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
+    using fn_type = std::decay_t<F>;
+    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
+    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
+    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
+                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
+                  "`const T&`");
+  }
+
+  // Beyond the topic cache: resolve under the writer mutex, then deliver as usual.
   template <class T>
   AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
                                                     const publish_options& options, detail::reader_slot* slot) {
-    const std::vector<detail::receiver*> list = router_->resolve_uncached(topic);
+    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
     const std::uint64_t id = slot->id_base | (++slot->next_sequence & detail::sequence_mask);
+    if (found.empty()) return publish_result{0, 0, 0, id};
+    detail::receiver_list* list = detail::receiver_list::make_from(found);
+    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
+        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
+    if (list->retaining()) return detail::publish_retained<T>(*router_, *list, topic, payload, options, id);
     const event<T> ev(payload, topic, options, id, detail::deadline_from(options));
-    return router_->dispatch(list, ev);
+    return router_->dispatch(*list, ev);
   }
 
   std::shared_ptr<detail::router> router_;

@@ -8,6 +8,8 @@
 // acquire load of the topic's receiver list and the calls.
 
 #include <memory>
+#include <stdexcept>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 
@@ -19,13 +21,34 @@ namespace agentbus {
 
 namespace detail {
 
+/// Publishes to receivers that keep the event (mailboxes): the payload goes, once, into a
+/// shared block (moved when the caller passed an rvalue), and every receiver, synchronous ones
+/// included, sees that block's event. Out of line: the synchronous path stays small.
+template <class T, class P>
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
+                                                  P&& payload, const publish_options& options, std::uint64_t id) {
+  if constexpr (std::is_constructible_v<T, P&&>) {
+    const T* no_payload = nullptr;
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
+    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    return r.dispatch(list, *held);
+  } else {
+    throw std::logic_error(
+        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+  }
+}
+
 /// The body of every publish: stamp the event, build it on the stack, call the receivers.
-template <class T>
-AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, const T& payload,
-                                      const publish_options& options, reader_slot* slot) {
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, P&& payload,
+                                                      const publish_options& options, reader_slot* slot) {
+  using T = std::remove_cvref_t<P>;
   const receiver_list* list = node.receivers.load(std::memory_order_acquire);
   const std::uint64_t id = slot->id_base | (++slot->next_sequence & sequence_mask);
-  if (list->size() == 0) return publish_result{0, 0, id};
+  if (list->size() == 0) return publish_result{0, 0, 0, id};
+  if (AGENTBUS_UNLIKELY(list->retaining()))
+    return publish_retained<T>(r, *list, node.name, std::forward<P>(payload), options, id);
   const event<T> ev(payload, node.name, options, id, deadline_from(options));
   return r.dispatch(*list, ev);
 }
@@ -44,10 +67,17 @@ class channel {
  public:
   static_assert(event_type<T>, "agentbus: channel<T>: T must be a movable, non-const object type");
 
-  /// @brief Publishes `payload` to the channel's topic; handlers see it by reference.
+  /// @brief Publishes `payload` to the channel's topic; synchronous handlers see it by reference.
+  /// When a mailbox subscribes, the payload is copied once into a shared block.
   publish_result publish(const T& payload, const publish_options& options = detail::default_publish_options) const {
     detail::read_guard guard;
     return detail::publish_to_node(*router_, *node_, payload, options, guard.slot());
+  }
+  /// @brief Publishes `payload`; when a mailbox subscribes, the payload is moved (not copied)
+  /// into the shared block.
+  publish_result publish(T&& payload, const publish_options& options = detail::default_publish_options) const {
+    detail::read_guard guard;
+    return detail::publish_to_node(*router_, *node_, std::move(payload), options, guard.slot());
   }
 
   /// @brief The channel's topic.

@@ -27,6 +27,8 @@
 #include <utility>
 
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/block_pool.hpp"
+#include "agentbus/detail/publish_clock.hpp"
 
 namespace agentbus {
 
@@ -74,6 +76,11 @@ template <class T>
 class shared_event;
 
 namespace detail {
+template <class T>
+struct event_block;
+/// Wraps a freshly made block (reference count 1) in a handle without adding a reference.
+template <class T>
+shared_event<T> adopt_block(event_block<T>* block) noexcept;
 
 /// Bits of the event id taken by the per-thread sequence; the rest name the publishing thread.
 inline constexpr int sequence_bits = 40;
@@ -81,9 +88,13 @@ inline constexpr std::uint64_t sequence_mask = (std::uint64_t{1} << sequence_bit
 inline constexpr auto no_deadline = deadline_clock::time_point::max();
 
 /// Header of every shared block: an intrusive reference count and the type-erased destroyer.
+class event_core;
+
 struct block_header {
   std::atomic<std::uint32_t> refs{1};
+  std::uint32_t bytes = 0;  // size of the allocation, for the pool
   void (*destroy)(block_header*) noexcept = nullptr;
+  const event_core* core = nullptr;  // the event view inside the block, type-erased
 
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -124,8 +135,9 @@ class event_core {
   std::chrono::system_clock::time_point published() const noexcept {
     // Stamped lazily: reading the clock costs more than a whole synchronous publish, so it is
     // only read when someone asks (or when the event is retained).
-    if (published_ns_ == 0) published_ns_ = now_ns();
-    return std::chrono::system_clock::time_point{std::chrono::nanoseconds{published_ns_}};
+    if (published_ns_ == 0) published_ns_ = publish_clock::stamp();
+    const auto ns = std::chrono::nanoseconds{publish_clock::to_system_ns(published_ns_)};
+    return std::chrono::system_clock::time_point{std::chrono::duration_cast<std::chrono::system_clock::duration>(ns)};
   }
 
   agentbus::envelope envelope() const noexcept {
@@ -136,19 +148,12 @@ class event_core {
   const block_header* block() const noexcept { return block_; }
 
  protected:
-  static std::int64_t now_ns() noexcept {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-    return ns == 0 ? 1 : static_cast<std::int64_t>(ns);
-  }
-
   const void* payload_;
   std::string_view topic_;
   const publish_options* options_;
   std::uint64_t id_;
   deadline_clock::time_point deadline_;
-  mutable std::int64_t published_ns_ = 0;
+  mutable std::int64_t published_ns_ = 0;  // publish_clock ticks; 0 = not stamped yet
   const block_header* block_;
 
   template <class U>
@@ -214,22 +219,24 @@ struct event_block : block_header {
 
   static void destroy_block(block_header* h) noexcept {
     auto* self = static_cast<event_block*>(h);
+    const std::size_t bytes = self->bytes;
     self->payload()->~T();
     self->~event_block();
-    deallocate(self);
+    deallocate(self, bytes);
   }
 
+  // Blocks of ordinary alignment come from the block pool (freed on other threads cheaply).
   static void* allocate(std::size_t size) {
     if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
       return ::operator new(size, std::align_val_t{alignof(event_block)});
     else
-      return ::operator new(size);
+      return block_pool::allocate(size);
   }
-  static void deallocate(void* p) noexcept {
+  static void deallocate(void* p, std::size_t size) noexcept {
     if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
       ::operator delete(p, std::align_val_t{alignof(event_block)});
     else
-      ::operator delete(p);
+      block_pool::deallocate(p, size);
   }
 
   /// Builds a block from `meta` (copying its strings) and a payload constructed from `args`.
@@ -241,7 +248,8 @@ struct event_block : block_header {
     const std::size_t headers_offset =
         (sizeof(event_block) + alignof(header) - 1) / alignof(header) * alignof(header);
     const std::size_t text_offset = headers_offset + src.headers.size() * sizeof(header);
-    void* raw = allocate(text_offset + text_bytes);
+    const std::size_t bytes = text_offset + text_bytes;
+    void* raw = allocate(bytes);
 
     auto* block = static_cast<event_block*>(raw);
     char* text = static_cast<char*>(raw) + text_offset;
@@ -260,11 +268,12 @@ struct event_block : block_header {
     options.headers = std::span<const header>(headers, src.headers.size());
 
     ::new (static_cast<void*>(block)) event_block(options, topic, meta);
+    block->bytes = static_cast<std::uint32_t>(bytes);
     try {
       ::new (static_cast<void*>(block->payload_storage)) T(std::forward<Args>(args)...);
     } catch (...) {
       block->~event_block();
-      deallocate(raw);
+      deallocate(raw, bytes);
       throw;
     }
     return block;
@@ -274,7 +283,8 @@ struct event_block : block_header {
   event_block(const publish_options& opts, std::string_view topic, const event_core& meta) noexcept
       : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this) {
     destroy = &destroy_block;
-    view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();
+    core = &view;
+    view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : publish_clock::stamp();
   }
 };
 
@@ -335,11 +345,17 @@ class shared_event {
   friend class event;
   template <class U>
   friend struct detail::event_block;
+  friend shared_event detail::adopt_block<T>(detail::event_block<T>*) noexcept;
 
   explicit shared_event(detail::event_block<T>* b) noexcept : block_(b) {}
 
   detail::event_block<T>* block_ = nullptr;
 };
+
+template <class T>
+shared_event<T> detail::adopt_block(detail::event_block<T>* block) noexcept {
+  return shared_event<T>(block);
+}
 
 template <class T>
 shared_event<T> event<T>::retain() const {

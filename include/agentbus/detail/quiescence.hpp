@@ -47,6 +47,18 @@
 
 namespace agentbus::detail {
 
+/// Set once, when the domain starts, if membarrier(2) is usable (then light barriers are
+/// compiler barriers and heavy ones are membarrier calls).
+inline bool asymmetric_barriers_ready = false;
+
+/// The cheap half of an asymmetric Dekker pairing (see the top of this file).
+inline void asymmetric_light_barrier() noexcept {
+  if (asymmetric_barriers_ready)
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  else
+    full_fence();
+}
+
 /// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
 struct alignas(cache_line_size) reader_slot {
   std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
@@ -91,6 +103,14 @@ class quiescence_domain {
   /// Frees whatever retired records are ready.
   void reclaim() noexcept;
 
+  /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
+  void heavy_barrier() noexcept {
+#if defined(__linux__)
+    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+#endif
+    full_fence();
+  }
+
  private:
   quiescence_domain() {
 #if defined(__linux__) && !AGENTBUS_TSAN
@@ -99,14 +119,7 @@ class quiescence_domain {
         ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
       asymmetric_ = true;
 #endif
-  }
-
-  /// The writer half of the StoreLoad pairing with read_lock().
-  void heavy_barrier() noexcept {
-#if defined(__linux__)
-    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
-#endif
-    full_fence();
+    asymmetric_barriers_ready = asymmetric_;
   }
 
   /// Slots currently inside a read section, other than `self`.
@@ -202,6 +215,9 @@ inline void read_unlock(reader_slot* s) noexcept {
     }
   }
 }
+
+/// The expensive half of an asymmetric Dekker pairing: a full barrier on every running thread.
+inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().heavy_barrier(); }
 
 /// RAII read section.
 class read_guard {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -17,9 +18,17 @@
 
 namespace agentbus::detail {
 
-/// One subscription's handler. Lives until unsubscribe's grace period ends.
+class mailbox;  // agent/mailbox.hpp
+class router;   // router/router.hpp
+
+/// One subscription's handler. Lives until unsubscribe's grace period ends (synchronous
+/// receivers) or until its mailbox holds no more events for it (asynchronous receivers).
 struct receiver {
-  using invoke_fn = void (*)(receiver*, const event_core&);
+  /// Delivers an event: calls the handler (synchronous) or queues it (asynchronous).
+  /// Returns false when a mailbox refused the event.
+  using invoke_fn = bool (*)(receiver*, const event_core&);
+  /// Runs the handler on an event taken from a mailbox (asynchronous receivers only).
+  using handle_fn = void (*)(receiver*, const event_core&);
   using destroy_fn = void (*)(receiver*) noexcept;
 
   receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat) noexcept
@@ -31,7 +40,14 @@ struct receiver {
   invoke_fn invoke;
   destroy_fn destroy;
   std::uint64_t id = 0;
+  mailbox* home = nullptr;           // asynchronous receivers: the mailbox events go to
+  handle_fn handle = nullptr;        // asynchronous receivers: runs the handler
+  destroy_fn hand_over = nullptr;    // asynchronous receivers: returns it to its mailbox
+  router* owner = nullptr;     // the router that reports this receiver's failures
   topic_pattern pattern;
+
+  /// True when the receiver keeps events beyond the publish call (needs a shared block).
+  bool retains() const noexcept { return home != nullptr; }
 
   static void delete_erased(void* p) noexcept {
     auto* r = static_cast<receiver*>(p);
@@ -39,20 +55,25 @@ struct receiver {
   }
 };
 
-/// A receiver holding a callable F that takes `const event<T>&` or `const T&`.
+/// Calls a handler taking `const event<T>&` or `const T&`.
+template <class T, class F>
+inline void call_handler(F& fn, const event<T>& ev) {
+  if constexpr (std::is_invocable_v<F&, const event<T>&>)
+    fn(ev);
+  else
+    fn(ev.payload());
+}
+
+/// A synchronous receiver: the handler runs inside publish().
 template <class T, class F>
 struct receiver_impl final : receiver {
   template <class G>
   receiver_impl(G&& g, topic_pattern pat)
       : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
 
-  static void call(receiver* r, const event_core& e) {
-    auto& self = *static_cast<receiver_impl*>(r);
-    const auto& ev = static_cast<const event<T>&>(e);
-    if constexpr (std::is_invocable_v<F&, const event<T>&>)
-      self.fn(ev);
-    else
-      self.fn(ev.payload());
+  static bool call(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<receiver_impl*>(r)->fn, static_cast<const event<T>&>(e));
+    return true;
   }
   static void destroy_self(receiver* r) noexcept { delete static_cast<receiver_impl*>(r); }
 
@@ -66,6 +87,15 @@ class receiver_list {
     void* raw = ::operator new(sizeof(receiver_list) + n * sizeof(receiver*));
     return ::new (raw) receiver_list(n);
   }
+  /// A list holding `items` (in id order).
+  template <class Range>
+  static receiver_list* make_from(const Range& items) {
+    receiver_list* out = make(std::size(items));
+    std::size_t j = 0;
+    for (receiver* r : items) out->items()[j++] = r;
+    out->finish();
+    return out;
+  }
   /// The shared empty list; never freed.
   static receiver_list* empty() noexcept {
     static receiver_list e(0);
@@ -77,6 +107,8 @@ class receiver_list {
   }
 
   std::size_t size() const noexcept { return size_; }
+  /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
+  bool retaining() const noexcept { return retaining_; }
   receiver* const* begin() const noexcept { return items(); }
   receiver* const* end() const noexcept { return items() + size_; }
   receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
@@ -95,6 +127,7 @@ class receiver_list {
       out->items()[j++] = x;
     }
     if (!placed) out->items()[j] = r;
+    out->finish();
     return out;
   }
   /// A copy without `r`.
@@ -103,12 +136,17 @@ class receiver_list {
     std::size_t j = 0;
     for (receiver* x : *this)
       if (x != r) out->items()[j++] = x;
+    out->finish();
     return out;
   }
 
  private:
   explicit receiver_list(std::size_t n) noexcept : size_(n) {}
+  void finish() noexcept {
+    for (receiver* r : *this) retaining_ = retaining_ || r->retains();
+  }
   std::size_t size_;
+  bool retaining_ = false;
 };
 
 }  // namespace agentbus::detail

@@ -40,8 +40,9 @@ namespace agentbus {
 
 /// @brief What one publish did.
 struct publish_result {
-  std::uint32_t delivered = 0;  ///< handlers that returned normally
+  std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
   std::uint32_t failed = 0;     ///< handlers that threw (each reported to the error hook)
+  std::uint32_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; see overflow)
   std::uint64_t id = 0;         ///< the event's id
 };
 
@@ -89,6 +90,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       id = r->id = ++next_id_;
+      r->owner = this;
       try {
         trie_.insert(r);
         registry_.emplace(id, r);
@@ -120,6 +122,7 @@ class router {
   /// exceptions when called from inside a handler).
   bool unsubscribe(std::uint64_t id) {
     std::vector<retired_record::object> retired;
+    receiver* handed_over = nullptr;
     {
       std::lock_guard lock(mutex_);
       const auto it = registry_.find(id);
@@ -137,23 +140,29 @@ class router {
           if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
         });
       }
-      retired.push_back({r, &receiver::delete_erased});
+      if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+      else handed_over = r;
     }
     auto& domain = quiescence_domain::instance();
     domain.retire(std::move(retired));
     domain.synchronize();
+    // An asynchronous receiver may still be named by events waiting in its mailbox: the
+    // mailbox frees it once none can be (see mailbox::retire_receiver).
+    if (handed_over) hand_over(handed_over);
     return true;
   }
 
   /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
   void shutdown() {
     std::vector<retired_record::object> retired;
+    std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
       for (auto& [id, r] : registry_) {
         r->alive.store(false, std::memory_order_relaxed);
         trie_.erase(r);
-        retired.push_back({r, &receiver::delete_erased});
+        if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+        else handed_over.push_back(r);
       }
       registry_.clear();
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
@@ -161,6 +170,7 @@ class router {
     auto& domain = quiescence_domain::instance();
     domain.retire(std::move(retired));
     domain.synchronize();
+    for (receiver* r : handed_over) hand_over(r);
   }
 
   /// Receivers of a topic that is not cached (the cache is full). Call inside a read section.
@@ -188,8 +198,10 @@ class router {
       // leave the read section; this check is for unsubscribes earlier in this same dispatch.
       if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
       try {
-        r->invoke(r, ev);
-        ++result.delivered;
+        if (r->invoke(r, ev))
+          ++result.delivered;
+        else
+          ++result.rejected;
       } catch (...) {
         ++result.failed;
         report_failure(ev, *r, std::current_exception());
@@ -230,11 +242,7 @@ class router {
     std::vector<receiver*> found;
     trie_.match(text, found);
     std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
-    receiver_list* list = receiver_list::empty();
-    if (!found.empty()) {
-      list = receiver_list::make(found.size());
-      std::copy(found.begin(), found.end(), list->items());
-    }
+    receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
     auto node = std::make_unique<topic_node>(text, h, list);
     table_.insert(node.get());
     return node.release();
@@ -246,8 +254,13 @@ class router {
     retired.push_back({old, &receiver_list::delete_erased});
   }
 
-  template <class T>
-  AGENTBUS_NOINLINE void report_failure(const event<T>& ev, const receiver& r, std::exception_ptr error) noexcept {
+  // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
+  // names it any more.
+  static void hand_over(receiver* r) noexcept { r->hand_over(r); }
+
+ public:
+  /// Counts a handler failure and hands it to the error hook (never throws).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
     handler_failures_.fetch_add(1, std::memory_order_relaxed);
     std::shared_ptr<const error_handler> hook;
     {
@@ -262,6 +275,7 @@ class router {
     }
   }
 
+ private:
   mutable std::mutex mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;

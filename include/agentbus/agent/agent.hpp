@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_AGENT_AGENT_HPP
+#define AGENTBUS_AGENT_AGENT_HPP
+
+// An agent: a named mailbox plus whatever runs its handlers.
+//
+//   agentbus::agent planner("planner");            // caller-pumped: planner.poll() / run_for()
+//   planner.start();                               // ...or its own thread
+//   agentbus::agent coder("coder", pool);          // ...or a shared executor
+//   auto sub = planner.subscribe(bus, "tasks.*", [](const agentbus::event<task>& e) { ... });
+//   // or: bus.subscribe("tasks.*", handler, agentbus::async(planner));
+//
+// Handlers of one agent run one at a time, in mailbox order (high priority first, then FIFO
+// per priority and publishing thread), on the agent's consumer, never inside publish().
+//
+// Thread safety: subscribe, stop and stats from any thread. poll/run_for from one thread at a
+// time (concurrent callers take turns). stop() must not be called from the agent's own handler.
+// Destroying an agent ends its subscriptions (waiting for running handlers, as unsubscribe
+// does), discards what is still queued (counted), and joins its thread: it never hangs on
+// queued work and no handler of it runs afterwards.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "agentbus/agent/executor.hpp"
+#include "agentbus/agent/mailbox.hpp"
+#include "agentbus/router/subscription.hpp"
+
+namespace agentbus {
+
+class agent;
+
+/// @brief An agent: a mailbox whose handlers run on the agent's thread, an executor, or the
+/// application's own loop (see the top of agent.hpp).
+class agent final : detail::schedulable {
+ public:
+  /// @brief A caller-pumped agent: handlers run inside poll() / run_for(), or, after start(),
+  /// on the agent's own thread.
+  explicit agent(std::string name, const mailbox_options& options = {}) : box_(std::move(name), options) {
+    box_.set_wake(&wake, this);
+  }
+
+  /// @brief An agent run by `pool`'s workers, `pool.batch()` events per turn.
+  agent(std::string name, executor& pool, const mailbox_options& options = {})
+      : box_(std::move(name), options), pool_(&pool), mode_(mode::pooled) {
+    pool.attach();
+    box_.set_wake(&wake, this);
+  }
+
+  agent(const agent&) = delete;
+  agent& operator=(const agent&) = delete;
+
+  /// @brief Ends the subscriptions, discards what is queued, joins the thread.
+  ~agent() {
+    box_.unsubscribe_all();
+    if (!stopped_.load(std::memory_order_acquire)) stop(stop_mode::discard);
+    if (pool_) pool_->detach();
+  }
+
+  /// @brief The agent's name.
+  const std::string& name() const noexcept { return box_.name(); }
+
+  /// @brief Runs the agent's handlers on a thread of its own. Only for agents made without an
+  /// executor; throws std::logic_error when already started, pooled or stopped.
+  void start() {
+    std::lock_guard pump(pump_mutex_);  // not while someone polls
+    if (mode_.load() != mode::pumped || stopped_.load(std::memory_order_acquire))
+      throw std::logic_error("agentbus: agent::start(): agent " + name() + " is already running, pooled or stopped");
+    thread_ = std::thread([this] { thread_main(); });
+    mode_.store(mode::threaded);
+    box_.sleep_flag().notify_one();  // in case the thread parked before the mode changed
+  }
+
+  /// @brief Stops the agent: the mailbox accepts nothing more (later events are counted as
+  /// closed); with stop_mode::drain everything already queued is handled first, with
+  /// stop_mode::discard it is dropped (counted, reported). Then joins the thread. Idempotent.
+  void stop(stop_mode how = stop_mode::drain) {
+    if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
+    stop_mode_.store(how, std::memory_order_relaxed);
+    box_.close();
+    switch (mode_.load()) {
+      case mode::threaded:
+        if (box_.try_claim()) box_.sleep_flag().notify_one();
+        thread_.join();
+        break;
+      case mode::pooled:
+        // Take the mailbox (no worker will be given it again), then wait for a worker still
+        // finishing its turn, which may touch the mailbox after giving it up; then finish here.
+        backoff([this] { return box_.try_claim(); });
+        backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; });
+        finish(how);
+        break;
+      case mode::pumped: {
+        std::lock_guard pump(pump_mutex_);
+        finish(how);
+        break;
+      }
+    }
+  }
+
+  /// @brief Caller-pumped agents: handles up to `max` queued events now, without waiting.
+  /// Returns how many were taken out of the mailbox.
+  std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
+    require_pumped("poll");
+    std::lock_guard pump(pump_mutex_);
+    return box_.run_batch(max);
+  }
+
+  /// @brief Caller-pumped agents: handles events as they come until `timeout` has passed (or
+  /// the agent is stopped). Waits without spinning when the mailbox is empty.
+  template <class Rep, class Period>
+  std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
+    require_pumped("run_for");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::lock_guard pump(pump_mutex_);
+    std::size_t total = 0;
+    for (;;) {
+      total += box_.run_batch(default_batch);
+      if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return total;
+      if (!box_.empty() || !box_.prepare_sleep(true)) continue;
+      std::unique_lock lock(wake_mutex_);
+      wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
+    }
+  }
+
+  /// @brief Subscribes `handler` on the bus `on`; it runs on this agent. Same as
+  /// `bus.subscribe(pattern, handler, async(*this))`.
+  template <class T, class Bus, class F>
+  [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
+    return on.template subscribe<T>(pattern, std::forward<F>(handler), async_target{&box_});
+  }
+  /// @brief As above, deducing the event type from the handler.
+  template <class Bus, class F>
+  [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
+    return on.subscribe(pattern, std::forward<F>(handler), async_target{&box_});
+  }
+
+  /// @brief Installs the hook told about every event this agent's mailbox did not handle.
+  void on_undelivered(undelivered_handler hook) { box_.set_undelivered_handler(std::move(hook)); }
+
+  /// @brief The mailbox's counters.
+  mailbox_stats stats() const noexcept { return box_.stats(); }
+
+ private:
+  friend async_target async(agent& a) noexcept;
+  enum class mode : std::uint8_t { pumped, threaded, pooled };
+  static constexpr std::size_t default_batch = 64;
+  static constexpr std::chrono::microseconds spin_before_park{50};
+
+  void require_pumped(const char* what) const {
+    if (mode_.load() != mode::pumped)
+      throw std::logic_error(std::string("agentbus: agent::") + what + "(): agent " + name() +
+                             " runs on its own thread or an executor");
+  }
+
+  // Polls `done` with a yield, then short sleeps: used only by stop().
+  template <class Done>
+  static void backoff(Done done) {
+    for (unsigned spins = 0; !done(); ++spins)
+      if (spins < 64)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+
+  void finish(stop_mode how) {
+    while (box_.run_batch(default_batch, how) > 0) {
+    }
+  }
+
+  void thread_main() {
+    for (;;) {
+      if (box_.run_batch(default_batch) > 0) continue;
+      if (box_.closing()) {
+        finish(stop_mode_.load(std::memory_order_relaxed));
+        return;
+      }
+      // Spin a little before parking. Parking is expensive for both sides: the publisher that
+      // finds us asleep pays for the wake-up system call (tens of microseconds in a VM), and
+      // if we park again before that call even returns, every event costs a wake-up. So poll
+      // for up to spin_before_park (a fraction of a time slice) first. Poll by trying to pop,
+      // which reads only our own index and the next slot.
+      bool more = false;
+      const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
+      for (unsigned i = 0; !more; ++i) {
+        more = box_.run_batch(default_batch) > 0;
+        for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();  // poll the producers' slot gently
+        if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
+      }
+      if (more || !box_.prepare_sleep(true)) continue;
+      box_.sleep_flag().wait(true, std::memory_order_acquire);
+    }
+  }
+
+  // A count, not a flag: a worker that has just given the mailbox up may still be finishing
+  // prepare_sleep() while a producer's wake-up already started another worker's turn.
+  void run_scheduled() noexcept override {
+    in_turn_.fetch_add(1, std::memory_order_relaxed);
+    executor* pool = pool_;
+    const std::size_t batch = pool->batch();
+    const bool keep = box_.run_batch(batch) == batch || !box_.prepare_sleep(false);
+    in_turn_.fetch_sub(1, std::memory_order_release);
+    if (keep) pool->schedule(this);  // still ours: hand it on (after this, another worker may run it)
+  }
+
+  // Called by a producer that found the mailbox asleep (and took the wake): get it consumed.
+  static void wake(void* self) noexcept {
+    auto* a = static_cast<agent*>(self);
+    switch (a->mode_.load(std::memory_order_acquire)) {
+      case mode::threaded: a->box_.sleep_flag().notify_one(); break;
+      case mode::pooled: a->pool_->schedule(a); break;
+      case mode::pumped: {
+        { std::lock_guard lock(a->wake_mutex_); }  // orders the flag change before a waiter's predicate check
+        a->wake_cv_.notify_all();
+        break;
+      }
+    }
+  }
+
+  detail::mailbox box_;
+  executor* pool_ = nullptr;
+  std::atomic<mode> mode_{mode::pumped};
+  std::atomic<bool> stopped_{false};
+  std::atomic<int> in_turn_{0};  // workers inside run_scheduled()
+  std::atomic<stop_mode> stop_mode_{stop_mode::drain};
+  std::thread thread_;
+  std::mutex pump_mutex_;
+  std::mutex wake_mutex_;
+  std::condition_variable wake_cv_;
+};
+
+/// @brief Routes a subscription into `a`'s mailbox: `bus.subscribe(pattern, handler, async(a))`.
+inline async_target async(agent& a) noexcept { return async_target{&a.box_}; }
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_AGENT_AGENT_HPP

@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_AGENT_MAILBOX_HPP
+#define AGENTBUS_AGENT_MAILBOX_HPP
+
+// A mailbox: the bounded queues through which an agent receives events asynchronously.
+//
+// Publishing to a mailbox subscriber puts the event's shared block (built once per publish,
+// shared by every mailbox and handler: the payload is never copied per receiver) into one of
+// three lock-free MPMC queues, one per priority. Exactly one consumer at a time takes events
+// out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
+// an executor, or the application itself (poll / run_for).
+//
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
+// event that is not handled is counted and reported to the mailbox's undelivered hook.
+// Expired events (deadline passed when they reach the head) are not handled; counted and
+// reported too.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/detail/config.hpp"
+#include "agentbus/detail/quiescence.hpp"
+#include "agentbus/detail/receiver.hpp"
+#include "agentbus/queue/mpmc_queue.hpp"
+#include "agentbus/router/router.hpp"
+
+namespace agentbus {
+
+/// @brief What a full mailbox does with a new event.
+enum class overflow : std::uint8_t {
+  block,        ///< the publisher waits for room (up to mailbox_options::block_timeout, then rejected)
+  fail,         ///< the publish is refused at once (publish_result::rejected counts it)
+  drop_newest,  ///< the new event is dropped (counted, reported, publish_result::rejected)
+  drop_oldest,  ///< the oldest queued event of the same priority is dropped to make room
+};
+
+/// @brief Settings of a mailbox.
+struct mailbox_options {
+  /// Events each priority queue holds (rounded up to a power of two). Memory: a cache line
+  /// per slot, three queues: 1024 slots take 192 KiB.
+  std::size_t capacity = 1024;
+  agentbus::overflow overflow = overflow::block;  ///< what to do when full
+  /// With overflow::block: how long a publisher waits before the event is rejected.
+  /// The default waits forever. A publisher blocked on a full mailbox is inside its publish
+  /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)
+  /// would wait for it, so give such mailboxes a timeout or a dropping policy.
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+};
+
+/// @brief Why an event reached a mailbox but was not handled.
+enum class undelivered_reason : std::uint8_t {
+  rejected,        ///< full (overflow::fail, or block timed out)
+  dropped_newest,  ///< full, overflow::drop_newest
+  dropped_oldest,  ///< pushed out by a newer event, overflow::drop_oldest
+  expired,         ///< its deadline passed before it reached the head of the mailbox
+  discarded,       ///< the mailbox was stopped with stop_mode::discard
+  closed,          ///< published after the mailbox was stopped
+};
+
+/// @brief A short English name of an undelivered_reason.
+constexpr std::string_view describe(undelivered_reason r) noexcept {
+  switch (r) {
+    case undelivered_reason::rejected: return "rejected (mailbox full)";
+    case undelivered_reason::dropped_newest: return "dropped (newest, mailbox full)";
+    case undelivered_reason::dropped_oldest: return "dropped (oldest, mailbox full)";
+    case undelivered_reason::expired: return "expired";
+    case undelivered_reason::discarded: return "discarded at stop";
+    case undelivered_reason::closed: return "mailbox closed";
+  }
+  return "unknown";
+}
+
+/// @brief An event a mailbox did not hand to its handler.
+struct undelivered {
+  undelivered_reason reason;       ///< why
+  agentbus::envelope envelope;     ///< the event (views valid during the hook call)
+  std::string_view mailbox;        ///< the mailbox's (agent's) name
+};
+
+/// @brief Receives undelivered events; called on the publishing thread (rejected, dropped,
+/// closed) or the consumer's (expired, discarded). Exceptions it throws are swallowed.
+using undelivered_handler = std::function<void(const undelivered&)>;
+
+/// @brief Counters of a mailbox.
+struct mailbox_stats {
+  std::uint64_t queued = 0;          ///< events accepted (derived: outcomes so far plus depth)
+  std::uint64_t handled = 0;         ///< handler calls that returned normally
+  std::uint64_t failed = 0;          ///< handler calls that threw (also reported to the bus's error hook)
+  std::uint64_t rejected = 0;        ///< see undelivered_reason
+  std::uint64_t dropped_newest = 0;  ///< see undelivered_reason
+  std::uint64_t dropped_oldest = 0;  ///< see undelivered_reason
+  std::uint64_t expired = 0;         ///< see undelivered_reason
+  std::uint64_t discarded = 0;       ///< see undelivered_reason
+  std::uint64_t closed = 0;          ///< see undelivered_reason
+  std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
+  std::size_t depth = 0;             ///< events waiting now (approximate)
+};
+
+/// @brief How a stopping mailbox treats what is still queued.
+enum class stop_mode : std::uint8_t {
+  drain,    ///< handle everything already queued, then stop
+  discard,  ///< drop what is queued (counted as discarded, reported)
+};
+
+namespace detail {
+class mailbox;
+}
+
+/// @brief Routes a subscription into a mailbox: `bus.subscribe(pattern, handler, async(agent))`.
+struct async_target {
+  detail::mailbox* box;  ///< the mailbox events go to
+};
+
+namespace detail {
+
+/// One queued event: which subscription it is for and one reference to its shared block.
+struct mail {
+  receiver* target = nullptr;
+  block_header* block = nullptr;
+};
+
+class mailbox {
+ public:
+  /// Wakes the consumer; set by the agent that owns the mailbox.
+  using wake_fn = void (*)(void* context) noexcept;
+
+  mailbox(std::string name, const mailbox_options& options)
+      : name_(std::move(name)),
+        options_(options),
+        queues_{std::make_unique<mpmc_queue<mail>>(options.capacity), std::make_unique<mpmc_queue<mail>>(options.capacity),
+                std::make_unique<mpmc_queue<mail>>(options.capacity)} {}
+
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+
+  ~mailbox() {
+    // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
+    mail m;
+    for (auto& q : queues_)
+      while (q->try_pop(m)) m.block->release();
+    for (receiver* r : retired_) r->destroy(r);
+  }
+
+  void set_wake(wake_fn fn, void* context) noexcept {
+    wake_ = fn;
+    wake_context_ = context;
+  }
+  void set_undelivered_handler(undelivered_handler h) {
+    auto p = h ? std::make_shared<const undelivered_handler>(std::move(h)) : nullptr;
+    std::lock_guard lock(hook_mutex_);
+    undelivered_ = std::move(p);
+  }
+
+  const std::string& name() const noexcept { return name_; }
+
+  // ---- producer side (publishing threads) ----
+
+  /// Queues `ev` (which lives in a shared block) for receiver `r`. False when refused.
+  bool deliver(receiver* r, const event_core& ev) {
+    auto* block = const_cast<block_header*>(ev.block());
+    block->add_ref();
+    const mail m{r, block};
+    auto& q = *queues_[index_of(ev.priority())];
+    bool ok = q.try_push(m);
+    if (!ok) ok = deliver_full(q, m, ev);
+    if (!ok) {
+      block->release();
+      return false;
+    }
+    // Pairs with the consumer's heavy barrier before it sleeps: either it sees our event, or
+    // we see it asleep and wake it. Only a compiler barrier here (see quiescence.hpp).
+    asymmetric_light_barrier();
+    if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false, std::memory_order_acq_rel)) wake_(wake_context_);
+    return true;
+  }
+
+  // ---- consumer side (one thread at a time) ----
+
+  /// Handles up to `max` events, high priority first. Returns how many were taken out.
+  std::size_t run_batch(std::size_t max, stop_mode mode = stop_mode::drain) {
+    std::size_t n = 0;
+    mail m;
+    while (n < max && pop(m)) {
+      ++n;
+      consume(m, mode);
+    }
+    if (n < max) free_retired_if_idle();
+    return n;
+  }
+
+  /// True when nothing is queued (approximate while producers are active).
+  bool empty() const noexcept {
+    for (auto& q : queues_)
+      if (!q->empty_approx()) return false;
+    return true;
+  }
+
+  /// The consumer is about to stop looking. Returns false when events arrived in the meantime
+  /// and the consumer still owns the mailbox (it must keep going); true when it may sleep: a
+  /// producer will call wake() when the next event arrives.
+  /// `wake_on_close`: a closing mailbox also keeps (or wakes) the consumer, which must notice.
+  bool prepare_sleep(bool wake_on_close) noexcept {
+    sleeping_.store(true, std::memory_order_seq_cst);
+    asymmetric_heavy_barrier();
+    if (!empty() || (wake_on_close && closing_.load(std::memory_order_seq_cst))) {
+      // Take the wake back unless a producer already took it (then its wake() is coming).
+      if (sleeping_.exchange(false, std::memory_order_acq_rel)) return false;
+    }
+    return true;
+  }
+  /// Claims the mailbox for a consumer that is not woken by producers (stop, poll): true when
+  /// the caller now owns it, false when another consumer is running it.
+  bool try_claim() noexcept { return sleeping_.exchange(false, std::memory_order_acq_rel); }
+  /// True while no consumer owns the mailbox.
+  bool is_sleeping() const noexcept { return sleeping_.load(std::memory_order_acquire); }
+  /// The flag a parked thread waits on.
+  std::atomic<bool>& sleep_flag() noexcept { return sleeping_; }
+
+  /// Stops accepting events: later deliveries are refused (counted as closed).
+  void close() noexcept {
+    closing_.store(true, std::memory_order_seq_cst);
+    for (auto& q : queues_) q->close();
+  }
+  bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
+
+  /// Called by the router (via receiver::hand_over) after unsubscribing an asynchronous
+  /// receiver: frees it once no queued event can name it.
+  void retire_receiver(receiver* r) {
+    std::lock_guard lock(retired_mutex_);
+    retired_.push_back(r);
+    has_retired_.store(true, std::memory_order_release);
+  }
+
+  /// Remembers a subscription made on this mailbox, so the owner can end them all.
+  void track(std::weak_ptr<router> owner, std::uint64_t id) {
+    std::lock_guard lock(retired_mutex_);
+    tracked_.emplace_back(std::move(owner), id);
+  }
+  /// Ends every tracked subscription (each waits for running publishes and handlers).
+  void unsubscribe_all() {
+    std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
+    {
+      std::lock_guard lock(retired_mutex_);
+      all.swap(tracked_);
+    }
+    for (auto& [owner, id] : all)
+      if (auto r = owner.lock()) r->unsubscribe(id);
+  }
+
+  mailbox_stats stats() const noexcept {
+    mailbox_stats s;
+    s.handled = handled_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    s.rejected = count(undelivered_reason::rejected);
+    s.dropped_newest = count(undelivered_reason::dropped_newest);
+    s.dropped_oldest = count(undelivered_reason::dropped_oldest);
+    s.expired = count(undelivered_reason::expired);
+    s.discarded = count(undelivered_reason::discarded);
+    s.closed = count(undelivered_reason::closed);
+    s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
+    for (auto& q : queues_) s.depth += q->size_approx();
+    // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
+    s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
+    return s;
+  }
+
+ private:
+  static std::size_t index_of(priority p) noexcept {
+    return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  bool pop(mail& m) {
+    for (auto& q : queues_)
+      if (q->try_pop(m)) return true;
+    return false;
+  }
+
+  // The slow path of deliver(): the queue was full (or closed).
+  AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
+    if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
+    switch (options_.overflow) {
+      case overflow::fail: return refuse(undelivered_reason::rejected, ev);
+      case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
+      case overflow::drop_oldest: {
+        for (;;) {
+          if (q.try_push(m)) return true;
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          mail old;
+          if (q.try_pop(old)) {
+            note(undelivered_reason::dropped_oldest, *old.block->core);
+            old.block->release();
+          } else {
+            std::this_thread::yield();  // a consumer holds the slot we would drop; it is about to free one
+          }
+        }
+      }
+      case overflow::block: {
+        // Room usually appears within a few handler calls. Rather than retrying the push
+        // (which polls the very slot the consumer is about to free, slowing it down), wait
+        // until a quarter of the queue is free, then go on: the publisher and the consumer
+        // then work on slots far apart. Pause first, then yield (a consumer may share our
+        // core), and only then park in the queue: parking makes every pop pay for a wake-up.
+        const bool forever = options_.block_timeout == std::chrono::nanoseconds::max();
+        const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
+                                      : std::chrono::steady_clock::now() + options_.block_timeout;
+        const std::size_t resume_at = q.capacity() - q.capacity() / 4;
+        for (unsigned i = 0; i < 4096; ++i) {
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.size_approx() <= resume_at && q.try_push(m)) return true;
+          if (i < 256) {
+            for (unsigned k = 0; k < 16; ++k) cpu_relax();
+          } else {
+            if (!forever && std::chrono::steady_clock::now() >= deadline) break;
+            std::this_thread::yield();
+          }
+        }
+        bool ok = false;
+        if (forever)
+          ok = q.push(m);
+        else if (const auto now = std::chrono::steady_clock::now(); now < deadline)
+          ok = q.push_for(m, deadline - now);
+        if (ok) return true;
+        return refuse(q.closed() ? undelivered_reason::closed : undelivered_reason::rejected, ev);
+      }
+    }
+    return false;
+  }
+
+  // Counters written only by the consumer (one at a time) need no read-modify-write.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  bool refuse(undelivered_reason why, const event_core& ev) {
+    note(why, ev);
+    return false;
+  }
+
+  void note(undelivered_reason why, const event_core& ev) noexcept {
+    counters_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const undelivered_handler> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = undelivered_;
+    }
+    if (!hook) return;
+    try {
+      (*hook)(undelivered{why, ev.envelope(), name_});
+    } catch (...) {
+      // Documented: swallowed.
+    }
+  }
+
+  std::uint64_t count(undelivered_reason why) const noexcept {
+    return counters_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
+  }
+
+  void consume(mail& m, stop_mode mode) {
+    const event_core& ev = *m.block->core;
+    if (mode == stop_mode::discard) {
+      note(undelivered_reason::discarded, ev);
+    } else if (ev.expired()) {
+      note(undelivered_reason::expired, ev);
+    } else {
+      // The read section makes unsubscribe wait for this call, as for synchronous handlers.
+      read_guard guard;
+      if (!m.target->alive.load(std::memory_order_relaxed)) {
+        bump(unsubscribed_);
+      } else {
+        try {
+          m.target->handle(m.target, ev);
+          bump(handled_);
+        } catch (...) {
+          bump(failed_);
+          m.target->owner->report_failure(ev, *m.target, std::current_exception());
+        }
+      }
+    }
+    m.block->release();
+  }
+
+  // A retired receiver can be freed once the queues have been seen empty after it was
+  // retired: it was retired after every publish that could queue it had finished.
+  void free_retired_if_idle() {
+    if (!has_retired_.load(std::memory_order_acquire)) return;
+    std::vector<receiver*> ready;
+    {
+      std::lock_guard lock(retired_mutex_);
+      ready.swap(retired_);
+      has_retired_.store(false, std::memory_order_relaxed);
+    }
+    if (!empty()) {
+      std::lock_guard lock(retired_mutex_);
+      retired_.insert(retired_.end(), ready.begin(), ready.end());
+      has_retired_.store(true, std::memory_order_relaxed);
+      return;
+    }
+    for (receiver* r : ready) r->destroy(r);
+  }
+
+  const std::string name_;
+  const mailbox_options options_;
+  std::array<std::unique_ptr<mpmc_queue<mail>>, 3> queues_;  // high, normal, low
+
+  alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
+  std::atomic<bool> closing_{false};
+  wake_fn wake_ = [](void*) noexcept {};
+  void* wake_context_ = nullptr;
+
+  alignas(cache_line_size) std::atomic<std::uint64_t> handled_{0};  // consumer-written counters
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> unsubscribed_{0};
+  std::array<std::atomic<std::uint64_t>, 6> counters_{};
+
+  std::mutex hook_mutex_;
+  std::shared_ptr<const undelivered_handler> undelivered_;
+
+  std::mutex retired_mutex_;
+  std::atomic<bool> has_retired_{false};
+  std::vector<receiver*> retired_;
+  std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> tracked_;
+};
+
+/// An asynchronous receiver: publishing queues the event in `home`; the handler runs later on
+/// the mailbox's consumer.
+template <class T, class F>
+struct async_receiver final : receiver {
+  template <class G>
+  async_receiver(G&& g, topic_pattern pat, mailbox& box)
+      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
+    home = &box;
+    handle = &run;
+    hand_over = &return_home;
+  }
+
+  static bool enqueue(receiver* r, const event_core& e) { return r->home->deliver(r, e); }
+  static void run(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+  }
+  static void return_home(receiver* r) noexcept {
+    try {
+      r->home->retire_receiver(r);
+    } catch (...) {
+      // Out of memory recording it: the receiver is dead (alive == false) and stays allocated.
+    }
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<async_receiver*>(r); }
+
+  F fn;
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_AGENT_MAILBOX_HPP
