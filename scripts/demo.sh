@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target example_02_wildcards >/dev/null
-./build/examples/example_02_wildcards
+cmake --build build -j2 --target example_03_agents >/dev/null
+./build/examples/example_03_agents
