@@ -13,7 +13,7 @@ declare -A seen=()
 emit() {
   local file=$1 line inc
   while IFS= read -r line || [[ -n $line ]]; do
-    if [[ $line =~ ^#include\ \"(agentbus/[^\"]+)\" ]]; then
+    if [[ $line =~ ^#include\ [\"\<](agentbus/[^\">]+)[\"\>] ]]; then
       inc=${BASH_REMATCH[1]}
       if [[ -z ${seen[$inc]:-} ]]; then
         seen[$inc]=1

@@ -154,6 +154,152 @@ struct event_traits {
 #include <type_traits>
 #include <utility>
 
+#ifndef AGENTBUS_DETAIL_BLOCK_POOL_HPP
+#define AGENTBUS_DETAIL_BLOCK_POOL_HPP
+
+// Recycles the memory of shared event blocks.
+//
+// An event retained by a mailbox is allocated on the publishing thread and freed on the
+// consumer's: with the C library's allocator both threads then fight over one arena lock on
+// every event. Here each thread keeps a small cache per size class; a thread whose cache
+// overflows hands a batch of blocks to a central list, and a thread whose cache is empty takes
+// a batch from it. The central lock is taken once per `batch` events, not per event.
+// Memory is kept for reuse (bounded by the peak number of live blocks), never returned early.
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace agentbus::detail {
+
+class block_pool {
+ public:
+  static constexpr std::size_t granule = 64;      // size classes are multiples of this
+  static constexpr std::size_t class_count = 16;  // blocks up to 1 KiB are pooled
+  static constexpr std::uint32_t batch = 32;      // blocks moved to/from the central list at once
+
+  /// True when blocks of `size` bytes (and default alignment) come from the pool.
+  static constexpr bool pooled(std::size_t size) noexcept { return size != 0 && size <= granule * class_count; }
+
+  static void* allocate(std::size_t size) {
+    if (!pooled(size) || exited) return ::operator new(pooled(size) ? class_size(size) : size);
+    const std::size_t c = (size - 1) / granule;
+    cache& local = thread_cache();
+    if (local.head[c] == nullptr) refill(local, c);
+    if (node* n = local.head[c]) {
+      local.head[c] = n->next;
+      --local.count[c];
+      return n;
+    }
+    return ::operator new(class_size(size));
+  }
+
+  static void deallocate(void* p, std::size_t size) noexcept {
+    if (!pooled(size) || exited) {
+      ::operator delete(p);
+      return;
+    }
+    const std::size_t c = (size - 1) / granule;
+    cache& local = thread_cache();
+    auto* n = static_cast<node*>(p);
+    n->next = local.head[c];
+    local.head[c] = n;
+    if (++local.count[c] >= 2 * batch) spill(local, c);
+  }
+
+ private:
+  static constexpr std::size_t class_size(std::size_t size) noexcept { return ((size - 1) / granule + 1) * granule; }
+
+  struct node {
+    node* next;
+  };
+  struct cache {
+    node* head[class_count] = {};
+    std::uint32_t count[class_count] = {};
+  };
+  struct central {
+    std::mutex mutex;
+    std::vector<node*> batches[class_count];  // each a list of `batch` nodes
+  };
+
+  static central& shared() noexcept {
+    static central* c = new central;  // immortal: threads may exit after static destruction
+    return *c;
+  }
+
+  // The thread's cache: a constinit pointer (one TLS load, no guard) plus an owner whose
+  // destructor hands the cache back when the thread exits.
+  struct cache_owner {
+    cache storage;
+    ~cache_owner();
+  };
+  static cache& thread_cache() noexcept {
+    cache* c = current;
+    if (c == nullptr) c = attach();
+    return *c;
+  }
+  static cache* attach() noexcept {
+    thread_local cache_owner owner;
+    current = &owner.storage;
+    return current;
+  }
+
+  static void refill(cache& local, std::size_t c) {
+    central& s = shared();
+    std::lock_guard lock(s.mutex);
+    if (s.batches[c].empty()) return;
+    local.head[c] = s.batches[c].back();
+    local.count[c] = batch;
+    s.batches[c].pop_back();
+  }
+
+  // Moves `batch` nodes from the cache to the central list.
+  static void spill(cache& local, std::size_t c) noexcept {
+    node* first = local.head[c];
+    node* last = first;
+    for (std::uint32_t i = 1; i < batch; ++i) last = last->next;
+    local.head[c] = last->next;
+    last->next = nullptr;
+    local.count[c] -= batch;
+    central& s = shared();
+    std::lock_guard lock(s.mutex);
+    try {
+      s.batches[c].push_back(first);
+    } catch (...) {
+      // Could not record the batch: free it instead.
+      while (first) {
+        node* next = first->next;
+        ::operator delete(first);
+        first = next;
+      }
+    }
+  }
+
+  static inline thread_local constinit cache* current = nullptr;
+  // Set once the thread's cache is gone (blocks released by later thread-exit destructors).
+  static inline thread_local constinit bool exited = false;
+};
+
+inline block_pool::cache_owner::~cache_owner() {
+  block_pool::current = nullptr;
+  block_pool::exited = true;
+  for (std::size_t c = 0; c < class_count; ++c) {
+    while (storage.count[c] >= batch) spill(storage, c);
+    for (node* n = storage.head[c]; n != nullptr;) {
+      node* next = n->next;
+      ::operator delete(n);
+      n = next;
+    }
+    storage.head[c] = nullptr;
+    storage.count[c] = 0;
+  }
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_DETAIL_BLOCK_POOL_HPP
 
 namespace agentbus {
 
@@ -201,6 +347,11 @@ template <class T>
 class shared_event;
 
 namespace detail {
+template <class T>
+struct event_block;
+/// Wraps a freshly made block (reference count 1) in a handle without adding a reference.
+template <class T>
+shared_event<T> adopt_block(event_block<T>* block) noexcept;
 
 /// Bits of the event id taken by the per-thread sequence; the rest name the publishing thread.
 inline constexpr int sequence_bits = 40;
@@ -208,9 +359,13 @@ inline constexpr std::uint64_t sequence_mask = (std::uint64_t{1} << sequence_bit
 inline constexpr auto no_deadline = deadline_clock::time_point::max();
 
 /// Header of every shared block: an intrusive reference count and the type-erased destroyer.
+class event_core;
+
 struct block_header {
   std::atomic<std::uint32_t> refs{1};
+  std::uint32_t bytes = 0;  // size of the allocation, for the pool
   void (*destroy)(block_header*) noexcept = nullptr;
+  const event_core* core = nullptr;  // the event view inside the block, type-erased
 
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -252,7 +407,8 @@ class event_core {
     // Stamped lazily: reading the clock costs more than a whole synchronous publish, so it is
     // only read when someone asks (or when the event is retained).
     if (published_ns_ == 0) published_ns_ = now_ns();
-    return std::chrono::system_clock::time_point{std::chrono::nanoseconds{published_ns_}};
+    return std::chrono::system_clock::time_point{
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds{published_ns_})};
   }
 
   agentbus::envelope envelope() const noexcept {
@@ -275,7 +431,7 @@ class event_core {
   const publish_options* options_;
   std::uint64_t id_;
   deadline_clock::time_point deadline_;
-  mutable std::int64_t published_ns_ = 0;
+  mutable std::int64_t published_ns_ = 0;  // system_clock ns since the epoch; 0 = not stamped yet
   const block_header* block_;
 
   template <class U>
@@ -341,22 +497,24 @@ struct event_block : block_header {
 
   static void destroy_block(block_header* h) noexcept {
     auto* self = static_cast<event_block*>(h);
+    const std::size_t bytes = self->bytes;
     self->payload()->~T();
     self->~event_block();
-    deallocate(self);
+    deallocate(self, bytes);
   }
 
+  // Blocks of ordinary alignment come from the block pool (freed on other threads cheaply).
   static void* allocate(std::size_t size) {
     if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
       return ::operator new(size, std::align_val_t{alignof(event_block)});
     else
-      return ::operator new(size);
+      return block_pool::allocate(size);
   }
-  static void deallocate(void* p) noexcept {
+  static void deallocate(void* p, std::size_t size) noexcept {
     if constexpr (alignof(event_block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
       ::operator delete(p, std::align_val_t{alignof(event_block)});
     else
-      ::operator delete(p);
+      block_pool::deallocate(p, size);
   }
 
   /// Builds a block from `meta` (copying its strings) and a payload constructed from `args`.
@@ -368,7 +526,8 @@ struct event_block : block_header {
     const std::size_t headers_offset =
         (sizeof(event_block) + alignof(header) - 1) / alignof(header) * alignof(header);
     const std::size_t text_offset = headers_offset + src.headers.size() * sizeof(header);
-    void* raw = allocate(text_offset + text_bytes);
+    const std::size_t bytes = text_offset + text_bytes;
+    void* raw = allocate(bytes);
 
     auto* block = static_cast<event_block*>(raw);
     char* text = static_cast<char*>(raw) + text_offset;
@@ -387,11 +546,12 @@ struct event_block : block_header {
     options.headers = std::span<const header>(headers, src.headers.size());
 
     ::new (static_cast<void*>(block)) event_block(options, topic, meta);
+    block->bytes = static_cast<std::uint32_t>(bytes);
     try {
       ::new (static_cast<void*>(block->payload_storage)) T(std::forward<Args>(args)...);
     } catch (...) {
       block->~event_block();
-      deallocate(raw);
+      deallocate(raw, bytes);
       throw;
     }
     return block;
@@ -401,6 +561,7 @@ struct event_block : block_header {
   event_block(const publish_options& opts, std::string_view topic, const event_core& meta) noexcept
       : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this) {
     destroy = &destroy_block;
+    core = &view;
     view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();
   }
 };
@@ -462,11 +623,17 @@ class shared_event {
   friend class event;
   template <class U>
   friend struct detail::event_block;
+  friend shared_event detail::adopt_block<T>(detail::event_block<T>*) noexcept;
 
   explicit shared_event(detail::event_block<T>* b) noexcept : block_(b) {}
 
   detail::event_block<T>* block_ = nullptr;
 };
+
+template <class T>
+shared_event<T> detail::adopt_block(detail::event_block<T>* block) noexcept {
+  return shared_event<T>(block);
+}
 
 template <class T>
 shared_event<T> event<T>::retain() const {
@@ -903,6 +1070,7 @@ inline void full_fence() noexcept {
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -910,9 +1078,17 @@ inline void full_fence() noexcept {
 
 namespace agentbus::detail {
 
-/// One subscription's handler. Lives until unsubscribe's grace period ends.
+class mailbox;  // agent/mailbox.hpp
+class router;   // router/router.hpp
+
+/// One subscription's handler. Lives until unsubscribe's grace period ends (synchronous
+/// receivers) or until its mailbox holds no more events for it (asynchronous receivers).
 struct receiver {
-  using invoke_fn = void (*)(receiver*, const event_core&);
+  /// Delivers an event: calls the handler (synchronous) or queues it (asynchronous).
+  /// Returns false when a mailbox refused the event.
+  using invoke_fn = bool (*)(receiver*, const event_core&);
+  /// Runs the handler on an event taken from a mailbox (asynchronous receivers only).
+  using handle_fn = void (*)(receiver*, const event_core&);
   using destroy_fn = void (*)(receiver*) noexcept;
 
   receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat) noexcept
@@ -924,7 +1100,14 @@ struct receiver {
   invoke_fn invoke;
   destroy_fn destroy;
   std::uint64_t id = 0;
+  mailbox* home = nullptr;           // asynchronous receivers: the mailbox events go to
+  handle_fn handle = nullptr;        // asynchronous receivers: runs the handler
+  destroy_fn hand_over = nullptr;    // asynchronous receivers: returns it to its mailbox
+  router* owner = nullptr;     // the router that reports this receiver's failures
   topic_pattern pattern;
+
+  /// True when the receiver keeps events beyond the publish call (needs a shared block).
+  bool retains() const noexcept { return home != nullptr; }
 
   static void delete_erased(void* p) noexcept {
     auto* r = static_cast<receiver*>(p);
@@ -932,20 +1115,25 @@ struct receiver {
   }
 };
 
-/// A receiver holding a callable F that takes `const event<T>&` or `const T&`.
+/// Calls a handler taking `const event<T>&` or `const T&`.
+template <class T, class F>
+inline void call_handler(F& fn, const event<T>& ev) {
+  if constexpr (std::is_invocable_v<F&, const event<T>&>)
+    fn(ev);
+  else
+    fn(ev.payload());
+}
+
+/// A synchronous receiver: the handler runs inside publish().
 template <class T, class F>
 struct receiver_impl final : receiver {
   template <class G>
   receiver_impl(G&& g, topic_pattern pat)
       : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
 
-  static void call(receiver* r, const event_core& e) {
-    auto& self = *static_cast<receiver_impl*>(r);
-    const auto& ev = static_cast<const event<T>&>(e);
-    if constexpr (std::is_invocable_v<F&, const event<T>&>)
-      self.fn(ev);
-    else
-      self.fn(ev.payload());
+  static bool call(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<receiver_impl*>(r)->fn, static_cast<const event<T>&>(e));
+    return true;
   }
   static void destroy_self(receiver* r) noexcept { delete static_cast<receiver_impl*>(r); }
 
@@ -959,6 +1147,15 @@ class receiver_list {
     void* raw = ::operator new(sizeof(receiver_list) + n * sizeof(receiver*));
     return ::new (raw) receiver_list(n);
   }
+  /// A list holding `items` (in id order).
+  template <class Range>
+  static receiver_list* make_from(const Range& items) {
+    receiver_list* out = make(std::size(items));
+    std::size_t j = 0;
+    for (receiver* r : items) out->items()[j++] = r;
+    out->finish();
+    return out;
+  }
   /// The shared empty list; never freed.
   static receiver_list* empty() noexcept {
     static receiver_list e(0);
@@ -970,6 +1167,8 @@ class receiver_list {
   }
 
   std::size_t size() const noexcept { return size_; }
+  /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
+  bool retaining() const noexcept { return retaining_; }
   receiver* const* begin() const noexcept { return items(); }
   receiver* const* end() const noexcept { return items() + size_; }
   receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
@@ -988,6 +1187,7 @@ class receiver_list {
       out->items()[j++] = x;
     }
     if (!placed) out->items()[j] = r;
+    out->finish();
     return out;
   }
   /// A copy without `r`.
@@ -996,12 +1196,17 @@ class receiver_list {
     std::size_t j = 0;
     for (receiver* x : *this)
       if (x != r) out->items()[j++] = x;
+    out->finish();
     return out;
   }
 
  private:
   explicit receiver_list(std::size_t n) noexcept : size_(n) {}
+  void finish() noexcept {
+    for (receiver* r : *this) retaining_ = retaining_ || r->retains();
+  }
   std::size_t size_;
+  bool retaining_ = false;
 };
 
 }  // namespace agentbus::detail
@@ -1145,6 +1350,18 @@ class pattern_trie {
 
 namespace agentbus::detail {
 
+/// Set once, when the domain starts, if membarrier(2) is usable (then light barriers are
+/// compiler barriers and heavy ones are membarrier calls).
+inline bool asymmetric_barriers_ready = false;
+
+/// The cheap half of an asymmetric Dekker pairing (see the top of this file).
+inline void asymmetric_light_barrier() noexcept {
+  if (asymmetric_barriers_ready)
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  else
+    full_fence();
+}
+
 /// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
 struct alignas(cache_line_size) reader_slot {
   std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
@@ -1189,6 +1406,14 @@ class quiescence_domain {
   /// Frees whatever retired records are ready.
   void reclaim() noexcept;
 
+  /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
+  void heavy_barrier() noexcept {
+#if defined(__linux__)
+    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+#endif
+    full_fence();
+  }
+
  private:
   quiescence_domain() {
 #if defined(__linux__) && !AGENTBUS_TSAN
@@ -1197,14 +1422,7 @@ class quiescence_domain {
         ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
       asymmetric_ = true;
 #endif
-  }
-
-  /// The writer half of the StoreLoad pairing with read_lock().
-  void heavy_barrier() noexcept {
-#if defined(__linux__)
-    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
-#endif
-    full_fence();
+    asymmetric_barriers_ready = asymmetric_;
   }
 
   /// Slots currently inside a read section, other than `self`.
@@ -1300,6 +1518,9 @@ inline void read_unlock(reader_slot* s) noexcept {
     }
   }
 }
+
+/// The expensive half of an asymmetric Dekker pairing: a full barrier on every running thread.
+inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().heavy_barrier(); }
 
 /// RAII read section.
 class read_guard {
@@ -1500,8 +1721,9 @@ namespace agentbus {
 
 /// @brief What one publish did.
 struct publish_result {
-  std::uint32_t delivered = 0;  ///< handlers that returned normally
+  std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
   std::uint32_t failed = 0;     ///< handlers that threw (each reported to the error hook)
+  std::uint32_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; see overflow)
   std::uint64_t id = 0;         ///< the event's id
 };
 
@@ -1549,6 +1771,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       id = r->id = ++next_id_;
+      r->owner = this;
       try {
         trie_.insert(r);
         registry_.emplace(id, r);
@@ -1580,6 +1803,7 @@ class router {
   /// exceptions when called from inside a handler).
   bool unsubscribe(std::uint64_t id) {
     std::vector<retired_record::object> retired;
+    receiver* handed_over = nullptr;
     {
       std::lock_guard lock(mutex_);
       const auto it = registry_.find(id);
@@ -1597,23 +1821,29 @@ class router {
           if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
         });
       }
-      retired.push_back({r, &receiver::delete_erased});
+      if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+      else handed_over = r;
     }
     auto& domain = quiescence_domain::instance();
     domain.retire(std::move(retired));
     domain.synchronize();
+    // An asynchronous receiver may still be named by events waiting in its mailbox: the
+    // mailbox frees it once none can be (see mailbox::retire_receiver).
+    if (handed_over) hand_over(handed_over);
     return true;
   }
 
   /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
   void shutdown() {
     std::vector<retired_record::object> retired;
+    std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
       for (auto& [id, r] : registry_) {
         r->alive.store(false, std::memory_order_relaxed);
         trie_.erase(r);
-        retired.push_back({r, &receiver::delete_erased});
+        if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+        else handed_over.push_back(r);
       }
       registry_.clear();
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
@@ -1621,6 +1851,7 @@ class router {
     auto& domain = quiescence_domain::instance();
     domain.retire(std::move(retired));
     domain.synchronize();
+    for (receiver* r : handed_over) hand_over(r);
   }
 
   /// Receivers of a topic that is not cached (the cache is full). Call inside a read section.
@@ -1648,8 +1879,10 @@ class router {
       // leave the read section; this check is for unsubscribes earlier in this same dispatch.
       if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
       try {
-        r->invoke(r, ev);
-        ++result.delivered;
+        if (r->invoke(r, ev))
+          ++result.delivered;
+        else
+          ++result.rejected;
       } catch (...) {
         ++result.failed;
         report_failure(ev, *r, std::current_exception());
@@ -1690,11 +1923,7 @@ class router {
     std::vector<receiver*> found;
     trie_.match(text, found);
     std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
-    receiver_list* list = receiver_list::empty();
-    if (!found.empty()) {
-      list = receiver_list::make(found.size());
-      std::copy(found.begin(), found.end(), list->items());
-    }
+    receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
     auto node = std::make_unique<topic_node>(text, h, list);
     table_.insert(node.get());
     return node.release();
@@ -1706,8 +1935,13 @@ class router {
     retired.push_back({old, &receiver_list::delete_erased});
   }
 
-  template <class T>
-  AGENTBUS_NOINLINE void report_failure(const event<T>& ev, const receiver& r, std::exception_ptr error) noexcept {
+  // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
+  // names it any more.
+  static void hand_over(receiver* r) noexcept { r->hand_over(r); }
+
+ public:
+  /// Counts a handler failure and hands it to the error hook (never throws).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
     handler_failures_.fetch_add(1, std::memory_order_relaxed);
     std::shared_ptr<const error_handler> hook;
     {
@@ -1722,6 +1956,7 @@ class router {
     }
   }
 
+ private:
   mutable std::mutex mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;
@@ -1896,6 +2131,8 @@ static_assert(transport_policy<transport::in_process>);
 // acquire load of the topic's receiver list and the calls.
 
 #include <memory>
+#include <stdexcept>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 
@@ -1904,13 +2141,34 @@ namespace agentbus {
 
 namespace detail {
 
+/// Publishes to receivers that keep the event (mailboxes): the payload goes, once, into a
+/// shared block (moved when the caller passed an rvalue), and every receiver, synchronous ones
+/// included, sees that block's event. Out of line: the synchronous path stays small.
+template <class T, class P>
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
+                                                  P&& payload, const publish_options& options, std::uint64_t id) {
+  if constexpr (std::is_constructible_v<T, P&&>) {
+    const T* no_payload = nullptr;
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
+    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    return r.dispatch(list, *held);
+  } else {
+    throw std::logic_error(
+        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+  }
+}
+
 /// The body of every publish: stamp the event, build it on the stack, call the receivers.
-template <class T>
-AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, const T& payload,
-                                      const publish_options& options, reader_slot* slot) {
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, P&& payload,
+                                                      const publish_options& options, reader_slot* slot) {
+  using T = std::remove_cvref_t<P>;
   const receiver_list* list = node.receivers.load(std::memory_order_acquire);
   const std::uint64_t id = slot->id_base | (++slot->next_sequence & sequence_mask);
-  if (list->size() == 0) return publish_result{0, 0, id};
+  if (list->size() == 0) return publish_result{0, 0, 0, id};
+  if (AGENTBUS_UNLIKELY(list->retaining()))
+    return publish_retained<T>(r, *list, node.name, std::forward<P>(payload), options, id);
   const event<T> ev(payload, node.name, options, id, deadline_from(options));
   return r.dispatch(*list, ev);
 }
@@ -1929,10 +2187,17 @@ class channel {
  public:
   static_assert(event_type<T>, "agentbus: channel<T>: T must be a movable, non-const object type");
 
-  /// @brief Publishes `payload` to the channel's topic; handlers see it by reference.
+  /// @brief Publishes `payload` to the channel's topic; synchronous handlers see it by reference.
+  /// When a mailbox subscribes, the payload is copied once into a shared block.
   publish_result publish(const T& payload, const publish_options& options = detail::default_publish_options) const {
     detail::read_guard guard;
     return detail::publish_to_node(*router_, *node_, payload, options, guard.slot());
+  }
+  /// @brief Publishes `payload`; when a mailbox subscribes, the payload is moved (not copied)
+  /// into the shared block.
+  publish_result publish(T&& payload, const publish_options& options = detail::default_publish_options) const {
+    detail::read_guard guard;
+    return detail::publish_to_node(*router_, *node_, std::move(payload), options, guard.slot());
   }
 
   /// @brief The channel's topic.
@@ -1989,6 +2254,1252 @@ class channel {
 #include <utility>
 #include <vector>
 
+#ifndef AGENTBUS_AGENT_MAILBOX_HPP
+#define AGENTBUS_AGENT_MAILBOX_HPP
+
+// A mailbox: the bounded queues through which an agent receives events asynchronously.
+//
+// Publishing to a mailbox subscriber puts the event's shared block (built once per publish,
+// shared by every mailbox and handler: the payload is never copied per receiver) into one of
+// three lock-free MPMC queues, one per priority. Exactly one consumer at a time takes events
+// out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
+// an executor, or the application itself (poll / run_for).
+//
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
+// event that is not handled is counted and reported to the mailbox's undelivered hook.
+// Expired events (deadline passed when they reach the head) are not handled; counted and
+// reported too.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#ifndef AGENTBUS_QUEUE_MPMC_QUEUE_HPP
+#define AGENTBUS_QUEUE_MPMC_QUEUE_HPP
+
+/// @file
+/// @brief Bounded lock-free multi-producer multi-consumer queue (the one queue
+/// agentbus uses for mailboxes and the executor).
+///
+/// ## Algorithm
+/// A ring of `capacity()` slots (a power of two). Every slot carries a sequence
+/// number that says, for the slot's current lap around the ring, whether it is
+/// free for the producer of that lap or full for its consumer (D. Vyukov's
+/// bounded MPMC scheme, with the sequence counting laps rather than positions
+/// so that a capacity of 1 works too). A producer claims a position with one
+/// CAS on the producer index, constructs the element, then publishes it by
+/// storing the slot's sequence; a consumer does the mirror image. Producers
+/// and consumers only meet on the slot they both want, so a try operation
+/// never reads the other side's index: the slot's own sequence already says
+/// full or empty.
+///
+/// ## Layout
+/// - The producer index, the consumer index, the read-mostly fields and each
+///   side's wake-up word all sit on cache lines of their own: those are
+///   written by every operation (or read by every operation), and sharing a
+///   line between them would make every push invalidate every pop.
+/// - Slots are packed, not padded to a line each: a slot is sized up to the
+///   next power of two (16 bytes for an 8-byte T), so none straddles two
+///   lines, and a slot bigger than a line is rounded to whole lines, so it
+///   shares none. Padding each slot to its own line, or spreading neighbours
+///   over different lines, is what one would expect to help, and measured
+///   2-3x slower for 1P1C on our reference machine: a consumer that follows a
+///   producer closely then pays one line transfer per element, whereas
+///   packed slots hand over several elements per transfer. Adjacent slots do
+///   share a line while two producers fill them at the same moment, but that
+///   lasts a few stores, not a whole operation.
+///
+/// ## Try operations
+/// `try_push`, `try_emplace` and `try_pop` never block and never wait for
+/// another thread. A slot that another thread has claimed but not finished
+/// (a producer still constructing, a consumer still moving out) counts as
+/// "full" for `try_push` and as "empty" for `try_pop`; they return `false`
+/// instead of spinning on it.
+///
+/// ## Blocking operations and the wait strategy
+/// `push`, `pop` and the timed `*_for` / `*_until` forms are built on the try
+/// operations; they never claim a slot and then wait for it (a thread that
+/// waits while holding a claimed slot stalls everyone behind it, which
+/// collapses throughput when threads outnumber cores). A blocking call:
+/// 1. retries the try operation a bounded number of times with a CPU pause
+///    (`detail::mpmc_spin_limit`), which covers the usual short gaps;
+/// 2. then retries a few times yielding the CPU (`detail::mpmc_yield_limit`),
+///    which lets a descheduled peer run when threads outnumber cores;
+/// 3. then parks on an event count: it registers as a waiter, re-checks the
+///    queue, and sleeps in `std::atomic::wait` on the event word (a futex on
+///    Linux). Timed calls park on a condition variable with a deadline
+///    instead, because `std::atomic::wait` has no timeout.
+///
+/// Every successful push (and pop) looks at the opposite side's waiter count
+/// (a plain load of a line nobody writes while no one is parked) and only
+/// bumps the event word and calls notify when it is non-zero, so parking
+/// costs nothing while nobody is parked. Lost wake-ups are excluded by a
+/// Dekker-style handshake: the claim CAS and the waiter-count load are
+/// sequentially consistent on the notifier's side, the waiter-count increment
+/// and the index loads are on the waiter's side.
+///
+/// ## Closing
+/// `close()` makes every later push fail, wakes every parked thread, and lets
+/// pops drain what is left: blocking pops return `false` only once the queue
+/// is closed and empty, and they deliver every element whose push returned
+/// `true`. A push that races with `close()` either fails or its element is
+/// delivered like any other.
+///
+/// ## Exception safety
+/// - Push: if constructing the element throws, the exception propagates and
+///   no element is added. The slot the push had claimed is published as a
+///   hole that consumers step over, so the queue is never wedged (strong
+///   guarantee for the queue; the argument is left as `T`'s constructor left
+///   it).
+/// - Pop: if moving the element out throws, the element is still destroyed
+///   and its slot released, then the exception propagates: that element is
+///   lost (basic guarantee). With a nothrow-movable `T` pops never throw.
+/// - The destructor destroys the elements still in the queue. It must not
+///   run concurrently with any other member function.
+
+
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+namespace agentbus {
+
+namespace detail {
+
+/// @brief Distance kept between independently written hot fields: two cache
+/// lines, because x86 cores prefetch the adjacent line of a 128-byte pair
+/// along with the one they touch, which drags a neighbour's line into the
+/// wrong core as surely as sharing the line itself.
+inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
+
+/// @brief Try-and-pause rounds a blocking queue call makes before yielding.
+/// Sized to cover the typical gap between a push and the next pop on another
+/// core (a few microseconds) without burning a time slice that a descheduled
+/// peer needs when threads outnumber cores.
+inline constexpr unsigned mpmc_spin_limit = 64;
+
+/// @brief Try-and-yield rounds a blocking queue call makes before parking.
+inline constexpr unsigned mpmc_yield_limit = 8;
+
+/// @brief Event count that lets blocking queue calls sleep until the other
+/// side makes progress, at no cost to the other side while nobody sleeps.
+///
+/// Waiters register (`prepare_*`), re-check their condition, then sleep until
+/// the epoch differs from the key they read at registration. Notifiers check
+/// `has_waiters()` first and only then bump the epoch and wake.
+class mpmc_event_count {
+ public:
+  /// @brief True when some thread is registered as a waiter. A plain load on
+  /// x86; the line is only written by threads that are about to sleep.
+  [[nodiscard]] bool has_waiters() const noexcept {
+    return waiters_.load(std::memory_order_seq_cst) != 0;
+  }
+
+  /// @brief Registers an untimed waiter; returns the key to wait on.
+  [[nodiscard]] std::uint32_t prepare_wait() noexcept {
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    return epoch_.load(std::memory_order_seq_cst);
+  }
+
+  /// @brief Registers a timed waiter; returns the key to wait on.
+  [[nodiscard]] std::uint32_t prepare_timed_wait() noexcept {
+    // Counted as timed before counted as a waiter: a notifier that sees the
+    // waiter also sees that it needs the condition variable.
+    timed_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    return prepare_wait();
+  }
+
+  /// @brief Withdraws an untimed registration without sleeping.
+  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
+
+  /// @brief Withdraws a timed registration without sleeping.
+  void cancel_timed_wait() noexcept {
+    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    timed_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
+  /// @brief Sleeps until the epoch moves past `key`, then withdraws.
+  void wait(std::uint32_t key) noexcept {
+    epoch_.wait(key, std::memory_order_seq_cst);
+    cancel_wait();
+  }
+
+  /// @brief Sleeps until the epoch moves past `key` or `deadline` passes, then
+  /// withdraws. Returns false on timeout.
+  bool wait_until(std::uint32_t key, std::chrono::steady_clock::time_point deadline) {
+    bool woken = true;
+    {
+      std::unique_lock<std::mutex> lock(timed_mutex_);
+      while (epoch_.load(std::memory_order_seq_cst) == key) {
+        if (timed_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+          woken = epoch_.load(std::memory_order_seq_cst) != key;
+          break;
+        }
+      }
+    }
+    cancel_timed_wait();
+    return woken;
+  }
+
+  /// @brief Wakes one sleeper if anyone is registered (cheap when nobody is).
+  void notify_one() noexcept {
+    if (AGENTBUS_UNLIKELY(has_waiters())) wake(false);
+  }
+
+  /// @brief Wakes every sleeper unconditionally (used by close()).
+  void notify_all() noexcept { wake(true); }
+
+ private:
+  AGENTBUS_NOINLINE void wake(bool all) noexcept {
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    if (all) {
+      epoch_.notify_all();
+    } else {
+      epoch_.notify_one();
+    }
+    if (timed_waiters_.load(std::memory_order_seq_cst) != 0) {
+      // Taking the mutex orders this wake-up after a timed waiter's check of
+      // the epoch, so it cannot slip in between that check and its sleep.
+      { std::lock_guard<std::mutex> lock(timed_mutex_); }
+      timed_cv_.notify_all();
+    }
+  }
+
+  // The hot pair (read by every notifier, written only by sleepers) has a
+  // line of its own; the timed machinery is touched only on slow paths.
+  alignas(mpmc_isolation) std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<std::uint32_t> timed_waiters_{0};
+  alignas(mpmc_isolation) std::mutex timed_mutex_;
+  std::condition_variable timed_cv_;
+};
+
+/// @brief The members of a ring slot: sequence number and raw storage for a T.
+template <class T>
+struct mpmc_slot_fields {
+  std::atomic<std::size_t> seq{0};
+  alignas(T) unsigned char storage[sizeof(T)];
+};
+
+/// @brief Alignment, hence size, of a ring slot: the next power of two up to
+/// a cache line, whole cache lines beyond. Slots stay packed, yet none
+/// straddles two lines and a slot larger than a line shares none.
+template <class T>
+constexpr std::size_t mpmc_slot_alignment() noexcept {
+  constexpr std::size_t raw = sizeof(mpmc_slot_fields<T>);
+  constexpr std::size_t packed = raw <= cache_line_size ? std::bit_ceil(raw) : cache_line_size;
+  return packed < alignof(mpmc_slot_fields<T>) ? alignof(mpmc_slot_fields<T>) : packed;
+}
+
+/// @brief One ring slot, padded as mpmc_slot_alignment() says.
+template <class T>
+struct alignas(mpmc_slot_alignment<T>()) mpmc_slot : mpmc_slot_fields<T> {
+  T* get() noexcept { return std::launder(reinterpret_cast<T*>(this->storage)); }
+};
+
+/// @brief Owns a ring's slot array, allocated on a cache-line boundary so
+/// that the slot size rule above holds for every slot.
+template <class T>
+class mpmc_slot_array {
+ public:
+  using slot_type = mpmc_slot<T>;
+  static constexpr std::size_t alignment =
+      alignof(slot_type) > cache_line_size ? alignof(slot_type) : cache_line_size;
+
+  explicit mpmc_slot_array(std::size_t count)
+      : slots_(static_cast<slot_type*>(
+            ::operator new(count * sizeof(slot_type), std::align_val_t{alignment}))) {
+    // Trivial member construction cannot throw: each sequence starts at 0.
+    for (std::size_t i = 0; i < count; ++i) ::new (static_cast<void*>(slots_ + i)) slot_type();
+  }
+  mpmc_slot_array(const mpmc_slot_array&) = delete;
+  mpmc_slot_array& operator=(const mpmc_slot_array&) = delete;
+  ~mpmc_slot_array() {
+    static_assert(std::is_trivially_destructible_v<slot_type>);
+    ::operator delete(slots_, std::align_val_t{alignment});
+  }
+
+  slot_type& operator[](std::size_t i) noexcept { return slots_[i]; }
+
+ private:
+  slot_type* slots_;
+};
+
+/// @brief Turns a relative timeout into a steady-clock deadline, saturating
+/// instead of overflowing for huge timeouts.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point mpmc_deadline_after(
+    const std::chrono::duration<Rep, Period>& timeout) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  if (timeout <= timeout.zero()) return now;
+  // Compare in floating point so that duration::max() of any type is safe.
+  const std::chrono::duration<double> wanted = timeout;
+  const std::chrono::duration<double> room = clock::time_point::max() - now;
+  if (wanted >= room) return clock::time_point::max();
+  return now + std::chrono::ceil<clock::duration>(timeout);
+}
+
+/// @brief Converts a deadline on any clock to a steady-clock deadline.
+template <class Clock, class Duration>
+std::chrono::steady_clock::time_point mpmc_to_steady(
+    const std::chrono::time_point<Clock, Duration>& deadline) {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    return std::chrono::time_point_cast<std::chrono::steady_clock::duration>(deadline);
+  } else {
+    return mpmc_deadline_after(deadline - Clock::now());
+  }
+}
+
+}  // namespace detail
+
+/// @brief Bounded lock-free multi-producer multi-consumer FIFO queue.
+///
+/// Lock-free try operations, blocking and timed operations layered on top of
+/// them, and `close()` for shutdown. See the file comment for the algorithm,
+/// the memory layout, the wait strategy and the exception guarantees.
+/// Elements from one producer are popped in the order that producer pushed
+/// them; the queue as a whole is linearizable FIFO. Every member function
+/// may be called from any number of threads at once, except the destructor.
+template <class T>
+class mpmc_queue {
+  static_assert(std::is_object_v<T> && !std::is_array_v<T>,
+                "mpmc_queue<T>: T must be an object type (not a reference, an array or void)");
+  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,
+                "mpmc_queue<T>: T must not be const or volatile; elements are moved out by pop");
+  static_assert(std::is_nothrow_destructible_v<T>,
+                "mpmc_queue<T>: T's destructor must not throw; pops and the queue's destructor destroy elements");
+  static_assert(std::is_move_constructible_v<T>,
+                "mpmc_queue<T>: T must be move-constructible so that it can be moved in and out of the queue");
+  static_assert(std::atomic<std::size_t>::is_always_lock_free,
+                "mpmc_queue<T>: needs lock-free std::atomic<std::size_t> on this platform");
+
+ public:
+  /// @brief The element type.
+  using value_type = T;
+  /// @brief The type of sizes and capacities.
+  using size_type = std::size_t;
+
+  /// @brief Largest capacity the queue accepts: the largest power of two
+  /// whose slot array size is representable (memory runs out long before).
+  static constexpr size_type max_capacity =
+      std::bit_floor(std::numeric_limits<size_type>::max() / sizeof(detail::mpmc_slot<T>));
+
+  /// @brief Creates an empty queue that holds up to `capacity` elements.
+  ///
+  /// A capacity that is not a power of two is rounded up to the next power
+  /// of two (positions are mapped to slots with a mask); `capacity()` gives
+  /// the real value. Throws `std::invalid_argument` for 0 and
+  /// `std::length_error` above `max_capacity`.
+  explicit mpmc_queue(size_type capacity)
+      : capacity_(checked_capacity(capacity)),
+        mask_(capacity_ - 1),
+        shift_(static_cast<unsigned>(std::countr_zero(capacity_))),
+        slots_(capacity_) {}
+
+  /// @brief Not copyable, and so not movable either: threads hold on to the
+  /// queue by address while they push and pop.
+  mpmc_queue(const mpmc_queue&) = delete;
+  /// @brief Not copy-assignable (see the copy constructor).
+  mpmc_queue& operator=(const mpmc_queue&) = delete;
+
+  /// @brief Destroys the elements still in the queue. Must not race with any
+  /// other member function.
+  ~mpmc_queue() {
+    if constexpr (!std::is_trivially_destructible_v<T>) {
+      const size_type end = enqueue_pos_.load(std::memory_order_acquire);
+      for (size_type pos = dequeue_pos_.load(std::memory_order_acquire); pos != end; ++pos) {
+        slot_type& s = slots_[pos & mask_];
+        // Skips holes (hole_seq): they hold no element.
+        if (s.seq.load(std::memory_order_acquire) == full_seq(pos)) s.get()->~T();
+      }
+    }
+  }
+
+  /// @brief Number of elements the queue can hold (a power of two).
+  [[nodiscard]] size_type capacity() const noexcept { return capacity_; }
+
+  // ---------------------------------------------------------------- try ops
+
+  /// @brief Copies `value` in if there is room and the queue is open; never
+  /// blocks. A slot claimed by an unfinished pop counts as full.
+  bool try_push(const T& value) noexcept(std::is_nothrow_copy_constructible_v<T>)
+    requires std::is_copy_constructible_v<T>
+  {
+    return enqueue(value);
+  }
+
+  /// @brief Moves `value` in if there is room and the queue is open; never
+  /// blocks. `value` is left untouched when this returns false.
+  bool try_push(T&& value) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    return enqueue(std::move(value));
+  }
+
+  /// @brief Constructs an element from `args` in place if there is room and
+  /// the queue is open; never blocks. The arguments are not used when this
+  /// returns false.
+  template <class... Args>
+    requires std::is_constructible_v<T, Args&&...>
+  bool try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args&&...>) {
+    return enqueue(std::forward<Args>(args)...);
+  }
+
+  /// @brief Moves the oldest element into `out` if there is one; never blocks.
+  /// A slot claimed by an unfinished push counts as empty.
+  bool try_pop(T& out) noexcept(std::is_nothrow_move_assignable_v<T>)
+    requires std::is_move_assignable_v<T>
+  {
+    return dequeue([&out](T& element) { out = std::move(element); });
+  }
+
+  /// @brief Removes and returns the oldest element if there is one; never
+  /// blocks.
+  std::optional<T> try_pop() noexcept(std::is_nothrow_move_constructible_v<T>) {
+    std::optional<T> result;
+    dequeue([&result](T& element) { result.emplace(std::move(element)); });
+    return result;
+  }
+
+  // ----------------------------------------------------------- blocking ops
+
+  /// @brief Copies `value` in, waiting for room. Returns false (and copies
+  /// nothing) when the queue is or becomes closed.
+  bool push(const T& value) requires std::is_copy_constructible_v<T>
+  {
+    return wait_push([&] { return enqueue(value); }, nullptr);
+  }
+
+  /// @brief Moves `value` in, waiting for room. Returns false when the queue
+  /// is or becomes closed; `value` is then left untouched.
+  bool push(T&& value) {
+    return wait_push([&] { return enqueue(std::move(value)); }, nullptr);
+  }
+
+  /// @brief Constructs an element from `args`, waiting for room. Returns false
+  /// when the queue is or becomes closed; the arguments are then not used.
+  template <class... Args>
+    requires std::is_constructible_v<T, Args&&...>
+  bool emplace(Args&&... args) {
+    // Forwarding more than once is safe: enqueue only consumes the arguments
+    // after it has claimed a slot, and then it returns true.
+    return wait_push([&] { return enqueue(std::forward<Args>(args)...); }, nullptr);
+  }
+
+  /// @brief Moves the oldest element into `out`, waiting for one. Returns
+  /// false once the queue is closed and drained.
+  bool pop(T& out) requires std::is_move_assignable_v<T>
+  {
+    return wait_pop([&] { return try_pop(out); }, nullptr);
+  }
+
+  /// @brief Removes and returns the oldest element, waiting for one. Returns
+  /// an empty optional once the queue is closed and drained.
+  std::optional<T> pop() {
+    std::optional<T> result;
+    wait_pop([&] { return dequeue([&result](T& element) { result.emplace(std::move(element)); }); },
+             nullptr);
+    return result;
+  }
+
+  // -------------------------------------------------------------- timed ops
+
+  /// @brief Like push(const T&), giving up after `timeout`. Returns false on
+  /// timeout or when closed.
+  template <class Rep, class Period>
+  bool push_for(const T& value, const std::chrono::duration<Rep, Period>& timeout)
+    requires std::is_copy_constructible_v<T>
+  {
+    const auto deadline = detail::mpmc_deadline_after(timeout);
+    return wait_push([&] { return enqueue(value); }, &deadline);
+  }
+
+  /// @brief Like push(T&&), giving up after `timeout`. Returns false on timeout
+  /// or when closed; `value` is then left untouched.
+  template <class Rep, class Period>
+  bool push_for(T&& value, const std::chrono::duration<Rep, Period>& timeout) {
+    const auto deadline = detail::mpmc_deadline_after(timeout);
+    return wait_push([&] { return enqueue(std::move(value)); }, &deadline);
+  }
+
+  /// @brief Like push(const T&), giving up at `deadline`.
+  template <class Clock, class Duration>
+  bool push_until(const T& value, const std::chrono::time_point<Clock, Duration>& deadline)
+    requires std::is_copy_constructible_v<T>
+  {
+    const auto steady = detail::mpmc_to_steady(deadline);
+    return wait_push([&] { return enqueue(value); }, &steady);
+  }
+
+  /// @brief Like push(T&&), giving up at `deadline`.
+  template <class Clock, class Duration>
+  bool push_until(T&& value, const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto steady = detail::mpmc_to_steady(deadline);
+    return wait_push([&] { return enqueue(std::move(value)); }, &steady);
+  }
+
+  /// @brief Like pop(T&), giving up after `timeout`. Returns false on timeout
+  /// or once closed and drained.
+  template <class Rep, class Period>
+  bool pop_for(T& out, const std::chrono::duration<Rep, Period>& timeout)
+    requires std::is_move_assignable_v<T>
+  {
+    const auto deadline = detail::mpmc_deadline_after(timeout);
+    return wait_pop([&] { return try_pop(out); }, &deadline);
+  }
+
+  /// @brief Like pop(T&), giving up at `deadline`.
+  template <class Clock, class Duration>
+  bool pop_until(T& out, const std::chrono::time_point<Clock, Duration>& deadline)
+    requires std::is_move_assignable_v<T>
+  {
+    const auto steady = detail::mpmc_to_steady(deadline);
+    return wait_pop([&] { return try_pop(out); }, &steady);
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /// @brief Closes the queue: later pushes fail, parked threads wake, pops
+  /// drain the remaining elements and then fail. Idempotent.
+  void close() noexcept {
+    closed_.store(true, std::memory_order_seq_cst);
+    not_empty_.notify_all();
+    not_full_.notify_all();
+  }
+
+  /// @brief True once close() has been called.
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  // -------------------------------------------------------- observers
+
+  /// @brief Number of elements, approximately: exact when no push or pop is
+  /// in flight; otherwise it also counts claimed-but-unfinished slots (and
+  /// the holes of failed pushes until a pop steps over them). Always in
+  /// [0, capacity()].
+  [[nodiscard]] size_type size_approx() const noexcept {
+    // Consumer index first: the producer index read afterwards can only be
+    // larger, so the difference is never negative.
+    const size_type head = dequeue_pos_.load(std::memory_order_acquire);
+    const size_type tail = enqueue_pos_.load(std::memory_order_acquire);
+    const size_type n = tail - head;
+    return n > capacity_ ? capacity_ : n;
+  }
+
+  /// @brief True when size_approx() is 0.
+  [[nodiscard]] bool empty_approx() const noexcept { return size_approx() == 0; }
+
+ private:
+  using slot_type = detail::mpmc_slot<T>;
+  using time_point = std::chrono::steady_clock::time_point;
+
+  static size_type checked_capacity(size_type requested) {
+    if (requested == 0) {
+      throw std::invalid_argument("agentbus::mpmc_queue: capacity must be at least 1 (got 0)");
+    }
+    if (requested > max_capacity) {
+      throw std::length_error("agentbus::mpmc_queue: capacity " + std::to_string(requested) +
+                              " exceeds the maximum of " + std::to_string(max_capacity));
+    }
+    return std::bit_ceil(requested);
+  }
+
+  // A slot's sequence number encodes its lap L and its state in that lap:
+  //   4L      free for lap L's producer
+  //   4L + 1  holds lap L's element, ready for lap L's consumer
+  //   4L + 3  a hole: lap L's producer gave the slot up without an element
+  //           (its constructor threw, or the queue was closed after the claim)
+  // and lap L's consumer hands it on as 4(L + 1). Counting laps rather than
+  // positions (the classic pos / pos + 1 / pos + capacity) keeps "full" and
+  // "free next lap" distinct even for a capacity of 1, and leaves room for
+  // the hole state without a separate flag that would grow every slot.
+  size_type free_seq(size_type pos) const noexcept { return (pos >> shift_) << 2; }
+  size_type full_seq(size_type pos) const noexcept { return free_seq(pos) | 1U; }
+  size_type hole_seq(size_type pos) const noexcept { return free_seq(pos) | 3U; }
+
+  static std::ptrdiff_t distance(size_type seq, size_type expected) noexcept {
+    return static_cast<std::ptrdiff_t>(seq - expected);
+  }
+
+  template <class... Args>
+  bool enqueue(Args&&... args) {
+    // Cheap early refusal; the authoritative check is after the claim.
+    if (AGENTBUS_UNLIKELY(closed_.load(std::memory_order_relaxed))) return false;
+    size_type pos = enqueue_pos_.load(std::memory_order_relaxed);
+    slot_type* s;
+    for (;;) {
+      s = &slots_[pos & mask_];
+      const std::ptrdiff_t d = distance(s->seq.load(std::memory_order_acquire), free_seq(pos));
+      if (AGENTBUS_LIKELY(d == 0)) {
+        // Sequentially consistent on success: a waiter that registered after
+        // our waiter-count load must see this claim (see the file comment).
+        if (enqueue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed)) {
+          break;
+        }
+      } else if (d < 0) {
+        return false;  // previous lap's element still there, or its pop is unfinished
+      } else {
+        pos = enqueue_pos_.load(std::memory_order_relaxed);  // another producer took pos
+      }
+    }
+    // Checked after the claim, so that a pop which has seen closed() also
+    // sees this claim and waits for it: every successful push gets drained.
+    if (AGENTBUS_UNLIKELY(closed_.load(std::memory_order_seq_cst))) {
+      publish(*s, pos, false);
+      return false;
+    }
+    if constexpr (std::is_nothrow_constructible_v<T, Args&&...>) {
+      ::new (static_cast<void*>(s->storage)) T(std::forward<Args>(args)...);
+    } else {
+      try {
+        ::new (static_cast<void*>(s->storage)) T(std::forward<Args>(args)...);
+      } catch (...) {
+        publish(*s, pos, false);  // hand the slot on as a hole: never wedge the ring
+        throw;
+      }
+    }
+    publish(*s, pos, true);
+    return true;
+  }
+
+  void publish(slot_type& s, size_type pos, bool engaged) noexcept {
+    s.seq.store(engaged ? full_seq(pos) : hole_seq(pos), std::memory_order_release);
+    not_empty_.notify_one();
+  }
+
+  // Releases a consumed slot for the next lap even if moving out threw.
+  struct release_guard {
+    mpmc_queue* queue;
+    slot_type* s;
+    size_type pos;
+    ~release_guard() {
+      s->get()->~T();
+      queue->release(*s, pos);
+    }
+  };
+
+  void release(slot_type& s, size_type pos) noexcept {
+    s.seq.store(free_seq(pos + capacity_), std::memory_order_release);
+    not_full_.notify_one();
+  }
+
+  template <class Sink>
+  bool dequeue(Sink&& sink) {
+    size_type pos = dequeue_pos_.load(std::memory_order_relaxed);
+    for (;;) {
+      slot_type& s = slots_[pos & mask_];
+      // 0: an element; 2: a hole; < 0: nothing published yet; else stale.
+      const std::ptrdiff_t d = distance(s.seq.load(std::memory_order_acquire), full_seq(pos));
+      if (AGENTBUS_LIKELY(d == 0 || d == 2)) {
+        if (dequeue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed)) {
+          if (AGENTBUS_UNLIKELY(d == 2)) {
+            release(s, pos);  // a hole left by a failed push: step over it
+            pos = dequeue_pos_.load(std::memory_order_relaxed);
+            continue;
+          }
+          release_guard guard{this, &s, pos};
+          sink(*s.get());
+          return true;
+        }
+      } else if (d < 0) {
+        return false;  // nothing published here yet (maybe a push is unfinished)
+      } else {
+        pos = dequeue_pos_.load(std::memory_order_relaxed);  // another consumer took pos
+      }
+    }
+  }
+
+  // True when some producer has claimed a position no consumer has claimed
+  // yet: an element is there or about to be. Only used on the slow path, the
+  // one place where reading the other side's index is worth it.
+  bool elements_pending() const noexcept {
+    const size_type head = dequeue_pos_.load(std::memory_order_seq_cst);
+    const size_type tail = enqueue_pos_.load(std::memory_order_seq_cst);
+    return tail != head;
+  }
+
+  // True when the slot the next push needs is being (or has been) released
+  // by a consumer. Slow path only.
+  bool room_pending() const noexcept {
+    const size_type tail = enqueue_pos_.load(std::memory_order_seq_cst);
+    const size_type head = dequeue_pos_.load(std::memory_order_seq_cst);
+    return tail - head < capacity_;
+  }
+
+  static bool expired(const time_point* deadline) noexcept {
+    return deadline != nullptr && std::chrono::steady_clock::now() >= *deadline;
+  }
+
+  template <class Attempt>
+  bool wait_push(Attempt attempt, const time_point* deadline) {
+    if (attempt()) return true;
+    if (closed_.load(std::memory_order_relaxed) || expired(deadline)) return false;
+    for (unsigned i = 0; i < detail::mpmc_spin_limit; ++i) {
+      detail::cpu_relax();
+      if (attempt()) return true;
+      if (closed_.load(std::memory_order_relaxed)) return false;
+    }
+    for (unsigned i = 0; i < detail::mpmc_yield_limit; ++i) {
+      if (expired(deadline)) return false;
+      std::this_thread::yield();
+      if (attempt()) return true;
+      if (closed_.load(std::memory_order_relaxed)) return false;
+    }
+    const bool timed = deadline != nullptr && *deadline != time_point::max();
+    for (;;) {
+      const std::uint32_t key = timed ? not_full_.prepare_timed_wait() : not_full_.prepare_wait();
+      const auto cancel = [&] { timed ? not_full_.cancel_timed_wait() : not_full_.cancel_wait(); };
+      if (attempt()) {
+        cancel();
+        return true;
+      }
+      if (closed_.load(std::memory_order_seq_cst)) {
+        cancel();
+        return false;
+      }
+      if (room_pending()) {
+        // A consumer is mid-pop on our slot: not worth a sleep.
+        cancel();
+        if (expired(deadline)) return false;
+        std::this_thread::yield();
+        continue;
+      }
+      if (timed) {
+        if (!not_full_.wait_until(key, *deadline)) return attempt();
+      } else {
+        not_full_.wait(key);
+      }
+    }
+  }
+
+  template <class Attempt>
+  bool wait_pop(Attempt attempt, const time_point* deadline) {
+    if (attempt()) return true;
+    if (closed_.load(std::memory_order_relaxed)) return drain(attempt, deadline);
+    if (expired(deadline)) return false;
+    for (unsigned i = 0; i < detail::mpmc_spin_limit; ++i) {
+      detail::cpu_relax();
+      if (attempt()) return true;
+      if (closed_.load(std::memory_order_relaxed)) return drain(attempt, deadline);
+    }
+    for (unsigned i = 0; i < detail::mpmc_yield_limit; ++i) {
+      if (expired(deadline)) return false;
+      std::this_thread::yield();
+      if (attempt()) return true;
+      if (closed_.load(std::memory_order_relaxed)) return drain(attempt, deadline);
+    }
+    const bool timed = deadline != nullptr && *deadline != time_point::max();
+    for (;;) {
+      const std::uint32_t key = timed ? not_empty_.prepare_timed_wait() : not_empty_.prepare_wait();
+      const auto cancel = [&] { timed ? not_empty_.cancel_timed_wait() : not_empty_.cancel_wait(); };
+      if (attempt()) {
+        cancel();
+        return true;
+      }
+      if (closed_.load(std::memory_order_seq_cst)) {
+        cancel();
+        return drain(attempt, deadline);
+      }
+      if (elements_pending()) {
+        // A producer is mid-push at the head: not worth a sleep.
+        cancel();
+        if (expired(deadline)) return false;
+        std::this_thread::yield();
+        continue;
+      }
+      if (timed) {
+        if (!not_empty_.wait_until(key, *deadline)) return attempt();
+      } else {
+        not_empty_.wait(key);
+      }
+    }
+  }
+
+  // After close(): take what is left, waiting out pushes that claimed a slot
+  // before the close so that none of their elements is stranded.
+  template <class Attempt>
+  bool drain(Attempt& attempt, const time_point* deadline) {
+    for (;;) {
+      if (attempt()) return true;
+      if (!elements_pending()) return attempt();
+      if (expired(deadline)) return false;
+      std::this_thread::yield();
+    }
+  }
+
+  // Read-mostly: written once at construction, closed_ once at shutdown.
+  alignas(detail::mpmc_isolation) size_type capacity_;
+  size_type mask_;
+  unsigned shift_;
+  std::atomic<bool> closed_{false};
+  detail::mpmc_slot_array<T> slots_;
+
+  // Each index is written by its own side only; separate lines keep pushes
+  // and pops from invalidating each other's index.
+  alignas(detail::mpmc_isolation) std::atomic<size_type> enqueue_pos_{0};
+  alignas(detail::mpmc_isolation) std::atomic<size_type> dequeue_pos_{0};
+
+  // Consumers sleep on not_empty_, producers on not_full_.
+  detail::mpmc_event_count not_empty_;
+  detail::mpmc_event_count not_full_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_QUEUE_MPMC_QUEUE_HPP
+
+namespace agentbus {
+
+/// @brief What a full mailbox does with a new event.
+enum class overflow : std::uint8_t {
+  block,        ///< the publisher waits for room (up to mailbox_options::block_timeout, then rejected)
+  fail,         ///< the publish is refused at once (publish_result::rejected counts it)
+  drop_newest,  ///< the new event is dropped (counted, reported, publish_result::rejected)
+  drop_oldest,  ///< the oldest queued event of the same priority is dropped to make room
+};
+
+/// @brief Settings of a mailbox.
+struct mailbox_options {
+  /// Events each priority queue holds (rounded up to a power of two). Memory: a cache line
+  /// per slot, three queues: 1024 slots take 192 KiB.
+  std::size_t capacity = 1024;
+  agentbus::overflow overflow = overflow::block;  ///< what to do when full
+  /// With overflow::block: how long a publisher waits before the event is rejected.
+  /// The default waits forever. A publisher blocked on a full mailbox is inside its publish
+  /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)
+  /// would wait for it, so give such mailboxes a timeout or a dropping policy.
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+};
+
+/// @brief Why an event reached a mailbox but was not handled.
+enum class undelivered_reason : std::uint8_t {
+  rejected,        ///< full (overflow::fail, or block timed out)
+  dropped_newest,  ///< full, overflow::drop_newest
+  dropped_oldest,  ///< pushed out by a newer event, overflow::drop_oldest
+  expired,         ///< its deadline passed before it reached the head of the mailbox
+  discarded,       ///< the mailbox was stopped with stop_mode::discard
+  closed,          ///< published after the mailbox was stopped
+};
+
+/// @brief A short English name of an undelivered_reason.
+constexpr std::string_view describe(undelivered_reason r) noexcept {
+  switch (r) {
+    case undelivered_reason::rejected: return "rejected (mailbox full)";
+    case undelivered_reason::dropped_newest: return "dropped (newest, mailbox full)";
+    case undelivered_reason::dropped_oldest: return "dropped (oldest, mailbox full)";
+    case undelivered_reason::expired: return "expired";
+    case undelivered_reason::discarded: return "discarded at stop";
+    case undelivered_reason::closed: return "mailbox closed";
+  }
+  return "unknown";
+}
+
+/// @brief An event a mailbox did not hand to its handler.
+struct undelivered {
+  undelivered_reason reason;       ///< why
+  agentbus::envelope envelope;     ///< the event (views valid during the hook call)
+  std::string_view mailbox;        ///< the mailbox's (agent's) name
+};
+
+/// @brief Receives undelivered events; called on the publishing thread (rejected, dropped,
+/// closed) or the consumer's (expired, discarded). Exceptions it throws are swallowed.
+using undelivered_handler = std::function<void(const undelivered&)>;
+
+/// @brief Counters of a mailbox.
+struct mailbox_stats {
+  std::uint64_t queued = 0;          ///< events accepted (derived: outcomes so far plus depth)
+  std::uint64_t handled = 0;         ///< handler calls that returned normally
+  std::uint64_t failed = 0;          ///< handler calls that threw (also reported to the bus's error hook)
+  std::uint64_t rejected = 0;        ///< see undelivered_reason
+  std::uint64_t dropped_newest = 0;  ///< see undelivered_reason
+  std::uint64_t dropped_oldest = 0;  ///< see undelivered_reason
+  std::uint64_t expired = 0;         ///< see undelivered_reason
+  std::uint64_t discarded = 0;       ///< see undelivered_reason
+  std::uint64_t closed = 0;          ///< see undelivered_reason
+  std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
+  std::size_t depth = 0;             ///< events waiting now (approximate)
+};
+
+/// @brief How a stopping mailbox treats what is still queued.
+enum class stop_mode : std::uint8_t {
+  drain,    ///< handle everything already queued, then stop
+  discard,  ///< drop what is queued (counted as discarded, reported)
+};
+
+namespace detail {
+class mailbox;
+}
+
+/// @brief Routes a subscription into a mailbox: `bus.subscribe(pattern, handler, async(agent))`.
+struct async_target {
+  detail::mailbox* box;  ///< the mailbox events go to
+};
+
+namespace detail {
+
+/// One queued event: which subscription it is for and one reference to its shared block.
+struct mail {
+  receiver* target = nullptr;
+  block_header* block = nullptr;
+};
+
+class mailbox {
+ public:
+  /// Wakes the consumer; set by the agent that owns the mailbox.
+  using wake_fn = void (*)(void* context) noexcept;
+
+  mailbox(std::string name, const mailbox_options& options)
+      : name_(std::move(name)),
+        options_(options),
+        queues_{std::make_unique<mpmc_queue<mail>>(options.capacity), std::make_unique<mpmc_queue<mail>>(options.capacity),
+                std::make_unique<mpmc_queue<mail>>(options.capacity)} {}
+
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+
+  ~mailbox() {
+    // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
+    mail m;
+    for (auto& q : queues_)
+      while (q->try_pop(m)) m.block->release();
+    for (receiver* r : retired_) r->destroy(r);
+  }
+
+  void set_wake(wake_fn fn, void* context) noexcept {
+    wake_ = fn;
+    wake_context_ = context;
+  }
+  void set_undelivered_handler(undelivered_handler h) {
+    auto p = h ? std::make_shared<const undelivered_handler>(std::move(h)) : nullptr;
+    std::lock_guard lock(hook_mutex_);
+    undelivered_ = std::move(p);
+  }
+
+  const std::string& name() const noexcept { return name_; }
+
+  // ---- producer side (publishing threads) ----
+
+  /// Queues `ev` (which lives in a shared block) for receiver `r`. False when refused.
+  bool deliver(receiver* r, const event_core& ev) {
+    auto* block = const_cast<block_header*>(ev.block());
+    block->add_ref();
+    const mail m{r, block};
+    auto& q = *queues_[index_of(ev.priority())];
+    bool ok = q.try_push(m);
+    if (!ok) ok = deliver_full(q, m, ev);
+    if (!ok) {
+      block->release();
+      return false;
+    }
+    // Pairs with the consumer's heavy barrier before it sleeps: either it sees our event, or
+    // we see it asleep and wake it. Only a compiler barrier here (see quiescence.hpp).
+    asymmetric_light_barrier();
+    if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false, std::memory_order_acq_rel)) wake_(wake_context_);
+    return true;
+  }
+
+  // ---- consumer side (one thread at a time) ----
+
+  /// Handles up to `max` events, high priority first. Returns how many were taken out.
+  std::size_t run_batch(std::size_t max, stop_mode mode = stop_mode::drain) {
+    std::size_t n = 0;
+    mail m;
+    while (n < max && pop(m)) {
+      ++n;
+      consume(m, mode);
+    }
+    if (n < max) free_retired_if_idle();
+    return n;
+  }
+
+  /// True when nothing is queued (approximate while producers are active).
+  bool empty() const noexcept {
+    for (auto& q : queues_)
+      if (!q->empty_approx()) return false;
+    return true;
+  }
+
+  /// The consumer is about to stop looking. Returns false when events arrived in the meantime
+  /// and the consumer still owns the mailbox (it must keep going); true when it may sleep: a
+  /// producer will call wake() when the next event arrives.
+  /// `wake_on_close`: a closing mailbox also keeps (or wakes) the consumer, which must notice.
+  bool prepare_sleep(bool wake_on_close) noexcept {
+    sleeping_.store(true, std::memory_order_seq_cst);
+    asymmetric_heavy_barrier();
+    if (!empty() || (wake_on_close && closing_.load(std::memory_order_seq_cst))) {
+      // Take the wake back unless a producer already took it (then its wake() is coming).
+      if (sleeping_.exchange(false, std::memory_order_acq_rel)) return false;
+    }
+    return true;
+  }
+  /// Claims the mailbox for a consumer that is not woken by producers (stop, poll): true when
+  /// the caller now owns it, false when another consumer is running it.
+  bool try_claim() noexcept { return sleeping_.exchange(false, std::memory_order_acq_rel); }
+  /// True while no consumer owns the mailbox.
+  bool is_sleeping() const noexcept { return sleeping_.load(std::memory_order_acquire); }
+  /// The flag a parked thread waits on.
+  std::atomic<bool>& sleep_flag() noexcept { return sleeping_; }
+
+  /// Stops accepting events: later deliveries are refused (counted as closed).
+  void close() noexcept {
+    closing_.store(true, std::memory_order_seq_cst);
+    for (auto& q : queues_) q->close();
+  }
+  bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
+
+  /// Called by the router (via receiver::hand_over) after unsubscribing an asynchronous
+  /// receiver: frees it once no queued event can name it.
+  void retire_receiver(receiver* r) {
+    std::lock_guard lock(retired_mutex_);
+    retired_.push_back(r);
+    has_retired_.store(true, std::memory_order_release);
+  }
+
+  /// Remembers a subscription made on this mailbox, so the owner can end them all.
+  void track(std::weak_ptr<router> owner, std::uint64_t id) {
+    std::lock_guard lock(retired_mutex_);
+    tracked_.emplace_back(std::move(owner), id);
+  }
+  /// Ends every tracked subscription (each waits for running publishes and handlers).
+  void unsubscribe_all() {
+    std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
+    {
+      std::lock_guard lock(retired_mutex_);
+      all.swap(tracked_);
+    }
+    for (auto& [owner, id] : all)
+      if (auto r = owner.lock()) r->unsubscribe(id);
+  }
+
+  mailbox_stats stats() const noexcept {
+    mailbox_stats s;
+    s.handled = handled_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    s.rejected = count(undelivered_reason::rejected);
+    s.dropped_newest = count(undelivered_reason::dropped_newest);
+    s.dropped_oldest = count(undelivered_reason::dropped_oldest);
+    s.expired = count(undelivered_reason::expired);
+    s.discarded = count(undelivered_reason::discarded);
+    s.closed = count(undelivered_reason::closed);
+    s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
+    for (auto& q : queues_) s.depth += q->size_approx();
+    // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
+    s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
+    return s;
+  }
+
+ private:
+  static std::size_t index_of(priority p) noexcept {
+    return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  bool pop(mail& m) {
+    for (auto& q : queues_)
+      if (q->try_pop(m)) return true;
+    return false;
+  }
+
+  // The slow path of deliver(): the queue was full (or closed).
+  AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
+    if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
+    switch (options_.overflow) {
+      case overflow::fail: return refuse(undelivered_reason::rejected, ev);
+      case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
+      case overflow::drop_oldest: {
+        for (;;) {
+          if (q.try_push(m)) return true;
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          mail old;
+          if (q.try_pop(old)) {
+            note(undelivered_reason::dropped_oldest, *old.block->core);
+            old.block->release();
+          } else {
+            std::this_thread::yield();  // a consumer holds the slot we would drop; it is about to free one
+          }
+        }
+      }
+      case overflow::block: {
+        // Room usually appears within a few handler calls. Rather than retrying the push
+        // (which polls the very slot the consumer is about to free, slowing it down), wait
+        // until a quarter of the queue is free, then go on: the publisher and the consumer
+        // then work on slots far apart. Pause first, then yield (a consumer may share our
+        // core), and only then park in the queue: parking makes every pop pay for a wake-up.
+        const bool forever = options_.block_timeout == std::chrono::nanoseconds::max();
+        const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
+                                      : std::chrono::steady_clock::now() + options_.block_timeout;
+        const std::size_t resume_at = q.capacity() - q.capacity() / 4;
+        for (unsigned i = 0; i < 4096; ++i) {
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.size_approx() <= resume_at && q.try_push(m)) return true;
+          if (i < 256) {
+            for (unsigned k = 0; k < 16; ++k) cpu_relax();
+          } else {
+            if (!forever && std::chrono::steady_clock::now() >= deadline) break;
+            std::this_thread::yield();
+          }
+        }
+        bool ok = false;
+        if (forever)
+          ok = q.push(m);
+        else if (const auto now = std::chrono::steady_clock::now(); now < deadline)
+          ok = q.push_for(m, deadline - now);
+        if (ok) return true;
+        return refuse(q.closed() ? undelivered_reason::closed : undelivered_reason::rejected, ev);
+      }
+    }
+    return false;
+  }
+
+  // Counters written only by the consumer (one at a time) need no read-modify-write.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  bool refuse(undelivered_reason why, const event_core& ev) {
+    note(why, ev);
+    return false;
+  }
+
+  void note(undelivered_reason why, const event_core& ev) noexcept {
+    counters_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const undelivered_handler> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = undelivered_;
+    }
+    if (!hook) return;
+    try {
+      (*hook)(undelivered{why, ev.envelope(), name_});
+    } catch (...) {
+      // Documented: swallowed.
+    }
+  }
+
+  std::uint64_t count(undelivered_reason why) const noexcept {
+    return counters_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
+  }
+
+  void consume(mail& m, stop_mode mode) {
+    const event_core& ev = *m.block->core;
+    if (mode == stop_mode::discard) {
+      note(undelivered_reason::discarded, ev);
+    } else if (ev.expired()) {
+      note(undelivered_reason::expired, ev);
+    } else {
+      // The read section makes unsubscribe wait for this call, as for synchronous handlers.
+      read_guard guard;
+      if (!m.target->alive.load(std::memory_order_relaxed)) {
+        bump(unsubscribed_);
+      } else {
+        try {
+          m.target->handle(m.target, ev);
+          bump(handled_);
+        } catch (...) {
+          bump(failed_);
+          m.target->owner->report_failure(ev, *m.target, std::current_exception());
+        }
+      }
+    }
+    m.block->release();
+  }
+
+  // A retired receiver can be freed once the queues have been seen empty after it was
+  // retired: it was retired after every publish that could queue it had finished.
+  void free_retired_if_idle() {
+    if (!has_retired_.load(std::memory_order_acquire)) return;
+    std::vector<receiver*> ready;
+    {
+      std::lock_guard lock(retired_mutex_);
+      ready.swap(retired_);
+      has_retired_.store(false, std::memory_order_relaxed);
+    }
+    if (!empty()) {
+      std::lock_guard lock(retired_mutex_);
+      retired_.insert(retired_.end(), ready.begin(), ready.end());
+      has_retired_.store(true, std::memory_order_relaxed);
+      return;
+    }
+    for (receiver* r : ready) r->destroy(r);
+  }
+
+  const std::string name_;
+  const mailbox_options options_;
+  std::array<std::unique_ptr<mpmc_queue<mail>>, 3> queues_;  // high, normal, low
+
+  alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
+  std::atomic<bool> closing_{false};
+  wake_fn wake_ = [](void*) noexcept {};
+  void* wake_context_ = nullptr;
+
+  alignas(cache_line_size) std::atomic<std::uint64_t> handled_{0};  // consumer-written counters
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> unsubscribed_{0};
+  std::array<std::atomic<std::uint64_t>, 6> counters_{};
+
+  std::mutex hook_mutex_;
+  std::shared_ptr<const undelivered_handler> undelivered_;
+
+  std::mutex retired_mutex_;
+  std::atomic<bool> has_retired_{false};
+  std::vector<receiver*> retired_;
+  std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> tracked_;
+};
+
+/// An asynchronous receiver: publishing queues the event in `home`; the handler runs later on
+/// the mailbox's consumer.
+template <class T, class F>
+struct async_receiver final : receiver {
+  template <class G>
+  async_receiver(G&& g, topic_pattern pat, mailbox& box)
+      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
+    home = &box;
+    handle = &run;
+    hand_over = &return_home;
+  }
+
+  static bool enqueue(receiver* r, const event_core& e) { return r->home->deliver(r, e); }
+  static void run(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+  }
+  static void return_home(receiver* r) noexcept {
+    try {
+      r->home->retire_receiver(r);
+    } catch (...) {
+      // Out of memory recording it: the receiver is dead (alive == false) and stays allocated.
+    }
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<async_receiver*>(r); }
+
+  F fn;
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_AGENT_MAILBOX_HPP
 #ifndef AGENTBUS_DETAIL_CALLABLE_TRAITS_HPP
 #define AGENTBUS_DETAIL_CALLABLE_TRAITS_HPP
 
@@ -2077,56 +3588,71 @@ class basic_bus {
   ~basic_bus() { router_->shutdown(); }
 
   /// @brief Publishes `payload` on `topic`. Throws topic_error if `topic` is invalid.
-  /// Synchronous handlers see the payload by reference: it is never copied.
-  template <class T>
-  publish_result publish(std::string_view topic, const T& payload,
+  /// Synchronous handlers see the payload by reference: it is never copied. When a mailbox
+  /// subscribes, the payload goes once into a shared block: moved from an rvalue, else copied.
+  template <class P>
+  publish_result publish(std::string_view topic, P&& payload,
                          const publish_options& options = detail::default_publish_options) {
+    using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type (not an array, "
                                  "not a string literal: wrap text in std::string)");
     detail::read_guard guard;
     if (detail::topic_node* node = router_->node(topic))
-      return detail::publish_to_node(*router_, *node, payload, options, guard.slot());
-    return publish_uncached(topic, payload, options, guard.slot());
+      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    return publish_uncached<T>(topic, payload, options, guard.slot());
   }
 
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
-  template <class T>
-  publish_result publish(const agentbus::topic& topic, const T& payload,
+  template <class P>
+  publish_result publish(const agentbus::topic& topic, P&& payload,
                          const publish_options& options = detail::default_publish_options) {
+    using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
     detail::read_guard guard;
     if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
-      return detail::publish_to_node(*router_, *node, payload, options, guard.slot());
-    return publish_uncached(topic.str(), payload, options, guard.slot());
+      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    return publish_uncached<T>(topic.str(), payload, options, guard.slot());
   }
 
   /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
-  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`).
-  /// Throws topic_error if `pattern` is invalid.
+  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`) and runs inside
+  /// publish(). Throws topic_error if `pattern` is invalid.
   template <class T, class F>
   [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
-    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
-    using fn_type = std::decay_t<F>;
-    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
-    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
-    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
-                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
-                  "`const T&`");
+    check_handler<T, F>();
     topic_pattern parsed(pattern);
-    auto* r = new detail::receiver_impl<T, fn_type>(std::forward<F>(handler), std::move(parsed));
-    const std::uint64_t id = router_->subscribe(r);  // takes ownership, even when it throws
+    auto* r = new detail::receiver_impl<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
+    return subscription(router_, router_->subscribe(r));  // subscribe takes ownership, even when it throws
+  }
+
+  /// @brief Subscribes `handler` to run asynchronously on an agent: `async(agent)`. The event
+  /// goes into the agent's mailbox (a shared block: no copy per receiver) and the handler runs
+  /// on the agent's consumer. Destroying the agent ends the subscription.
+  template <class T, class F>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target) {
+    check_handler<T, F>();
+    topic_pattern parsed(pattern);
+    auto* r = new detail::async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed), *target.box);
+    const std::uint64_t id = router_->subscribe(r);
+    try {
+      target.box->track(router_, id);
+    } catch (...) {
+      router_->unsubscribe(id);
+      throw;
+    }
     return subscription(router_, id);
   }
 
   /// @brief Subscribes `handler`, deducing the event type from its parameter
   /// (`const event<T>&` or `const T&`). Generic lambdas need subscribe<T>(...).
-  template <class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
+  template <class F, class... Target>
+    requires(sizeof...(Target) <= 1 && (std::is_same_v<Target, async_target> && ...))
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, Target... target) {
     static_assert(detail::deducible_handler<F>,
                   "agentbus: cannot deduce the event type of this handler (a generic lambda?); write "
                   "bus.subscribe<T>(pattern, handler)");
     if constexpr (detail::deducible_handler<F>)
-      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler));
+      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler), target...);
     else
       return {};
   }
@@ -2147,13 +3673,30 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
+  template <class T, class F>
+  static constexpr void check_handler() {
+    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
+    using fn_type = std::decay_t<F>;
+    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
+    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
+    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
+                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
+                  "`const T&`");
+  }
+
+  // Beyond the topic cache: resolve under the writer mutex, then deliver as usual.
   template <class T>
   AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
                                                     const publish_options& options, detail::reader_slot* slot) {
-    const std::vector<detail::receiver*> list = router_->resolve_uncached(topic);
+    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
     const std::uint64_t id = slot->id_base | (++slot->next_sequence & detail::sequence_mask);
+    if (found.empty()) return publish_result{0, 0, 0, id};
+    detail::receiver_list* list = detail::receiver_list::make_from(found);
+    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
+        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
+    if (list->retaining()) return detail::publish_retained<T>(*router_, *list, topic, payload, options, id);
     const event<T> ev(payload, topic, options, id, detail::deadline_from(options));
-    return router_->dispatch(list, ev);
+    return router_->dispatch(*list, ev);
   }
 
   std::shared_ptr<detail::router> router_;
@@ -2162,5 +3705,340 @@ class basic_bus {
 }  // namespace agentbus
 
 #endif  // AGENTBUS_BUS_BASIC_BUS_HPP
+#ifndef AGENTBUS_AGENT_EXECUTOR_HPP
+#define AGENTBUS_AGENT_EXECUTOR_HPP
+
+// A small fixed pool of worker threads that runs many agents' mailboxes.
+//
+// An agent with queued events is put in the run queue once (its mailbox's wake flag makes sure
+// of that); a worker takes it out, handles up to `batch` events, and puts it back at the end of
+// the queue if more are waiting. So one agent's handlers never run concurrently with each other
+// (per-agent order is kept), and a slow or busy agent delays others by at most one batch.
+
+#include <cstddef>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+
+namespace agentbus {
+
+namespace detail {
+/// Something an executor runs: an agent's mailbox.
+class schedulable {
+ public:
+  /// Handles a batch of events; called by one worker at a time.
+  virtual void run_scheduled() noexcept = 0;
+
+ protected:
+  ~schedulable() = default;
+};
+}  // namespace detail
+
+/// @brief Settings of an executor.
+struct executor_options {
+  std::size_t threads = 2;       ///< worker threads
+  std::size_t max_agents = 4096;  ///< agents that may be attached at once (run queue capacity)
+  std::size_t batch = 64;        ///< events one agent handles before yielding its worker
+};
+
+/// @brief A fixed pool of worker threads running agents' mailboxes (see agent).
+///
+/// Thread safety: agents attach and detach from any thread. Destroy every attached agent
+/// before its executor.
+class executor {
+ public:
+  /// @brief Starts the worker threads.
+  explicit executor(const executor_options& options = {})
+      : options_(options), run_queue_(options.max_agents == 0 ? 1 : options.max_agents) {
+    if (options.threads == 0) throw std::invalid_argument("agentbus: executor needs at least one thread");
+    for (std::size_t i = 0; i < options.threads; ++i)
+      workers_.emplace_back([this] {
+        detail::schedulable* next = nullptr;
+        while (run_queue_.pop(next)) next->run_scheduled();
+      });
+  }
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+  /// @brief Stops and joins the workers.
+  ~executor() {
+    run_queue_.close();
+    for (auto& w : workers_) w.join();
+  }
+
+  /// @brief Events one agent handles per turn.
+  std::size_t batch() const noexcept { return options_.batch == 0 ? 1 : options_.batch; }
+  /// @brief Worker thread count.
+  std::size_t threads() const noexcept { return workers_.size(); }
+
+  /// @brief Queues an agent for a turn (internal: called when its mailbox wakes).
+  void schedule(detail::schedulable* s) noexcept {
+    // Each attached agent is in the queue at most once and attach() bounds their number, so
+    // this never waits for room; it fails only once the executor is shutting down.
+    (void)run_queue_.push(s);
+  }
+
+  /// @brief Reserves room for one more agent; throws when max_agents are attached.
+  void attach() {
+    if (attached_.fetch_add(1, std::memory_order_relaxed) >= run_queue_.capacity()) {
+      attached_.fetch_sub(1, std::memory_order_relaxed);
+      throw std::length_error("agentbus: executor has max_agents agents attached; raise executor_options::max_agents");
+    }
+  }
+  /// @brief Releases an agent's room.
+  void detach() noexcept { attached_.fetch_sub(1, std::memory_order_relaxed); }
+
+ private:
+  executor_options options_;
+  mpmc_queue<detail::schedulable*> run_queue_;
+  std::atomic<std::size_t> attached_{0};
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_AGENT_EXECUTOR_HPP
+#ifndef AGENTBUS_AGENT_AGENT_HPP
+#define AGENTBUS_AGENT_AGENT_HPP
+
+// An agent: a named mailbox plus whatever runs its handlers.
+//
+//   agentbus::agent planner("planner");            // caller-pumped: planner.poll() / run_for()
+//   planner.start();                               // ...or its own thread
+//   agentbus::agent coder("coder", pool);          // ...or a shared executor
+//   auto sub = planner.subscribe(bus, "tasks.*", [](const agentbus::event<task>& e) { ... });
+//   // or: bus.subscribe("tasks.*", handler, agentbus::async(planner));
+//
+// Handlers of one agent run one at a time, in mailbox order (high priority first, then FIFO
+// per priority and publishing thread), on the agent's consumer, never inside publish().
+//
+// Thread safety: subscribe, stop and stats from any thread. poll/run_for from one thread at a
+// time (concurrent callers take turns). stop() must not be called from the agent's own handler.
+// Destroying an agent ends its subscriptions (waiting for running handlers, as unsubscribe
+// does), discards what is still queued (counted), and joins its thread: it never hangs on
+// queued work and no handler of it runs afterwards.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+
+namespace agentbus {
+
+class agent;
+
+/// @brief An agent: a mailbox whose handlers run on the agent's thread, an executor, or the
+/// application's own loop (see the top of agent.hpp).
+class agent final : detail::schedulable {
+ public:
+  /// @brief A caller-pumped agent: handlers run inside poll() / run_for(), or, after start(),
+  /// on the agent's own thread.
+  explicit agent(std::string name, const mailbox_options& options = {}) : box_(std::move(name), options) {
+    box_.set_wake(&wake, this);
+  }
+
+  /// @brief An agent run by `pool`'s workers, `pool.batch()` events per turn.
+  agent(std::string name, executor& pool, const mailbox_options& options = {})
+      : box_(std::move(name), options), pool_(&pool), mode_(mode::pooled) {
+    pool.attach();
+    box_.set_wake(&wake, this);
+  }
+
+  agent(const agent&) = delete;
+  agent& operator=(const agent&) = delete;
+
+  /// @brief Ends the subscriptions, discards what is queued, joins the thread.
+  ~agent() {
+    box_.unsubscribe_all();
+    if (!stopped_.load(std::memory_order_acquire)) stop(stop_mode::discard);
+    if (pool_) pool_->detach();
+  }
+
+  /// @brief The agent's name.
+  const std::string& name() const noexcept { return box_.name(); }
+
+  /// @brief Runs the agent's handlers on a thread of its own. Only for agents made without an
+  /// executor; throws std::logic_error when already started, pooled or stopped.
+  void start() {
+    std::lock_guard pump(pump_mutex_);  // not while someone polls
+    if (mode_.load() != mode::pumped || stopped_.load(std::memory_order_acquire))
+      throw std::logic_error("agentbus: agent::start(): agent " + name() + " is already running, pooled or stopped");
+    thread_ = std::thread([this] { thread_main(); });
+    mode_.store(mode::threaded);
+    box_.sleep_flag().notify_one();  // in case the thread parked before the mode changed
+  }
+
+  /// @brief Stops the agent: the mailbox accepts nothing more (later events are counted as
+  /// closed); with stop_mode::drain everything already queued is handled first, with
+  /// stop_mode::discard it is dropped (counted, reported). Then joins the thread. Idempotent.
+  void stop(stop_mode how = stop_mode::drain) {
+    if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
+    stop_mode_.store(how, std::memory_order_relaxed);
+    box_.close();
+    switch (mode_.load()) {
+      case mode::threaded:
+        if (box_.try_claim()) box_.sleep_flag().notify_one();
+        thread_.join();
+        break;
+      case mode::pooled:
+        // Take the mailbox (no worker will be given it again), then wait for a worker still
+        // finishing its turn, which may touch the mailbox after giving it up; then finish here.
+        backoff([this] { return box_.try_claim(); });
+        backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; });
+        finish(how);
+        break;
+      case mode::pumped: {
+        std::lock_guard pump(pump_mutex_);
+        finish(how);
+        break;
+      }
+    }
+  }
+
+  /// @brief Caller-pumped agents: handles up to `max` queued events now, without waiting.
+  /// Returns how many were taken out of the mailbox.
+  std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
+    require_pumped("poll");
+    std::lock_guard pump(pump_mutex_);
+    return box_.run_batch(max);
+  }
+
+  /// @brief Caller-pumped agents: handles events as they come until `timeout` has passed (or
+  /// the agent is stopped). Waits without spinning when the mailbox is empty.
+  template <class Rep, class Period>
+  std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
+    require_pumped("run_for");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::lock_guard pump(pump_mutex_);
+    std::size_t total = 0;
+    for (;;) {
+      total += box_.run_batch(default_batch);
+      if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return total;
+      if (!box_.empty() || !box_.prepare_sleep(true)) continue;
+      std::unique_lock lock(wake_mutex_);
+      wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
+    }
+  }
+
+  /// @brief Subscribes `handler` on the bus `on`; it runs on this agent. Same as
+  /// `bus.subscribe(pattern, handler, async(*this))`.
+  template <class T, class Bus, class F>
+  [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
+    return on.template subscribe<T>(pattern, std::forward<F>(handler), async_target{&box_});
+  }
+  /// @brief As above, deducing the event type from the handler.
+  template <class Bus, class F>
+  [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
+    return on.subscribe(pattern, std::forward<F>(handler), async_target{&box_});
+  }
+
+  /// @brief Installs the hook told about every event this agent's mailbox did not handle.
+  void on_undelivered(undelivered_handler hook) { box_.set_undelivered_handler(std::move(hook)); }
+
+  /// @brief The mailbox's counters.
+  mailbox_stats stats() const noexcept { return box_.stats(); }
+
+ private:
+  friend async_target async(agent& a) noexcept;
+  enum class mode : std::uint8_t { pumped, threaded, pooled };
+  static constexpr std::size_t default_batch = 64;
+  static constexpr std::chrono::microseconds spin_before_park{50};
+
+  void require_pumped(const char* what) const {
+    if (mode_.load() != mode::pumped)
+      throw std::logic_error(std::string("agentbus: agent::") + what + "(): agent " + name() +
+                             " runs on its own thread or an executor");
+  }
+
+  // Polls `done` with a yield, then short sleeps: used only by stop().
+  template <class Done>
+  static void backoff(Done done) {
+    for (unsigned spins = 0; !done(); ++spins)
+      if (spins < 64)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+
+  void finish(stop_mode how) {
+    while (box_.run_batch(default_batch, how) > 0) {
+    }
+  }
+
+  void thread_main() {
+    for (;;) {
+      if (box_.run_batch(default_batch) > 0) continue;
+      if (box_.closing()) {
+        finish(stop_mode_.load(std::memory_order_relaxed));
+        return;
+      }
+      // Spin a little before parking. Parking is expensive for both sides: the publisher that
+      // finds us asleep pays for the wake-up system call (tens of microseconds in a VM), and
+      // if we park again before that call even returns, every event costs a wake-up. So poll
+      // for up to spin_before_park (a fraction of a time slice) first. Poll by trying to pop,
+      // which reads only our own index and the next slot.
+      bool more = false;
+      const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
+      for (unsigned i = 0; !more; ++i) {
+        more = box_.run_batch(default_batch) > 0;
+        for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();  // poll the producers' slot gently
+        if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
+      }
+      if (more || !box_.prepare_sleep(true)) continue;
+      box_.sleep_flag().wait(true, std::memory_order_acquire);
+    }
+  }
+
+  // A count, not a flag: a worker that has just given the mailbox up may still be finishing
+  // prepare_sleep() while a producer's wake-up already started another worker's turn.
+  void run_scheduled() noexcept override {
+    in_turn_.fetch_add(1, std::memory_order_relaxed);
+    executor* pool = pool_;
+    const std::size_t batch = pool->batch();
+    const bool keep = box_.run_batch(batch) == batch || !box_.prepare_sleep(false);
+    in_turn_.fetch_sub(1, std::memory_order_release);
+    if (keep) pool->schedule(this);  // still ours: hand it on (after this, another worker may run it)
+  }
+
+  // Called by a producer that found the mailbox asleep (and took the wake): get it consumed.
+  static void wake(void* self) noexcept {
+    auto* a = static_cast<agent*>(self);
+    switch (a->mode_.load(std::memory_order_acquire)) {
+      case mode::threaded: a->box_.sleep_flag().notify_one(); break;
+      case mode::pooled: a->pool_->schedule(a); break;
+      case mode::pumped: {
+        { std::lock_guard lock(a->wake_mutex_); }  // orders the flag change before a waiter's predicate check
+        a->wake_cv_.notify_all();
+        break;
+      }
+    }
+  }
+
+  detail::mailbox box_;
+  executor* pool_ = nullptr;
+  std::atomic<mode> mode_{mode::pumped};
+  std::atomic<bool> stopped_{false};
+  std::atomic<int> in_turn_{0};  // workers inside run_scheduled()
+  std::atomic<stop_mode> stop_mode_{stop_mode::drain};
+  std::thread thread_;
+  std::mutex pump_mutex_;
+  std::mutex wake_mutex_;
+  std::condition_variable wake_cv_;
+};
+
+/// @brief Routes a subscription into `a`'s mailbox: `bus.subscribe(pattern, handler, async(a))`.
+inline async_target async(agent& a) noexcept { return async_target{&a.box_}; }
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_AGENT_AGENT_HPP
 
 #endif  // AGENTBUS_AGENTBUS_HPP

@@ -28,7 +28,6 @@
 
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/detail/block_pool.hpp"
-#include "agentbus/detail/publish_clock.hpp"
 
 namespace agentbus {
 
@@ -135,9 +134,9 @@ class event_core {
   std::chrono::system_clock::time_point published() const noexcept {
     // Stamped lazily: reading the clock costs more than a whole synchronous publish, so it is
     // only read when someone asks (or when the event is retained).
-    if (published_ns_ == 0) published_ns_ = publish_clock::stamp();
-    const auto ns = std::chrono::nanoseconds{publish_clock::to_system_ns(published_ns_)};
-    return std::chrono::system_clock::time_point{std::chrono::duration_cast<std::chrono::system_clock::duration>(ns)};
+    if (published_ns_ == 0) published_ns_ = now_ns();
+    return std::chrono::system_clock::time_point{
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds{published_ns_})};
   }
 
   agentbus::envelope envelope() const noexcept {
@@ -148,12 +147,19 @@ class event_core {
   const block_header* block() const noexcept { return block_; }
 
  protected:
+  static std::int64_t now_ns() noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    return ns == 0 ? 1 : static_cast<std::int64_t>(ns);
+  }
+
   const void* payload_;
   std::string_view topic_;
   const publish_options* options_;
   std::uint64_t id_;
   deadline_clock::time_point deadline_;
-  mutable std::int64_t published_ns_ = 0;  // publish_clock ticks; 0 = not stamped yet
+  mutable std::int64_t published_ns_ = 0;  // system_clock ns since the epoch; 0 = not stamped yet
   const block_header* block_;
 
   template <class U>
@@ -284,7 +290,7 @@ struct event_block : block_header {
       : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this) {
     destroy = &destroy_block;
     core = &view;
-    view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : publish_clock::stamp();
+    view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();
   }
 };
 
