@@ -123,7 +123,7 @@ TEST_CASE("high priority events are handled before normal and low ones", "[agent
   CHECK(order == std::vector<std::string>{"3h", "5h", "2n", "4n", "1l"});
 }
 
-TEST_CASE("events whose deadline passed in the mailbox are not handled; counted and reported", "[agent][ttl]") {
+TEST_CASE("events whose deadline passed in the mailbox are not handled, counted and reported", "[agent][ttl]") {
   agentbus::bus bus;
   agentbus::agent a("a");
   std::vector<int> got;
@@ -190,7 +190,7 @@ TEST_CASE("overflow::drop_oldest keeps the newest events, counted", "[agent][bac
   CHECK(dropped.size() == 3);
 }
 
-TEST_CASE("overflow::block waits for room; with a timeout it gives up and counts", "[agent][backpressure]") {
+TEST_CASE("overflow::block waits for room, with a timeout it gives up and counts", "[agent][backpressure]") {
   agentbus::bus bus;
   SECTION("blocks until the consumer makes room") {
     agentbus::agent a("a", {.capacity = 2, .overflow = agentbus::overflow::block});
@@ -223,7 +223,7 @@ TEST_CASE("overflow::block waits for room; with a timeout it gives up and counts
   }
 }
 
-TEST_CASE("stop(drain) handles what is queued; stop(discard) counts what it drops", "[agent][shutdown]") {
+TEST_CASE("stop(drain) handles what is queued, stop(discard) counts what it drops", "[agent][shutdown]") {
   agentbus::bus bus;
   SECTION("drain") {
     agentbus::agent a("a");

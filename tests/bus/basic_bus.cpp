@@ -82,7 +82,7 @@ TEST_CASE("invalid topics and patterns throw topic_error and deliver nothing", "
   CHECK(bus.stats().subscriptions == 1);
 }
 
-TEST_CASE("typed delivery: a handler for T never receives a U; skips are counted", "[bus]") {
+TEST_CASE("typed delivery: a handler for T never receives a U, skips are counted", "[bus]") {
   agentbus::bus bus;
   int orders = 0, invoices = 0;
   auto s1 = bus.subscribe("billing.>", [&](const order&) { ++orders; });
@@ -132,7 +132,7 @@ TEST_CASE("the envelope carries options, a per-thread sequence and unique ids", 
   CHECK((other_id >> 40) != (envs[0].id >> 40));
 }
 
-TEST_CASE("a throwing handler does not stop delivery; the failure reaches the error hook", "[bus]") {
+TEST_CASE("a throwing handler does not stop delivery, the failure reaches the error hook", "[bus]") {
   agentbus::bus bus;
   std::vector<agentbus::handler_failure> failures;
   std::vector<std::string> messages;

@@ -145,7 +145,7 @@ TEST_CASE("retain() on a stack event copies the payload exactly once", "[event][
   CHECK(kept->published() == ev.published());
 }
 
-TEST_CASE("move-only payloads live in shared blocks; retain() from the stack refuses clearly", "[event][shared]") {
+TEST_CASE("move-only payloads live in shared blocks, retain() from the stack refuses clearly", "[event][shared]") {
   auto sev = agentbus::shared_event<std::unique_ptr<int>>::make("a", {}, std::make_unique<int>(4));
   CHECK(*sev.payload() == 4);
   auto shared = (*sev).retain();
