@@ -102,6 +102,17 @@
 #include <type_traits>
 #include <utility>
 
+// The two hot paths (claim + publish, claim + release) are forced inline
+// into whatever loop calls them. Measured here: left out of line, a single
+// shared copy made a cross-thread round trip cost ~320 ns or 400-490 ns
+// depending on where the linker happened to put it; inline, it follows the
+// caller's loop like any other code. Defined here, undefined at the end.
+#if defined(__GNUC__) || defined(__clang__)
+#define AGENTBUS_MPMC_HOT [[gnu::always_inline]] inline
+#else
+#define AGENTBUS_MPMC_HOT inline
+#endif
+
 namespace agentbus {
 
 namespace detail {
@@ -560,7 +571,7 @@ class mpmc_queue {
   }
 
   template <class... Args>
-  bool enqueue(Args&&... args) {
+  AGENTBUS_MPMC_HOT bool enqueue(Args&&... args) {
     // Cheap early refusal; the authoritative check is after the claim.
     if (AGENTBUS_UNLIKELY(closed_.load(std::memory_order_relaxed))) return false;
     size_type pos = enqueue_pos_.load(std::memory_order_relaxed);
@@ -623,7 +634,7 @@ class mpmc_queue {
   }
 
   template <class Sink>
-  bool dequeue(Sink&& sink) {
+  AGENTBUS_MPMC_HOT bool dequeue(Sink&& sink) {
     size_type pos = dequeue_pos_.load(std::memory_order_relaxed);
     for (;;) {
       slot_type& s = slots_[pos & mask_];
@@ -785,5 +796,7 @@ class mpmc_queue {
 };
 
 }  // namespace agentbus
+
+#undef AGENTBUS_MPMC_HOT
 
 #endif  // AGENTBUS_QUEUE_MPMC_QUEUE_HPP
