@@ -1169,6 +1169,8 @@ class receiver_list {
   std::size_t size() const noexcept { return size_; }
   /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
   bool retaining() const noexcept { return retaining_; }
+  /// True when the list is not empty and only synchronous: the publish fast path (one test).
+  bool plain() const noexcept { return plain_; }
   receiver* const* begin() const noexcept { return items(); }
   receiver* const* end() const noexcept { return items() + size_; }
   receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
@@ -1204,9 +1206,11 @@ class receiver_list {
   explicit receiver_list(std::size_t n) noexcept : size_(n) {}
   void finish() noexcept {
     for (receiver* r : *this) retaining_ = retaining_ || r->retains();
+    plain_ = size_ != 0 && !retaining_;
   }
   std::size_t size_;
   bool retaining_ = false;
+  bool plain_ = false;
 };
 
 }  // namespace agentbus::detail
@@ -1364,14 +1368,17 @@ inline void asymmetric_light_barrier() noexcept {
 
 /// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
 struct alignas(cache_line_size) reader_slot {
+  /// The next event id for this thread: slot index in the high bits, sequence in the low 40
+  /// (2^40 events per thread before the sequence would run into the index).
+  std::uint64_t next_event_id() noexcept { return ++last_id; }
+
   std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
   std::atomic<bool> waiting{false};       // owner is blocked in synchronize() inside a section
   std::atomic<bool> owes_reclaim{false};  // a retired record waits for this thread
   std::atomic<bool> in_use{false};        // claimed by a live thread
   unsigned depth = 0;                     // owner: read-section nesting depth
   bool needs_fence = true;                // owner: no membarrier, fence on entry
-  std::uint64_t id_base = 0;              // owner: index << sequence bits, for event ids
-  std::uint64_t next_sequence = 0;        // owner: last sequence handed out
+  std::uint64_t last_id = 0;              // owner: last event id handed out (index << 40 | sequence)
   reader_slot* next = nullptr;            // registry list; immutable once published
 };
 
@@ -1470,8 +1477,8 @@ inline reader_slot* quiescence_domain::register_thread() {
   if (slot == nullptr) {
     slot = new reader_slot;
     slot->in_use.store(true, std::memory_order_relaxed);
-    // Event ids are id_base | sequence; the low 40 bits are the sequence (event.hpp).
-    slot->id_base = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
+    // Event ids are index << 40 | sequence: the low 40 bits are the sequence (event.hpp).
+    slot->last_id = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
     slot->next = head_.load(std::memory_order_relaxed);
     head_.store(slot, std::memory_order_release);
   }
@@ -1491,10 +1498,10 @@ inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
 }
 
 /// Enters a read section (nestable). Returns the slot to pass to read_unlock().
-inline reader_slot* read_lock() {
+AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
   reader_slot* s = current_reader_slot;
   if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
-  if (s->depth++ == 0) {
+  if (AGENTBUS_LIKELY(s->depth++ == 0)) {
     const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
     if (AGENTBUS_UNLIKELY(s->needs_fence)) {
       s->counter.store(c, std::memory_order_seq_cst);
@@ -1509,8 +1516,8 @@ inline reader_slot* read_lock() {
 }
 
 /// Leaves a read section entered by read_lock().
-inline void read_unlock(reader_slot* s) noexcept {
-  if (--s->depth == 0) {
+AGENTBUS_ALWAYS_INLINE void read_unlock(reader_slot* s) noexcept {
+  if (AGENTBUS_LIKELY(--s->depth == 0)) {
     s->counter.store(s->counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (AGENTBUS_UNLIKELY(s->owes_reclaim.load(std::memory_order_relaxed))) {
       s->owes_reclaim.store(false, std::memory_order_relaxed);
@@ -1525,8 +1532,8 @@ inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().
 /// RAII read section.
 class read_guard {
  public:
-  read_guard() : slot_(read_lock()) {}
-  ~read_guard() { read_unlock(slot_); }
+  AGENTBUS_ALWAYS_INLINE read_guard() : slot_(read_lock()) {}
+  AGENTBUS_ALWAYS_INLINE ~read_guard() { read_unlock(slot_); }
   read_guard(const read_guard&) = delete;
   read_guard& operator=(const read_guard&) = delete;
   reader_slot* slot() const noexcept { return slot_; }
@@ -1720,12 +1727,14 @@ class topic_table {
 namespace agentbus {
 
 /// @brief What one publish did.
+/// Kept to 16 bytes so that it comes back in registers: publish is on the hot path.
 struct publish_result {
   std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
-  std::uint32_t failed = 0;     ///< handlers that threw (each reported to the error hook)
-  std::uint32_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; see overflow)
+  std::uint16_t failed = 0;     ///< handlers that threw (each reported to the error hook; saturates)
+  std::uint16_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; saturates)
   std::uint64_t id = 0;         ///< the event's id
 };
+static_assert(sizeof(publish_result) == 16, "publish_result should fit in two registers");
 
 /// @brief Counters of a bus, read with bus.stats().
 struct bus_stats {
@@ -1879,12 +1888,12 @@ class router {
       // leave the read section; this check is for unsubscribes earlier in this same dispatch.
       if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
       try {
-        if (r->invoke(r, ev))
+        if (AGENTBUS_LIKELY(r->invoke(r, ev)))
           ++result.delivered;
-        else
+        else if (result.rejected != UINT16_MAX)
           ++result.rejected;
       } catch (...) {
-        ++result.failed;
+        if (result.failed != UINT16_MAX) ++result.failed;
         report_failure(ev, *r, std::current_exception());
       }
     }
@@ -2165,10 +2174,11 @@ AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_nod
                                                       const publish_options& options, reader_slot* slot) {
   using T = std::remove_cvref_t<P>;
   const receiver_list* list = node.receivers.load(std::memory_order_acquire);
-  const std::uint64_t id = slot->id_base | (++slot->next_sequence & sequence_mask);
-  if (list->size() == 0) return publish_result{0, 0, 0, id};
-  if (AGENTBUS_UNLIKELY(list->retaining()))
+  const std::uint64_t id = slot->next_event_id();
+  if (AGENTBUS_UNLIKELY(!list->plain())) {  // empty, or a mailbox needs a shared block
+    if (list->size() == 0) return publish_result{0, 0, 0, id};
     return publish_retained<T>(r, *list, node.name, std::forward<P>(payload), options, id);
+  }
   const event<T> ev(payload, node.name, options, id, deadline_from(options));
   return r.dispatch(*list, ev);
 }
@@ -3702,7 +3712,7 @@ class basic_bus {
   AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
                                                     const publish_options& options, detail::reader_slot* slot) {
     const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
-    const std::uint64_t id = slot->id_base | (++slot->next_sequence & detail::sequence_mask);
+    const std::uint64_t id = slot->next_event_id();
     if (found.empty()) return publish_result{0, 0, 0, id};
     detail::receiver_list* list = detail::receiver_list::make_from(found);
     const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(

@@ -173,7 +173,7 @@ class basic_bus {
   AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
                                                     const publish_options& options, detail::reader_slot* slot) {
     const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
-    const std::uint64_t id = slot->id_base | (++slot->next_sequence & detail::sequence_mask);
+    const std::uint64_t id = slot->next_event_id();
     if (found.empty()) return publish_result{0, 0, 0, id};
     detail::receiver_list* list = detail::receiver_list::make_from(found);
     const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(

@@ -45,10 +45,11 @@ AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_nod
                                                       const publish_options& options, reader_slot* slot) {
   using T = std::remove_cvref_t<P>;
   const receiver_list* list = node.receivers.load(std::memory_order_acquire);
-  const std::uint64_t id = slot->id_base | (++slot->next_sequence & sequence_mask);
-  if (list->size() == 0) return publish_result{0, 0, 0, id};
-  if (AGENTBUS_UNLIKELY(list->retaining()))
+  const std::uint64_t id = slot->next_event_id();
+  if (AGENTBUS_UNLIKELY(!list->plain())) {  // empty, or a mailbox needs a shared block
+    if (list->size() == 0) return publish_result{0, 0, 0, id};
     return publish_retained<T>(r, *list, node.name, std::forward<P>(payload), options, id);
+  }
   const event<T> ev(payload, node.name, options, id, deadline_from(options));
   return r.dispatch(*list, ev);
 }

@@ -61,14 +61,17 @@ inline void asymmetric_light_barrier() noexcept {
 
 /// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
 struct alignas(cache_line_size) reader_slot {
+  /// The next event id for this thread: slot index in the high bits, sequence in the low 40
+  /// (2^40 events per thread before the sequence would run into the index).
+  std::uint64_t next_event_id() noexcept { return ++last_id; }
+
   std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
   std::atomic<bool> waiting{false};       // owner is blocked in synchronize() inside a section
   std::atomic<bool> owes_reclaim{false};  // a retired record waits for this thread
   std::atomic<bool> in_use{false};        // claimed by a live thread
   unsigned depth = 0;                     // owner: read-section nesting depth
   bool needs_fence = true;                // owner: no membarrier, fence on entry
-  std::uint64_t id_base = 0;              // owner: index << sequence bits, for event ids
-  std::uint64_t next_sequence = 0;        // owner: last sequence handed out
+  std::uint64_t last_id = 0;              // owner: last event id handed out (index << 40 | sequence)
   reader_slot* next = nullptr;            // registry list; immutable once published
 };
 
@@ -167,8 +170,8 @@ inline reader_slot* quiescence_domain::register_thread() {
   if (slot == nullptr) {
     slot = new reader_slot;
     slot->in_use.store(true, std::memory_order_relaxed);
-    // Event ids are id_base | sequence; the low 40 bits are the sequence (event.hpp).
-    slot->id_base = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
+    // Event ids are index << 40 | sequence: the low 40 bits are the sequence (event.hpp).
+    slot->last_id = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
     slot->next = head_.load(std::memory_order_relaxed);
     head_.store(slot, std::memory_order_release);
   }
@@ -188,10 +191,10 @@ inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
 }
 
 /// Enters a read section (nestable). Returns the slot to pass to read_unlock().
-inline reader_slot* read_lock() {
+AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
   reader_slot* s = current_reader_slot;
   if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
-  if (s->depth++ == 0) {
+  if (AGENTBUS_LIKELY(s->depth++ == 0)) {
     const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
     if (AGENTBUS_UNLIKELY(s->needs_fence)) {
       s->counter.store(c, std::memory_order_seq_cst);
@@ -206,8 +209,8 @@ inline reader_slot* read_lock() {
 }
 
 /// Leaves a read section entered by read_lock().
-inline void read_unlock(reader_slot* s) noexcept {
-  if (--s->depth == 0) {
+AGENTBUS_ALWAYS_INLINE void read_unlock(reader_slot* s) noexcept {
+  if (AGENTBUS_LIKELY(--s->depth == 0)) {
     s->counter.store(s->counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (AGENTBUS_UNLIKELY(s->owes_reclaim.load(std::memory_order_relaxed))) {
       s->owes_reclaim.store(false, std::memory_order_relaxed);
@@ -222,8 +225,8 @@ inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().
 /// RAII read section.
 class read_guard {
  public:
-  read_guard() : slot_(read_lock()) {}
-  ~read_guard() { read_unlock(slot_); }
+  AGENTBUS_ALWAYS_INLINE read_guard() : slot_(read_lock()) {}
+  AGENTBUS_ALWAYS_INLINE ~read_guard() { read_unlock(slot_); }
   read_guard(const read_guard&) = delete;
   read_guard& operator=(const read_guard&) = delete;
   reader_slot* slot() const noexcept { return slot_; }

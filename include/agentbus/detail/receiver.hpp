@@ -109,6 +109,8 @@ class receiver_list {
   std::size_t size() const noexcept { return size_; }
   /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
   bool retaining() const noexcept { return retaining_; }
+  /// True when the list is not empty and only synchronous: the publish fast path (one test).
+  bool plain() const noexcept { return plain_; }
   receiver* const* begin() const noexcept { return items(); }
   receiver* const* end() const noexcept { return items() + size_; }
   receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
@@ -144,9 +146,11 @@ class receiver_list {
   explicit receiver_list(std::size_t n) noexcept : size_(n) {}
   void finish() noexcept {
     for (receiver* r : *this) retaining_ = retaining_ || r->retains();
+    plain_ = size_ != 0 && !retaining_;
   }
   std::size_t size_;
   bool retaining_ = false;
+  bool plain_ = false;
 };
 
 }  // namespace agentbus::detail
