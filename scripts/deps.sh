@@ -4,7 +4,8 @@
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 required=(g++ cmake make libfmt-dev catch2)
-optional=(libboost-dev libconcurrentqueue-dev valgrind)  # benchmark peers and instruction counts
+# benchmark peers (Boost, moodycamel, SQLite), instruction counts, and clang for the libFuzzer harness
+optional=(libboost-dev libconcurrentqueue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev)
 missing=()
 for p in "${required[@]}" "${optional[@]}" ${AGENTBUS_EXTRA_PACKAGES:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
