@@ -23,12 +23,25 @@
 //   - Typed delivery: a subscription takes one event type T. A receiver whose pattern matches
 //     a topic on which another type U is published is skipped for that event and the skip is
 //     counted (stats().type_mismatches); a handler for T never sees a U.
+//   - Storage (a persisting storage policy: storage::memory_ring<N>, storage::journal): publish()
+//     first stores the event, which gives it an offset, then delivers it; publish returns a
+//     stored_publish_result with the offset. With storage::journal the event is as durable as
+//     the journal's durability policy says when publish returns (durability::always: on disk).
+//     Offsets are assigned in the order events are stored; concurrent publishers may deliver
+//     in another order than their offsets. A subscription with a history option first
+//     receives stored events (replayed on the subscribing thread, inside subscribe()), then
+//     live ones: no gap and no duplicate at the seam, with any number of concurrent
+//     publishers.
 //   - Destroying the bus unsubscribes everything (waiting for running handlers as unsubscribe
 //     does). It must not run concurrently with other calls on the same bus object; channels and
 //     subscription handles may outlive it safely.
 
+#include <concepts>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -44,10 +57,67 @@
 #include "agentbus/router/router.hpp"
 #include "agentbus/router/subscription.hpp"
 #include "agentbus/router/topic.hpp"
+#include "agentbus/storage/history.hpp"
 #include "agentbus/storage/policy.hpp"
 #include "agentbus/transport/policy.hpp"
 
 namespace agentbus {
+
+/// @brief What publish returns on a bus that stores events: the delivery counts and the
+/// offset the storage gave the event.
+struct stored_publish_result : publish_result {
+  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
+};
+
+namespace detail {
+
+/// What a bus without storage takes instead of storage options (never constructed by users).
+struct no_storage_options {};
+
+template <class S, bool = S::persists>
+struct storage_traits {
+  using options = no_storage_options;
+  struct holder {};
+};
+template <class S>
+struct storage_traits<S, true> {
+  using options = typename S::options;
+  struct holder {
+    std::unique_ptr<typename S::store> store;
+  };
+};
+
+/// A synchronous subscription with history: stored events are replayed into it by subscribe()
+/// on the subscribing thread; live events reach it only once the replay has caught up, and
+/// those the replay already delivered (offset below the seam) are skipped.
+template <class T, class F>
+struct history_receiver final : receiver {
+  template <class G>
+  history_receiver(G&& g, topic_pattern pat)
+      : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
+
+  static bool call(receiver* r, const event_core& e) {
+    auto* self = static_cast<history_receiver*>(r);
+    if (AGENTBUS_UNLIKELY(!self->live.load(std::memory_order_acquire))) {
+      // Catching up: the replay will read this event from storage (it was stored before it
+      // was dispatched). The mutex orders this check against the replay's final one.
+      std::lock_guard lock(self->seam_mutex);
+      if (!self->live.load(std::memory_order_relaxed)) return true;
+    }
+    const auto offset = e.offset();
+    if (offset && *offset < self->seam) return true;  // already delivered by the replay
+    call_handler<T>(self->fn, static_cast<const event<T>&>(e));
+    return true;
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<history_receiver*>(r); }
+
+  F fn;
+  std::atomic<bool> live{false};
+  std::mutex seam_mutex;
+  std::uint64_t seam = 0;  // written before live is set (release), read after it is seen
+};
+
+}  // namespace detail
 
 /// @brief An event bus, with its storage and transport chosen at compile time.
 /// `agentbus::bus` is `basic_bus<storage::none, transport::in_process>`.
@@ -63,9 +133,21 @@ class basic_bus {
  public:
   using storage_type = Storage;      ///< the storage policy
   using transport_type = Transport;  ///< the transport policy
+  /// @brief What the storage policy is opened with (storage::journal: journal_options).
+  using storage_options = typename detail::storage_traits<Storage>::options;
+  /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
+  using result_type = std::conditional_t<Storage::persists, stored_publish_result, publish_result>;
 
-  /// @brief An empty bus.
-  basic_bus() : router_(std::make_shared<detail::router>()) {}
+  /// @brief An empty bus (with storage opened with default options, for policies that have them).
+  basic_bus()
+    requires(!Storage::persists || std::default_initializable<storage_options>)
+      : basic_bus(storage_options{}) {}
+  /// @brief An empty bus whose storage is opened with `options`; a storage error (e.g.
+  /// journal_error for a locked journal directory) propagates.
+  explicit basic_bus(const storage_options& options) : router_(std::make_shared<detail::router>()) {
+    if constexpr (Storage::persists) storage_.store = std::make_unique<typename Storage::store>(options);
+    else (void)options;
+  }
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
   /// @brief Unsubscribes everything; see the threading contract above.
@@ -75,27 +157,35 @@ class basic_bus {
   /// Synchronous handlers see the payload by reference: it is never copied. When a mailbox
   /// subscribes, the payload goes once into a shared block: moved from an rvalue, else copied.
   template <class P>
-  publish_result publish(std::string_view topic, P&& payload,
-                         const publish_options& options = detail::default_publish_options) {
+  result_type publish(std::string_view topic, P&& payload,
+                      const publish_options& options = detail::default_publish_options) {
     using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type (not an array, "
                                  "not a string literal: wrap text in std::string)");
-    detail::read_guard guard;
-    if (detail::topic_node* node = router_->node(topic))
-      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-    return publish_uncached<T>(topic, payload, options, guard.slot());
+    if constexpr (Storage::persists) {
+      return publish_stored(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
+    } else {
+      detail::read_guard guard;
+      if (detail::topic_node* node = router_->node(topic))
+        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+      return publish_uncached<T>(topic, payload, options, guard.slot());
+    }
   }
 
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class P>
-  publish_result publish(const agentbus::topic& topic, P&& payload,
-                         const publish_options& options = detail::default_publish_options) {
+  result_type publish(const agentbus::topic& topic, P&& payload,
+                      const publish_options& options = detail::default_publish_options) {
     using T = std::remove_cvref_t<P>;
     static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
-    detail::read_guard guard;
-    if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
-      return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-    return publish_uncached<T>(topic.str(), payload, options, guard.slot());
+    if constexpr (Storage::persists) {
+      return publish_stored(topic.str(), topic.hash(), std::forward<P>(payload), options);
+    } else {
+      detail::read_guard guard;
+      if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
+        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
+      return publish_uncached<T>(topic.str(), payload, options, guard.slot());
+    }
   }
 
   /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
@@ -127,10 +217,93 @@ class basic_bus {
     return subscription(router_, id);
   }
 
+  /// @brief Subscribes `handler` with history (a bus that stores events only): it first
+  /// receives the stored events from `from` on, replayed on this thread before subscribe()
+  /// returns, then live events — no gap and no duplicate at the seam, whatever other threads
+  /// publish meanwhile. Replay problems (records that cannot be decoded, ...) are counted in
+  /// `*report` when given; handler failures go to the error hook as usual.
+  template <class T, class F>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, history from,
+                                       replay_stats* report = nullptr) {
+    static_assert(Storage::persists,
+                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
+                  "or basic_bus<storage::journal>");
+    check_handler<T, F>();
+    if constexpr (Storage::persists) {
+      topic_pattern parsed(pattern);
+      std::optional<topic_pattern> filter(parsed);
+      auto* r = new detail::history_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
+      subscription sub(router_, router_->subscribe(r));  // live now, but not delivering yet
+      // Pairs with the light barrier a publisher runs between storing and dispatching: either
+      // the publisher sees this receiver, or this thread sees that event's offset.
+      detail::asymmetric_heavy_barrier();
+      auto cursor = storage_.store->template open<T>(from, std::move(filter));
+      for (;;) {
+        while (cursor.next()) deliver_replayed(*r, cursor.current());
+        std::unique_lock lock(r->seam_mutex);
+        if (cursor.position() >= storage_.store->next_offset()) {
+          r->seam = cursor.position();
+          r->live.store(true, std::memory_order_release);
+          break;
+        }
+        lock.unlock();
+        std::this_thread::yield();  // an offset is assigned but its record not readable yet
+      }
+      if (report != nullptr) *report = std::move(cursor.stats());
+      return sub;
+    } else {
+      return {};
+    }
+  }
+
+  /// @brief Replays stored events of type T from `from` on topics matching `pattern` into
+  /// `handler` (on this thread), up to the last event stored when the replay reaches it.
+  /// Returns what it found: delivered, skipped and damaged records are all counted. A handler
+  /// that throws is counted (handler_failures) and the replay goes on.
+  template <class T, class F>
+  replay_stats replay(history from, std::string_view pattern, F&& handler) {
+    static_assert(Storage::persists, "agentbus: replay needs a bus that stores events (storage::memory_ring<N>, "
+                                     "storage::journal)");
+    check_handler<T, F>();
+    if constexpr (Storage::persists) {
+      auto cursor = storage_.store->template open<T>(from, filter_of(pattern));
+      while (cursor.next()) {
+        try {
+          detail::call_handler<T>(handler, cursor.current());
+        } catch (...) {
+          ++cursor.stats().handler_failures;
+        }
+      }
+      return std::move(cursor.stats());
+    } else {
+      return {};
+    }
+  }
+
+  /// @brief Stored events of type T from `from` on, on topics matching `pattern` (default:
+  /// all), as a single-pass range: `for (const event<T>& ev : bus.records<T>(history::all()))`.
+  /// It ends at the last stored event when it gets there; stats() says what it skipped.
+  template <class T>
+  auto records(history from, std::string_view pattern = ">") {
+    static_assert(Storage::persists, "agentbus: records needs a bus that stores events (storage::memory_ring<N>, "
+                                     "storage::journal)");
+    if constexpr (Storage::persists) {
+      using cursor_type = decltype(storage_.store->template open<T>(from, std::nullopt));
+      return replay_range<cursor_type>(storage_.store->template open<T>(from, filter_of(pattern)));
+    }
+  }
+
+  /// @brief The bus's storage (journal: engine() for sync(), stats(), recovery(); upcast<T>()).
+  auto& storage() noexcept {
+    static_assert(Storage::persists, "agentbus: storage(): this bus stores nothing (storage::none)");
+    return *storage_.store;
+  }
+
   /// @brief Subscribes `handler`, deducing the event type from its parameter
   /// (`const event<T>&` or `const T&`). Generic lambdas need subscribe<T>(...).
   template <class F, class... Target>
-    requires(sizeof...(Target) <= 1 && (std::is_same_v<Target, async_target> && ...))
+    requires(sizeof...(Target) <= 1 &&
+             ((std::is_same_v<Target, async_target> || std::is_same_v<Target, history>) && ...))
   [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, Target... target) {
     static_assert(detail::deducible_handler<F>,
                   "agentbus: cannot deduce the event type of this handler (a generic lambda?); write "
@@ -145,6 +318,9 @@ class basic_bus {
   /// Throws topic_error if `topic` is invalid.
   template <class T>
   agentbus::channel<T> channel(std::string_view topic) {
+    static_assert(!Storage::persists,
+                  "agentbus: channels publish without storing; on a bus that stores events, publish with "
+                  "bus.publish(topic, payload) (pass an agentbus::topic to skip re-validating the text)");
     detail::read_guard guard;
     return agentbus::channel<T>(router_, router_->node(topic, /*pin=*/true));
   }
@@ -157,6 +333,74 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
+  static std::optional<topic_pattern> filter_of(std::string_view pattern) {
+    if (pattern == ">") return std::nullopt;  // every topic: no need to match
+    return topic_pattern(pattern);
+  }
+
+  // Hands a replayed event to a history subscription; failures go to the error hook.
+  template <class T, class F>
+  void deliver_replayed(detail::history_receiver<T, F>& r, const event<T>& ev) {
+    try {
+      detail::call_handler<T>(r.fn, ev);
+    } catch (...) {
+      router_->report_failure(ev, r, std::current_exception());
+    }
+  }
+
+  // Publish on a bus that stores events: store (which assigns the offset), then deliver.
+  template <class P>
+  stored_publish_result publish_stored(std::string_view topic, std::uint64_t hash, P&& payload,
+                                       const publish_options& options) {
+    using T = std::remove_cvref_t<P>;
+    auto& store = *storage_.store;
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(topic, hash);  // validates the topic (throws topic_error)
+    if (node != nullptr) topic = node->name;
+    const std::uint64_t id = guard.slot()->next_event_id();
+    stored_publish_result out;
+    if constexpr (Storage::store::keeps_blocks) {
+      static_assert(std::is_constructible_v<T, P&&>,
+                    "agentbus: a bus with storage::memory_ring keeps every event, which means copying the payload, "
+                    "and this type is move-only: publish it as an rvalue (std::move)");
+      const T* no_payload = nullptr;
+      const detail::event_core meta(no_payload, topic, options, id, detail::deadline_from(options), nullptr);
+      const shared_event<T> held = detail::adopt_block(detail::event_block<T>::make(meta, std::forward<P>(payload)));
+      out.offset = store.append(const_cast<event<T>&>(*held));
+      detail::asymmetric_light_barrier();  // pairs with the history subscriber's heavy barrier
+      static_cast<publish_result&>(out) = deliver_stored(node, topic, *held, [&](const detail::receiver_list& list) {
+        return router_->dispatch(list, *held);
+      });
+    } else {
+      event<T> ev(payload, topic, options, id, detail::deadline_from(options));
+      out.offset = store.append(ev);
+      detail::asymmetric_light_barrier();  // pairs with the history subscriber's heavy barrier
+      static_cast<publish_result&>(out) = deliver_stored(node, topic, ev, [&](const detail::receiver_list& list) {
+        if (list.retaining())
+          return detail::publish_retained<T>(*router_, list, topic, std::forward<P>(payload), options, id, out.offset,
+                                             detail::offset_setter::published_ns(ev));
+        return router_->dispatch(list, ev);
+      });
+    }
+    return out;
+  }
+
+  // The receivers of `topic` (cached node, or resolved beyond the cache) handed to `deliver`.
+  template <class T, class Deliver>
+  publish_result deliver_stored(detail::topic_node* node, std::string_view topic, const event<T>& ev, Deliver deliver) {
+    if (node != nullptr) {
+      const detail::receiver_list* list = node->receivers.load(std::memory_order_acquire);
+      if (list->size() == 0) return publish_result{0, 0, 0, ev.id()};
+      return deliver(*list);
+    }
+    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
+    if (found.empty()) return publish_result{0, 0, 0, ev.id()};
+    detail::receiver_list* list = detail::receiver_list::make_from(found);
+    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
+        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
+    return deliver(*list);
+  }
+
   template <class T, class F>
   static constexpr void check_handler() {
     static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
@@ -184,6 +428,7 @@ class basic_bus {
   }
 
   std::shared_ptr<detail::router> router_;
+  [[no_unique_address]] typename detail::storage_traits<Storage>::holder storage_;
 };
 
 }  // namespace agentbus

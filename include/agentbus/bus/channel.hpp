@@ -26,10 +26,12 @@ namespace detail {
 /// included, sees that block's event. Out of line: the synchronous path stays small.
 template <class T, class P>
 AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
-                                                  P&& payload, const publish_options& options, std::uint64_t id) {
+                                                  P&& payload, const publish_options& options, std::uint64_t id,
+                                                  std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
   if constexpr (std::is_constructible_v<T, P&&>) {
     const T* no_payload = nullptr;
-    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
+    if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     return r.dispatch(list, *held);
   } else {

@@ -69,6 +69,7 @@ struct envelope {
   std::optional<deadline_clock::time_point> deadline;  ///< when the event expires, if it does
   std::chrono::system_clock::time_point published;     ///< publish time (see event::published)
   std::span<const header> headers;                ///< string headers
+  std::optional<std::uint64_t> offset;            ///< position in the bus's storage, when it stores events
 };
 
 template <class T>
@@ -85,6 +86,9 @@ shared_event<T> adopt_block(event_block<T>* block) noexcept;
 inline constexpr int sequence_bits = 40;
 inline constexpr std::uint64_t sequence_mask = (std::uint64_t{1} << sequence_bits) - 1;
 inline constexpr auto no_deadline = deadline_clock::time_point::max();
+/// The offset of an event that no storage holds.
+inline constexpr std::uint64_t no_offset = ~std::uint64_t{0};
+struct offset_setter;
 
 /// Header of every shared block: an intrusive reference count and the type-erased destroyer.
 class event_core;
@@ -107,8 +111,10 @@ struct block_header {
 class event_core {
  public:
   event_core(const void* payload, std::string_view topic, const publish_options& options, std::uint64_t id,
-             deadline_clock::time_point deadline, const block_header* block) noexcept
-      : payload_(payload), topic_(topic), options_(&options), id_(id), deadline_(deadline), block_(block) {}
+             deadline_clock::time_point deadline, const block_header* block,
+             std::uint64_t offset = no_offset) noexcept
+      : payload_(payload), topic_(topic), options_(&options), id_(id), deadline_(deadline), block_(block),
+        offset_(offset) {}
 
   std::string_view topic() const noexcept { return topic_; }
   std::uint64_t id() const noexcept { return id_; }
@@ -139,8 +145,15 @@ class event_core {
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds{published_ns_})};
   }
 
+  /// The event's position in the bus's storage (journal or memory ring); empty when the bus
+  /// stores nothing. Replayed events carry the offset they were stored at.
+  std::optional<std::uint64_t> offset() const noexcept {
+    if (offset_ == no_offset) return std::nullopt;
+    return offset_;
+  }
+
   agentbus::envelope envelope() const noexcept {
-    return {topic_, sequence(), id_, correlation_id(), source(), priority(), deadline(), published(), headers()};
+    return {topic_, sequence(), id_, correlation_id(), source(), priority(), deadline(), published(), headers(), offset()};
   }
 
   const void* payload_address() const noexcept { return payload_; }
@@ -161,9 +174,21 @@ class event_core {
   deadline_clock::time_point deadline_;
   mutable std::int64_t published_ns_ = 0;  // system_clock ns since the epoch; 0 = not stamped yet
   const block_header* block_;
+  std::uint64_t offset_;
 
   template <class U>
   friend struct event_block;
+  friend struct offset_setter;
+};
+
+/// Storage policies set an event's offset and publish time before anyone else sees the event.
+struct offset_setter {
+  static void set(event_core& e, std::uint64_t offset) noexcept { e.offset_ = offset; }
+  static void set_published(const event_core& e, std::int64_t ns) noexcept { e.published_ns_ = ns; }
+  static std::int64_t published_ns(const event_core& e) noexcept {
+    (void)e.published();
+    return e.published_ns_;
+  }
 };
 
 /// Computes an event's deadline from its options; reads the clock only when a TTL is set.
@@ -189,8 +214,9 @@ class event : public detail::event_core {
 
   /// @brief Wraps a payload that outlives the event (used by publish; not usually called by users).
   event(const T& payload, std::string_view topic, const publish_options& options, std::uint64_t id,
-        deadline_clock::time_point deadline, const detail::block_header* block = nullptr) noexcept
-      : event_core(std::addressof(payload), topic, options, id, deadline, block) {}
+        deadline_clock::time_point deadline, const detail::block_header* block = nullptr,
+        std::uint64_t offset = detail::no_offset) noexcept
+      : event_core(std::addressof(payload), topic, options, id, deadline, block, offset) {}
 
   /// @brief The payload.
   const T& payload() const noexcept { return *static_cast<const T*>(payload_); }
@@ -204,7 +230,8 @@ class event : public detail::event_core {
   shared_event<T> retain() const;
 
   // Also available (from the envelope): topic(), id(), sequence(), correlation_id(), source(),
-  // priority(), deadline(), expired(), headers(), header_value(key), published(), envelope().
+  // priority(), deadline(), expired(), headers(), header_value(key), published(), offset(),
+  // envelope().
   //
   // published(): a retained event is stamped when it is retained; a synchronously delivered
   // event is stamped the first time any handler asks during that dispatch (all handlers then
@@ -287,7 +314,7 @@ struct event_block : block_header {
 
  private:
   event_block(const publish_options& opts, std::string_view topic, const event_core& meta) noexcept
-      : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this) {
+      : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this, meta.offset_) {
     destroy = &destroy_block;
     core = &view;
     view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();

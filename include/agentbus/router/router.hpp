@@ -261,7 +261,8 @@ class router {
   static void hand_over(receiver* r) noexcept { r->hand_over(r); }
 
  public:
-  /// Counts a handler failure and hands it to the error hook (never throws).
+  /// Counts a handler failure and hands it to the error hook (never throws; also used by
+  /// history replay).
   AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
     handler_failures_.fetch_add(1, std::memory_order_relaxed);
     std::shared_ptr<const error_handler> hook;

@@ -4,19 +4,38 @@
 #define AGENTBUS_STORAGE_POLICY_HPP
 
 // Storage policies decide what the bus keeps of published events. This header holds the
-// concept every storage policy satisfies and the default, storage::none.
+// concept every storage policy satisfies and the default, storage::none. The others:
+// storage::memory_ring<N> (agentbus/storage/memory_ring.hpp) and storage::journal
+// (agentbus/storage/journal_policy.hpp).
+//
+// A persisting policy (persists == true) also has `options` (what the bus constructor takes)
+// and `store` (what the bus owns), which the bus uses like this:
+//   store(const options&)                       opens the storage
+//   std::uint64_t next_offset()                 the offset the next stored event gets
+//   std::uint64_t append(event<T>&)             stores an event before it is dispatched, sets
+//                                               and returns its offset (keeps_blocks: the
+//                                               event lives in a shared block)
+//   cursor<T> open<T>(history, optional<topic_pattern>)  a reader: next(), current(),
+//                                               position(), stats(); it follows new events
 
 #include <concepts>
+#include <cstdint>
 
 namespace agentbus {
 
 /// @brief A storage policy: a type with `using storage_tag = void;` and a
-/// `static constexpr bool persists` saying whether published events are kept.
+/// `static constexpr bool persists` saying whether published events are kept; a persisting
+/// one also has `options` and a `store` constructible from them (see above).
 template <class S>
 concept storage_policy = requires {
   typename S::storage_tag;
   { S::persists } -> std::convertible_to<bool>;
-};
+} && (!S::persists || requires(typename S::store& store) {
+  typename S::options;
+  requires std::constructible_from<typename S::store, const typename S::options&>;
+  { store.next_offset() } -> std::convertible_to<std::uint64_t>;
+  { S::store::keeps_blocks } -> std::convertible_to<bool>;
+});
 
 namespace storage {
 

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_STORAGE_CODEC_HPP
+#define AGENTBUS_STORAGE_CODEC_HPP
+
+// Codecs turn payloads into bytes and back, for the storage policies that persist events.
+//
+// Built in: trivially copyable types (their object representation; pointers excluded),
+// std::string, and std::vector<U> of any codec-able U. A user type gets a codec in one of two
+// ways:
+//   - ADL hooks, found in the type's namespace:
+//       void agentbus_encode(agentbus::byte_writer& out, const my_type& value);
+//       my_type agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<my_type>);
+//   - or a specialization of agentbus::codec<my_type> with static encode/decode/fingerprint.
+//
+// Every codec has a 64-bit fingerprint of the byte layout it writes. Records store it with the
+// schema name and version, so that a reader whose type has changed without a version bump
+// finds out (a fingerprint mismatch) instead of decoding garbage. For trivially copyable types
+// the fingerprint covers size and alignment; for ADL codecs it is derived from the schema name
+// unless the type provides `static constexpr std::uint64_t codec_fingerprint`.
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "agentbus/core/event_traits.hpp"
+
+namespace agentbus {
+
+/// @brief A payload's bytes could not be decoded (too short, bad length, upcaster refused).
+class codec_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// @brief Appends bytes to a growable buffer; what encoders write into.
+class byte_writer {
+ public:
+  /// @brief Appends `size` bytes from `data`.
+  void write(const void* data, std::size_t size) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + size);
+    if (size != 0) std::memcpy(bytes_.data() + at, data, size);
+  }
+  /// @brief Appends the object representation of a trivially copyable value.
+  template <class V>
+    requires std::is_trivially_copyable_v<V>
+  void write_value(const V& value) {
+    write(&value, sizeof(V));
+  }
+  /// @brief Appends a length-prefixed (u32) string.
+  void write_string(std::string_view s) {
+    if (s.size() > UINT32_MAX) throw codec_error("agentbus: codec: a string longer than 4 GiB cannot be encoded");
+    write_value(static_cast<std::uint32_t>(s.size()));
+    write(s.data(), s.size());
+  }
+  /// @brief The bytes written so far.
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+  /// @brief Forgets the bytes (keeps the capacity, so a reused writer does not allocate).
+  void clear() noexcept { bytes_.clear(); }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+/// @brief Reads bytes from a span; what decoders read from. Reading past the end throws
+/// codec_error, so a truncated or corrupted payload is reported, never read out of bounds.
+class byte_reader {
+ public:
+  /// @brief Reads from `bytes` (not copied: must outlive the reader).
+  explicit byte_reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
+  /// @brief Copies the next `size` bytes into `out`.
+  void read(void* out, std::size_t size) {
+    if (size > remaining()) throw codec_error("agentbus: codec: payload ends early (truncated or wrong type)");
+    if (size != 0) std::memcpy(out, bytes_.data() + at_, size);
+    at_ += size;
+  }
+  /// @brief Reads a trivially copyable value.
+  template <class V>
+    requires std::is_trivially_copyable_v<V> && std::is_default_constructible_v<V>
+  V read_value() {
+    V v;
+    read(&v, sizeof(V));
+    return v;
+  }
+  /// @brief Reads a length-prefixed (u32) string written by byte_writer::write_string.
+  std::string read_string() {
+    const auto size = read_value<std::uint32_t>();
+    if (size > remaining()) throw codec_error("agentbus: codec: string length exceeds the payload");
+    std::string s(reinterpret_cast<const char*>(bytes_.data() + at_), size);
+    at_ += size;
+    return s;
+  }
+  /// @brief Bytes not read yet.
+  std::size_t remaining() const noexcept { return bytes_.size() - at_; }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::size_t at_ = 0;
+};
+
+/// @brief Tag that selects a type in ADL decode hooks: `agentbus_decode(in, codec_tag<T>{})`.
+template <class T>
+struct codec_tag {};
+
+namespace detail {
+
+/// 64-bit FNV-1a, usable at compile time: codec fingerprints are constants.
+constexpr std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ull) noexcept {
+  for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+constexpr std::uint64_t fnv1a_value(std::uint64_t v, std::uint64_t h) noexcept {
+  for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xffu)) * 1099511628211ull;
+  return h;
+}
+
+template <class T>
+concept has_adl_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
+  agentbus_encode(out, value);
+  { agentbus_decode(in, codec_tag<T>{}) } -> std::same_as<T>;
+};
+
+template <class T>
+concept trivially_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+                            !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
+
+}  // namespace detail
+
+/// @brief The codec of T: `static void encode(byte_writer&, const T&)`,
+/// `static T decode(byte_reader&)`, `static constexpr std::uint64_t fingerprint()`.
+/// Specialize it for a type, or use the ADL hooks described at the top of this header.
+template <class T>
+struct codec {};  // no codec: has_codec<T> is false (see require_codec for the error users see)
+
+template <class T>
+  requires detail::has_adl_codec<T>
+struct codec<T> {
+  static void encode(byte_writer& out, const T& value) { agentbus_encode(out, value); }
+  static T decode(byte_reader& in) { return agentbus_decode(in, codec_tag<T>{}); }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    if constexpr (requires { { T::codec_fingerprint } -> std::convertible_to<std::uint64_t>; })
+      return static_cast<std::uint64_t>(T::codec_fingerprint);
+    else
+      return detail::fnv1a(event_traits<T>::name(), detail::fnv1a("adl:"));
+  }
+};
+
+template <class T>
+  requires(!detail::has_adl_codec<T> && detail::trivially_codable<T>)
+struct codec<T> {
+  static void encode(byte_writer& out, const T& value) { out.write_value(value); }
+  static T decode(byte_reader& in) { return in.read_value<T>(); }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    std::uint64_t h = detail::fnv1a("trivial:");
+    h = detail::fnv1a_value(sizeof(T), h);
+    h = detail::fnv1a_value(alignof(T), h);
+    return detail::fnv1a_value(std::is_floating_point_v<T> ? 1u : std::is_integral_v<T> ? 2u : 3u, h);
+  }
+};
+
+template <>
+struct codec<std::string> {
+  static void encode(byte_writer& out, const std::string& value) { out.write_string(value); }
+  static std::string decode(byte_reader& in) { return in.read_string(); }
+  static constexpr std::uint64_t fingerprint() noexcept { return detail::fnv1a("string:u32-length"); }
+};
+
+/// @brief True when T can be persisted: codec<T> has encode, decode and fingerprint.
+template <class T>
+concept has_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
+  codec<T>::encode(out, value);
+  { codec<T>::decode(in) } -> std::same_as<T>;
+  { codec<T>::fingerprint() } -> std::convertible_to<std::uint64_t>;
+};
+
+namespace detail {
+/// Called by persisting storage policies: the one place that explains a missing codec.
+template <class T>
+constexpr void require_codec() noexcept {
+  static_assert(has_codec<T>,
+                "agentbus: this event type has no codec, so it cannot be persisted. Make it trivially copyable, or "
+                "define in its namespace `void agentbus_encode(agentbus::byte_writer&, const T&)` and "
+                "`T agentbus_decode(agentbus::byte_reader&, agentbus::codec_tag<T>)`, or specialize "
+                "agentbus::codec<T> (see agentbus/storage/codec.hpp)");
+}
+}  // namespace detail
+
+template <class U, class A>
+  requires has_codec<U>
+struct codec<std::vector<U, A>> {
+  static void encode(byte_writer& out, const std::vector<U, A>& value) {
+    if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
+    out.write_value(static_cast<std::uint32_t>(value.size()));
+    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>)
+      out.write(value.data(), value.size() * sizeof(U));
+    else
+      for (const U& v : value) codec<U>::encode(out, v);
+  }
+  static std::vector<U, A> decode(byte_reader& in) {
+    const auto size = in.read_value<std::uint32_t>();
+    std::vector<U, A> value;
+    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>) {
+      if (std::size_t{size} * sizeof(U) > in.remaining())
+        throw codec_error("agentbus: codec: vector length exceeds the payload");
+      value.resize(size);
+      in.read(value.data(), std::size_t{size} * sizeof(U));
+    } else {
+      // Each element takes at least a byte, except for empty types: cap the reservation by the
+      // bytes left so a corrupted length cannot make us reserve gigabytes.
+      value.reserve(std::min<std::size_t>(size, in.remaining()));
+      for (std::uint32_t i = 0; i < size; ++i) value.push_back(codec<U>::decode(in));
+    }
+    return value;
+  }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    return detail::fnv1a_value(codec<U>::fingerprint(), detail::fnv1a("vector:u32-count:"));
+  }
+};
+
+/// @brief Encodes `value` with its codec, appending to `out`.
+template <class T>
+void encode(byte_writer& out, const T& value) {
+  codec<T>::encode(out, value);
+}
+
+/// @brief Decodes a T from `bytes`; throws codec_error if the bytes are short or have bytes
+/// left over (a sign the record was written by another layout).
+template <class T>
+T decode(std::span<const std::byte> bytes) {
+  byte_reader in(bytes);
+  T value = codec<T>::decode(in);
+  if (in.remaining() != 0) throw codec_error("agentbus: codec: bytes left over after decoding (wrong type or layout)");
+  return value;
+}
+
+/// @brief The fingerprint of T's codec.
+template <class T>
+constexpr std::uint64_t codec_fingerprint() noexcept {
+  return codec<T>::fingerprint();
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_CODEC_HPP

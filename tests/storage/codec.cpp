@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// Codecs: built-in types, ADL hooks, specializations, fingerprints, and malformed bytes.
+#include <agentbus/storage/codec.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace codec_test {
+
+struct point {
+  std::int32_t x = 0;
+  double y = 0;
+};
+struct wide_point {  // a later layout of point: another size
+  std::int64_t x = 0;
+  double y = 0;
+  double z = 0;
+};
+struct aligned_point {  // same size as point, stricter alignment
+  alignas(16) std::int32_t x = 0;
+  std::int32_t y = 0;
+};
+
+struct task {
+  static constexpr std::string_view event_name = "codec_test.task";
+  std::string title;
+  std::vector<std::string> tags;
+  point where;
+};
+void agentbus_encode(agentbus::byte_writer& out, const task& t) {
+  agentbus::encode(out, t.title);
+  agentbus::encode(out, t.tags);
+  agentbus::encode(out, t.where);
+}
+task agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<task>) {
+  task t;
+  t.title = agentbus::codec<std::string>::decode(in);
+  t.tags = agentbus::codec<std::vector<std::string>>::decode(in);
+  t.where = agentbus::codec<point>::decode(in);
+  return t;
+}
+
+struct custom {
+  int value = 0;
+};
+struct no_codec {
+  std::string text;
+};
+
+}  // namespace codec_test
+
+template <>
+struct agentbus::codec<codec_test::custom> {
+  static void encode(byte_writer& out, const codec_test::custom& c) { out.write_value(static_cast<std::int64_t>(c.value) * 2); }
+  static codec_test::custom decode(byte_reader& in) { return {static_cast<int>(in.read_value<std::int64_t>() / 2)}; }
+  static constexpr std::uint64_t fingerprint() noexcept { return 42; }
+};
+
+static_assert(agentbus::has_codec<int>);
+static_assert(agentbus::has_codec<codec_test::point>);
+static_assert(agentbus::has_codec<std::string>);
+static_assert(agentbus::has_codec<std::vector<codec_test::point>>);
+static_assert(agentbus::has_codec<std::vector<std::vector<std::string>>>);
+static_assert(agentbus::has_codec<codec_test::task>);
+static_assert(agentbus::has_codec<codec_test::custom>);
+static_assert(!agentbus::has_codec<codec_test::no_codec>, "no codec: persisting it must not compile");
+static_assert(!agentbus::has_codec<int*>, "pointers are trivially copyable but meaningless on disk");
+static_assert(!agentbus::has_codec<std::vector<codec_test::no_codec>>);
+
+TEST_CASE("codec: trivially copyable values round trip", "[storage][codec]") {
+  agentbus::byte_writer out;
+  agentbus::encode(out, codec_test::point{7, 2.5});
+  REQUIRE(out.bytes().size() == sizeof(codec_test::point));
+  const auto p = agentbus::decode<codec_test::point>(out.bytes());
+  CHECK(p.x == 7);
+  CHECK(p.y == 2.5);
+}
+
+TEST_CASE("codec: strings and nested vectors round trip", "[storage][codec]") {
+  const std::vector<std::vector<std::string>> value{{"a", ""}, {}, {std::string(1000, 'x')}};
+  agentbus::byte_writer out;
+  agentbus::encode(out, value);
+  CHECK(agentbus::decode<std::vector<std::vector<std::string>>>(out.bytes()) == value);
+}
+
+TEST_CASE("codec: ADL hooks and specializations are used", "[storage][codec]") {
+  agentbus::byte_writer out;
+  agentbus::encode(out, codec_test::task{"plan", {"x", "y"}, {1, 2}});
+  const auto t = agentbus::decode<codec_test::task>(out.bytes());
+  CHECK(t.title == "plan");
+  CHECK(t.tags == std::vector<std::string>{"x", "y"});
+  CHECK(t.where.x == 1);
+
+  out.clear();
+  agentbus::encode(out, codec_test::custom{21});
+  CHECK(out.bytes().size() == 8);
+  CHECK(agentbus::decode<codec_test::custom>(out.bytes()).value == 21);
+  CHECK(agentbus::codec_fingerprint<codec_test::custom>() == 42);
+}
+
+TEST_CASE("codec: fingerprints tell layouts apart", "[storage][codec]") {
+  using agentbus::codec_fingerprint;
+  // Without reflection, a trivially copyable type's fingerprint covers size and alignment: a
+  // change that keeps both (renaming or swapping fields of one size) needs a version bump.
+  CHECK(codec_fingerprint<codec_test::point>() != codec_fingerprint<codec_test::wide_point>());
+  CHECK(codec_fingerprint<codec_test::point>() != codec_fingerprint<codec_test::aligned_point>());
+  CHECK(codec_fingerprint<std::int32_t>() != codec_fingerprint<float>());
+  CHECK(codec_fingerprint<std::int32_t>() != codec_fingerprint<std::int64_t>());
+  CHECK(codec_fingerprint<std::vector<int>>() != codec_fingerprint<std::vector<long long>>());
+  CHECK(codec_fingerprint<std::string>() != codec_fingerprint<std::vector<char>>());
+  constexpr auto fp = codec_fingerprint<codec_test::task>();  // usable at compile time
+  CHECK(fp == codec_fingerprint<codec_test::task>());
+}
+
+TEST_CASE("codec: short, oversized and left-over bytes are errors, not garbage", "[storage][codec]") {
+  agentbus::byte_writer out;
+  agentbus::encode(out, std::string("hello"));
+  const auto bytes = out.bytes();
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    CHECK_THROWS_AS(agentbus::decode<std::string>(bytes.first(n)), agentbus::codec_error);
+  CHECK_THROWS_AS(agentbus::decode<std::int32_t>(bytes), agentbus::codec_error);  // left over
+
+  // A corrupted length must not make the decoder reserve or read gigabytes.
+  agentbus::byte_writer lying;
+  lying.write_value(std::uint32_t{0xFFFFFFF0u});
+  CHECK_THROWS_AS(agentbus::decode<std::vector<std::string>>(lying.bytes()), agentbus::codec_error);
+  CHECK_THROWS_AS(agentbus::decode<std::vector<double>>(lying.bytes()), agentbus::codec_error);
+  CHECK_THROWS_AS(agentbus::decode<std::string>(lying.bytes()), agentbus::codec_error);
+}
