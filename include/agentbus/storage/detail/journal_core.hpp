@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_STORAGE_DETAIL_JOURNAL_CORE_HPP
+#define AGENTBUS_STORAGE_DETAIL_JOURNAL_CORE_HPP
+
+// The writer's engine behind agentbus::journal: the append path, segment rolls, flushing,
+// retention, the background thread, and the catalog of segments its readers draw from.
+//
+// Append path (one short critical section under append_mutex_, no system call, no allocation):
+// check room, take the next offset, encode the record straight into the mapped segment (its
+// length word last, with release: that is the commit readers see), maybe write an index entry,
+// publish next_offset. Durability work happens after the lock is released.
+//
+// Rolls: when a record does not fit, the segment is sealed (a seal marker after its last
+// record) and a segment the background thread prepared in advance (created, pre-allocated and
+// mapped under a temporary name) is renamed into place. The new segment is in the catalog
+// before the seal is written, so a reader that sees the seal finds what follows.
+//
+// Locks, always taken in this order: append_mutex_ -> catalog_mutex_ -> bg_mutex_.
+// Retention takes retention_mutex_ then catalog_mutex_; the group commit's mutex is never held
+// while taking another.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "agentbus/storage/detail/group_commit.hpp"
+#include "agentbus/storage/detail/journal_types.hpp"
+#include "agentbus/storage/detail/posix_file.hpp"
+#include "agentbus/storage/detail/record_format.hpp"
+#include "agentbus/storage/detail/recovery.hpp"
+#include "agentbus/storage/detail/segment.hpp"
+#include "agentbus/storage/detail/segment_catalog.hpp"
+#include "agentbus/storage/detail/segment_index.hpp"
+
+namespace agentbus::detail {
+
+/// @brief Smallest and largest accepted segment sizes.
+inline constexpr std::uint64_t min_segment_bytes = 4096;
+inline constexpr std::uint64_t max_segment_bytes = std::uint64_t{1} << 40;
+
+/// @brief Checks `o` and rounds segment_bytes up to 4 KiB; throws journal_error{invalid_options}.
+inline journal_options normalized_options(journal_options o) {
+  auto bad = [](const std::string& what) {
+    throw journal_error(journal_error::code::invalid_options, "agentbus journal: invalid journal_options: " + what);
+  };
+  if (o.directory.empty()) bad("directory is empty; set it to the directory that holds (or will hold) the journal");
+  if (o.segment_bytes < min_segment_bytes || o.segment_bytes > max_segment_bytes)
+    bad("segment_bytes = " + std::to_string(o.segment_bytes) + " is outside [4096, 2^40]; the default is 64 MiB");
+  o.segment_bytes = (o.segment_bytes + 4095) & ~std::uint64_t{4095};
+  if (o.index_interval_bytes == 0) bad("index_interval_bytes = 0; use at least 1 (the default is 4096)");
+  if (o.durability.kind == durability::mode::interval && o.durability.period <= std::chrono::milliseconds::zero())
+    bad("durability::interval needs a period > 0");
+  if (o.durability.kind == durability::mode::every && o.durability.records == 0)
+    bad("durability::every needs a batch of at least 1 record");
+  if (o.retention.max_age < std::chrono::seconds::zero()) bad("retention.max_age is negative");
+  return o;
+}
+
+/// @brief The writer's engine (see the file comment). Shared with its readers, which may
+/// outlive the journal object: they keep reading what is there.
+class journal_core final : public segment_source {
+ public:
+  /// @brief Recovers the journal in `o.directory` (normalized options; the caller holds the
+  /// directory lock) and starts the background thread.
+  explicit journal_core(journal_options o)
+      : opts_(std::move(o)), idx_bytes_(index_file_bytes(opts_.segment_bytes, opts_.index_interval_bytes)) {
+    recovered_journal r = recover_journal(opts_.directory, opts_.segment_bytes, opts_.index_interval_bytes,
+                                          opts_.verify_on_open);
+    report_ = std::move(r.report);
+    catalog_ = std::move(r.catalog);
+    active_ = catalog_.back().pinned;
+    first_offset_.store(catalog_.front().base, std::memory_order_relaxed);
+    next_offset_.store(active_->next_offset, std::memory_order_relaxed);
+    for (auto it = catalog_.rbegin(); it != catalog_.rend(); ++it) {
+      const std::int64_t t = it->pinned ? it->pinned->max_time.load(std::memory_order_relaxed) : it->max_time;
+      if (t != std::numeric_limits<std::int64_t>::min()) {
+        last_time_.store(t, std::memory_order_relaxed);
+        break;
+      }
+    }
+    commit_ = std::make_unique<group_commit>(active_->next_offset);
+    prepare_wanted_ = true;
+    background_ = std::thread([this] { background(); });
+  }
+
+  journal_core(const journal_core&) = delete;
+  journal_core& operator=(const journal_core&) = delete;
+  ~journal_core() override { shutdown(); }
+
+  /// @brief Stops the background thread, flushes per the durability policy, closes the files
+  /// (mappings stay for readers still open). Idempotent, never throws.
+  void shutdown() noexcept {
+    {
+      std::lock_guard lock(bg_mutex_);
+      if (bg_stop_) return;
+      bg_stop_ = true;
+    }
+    bg_cv_.notify_all();
+    if (background_.joinable()) background_.join();
+    if (opts_.durability.kind != durability::mode::never) {
+      try {
+        sync();
+      } catch (...) {  // a destructor must not throw; the failure was recorded
+      }
+    }
+    std::lock_guard lock(append_mutex_);
+    std::lock_guard bg(bg_mutex_);
+    if (prepared_) {
+      std::error_code ec;
+      std::filesystem::remove(prepared_->log_tmp, ec);
+      std::filesystem::remove(prepared_->idx_tmp, ec);
+      prepared_.reset();
+    }
+    for (auto& s : unsynced_) s->close_files();
+    unsynced_.clear();
+    active_->close_files();
+  }
+
+  /// @brief Appends one record; returns its offset. See journal::append.
+  std::uint64_t append(const record_input& in) {
+    if (const char* problem = record_input_problem(in)) [[unlikely]]
+      throw journal_error(journal_error::code::invalid_argument,
+                          std::string("agentbus journal: cannot append to topic '") +
+                              std::string(in.topic.substr(0, 200)) + "': " + problem);
+    const std::uint64_t body = record_body_bytes(in);
+    const std::uint64_t size = frame_bytes(body);
+    std::uint64_t offset;
+    bool rolled = false;
+    {
+      std::lock_guard lock(append_mutex_);
+      if (failed_.load(std::memory_order_relaxed)) [[unlikely]]
+        throw journal_error(journal_error::code::io, commit_->failure());
+      segment* seg = active_.get();
+      std::uint64_t pos = seg->end.load(std::memory_order_relaxed);
+      if (pos + size + seal_bytes > seg->capacity()) [[unlikely]] {
+        roll(size);
+        rolled = true;
+        seg = active_.get();
+        pos = seg->end.load(std::memory_order_relaxed);
+      }
+      offset = seg->next_offset++;
+      encode_record(seg->writable_data() + pos, in, offset, body);
+      if (in.published_ns > seg->running_max) {
+        seg->running_max = in.published_ns;
+        seg->max_time.store(in.published_ns, std::memory_order_relaxed);
+      }
+      if (pos == file_header_bytes) seg->first_time.store(in.published_ns, std::memory_order_relaxed);
+      if (pos >= seg->last_index_pos + opts_.index_interval_bytes) [[unlikely]]
+        add_index_entry(*seg, {offset, pos, seg->running_max});
+      seg->end.store(pos + size, std::memory_order_release);
+      last_time_.store(in.published_ns, std::memory_order_relaxed);
+      next_offset_.store(offset + 1, std::memory_order_release);
+    }
+    if (rolled) [[unlikely]] {
+      try {
+        apply_retention(false);
+      } catch (...) {  // the record is stored: a retention failure must not look like a failed append
+      }
+    }
+    switch (opts_.durability.kind) {
+      case durability::mode::never:
+      case durability::mode::interval:
+        break;
+      case durability::mode::every:
+        if ((offset + 1) % opts_.durability.records == 0) wait_durable(offset + 1);
+        break;
+      case durability::mode::always:
+        wait_durable(offset + 1);
+        break;
+    }
+    return offset;
+  }
+
+  /// @brief Makes everything appended so far durable.
+  void sync() { wait_durable(next_offset_.load(std::memory_order_acquire)); }
+
+  /// @brief Deletes sealed segments beyond the retention limits, oldest first.
+  void apply_retention(bool throw_errors) {
+    const auto& ret = opts_.retention;
+    if (ret.max_bytes == 0 && ret.max_age <= std::chrono::seconds::zero()) return;
+    std::lock_guard guard(retention_mutex_);
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    const std::int64_t max_age_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(ret.max_age).count();
+    std::vector<segment_entry> removed;
+    {
+      std::lock_guard lock(catalog_mutex_);
+      std::uint64_t total = 0;
+      for (const auto& e : catalog_) total += e.pinned ? e.pinned->end.load(std::memory_order_acquire) : e.bytes;
+      while (catalog_.size() > 1 && !catalog_.front().pinned) {
+        const segment_entry& e = catalog_.front();
+        const bool over_size = ret.max_bytes != 0 && total > ret.max_bytes;
+        const bool too_old = max_age_ns > 0 && e.max_time != std::numeric_limits<std::int64_t>::min() &&
+                             e.max_time < now - max_age_ns;
+        if (!over_size && !too_old) break;
+        total -= e.bytes;
+        removed.push_back(std::move(catalog_.front()));
+        catalog_.erase(catalog_.begin());
+      }
+      if (removed.empty()) return;
+      first_offset_.store(catalog_.front().base, std::memory_order_release);
+    }
+    // Unlinked after leaving the catalog, so a reader never opens a file that is going away;
+    // readers that have one open keep their mapping.
+    std::error_code first_error;
+    std::filesystem::path failed_path;
+    for (const auto& e : removed) {
+      for (auto ext : {segment_extension, index_extension}) {
+        const auto path = opts_.directory / segment_file_name(e.base, ext);
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+        if (ec && !first_error) {
+          first_error = ec;
+          failed_path = path;
+        }
+      }
+    }
+    if (first_error && throw_errors) throw_io("delete (retention)", failed_path, first_error.value());
+  }
+
+  /// @brief A snapshot of the counters.
+  journal_stats stats() const {
+    journal_stats s;
+    {
+      std::lock_guard lock(catalog_mutex_);
+      s.segments = catalog_.size();
+      for (const auto& e : catalog_) s.bytes += e.pinned ? e.pinned->end.load(std::memory_order_acquire) : e.bytes;
+      const auto& front = catalog_.front();
+      s.first_time_ns = front.pinned ? front.pinned->first_time.load(std::memory_order_relaxed) : front.first_time;
+      s.first_offset = first_offset_.load(std::memory_order_acquire);
+    }
+    s.next_offset = next_offset_.load(std::memory_order_acquire);
+    s.records = s.next_offset - std::min(s.next_offset, s.first_offset);
+    s.last_time_ns = s.records == 0 ? 0 : last_time_.load(std::memory_order_relaxed);
+    if (s.records == 0) s.first_time_ns = 0;
+    s.syncs = syncs_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  /// @brief The offset the next append gets.
+  std::uint64_t next_offset() const noexcept { return next_offset_.load(std::memory_order_acquire); }
+  /// @brief What recovery found.
+  const recovery_report& recovery() const noexcept { return report_; }
+  /// @brief The journal's directory.
+  const std::filesystem::path& directory() const noexcept { return opts_.directory; }
+
+  /// @brief Base of the first segment holding a record published at or after `t_ns`.
+  std::optional<std::uint64_t> first_segment_reaching(std::int64_t t_ns) const {
+    std::lock_guard lock(catalog_mutex_);
+    for (const auto& e : catalog_) {
+      const std::int64_t max = e.pinned ? e.pinned->max_time.load(std::memory_order_relaxed) : e.max_time;
+      if (max >= t_ns && max != std::numeric_limits<std::int64_t>::min()) return e.base;
+    }
+    return std::nullopt;
+  }
+
+  // segment_source, for this writer's readers.
+  std::uint64_t first_offset() const noexcept override { return first_offset_.load(std::memory_order_acquire); }
+
+  segment_lookup segment_for(std::uint64_t offset) override {
+    segment_lookup r;
+    std::lock_guard lock(catalog_mutex_);
+    r.first_offset = catalog_.front().base;
+    if (offset < r.first_offset) {
+      r.deleted = true;
+      return r;
+    }
+    auto it = std::upper_bound(catalog_.begin(), catalog_.end(), offset,
+                               [](std::uint64_t o, const segment_entry& e) { return o < e.base; });
+    r.seg = open_entry(*(it - 1));
+    return r;
+  }
+
+  std::shared_ptr<segment> segment_after(std::uint64_t base) override {
+    std::lock_guard lock(catalog_mutex_);
+    auto it = std::upper_bound(catalog_.begin(), catalog_.end(), base,
+                               [](std::uint64_t o, const segment_entry& e) { return o < e.base; });
+    if (it == catalog_.end()) return nullptr;
+    return open_entry(*it);
+  }
+
+  bool retained(std::uint64_t base) override { return base >= first_offset(); }
+
+ private:
+  // Under catalog_mutex_: the entry's segment, shared if someone has it open.
+  std::shared_ptr<segment> open_entry(segment_entry& e) {
+    if (e.pinned) return e.pinned;
+    if (auto s = e.cached.lock()) return s;
+    auto s = std::make_shared<segment>(opts_.directory, e.base);
+    if (!s->open_for_reading()) return nullptr;
+    e.cached = s;
+    return s;
+  }
+
+  // Under append_mutex_.
+  void add_index_entry(segment& seg, const index_entry& e) noexcept {
+    const std::size_t n = seg.index_count.load(std::memory_order_relaxed);
+    if (n >= seg.index_capacity_entries()) return;  // full (cannot happen with sane sizes): stay sparse
+    write_index_entry(seg.index_entry_slot(n), e);
+    seg.last_index_pos = e.position;
+    seg.index_count.store(n + 1, std::memory_order_release);
+  }
+
+  // Under append_mutex_: seals the active segment and starts the next one, with room for a
+  // frame of `frame_size` bytes.
+  void roll(std::uint64_t frame_size) {
+    const std::uint64_t needed = file_header_bytes + frame_size + seal_bytes;
+    prepared_segment p;
+    {
+      std::lock_guard lock(bg_mutex_);
+      if (prepared_ && prepared_->log_bytes >= needed) {
+        p = std::move(*prepared_);
+        prepared_.reset();
+      }
+    }
+    if (!p.log_fd) {  // none ready (or too small for this record): make one now
+      const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
+      p = prepare_segment_files(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
+                                prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+    }
+    segment& old = *active_;
+    const std::uint64_t base = old.next_offset;
+    write_file_header(p.log_map.data(), {file_kind::segment, journal_format_version, base, 0});
+    write_file_header(p.idx_map.data(), {file_kind::index, journal_format_version, base, opts_.index_interval_bytes});
+    auto seg = std::make_shared<segment>(opts_.directory, base);
+    try {
+      seg->adopt_prepared(std::move(p.log_fd), std::move(p.log_map), std::move(p.idx_fd), std::move(p.idx_map),
+                          p.log_tmp, p.idx_tmp);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove(p.log_tmp, ec);
+      std::filesystem::remove(p.idx_tmp, ec);
+      throw;
+    }
+    seg->next_offset = base;
+    seg->last_index_pos = file_header_bytes;
+    const std::uint64_t old_end = old.end.load(std::memory_order_relaxed);
+    {
+      std::lock_guard lock(catalog_mutex_);
+      segment_entry& cur = catalog_.back();
+      cur.bytes = old_end + seal_bytes;
+      cur.first_time = old.first_time.load(std::memory_order_relaxed);
+      cur.max_time = old.running_max;
+      cur.cached = cur.pinned;
+      cur.pinned.reset();
+      segment_entry next;
+      next.base = base;
+      next.pinned = seg;
+      catalog_.push_back(std::move(next));
+    }
+    store_release_u32(old.writable_data() + old_end, seal_marker);  // readers now move on
+    {
+      std::lock_guard lock(bg_mutex_);
+      unsynced_.push_back(std::move(active_));  // flushed (then closed) by the next flush
+      dir_dirty_ = true;
+      flush_wanted_ = true;
+      prepare_wanted_ = true;
+    }
+    active_ = std::move(seg);
+    bg_cv_.notify_all();
+  }
+
+  // Group commit: returns once offsets below `target` are durable.
+  void wait_durable(std::uint64_t target) {
+    commit_->wait(target, [this] { return flush(); });
+  }
+
+  // The leader's flush: everything appended so far (returns the offset it covers).
+  std::uint64_t flush() {
+    std::vector<std::shared_ptr<segment>> sealed;
+    std::shared_ptr<segment> active;
+    std::uint64_t target;
+    bool dir = false;
+    {
+      std::lock_guard lock(append_mutex_);
+      target = next_offset_.load(std::memory_order_relaxed);
+      active = active_;
+      std::lock_guard bg(bg_mutex_);
+      sealed.swap(unsynced_);
+      dir = std::exchange(dir_dirty_, false);
+    }
+    try {
+      // Sealed segments first: their records come before the active segment's.
+      for (auto& s : sealed) {
+        if (s->sync(true)) syncs_.fetch_add(1, std::memory_order_relaxed);
+        s->close_files();
+      }
+      if (dir) sync_directory(opts_.directory);  // the new segment's name
+      if (active->sync(false)) syncs_.fetch_add(1, std::memory_order_relaxed);
+    } catch (...) {
+      failed_.store(true, std::memory_order_relaxed);
+      throw;
+    }
+    return target;
+  }
+
+  // The background thread: prepares the next segment, flushes (and so closes) sealed segments
+  // after a roll whatever the policy, and flushes every period with durability::interval.
+  void background() {
+    const bool interval = opts_.durability.kind == durability::mode::interval;
+    const auto period = opts_.durability.period;
+    auto next_tick = std::chrono::steady_clock::now() + period;
+    std::unique_lock lock(bg_mutex_);
+    while (!bg_stop_) {
+      if (prepare_wanted_ && !prepared_) {
+        prepare_wanted_ = false;
+        lock.unlock();
+        std::optional<prepared_segment> p;
+        try {
+          p = prepare_segment_files(opts_.directory, opts_.segment_bytes, idx_bytes_,
+                                    prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+        } catch (...) {  // the roll makes its own and reports the error to the appender
+        }
+        lock.lock();
+        if (p && !bg_stop_) prepared_ = std::move(p);
+        else if (p) {
+          std::error_code ec;
+          std::filesystem::remove(p->log_tmp, ec);
+          std::filesystem::remove(p->idx_tmp, ec);
+        }
+        continue;
+      }
+      const bool tick = interval && std::chrono::steady_clock::now() >= next_tick;
+      if (flush_wanted_ || tick) {
+        flush_wanted_ = false;
+        lock.unlock();
+        try {
+          sync();
+        } catch (...) {  // recorded by the group commit; appends now fail with it
+        }
+        lock.lock();
+        if (tick) next_tick = std::chrono::steady_clock::now() + period;
+        continue;
+      }
+      if (interval) bg_cv_.wait_until(lock, next_tick);
+      else bg_cv_.wait(lock);
+    }
+  }
+
+  journal_options opts_;
+  std::uint64_t idx_bytes_;
+  recovery_report report_;
+
+  std::mutex append_mutex_;
+  std::shared_ptr<segment> active_;  // under append_mutex_
+
+  mutable std::mutex catalog_mutex_;
+  std::vector<segment_entry> catalog_;  // under catalog_mutex_; oldest first, the last is active_
+
+  std::atomic<std::uint64_t> first_offset_{0};
+  std::atomic<std::uint64_t> next_offset_{0};
+  std::atomic<std::int64_t> last_time_{0};
+  std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<bool> failed_{false};
+  std::atomic<unsigned> prepare_serial_{1};
+  std::unique_ptr<group_commit> commit_;
+  std::mutex retention_mutex_;
+
+  std::mutex bg_mutex_;  // guards what follows
+  std::condition_variable bg_cv_;
+  bool bg_stop_ = false;
+  bool prepare_wanted_ = false;
+  bool flush_wanted_ = false;
+  bool dir_dirty_ = false;
+  std::optional<prepared_segment> prepared_;
+  // Sealed, not flushed yet. Flushing them also unmaps them (when no reader has them open)
+  // away from the append path: unmapping 64 MiB takes a while.
+  std::vector<std::shared_ptr<segment>> unsynced_;
+  std::thread background_;
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_STORAGE_DETAIL_JOURNAL_CORE_HPP

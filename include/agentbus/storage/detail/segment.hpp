@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_STORAGE_DETAIL_SEGMENT_HPP
+#define AGENTBUS_STORAGE_DETAIL_SEGMENT_HPP
+
+// A segment: one <base>.log file of records and its <base>.idx sparse index, both mapped.
+//
+// The writer maps the segment it appends to read-write and appends by copying records into the
+// mapping: a memcpy into the page cache, no system call, and the record survives the death of
+// the process as soon as it is copied. fdatasync on the file descriptor flushes those pages
+// (on Linux it covers pages dirtied through a shared mapping). Segment files are pre-allocated,
+// so the mapping never meets a hole and the size never changes while appending.
+//
+// The same object is what readers in the writer's process read from (they share the mapping,
+// and synchronize with the writer through the records' length words and index_count); readers
+// elsewhere map the files read-only for themselves.
+//
+// A sealed segment ends with a seal marker (length word 0xFFFFFFFF) right after its last
+// record: "continue in the next segment". A zero length word means "no record here yet".
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "agentbus/storage/detail/file_header.hpp"
+#include "agentbus/storage/detail/little_endian.hpp"
+#include "agentbus/storage/detail/posix_file.hpp"
+#include "agentbus/storage/detail/record_format.hpp"
+#include "agentbus/storage/detail/segment_index.hpp"
+
+namespace agentbus::detail {
+
+/// @brief Length word of the seal marker that ends a sealed segment.
+inline constexpr std::uint32_t seal_marker = 0xFFFFFFFFu;
+/// @brief Bytes of the seal marker (the length word and four zero bytes).
+inline constexpr std::size_t seal_bytes = 8;
+/// @brief File name extensions.
+inline constexpr std::string_view segment_extension = ".log";
+inline constexpr std::string_view index_extension = ".idx";
+/// @brief Digits of a segment file name: every 64-bit offset, zero-padded so names sort.
+inline constexpr std::size_t segment_name_digits = 20;
+
+/// @brief "00000000000000000042.log" for base 42 and ".log".
+inline std::string segment_file_name(std::uint64_t base, std::string_view extension) {
+  std::string digits = std::to_string(base);
+  std::string name(segment_name_digits - std::min(digits.size(), segment_name_digits), '0');
+  name += digits;
+  name += extension;
+  return name;
+}
+
+/// @brief The base offset a segment or index file name encodes, if it is one.
+inline std::optional<std::uint64_t> parse_segment_file_name(std::string_view name, std::string_view extension) {
+  if (name.size() != segment_name_digits + extension.size() || !name.ends_with(extension)) return std::nullopt;
+  std::uint64_t base = 0;
+  const char* first = name.data();
+  const char* last = name.data() + segment_name_digits;
+  if (std::any_of(first, last, [](char c) { return c < '0' || c > '9'; })) return std::nullopt;
+  const auto [ptr, ec] = std::from_chars(first, last, base);
+  if (ec != std::errc() || ptr != last) return std::nullopt;
+  return base;
+}
+
+/// @brief One segment's mapped files, shared by the writer and in-process readers.
+class segment {
+ public:
+  /// @brief An unopened segment of `base` in `dir`.
+  segment(const std::filesystem::path& dir, std::uint64_t base)
+      : base_(base),
+        log_path_(dir / segment_file_name(base, segment_extension)),
+        idx_path_(dir / segment_file_name(base, index_extension)) {}
+
+  /// @brief First offset of the segment (its name).
+  std::uint64_t base() const noexcept { return base_; }
+  /// @brief Path of the .log file.
+  const std::filesystem::path& log_path() const noexcept { return log_path_; }
+  /// @brief Path of the .idx file.
+  const std::filesystem::path& idx_path() const noexcept { return idx_path_; }
+  /// @brief The whole mapped .log file.
+  std::span<const std::byte> bytes() const noexcept { return data_.bytes(); }
+  /// @brief Writable pointer into the mapping (writer only).
+  std::byte* writable_data() const noexcept { return data_.data(); }
+  /// @brief Size of the mapped .log file.
+  std::uint64_t capacity() const noexcept { return data_.size(); }
+  /// @brief True for the writer's own segments (index_count is maintained).
+  bool live() const noexcept { return live_; }
+
+  /// @brief The valid index entries. Live segments publish their count; for files opened by
+  /// a reader the entries are validated (and new ones a writer elsewhere added are picked up).
+  index_view index() noexcept {
+    if (index_.size() <= file_header_bytes) return {};
+    const std::byte* entries = index_.data() + file_header_bytes;
+    if (live_) return {entries, index_count.load(std::memory_order_acquire)};
+    const std::size_t cap = (index_.size() - file_header_bytes) / index_entry_bytes;
+    reader_index_count_ = count_valid_index_entries(entries, cap, reader_index_count_);
+    return {entries, reader_index_count_};
+  }
+
+  /// @brief Capacity of the index, in entries.
+  std::size_t index_capacity_entries() const noexcept {
+    return index_.size() <= file_header_bytes ? 0 : (index_.size() - file_header_bytes) / index_entry_bytes;
+  }
+  /// @brief Writable pointer to index entry i (writer only).
+  std::byte* index_entry_slot(std::size_t i) const noexcept {
+    return index_.data() + file_header_bytes + i * index_entry_bytes;
+  }
+
+  /// @brief Maps both files read-only for a reader; false if the .log file is gone (deleted by
+  /// retention). The descriptors are closed again: a mapping keeps its file alive on its own.
+  bool open_for_reading() {
+    unique_fd fd = open_file(log_path_, O_RDONLY, true);
+    if (!fd) return false;
+    data_ = mapping::map(fd.get(), file_size(fd.get(), log_path_), false, false, log_path_);
+    unique_fd ifd = open_file(idx_path_, O_RDONLY, true);
+    if (ifd) {
+      const std::uint64_t n = file_size(ifd.get(), idx_path_);
+      if (n > file_header_bytes) index_ = mapping::map(ifd.get(), n, false, false, idx_path_);
+      file_header h;
+      if (read_file_header(index_.bytes(), h) != header_status::ok || h.kind != file_kind::index ||
+          h.base_offset != base_)
+        index_.reset();  // not a usable index: readers go without
+    }
+    return true;
+  }
+
+  /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
+  /// least the given sizes, and maps them (`populate`: fill the page tables now).
+  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, bool populate) {
+    live_ = true;
+    log_fd_ = open_file(log_path_, O_RDWR | O_CREAT);
+    std::uint64_t size = file_size(log_fd_.get(), log_path_);
+    // Before mapping: populating the mapping makes the whole file look like data.
+    data_extent_ = data_extent_end(log_fd_.get(), size);
+    if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
+    size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
+    data_ = mapping::map(log_fd_.get(), size, true, populate, log_path_);
+    idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT);
+    std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
+    if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
+    index_ = mapping::map(idx_fd_.get(), isize, true, false, idx_path_);
+  }
+
+  /// @brief Adopts files prepared under temporary names (see prepare_segment_files): renames
+  /// them to this segment's names. The caller writes the headers first.
+  void adopt_prepared(unique_fd log_fd, mapping log_map, unique_fd idx_fd, mapping idx_map,
+                      const std::filesystem::path& log_tmp, const std::filesystem::path& idx_tmp) {
+    live_ = true;
+    std::error_code ec;
+    std::filesystem::rename(idx_tmp, idx_path_, ec);
+    if (ec) throw_io("rename a prepared index file to", idx_path_, ec.value());
+    std::filesystem::rename(log_tmp, log_path_, ec);
+    if (ec) throw_io("rename a prepared segment file to", log_path_, ec.value());
+    log_fd_ = std::move(log_fd);
+    data_ = std::move(log_map);
+    idx_fd_ = std::move(idx_fd);
+    index_ = std::move(idx_map);
+  }
+
+  /// @brief fdatasync of the .log and (when `with_index`) the .idx file; false if already closed.
+  bool sync(bool with_index) const {
+    if (!log_fd_) return false;
+    datasync(log_fd_.get(), log_path_);
+    if (with_index && idx_fd_) datasync(idx_fd_.get(), idx_path_);
+    return true;
+  }
+
+  /// @brief Closes the descriptors (the mappings stay): for sealed segments once synced.
+  void close_files() noexcept {
+    log_fd_.reset();
+    idx_fd_.reset();
+  }
+
+  /// @brief Replaces the index mapping with a bigger file (recovery rebuilding an index).
+  void grow_index(std::uint64_t bytes) {
+    index_.reset();
+    preallocate(idx_fd_.get(), bytes, idx_path_);
+    index_ = mapping::map(idx_fd_.get(), bytes, true, false, idx_path_);
+  }
+
+  /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
+  /// the file held only zeros (lets recovery skip the untouched pre-allocated tail).
+  std::uint64_t data_extent() const noexcept { return data_extent_; }
+  /// @brief The mapped .idx file (header included).
+  std::span<const std::byte> index_file_bytes_view() const noexcept { return index_.bytes(); }
+  /// @brief Writable pointer to the mapped .idx file (writer only).
+  std::byte* writable_index_file() const noexcept { return index_.data(); }
+
+  /// @brief File descriptor of the .log file (writer only, -1 when closed).
+  int log_fd() const noexcept { return log_fd_.get(); }
+
+  // Writer-maintained state, published to in-process readers.
+  std::atomic<std::size_t> index_count{0};   ///< valid index entries (release after writing one)
+  std::atomic<std::uint64_t> end{file_header_bytes};  ///< bytes up to the end of the last record
+  std::atomic<std::int64_t> max_time{std::numeric_limits<std::int64_t>::min()};  ///< newest publish time
+  std::atomic<std::int64_t> first_time{0};   ///< publish time of the first record (0 if none)
+
+  // Writer-only state (under the journal's append lock).
+  std::uint64_t next_offset = 0;       ///< offset the next record here gets
+  std::uint64_t last_index_pos = 0;    ///< position of the last index entry (0: none yet)
+  std::int64_t running_max = std::numeric_limits<std::int64_t>::min();  ///< max publish time so far
+
+ private:
+  std::uint64_t base_;
+  std::filesystem::path log_path_;
+  std::filesystem::path idx_path_;
+  mapping data_;
+  mapping index_;
+  unique_fd log_fd_;
+  unique_fd idx_fd_;
+  bool live_ = false;
+  std::uint64_t data_extent_ = 0;
+  std::size_t reader_index_count_ = 0;  // validated entries (reader-opened segments)
+};
+
+/// @brief A segment's files created under temporary names, pre-allocated and mapped, ready to
+/// become the next segment the moment the current one fills up (so the roll itself costs two
+/// renames, not a 64 MiB allocation and mapping on the append path).
+struct prepared_segment {
+  std::uint64_t log_bytes = 0;       ///< size of the .log file
+  std::filesystem::path log_tmp;     ///< temporary name of the .log file
+  std::filesystem::path idx_tmp;     ///< temporary name of the .idx file
+  unique_fd log_fd;                  ///< open .log
+  unique_fd idx_fd;                  ///< open .idx
+  mapping log_map;                   ///< writable mapping of the .log
+  mapping idx_map;                   ///< writable mapping of the .idx
+};
+
+/// @brief Name prefix of the temporary files of a prepared segment (recovery deletes them).
+inline constexpr std::string_view prepared_prefix = "prepared-";
+
+/// @brief Creates, pre-allocates and maps a segment of `log_bytes` under temporary names.
+inline prepared_segment prepare_segment_files(const std::filesystem::path& dir, std::uint64_t log_bytes,
+                                              std::uint64_t idx_bytes, unsigned serial) {
+  prepared_segment p;
+  p.log_bytes = log_bytes;
+  const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
+  p.log_tmp = dir / (stem + std::string(segment_extension));
+  p.idx_tmp = dir / (stem + std::string(index_extension));
+  p.log_fd = open_file(p.log_tmp, O_RDWR | O_CREAT | O_TRUNC);
+  preallocate(p.log_fd.get(), log_bytes, p.log_tmp);
+  p.log_map = mapping::map(p.log_fd.get(), log_bytes, true, true, p.log_tmp);
+  p.idx_fd = open_file(p.idx_tmp, O_RDWR | O_CREAT | O_TRUNC);
+  preallocate(p.idx_fd.get(), idx_bytes, p.idx_tmp);
+  p.idx_map = mapping::map(p.idx_fd.get(), idx_bytes, true, false, p.idx_tmp);
+  return p;
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_STORAGE_DETAIL_SEGMENT_HPP
