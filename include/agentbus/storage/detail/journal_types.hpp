@@ -91,7 +91,7 @@ struct retention {
 /// @brief Settings of a journal writer.
 struct journal_options {
   /// Where the segment files live; created (with parents) if missing.
-  std::filesystem::path directory;
+  std::filesystem::path directory{};
   /// Size at which a segment is sealed and a new one started. Segments are pre-allocated to
   /// this size (rounded up to 4 KiB; at least 4 KiB). A record bigger than a segment gets a
   /// segment of its own.
@@ -110,34 +110,34 @@ struct journal_options {
 
 /// @brief What append() stores. Views: copied into the journal during append().
 struct record_input {
-  std::string_view topic;                ///< concrete topic
-  std::string_view schema;               ///< schema name of the payload
+  std::string_view topic{};                ///< concrete topic
+  std::string_view schema{};               ///< schema name of the payload
   std::uint32_t schema_version = 0;      ///< schema version
   std::uint64_t fingerprint = 0;         ///< schema fingerprint
   std::int64_t published_ns = 0;         ///< publish time: system_clock ns since the epoch
   std::uint64_t event_id = 0;            ///< event id
   std::uint64_t correlation_id = 0;      ///< 0 = none
-  std::string_view source;               ///< publishing agent
+  std::string_view source{};               ///< publishing agent
   std::uint8_t priority = 1;             ///< agentbus::priority as a number
-  std::span<const header> headers;       ///< string headers
-  std::span<const std::byte> payload;    ///< the encoded payload
+  std::span<const header> headers{};       ///< string headers
+  std::span<const std::byte> payload{};    ///< the encoded payload
 };
 
 /// @brief A record read back. Views into the journal's files: valid until the reader that
 /// returned it is called again (or destroyed).
 struct record {
   std::uint64_t offset = 0;              ///< position in the journal (0, 1, 2, ...)
-  std::string_view topic;                ///< concrete topic
-  std::string_view schema;               ///< schema name of the payload
+  std::string_view topic{};                ///< concrete topic
+  std::string_view schema{};               ///< schema name of the payload
   std::uint32_t schema_version = 0;      ///< schema version
   std::uint64_t fingerprint = 0;         ///< schema fingerprint
   std::int64_t published_ns = 0;         ///< publish time: system_clock ns since the epoch
   std::uint64_t event_id = 0;            ///< event id
   std::uint64_t correlation_id = 0;      ///< 0 = none
-  std::string_view source;               ///< publishing agent
+  std::string_view source{};               ///< publishing agent
   std::uint8_t priority = 1;             ///< agentbus::priority as a number
-  std::span<const header> headers;       ///< string headers
-  std::span<const std::byte> payload;    ///< the encoded payload
+  std::span<const header> headers{};       ///< string headers
+  std::span<const std::byte> payload{};    ///< the encoded payload
 
   /// @brief The publish time as a time point.
   std::chrono::system_clock::time_point published() const noexcept {

@@ -1,0 +1,435 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+// Recovery: torn tails cut or garbled at every byte of the last record, damage in the middle
+// of sealed and active segments, rolls cut short, lost index files, newer formats. Whatever
+// the damage, a damaged record is never returned as a record.
+#include <agentbus/storage/journal.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using agentbus::durability;
+using agentbus::journal;
+using agentbus::journal_error;
+using agentbus::journal_options;
+using agentbus::read_status;
+using agentbus::record;
+using agentbus::record_input;
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() / ("agentbus_journal_recovery_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(counter.fetch_add(1)));
+    fs::remove_all(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+journal_options options_for(const fs::path& dir, std::uint64_t segment_bytes = 64 * 1024) {
+  journal_options o;
+  o.directory = dir;
+  o.segment_bytes = segment_bytes;
+  o.index_interval_bytes = 512;
+  return o;
+}
+
+std::vector<std::byte> payload_for(std::uint64_t key, std::size_t size) {
+  std::vector<std::byte> p(size);
+  for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>((key * 131 + i * 7 + (key >> 8)) & 0xFF);
+  // Some zero bytes, also at the very end: recovery must count torn bytes, not just non-zero ones.
+  for (std::size_t i = 5; i < size; i += 11) p[i] = std::byte{0};
+  return p;
+}
+
+std::size_t size_for(std::uint64_t i) { return 16 + (i * 37) % 300; }
+
+void append_numbered(journal& j, std::uint64_t i) {
+  const auto payload = payload_for(i, size_for(i));
+  const std::string topic = "test.numbered." + std::to_string(i % 7);
+  REQUIRE(j.append({.topic = topic, .published_ns = static_cast<std::int64_t>(1'000'000 + i), .event_id = i,
+                    .payload = payload}) == i);
+}
+
+struct read_result {
+  std::vector<std::uint64_t> offsets;  // records returned
+  int corrupt = 0;                     // corrupt results
+  std::string first_error;
+};
+
+// Reads until end; every record returned must be exactly the one appended at its offset.
+read_result read_everything(agentbus::journal_reader r) {
+  read_result out;
+  record rec;
+  for (int guard = 0; guard < 100000; ++guard) {
+    const read_status s = r.next(rec);
+    if (s == read_status::end) break;
+    if (s == read_status::corrupt) {
+      if (out.corrupt++ == 0) out.first_error = std::string(r.error());
+      continue;
+    }
+    REQUIRE(s == read_status::ok);
+    REQUIRE(rec.event_id == rec.offset);
+    const auto expect = payload_for(rec.offset, size_for(rec.offset));
+    REQUIRE(rec.payload.size() == expect.size());
+    REQUIRE(std::equal(rec.payload.begin(), rec.payload.end(), expect.begin()));
+    out.offsets.push_back(rec.offset);
+  }
+  return out;
+}
+
+std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
+  std::vector<std::uint64_t> v;
+  for (std::uint64_t i = from; i < to; ++i) v.push_back(i);
+  return v;
+}
+
+std::vector<std::byte> read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> bytes(chars.size());
+  std::memcpy(bytes.data(), chars.data(), chars.size());
+  return bytes;
+}
+
+void patch_file(const fs::path& p, std::uint64_t pos, std::span<const std::byte> bytes) {
+  std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekp(static_cast<std::streamoff>(pos));
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+void xor_byte(const fs::path& p, std::uint64_t pos, std::uint8_t mask) {
+  auto bytes = read_file(p);
+  const std::byte b = bytes.at(pos) ^ std::byte{mask};
+  patch_file(p, pos, std::span(&b, 1));
+}
+
+// The frames of a segment file: {position, frame bytes} of each record, and where the data ends.
+struct frame_pos {
+  std::uint64_t pos, size, body;
+};
+std::vector<frame_pos> frames_of(const fs::path& segment_file, std::uint64_t* seal_pos = nullptr) {
+  const auto bytes = read_file(segment_file);
+  std::vector<frame_pos> out;
+  std::uint64_t pos = agentbus::detail::file_header_bytes;
+  while (pos + 8 <= bytes.size()) {
+    const auto len = agentbus::detail::load_le<std::uint32_t>(bytes.data() + pos);
+    if (len == agentbus::detail::seal_marker) {
+      if (seal_pos) *seal_pos = pos;
+      break;
+    }
+    if (len == 0) break;
+    out.push_back({pos, agentbus::detail::frame_bytes(len), len});
+    pos += agentbus::detail::frame_bytes(len);
+  }
+  return out;
+}
+
+fs::path segment_path(const fs::path& dir, std::uint64_t base) {
+  return dir / agentbus::detail::segment_file_name(base, ".log");
+}
+
+// Position just past the last non-zero byte of bytes[from, to), relative to `from`.
+std::uint64_t nonzero_extent(const std::vector<std::byte>& bytes, std::uint64_t from, std::uint64_t to) {
+  std::uint64_t end = from;
+  for (std::uint64_t i = from; i < to; ++i)
+    if (bytes[i] != std::byte{0}) end = i + 1;
+  return end - from;
+}
+
+void copy_dir(const fs::path& from, const fs::path& to) {
+  fs::remove_all(to);
+  fs::copy(from, to, fs::copy_options::recursive);
+}
+
+}  // namespace
+
+TEST_CASE("journal recovers a tail cut at every byte of the last record", "[journal][recovery]") {
+  temp_dir tmpl, work;
+  constexpr std::uint64_t n = 6;
+  {
+    journal j(options_for(tmpl.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  const fs::path seg = segment_path(tmpl.path, 0);
+  const auto frames = frames_of(seg);
+  REQUIRE(frames.size() == n);
+  const frame_pos last = frames.back();
+  const auto original = read_file(seg);
+  const std::uint64_t whole = nonzero_extent(original, last.pos, last.pos + last.size);
+
+  for (std::uint64_t k = 0; k <= last.size; ++k) {
+    copy_dir(tmpl.path, work.path);
+    fs::resize_file(segment_path(work.path, 0), last.pos + k);  // the file ends inside the record
+    journal j(options_for(work.path));
+    const auto& rep = j.recovery();
+    const bool intact = k >= whole;  // what was cut off was zeros anyway
+    const std::uint64_t torn = intact ? 0 : nonzero_extent(original, last.pos, last.pos + k);
+    INFO("cut " << k << " bytes into a " << last.size << "-byte record");
+    REQUIRE(j.next_offset() == (intact ? n : n - 1));
+    REQUIRE(rep.records == (intact ? n : n - 1));
+    REQUIRE(rep.truncated_bytes == torn);
+    REQUIRE(rep.truncated_records == (torn > 0 ? 1u : 0u));
+    REQUIRE(rep.problems.empty());
+    REQUIRE(rep.clean() == (torn == 0));
+    const auto r = read_everything(j.read(0));
+    REQUIRE(r.corrupt == 0);
+    REQUIRE(r.offsets == iota(0, intact ? n : n - 1));
+    // The journal goes on where the good data ended: no gap, no garbage behind the new record.
+    if (!intact) {
+      append_numbered(j, n - 1);
+      const auto again = read_everything(j.read(0));
+      REQUIRE(again.corrupt == 0);
+      REQUIRE(again.offsets == iota(0, n));
+    }
+  }
+}
+
+TEST_CASE("journal recovers a last record garbled at every byte", "[journal][recovery]") {
+  temp_dir tmpl, work;
+  constexpr std::uint64_t n = 5;
+  {
+    journal j(options_for(tmpl.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  const auto frames = frames_of(segment_path(tmpl.path, 0));
+  const frame_pos last = frames.back();
+  for (std::uint64_t b = 0; b < last.size; ++b) {
+    copy_dir(tmpl.path, work.path);
+    const fs::path seg = segment_path(work.path, 0);
+    xor_byte(seg, last.pos + b, 0xFF);
+    const auto garbled = read_file(seg);
+    journal j(options_for(work.path));
+    const auto& rep = j.recovery();
+    INFO("byte " << b << " of a " << last.size << "-byte record");
+    REQUIRE(j.next_offset() == n - 1);
+    REQUIRE(rep.truncated_records >= 1);
+    REQUIRE(rep.truncated_bytes == nonzero_extent(garbled, last.pos, garbled.size()));
+    REQUIRE(rep.problems.empty());
+    const auto r = read_everything(j.read(0));
+    REQUIRE(r.corrupt == 0);
+    REQUIRE(r.offsets == iota(0, n - 1));
+    // The garbage is gone from the file: the rest of the segment is zero again.
+    const auto after = read_file(seg);
+    REQUIRE(nonzero_extent(after, last.pos, after.size()) == 0);
+  }
+}
+
+TEST_CASE("journal zeroes garbage after the last record", "[journal][recovery]") {
+  temp_dir dir;
+  {
+    journal j(options_for(dir.path));
+    for (std::uint64_t i = 0; i < 3; ++i) append_numbered(j, i);
+  }
+  const auto frames = frames_of(segment_path(dir.path, 0));
+  const std::uint64_t end = frames.back().pos + frames.back().size;
+  const std::vector<std::byte> junk(100, std::byte{0x5A});
+  patch_file(segment_path(dir.path, 0), end + 200, junk);  // not even where a frame would start
+  journal j(options_for(dir.path));
+  CHECK(j.next_offset() == 3);
+  CHECK(j.recovery().truncated_bytes == 300);
+  CHECK(j.recovery().truncated_records == 1);
+  CHECK(read_everything(j.read(0)).offsets == iota(0, 3));
+}
+
+TEST_CASE("journal reports damage in the middle of a sealed segment and readers skip it", "[journal][recovery]") {
+  temp_dir dir;
+  constexpr std::uint64_t n = 120;
+  {
+    journal j(options_for(dir.path, 4096));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    REQUIRE(j.stats().segments >= 4);
+  }
+  const auto frames = frames_of(segment_path(dir.path, 0));
+  REQUIRE(frames.size() > 6);
+  const std::uint64_t victim = 3;  // in the middle of the first (sealed) segment
+  xor_byte(segment_path(dir.path, 0), frames[victim].pos + 80, 0x10);  // a payload byte
+
+  // Recovery checks sealed segments' tails; verify_on_open walks all of them.
+  auto verify = options_for(dir.path, 4096);
+  verify.verify_on_open = true;
+  {
+    journal j(verify);
+    const auto& rep = j.recovery();
+    CHECK(rep.truncated_bytes == 0);
+    CHECK(rep.truncated_records == 0);
+    REQUIRE(rep.problems.size() == 1);
+    CHECK(rep.problems[0].find("00000000000000000000.log") != std::string::npos);
+    CHECK(rep.problems[0].find("record 3 ") != std::string::npos);
+    CHECK_FALSE(rep.clean());
+    CHECK(j.next_offset() == n);
+    CHECK(rep.records == n - 1);
+  }
+  // Readers: the damaged record is reported once, never returned, and everything else is.
+  journal j(options_for(dir.path, 4096));
+  for (auto reader : {0, 1}) {
+    auto result = read_everything(reader == 0 ? j.read(0) : agentbus::open_journal_reader(dir.path));
+    INFO(result.first_error);
+    CHECK(result.corrupt == 1);
+    auto expect = iota(0, n);
+    expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(victim));
+    CHECK(result.offsets == expect);
+    CHECK(result.first_error.find("00000000000000000000.log") != std::string::npos);
+    CHECK(result.first_error.find("byte " + std::to_string(frames[victim].pos)) != std::string::npos);
+    CHECK(result.first_error.find("checksum") != std::string::npos);
+  }
+  // A reader stepping on it reports it at the right position and resumes right after it.
+  auto r = j.read(2);
+  record rec;
+  REQUIRE(r.next(rec) == read_status::ok);
+  CHECK(rec.offset == 2);
+  CHECK(r.next(rec) == read_status::corrupt);
+  CHECK(r.position() == 4);
+  REQUIRE(r.next(rec) == read_status::ok);
+  CHECK(rec.offset == 4);
+}
+
+TEST_CASE("journal keeps the good records after damage in the middle of the last segment", "[journal][recovery]") {
+  temp_dir tmpl, work;
+  constexpr std::uint64_t n = 30;
+  {
+    journal j(options_for(tmpl.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  const auto frames = frames_of(segment_path(tmpl.path, 0));
+  const std::uint64_t victim = 12;
+  SECTION("a flipped bit in a payload") {
+    copy_dir(tmpl.path, work.path);
+    xor_byte(segment_path(work.path, 0), frames[victim].pos + 75, 0x01);
+  }
+  SECTION("a zeroed length word (a page the disk never wrote)") {
+    copy_dir(tmpl.path, work.path);
+    const std::vector<std::byte> zero(4, std::byte{0});
+    patch_file(segment_path(work.path, 0), frames[victim].pos, zero);
+  }
+  SECTION("a whole record zeroed") {
+    copy_dir(tmpl.path, work.path);
+    const std::vector<std::byte> zero(frames[victim].size, std::byte{0});
+    patch_file(segment_path(work.path, 0), frames[victim].pos, zero);
+  }
+  journal j(options_for(work.path));
+  const auto& rep = j.recovery();
+  CHECK(rep.truncated_bytes == 0);
+  CHECK(rep.truncated_records == 0);
+  REQUIRE(rep.problems.size() == 1);
+  CHECK(rep.problems[0].find("record 12 ") != std::string::npos);
+  CHECK(j.next_offset() == n);
+  append_numbered(j, n);  // the journal goes on after the good records
+  auto expect = iota(0, n + 1);
+  expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(victim));
+  for (auto reader : {0, 1}) {
+    const auto result = read_everything(reader == 0 ? j.read(0) : agentbus::open_journal_reader(work.path));
+    INFO(result.first_error);
+    CHECK(result.corrupt == 1);
+    CHECK(result.offsets == expect);
+  }
+}
+
+TEST_CASE("journal reports records missing at the end of a sealed segment", "[journal][recovery]") {
+  temp_dir dir;
+  constexpr std::uint64_t n = 60;
+  {
+    journal j(options_for(dir.path, 4096));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  const auto frames = frames_of(segment_path(dir.path, 0));
+  const std::uint64_t lost = frames.size() - 1;  // the last record of segment 0
+  xor_byte(segment_path(dir.path, 0), frames.back().pos + 70, 0x04);
+  journal j(options_for(dir.path, 4096));
+  const auto& rep = j.recovery();
+  REQUIRE_FALSE(rep.problems.empty());
+  bool mentions_missing = false;
+  for (const auto& p : rep.problems) mentions_missing |= p.find("missing") != std::string::npos;
+  CHECK(mentions_missing);
+  CHECK(rep.truncated_records == 0);  // sealed segments are never cut: later ones depend on them
+  const auto result = read_everything(j.read(0));
+  CHECK(result.corrupt == 1);
+  auto expect = iota(0, n);
+  expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(lost));
+  CHECK(result.offsets == expect);
+}
+
+TEST_CASE("journal recovers from a roll cut short", "[journal][recovery]") {
+  temp_dir dir;
+  constexpr std::uint64_t n = 40;
+  {
+    journal j(options_for(dir.path, 4096));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  // Segment 0's seal never written, and the files of a prepared segment left behind.
+  std::uint64_t seal = 0;
+  frames_of(segment_path(dir.path, 0), &seal);
+  REQUIRE(seal != 0);
+  const std::vector<std::byte> zero(8, std::byte{0});
+  patch_file(segment_path(dir.path, 0), seal, zero);
+  std::ofstream(dir.path / "prepared-7.log") << "half made";
+  std::ofstream(dir.path / "prepared-7.idx") << "half made";
+  journal j(options_for(dir.path, 4096));
+  CHECK(j.recovery().clean());
+  CHECK(j.recovery().records == n);
+  CHECK_FALSE(fs::exists(dir.path / "prepared-7.log"));
+  CHECK_FALSE(fs::exists(dir.path / "prepared-7.idx"));
+  std::uint64_t resealed = 0;
+  frames_of(segment_path(dir.path, 0), &resealed);
+  CHECK(resealed == seal);
+  const auto result = read_everything(j.read(0));
+  CHECK(result.corrupt == 0);
+  CHECK(result.offsets == iota(0, n));
+}
+
+TEST_CASE("journal rebuilds lost or damaged index files", "[journal][recovery]") {
+  temp_dir dir;
+  constexpr std::uint64_t n = 200;
+  {
+    journal j(options_for(dir.path, 8192));
+    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+  }
+  // Segment 0 loses its index; segment 1's second entry is damaged.
+  const std::uint64_t second_base = frames_of(segment_path(dir.path, 0)).size();
+  fs::remove(dir.path / agentbus::detail::segment_file_name(0, ".idx"));
+  xor_byte(dir.path / agentbus::detail::segment_file_name(second_base, ".idx"), 64 + 32 + 5, 0xFF);
+  journal j(options_for(dir.path, 8192));
+  CHECK(j.recovery().problems.empty());
+  CHECK(fs::exists(dir.path / agentbus::detail::segment_file_name(0, ".idx")));
+  for (std::uint64_t from : {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{55}, std::uint64_t{150}, n - 1}) {
+    const auto result = read_everything(j.read(from));
+    CHECK(result.corrupt == 0);
+    CHECK(result.offsets == iota(from, n));
+  }
+}
+
+TEST_CASE("journal refuses segments of a newer format", "[journal][recovery]") {
+  temp_dir dir;
+  {
+    journal j(options_for(dir.path));
+    append_numbered(j, 0);
+  }
+  std::vector<std::byte> header(64);
+  agentbus::detail::write_file_header(header.data(), {agentbus::detail::file_kind::segment, 99, 0, 0});
+  patch_file(segment_path(dir.path, 0), 0, header);
+  try {
+    journal j(options_for(dir.path));
+    FAIL("opened a segment of format 99");
+  } catch (const journal_error& e) {
+    CHECK(e.which() == journal_error::code::corrupt);
+    CHECK(std::string(e.what()).find("newer") != std::string::npos);
+  }
+}
