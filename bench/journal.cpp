@@ -7,8 +7,9 @@
 //                every(100) / always; each run is bounded by time, not by count
 //   group commit durability always, 8 publisher threads vs 1 (one fdatasync per group)
 //   raw disk     sequential write() of 1 MiB blocks + a final fdatasync into a preallocated
-//                file (the bandwidth ceiling), and write(64 B) + fdatasync in a loop (the
-//                durable-commit ceiling of one stream)
+//                file (the bandwidth ceiling; also with writeback started every 8 MiB, and the
+//                target uses the better of the two), and write(64 B) + fdatasync in a loop
+//                (the durable-commit ceiling of one stream)
 //   SQLite       WAL, synchronous=NORMAL, 1000 rows per transaction, prepared
 //                INSERT (offset, topic, payload BLOB), 64 B and 1 KB rows
 //   replay       journal_reader over the journals written by the `never` rows
@@ -25,7 +26,8 @@
 // directory), which is removed at the end. Replays read what was just written, so they read
 // from the page cache: the figure is the decoder's, not the disk's.
 //
-// Rows take turns, round after round, and each figure is the median of its rounds: a slow
+// Before each row the filesystem is synced (syncfs, outside the clock), so that no row pays
+// for writing back what an earlier one left dirty. Rows take turns, round after round, and each figure is the median of its rounds: a slow
 // spell of the disk then hits every contender alike.
 //
 // Usage: bench_journal [--quick] [--json FILE] [--dir DIR] [--seconds S] [--rounds N] [--only TEXT]
@@ -293,16 +295,23 @@ void write_all(int fd, const std::byte* p, std::size_t n, std::uint64_t at) {
   }
 }
 
-/// Sequential 1 MiB writes for `seconds` (or until the file is full), then fdatasync.
-sample raw_bandwidth_run(const fs::path& path, std::uint64_t file_bytes, double seconds) {
+/// Sequential 1 MiB writes for `seconds` (or until the file is full), then fdatasync. With
+/// `kick`, writeback of every 8 MiB is started as soon as it is written (sync_file_range), so
+/// the disk works during the whole run instead of only in the final fdatasync: when writes
+/// outrun the disk, that is the better measure of its bandwidth.
+sample raw_bandwidth_run(const fs::path& path, std::uint64_t file_bytes, double seconds, bool kick) {
   preallocated_file f(path, file_bytes);
   constexpr std::size_t block = 1 << 20;
+  constexpr std::uint64_t kick_bytes = 8 << 20;
   const auto buf = make_payload(block);
   std::uint64_t at = 0;
   const auto t0 = clock_type::now();
   while (at + block <= file_bytes && since(t0) < seconds) {
     write_all(f.fd, buf.data(), block, at);
     at += block;
+    if (kick && at % kick_bytes == 0)
+      ::sync_file_range(f.fd, static_cast<off_t>(at - kick_bytes), static_cast<off_t>(kick_bytes),
+                        SYNC_FILE_RANGE_WRITE);
   }
   if (::fdatasync(f.fd) != 0) fail_errno("fdatasync");
   sample s;
@@ -493,7 +502,9 @@ int main(int argc, char** argv) try {
                   }});
   const std::size_t raw_row = rows.size();
   rows.push_back({"raw write 1 MiB blocks + fdatasync",
-                  [&] { return raw_bandwidth_run(tmp.path / "raw.bin", raw_file_bytes, t); }});
+                  [&] { return raw_bandwidth_run(tmp.path / "raw.bin", raw_file_bytes, t, false); }});
+  rows.push_back({"raw write 1 MiB, writeback every 8 MiB",
+                  [&] { return raw_bandwidth_run(tmp.path / "raw.bin", raw_file_bytes, t, true); }});
   rows.push_back({"raw write 64 B + fdatasync (commits)", [&] { return raw_commit_run(tmp.path / "commit.bin", t); }});
   const std::size_t sqlite_row = rows.size();
   for (const std::size_t size : {std::size_t{64}, std::size_t{1024}}) {
@@ -518,12 +529,20 @@ int main(int argc, char** argv) try {
   if (!s.only.empty())
     for (auto& r : rows)
       if (r.skipped.empty() && r.name.find(s.only) == std::string::npos) r.skipped = "not run (--only)";
+  // Every row starts with nothing of the previous rows left to write back (the journals kept
+  // for the replay rows would otherwise be flushed by the kernel during the next rows).
+  const int dir_fd = ::open(tmp.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  auto settle = [dir_fd] {
+    if (dir_fd >= 0) ::syncfs(dir_fd);
+  };
   for (int round = 0; round < s.rounds; ++round) {
     for (auto& r : rows) {
       if (!r.skipped.empty()) continue;
+      settle();
       r.samples.push_back(r.run());
     }
   }
+  if (dir_fd >= 0) ::close(dir_fd);
 
   fmt::print("\nbench/journal: {} s per run, median of {} round{}, files in {}\n", t, s.rounds,
              s.rounds == 1 ? "" : "s", fs::absolute(s.dir).lexically_normal().string());
@@ -548,7 +567,12 @@ int main(int argc, char** argv) try {
   };
   const row* interval_1k = find("journal append 1024 B, interval(10ms)");
   const row* interval_64 = find("journal append   64 B, interval(10ms)");
-  const row* raw = find("raw write 1 MiB blocks + fdatasync");
+  // The disk's bandwidth: the better of the two raw rows (see raw_bandwidth_run).
+  const row* raw_plain = find("raw write 1 MiB blocks + fdatasync");
+  const row* raw_kicked = find("raw write 1 MiB, writeback every 8 MiB");
+  const row* raw = raw_plain == nullptr || (raw_kicked != nullptr && raw_kicked->mbs() > raw_plain->mbs())
+                       ? raw_kicked
+                       : raw_plain;
   const row* sqlite_64 = find("SQLite WAL insert   64 B");
   const row* one = find("journal always 64 B, 1 publisher");
   const row* eight = find("journal always 64 B, 8 publishers");
@@ -563,7 +587,8 @@ int main(int argc, char** argv) try {
     if (a == nullptr || b == nullptr || (b->*f)() <= 0) return std::nullopt;
     return (a->*f)() / (b->*f)();
   };
-  targets.push_back({"interval @1 KB MB/s / raw write MB/s >= 0.5", ratio(interval_1k, raw, &row::mbs), 0.5});
+  targets.push_back({"interval @1 KB MB/s / raw write MB/s (the better row) >= 0.5",
+                     ratio(interval_1k, raw, &row::mbs), 0.5});
   targets.push_back({"interval @64 B events/s / SQLite 64 B rows/s >= 3", ratio(interval_64, sqlite_64, &row::eps),
                      3.0});
   targets.push_back({"always: 8 publishers / 1 publisher events/s >= 4", ratio(eight, one, &row::eps), 4.0});
