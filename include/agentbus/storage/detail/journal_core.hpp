@@ -92,8 +92,9 @@ class journal_core final : public segment_source {
       }
     }
     commit_ = std::make_unique<group_commit>(active_->next_offset);
-    prepare_wanted_ = true;
+    populating_ = active_;
     background_ = std::thread([this] { background(); });
+    if (opts_.durability.kind == durability::mode::interval) flusher_ = std::thread([this] { flusher(); });
   }
 
   journal_core(const journal_core&) = delete;
@@ -109,7 +110,9 @@ class journal_core final : public segment_source {
       bg_stop_ = true;
     }
     bg_cv_.notify_all();
+    flush_cv_.notify_all();
     if (background_.joinable()) background_.join();
+    if (flusher_.joinable()) flusher_.join();
     if (opts_.durability.kind != durability::mode::never) {
       try {
         sync();
@@ -118,14 +121,9 @@ class journal_core final : public segment_source {
     }
     std::lock_guard lock(append_mutex_);
     std::lock_guard bg(bg_mutex_);
-    if (prepared_) {
-      std::error_code ec;
-      std::filesystem::remove(prepared_->log_tmp, ec);
-      std::filesystem::remove(prepared_->idx_tmp, ec);
-      prepared_.reset();
-    }
-    for (auto& s : unsynced_) s->close_files();
-    unsynced_.clear();
+    if (prepared_) prepared_->discard_prepared();
+    prepared_.reset();
+    retired_.clear();
     active_->close_files();
   }
 
@@ -319,35 +317,24 @@ class journal_core final : public segment_source {
   // frame of `frame_size` bytes.
   void roll(std::uint64_t frame_size) {
     const std::uint64_t needed = file_header_bytes + frame_size + seal_bytes;
-    prepared_segment p;
+    std::shared_ptr<segment> seg;
     {
       std::lock_guard lock(bg_mutex_);
-      if (prepared_ && prepared_->log_bytes >= needed) {
-        p = std::move(*prepared_);
-        prepared_.reset();
-      }
+      if (prepared_ && prepared_->capacity() >= needed) seg = std::move(prepared_);
     }
-    if (!p.log_fd) {  // none ready (or too small for this record): make one now
+    if (!seg) {  // none ready (or too small for this record): make one now
       const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
-      p = prepare_segment_files(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
-                                prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+      seg = segment::create_prepared(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
+                                     prepare_serial_.fetch_add(1, std::memory_order_relaxed));
     }
     segment& old = *active_;
     const std::uint64_t base = old.next_offset;
-    write_file_header(p.log_map.data(), {file_kind::segment, journal_format_version, base, 0});
-    write_file_header(p.idx_map.data(), {file_kind::index, journal_format_version, base, opts_.index_interval_bytes});
-    auto seg = std::make_shared<segment>(opts_.directory, base);
     try {
-      seg->adopt_prepared(std::move(p.log_fd), std::move(p.log_map), std::move(p.idx_fd), std::move(p.idx_map),
-                          p.log_tmp, p.idx_tmp);
+      seg->adopt(base, opts_.index_interval_bytes);
     } catch (...) {
-      std::error_code ec;
-      std::filesystem::remove(p.log_tmp, ec);
-      std::filesystem::remove(p.idx_tmp, ec);
+      seg->discard_prepared();
       throw;
     }
-    seg->next_offset = base;
-    seg->last_index_pos = file_header_bytes;
     const std::uint64_t old_end = old.end.load(std::memory_order_relaxed);
     {
       std::lock_guard lock(catalog_mutex_);
@@ -365,10 +352,10 @@ class journal_core final : public segment_source {
     store_release_u32(old.writable_data() + old_end, seal_marker);  // readers now move on
     {
       std::lock_guard lock(bg_mutex_);
-      unsynced_.push_back(std::move(active_));  // flushed (then closed) by the next flush
+      unsynced_.push_back(old.log_path());  // for the next flush
       dir_dirty_ = true;
-      flush_wanted_ = true;
-      prepare_wanted_ = true;
+      retired_.push_back(std::move(active_));  // written back and unmapped by the background thread
+      populating_ = seg;
     }
     active_ = std::move(seg);
     bg_cv_.notify_all();
@@ -381,7 +368,7 @@ class journal_core final : public segment_source {
 
   // The leader's flush: everything appended so far (returns the offset it covers).
   std::uint64_t flush() {
-    std::vector<std::shared_ptr<segment>> sealed;
+    std::vector<std::filesystem::path> sealed;
     std::shared_ptr<segment> active;
     std::uint64_t target;
     bool dir = false;
@@ -394,12 +381,11 @@ class journal_core final : public segment_source {
       dir = std::exchange(dir_dirty_, false);
     }
     try {
-      // Sealed segments first: their records come before the active segment's.
-      for (auto& s : sealed) {
-        if (s->sync(true)) syncs_.fetch_add(1, std::memory_order_relaxed);
-        s->close_files();
-      }
-      if (dir) sync_directory(opts_.directory);  // the new segment's name
+      // Sealed segments first (their records come before the active segment's), through
+      // descriptors of their own: the writer closed its ones when it moved on.
+      for (const auto& path : sealed)
+        if (datasync_path(path)) syncs_.fetch_add(1, std::memory_order_relaxed);
+      if (dir) sync_directory(opts_.directory);  // the new segments' names
       if (active->sync(false)) syncs_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
       failed_.store(true, std::memory_order_relaxed);
@@ -408,46 +394,72 @@ class journal_core final : public segment_source {
     return target;
   }
 
-  // The background thread: prepares the next segment, flushes (and so closes) sealed segments
-  // after a roll whatever the policy, and flushes every period with durability::interval.
+  // The background thread, in order of urgency: retire sealed segments (start their write-back,
+  // unmap them), keep a prepared segment ready, and populate pages ahead of the writer (the
+  // active segment, then the prepared one).
   void background() {
-    const bool interval = opts_.durability.kind == durability::mode::interval;
-    const auto period = opts_.durability.period;
-    auto next_tick = std::chrono::steady_clock::now() + period;
+    constexpr std::size_t populate_chunk = std::size_t{1} << 20;
     std::unique_lock lock(bg_mutex_);
     while (!bg_stop_) {
-      if (prepare_wanted_ && !prepared_) {
-        prepare_wanted_ = false;
+      if (!retired_.empty()) {
+        auto retired = std::move(retired_);
+        retired_.clear();
         lock.unlock();
-        std::optional<prepared_segment> p;
+        for (auto& seg : retired) {
+          seg->start_writeback();
+          seg->close_files();
+        }
+        retired.clear();  // unmapped here unless a reader still has it
+        lock.lock();
+        continue;
+      }
+      if (!prepared_) {
+        lock.unlock();
+        std::shared_ptr<segment> p;
         try {
-          p = prepare_segment_files(opts_.directory, opts_.segment_bytes, idx_bytes_,
-                                    prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+          p = segment::create_prepared(opts_.directory, opts_.segment_bytes, idx_bytes_,
+                                       prepare_serial_.fetch_add(1, std::memory_order_relaxed));
         } catch (...) {  // the roll makes its own and reports the error to the appender
         }
         lock.lock();
-        if (p && !bg_stop_) prepared_ = std::move(p);
-        else if (p) {
-          std::error_code ec;
-          std::filesystem::remove(p->log_tmp, ec);
-          std::filesystem::remove(p->idx_tmp, ec);
+        if (p && !bg_stop_ && !prepared_) {
+          prepared_ = std::move(p);
+          prepared_populated_ = false;
+        } else if (p) {
+          p->discard_prepared();
         }
+        if (!prepared_) bg_cv_.wait_for(lock, std::chrono::seconds(1));  // could not: retry later, not in a loop
         continue;
       }
-      const bool tick = interval && std::chrono::steady_clock::now() >= next_tick;
-      if (flush_wanted_ || tick) {
-        flush_wanted_ = false;
+      std::shared_ptr<segment> work = populating_;
+      if (!work && !prepared_populated_) work = prepared_;
+      if (work) {
         lock.unlock();
-        try {
-          sync();
-        } catch (...) {  // recorded by the group commit; appends now fail with it
-        }
+        const bool more = work->populate_step(populate_chunk);
         lock.lock();
-        if (tick) next_tick = std::chrono::steady_clock::now() + period;
+        if (!more) {
+          if (work == populating_) populating_.reset();
+          if (work == prepared_) prepared_populated_ = true;
+        }
         continue;
       }
-      if (interval) bg_cv_.wait_until(lock, next_tick);
-      else bg_cv_.wait(lock);
+      bg_cv_.wait(lock);
+    }
+  }
+
+  // durability::interval: flushes every period, on a thread of its own so that a slow
+  // fdatasync never holds up the populating above. Nothing new: nothing to do.
+  void flusher() {
+    const auto period = opts_.durability.period;
+    std::unique_lock lock(bg_mutex_);
+    while (!bg_stop_) {
+      if (flush_cv_.wait_for(lock, period, [this] { return bg_stop_; })) break;
+      lock.unlock();
+      try {
+        sync();
+      } catch (...) {  // recorded by the group commit; appends now fail with it
+      }
+      lock.lock();
     }
   }
 
@@ -472,15 +484,16 @@ class journal_core final : public segment_source {
 
   std::mutex bg_mutex_;  // guards what follows
   std::condition_variable bg_cv_;
+  std::condition_variable flush_cv_;
   bool bg_stop_ = false;
-  bool prepare_wanted_ = false;
-  bool flush_wanted_ = false;
-  bool dir_dirty_ = false;
-  std::optional<prepared_segment> prepared_;
-  // Sealed, not flushed yet. Flushing them also unmaps them (when no reader has them open)
-  // away from the append path: unmapping 64 MiB takes a while.
-  std::vector<std::shared_ptr<segment>> unsynced_;
+  bool dir_dirty_ = false;                     // a segment was created since the last flush
+  std::shared_ptr<segment> prepared_;          // the next segment, ready to be adopted
+  bool prepared_populated_ = false;            // prepared_ is fully populated
+  std::shared_ptr<segment> populating_;        // the active segment while it is being populated
+  std::vector<std::filesystem::path> unsynced_;  // sealed segments not flushed yet
+  std::vector<std::shared_ptr<segment>> retired_;  // sealed segments to write back and unmap
   std::thread background_;
+  std::thread flusher_;
 };
 
 }  // namespace agentbus::detail

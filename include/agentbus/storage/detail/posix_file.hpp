@@ -152,6 +152,37 @@ inline std::uint64_t data_extent_end(int fd, std::uint64_t size) noexcept {
   return size;
 }
 
+/// @brief Starts writing the file's dirty pages back without waiting for it (Linux
+/// sync_file_range; elsewhere nothing). Keeps the page cache's dirty backlog short so that a
+/// later fdatasync has less to do. Best effort: errors are left for fdatasync to report.
+inline void start_writeback(int fd) noexcept {
+#if defined(SYNC_FILE_RANGE_WRITE)
+  (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd;
+#endif
+}
+
+/// @brief fdatasync of the file at `path` through a descriptor of its own (the data belongs to
+/// the file, not to a descriptor); false when the file is gone (deleted by retention).
+inline bool datasync_path(const std::filesystem::path& path) {
+  unique_fd fd = open_file(path, O_RDONLY, true);
+  if (!fd) return false;
+  datasync(fd.get(), path);
+  return true;
+}
+
+/// @brief Fills the page tables of [p, p + n) (page aligned) by read faults, which brings the
+/// pages into the page cache (zero-filled for pre-allocated space) without dirtying them.
+/// Done by the background thread ahead of the writer: instantiating a page costs a zeroing
+/// and a fault, which is most of what an append into a fresh page would otherwise pay.
+inline void populate_pages(std::byte* p, std::size_t n) noexcept {
+#if defined(MADV_POPULATE_READ)
+  if (::madvise(p, n, MADV_POPULATE_READ) == 0) return;
+#endif
+  for (std::size_t off = 0; off < n; off += 4096) (void)*static_cast<volatile const std::byte*>(p + off);
+}
+
 /// @brief A memory mapping of (part of) a file, unmapped on destruction.
 class mapping {
  public:

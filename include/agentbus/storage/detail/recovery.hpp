@@ -85,15 +85,15 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   if (bases.empty()) {
     // A new journal: segment 0, created under a temporary name so that no reader ever sees a
     // half-made file.
-    prepared_segment p = prepare_segment_files(dir, segment_bytes, idx_bytes, 0);
-    write_file_header(p.log_map.data(), {file_kind::segment, journal_format_version, 0, 0});
-    write_file_header(p.idx_map.data(), {file_kind::index, journal_format_version, 0, interval});
-    auto seg = std::make_shared<segment>(dir, 0);
-    seg->adopt_prepared(std::move(p.log_fd), std::move(p.log_map), std::move(p.idx_fd), std::move(p.idx_map), p.log_tmp,
-                        p.idx_tmp);
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0);
+    try {
+      seg->adopt(0, interval);
+    } catch (...) {
+      seg->discard_prepared();
+      throw;
+    }
     seg->sync(true);
     sync_directory(dir);
-    seg->last_index_pos = file_header_bytes;
     segment_entry e;
     e.base = 0;
     e.pinned = std::move(seg);
@@ -108,7 +108,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     const bool last = i + 1 == bases.size();
     auto seg = std::make_shared<segment>(dir, base);
     const std::string name = seg->log_path().filename().string();
-    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes, last);
+    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes, false);
     std::byte* data = seg->writable_data();
     bool modified = false;
 

@@ -46,6 +46,8 @@ inline constexpr std::size_t seal_bytes = 8;
 /// @brief File name extensions.
 inline constexpr std::string_view segment_extension = ".log";
 inline constexpr std::string_view index_extension = ".idx";
+/// @brief Name prefix of the temporary files of a prepared segment (recovery deletes them).
+inline constexpr std::string_view prepared_prefix = "prepared-";
 /// @brief Digits of a segment file name: every 64-bit offset, zero-padded so names sort.
 inline constexpr std::size_t segment_name_digits = 20;
 
@@ -78,6 +80,8 @@ class segment {
       : base_(base),
         log_path_(dir / segment_file_name(base, segment_extension)),
         idx_path_(dir / segment_file_name(base, index_extension)) {}
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
 
   /// @brief First offset of the segment (its name).
   std::uint64_t base() const noexcept { return base_; }
@@ -149,20 +153,71 @@ class segment {
     index_ = mapping::map(idx_fd_.get(), isize, true, false, idx_path_);
   }
 
-  /// @brief Adopts files prepared under temporary names (see prepare_segment_files): renames
-  /// them to this segment's names. The caller writes the headers first.
-  void adopt_prepared(unique_fd log_fd, mapping log_map, unique_fd idx_fd, mapping idx_map,
-                      const std::filesystem::path& log_tmp, const std::filesystem::path& idx_tmp) {
-    live_ = true;
+  /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
+  /// pre-allocated and mapped but not yet populated: what the background thread keeps ready
+  /// so that a roll costs two renames instead of a 64 MiB allocation on the append path.
+  static std::shared_ptr<segment> create_prepared(const std::filesystem::path& dir, std::uint64_t log_bytes,
+                                                  std::uint64_t idx_bytes, unsigned serial) {
+    auto seg = std::make_shared<segment>(dir, std::numeric_limits<std::uint64_t>::max());
+    const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
+    seg->log_path_ = dir / (stem + std::string(segment_extension));
+    seg->idx_path_ = dir / (stem + std::string(index_extension));
+    seg->live_ = true;
+    try {
+      seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC);
+      preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
+      seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, false, seg->log_path_);
+      seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC);
+      preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
+      seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, false, seg->idx_path_);
+    } catch (...) {
+      seg->discard_prepared();
+      throw;
+    }
+    return seg;
+  }
+
+  /// @brief Turns a prepared segment into the segment based at `base`: writes the file headers
+  /// and renames the files to their real names.
+  void adopt(std::uint64_t base, std::uint32_t index_interval) {
+    write_file_header(data_.data(), {file_kind::segment, journal_format_version, base, 0});
+    write_file_header(index_.data(), {file_kind::index, journal_format_version, base, index_interval});
+    const std::filesystem::path dir = log_path_.parent_path();
+    const std::filesystem::path log_path = dir / segment_file_name(base, segment_extension);
+    const std::filesystem::path idx_path = dir / segment_file_name(base, index_extension);
     std::error_code ec;
-    std::filesystem::rename(idx_tmp, idx_path_, ec);
-    if (ec) throw_io("rename a prepared index file to", idx_path_, ec.value());
-    std::filesystem::rename(log_tmp, log_path_, ec);
-    if (ec) throw_io("rename a prepared segment file to", log_path_, ec.value());
-    log_fd_ = std::move(log_fd);
-    data_ = std::move(log_map);
-    idx_fd_ = std::move(idx_fd);
-    index_ = std::move(idx_map);
+    std::filesystem::rename(idx_path_, idx_path, ec);
+    if (ec) throw_io("rename a prepared index file to", idx_path, ec.value());
+    std::filesystem::rename(log_path_, log_path, ec);
+    if (ec) {
+      std::error_code ignored;
+      std::filesystem::rename(idx_path, idx_path_, ignored);
+      throw_io("rename a prepared segment file to", log_path, ec.value());
+    }
+    base_ = base;
+    log_path_ = log_path;
+    idx_path_ = idx_path;
+    next_offset = base;
+    last_index_pos = file_header_bytes;
+  }
+
+  /// @brief Deletes the files of a prepared segment that will not be used.
+  void discard_prepared() noexcept {
+    std::error_code ec;
+    std::filesystem::remove(log_path_, ec);
+    std::filesystem::remove(idx_path_, ec);
+  }
+
+  /// @brief Populates the next chunk of pages ahead of the writer (background thread only);
+  /// false when the whole mapping is populated.
+  bool populate_step(std::size_t chunk) noexcept {
+    const std::uint64_t written = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
+    if (populated_ < written) populated_ = written;  // the writer got there first: skip ahead
+    if (populated_ >= data_.size()) return false;
+    const std::uint64_t n = std::min<std::uint64_t>(chunk, data_.size() - populated_);
+    populate_pages(data_.data() + populated_, static_cast<std::size_t>(n));
+    populated_ += n;
+    return true;
   }
 
   /// @brief fdatasync of the .log and (when `with_index`) the .idx file; false if already closed.
@@ -171,6 +226,11 @@ class segment {
     datasync(log_fd_.get(), log_path_);
     if (with_index && idx_fd_) datasync(idx_fd_.get(), idx_path_);
     return true;
+  }
+
+  /// @brief Starts writing the .log file's dirty pages back, without waiting.
+  void start_writeback() const noexcept {
+    if (log_fd_) detail::start_writeback(log_fd_.get());
   }
 
   /// @brief Closes the descriptors (the mappings stay): for sealed segments once synced.
@@ -210,6 +270,7 @@ class segment {
 
  private:
   std::uint64_t base_;
+  std::uint64_t populated_ = 0;  // bytes from the start known populated (background thread only)
   std::filesystem::path log_path_;
   std::filesystem::path idx_path_;
   mapping data_;
@@ -220,39 +281,6 @@ class segment {
   std::uint64_t data_extent_ = 0;
   std::size_t reader_index_count_ = 0;  // validated entries (reader-opened segments)
 };
-
-/// @brief A segment's files created under temporary names, pre-allocated and mapped, ready to
-/// become the next segment the moment the current one fills up (so the roll itself costs two
-/// renames, not a 64 MiB allocation and mapping on the append path).
-struct prepared_segment {
-  std::uint64_t log_bytes = 0;       ///< size of the .log file
-  std::filesystem::path log_tmp;     ///< temporary name of the .log file
-  std::filesystem::path idx_tmp;     ///< temporary name of the .idx file
-  unique_fd log_fd;                  ///< open .log
-  unique_fd idx_fd;                  ///< open .idx
-  mapping log_map;                   ///< writable mapping of the .log
-  mapping idx_map;                   ///< writable mapping of the .idx
-};
-
-/// @brief Name prefix of the temporary files of a prepared segment (recovery deletes them).
-inline constexpr std::string_view prepared_prefix = "prepared-";
-
-/// @brief Creates, pre-allocates and maps a segment of `log_bytes` under temporary names.
-inline prepared_segment prepare_segment_files(const std::filesystem::path& dir, std::uint64_t log_bytes,
-                                              std::uint64_t idx_bytes, unsigned serial) {
-  prepared_segment p;
-  p.log_bytes = log_bytes;
-  const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
-  p.log_tmp = dir / (stem + std::string(segment_extension));
-  p.idx_tmp = dir / (stem + std::string(index_extension));
-  p.log_fd = open_file(p.log_tmp, O_RDWR | O_CREAT | O_TRUNC);
-  preallocate(p.log_fd.get(), log_bytes, p.log_tmp);
-  p.log_map = mapping::map(p.log_fd.get(), log_bytes, true, true, p.log_tmp);
-  p.idx_fd = open_file(p.idx_tmp, O_RDWR | O_CREAT | O_TRUNC);
-  preallocate(p.idx_fd.get(), idx_bytes, p.idx_tmp);
-  p.idx_map = mapping::map(p.idx_fd.get(), idx_bytes, true, false, p.idx_tmp);
-  return p;
-}
 
 }  // namespace agentbus::detail
 
