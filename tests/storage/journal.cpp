@@ -109,10 +109,12 @@ std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
   return v;
 }
 
+// Segment (or index) files: 20 digits and the extension (not the prepared-N ones).
 std::size_t count_files(const fs::path& dir, std::string_view ext) {
   std::size_t n = 0;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ext) ++n;
+    if (e.path().extension() == ext && agentbus::detail::parse_segment_file_name(e.path().filename().string(), ext))
+      ++n;
   return n;
 }
 
