@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,6 +94,23 @@ TEST_CASE("journal bus: publish stores first, returns the offset, events carry i
   // Publishing to no subscriber still stores.
   CHECK(bus.publish("other.topic", note{"x", 0}).offset == 4);
   CHECK(bus.storage().next_offset() == 5);
+}
+
+TEST_CASE("journal bus: a channel stores, and keeps the journal open after the bus is gone", "[storage][journal_bus]") {
+  temp_dir dir;
+  std::optional<decltype(std::declval<journaled_bus&>().channel<int>("x.y"))> kept;
+  {
+    journaled_bus bus(dir.options());
+    auto ch = bus.channel<int>("metrics.cpu");
+    CHECK(ch.publish(1).offset == 0);
+    kept.emplace(ch);
+  }
+  CHECK(kept->publish(2).offset == 1);  // the bus is gone; the channel still stores
+  kept.reset();                         // the last owner closes the journal
+  journaled_bus bus(dir.options());     // so it can be reopened
+  std::vector<int> got;
+  (void)bus.replay<int>(agentbus::history::all(), "metrics.*", [&](int v) { got.push_back(v); });
+  CHECK(got == std::vector<int>{1, 2});
 }
 
 TEST_CASE("journal bus: every envelope field survives a reopen", "[storage][journal_bus]") {

@@ -116,3 +116,19 @@ TEST_CASE("memory_ring: a handler may publish during its history replay", "[stor
   }, agentbus::history::all());
   CHECK(got == std::vector<int>{1, 2, 3});
 }
+
+TEST_CASE("memory_ring: channels store too and return the offset", "[storage][memory_ring]") {
+  ring_bus bus;
+  auto ch = bus.channel<int>("a.b");
+  static_assert(std::is_same_v<decltype(ch.publish(1)), agentbus::stored_publish_result>);
+  std::vector<std::uint64_t> live;
+  auto sub = bus.subscribe<int>("a.b", [&](const agentbus::event<int>& e) { live.push_back(*e.offset()); });
+  CHECK(ch.publish(10).offset == 0);
+  CHECK(bus.publish("a.b", 11).offset == 1);
+  int value = 12;
+  CHECK(ch.publish(value).offset == 2);
+  CHECK(live == std::vector<std::uint64_t>{0, 1, 2});
+  std::vector<int> replayed;
+  (void)bus.replay<int>(agentbus::history::all(), ">", [&](int v) { replayed.push_back(v); });
+  CHECK(replayed == std::vector<int>{10, 11, 12});
+}

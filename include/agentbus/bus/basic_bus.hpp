@@ -48,6 +48,7 @@
 
 #include "agentbus/agent/mailbox.hpp"
 #include "agentbus/bus/channel.hpp"
+#include "agentbus/bus/stored_channel.hpp"
 #include "agentbus/fwd.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/handler_failure.hpp"
@@ -63,12 +64,6 @@
 
 namespace agentbus {
 
-/// @brief What publish returns on a bus that stores events: the delivery counts and the
-/// offset the storage gave the event.
-struct stored_publish_result : publish_result {
-  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
-};
-
 namespace detail {
 
 /// What a bus without storage takes instead of storage options (never constructed by users).
@@ -83,7 +78,7 @@ template <class S>
 struct storage_traits<S, true> {
   using options = typename S::options;
   struct holder {
-    std::unique_ptr<typename S::store> store;
+    std::shared_ptr<typename S::store> store;  // shared with stored channels
   };
 };
 
@@ -145,7 +140,7 @@ class basic_bus {
   /// @brief An empty bus whose storage is opened with `options`; a storage error (e.g.
   /// journal_error for a locked journal directory) propagates.
   explicit basic_bus(const storage_options& options) : router_(std::make_shared<detail::router>()) {
-    if constexpr (Storage::persists) storage_.store = std::make_unique<typename Storage::store>(options);
+    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(options);
     else (void)options;
   }
   basic_bus(const basic_bus&) = delete;
@@ -316,13 +311,16 @@ class basic_bus {
 
   /// @brief A channel bound to `topic` for events of type T: the fastest way to publish.
   /// Throws topic_error if `topic` is invalid.
+  /// On a bus that stores events it is a stored_channel<T, store>: it stores, then delivers,
+  /// and returns the offset (it keeps the storage open while it lives).
   template <class T>
-  agentbus::channel<T> channel(std::string_view topic) {
-    static_assert(!Storage::persists,
-                  "agentbus: channels publish without storing; on a bus that stores events, publish with "
-                  "bus.publish(topic, payload) (pass an agentbus::topic to skip re-validating the text)");
+  auto channel(std::string_view topic) {
     detail::read_guard guard;
-    return agentbus::channel<T>(router_, router_->node(topic, /*pin=*/true));
+    detail::topic_node* node = router_->node(topic, /*pin=*/true);
+    if constexpr (Storage::persists)
+      return stored_channel<T, typename Storage::store>(router_, storage_.store, node);
+    else
+      return agentbus::channel<T>(router_, node);
   }
 
   /// @brief Installs the hook that receives handler failures (replaces any previous one;
@@ -352,53 +350,10 @@ class basic_bus {
   template <class P>
   stored_publish_result publish_stored(std::string_view topic, std::uint64_t hash, P&& payload,
                                        const publish_options& options) {
-    using T = std::remove_cvref_t<P>;
-    auto& store = *storage_.store;
     detail::read_guard guard;
     detail::topic_node* node = router_->node(topic, hash);  // validates the topic (throws topic_error)
-    if (node != nullptr) topic = node->name;
-    const std::uint64_t id = guard.slot()->next_event_id();
-    stored_publish_result out;
-    if constexpr (Storage::store::keeps_blocks) {
-      static_assert(std::is_constructible_v<T, P&&>,
-                    "agentbus: a bus with storage::memory_ring keeps every event, which means copying the payload, "
-                    "and this type is move-only: publish it as an rvalue (std::move)");
-      const T* no_payload = nullptr;
-      const detail::event_core meta(no_payload, topic, options, id, detail::deadline_from(options), nullptr);
-      const shared_event<T> held = detail::adopt_block(detail::event_block<T>::make(meta, std::forward<P>(payload)));
-      out.offset = store.append(const_cast<event<T>&>(*held));
-      detail::asymmetric_light_barrier();  // pairs with the history subscriber's heavy barrier
-      static_cast<publish_result&>(out) = deliver_stored(node, topic, *held, [&](const detail::receiver_list& list) {
-        return router_->dispatch(list, *held);
-      });
-    } else {
-      event<T> ev(payload, topic, options, id, detail::deadline_from(options));
-      out.offset = store.append(ev);
-      detail::asymmetric_light_barrier();  // pairs with the history subscriber's heavy barrier
-      static_cast<publish_result&>(out) = deliver_stored(node, topic, ev, [&](const detail::receiver_list& list) {
-        if (list.retaining())
-          return detail::publish_retained<T>(*router_, list, topic, std::forward<P>(payload), options, id, out.offset,
-                                             detail::offset_setter::published_ns(ev));
-        return router_->dispatch(list, ev);
-      });
-    }
-    return out;
-  }
-
-  // The receivers of `topic` (cached node, or resolved beyond the cache) handed to `deliver`.
-  template <class T, class Deliver>
-  publish_result deliver_stored(detail::topic_node* node, std::string_view topic, const event<T>& ev, Deliver deliver) {
-    if (node != nullptr) {
-      const detail::receiver_list* list = node->receivers.load(std::memory_order_acquire);
-      if (list->size() == 0) return publish_result{0, 0, 0, ev.id()};
-      return deliver(*list);
-    }
-    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
-    if (found.empty()) return publish_result{0, 0, 0, ev.id()};
-    detail::receiver_list* list = detail::receiver_list::make_from(found);
-    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
-        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
-    return deliver(*list);
+    return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : topic,
+                                  std::forward<P>(payload), options, guard.slot());
   }
 
   template <class T, class F>
