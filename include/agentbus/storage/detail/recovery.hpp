@@ -190,8 +190,15 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
 
     const std::uint64_t next_base = last ? std::numeric_limits<std::uint64_t>::max() : bases[i + 1];
     if (last) {
-      if (s.sealed) {  // sealed, yet nothing follows it (removed by hand?): write on here
-        std::memset(data + s.end, 0, seal_bytes);
+      if (s.sealed) {
+        // Sealed, yet nothing follows it (the next segment was removed by hand?): remove the
+        // seal and write on here; whatever lies beyond it is a torn tail like any other.
+        const std::uint64_t nz = last_nonzero_end(seg->bytes(), s.end + seal_bytes, seg->data_extent());
+        std::memset(data + s.end, 0, static_cast<std::size_t>(nz - s.end));
+        if (nz > s.end + seal_bytes) {
+          report.truncated_bytes += nz - s.end - seal_bytes;
+          report.truncated_records += 1;
+        }
         modified = true;
       }
       if (s.torn_end > s.torn_begin) {
