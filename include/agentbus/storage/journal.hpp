@@ -126,7 +126,7 @@ class journal_reader {
         expect_ = e.offset;
       }
     }
-    stuck_ = nullptr;
+    stuck_ = false;
   }
 
   read_status deleted_by_retention(std::uint64_t first) {
@@ -154,7 +154,7 @@ class journal_reader {
     seg_ = std::move(next);
     pos_ = detail::file_header_bytes;
     expect_ = seg_->base();
-    stuck_ = nullptr;
+    stuck_ = false;
     if (expect_ > target_) {
       const std::string lost = std::to_string(target_) + ".." + std::to_string(expect_ - 1);
       const bool retained = source_->retained(old_base);
@@ -170,7 +170,7 @@ class journal_reader {
 
   // At damage (pos_ in seg_): report it once and move past it if anything valid follows.
   step damaged(const std::string& reason, read_status& status) {
-    const bool already_reported = stuck_ == seg_.get() && stuck_pos_ == pos_;
+    const bool already_reported = stuck_ && stuck_base_ == seg_->base() && stuck_pos_ == pos_;
     const auto data = seg_->bytes();
     std::uint64_t resume_pos = 0, resume_offset = 0;
     // (a) The damaged frame's own length, if the next offset's frame follows it intact.
@@ -207,7 +207,7 @@ class journal_reader {
       pos_ = resume_pos;
       expect_ = resume_offset;
       target_ = std::max(target_, resume_offset);
-      stuck_ = nullptr;
+      stuck_ = false;
       status = read_status::corrupt;
       return already_reported ? step::go_on : step::done;
     }
@@ -218,14 +218,15 @@ class journal_reader {
       pos_ = detail::file_header_bytes;
       expect_ = seg_->base();
       target_ = std::max(target_, expect_);
-      stuck_ = nullptr;
+      stuck_ = false;
       status = read_status::corrupt;
       return already_reported ? step::go_on : step::done;
     }
     // Nothing valid after it (yet): report once, then end until that changes.
     status = already_reported ? read_status::end : read_status::corrupt;
     if (!already_reported) error_ = where() + ": " + reason + "; no valid record follows it yet";
-    stuck_ = seg_.get();
+    stuck_ = true;
+    stuck_base_ = seg_->base();
     stuck_pos_ = pos_;
     return step::done;
   }
@@ -237,7 +238,8 @@ class journal_reader {
   std::uint64_t expect_ = 0;              // offset of the record at pos_
   std::int64_t since_ns_ = 0;             // time filter (read_since) until the first match
   bool since_ = false;
-  const detail::segment* stuck_ = nullptr;  // damage reported with nothing after it: (stuck_, stuck_pos_)
+  bool stuck_ = false;  // damage reported with nothing valid after it, at (stuck_base_, stuck_pos_)
+  std::uint64_t stuck_base_ = 0;
   std::uint64_t stuck_pos_ = 0;
   std::string error_;
   std::vector<header> headers_;
@@ -278,7 +280,7 @@ inline read_status journal_reader::next(record& out) {
     if (d.status == detail::decode_status::ok && d.rec.offset == expect_) {
       pos_ += d.size;
       ++expect_;
-      stuck_ = nullptr;
+      stuck_ = false;
       if (d.rec.offset < target_) continue;  // seeking
       target_ = expect_;
       if (since_) {

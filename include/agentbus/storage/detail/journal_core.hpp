@@ -405,11 +405,9 @@ class journal_core final : public segment_source {
         auto retired = std::move(retired_);
         retired_.clear();
         lock.unlock();
-        for (auto& seg : retired) {
-          seg->start_writeback();
-          seg->close_files();
-        }
-        retired.clear();  // unmapped here unless a reader still has it
+        // Its descriptors close with the object (a flush may be using them right now).
+        for (auto& seg : retired) seg->start_writeback();
+        retired.clear();  // unmapped and closed here, unless a reader or a flush still has it
         lock.lock();
         continue;
       }

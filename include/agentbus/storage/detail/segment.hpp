@@ -104,9 +104,13 @@ class segment {
     if (index_.size() <= file_header_bytes) return {};
     const std::byte* entries = index_.data() + file_header_bytes;
     if (live_) return {entries, index_count.load(std::memory_order_acquire)};
+    // Several in-process readers may share a sealed segment: the count is atomic, and any
+    // thread's recount is as good as another's.
     const std::size_t cap = (index_.size() - file_header_bytes) / index_entry_bytes;
-    reader_index_count_ = count_valid_index_entries(entries, cap, reader_index_count_);
-    return {entries, reader_index_count_};
+    const std::size_t known = reader_index_count_.load(std::memory_order_relaxed);
+    const std::size_t n = count_valid_index_entries(entries, cap, known);
+    if (n != known) reader_index_count_.store(n, std::memory_order_relaxed);
+    return {entries, n};
   }
 
   /// @brief Capacity of the index, in entries.
@@ -279,7 +283,7 @@ class segment {
   unique_fd idx_fd_;
   bool live_ = false;
   std::uint64_t data_extent_ = 0;
-  std::size_t reader_index_count_ = 0;  // validated entries (reader-opened segments)
+  std::atomic<std::size_t> reader_index_count_{0};  // validated entries (reader-opened segments)
 };
 
 }  // namespace agentbus::detail
