@@ -124,3 +124,91 @@ TEST_CASE("subscribe and unsubscribe mailbox subscribers while publishing", "[st
   for (auto& t : threads) t.join();
   CHECK(rounds >= 1);  // 6 busy threads on 2 cores: each grace period takes a few time slices
 }
+
+TEST_CASE("bulk and single pops against concurrent pushes: every element once, per-producer order", "[stress][agent]") {
+  // The mailbox consumer's primitive, raced the way drop_oldest races it: several threads pop.
+  constexpr int producers = 2, consumers = 2;
+  agentbus::mpmc_queue<item> q(64);
+  std::vector<std::size_t> got(consumers, 0);
+  std::atomic<int> done_producing{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p)
+    threads.emplace_back([&, p] {
+      for (int s = 0; s < per_producer;) {
+        if (q.try_push(item{p, s}))
+          ++s;
+        else
+          std::this_thread::yield();
+      }
+      done_producing.fetch_add(1);
+    });
+  for (int c = 0; c < consumers; ++c)
+    threads.emplace_back([&, c] {
+      std::vector<int> next(producers, 0);
+      item buf[16];
+      auto take = [&](const item& it) {
+        auto& n = next[static_cast<std::size_t>(it.producer)];
+        if (it.seq < n) errors.fetch_add(1);  // out of order or twice
+        n = it.seq + 1;
+        ++got[static_cast<std::size_t>(c)];
+      };
+      for (unsigned round = 0;; ++round) {
+        const bool last = done_producing.load() == producers;
+        std::size_t n = 0;
+        if (round % 4 == 3) {
+          item one{};
+          if (q.try_pop(one)) {
+            take(one);
+            n = 1;
+          }
+        } else {
+          n = q.try_pop_bulk(buf, 1 + round % 16);
+          for (std::size_t i = 0; i < n; ++i) take(buf[i]);
+        }
+        if (n == 0) {
+          if (last && q.empty_approx()) break;
+          std::this_thread::yield();
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(errors.load() == 0);
+  CHECK(got[0] + got[1] == static_cast<std::size_t>(producers * per_producer));
+}
+
+TEST_CASE("mixed priorities under load: every event once, FIFO per producer and priority", "[stress][agent]") {
+  for (bool pooled : {false, true}) {
+    INFO((pooled ? "executor" : "own thread"));
+    agentbus::bus bus;
+    agentbus::executor pool({.threads = 2, .batch = 16});
+    const agentbus::mailbox_options opts{.capacity = 32, .overflow = agentbus::overflow::block};
+    auto a = pooled ? std::make_unique<agentbus::agent>("a", pool, opts) : std::make_unique<agentbus::agent>("a", opts);
+    constexpr int producers = 2;
+    std::vector<int> next(producers * 3, 0);  // touched only by the handler
+    int out_of_order = 0, total = 0;
+    auto s = a->subscribe(bus, "prio.>", [&](const agentbus::event<item>& e) {
+      auto& n = next[static_cast<std::size_t>(e->producer * 3 + static_cast<int>(e.priority()))];
+      if (e->seq != n) ++out_of_order;
+      n = e->seq + 1;
+      ++total;
+    });
+    if (!pooled) a->start();
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p)
+      threads.emplace_back([&, p] {
+        auto ch = bus.channel<item>("prio.p" + std::to_string(p));
+        int seq[3] = {0, 0, 0};
+        for (int i = 0; i < per_producer; ++i) {
+          const auto prio = static_cast<agentbus::priority>((i * 7 + p) % 3);
+          auto& sq = seq[static_cast<int>(prio)];
+          if (ch.publish(item{p, sq++}, {.prio = prio}).delivered != 1) std::abort();
+        }
+      });
+    for (auto& t : threads) t.join();
+    a->stop(agentbus::stop_mode::drain);
+    CHECK(out_of_order == 0);
+    CHECK(total == producers * per_producer);
+    CHECK(a->stats().handled == static_cast<std::uint64_t>(producers * per_producer));
+  }
+}

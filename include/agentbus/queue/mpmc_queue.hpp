@@ -40,7 +40,13 @@
 /// another thread. A slot that another thread has claimed but not finished
 /// (a producer still constructing, a consumer still moving out) counts as
 /// "full" for `try_push` and as "empty" for `try_pop`; they return `false`
-/// instead of spinning on it.
+/// instead of spinning on it. `try_pop_bulk` takes the run of published
+/// elements at the head with one claim (the mailbox's consumer uses it to
+/// catch up in bursts).
+///
+/// A push also prefetches, for writing, the slot a few positions ahead of
+/// its own: that line was last written by a consumer handing the slot back,
+/// and fetching it early keeps the push that needs it from waiting for it.
 ///
 /// ## Blocking operations and the wait strategy
 /// `push`, `pop` and the timed `*_for` / `*_until` forms are built on the try
@@ -122,6 +128,22 @@ namespace detail {
 /// along with the one they touch, which drags a neighbour's line into the
 /// wrong core as surely as sharing the line itself.
 inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
+
+/// @brief Slots ahead of its own that a push prefetches (see enqueue()).
+inline constexpr std::size_t mpmc_prefetch_ahead = 8;
+
+/// @brief Asks for the cache line at `p` in a writable state; a hint that never faults.
+inline void mpmc_prefetch_for_write(const void* p) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  // PREFETCHW (a no-op on x86 cores that predate it); GCC emits it for
+  // __builtin_prefetch(p, 1) only when the target flags include PRFCHW.
+  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#elif defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 1, 3);
+#else
+  (void)p;
+#endif
+}
 
 /// @brief Try-and-pause rounds a blocking queue call makes before yielding.
 /// Sized to cover the typical gap between a push and the next pop on another
@@ -403,6 +425,50 @@ class mpmc_queue {
     return dequeue([&out](T& element) { out = std::move(element); });
   }
 
+  /// @brief Moves up to `max` of the oldest elements into `out[0..n)` and
+  /// returns n (0 when the queue is empty); never blocks.
+  ///
+  /// Takes the run of published elements at the head with a single claim
+  /// (one CAS instead of one per element), so a consumer that has fallen
+  /// behind catches up at a lower cost per element; it also hands the slots
+  /// back together. Stops at the first slot that is not ready (an unfinished
+  /// push, or a hole, which a following call steps over). Same order as
+  /// repeated try_pop() calls.
+  size_type try_pop_bulk(T* out, size_type max) noexcept
+    requires std::is_nothrow_move_assignable_v<T>
+  {
+    if (max == 0) return 0;
+    size_type pos = dequeue_pos_.load(std::memory_order_relaxed);
+    for (;;) {
+      size_type k = 0;
+      while (k < max &&
+             slots_[(pos + k) & mask_].seq.load(std::memory_order_acquire) == full_seq(pos + k))
+        ++k;
+      if (k == 0) {
+        // Empty, a hole, or another consumer moved on: the one-element path sorts it out.
+        return dequeue([out](T& element) { *out = std::move(element); }) ? 1 : 0;
+      }
+      if (dequeue_pos_.compare_exchange_weak(pos, pos + k, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed)) {
+        for (size_type i = 0; i < k; ++i) {
+          slot_type& s = slots_[(pos + i) & mask_];
+          out[i] = std::move(*s.get());
+          s.get()->~T();
+          s.seq.store(free_seq(pos + i + capacity_), std::memory_order_release);
+        }
+        // Several slots freed: wake every parked producer (each wants one).
+        if (AGENTBUS_UNLIKELY(not_full_.has_waiters())) {
+          if (k == 1)
+            not_full_.notify_one();
+          else
+            not_full_.notify_all();
+        }
+        return k;
+      }
+      // Lost the claim to another consumer: pos now holds the current head.
+    }
+  }
+
   /// @brief Removes and returns the oldest element if there is one; never
   /// blocks.
   std::optional<T> try_pop() noexcept(std::is_nothrow_move_constructible_v<T>) {
@@ -584,6 +650,12 @@ class mpmc_queue {
         // our waiter-count load must see this claim (see the file comment).
         if (enqueue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                                std::memory_order_relaxed)) {
+          // The slot a few pushes ahead was last written by a consumer (handing it back):
+          // ask for its line now, so that the push that needs it neither waits for it nor
+          // has to upgrade a read-only copy before it can write.
+          // (Small rings skip it: there the slot ahead may be one a consumer is about to read.)
+          if (capacity_ >= 4 * detail::mpmc_prefetch_ahead)
+            detail::mpmc_prefetch_for_write(&slots_[(pos + detail::mpmc_prefetch_ahead) & mask_]);
           break;
         }
       } else if (d < 0) {

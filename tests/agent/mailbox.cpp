@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: MIT
+// The mailbox's consumer side: bursts (mpmc_queue::try_pop_bulk), priorities inside a burst,
+// exact batch sizes, and the block pool behind mailbox events.
+#include <agentbus/agent/agent.hpp>
+#include <agentbus/bus/basic_bus.hpp>
+#include <agentbus/queue/mpmc_queue.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/allocation_counter.hpp"
+#include "support/lifetime_tracker.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+struct job {
+  int n = 0;
+};
+
+template <std::size_t N>
+struct padded {
+  int n = 0;
+  std::array<char, N> pad{};
+};
+
+// Constructing with fail == true throws: the push leaves a hole in the ring.
+struct fragile {
+  int v = 0;
+  fragile() = default;
+  fragile(int x, bool fail) : v(x) {
+    if (fail) throw std::runtime_error("fragile");
+  }
+};
+
+std::string tag(const agentbus::event<job>& e) {
+  const char p = e.priority() == agentbus::priority::high ? 'h' : e.priority() == agentbus::priority::low ? 'l' : 'n';
+  return std::string(1, p) + std::to_string(e->n);
+}
+}  // namespace
+
+TEST_CASE("try_pop_bulk takes the run at the head, in order, up to max", "[agent][mailbox][queue]") {
+  agentbus::mpmc_queue<int> q(8);
+  std::array<int, 16> out{};
+  CHECK(q.try_pop_bulk(out.data(), 4) == 0);  // empty
+  for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(i));
+  CHECK(q.try_pop_bulk(out.data(), 0) == 0);
+  REQUIRE(q.try_pop_bulk(out.data(), 3) == 3);
+  CHECK(out[0] == 0);
+  CHECK(out[1] == 1);
+  CHECK(out[2] == 2);
+  REQUIRE(q.try_pop_bulk(out.data(), 16) == 2);
+  CHECK(out[0] == 3);
+  CHECK(out[1] == 4);
+  CHECK(q.try_pop_bulk(out.data(), 16) == 0);
+  CHECK(q.empty_approx());
+
+  SECTION("full ring: a bulk pop makes room for as many pushes") {
+    for (int i = 0; i < 8; ++i) REQUIRE(q.try_push(i));
+    CHECK_FALSE(q.try_push(99));
+    REQUIRE(q.try_pop_bulk(out.data(), 16) == 8);
+    for (int i = 0; i < 8; ++i) CHECK(out[static_cast<std::size_t>(i)] == i);
+    for (int i = 0; i < 8; ++i) CHECK(q.try_push(100 + i));
+    CHECK(q.size_approx() == 8);
+  }
+  SECTION("many laps around the ring, mixed with single pops") {
+    int next_in = 0, next_out = 0;
+    for (int round = 0; round < 500; ++round) {
+      const int n = 1 + round % 8;
+      for (int i = 0; i < n; ++i) REQUIRE(q.try_push(next_in++));
+      if (round % 3 == 0) {
+        int v = -1;
+        REQUIRE(q.try_pop(v));
+        CHECK(v == next_out++);
+      }
+      const std::size_t got = q.try_pop_bulk(out.data(), static_cast<std::size_t>(1 + round % 5));
+      for (std::size_t i = 0; i < got; ++i) CHECK(out[i] == next_out++);
+      while (const std::size_t more = q.try_pop_bulk(out.data(), out.size()))
+        for (std::size_t i = 0; i < more; ++i) CHECK(out[i] == next_out++);
+    }
+    CHECK(next_out == next_in);
+  }
+}
+
+TEST_CASE("try_pop_bulk stops at a hole left by a failed push, and the next call steps over it", "[agent][mailbox][queue]") {
+  agentbus::mpmc_queue<fragile> q(8);
+  REQUIRE(q.try_emplace(1, false));
+  REQUIRE(q.try_emplace(2, false));
+  CHECK_THROWS_AS(q.try_emplace(3, true), std::runtime_error);  // a hole
+  REQUIRE(q.try_emplace(4, false));
+  std::array<fragile, 8> out{};
+  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 2);
+  CHECK(out[0].v == 1);
+  CHECK(out[1].v == 2);
+  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 1);
+  CHECK(out[0].v == 4);
+  CHECK(q.try_pop_bulk(out.data(), out.size()) == 0);
+  // The ring is not wedged: a full lap still fits.
+  for (int i = 0; i < 8; ++i) REQUIRE(q.try_emplace(i, false));
+  CHECK(q.try_pop_bulk(out.data(), out.size()) == 8);
+}
+
+TEST_CASE("try_pop_bulk destroys what it moves out of the ring, once", "[agent][mailbox][queue]") {
+  agentbus::test::lifetime_registry reg;
+  {
+    agentbus::mpmc_queue<agentbus::test::tracked> q(16);
+    for (int i = 0; i < 10; ++i) REQUIRE(q.try_emplace(reg, i));
+    std::vector<agentbus::test::tracked> out;
+    for (int i = 0; i < 6; ++i) out.emplace_back(reg, -2);
+    REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 6);
+    for (int i = 0; i < 6; ++i) CHECK(out[static_cast<std::size_t>(i)].value() == i);
+    CHECK(reg.live() == 6 + 4);  // 6 in `out`, 4 still queued
+  }
+  CHECK(reg.live() == 0);
+  CHECK(reg.errors() == 0);
+}
+
+TEST_CASE("a high-priority event that arrives during a burst of normal events is handled next", "[agent][mailbox][priority]") {
+  agentbus::bus bus;
+  agentbus::agent a("a");
+  std::vector<std::string> order;
+  auto s = a.subscribe(bus, "p", [&](const agentbus::event<job>& e) {
+    order.push_back(tag(e));
+    if (e->n == 0 && e.priority() == agentbus::priority::normal) {
+      bus.publish("p", job{100}, {.prio = agentbus::priority::high});
+      bus.publish("p", job{101}, {.prio = agentbus::priority::normal});
+    }
+    if (e->n == 10 && e.priority() == agentbus::priority::low) {
+      bus.publish("p", job{200}, {.prio = agentbus::priority::normal});
+      bus.publish("p", job{201}, {.prio = agentbus::priority::high});
+    }
+  });
+  for (int i = 0; i < 5; ++i) bus.publish("p", job{i});
+  CHECK(a.poll() == 7);  // the five, then the two published from inside the burst
+  CHECK(order == std::vector<std::string>{"n0", "h100", "n1", "n2", "n3", "n4", "n101"});
+
+  order.clear();
+  for (int i = 10; i < 14; ++i) bus.publish("p", job{i}, {.prio = agentbus::priority::low});
+  CHECK(a.poll() == 6);
+  // Inside a burst of low events: high first, then normal, then the rest of the burst.
+  CHECK(order == std::vector<std::string>{"l10", "h201", "n200", "l11", "l12", "l13"});
+}
+
+TEST_CASE("poll(max) takes exactly max events however many are queued", "[agent][mailbox]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 512});
+  std::vector<int> got;
+  auto s = a.subscribe(bus, "m", [&](const job& j) { got.push_back(j.n); });
+  for (int i = 0; i < 300; ++i) bus.publish("m", job{i});
+  for (int i = 0; i < 50; ++i) bus.publish("m", job{1000 + i}, {.prio = agentbus::priority::high});
+  CHECK(a.poll(1) == 1);
+  CHECK(a.poll(10) == 10);
+  CHECK(a.stats().depth == 350 - 11);
+  CHECK(a.poll(100) == 100);  // more than a burst: several bursts, still exact
+  CHECK(a.stats().handled == 111);
+  CHECK(a.poll() == 350 - 111);
+  REQUIRE(got.size() == 350);
+  for (int i = 0; i < 50; ++i) CHECK(got[static_cast<std::size_t>(i)] == 1000 + i);  // high first
+  for (int i = 0; i < 300; ++i) CHECK(got[static_cast<std::size_t>(50 + i)] == i);  // then FIFO
+  CHECK(a.poll() == 0);
+}
+
+TEST_CASE("expired and live events mixed in one burst: each counted once", "[agent][mailbox][ttl]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 512});
+  std::vector<int> got;
+  auto s = a.subscribe(bus, "t", [&](const job& j) { got.push_back(j.n); });
+  for (int i = 0; i < 200; ++i) {
+    if (i % 2 == 0)
+      bus.publish("t", job{i}, {.ttl = 1ms});
+    else
+      bus.publish("t", job{i}, {.ttl = i % 3 == 0 ? std::chrono::steady_clock::duration(1h) : std::chrono::steady_clock::duration(0)});
+  }
+  std::this_thread::sleep_for(5ms);
+  CHECK(a.poll() == 200);
+  const auto st = a.stats();
+  CHECK(st.expired == 100);
+  CHECK(st.handled == 100);
+  REQUIRE(got.size() == 100);
+  for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == static_cast<int>(2 * i + 1));
+}
+
+TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[agent][mailbox][shutdown]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 4096});
+  std::atomic<std::uint64_t> handled{0};
+  auto s = a.subscribe(bus, "s", [&](const job&) { handled.fetch_add(1, std::memory_order_relaxed); });
+  a.start();
+  std::uint64_t accepted = 0;
+  for (int i = 0; i < 20000; ++i) accepted += bus.publish("s", job{i}).delivered;
+  a.stop(agentbus::stop_mode::discard);
+  const auto st = a.stats();
+  CHECK(st.handled == handled.load());
+  CHECK(st.handled + st.discarded == accepted);
+  CHECK(st.depth == 0);
+}
+
+TEST_CASE("mailbox event blocks start on a cache line", "[agent][mailbox][pool]") {
+  agentbus::bus bus;
+  agentbus::agent a("a");
+  std::vector<std::uintptr_t> misaligned;
+  auto check = [&](const agentbus::detail::event_core& e) {
+    const auto address = reinterpret_cast<std::uintptr_t>(e.block());
+    if (address == 0 || address % agentbus::detail::cache_line_size != 0) misaligned.push_back(address);
+  };
+  auto s1 = a.subscribe(bus, "b.small", [&](const agentbus::event<job>& e) { check(e); });
+  auto s2 = a.subscribe(bus, "b.mid", [&](const agentbus::event<padded<200>>& e) { check(e); });
+  auto s3 = a.subscribe(bus, "b.big", [&](const agentbus::event<padded<700>>& e) { check(e); });
+  for (int round = 0; round < 3; ++round) {  // fresh blocks first, then recycled ones
+    for (int i = 0; i < 100; ++i) {
+      bus.publish("b.small", job{i});
+      bus.publish("b.mid", padded<200>{});
+      bus.publish("b.big", padded<700>{});
+    }
+    CHECK(a.poll() == 300);
+  }
+  CHECK(misaligned.empty());
+}
+
+TEST_CASE("an event shared by mailboxes and a synchronous retainer is freed once, after its last owner", "[agent][mailbox][zero-copy]") {
+  agentbus::test::lifetime_registry reg;
+  for (const bool retainer_first : {true, false}) {
+    INFO("synchronous retainer subscribed " << (retainer_first ? "first" : "last"));
+    {
+      agentbus::bus bus;
+      agentbus::agent a("a"), b("b");
+      std::vector<agentbus::shared_event<agentbus::test::tracked>> kept;
+      std::vector<int> seen;
+      auto keep = [&](const agentbus::event<agentbus::test::tracked>& e) { kept.push_back(e.retain()); };
+      agentbus::subscription first;
+      if (retainer_first) first = bus.subscribe("r", keep);
+      auto sa = a.subscribe(bus, "r", [&](const agentbus::test::tracked& t) { seen.push_back(t.value()); });
+      auto sb = b.subscribe(bus, "r", [&](const agentbus::test::tracked& t) { seen.push_back(t.value()); });
+      agentbus::subscription last;
+      if (!retainer_first) last = bus.subscribe("r", keep);
+      bus.publish("r", agentbus::test::tracked(reg, 7));
+      REQUIRE(kept.size() == 1);
+      CHECK(kept[0].use_count() == 3);  // the retainer and the two mailboxes
+      CHECK(a.poll() == 1);
+      CHECK(kept[0].use_count() == 2);
+      CHECK(b.poll() == 1);
+      CHECK(kept[0].use_count() == 1);
+      CHECK(kept[0].payload().value() == 7);
+      CHECK(seen == std::vector<int>{7, 7});
+      const std::size_t live_before = reg.live();
+      kept.clear();
+      CHECK(reg.live() == live_before - 1);  // the block's payload, freed by its last owner
+    }
+    CHECK(reg.live() == 0);
+    CHECK(reg.errors() == 0);
+  }
+}
+
+TEST_CASE("blocks freed by an agent's thread come back to the publisher: no allocation once warm", "[agent][mailbox][pool]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 1024});
+  auto s = a.subscribe(bus, "w", [](const job&) {});
+  auto ch = bus.channel<job>("w");
+  constexpr int per_round = 1000, rounds = 8;
+  // A long-lived consumer thread takes each round's events out (and frees the blocks there).
+  std::atomic<int> published_rounds{0}, consumed_rounds{0};
+  std::atomic<std::size_t> consumed{0};
+  std::thread consumer([&] {
+    for (int r = 1; r <= rounds; ++r) {
+      while (published_rounds.load(std::memory_order_acquire) < r) std::this_thread::yield();
+      consumed += a.poll();
+      consumed_rounds.store(r, std::memory_order_release);
+    }
+  });
+  std::size_t delivered = 0, last_round_allocations = 0;
+  for (int r = 1; r <= rounds; ++r) {
+    {
+      agentbus::test::allocation_scope scope;
+      for (int i = 0; i < per_round; ++i) delivered += ch.publish(job{i}).delivered;
+      last_round_allocations = scope.count();
+    }
+    published_rounds.store(r, std::memory_order_release);
+    while (consumed_rounds.load(std::memory_order_acquire) < r) std::this_thread::yield();
+  }
+  consumer.join();
+  CHECK(delivered == static_cast<std::size_t>(per_round * rounds));
+  CHECK(consumed == static_cast<std::size_t>(per_round * rounds));
+  // The consumer's thread keeps at most a small cache of blocks; the rest come back.
+  CHECK(last_round_allocations == 0);
+}
