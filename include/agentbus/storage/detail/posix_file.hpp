@@ -200,19 +200,13 @@ class mapping {
   mapping& operator=(const mapping&) = delete;
   ~mapping() { reset(); }
 
-  /// @brief Maps the first `size` bytes of `fd` shared; `writable` for the writer. With
-  /// `populate` the page tables are filled now (read faults, nothing is dirtied): taking ~4000
-  /// page faults per 16 MiB later, on the append path, measured 4-10x slower than this.
-  static mapping map(int fd, std::uint64_t size, bool writable, bool populate, const std::filesystem::path& path) {
+  /// @brief Maps the first `size` bytes of `fd` shared; `writable` for the writer. Pages are
+  /// faulted in on first use (see populate_pages for doing that ahead of time).
+  static mapping map(int fd, std::uint64_t size, bool writable, const std::filesystem::path& path) {
     mapping m;
     if (size == 0) return m;
-    int flags = MAP_SHARED;
-#ifdef MAP_POPULATE
-    if (populate) flags |= MAP_POPULATE;
-#else
-    (void)populate;
-#endif
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(size), writable ? PROT_READ | PROT_WRITE : PROT_READ, flags, fd, 0);
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(size), writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                     fd, 0);
     if (p == MAP_FAILED) throw_io("map (mmap)", path, errno);
     m.data_ = static_cast<std::byte*>(p);
     m.size_ = static_cast<std::size_t>(size);

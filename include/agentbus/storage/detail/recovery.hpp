@@ -108,7 +108,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     const bool last = i + 1 == bases.size();
     auto seg = std::make_shared<segment>(dir, base);
     const std::string name = seg->log_path().filename().string();
-    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes, false);
+    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes);
     std::byte* data = seg->writable_data();
     bool modified = false;
 

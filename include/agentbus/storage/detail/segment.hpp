@@ -9,7 +9,8 @@
 // mapping: a memcpy into the page cache, no system call, and the record survives the death of
 // the process as soon as it is copied. fdatasync on the file descriptor flushes those pages
 // (on Linux it covers pages dirtied through a shared mapping). Segment files are pre-allocated,
-// so the mapping never meets a hole and the size never changes while appending.
+// so the mapping never meets a hole and the size never changes while appending; the journal's
+// background thread populates the pages ahead of the writer (populate_step).
 //
 // The same object is what readers in the writer's process read from (they share the mapping,
 // and synchronize with the writer through the records' length words and index_count); readers
@@ -127,11 +128,11 @@ class segment {
   bool open_for_reading() {
     unique_fd fd = open_file(log_path_, O_RDONLY, true);
     if (!fd) return false;
-    data_ = mapping::map(fd.get(), file_size(fd.get(), log_path_), false, false, log_path_);
+    data_ = mapping::map(fd.get(), file_size(fd.get(), log_path_), false, log_path_);
     unique_fd ifd = open_file(idx_path_, O_RDONLY, true);
     if (ifd) {
       const std::uint64_t n = file_size(ifd.get(), idx_path_);
-      if (n > file_header_bytes) index_ = mapping::map(ifd.get(), n, false, false, idx_path_);
+      if (n > file_header_bytes) index_ = mapping::map(ifd.get(), n, false, idx_path_);
       file_header h;
       if (read_file_header(index_.bytes(), h) != header_status::ok || h.kind != file_kind::index ||
           h.base_offset != base_)
@@ -141,20 +142,20 @@ class segment {
   }
 
   /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
-  /// least the given sizes, and maps them (`populate`: fill the page tables now).
-  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, bool populate) {
+  /// least the given sizes, and maps them.
+  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes) {
     live_ = true;
     log_fd_ = open_file(log_path_, O_RDWR | O_CREAT);
     std::uint64_t size = file_size(log_fd_.get(), log_path_);
-    // Before mapping: populating the mapping makes the whole file look like data.
+    // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
     if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
-    data_ = mapping::map(log_fd_.get(), size, true, populate, log_path_);
+    data_ = mapping::map(log_fd_.get(), size, true, log_path_);
     idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
     if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
-    index_ = mapping::map(idx_fd_.get(), isize, true, false, idx_path_);
+    index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
   }
 
   /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
@@ -170,10 +171,10 @@ class segment {
     try {
       seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC);
       preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
-      seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, false, seg->log_path_);
+      seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, seg->log_path_);
       seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC);
       preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
-      seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, false, seg->idx_path_);
+      seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, seg->idx_path_);
     } catch (...) {
       seg->discard_prepared();
       throw;
@@ -247,7 +248,7 @@ class segment {
   void grow_index(std::uint64_t bytes) {
     index_.reset();
     preallocate(idx_fd_.get(), bytes, idx_path_);
-    index_ = mapping::map(idx_fd_.get(), bytes, true, false, idx_path_);
+    index_ = mapping::map(idx_fd_.get(), bytes, true, idx_path_);
   }
 
   /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
