@@ -263,3 +263,18 @@ TEST_CASE("journal bus: a second writer on the same directory gets a clear error
     CHECK(std::string(e.what()).find(dir.path.string()) != std::string::npos);
   }
 }
+
+TEST_CASE("journal bus: an agent subscribes with history, then gets live events", "[storage][journal_bus][history]") {
+  temp_dir dir;
+  journaled_bus bus(dir.options());
+  for (int i = 0; i < 3; ++i) (void)bus.publish("jobs.a", note{"old" + std::to_string(i), i});
+  agentbus::agent worker("worker");  // caller-pumped
+  std::vector<std::string> got;
+  agentbus::replay_stats report;
+  auto sub = bus.subscribe<note>("jobs.*", [&](const note& n) { got.push_back(n.text); }, agentbus::async(worker),
+                                 agentbus::history::from_offset(1), &report);
+  CHECK(report.delivered == 2);
+  (void)bus.publish("jobs.b", note{"live", 9});
+  CHECK(worker.poll() == 3);
+  CHECK(got == std::vector<std::string>{"old1", "old2", "live"});
+}

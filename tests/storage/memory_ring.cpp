@@ -132,3 +132,19 @@ TEST_CASE("memory_ring: channels store too and return the offset", "[storage][me
   (void)bus.replay<int>(agentbus::history::all(), ">", [&](int v) { replayed.push_back(v); });
   CHECK(replayed == std::vector<int>{10, 11, 12});
 }
+
+TEST_CASE("memory_ring: an agent subscribes with history and shares the ring's blocks", "[storage][memory_ring][history]") {
+  agentbus::basic_bus<agentbus::storage::memory_ring<4>> bus;
+  (void)bus.publish("a.b", agentbus::test::copy_counter{1});
+  (void)bus.publish("a.b", agentbus::test::copy_counter{2});
+  agentbus::test::copy_counter::reset();
+  agentbus::agent worker("worker");
+  std::vector<int> got;
+  auto sub = bus.subscribe<agentbus::test::copy_counter>(
+      "a.b", [&](const agentbus::test::copy_counter& c) { got.push_back(c.value); }, agentbus::async(worker),
+      agentbus::history::all());
+  (void)bus.publish("a.b", agentbus::test::copy_counter{3});
+  CHECK(worker.poll() == 3);
+  CHECK(got == std::vector<int>{1, 2, 3});
+  CHECK(agentbus::test::copy_counter::copies == 0);
+}

@@ -28,8 +28,15 @@ struct seen_offsets {
 
 // Publishers publish `per_publisher` events each; joiners subscribe with history::all() at
 // staggered moments. Afterwards each joiner must hold offsets 0..total-1 exactly once.
+// Odd joiners are agents on their own threads (history into the mailbox), even ones are
+// synchronous handlers.
 template <class Bus>
 void check_history_seam(Bus& bus, int publishers, int per_publisher, int joiners) {
+  std::vector<std::unique_ptr<agentbus::agent>> agents;
+  for (int j = 0; j < joiners; ++j) {
+    agents.push_back(std::make_unique<agentbus::agent>("joiner" + std::to_string(j)));
+    agents.back()->start();
+  }
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
   for (int p = 0; p < publishers; ++p)
@@ -49,12 +56,17 @@ void check_history_seam(Bus& bus, int publishers, int per_publisher, int joiners
       const auto wanted = total * static_cast<std::uint64_t>(j) / static_cast<std::uint64_t>(joiners);
       while (bus.storage().next_offset() < wanted) std::this_thread::yield();
       auto* box = seen[static_cast<std::size_t>(j)].get();
-      subs[static_cast<std::size_t>(j)] = bus.template subscribe<int>(
-          "jobs.*", [box](const agentbus::event<int>& e) { box->add(*e.offset()); }, agentbus::history::all());
+      auto record = [box](const agentbus::event<int>& e) { box->add(*e.offset()); };
+      if (j % 2 == 1)
+        subs[static_cast<std::size_t>(j)] = bus.template subscribe<int>(
+            "jobs.*", record, agentbus::async(*agents[static_cast<std::size_t>(j)]), agentbus::history::all());
+      else
+        subs[static_cast<std::size_t>(j)] = bus.template subscribe<int>("jobs.*", record, agentbus::history::all());
     });
   go.store(true);
   for (auto& t : threads) t.join();
   for (auto& t : joiner_threads) t.join();
+  for (auto& a : agents) a->stop(agentbus::stop_mode::drain);  // handles everything queued
 
   const auto total = static_cast<std::uint64_t>(publishers) * static_cast<std::uint64_t>(per_publisher);
   for (int j = 0; j < joiners; ++j) {

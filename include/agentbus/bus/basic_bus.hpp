@@ -82,9 +82,45 @@ struct storage_traits<S, true> {
   };
 };
 
-/// A synchronous subscription with history: stored events are replayed into it by subscribe()
-/// on the subscribing thread; live events reach it only once the replay has caught up, and
-/// those the replay already delivered (offset below the seam) are skipped.
+/// The seam between a history subscription's replay and its live events. Until the replay
+/// has caught up, live events are not delivered (the replay reads them from storage: every
+/// event is stored before it is dispatched); afterwards those below the seam are skipped
+/// (the replay delivered them).
+struct history_seam {
+  std::atomic<bool> live{false};
+  std::mutex mutex;
+  std::uint64_t seam = 0;  // written before live is set (release), read after it is seen
+
+  /// True when a live event is for the subscriber to receive now.
+  bool admits(const event_core& e) {
+    if (AGENTBUS_UNLIKELY(!live.load(std::memory_order_acquire))) {
+      // The mutex orders this check against the replay's final one (catch_up below).
+      std::lock_guard lock(mutex);
+      if (!live.load(std::memory_order_relaxed)) return false;
+    }
+    const auto offset = e.offset();
+    return !(offset && *offset < seam);
+  }
+
+  /// Runs the replay: hands each stored event to `deliver` until the cursor has reached the
+  /// end of storage, then opens the seam there, in one step under the mutex.
+  template <class Store, class Cursor, class Deliver>
+  void catch_up(const Store& store, Cursor& cursor, Deliver deliver) {
+    for (;;) {
+      while (cursor.next()) deliver(cursor);
+      std::unique_lock lock(mutex);
+      if (cursor.position() >= store.next_offset()) {
+        seam = cursor.position();
+        live.store(true, std::memory_order_release);
+        return;
+      }
+      lock.unlock();
+      std::this_thread::yield();  // more was stored meanwhile (or is being written): read on
+    }
+  }
+};
+
+/// A synchronous subscription with history: the handler runs inside publish() once caught up.
 template <class T, class F>
 struct history_receiver final : receiver {
   template <class G>
@@ -93,23 +129,40 @@ struct history_receiver final : receiver {
 
   static bool call(receiver* r, const event_core& e) {
     auto* self = static_cast<history_receiver*>(r);
-    if (AGENTBUS_UNLIKELY(!self->live.load(std::memory_order_acquire))) {
-      // Catching up: the replay will read this event from storage (it was stored before it
-      // was dispatched). The mutex orders this check against the replay's final one.
-      std::lock_guard lock(self->seam_mutex);
-      if (!self->live.load(std::memory_order_relaxed)) return true;
-    }
-    const auto offset = e.offset();
-    if (offset && *offset < self->seam) return true;  // already delivered by the replay
-    call_handler<T>(self->fn, static_cast<const event<T>&>(e));
-    return true;
+    if (self->seam.admits(e)) call_handler<T>(self->fn, static_cast<const event<T>&>(e));
+    return true;  // an event not admitted is (or was) delivered by the replay
   }
   static void destroy_self(receiver* r) noexcept { delete static_cast<history_receiver*>(r); }
 
   F fn;
-  std::atomic<bool> live{false};
-  std::mutex seam_mutex;
-  std::uint64_t seam = 0;  // written before live is set (release), read after it is seen
+  history_seam seam;
+};
+
+/// An agent's subscription with history: the replay queues stored events in the agent's
+/// mailbox, then live events follow them there.
+template <class T, class F>
+struct history_async_receiver final : receiver {
+  template <class G>
+  history_async_receiver(G&& g, topic_pattern pat, mailbox& box)
+      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
+    home = &box;
+    handle = &run;
+    hand_over = &async_receiver<T, F>::return_home;  // type-independent: back to the mailbox
+  }
+
+  static void run(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<history_async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+  }
+
+  static bool enqueue(receiver* r, const event_core& e) {
+    auto* self = static_cast<history_async_receiver*>(r);
+    if (!self->seam.admits(e)) return true;
+    return r->home->deliver(r, e);
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<history_async_receiver*>(r); }
+
+  F fn;
+  history_seam seam;
 };
 
 }  // namespace detail
@@ -233,17 +286,43 @@ class basic_bus {
       // the publisher sees this receiver, or this thread sees that event's offset.
       detail::asymmetric_heavy_barrier();
       auto cursor = storage_.store->template open<T>(from, std::move(filter));
-      for (;;) {
-        while (cursor.next()) deliver_replayed(*r, cursor.current());
-        std::unique_lock lock(r->seam_mutex);
-        if (cursor.position() >= storage_.store->next_offset()) {
-          r->seam = cursor.position();
-          r->live.store(true, std::memory_order_release);
-          break;
-        }
-        lock.unlock();
-        std::this_thread::yield();  // an offset is assigned but its record not readable yet
+      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) { deliver_replayed(*r, c.current()); });
+      if (report != nullptr) *report = std::move(cursor.stats());
+      return sub;
+    } else {
+      return {};
+    }
+  }
+
+  /// @brief Subscribes `handler` to run on an agent, with history: the stored events from
+  /// `from` on are queued in the agent's mailbox by subscribe() (subject to the mailbox's
+  /// overflow policy, like any event), then live events follow — no gap, no duplicate.
+  template <class T, class F>
+  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target, history from,
+                                       replay_stats* report = nullptr) {
+    static_assert(Storage::persists,
+                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
+                  "or basic_bus<storage::journal>");
+    check_handler<T, F>();
+    if constexpr (Storage::persists) {
+      topic_pattern parsed(pattern);
+      std::optional<topic_pattern> filter(parsed);
+      auto* r = new detail::history_async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed),
+                                                                       *target.box);
+      const std::uint64_t id = router_->subscribe(r);
+      try {
+        target.box->track(router_, id);
+      } catch (...) {
+        router_->unsubscribe(id);
+        throw;
       }
+      subscription sub(router_, id);
+      detail::asymmetric_heavy_barrier();  // as in the synchronous overload
+      auto cursor = storage_.store->template open<T>(from, std::move(filter));
+      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) {
+        const shared_event<T> held = c.share();  // the mailbox keeps a block
+        (void)target.box->deliver(r, *held);     // a refusal is counted by the mailbox
+      });
       if (report != nullptr) *report = std::move(cursor.stats());
       return sub;
     } else {

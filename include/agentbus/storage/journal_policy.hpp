@@ -141,6 +141,13 @@ class journal_store {
     }
     /// The event next() moved to; valid until the next call.
     const event<T>& current() const noexcept { return *event_; }
+    /// The current event moved into a shared block (the decoded payload is moved, not
+    /// copied); current() is not valid afterwards, until the next call to next().
+    shared_event<T> share() {
+      shared_event<T> held = adopt_block(event_block<T>::make(*event_, std::move(*value_)));
+      event_.reset();
+      return held;
+    }
     /// The offset the next record would come from.
     std::uint64_t position() const noexcept { return reader_.position(); }
     /// What the reader found so far.

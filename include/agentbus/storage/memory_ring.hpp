@@ -124,6 +124,8 @@ class ring_store {
     }
     /// The event next() moved to.
     const event<T>& current() const noexcept { return *current_; }
+    /// The current event as a shared_event (the ring's block: no copy).
+    shared_event<T> share() const { return current_->retain(); }
     /// The offset the next event would come from.
     std::uint64_t position() const noexcept { return position_; }
     /// What the reader found so far.
