@@ -477,7 +477,19 @@ class mailbox {
         }
       }
     }
-    m.block->release();
+    release(m.block);
+  }
+
+  // Drops the mail's reference. Usually the publisher has already dropped its own and ours is
+  // the last: a count of 1 is then ours alone (nobody can take a reference without holding
+  // one), so the block is freed without the locked decrement, which would first wait for
+  // every store before it to drain. Acquire: the other owners' releasing decrements happen
+  // before the free.
+  static void release(block_header* block) noexcept {
+    if (block->refs.load(std::memory_order_acquire) == 1)
+      block->destroy(block);
+    else
+      block->release();
   }
 
   // A retired receiver can be freed once the queues have been seen empty after it was
