@@ -93,6 +93,8 @@ class journal_core final : public segment_source {
     }
     commit_ = std::make_unique<group_commit>(active_->next_offset);
     populating_ = active_;
+    window_seg_ = active_;
+    write_window_ = opts_.durability.kind == durability::mode::never || opts_.durability.kind == durability::mode::interval;
     background_ = std::thread([this] { background(); });
     if (opts_.durability.kind == durability::mode::interval) flusher_ = std::thread([this] { flusher(); });
   }
@@ -124,6 +126,8 @@ class journal_core final : public segment_source {
     if (prepared_) prepared_->discard_prepared();
     prepared_.reset();
     retired_.clear();
+    populating_.reset();
+    window_seg_.reset();
     active_->close_files();
   }
 
@@ -161,6 +165,10 @@ class journal_core final : public segment_source {
       seg->end.store(pos + size, std::memory_order_release);
       last_time_.store(in.published_ns, std::memory_order_relaxed);
       next_offset_.store(offset + 1, std::memory_order_release);
+      if (pos + size > seg->wake_at.load(std::memory_order_relaxed)) [[unlikely]] {
+        seg->wake_at.store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
+        bg_cv_.notify_one();  // time for the next write window
+      }
     }
     if (rolled) [[unlikely]] {
       try {
@@ -356,6 +364,7 @@ class journal_core final : public segment_source {
       dir_dirty_ = true;
       retired_.push_back(std::move(active_));  // written back and unmapped by the background thread
       populating_ = seg;
+      window_seg_ = seg;
     }
     active_ = std::move(seg);
     bg_cv_.notify_all();
@@ -399,6 +408,7 @@ class journal_core final : public segment_source {
   // active segment, then the prepared one).
   void background() {
     constexpr std::size_t populate_chunk = std::size_t{1} << 20;
+    constexpr std::size_t write_window_bytes = 256 * 1024;
     std::unique_lock lock(bg_mutex_);
     while (!bg_stop_) {
       if (!retired_.empty()) {
@@ -429,6 +439,17 @@ class journal_core final : public segment_source {
         if (!prepared_) bg_cv_.wait_for(lock, std::chrono::seconds(1));  // could not: retry later, not in a loop
         continue;
       }
+      // The write window just ahead of the writer (durability never/interval only: with
+      // every/always each flush would write the window's zero pages out).
+      if (write_window_ && window_seg_) {
+        const std::uint64_t syncs = syncs_.load(std::memory_order_relaxed);
+        auto seg = window_seg_;
+        lock.unlock();
+        const bool did = seg->prepare_write_window(write_window_bytes, syncs != window_syncs_);
+        lock.lock();
+        window_syncs_ = syncs;
+        if (did) continue;
+      }
       std::shared_ptr<segment> work = populating_;
       if (!work && !prepared_populated_) work = prepared_;
       if (work) {
@@ -441,7 +462,9 @@ class journal_core final : public segment_source {
         }
         continue;
       }
-      bg_cv_.wait(lock);
+      // With a write window, also wake up now and then: a flush may have write-protected it.
+      if (write_window_) bg_cv_.wait_for(lock, std::chrono::milliseconds(20));
+      else bg_cv_.wait(lock);
     }
   }
 
@@ -488,6 +511,9 @@ class journal_core final : public segment_source {
   std::shared_ptr<segment> prepared_;          // the next segment, ready to be adopted
   bool prepared_populated_ = false;            // prepared_ is fully populated
   std::shared_ptr<segment> populating_;        // the active segment while it is being populated
+  std::shared_ptr<segment> window_seg_;        // the active segment, for the write window
+  bool write_window_ = false;                  // keep a write window (never/interval)
+  std::uint64_t window_syncs_ = 0;             // syncs_ when the window was last refreshed
   std::vector<std::filesystem::path> unsynced_;  // sealed segments not flushed yet
   std::vector<std::shared_ptr<segment>> retired_;  // sealed segments to write back and unmap
   std::thread background_;

@@ -183,6 +183,23 @@ inline void populate_pages(std::byte* p, std::size_t n) noexcept {
   for (std::size_t off = 0; off < n; off += 4096) (void)*static_cast<volatile const std::byte*>(p + off);
 }
 
+/// @brief Fills the page tables of [p, p + n) (page aligned) for writing: the write faults
+/// (for a file: the file system's page_mkwrite, which marks the pages dirty) happen here rather
+/// than on the first store into each page. The pages become dirty (zeros until written), so
+/// only a small window just ahead of the writer is ever populated this way. No-op where the
+/// kernel lacks MADV_POPULATE_WRITE (Linux < 5.14): touching the pages with stores instead
+/// could clobber what a concurrent writer has just put there.
+inline void populate_pages_for_write(std::byte* p, std::size_t n) noexcept {
+#if defined(MADV_POPULATE_WRITE)
+  (void)::madvise(p, n, MADV_POPULATE_WRITE);
+#elif defined(__linux__)
+  (void)::madvise(p, n, 23);  // MADV_POPULATE_WRITE, for headers older than the kernel
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 /// @brief A memory mapping of (part of) a file, unmapped on destruction.
 class mapping {
  public:

@@ -233,6 +233,21 @@ class segment {
     return true;
   }
 
+  /// @brief Makes the `window` bytes after the writer's position writable ahead of it
+  /// (background thread only; see populate_pages_for_write). `refresh`: a flush has
+  /// write-protected the pages again, redo the whole window. Sets wake_at, the position past
+  /// which the writer asks for the next window. False when there was nothing to do.
+  bool prepare_write_window(std::size_t window, bool refresh) noexcept {
+    const std::uint64_t at = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
+    const std::uint64_t target = std::min<std::uint64_t>(at + window, data_.size());
+    const std::uint64_t from = refresh ? at : std::max(window_done_, at);
+    wake_at.store(target > at + window / 2 ? target - window / 2 : at, std::memory_order_relaxed);
+    if (from >= target) return false;
+    populate_pages_for_write(data_.data() + from, static_cast<std::size_t>(target - from));
+    window_done_ = target;
+    return true;
+  }
+
   /// @brief Starts writing the .log file's dirty pages back, without waiting.
   void start_writeback() const noexcept {
     if (log_fd_) detail::start_writeback(log_fd_.get());
@@ -267,6 +282,8 @@ class segment {
   std::atomic<std::uint64_t> end{file_header_bytes};  ///< bytes up to the end of the last record
   std::atomic<std::int64_t> max_time{std::numeric_limits<std::int64_t>::min()};  ///< newest publish time
   std::atomic<std::int64_t> first_time{0};   ///< publish time of the first record (0 if none)
+  /// The writer wakes the background thread when it appends past this (write window).
+  std::atomic<std::uint64_t> wake_at{std::numeric_limits<std::uint64_t>::max()};
 
   // Writer-only state (under the journal's append lock).
   std::uint64_t next_offset = 0;       ///< offset the next record here gets
@@ -275,7 +292,8 @@ class segment {
 
  private:
   std::uint64_t base_;
-  std::uint64_t populated_ = 0;  // bytes from the start known populated (background thread only)
+  std::uint64_t populated_ = 0;    // bytes from the start known populated (background thread only)
+  std::uint64_t window_done_ = 0;  // end of the write window populated last (background thread only)
   std::filesystem::path log_path_;
   std::filesystem::path idx_path_;
   mapping data_;
