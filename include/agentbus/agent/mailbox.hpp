@@ -347,17 +347,18 @@ class mailbox {
     return false;
   }
 
-  // Fetches the lines of the burst's blocks: the header (written: the reference count) first,
-  // for all of them, then the rest of each block (its size is in the header).
+  // Fetches the lines of the burst's blocks that the consumer touches: the header (written:
+  // the reference count), the event view and a small payload. Every block spans at least
+  // three lines (header, options and view alone take more than two), so these are all the
+  // block's own.
   static void prefetch(const mail* taken, std::size_t k) noexcept {
-    for (std::size_t i = 0; i < k; ++i) prefetch_for_write(taken[i].block);
     for (std::size_t i = 0; i < k; ++i) {
       const auto* bytes = reinterpret_cast<const char*>(taken[i].block);
-      const std::size_t end = taken[i].block->bytes < prefetch_limit ? taken[i].block->bytes : prefetch_limit;
-      for (std::size_t at = cache_line_size; at < end; at += cache_line_size) prefetch_for_read(bytes + at);
+      prefetch_for_write(bytes);
+      prefetch_for_read(bytes + cache_line_size);
+      prefetch_for_read(bytes + 2 * cache_line_size);
     }
   }
-  static constexpr std::size_t prefetch_limit = 4 * cache_line_size;
 
   // Should a handler-side failure unwind run_batch (it does not: handler exceptions are caught),
   // the rest of a burst is not lost: counted as discarded and its blocks released.

@@ -63,8 +63,7 @@ class block_pool {
   /// Allocations between prefetching a block and handing it out: enough publishes to cover a
   /// cache line's trip from another core.
   static constexpr std::uint32_t prefetch_distance = 8;
-  /// Lines of a block prefetched (the front of the block: header, envelope, small payloads).
-  static constexpr std::size_t prefetch_lines = 4;
+  // Up to four lines of a block are prefetched (its front: header, envelope, small payloads).
 
   /// True when blocks of `size` bytes (and default alignment) come from the pool.
   static constexpr bool pooled(std::size_t size) noexcept { return size != 0 && size <= granule * class_count; }
@@ -129,8 +128,10 @@ class block_pool {
 
   static void prefetch_block(const void* p, std::size_t size) noexcept {
     const auto* bytes = static_cast<const char*>(p);
-    const std::size_t lines = (size + granule - 1) / granule;
-    for (std::size_t i = 0; i < lines && i < prefetch_lines; ++i) prefetch_for_write(bytes + i * granule);
+    prefetch_for_write(bytes);
+    if (size > granule) prefetch_for_write(bytes + granule);
+    if (size > 2 * granule) prefetch_for_write(bytes + 2 * granule);
+    if (size > 3 * granule) prefetch_for_write(bytes + 3 * granule);
   }
 
   // The thread's cache: a constinit pointer (one TLS load, no guard) plus an owner whose
