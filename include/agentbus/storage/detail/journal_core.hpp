@@ -96,7 +96,14 @@ class journal_core final : public segment_source {
     window_seg_ = active_;
     write_window_ = opts_.durability.kind == durability::mode::never || opts_.durability.kind == durability::mode::interval;
     background_ = std::thread([this] { background(); });
-    if (opts_.durability.kind == durability::mode::interval) flusher_ = std::thread([this] { flusher(); });
+    if (opts_.durability.kind == durability::mode::interval) {
+      try {
+        flusher_ = std::thread([this] { flusher(); });
+      } catch (...) {  // no second thread: stop the first before giving up
+        shutdown();
+        throw;
+      }
+    }
   }
 
   journal_core(const journal_core&) = delete;
