@@ -49,8 +49,10 @@ enum class overflow : std::uint8_t {
 
 /// @brief Settings of a mailbox.
 struct mailbox_options {
-  /// Events each priority queue holds (rounded up to a power of two). Memory: a cache line
-  /// per slot, three queues: 1024 slots take 192 KiB.
+  /// Events each priority queue holds (rounded up to a power of two). Memory: 32 bytes per
+  /// slot (64-bit), three queues: 1024 slots take 96 KiB. The consumer takes events out in
+  /// bursts of up to an eighth of this (64 at most) before handling them, so up to that many
+  /// more may be waiting for their handler while the queue itself is full.
   std::size_t capacity = 1024;
   agentbus::overflow overflow = overflow::block;  ///< what to do when full
   /// With overflow::block: how long a publisher waits before the event is rejected.
