@@ -422,9 +422,20 @@ class journal_core final : public segment_source {
         auto retired = std::move(retired_);
         retired_.clear();
         lock.unlock();
-        // Its descriptors close with the object (a flush may be using them right now).
-        for (auto& seg : retired) seg->start_writeback();
-        retired.clear();  // unmapped and closed here, unless a reader or a flush still has it
+        // Unmapped (and its descriptors closed) first, unless a reader or a flush still has
+        // it: write-back of pages still mapped write-protects them one by one, each with a
+        // TLB shootdown that interrupts the writer's CPU. Then the write-back is started
+        // through a descriptor of our own (best effort: a flush reports errors).
+        std::vector<std::filesystem::path> paths;
+        paths.reserve(retired.size());
+        for (auto& seg : retired) paths.push_back(seg->log_path());
+        retired.clear();
+        for (const auto& path : paths) {
+          try {
+            if (unique_fd fd = open_file(path, O_RDONLY, true)) detail::start_writeback(fd.get());
+          } catch (...) {
+          }
+        }
         lock.lock();
         continue;
       }
