@@ -587,7 +587,11 @@ int main(int argc, char** argv) try {
     if (a == nullptr || b == nullptr || (b->*f)() <= 0) return std::nullopt;
     return (a->*f)() / (b->*f)();
   };
-  targets.push_back({"interval @1 KB MB/s / raw write MB/s (the better row) >= 0.5",
+  // The baseline is plain write() + fdatasync; the stricter line divides by the better
+  // raw row (writeback started every 8 MiB keeps the disk busy while writing). Both are shown.
+  targets.push_back({"interval @1 KB MB/s / raw write()+fdatasync MB/s >= 0.5",
+                     ratio(interval_1k, raw_plain, &row::mbs), 0.5});
+  targets.push_back({"  stricter: / the better raw row (writeback every 8 MiB) >= 0.5",
                      ratio(interval_1k, raw, &row::mbs), 0.5});
   targets.push_back({"interval @64 B events/s / SQLite 64 B rows/s >= 3", ratio(interval_64, sqlite_64, &row::eps),
                      3.0});
