@@ -4781,14 +4781,7 @@ class basic_bus {
     check_handler<T, F>();
     topic_pattern parsed(pattern);
     auto* r = new detail::async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed), *target.box);
-    const std::uint64_t id = router_->subscribe(r);
-    try {
-      target.box->track(router_, id);
-    } catch (...) {
-      router_->unsubscribe(id);
-      throw;
-    }
-    return subscription(router_, id);
+    return subscribe_to_mailbox(r, *target.box);
   }
 
   /// @brief Subscribes `handler` with history (a bus that stores events only): it first
@@ -4835,14 +4828,7 @@ class basic_bus {
       std::optional<topic_pattern> filter(parsed);
       auto* r = new detail::history_async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed),
                                                                        *target.box);
-      const std::uint64_t id = router_->subscribe(r);
-      try {
-        target.box->track(router_, id);
-      } catch (...) {
-        router_->unsubscribe(id);
-        throw;
-      }
-      subscription sub(router_, id);
+      subscription sub = subscribe_to_mailbox(r, *target.box);
       detail::asymmetric_heavy_barrier();  // as in the synchronous overload
       auto cursor = storage_.store->template open<T>(from, std::move(filter));
       r->seam.catch_up(*storage_.store, cursor, [&](auto& c) {
@@ -4936,6 +4922,19 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
+  // Subscribes an asynchronous receiver and lets its mailbox track the subscription (so that
+  // destroying the agent ends it); undone if tracking fails.
+  subscription subscribe_to_mailbox(detail::receiver* r, detail::mailbox& box) {
+    const std::uint64_t id = router_->subscribe(r);  // takes ownership, even when it throws
+    try {
+      box.track(router_, id);
+    } catch (...) {
+      router_->unsubscribe(id);
+      throw;
+    }
+    return subscription(router_, id);
+  }
+
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {
     if (pattern == ">") return std::nullopt;  // every topic: no need to match
     return topic_pattern(pattern);
