@@ -402,6 +402,7 @@ class journal_core final : public segment_source {
       for (const auto& path : sealed)
         if (datasync_path(path)) syncs_.fetch_add(1, std::memory_order_relaxed);
       if (dir) sync_directory(opts_.directory);  // the new segments' names
+      active->drop_written_pages(false);  // the write-back then has no mapped page to protect
       if (active->sync(false)) syncs_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
       failed_.store(true, std::memory_order_relaxed);
@@ -422,13 +423,17 @@ class journal_core final : public segment_source {
         auto retired = std::move(retired_);
         retired_.clear();
         lock.unlock();
-        // Unmapped (and its descriptors closed) first, unless a reader or a flush still has
-        // it: write-back of pages still mapped write-protects them one by one, each with a
-        // TLB shootdown that interrupts the writer's CPU. Then the write-back is started
-        // through a descriptor of our own (best effort: a flush reports errors).
+        // Unmapped (and its descriptors closed) first, or when a reader or a flush still has
+        // it, its page-table entries dropped: write-back of pages still mapped write-protects
+        // them one by one, each with a TLB shootdown that interrupts the writer's CPU. Then
+        // the write-back is started through a descriptor of our own (best effort: a flush
+        // reports errors).
         std::vector<std::filesystem::path> paths;
         paths.reserve(retired.size());
-        for (auto& seg : retired) paths.push_back(seg->log_path());
+        for (auto& seg : retired) {
+          seg->drop_written_pages(true);  // a flush may still hold it (mapped): see drop_mapped_pages
+          paths.push_back(seg->log_path());
+        }
         retired.clear();
         for (const auto& path : paths) {
           try {

@@ -200,6 +200,16 @@ inline void populate_pages_for_write(std::byte* p, std::size_t n) noexcept {
 #endif
 }
 
+/// @brief Drops the page-table entries of [p, p + n) (page aligned) in a shared file mapping;
+/// the pages stay in the page cache, dirty ones still dirty, and a later access faults them
+/// back in. Why: writing back a page that a process has mapped writable write-protects it,
+/// one TLB shootdown (an interrupt to every CPU running the process) per page. Dropped in
+/// one call, the entries cost one flush for the whole range, and the write-back finds
+/// nothing left to protect.
+inline void drop_mapped_pages(std::byte* p, std::size_t n) noexcept {
+  if (n != 0) (void)::madvise(p, n, MADV_DONTNEED);
+}
+
 /// @brief A memory mapping of (part of) a file, unmapped on destruction.
 class mapping {
  public:

@@ -248,6 +248,19 @@ class segment {
     return true;
   }
 
+  /// @brief Drops this process's page-table entries for the whole pages the writer has
+  /// finished with (all of them once `sealed`), before their write-back: see
+  /// drop_mapped_pages. Callable from any thread; readers sharing the mapping fault the
+  /// pages back in, read-only.
+  void drop_written_pages(bool sealed) noexcept {
+    if (!live_ || data_.size() == 0) return;
+    const std::uint64_t to = sealed ? data_.size() : end.load(std::memory_order_acquire) & ~std::uint64_t{4095};
+    const std::uint64_t from = dropped_.load(std::memory_order_relaxed);
+    if (to <= from) return;
+    drop_mapped_pages(data_.data() + from, static_cast<std::size_t>(to - from));
+    dropped_.store(to, std::memory_order_relaxed);  // a racing caller only drops twice: harmless
+  }
+
   /// @brief Starts writing the .log file's dirty pages back, without waiting.
   void start_writeback() const noexcept {
     if (log_fd_) detail::start_writeback(log_fd_.get());
@@ -294,6 +307,7 @@ class segment {
   std::uint64_t base_;
   std::uint64_t populated_ = 0;    // bytes from the start known populated (background thread only)
   std::uint64_t window_done_ = 0;  // end of the write window populated last (background thread only)
+  std::atomic<std::uint64_t> dropped_{0};  // page-table entries dropped below this (drop_written_pages)
   std::filesystem::path log_path_;
   std::filesystem::path idx_path_;
   mapping data_;
