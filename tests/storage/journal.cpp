@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/journal_dir.hpp"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,27 +43,7 @@ using agentbus::read_status;
 using agentbus::record;
 using agentbus::record_input;
 
-// A fresh directory per test, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("agentbus_journal_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter.fetch_add(1)));
-    fs::remove_all(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  journal_options options(durability d = durability::never(), std::uint64_t segment_bytes = 1 << 20) const {
-    journal_options o;
-    o.directory = path;
-    o.durability = d;
-    o.segment_bytes = segment_bytes;
-    return o;
-  }
-};
+using temp_dir = agentbus::test::journal_dir;
 
 // Payload bytes derived from the offset (or any key), so that what is read back can be checked.
 std::vector<std::byte> payload_for(std::uint64_t key, std::size_t size) {

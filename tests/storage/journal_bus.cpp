@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/journal_dir.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -20,25 +22,8 @@ namespace fs = std::filesystem;
 using journaled_bus = agentbus::basic_bus<agentbus::storage::journal>;
 
 // A fresh directory per test, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("agentbus_journal_bus_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  agentbus::journal_options options(agentbus::durability d = agentbus::durability::never()) const {
-    agentbus::journal_options o;
-    o.directory = path;
-    o.durability = d;
-    o.segment_bytes = 1 << 20;
-    return o;
-  }
+struct temp_dir : agentbus::test::journal_dir {
+  temp_dir() : journal_dir("journal_bus") {}
 };
 
 struct note {

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/journal_dir.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -30,18 +32,8 @@ using agentbus::read_status;
 using agentbus::record;
 using agentbus::record_input;
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("agentbus_journal_recovery_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter.fetch_add(1)));
-    fs::remove_all(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct temp_dir : agentbus::test::journal_dir {
+  temp_dir() : journal_dir("journal_recovery") {}
 };
 
 journal_options options_for(const fs::path& dir, std::uint64_t segment_bytes = 64 * 1024) {

@@ -7,10 +7,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/journal_dir.hpp"
+
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <unistd.h>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -89,16 +89,9 @@ TEST_CASE("history stress: late joiners on a memory ring see every event exactly
 
 TEST_CASE("history stress: late joiners on a journal see every event exactly once", "[stress][history]") {
   for (int round = 0; round < 3; ++round) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("agentbus_history_stress_" + std::to_string(::getpid()) + "_" + std::to_string(round));
-    std::filesystem::remove_all(dir);
-    {
-      agentbus::journal_options options;
-      options.directory = dir;
-      options.segment_bytes = 256 << 10;  // several segment rolls during the run
-      agentbus::basic_bus<agentbus::storage::journal> bus(options);
-      check_history_seam(bus, 4, 2000, 4);
-    }
-    std::filesystem::remove_all(dir);
+    const agentbus::test::journal_dir dir("history_stress");
+    // Small segments: several rolls during the run.
+    agentbus::basic_bus<agentbus::storage::journal> bus(dir.options(agentbus::durability::never(), 256 << 10));
+    check_history_seam(bus, 4, 2000, 4);
   }
 }
