@@ -2478,7 +2478,8 @@ struct history {
 
   /// @brief Everything still retained.
   static history all() noexcept { return {}; }
-  /// @brief From `offset` on (an offset deleted by retention starts at the oldest retained).
+  /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
+  /// one not assigned yet replays nothing (a subscription then gets live events only).
   static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
   /// @brief Events published at or after `time`.
   static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }
@@ -4635,8 +4636,11 @@ struct history_seam {
     for (;;) {
       while (cursor.next()) deliver(cursor);
       std::unique_lock lock(mutex);
-      if (cursor.position() >= store.next_offset()) {
-        seam = cursor.position();
+      const std::uint64_t end = store.next_offset();
+      if (cursor.position() >= end) {
+        // The end, not the cursor's position: a start beyond the end (from_offset ahead of
+        // storage) replays nothing, and live events from the end on must all get through.
+        seam = end;
         live.store(true, std::memory_order_release);
         return;
       }

@@ -153,6 +153,8 @@ TEST_CASE("journal bus: replay filters by topic, type and start", "[storage][jou
   got.clear();
   (void)bus.replay<int>(agentbus::history::from_offset(1), ">", [&](int v) { got.push_back(v); });
   CHECK(got == std::vector<int>{2, 3});
+  // An offset not assigned yet replays nothing.
+  CHECK(bus.replay<int>(agentbus::history::from_offset(100), ">", [](int) {}).delivered == 0);
 
   got.clear();
   (void)bus.replay<int>(agentbus::history::since(before_last), ">", [&](int v) { got.push_back(v); });
@@ -262,4 +264,14 @@ TEST_CASE("journal bus: an agent subscribes with history, then gets live events"
   (void)bus.publish("jobs.b", note{"live", 9});
   CHECK(worker.poll() == 3);
   CHECK(got == std::vector<std::string>{"old1", "old2", "live"});
+
+  // From an offset not assigned yet: nothing replayed, and no live event skipped.
+  std::vector<std::string> ahead;
+  agentbus::replay_stats none;
+  auto sub2 = bus.subscribe<note>("jobs.*", [&](const note& n) { ahead.push_back(n.text); }, agentbus::async(worker),
+                                  agentbus::history::from_offset(1000), &none);
+  CHECK(none.delivered == 0);
+  (void)bus.publish("jobs.c", note{"next", 10});
+  worker.poll();
+  CHECK(ahead == std::vector<std::string>{"next"});
 }

@@ -104,6 +104,14 @@ TEST_CASE("memory_ring: a history subscription gets stored events, then live one
                             agentbus::history::from_offset(2));
   (void)bus.publish("a.b", 4);
   CHECK(late == std::vector<int>{2, 3, 4});
+
+  // An offset not assigned yet: nothing replayed, then every live event (none skipped).
+  std::vector<int> ahead;
+  auto sub3 = bus.subscribe<int>("a.b", [&](int v) { ahead.push_back(v); }, agentbus::history::from_offset(100));
+  CHECK(ahead.empty());
+  (void)bus.publish("a.b", 5);
+  CHECK(ahead == std::vector<int>{5});
+  CHECK(bus.replay<int>(agentbus::history::from_offset(100), ">", [](int) {}).delivered == 0);
 }
 
 TEST_CASE("memory_ring: a handler may publish during its history replay", "[storage][memory_ring][history]") {

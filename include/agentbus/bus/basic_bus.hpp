@@ -109,8 +109,11 @@ struct history_seam {
     for (;;) {
       while (cursor.next()) deliver(cursor);
       std::unique_lock lock(mutex);
-      if (cursor.position() >= store.next_offset()) {
-        seam = cursor.position();
+      const std::uint64_t end = store.next_offset();
+      if (cursor.position() >= end) {
+        // The end, not the cursor's position: a start beyond the end (from_offset ahead of
+        // storage) replays nothing, and live events from the end on must all get through.
+        seam = end;
         live.store(true, std::memory_order_release);
         return;
       }

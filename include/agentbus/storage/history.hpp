@@ -31,7 +31,8 @@ struct history {
 
   /// @brief Everything still retained.
   static history all() noexcept { return {}; }
-  /// @brief From `offset` on (an offset deleted by retention starts at the oldest retained).
+  /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
+  /// one not assigned yet replays nothing (a subscription then gets live events only).
   static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
   /// @brief Events published at or after `time`.
   static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }
