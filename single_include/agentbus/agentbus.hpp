@@ -2479,7 +2479,8 @@ struct history {
   /// @brief Everything still retained.
   static history all() noexcept { return {}; }
   /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
-  /// one not assigned yet replays nothing (a subscription then gets live events only).
+  /// one not assigned yet starts at the end: it replays nothing, and a subscription gets
+  /// every live event.
   static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
   /// @brief Events published at or after `time`.
   static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }
@@ -2579,6 +2580,7 @@ class replay_range {
 // pointers); replay copies the wanted part of the ring out (adding references) and reads it
 // outside the lock, so handlers never run under it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -2654,7 +2656,9 @@ class ring_store {
 
     cursor(const ring_store& ring, history start, std::optional<topic_pattern> filter)
         : ring_(&ring), start_(start), filter_(std::move(filter)) {
-      position_ = start.from == history::start::offset ? start.offset : 0;
+      // An offset not assigned yet starts at the end, as the journal's readers do: the history
+      // seam opens at the cursor's position, and live events from the end on must get through.
+      position_ = start.from == history::start::offset ? std::min(start.offset, ring.next_offset()) : 0;
     }
     cursor(cursor&& other) noexcept
         : ring_(other.ring_), start_(other.start_), filter_(std::move(other.filter_)),
@@ -4636,11 +4640,11 @@ struct history_seam {
     for (;;) {
       while (cursor.next()) deliver(cursor);
       std::unique_lock lock(mutex);
-      const std::uint64_t end = store.next_offset();
-      if (cursor.position() >= end) {
-        // The end, not the cursor's position: a start beyond the end (from_offset ahead of
-        // storage) replays nothing, and live events from the end on must all get through.
-        seam = end;
+      if (cursor.position() >= store.next_offset()) {
+        // The cursor's position, not next_offset(): a journal reader can already have read a
+        // record whose offset next_offset() does not count yet. (A cursor never starts beyond
+        // the end: stores clamp history::from_offset to it.)
+        seam = cursor.position();
         live.store(true, std::memory_order_release);
         return;
       }

@@ -109,11 +109,11 @@ struct history_seam {
     for (;;) {
       while (cursor.next()) deliver(cursor);
       std::unique_lock lock(mutex);
-      const std::uint64_t end = store.next_offset();
-      if (cursor.position() >= end) {
-        // The end, not the cursor's position: a start beyond the end (from_offset ahead of
-        // storage) replays nothing, and live events from the end on must all get through.
-        seam = end;
+      if (cursor.position() >= store.next_offset()) {
+        // The cursor's position, not next_offset(): a journal reader can already have read a
+        // record whose offset next_offset() does not count yet. (A cursor never starts beyond
+        // the end: stores clamp history::from_offset to it.)
+        seam = cursor.position();
         live.store(true, std::memory_order_release);
         return;
       }

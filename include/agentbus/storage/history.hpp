@@ -32,7 +32,8 @@ struct history {
   /// @brief Everything still retained.
   static history all() noexcept { return {}; }
   /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
-  /// one not assigned yet replays nothing (a subscription then gets live events only).
+  /// one not assigned yet starts at the end: it replays nothing, and a subscription gets
+  /// every live event.
   static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
   /// @brief Events published at or after `time`.
   static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }

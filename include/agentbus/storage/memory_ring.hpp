@@ -11,6 +11,7 @@
 // pointers); replay copies the wanted part of the ring out (adding references) and reads it
 // outside the lock, so handlers never run under it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -90,7 +91,9 @@ class ring_store {
 
     cursor(const ring_store& ring, history start, std::optional<topic_pattern> filter)
         : ring_(&ring), start_(start), filter_(std::move(filter)) {
-      position_ = start.from == history::start::offset ? start.offset : 0;
+      // An offset not assigned yet starts at the end, as the journal's readers do: the history
+      // seam opens at the cursor's position, and live events from the end on must get through.
+      position_ = start.from == history::start::offset ? std::min(start.offset, ring.next_offset()) : 0;
     }
     cursor(cursor&& other) noexcept
         : ring_(other.ring_), start_(other.start_), filter_(std::move(other.filter_)),
