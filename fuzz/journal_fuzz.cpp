@@ -28,6 +28,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -158,7 +159,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.segment_bytes = 4096;
   o.verify_on_open = (flags & 4) != 0;
   try {
-    if (flags & 8) (void)read_all(open_journal_reader(dir));  // before any repair
+    if (flags & 8) {  // before any repair; the time seek reads index entries and tails as found
+      (void)read_all(open_journal_reader(dir));
+      const std::chrono::system_clock::time_point t{std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(static_cast<std::int64_t>(std::uint64_t{data[size - 1]} << 56)))};  // any sign
+      (void)read_all(open_journal_reader_since(dir, t));
+    }
     std::uint64_t next = 0;
     {
       journal j(o);

@@ -504,6 +504,13 @@ agentbus::journal_reader open_reader(const fs::path& dir, std::uint64_t from) {
   return agentbus::open_journal_reader(dir, from);
 }
 
+agentbus::journal_reader open_reader_since(const fs::path& dir, std::int64_t since_ns) {
+  require_journal(dir);
+  const std::chrono::system_clock::time_point t{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(since_ns))};
+  return agentbus::open_journal_reader_since(dir, t);
+}
+
 /// Bytes a record takes in its segment: frame prefix, body, padding.
 std::uint64_t frame_size(const agentbus::record& r) {
   std::uint64_t body = agentbus::detail::record_fixed_bytes + r.payload.size() + r.topic.size() + r.schema.size() +
@@ -726,7 +733,11 @@ int cmd_stats(const options& o) {
 // ------------------------------------------------------------------ dump
 
 int cmd_dump(const options& o) {
-  auto reader = open_reader(o.dir, o.from.value_or(0));
+  // --since without --from: skip whole segments older than TIME and seek with the index
+  // (the filter below still applies: later records published before TIME are not shown).
+  auto reader = o.since_ns && !o.from
+                    ? open_reader_since(o.dir, *o.since_ns)
+                    : open_reader(o.dir, o.from.value_or(0));
   record_printer printer(o);
   agentbus::record r;
   std::uint64_t printed = 0;

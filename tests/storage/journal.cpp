@@ -472,20 +472,36 @@ TEST_CASE("journal read_since finds the first record published at or after a tim
   };
   record rec;
   for (std::uint64_t i : {0, 1, 2, 250, 499, 500, 777, 999}) {
+    INFO("record " << i);
     auto r = j.read_since(at(base + static_cast<std::int64_t>(i) * 1'000'000));
     REQUIRE(r.next(rec) == read_status::ok);
     CHECK(rec.offset == i);
     auto r2 = j.read_since(at(base + static_cast<std::int64_t>(i) * 1'000'000 - 1));  // just before
     REQUIRE(r2.next(rec) == read_status::ok);
     CHECK(rec.offset == i);
+    // The same from the directory (another process's view: no writer catalog).
+    auto d = agentbus::open_journal_reader_since(dir.path, at(base + static_cast<std::int64_t>(i) * 1'000'000));
+    // It starts in the segment holding record i (8 KiB segments hold a few dozen records),
+    // not at the beginning: whole segments were skipped.
+    CHECK(d.position() <= i);
+    CHECK(i - d.position() < 100);
+    REQUIRE(d.next(rec) == read_status::ok);
+    CHECK(rec.offset == i);
   }
   auto before = j.read_since(at(0));
   REQUIRE(before.next(rec) == read_status::ok);
   CHECK(rec.offset == 0);
+  auto dir_before = agentbus::open_journal_reader_since(dir.path, at(0));
+  REQUIRE(dir_before.next(rec) == read_status::ok);
+  CHECK(rec.offset == 0);
   auto after = j.read_since(at(base + 1000 * 1'000'000));
+  auto dir_after = agentbus::open_journal_reader_since(dir.path, at(base + 1000 * 1'000'000));
   CHECK(after.next(rec) == read_status::end);
+  CHECK(dir_after.next(rec) == read_status::end);
   append_numbered(j, 1000, base);
   REQUIRE(after.next(rec) == read_status::ok);  // it waits at the end like any reader
+  CHECK(rec.offset == 1000);
+  REQUIRE(dir_after.next(rec) == read_status::ok);
   CHECK(rec.offset == 1000);
   // The rest of the journal follows the first match, whatever its times.
   auto all = j.read_since(at(base + 990 * 1'000'000));
@@ -516,13 +532,17 @@ TEST_CASE("journal read_since copes with publish times out of order", "[journal]
         expect = i;
         break;
       }
-    auto r = j.read_since(std::chrono::system_clock::time_point(std::chrono::milliseconds(t_ms)));
+    const std::chrono::system_clock::time_point since{std::chrono::milliseconds(t_ms)};
     INFO("t = " << t_ms << " ms");
-    if (expect == 400) {
-      CHECK(r.next(rec) == read_status::end);
-    } else {
-      REQUIRE(r.next(rec) == read_status::ok);
-      CHECK(rec.offset == expect);
+    for (bool from_directory : {false, true}) {
+      INFO("from the directory: " << from_directory);
+      auto r = from_directory ? agentbus::open_journal_reader_since(dir.path, since) : j.read_since(since);
+      if (expect == 400) {
+        CHECK(r.next(rec) == read_status::end);
+      } else {
+        REQUIRE(r.next(rec) == read_status::ok);
+        CHECK(rec.offset == expect);
+      }
     }
   }
 }

@@ -26,7 +26,8 @@
 /// - Opening recovers: the torn tail a crash leaves is zeroed and counted in recovery(), damage
 ///   elsewhere is reported in recovery().problems.
 /// - One writer per directory (an flock on journal.lock); any number of readers, in this
-///   process (read(), read_since()) or in others (open_journal_reader()), while it appends.
+///   process (read(), read_since()) or in others (open_journal_reader(),
+///   open_journal_reader_since()), while it appends.
 ///
 /// ## How (docs/journal-format.md has the byte-level format)
 /// - Segment files `<first offset, 20 digits>.log`, pre-allocated to segment_bytes and mapped:
@@ -106,6 +107,8 @@ class journal_reader {
  private:
   friend class journal;
   friend journal_reader open_journal_reader(const std::filesystem::path& dir, std::uint64_t from_offset);
+  friend journal_reader open_journal_reader_since(const std::filesystem::path& dir,
+                                                  std::chrono::system_clock::time_point t);
 
   journal_reader(std::shared_ptr<detail::segment_source> source, std::uint64_t from) noexcept
       : source_(std::move(source)), target_(from), expect_(from) {}
@@ -394,19 +397,43 @@ class journal {
   std::shared_ptr<detail::journal_core> core_;
 };
 
-/// @brief A read-only reader of the journal in `dir`, from `from_offset`: no lock, no writer
-/// object needed, for tools and other processes, also while a writer appends. Throws
-/// journal_error{not_found} when `dir` holds no journal.
-inline journal_reader open_journal_reader(const std::filesystem::path& dir, std::uint64_t from_offset = 0) {
+namespace detail {
+/// Throws journal_error{not_found} unless `dir` holds a journal (open_journal_reader*).
+inline void require_journal_directory(const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     throw journal_error(journal_error::code::not_found,
                         "agentbus journal: no journal at '" + dir.string() + "': it is not a directory");
-  if (detail::list_segment_bases(dir).empty())
+  if (list_segment_bases(dir).empty())
     throw journal_error(journal_error::code::not_found,
                         "agentbus journal: no journal in '" + dir.string() +
                             "': it has no segment files (<20 digits>.log); is this the right directory?");
+}
+}  // namespace detail
+
+/// @brief A read-only reader of the journal in `dir`, from `from_offset`: no lock, no writer
+/// object needed, for tools and other processes, also while a writer appends. Throws
+/// journal_error{not_found} when `dir` holds no journal.
+inline journal_reader open_journal_reader(const std::filesystem::path& dir, std::uint64_t from_offset = 0) {
+  detail::require_journal_directory(dir);
   return journal_reader(std::make_shared<detail::directory_source>(dir), from_offset);
+}
+
+/// @brief A read-only reader of the journal in `dir` from the first record (in offset order)
+/// published at or after `t`, as journal::read_since: it skips whole segments by their newest
+/// publish time (each one's last index entry and the few records after it) and seeks inside
+/// the segment with the sparse index, so it does not scan the journal. Records after that
+/// first one are all returned, whatever their time. Throws like open_journal_reader.
+inline journal_reader open_journal_reader_since(const std::filesystem::path& dir,
+                                                std::chrono::system_clock::time_point t) {
+  detail::require_journal_directory(dir);
+  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  auto source = std::make_shared<detail::directory_source>(dir);
+  const auto base = source->start_for_time(ns);
+  journal_reader r(std::move(source), base.value_or(0));
+  r.since_ = true;
+  r.since_ns_ = ns;
+  return r;
 }
 
 }  // namespace agentbus

@@ -14,12 +14,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <vector>
 
+#include "agentbus/storage/detail/record_format.hpp"
 #include "agentbus/storage/detail/segment.hpp"
+#include "agentbus/storage/detail/segment_index.hpp"
 
 namespace agentbus::detail {
 
@@ -62,6 +66,33 @@ inline std::vector<std::uint64_t> list_segment_bases(const std::filesystem::path
     if (auto base = parse_segment_file_name(it->path().filename().native(), segment_extension)) bases.push_back(*base);
   std::sort(bases.begin(), bases.end());
   return bases;
+}
+
+/// @brief Newest publish time in a segment opened for reading (min() when it has no record):
+/// its last index entry's running maximum, raised by the records after that entry (about an
+/// index interval of them), decoded up to the end, a seal or damage.
+inline std::int64_t newest_publish_time(segment& seg) {
+  std::int64_t newest = std::numeric_limits<std::int64_t>::min();
+  const auto data = seg.bytes();
+  std::uint64_t pos = file_header_bytes;
+  std::uint64_t expected = seg.base();
+  const index_view idx = seg.index();
+  if (idx.count > 0) {
+    const index_entry e = idx.at(idx.count - 1);
+    if (e.offset >= seg.base() && e.position >= file_header_bytes && e.position < data.size() && (e.position & 7u) == 0) {
+      pos = e.position;
+      expected = e.offset;
+      newest = e.max_time;
+    }
+  }
+  while (pos + min_frame_bytes <= data.size()) {
+    const decode_result d = decode_record(data.subspan(static_cast<std::size_t>(pos)));
+    if (d.status != decode_status::ok || d.rec.offset != expected) break;
+    newest = std::max(newest, d.rec.published_ns);
+    pos += d.size;
+    ++expected;
+  }
+  return newest;
 }
 
 /// @brief Segments straight from a journal directory (open_journal_reader).
@@ -107,6 +138,21 @@ class directory_source final : public segment_source {
   bool retained(std::uint64_t base) override {
     std::error_code ec;
     return std::filesystem::exists(dir_ / segment_file_name(base, segment_extension), ec);
+  }
+
+  /// @brief Where a reader of the records published at or after `t_ns` starts: the base of
+  /// the first segment whose newest record reaches `t_ns` (journal_core's answer, without
+  /// its in-memory catalog), else of the last segment (the reader's index seek then lands
+  /// near its end); nullopt when there is no segment.
+  std::optional<std::uint64_t> start_for_time(std::int64_t t_ns) {
+    const auto bases = list_segment_bases(dir_);
+    for (std::uint64_t base : bases) {
+      segment seg(dir_, base);
+      if (!seg.open_for_reading()) continue;  // deleted by retention since the listing
+      if (newest_publish_time(seg) >= t_ns) return base;
+    }
+    if (bases.empty()) return std::nullopt;
+    return bases.back();
   }
 
  private:
