@@ -123,8 +123,7 @@ class journal_reader {
     const std::size_t i = since_ ? idx.last_before_time(since_ns_) : idx.last_at_or_before(target_);
     if (i < idx.count) {
       const detail::index_entry e = idx.at(i);
-      if (e.offset >= seg_->base() && e.position >= detail::file_header_bytes && e.position < seg_->capacity() &&
-          (e.position & 7u) == 0) {
+      if (seg_->usable_index_entry(e)) {
         pos_ = e.position;
         expect_ = e.offset;
       }

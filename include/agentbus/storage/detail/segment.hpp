@@ -96,6 +96,11 @@ class segment {
   std::byte* writable_data() const noexcept { return data_.data(); }
   /// @brief Size of the mapped .log file.
   std::uint64_t capacity() const noexcept { return data_.size(); }
+  /// @brief Whether index entry `e` can be a reader's starting point here: an offset of this
+  /// segment and an 8-byte aligned position inside its data (index files are not trusted).
+  bool usable_index_entry(const index_entry& e) const noexcept {
+    return e.offset >= base_ && e.position >= file_header_bytes && e.position < data_.size() && (e.position & 7u) == 0;
+  }
   /// @brief True for the writer's own segments (index_count is maintained).
   bool live() const noexcept { return live_; }
 

@@ -79,7 +79,7 @@ inline std::int64_t newest_publish_time(segment& seg) {
   const index_view idx = seg.index();
   if (idx.count > 0) {
     const index_entry e = idx.at(idx.count - 1);
-    if (e.offset >= seg.base() && e.position >= file_header_bytes && e.position < data.size() && (e.position & 7u) == 0) {
+    if (seg.usable_index_entry(e)) {
       pos = e.position;
       expected = e.offset;
       newest = e.max_time;
