@@ -39,7 +39,7 @@
 //   --only     run only the rows whose name contains TEXT (e.g. under perf); the replay rows
 //              need their `never` rows
 
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <fmt/format.h>
 

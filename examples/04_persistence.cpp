@@ -8,7 +8,7 @@
 // the crashed process was told was stored, then keeps receiving live events.
 
 #include <agentbus/agentbus.hpp>
-#include <agentbus/storage/journal_policy.hpp>
+#include <agentbus/storage/journal.hpp>
 
 #include <fmt/core.h>
 

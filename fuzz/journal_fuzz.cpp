@@ -22,9 +22,9 @@
 //
 // Build and run: scripts/fuzz.sh [seconds]
 
-#include <agentbus/storage/detail/record_format.hpp>
-#include <agentbus/storage/detail/segment_scan.hpp>
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/detail/record_format.hpp>
+#include <agentbus/journal/detail/segment_scan.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <unistd.h>
 

@@ -8,10 +8,10 @@
 //
 // Each seed is: flags byte, u16 index length, segment bytes, index bytes (see journal_fuzz.cpp).
 
-#include <agentbus/storage/detail/file_header.hpp>
-#include <agentbus/storage/detail/record_format.hpp>
-#include <agentbus/storage/detail/segment.hpp>
-#include <agentbus/storage/detail/segment_index.hpp>
+#include <agentbus/journal/detail/file_header.hpp>
+#include <agentbus/journal/detail/record_format.hpp>
+#include <agentbus/journal/detail/segment.hpp>
+#include <agentbus/journal/detail/segment_index.hpp>
 
 #include <array>
 #include <cstdint>

@@ -17,11 +17,11 @@
 // Exit status: 0 success, 1 a failed check or an unreadable journal, 2 bad usage.
 
 #include <agentbus/router/topic.hpp>
-#include <agentbus/storage/detail/file_header.hpp>
-#include <agentbus/storage/detail/record_format.hpp>
-#include <agentbus/storage/detail/segment.hpp>
-#include <agentbus/storage/detail/segment_index.hpp>
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/detail/file_header.hpp>
+#include <agentbus/journal/detail/record_format.hpp>
+#include <agentbus/journal/detail/segment.hpp>
+#include <agentbus/journal/detail/segment_index.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <fmt/format.h>
 

@@ -3,7 +3,8 @@
 #ifndef AGENTBUS_FWD_HPP
 #define AGENTBUS_FWD_HPP
 
-// Forward declarations and the default aliases.
+// Forward declarations, with the default template arguments (written here once, not at the
+// definitions), and the default aliases.
 
 namespace agentbus {
 
@@ -14,15 +15,19 @@ namespace transport {
 struct in_process;
 }
 
-template <class Storage, class Transport>
+template <class Storage = storage::none, class Transport = transport::in_process>
 class basic_bus;
 template <class T>
 class event;
 template <class T>
 class shared_event;
-template <class T>
+template <class T, class Store = void>
 class channel;
 class subscription;
+struct synchronous;
+struct mailbox_delivery;
+struct subscribe_options;
+struct bus_options;
 class topic;
 class topic_pattern;
 

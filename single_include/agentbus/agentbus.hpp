@@ -4,8 +4,10 @@
 #ifndef AGENTBUS_AGENTBUS_HPP
 #define AGENTBUS_AGENTBUS_HPP
 
-// The umbrella header: everything in the core. Bridges to third-party systems (NATS) are
-// opt-in headers and are not included here.
+// The umbrella header: everything in the core, standard library only. Not included here:
+// the journal (POSIX only: agentbus/journal/ for the engine, agentbus/storage/journal.hpp for
+// the bus's storage::journal policy) and bridges to third-party systems (NATS). The module
+// map and the dependency order are in docs/architecture.md.
 
 #ifndef AGENTBUS_VERSION_HPP
 #define AGENTBUS_VERSION_HPP
@@ -22,7 +24,8 @@
 #ifndef AGENTBUS_FWD_HPP
 #define AGENTBUS_FWD_HPP
 
-// Forward declarations and the default aliases.
+// Forward declarations, with the default template arguments (written here once, not at the
+// definitions), and the default aliases.
 
 namespace agentbus {
 
@@ -33,15 +36,19 @@ namespace transport {
 struct in_process;
 }
 
-template <class Storage, class Transport>
+template <class Storage = storage::none, class Transport = transport::in_process>
 class basic_bus;
 template <class T>
 class event;
 template <class T>
 class shared_event;
-template <class T>
+template <class T, class Store = void>
 class channel;
 class subscription;
+struct synchronous;
+struct mailbox_delivery;
+struct subscribe_options;
+struct bus_options;
 class topic;
 class topic_pattern;
 
@@ -154,8 +161,8 @@ struct event_traits {
 #include <type_traits>
 #include <utility>
 
-#ifndef AGENTBUS_DETAIL_BLOCK_POOL_HPP
-#define AGENTBUS_DETAIL_BLOCK_POOL_HPP
+#ifndef AGENTBUS_DETAIL_MEMORY_BLOCK_POOL_HPP
+#define AGENTBUS_DETAIL_MEMORY_BLOCK_POOL_HPP
 
 // Recycles the memory of shared event blocks.
 //
@@ -243,6 +250,10 @@ inline void full_fence() noexcept {
 }  // namespace agentbus::detail
 
 #endif  // AGENTBUS_DETAIL_CONFIG_HPP
+#ifndef AGENTBUS_DETAIL_MEMORY_PREFETCH_HPP
+#define AGENTBUS_DETAIL_MEMORY_PREFETCH_HPP
+
+// Cache-line prefetch hints, one copy for the block pool, the queue and the mailbox.
 
 namespace agentbus::detail {
 
@@ -267,6 +278,12 @@ inline void prefetch_for_read(const void* p) noexcept {
   (void)p;
 #endif
 }
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_DETAIL_MEMORY_PREFETCH_HPP
+
+namespace agentbus::detail {
 
 class block_pool {
  public:
@@ -412,7 +429,7 @@ inline block_pool::cache_owner::~cache_owner() {
 
 }  // namespace agentbus::detail
 
-#endif  // AGENTBUS_DETAIL_BLOCK_POOL_HPP
+#endif  // AGENTBUS_DETAIL_MEMORY_BLOCK_POOL_HPP
 
 namespace agentbus {
 
@@ -796,11 +813,52 @@ shared_event<T> event<T>::retain() const {
 }  // namespace agentbus
 
 #endif  // AGENTBUS_CORE_EVENT_HPP
-#ifndef AGENTBUS_CORE_HANDLER_FAILURE_HPP
-#define AGENTBUS_CORE_HANDLER_FAILURE_HPP
+#ifndef AGENTBUS_CORE_RESULT_HPP
+#define AGENTBUS_CORE_RESULT_HPP
 
-// What the bus reports when a handler throws. Delivery to the other handlers goes on; the
-// failure is counted and handed to the bus's error hook. (Dead letters will plug in here.)
+// What publishing returns, and the bus's counters.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace agentbus {
+
+/// @brief What one publish did.
+/// Kept to 16 bytes so that it comes back in registers: publish is on the hot path.
+struct publish_result {
+  std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
+  std::uint16_t failed = 0;     ///< handlers that threw (each reported to the error hook; saturates)
+  std::uint16_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; saturates)
+  std::uint64_t id = 0;         ///< the event's id
+};
+static_assert(sizeof(publish_result) == 16, "publish_result should fit in two registers");
+
+/// @brief What publish returns on a bus that stores events: the delivery counts and the
+/// offset the storage gave the event.
+struct stored_publish_result : publish_result {
+  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
+};
+
+/// @brief Counters of a bus, read with bus.stats().
+struct bus_stats {
+  std::uint64_t handler_failures = 0;     ///< handler calls that threw
+  std::uint64_t error_hook_failures = 0;  ///< error-hook calls that threw (swallowed)
+  std::uint64_t type_mismatches = 0;      ///< receivers skipped because they take another event type
+  std::uint64_t uncached_publishes = 0;   ///< publishes to topics beyond the topic cache's capacity
+  std::size_t subscriptions = 0;          ///< live subscriptions
+  std::size_t cached_topics = 0;          ///< concrete topics in the router's cache
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_CORE_RESULT_HPP
+#ifndef AGENTBUS_CORE_FAILURE_HPP
+#define AGENTBUS_CORE_FAILURE_HPP
+
+// The one vocabulary of delivery failures: what the bus reports when a handler throws
+// (handler_failure, to the bus's error hook) and when a mailbox does not hand an event to its
+// handler (undelivered, to the agent's hook). Both carry the event's envelope and say why;
+// dead letters will carry the same reasons.
 
 #include <cstdint>
 #include <exception>
@@ -835,9 +893,43 @@ struct handler_failure {
 /// publish. If it throws, the exception is swallowed and counted (bus_stats::error_hook_failures).
 using error_handler = std::function<void(const handler_failure&)>;
 
+/// @brief Why an event reached a mailbox but was not handled.
+enum class undelivered_reason : std::uint8_t {
+  rejected,        ///< full (overflow::fail, or block timed out)
+  dropped_newest,  ///< full, overflow::drop_newest
+  dropped_oldest,  ///< pushed out by a newer event, overflow::drop_oldest
+  expired,         ///< its deadline passed before it reached the head of the mailbox
+  discarded,       ///< the mailbox was stopped with stop_mode::discard
+  closed,          ///< published after the mailbox was stopped
+};
+
+/// @brief A short English name of an undelivered_reason.
+constexpr std::string_view describe(undelivered_reason r) noexcept {
+  switch (r) {
+    case undelivered_reason::rejected: return "rejected (mailbox full)";
+    case undelivered_reason::dropped_newest: return "dropped (newest, mailbox full)";
+    case undelivered_reason::dropped_oldest: return "dropped (oldest, mailbox full)";
+    case undelivered_reason::expired: return "expired";
+    case undelivered_reason::discarded: return "discarded at stop";
+    case undelivered_reason::closed: return "mailbox closed";
+  }
+  return "unknown";
+}
+
+/// @brief An event a mailbox did not hand to its handler.
+struct undelivered {
+  undelivered_reason reason;       ///< why
+  agentbus::envelope envelope;     ///< the event (views valid during the hook call)
+  std::string_view mailbox;        ///< the mailbox's (agent's) name
+};
+
+/// @brief Receives undelivered events; called on the publishing thread (rejected, dropped,
+/// closed) or the consumer's (expired, discarded). Exceptions it throws are swallowed.
+using undelivered_handler = std::function<void(const undelivered&)>;
+
 }  // namespace agentbus
 
-#endif  // AGENTBUS_CORE_HANDLER_FAILURE_HPP
+#endif  // AGENTBUS_CORE_FAILURE_HPP
 #ifndef AGENTBUS_ROUTER_TOPIC_HPP
 #define AGENTBUS_ROUTER_TOPIC_HPP
 
@@ -1101,1901 +1193,6 @@ struct std::hash<agentbus::topic> {
 };
 
 #endif  // AGENTBUS_ROUTER_TOPIC_HPP
-#ifndef AGENTBUS_ROUTER_ROUTER_HPP
-#define AGENTBUS_ROUTER_ROUTER_HPP
-
-// The topic router: who receives what is published on a topic.
-//
-// Two structures:
-//   - a segment trie of every subscription's pattern (pattern_trie), read and written only
-//     under the writer mutex, used to resolve a topic the first time it is seen;
-//   - a per-topic cache (topic_table) mapping each concrete topic seen so far to a node that
-//     holds its resolved receivers as one immutable list behind an atomic pointer.
-// Subscribe and unsubscribe update the trie and, eagerly, every cached topic their pattern
-// matches (copy-on-write of those lists). Publishing therefore never resolves anything: it
-// looks the node up (or holds it, for a channel), loads the list and calls the receivers,
-// all inside a read section and without any lock.
-
-#include <algorithm>
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <exception>
-#include <memory>
-#include <mutex>
-#include <string_view>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
-#ifndef AGENTBUS_DETAIL_PATTERN_TRIE_HPP
-#define AGENTBUS_DETAIL_PATTERN_TRIE_HPP
-
-// Every subscription, indexed by its pattern's segments, so that resolving a new topic costs
-// O(segments x matching branches) rather than a scan of all subscriptions. Used only under
-// the router's writer mutex: the lock-free publish path reads the per-topic cache instead.
-
-#include <algorithm>
-#include <map>
-#include <memory>
-#include <string>
-#include <string_view>
-#include <vector>
-
-#ifndef AGENTBUS_DETAIL_RECEIVER_HPP
-#define AGENTBUS_DETAIL_RECEIVER_HPP
-
-// A subscribed handler, type-erased, and the immutable receiver lists that topics point to.
-
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <iterator>
-#include <new>
-#include <type_traits>
-#include <utility>
-
-
-namespace agentbus::detail {
-
-class mailbox;  // agent/mailbox.hpp
-class router;   // router/router.hpp
-
-/// One subscription's handler. Lives until unsubscribe's grace period ends (synchronous
-/// receivers) or until its mailbox holds no more events for it (asynchronous receivers).
-struct receiver {
-  /// Delivers an event: calls the handler (synchronous) or queues it (asynchronous).
-  /// Returns false when a mailbox refused the event.
-  using invoke_fn = bool (*)(receiver*, const event_core&);
-  /// Runs the handler on an event taken from a mailbox (asynchronous receivers only).
-  using handle_fn = void (*)(receiver*, const event_core&);
-  using destroy_fn = void (*)(receiver*) noexcept;
-
-  receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat) noexcept
-      : type(t), invoke(inv), destroy(des), pattern(std::move(pat)) {}
-
-  // Hot fields first: dispatch reads type, alive and invoke, all on the first cache line.
-  type_id type;
-  std::atomic<bool> alive{true};
-  invoke_fn invoke;
-  destroy_fn destroy;
-  std::uint64_t id = 0;
-  mailbox* home = nullptr;           // asynchronous receivers: the mailbox events go to
-  handle_fn handle = nullptr;        // asynchronous receivers: runs the handler
-  destroy_fn hand_over = nullptr;    // asynchronous receivers: returns it to its mailbox
-  router* owner = nullptr;     // the router that reports this receiver's failures
-  topic_pattern pattern;
-
-  /// True when the receiver keeps events beyond the publish call (needs a shared block).
-  bool retains() const noexcept { return home != nullptr; }
-
-  static void delete_erased(void* p) noexcept {
-    auto* r = static_cast<receiver*>(p);
-    r->destroy(r);
-  }
-};
-
-/// Calls a handler taking `const event<T>&` or `const T&`.
-template <class T, class F>
-inline void call_handler(F& fn, const event<T>& ev) {
-  if constexpr (std::is_invocable_v<F&, const event<T>&>)
-    fn(ev);
-  else
-    fn(ev.payload());
-}
-
-/// A synchronous receiver: the handler runs inside publish().
-template <class T, class F>
-struct receiver_impl final : receiver {
-  template <class G>
-  receiver_impl(G&& g, topic_pattern pat)
-      : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
-
-  static bool call(receiver* r, const event_core& e) {
-    call_handler<T>(static_cast<receiver_impl*>(r)->fn, static_cast<const event<T>&>(e));
-    return true;
-  }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<receiver_impl*>(r); }
-
-  F fn;
-};
-
-/// An immutable array of receivers, in subscription order. Swapped whole (copy-on-write).
-class receiver_list {
- public:
-  static receiver_list* make(std::size_t n) {
-    void* raw = ::operator new(sizeof(receiver_list) + n * sizeof(receiver*));
-    return ::new (raw) receiver_list(n);
-  }
-  /// A list holding `items` (in id order).
-  template <class Range>
-  static receiver_list* make_from(const Range& items) {
-    receiver_list* out = make(std::size(items));
-    std::size_t j = 0;
-    for (receiver* r : items) out->items()[j++] = r;
-    out->finish();
-    return out;
-  }
-  /// The shared empty list; never freed.
-  static receiver_list* empty() noexcept {
-    static receiver_list e(0);
-    return &e;
-  }
-  static void delete_erased(void* p) noexcept {
-    auto* l = static_cast<receiver_list*>(p);
-    if (l != empty()) ::operator delete(l);
-  }
-
-  std::size_t size() const noexcept { return size_; }
-  /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
-  bool retaining() const noexcept { return retaining_; }
-  /// True when the list is not empty and only synchronous: the publish fast path (one test).
-  bool plain() const noexcept { return plain_; }
-  receiver* const* begin() const noexcept { return items(); }
-  receiver* const* end() const noexcept { return items() + size_; }
-  receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
-  receiver* const* items() const noexcept { return reinterpret_cast<receiver* const*>(this + 1); }
-
-  /// A copy with `r` inserted in id order.
-  receiver_list* with(receiver* r) const {
-    receiver_list* out = make(size_ + 1);
-    std::size_t j = 0;
-    bool placed = false;
-    for (receiver* x : *this) {
-      if (!placed && r->id < x->id) {
-        out->items()[j++] = r;
-        placed = true;
-      }
-      out->items()[j++] = x;
-    }
-    if (!placed) out->items()[j] = r;
-    out->finish();
-    return out;
-  }
-  /// A copy without `r`.
-  receiver_list* without(const receiver* r) const {
-    receiver_list* out = make(size_ - 1);
-    std::size_t j = 0;
-    for (receiver* x : *this)
-      if (x != r) out->items()[j++] = x;
-    out->finish();
-    return out;
-  }
-
- private:
-  explicit receiver_list(std::size_t n) noexcept : size_(n) {}
-  void finish() noexcept {
-    for (receiver* r : *this) retaining_ = retaining_ || r->retains();
-    plain_ = size_ != 0 && !retaining_;
-  }
-  std::size_t size_;
-  bool retaining_ = false;
-  bool plain_ = false;
-};
-
-}  // namespace agentbus::detail
-
-#endif  // AGENTBUS_DETAIL_RECEIVER_HPP
-
-namespace agentbus::detail {
-
-class pattern_trie {
- public:
-  void insert(receiver* r) { node_for(r->pattern.str(), true)->add(r, ends_with_gt(r->pattern.str())); }
-
-  void erase(receiver* r) {
-    const std::string_view p = r->pattern.str();
-    erase_rec(root_, p, 0, r, ends_with_gt(p));
-  }
-
-  /// Appends every receiver whose pattern matches `topic` (a valid concrete topic).
-  void match(std::string_view topic, std::vector<receiver*>& out) const { match_rec(root_, topic, 0, out); }
-
- private:
-  struct node {
-    std::map<std::string, std::unique_ptr<node>, std::less<>> children;  // literal segments
-    std::unique_ptr<node> star;                                          // "*"
-    std::vector<receiver*> here;  // patterns ending at this node
-    std::vector<receiver*> rest;  // patterns ending with ">" after this node
-
-    void add(receiver* r, bool gt) { (gt ? rest : here).push_back(r); }
-    bool empty() const noexcept { return children.empty() && !star && here.empty() && rest.empty(); }
-  };
-
-  static bool ends_with_gt(std::string_view p) noexcept { return p == ">" || p.ends_with(".>"); }
-
-  node* node_for(std::string_view pattern, bool create) {
-    node* n = &root_;
-    std::size_t i = 0;
-    while (i < pattern.size()) {
-      const std::size_t e = std::min(pattern.find('.', i), pattern.size());
-      const std::string_view seg = pattern.substr(i, e - i);
-      if (seg == ">") break;
-      std::unique_ptr<node>* child;
-      if (seg == "*") {
-        child = &n->star;
-      } else {
-        auto it = n->children.find(seg);
-        if (it == n->children.end()) {
-          if (!create) return nullptr;
-          it = n->children.emplace(std::string(seg), nullptr).first;
-        }
-        child = &it->second;
-      }
-      if (!*child) {
-        if (!create) return nullptr;
-        *child = std::make_unique<node>();
-      }
-      n = child->get();
-      i = e + 1;
-    }
-    return n;
-  }
-
-  // Returns true when `n` became empty and can be pruned by its parent.
-  static bool erase_rec(node& n, std::string_view p, std::size_t i, receiver* r, bool gt) {
-    const std::size_t e = std::min(p.find('.', i), p.size());
-    const std::string_view seg = i < p.size() ? p.substr(i, e - i) : std::string_view{};
-    if (i > p.size() || seg == ">") {
-      auto& v = gt ? n.rest : n.here;
-      v.erase(std::remove(v.begin(), v.end(), r), v.end());
-      return n.empty();
-    }
-    if (seg == "*") {
-      if (n.star && erase_rec(*n.star, p, e + 1, r, gt)) n.star.reset();
-    } else if (auto it = n.children.find(seg); it != n.children.end()) {
-      if (erase_rec(*it->second, p, e + 1, r, gt)) n.children.erase(it);
-    }
-    return n.empty();
-  }
-
-  // `i` is where the next topic segment starts; past the end means every segment is consumed.
-  static void match_rec(const node& n, std::string_view t, std::size_t i, std::vector<receiver*>& out) {
-    if (i > t.size()) {
-      out.insert(out.end(), n.here.begin(), n.here.end());
-      return;
-    }
-    out.insert(out.end(), n.rest.begin(), n.rest.end());  // ">" needs one or more segments: here they are
-    const std::size_t e = std::min(t.find('.', i), t.size());
-    const std::string_view seg = t.substr(i, e - i);
-    if (auto it = n.children.find(seg); it != n.children.end()) match_rec(*it->second, t, e + 1, out);
-    if (n.star) match_rec(*n.star, t, e + 1, out);
-  }
-
-  node root_;
-};
-
-}  // namespace agentbus::detail
-
-#endif  // AGENTBUS_DETAIL_PATTERN_TRIE_HPP
-#ifndef AGENTBUS_DETAIL_QUIESCENCE_HPP
-#define AGENTBUS_DETAIL_QUIESCENCE_HPP
-
-// Read-side critical sections that cost a few plain instructions, and the writer-side wait
-// ("grace period") that makes unsubscribe safe. This is the scheme behind "publish without
-// locks, unsubscribe with quiescence".
-//
-// Readers (publishers) announce themselves in a per-thread, cache-line padded slot: the slot's
-// counter is odd while the thread is inside a read section. Entering needs the store to the
-// counter to be visible before the reader loads any shared pointer (a StoreLoad order), which
-// normally costs a full fence on every publish. On Linux we instead use membarrier(2)
-// (PRIVATE_EXPEDITED): the *writer*, which is rare, forces a barrier on every running thread
-// of the process, and readers need only a compiler barrier. Where membarrier is unavailable
-// (or under ThreadSanitizer, which does not model it) readers fall back to a real fence.
-//
-// Writers swap in new immutable snapshots, then either
-//   - retire() the old ones: freed once every thread that was inside a read section at
-//     retire time has left it (no waiting; whoever leaves last frees), or
-//   - synchronize(): block until every thread that was inside a read section has left it.
-//
-// Deadlock freedom. synchronize() called from inside a read section (a handler unsubscribing)
-// does not wait for its own thread, and does not wait for another thread that is itself
-// blocked in synchronize() from inside a read section: two handlers unsubscribing each other
-// on two threads would otherwise wait for each other forever. Memory stays safe in both cases
-// because retire() frees nothing until those threads have really left their sections.
-//
-// One process-wide domain serves every bus: a thread inside a handler of any bus delays
-// synchronize() on all of them until that handler returns.
-
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <mutex>
-#include <thread>
-#include <utility>
-#include <vector>
-
-
-#if defined(__linux__)
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
-namespace agentbus::detail {
-
-/// Set once, when the domain starts, if membarrier(2) is usable (then light barriers are
-/// compiler barriers and heavy ones are membarrier calls).
-inline bool asymmetric_barriers_ready = false;
-
-/// The cheap half of an asymmetric Dekker pairing (see the top of this file).
-inline void asymmetric_light_barrier() noexcept {
-  if (asymmetric_barriers_ready)
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  else
-    full_fence();
-}
-
-/// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
-struct alignas(cache_line_size) reader_slot {
-  /// The next event id for this thread: slot index in the high bits, sequence in the low 40
-  /// (2^40 events per thread before the sequence would run into the index).
-  std::uint64_t next_event_id() noexcept { return ++last_id; }
-
-  std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
-  std::atomic<bool> waiting{false};       // owner is blocked in synchronize() inside a section
-  std::atomic<bool> owes_reclaim{false};  // a retired record waits for this thread
-  std::atomic<bool> in_use{false};        // claimed by a live thread
-  unsigned depth = 0;                     // owner: read-section nesting depth
-  bool needs_fence = true;                // owner: no membarrier, fence on entry
-  std::uint64_t last_id = 0;              // owner: last event id handed out (index << 40 | sequence)
-  reader_slot* next = nullptr;            // registry list; immutable once published
-};
-
-/// Objects retired together, freed when every slot listed in `pending` has moved on.
-struct retired_record {
-  struct object {
-    void* ptr;
-    void (*deleter)(void*) noexcept;
-  };
-  std::vector<object> objects;
-  std::vector<std::pair<reader_slot*, std::uint64_t>> pending;
-};
-
-/// The process-wide quiescence domain.
-class quiescence_domain {
- public:
-  static quiescence_domain& instance() noexcept {
-    // Immortal on purpose: buses and threads may outlive static destruction order.
-    static quiescence_domain* d = new quiescence_domain;
-    return *d;
-  }
-
-  /// Registers the calling thread (once per thread) and returns its slot.
-  reader_slot* register_thread();
-  /// Gives the calling thread's slot back at thread exit.
-  void release_thread(reader_slot* s) noexcept;
-
-  /// Frees `ptr` with `deleter` once no read section that may see it is still running.
-  void retire(std::vector<retired_record::object> objects);
-  /// Blocks until every read section running at the time of the call has ended (see top).
-  void synchronize();
-  /// Frees whatever retired records are ready.
-  void reclaim() noexcept;
-
-  /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
-  void heavy_barrier() noexcept {
-#if defined(__linux__)
-    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
-#endif
-    full_fence();
-  }
-
- private:
-  quiescence_domain() {
-#if defined(__linux__) && !AGENTBUS_TSAN
-    const long mask = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (mask > 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-        ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
-      asymmetric_ = true;
-#endif
-    asymmetric_barriers_ready = asymmetric_;
-  }
-
-  /// Slots currently inside a read section, other than `self`.
-  std::vector<std::pair<reader_slot*, std::uint64_t>> active_slots(const reader_slot* self) const {
-    std::vector<std::pair<reader_slot*, std::uint64_t>> out;
-    for (reader_slot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
-      if (s == self) continue;
-      const std::uint64_t c = s->counter.load(std::memory_order_acquire);
-      if (c & 1) out.emplace_back(s, c);
-    }
-    return out;
-  }
-
-  bool asymmetric_ = false;
-  std::atomic<reader_slot*> head_{nullptr};
-  std::atomic<std::uint64_t> slot_count_{0};
-  std::mutex registry_mutex_;
-  std::mutex retired_mutex_;
-  std::vector<retired_record> retired_;
-};
-
-/// The calling thread's slot; constinit so that reading it is one TLS load with no init guard.
-constinit inline thread_local reader_slot* current_reader_slot = nullptr;
-
-/// Releases the slot when its thread exits. Touched only at registration.
-struct reader_slot_owner {
-  reader_slot* slot = nullptr;
-  ~reader_slot_owner() {
-    if (slot) quiescence_domain::instance().release_thread(slot);
-  }
-};
-inline thread_local reader_slot_owner current_reader_slot_owner;
-
-inline reader_slot* quiescence_domain::register_thread() {
-  std::lock_guard lock(registry_mutex_);
-  reader_slot* slot = nullptr;
-  for (reader_slot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
-    bool expected = false;
-    if (!s->in_use.load(std::memory_order_relaxed) &&
-        s->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
-      slot = s;
-      break;
-    }
-  }
-  if (slot == nullptr) {
-    slot = new reader_slot;
-    slot->in_use.store(true, std::memory_order_relaxed);
-    // Event ids are index << 40 | sequence: the low 40 bits are the sequence (event.hpp).
-    slot->last_id = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
-    slot->next = head_.load(std::memory_order_relaxed);
-    head_.store(slot, std::memory_order_release);
-  }
-  slot->needs_fence = !asymmetric_;
-  current_reader_slot = slot;
-  current_reader_slot_owner.slot = slot;
-  return slot;
-}
-
-inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
-  current_reader_slot = nullptr;
-  s->depth = 0;
-  if (s->counter.load(std::memory_order_relaxed) & 1)  // exiting inside a section: close it
-    s->counter.fetch_add(1, std::memory_order_release);
-  s->in_use.store(false, std::memory_order_release);
-  if (s->owes_reclaim.exchange(false, std::memory_order_acq_rel)) reclaim();
-}
-
-/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
-AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
-  reader_slot* s = current_reader_slot;
-  if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
-  if (AGENTBUS_LIKELY(s->depth++ == 0)) {
-    const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
-    if (AGENTBUS_UNLIKELY(s->needs_fence)) {
-      s->counter.store(c, std::memory_order_seq_cst);
-      full_fence();
-    } else {
-      s->counter.store(c, std::memory_order_relaxed);
-      // Compiler barrier only: the writer's membarrier() supplies the hardware barrier.
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    }
-  }
-  return s;
-}
-
-/// Leaves a read section entered by read_lock().
-AGENTBUS_ALWAYS_INLINE void read_unlock(reader_slot* s) noexcept {
-  if (AGENTBUS_LIKELY(--s->depth == 0)) {
-    s->counter.store(s->counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    if (AGENTBUS_UNLIKELY(s->owes_reclaim.load(std::memory_order_relaxed))) {
-      s->owes_reclaim.store(false, std::memory_order_relaxed);
-      quiescence_domain::instance().reclaim();
-    }
-  }
-}
-
-/// The expensive half of an asymmetric Dekker pairing: a full barrier on every running thread.
-inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().heavy_barrier(); }
-
-/// RAII read section.
-class read_guard {
- public:
-  AGENTBUS_ALWAYS_INLINE read_guard() : slot_(read_lock()) {}
-  AGENTBUS_ALWAYS_INLINE ~read_guard() { read_unlock(slot_); }
-  read_guard(const read_guard&) = delete;
-  read_guard& operator=(const read_guard&) = delete;
-  reader_slot* slot() const noexcept { return slot_; }
-
- private:
-  reader_slot* slot_;
-};
-
-inline void quiescence_domain::retire(std::vector<retired_record::object> objects) {
-  if (objects.empty()) return;
-  heavy_barrier();
-  retired_record rec;
-  rec.objects = std::move(objects);
-  rec.pending = active_slots(nullptr);  // includes our own slot when we are inside a section
-  if (rec.pending.empty()) {
-    for (auto& o : rec.objects) o.deleter(o.ptr);
-    return;
-  }
-  {
-    std::lock_guard lock(retired_mutex_);
-    retired_.push_back(std::move(rec));
-    for (auto& [slot, c] : retired_.back().pending) slot->owes_reclaim.store(true, std::memory_order_release);
-  }
-  // A slot may have left its section before seeing owes_reclaim; sweep once now.
-  reclaim();
-}
-
-inline void quiescence_domain::synchronize() {
-  heavy_barrier();
-  reader_slot* self = current_reader_slot;
-  const bool inside = self != nullptr && self->depth > 0;
-  const auto pending = active_slots(inside ? self : nullptr);
-  if (inside) self->waiting.store(true, std::memory_order_seq_cst);
-  for (const auto& [slot, c] : pending) {
-    for (unsigned spins = 0; slot->counter.load(std::memory_order_acquire) == c; ++spins) {
-      // A thread blocked in synchronize() inside its own section would be waiting for us.
-      if (inside && slot->waiting.load(std::memory_order_seq_cst)) break;
-      if (spins < 64)
-        cpu_relax();
-      else
-        std::this_thread::yield();
-    }
-  }
-  if (inside) self->waiting.store(false, std::memory_order_seq_cst);
-  reclaim();
-}
-
-inline void quiescence_domain::reclaim() noexcept {
-  std::vector<retired_record> ready;
-  {
-    std::lock_guard lock(retired_mutex_);
-    for (std::size_t i = 0; i < retired_.size();) {
-      bool done = true;
-      for (auto& [slot, c] : retired_[i].pending) {
-        if (slot->counter.load(std::memory_order_acquire) == c) {
-          done = false;
-          break;
-        }
-      }
-      if (done) {
-        ready.push_back(std::move(retired_[i]));
-        retired_[i] = std::move(retired_.back());
-        retired_.pop_back();
-      } else {
-        ++i;
-      }
-    }
-  }
-  // Deleters run outside the lock: a destructor may itself unsubscribe and retire.
-  for (auto& rec : ready)
-    for (auto& o : rec.objects) o.deleter(o.ptr);
-}
-
-}  // namespace agentbus::detail
-
-#endif  // AGENTBUS_DETAIL_QUIESCENCE_HPP
-#ifndef AGENTBUS_DETAIL_TOPIC_TABLE_HPP
-#define AGENTBUS_DETAIL_TOPIC_TABLE_HPP
-
-// The per-topic cache: concrete topic -> node holding that topic's resolved receivers.
-//
-// Readers (publishers) look topics up without a lock: an open-addressing table of node
-// pointers behind one atomic pointer. Only the router's writer mutex inserts: into an empty
-// slot (a release store, so readers see either nothing or a complete node) or, when the table
-// is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
-// never moved or freed while the router lives, so channels can keep pointers to them.
-
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <string>
-#include <string_view>
-
-
-namespace agentbus::detail {
-
-/// A concrete topic and its resolved receivers.
-struct topic_node {
-  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) : name(t), hash(h), receivers(r) {}
-  ~topic_node() { receiver_list::delete_erased(receivers.load(std::memory_order_relaxed)); }
-
-  std::string name;
-  std::uint64_t hash;
-  std::atomic<receiver_list*> receivers;
-};
-
-class topic_table {
- public:
-  topic_table() : slots_(make_slots(initial_capacity)) {}
-  ~topic_table() {
-    slots* s = slots_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i <= s->mask; ++i) delete s->at(i).load(std::memory_order_relaxed);
-    free_slots(s);
-  }
-  topic_table(const topic_table&) = delete;
-  topic_table& operator=(const topic_table&) = delete;
-
-  /// Lock-free lookup; call inside a read section. nullptr when absent.
-  topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
-    const slots* s = slots_.load(std::memory_order_acquire);
-    for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
-      topic_node* n = s->at(i).load(std::memory_order_acquire);
-      if (n == nullptr) return nullptr;
-      if (n->hash == hash && n->name == name) return n;
-    }
-  }
-
-  /// Inserts a new node (caller holds the writer mutex and checked that it is absent).
-  void insert(topic_node* node) {
-    slots* s = slots_.load(std::memory_order_relaxed);
-    if ((size_ + 1) * 2 > s->mask + 1) {
-      slots* bigger = make_slots((s->mask + 1) * 2);
-      for (std::size_t i = 0; i <= s->mask; ++i)
-        if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) place(bigger, n);
-      slots_.store(bigger, std::memory_order_release);
-      quiescence_domain::instance().retire({{s, &free_slots_erased}});
-      s = bigger;
-    }
-    place(s, node);
-    ++size_;
-  }
-
-  /// Number of cached topics.
-  std::size_t size() const noexcept { return size_; }
-
-  /// Visits every node (caller holds the writer mutex).
-  template <class F>
-  void for_each(F&& f) const {
-    const slots* s = slots_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i <= s->mask; ++i)
-      if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) f(*n);
-  }
-
- private:
-  static constexpr std::size_t initial_capacity = 64;
-
-  struct slots {
-    std::size_t mask;
-    std::atomic<topic_node*>& at(std::size_t i) noexcept {
-      return reinterpret_cast<std::atomic<topic_node*>*>(this + 1)[i];
-    }
-    const std::atomic<topic_node*>& at(std::size_t i) const noexcept {
-      return reinterpret_cast<const std::atomic<topic_node*>*>(this + 1)[i];
-    }
-  };
-
-  static slots* make_slots(std::size_t capacity) {
-    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>));
-    auto* s = ::new (raw) slots{capacity - 1};
-    for (std::size_t i = 0; i < capacity; ++i) ::new (static_cast<void*>(&s->at(i))) std::atomic<topic_node*>(nullptr);
-    return s;
-  }
-  static void free_slots(slots* s) noexcept { ::operator delete(s); }
-  static void free_slots_erased(void* p) noexcept { free_slots(static_cast<slots*>(p)); }
-
-  static void place(slots* s, topic_node* n) noexcept {
-    std::size_t i = n->hash & s->mask;
-    while (s->at(i).load(std::memory_order_relaxed) != nullptr) i = (i + 1) & s->mask;
-    s->at(i).store(n, std::memory_order_release);
-  }
-
-  std::atomic<slots*> slots_;
-  std::size_t size_ = 0;
-};
-
-}  // namespace agentbus::detail
-
-#endif  // AGENTBUS_DETAIL_TOPIC_TABLE_HPP
-
-namespace agentbus {
-
-/// @brief What one publish did.
-/// Kept to 16 bytes so that it comes back in registers: publish is on the hot path.
-struct publish_result {
-  std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
-  std::uint16_t failed = 0;     ///< handlers that threw (each reported to the error hook; saturates)
-  std::uint16_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; saturates)
-  std::uint64_t id = 0;         ///< the event's id
-};
-static_assert(sizeof(publish_result) == 16, "publish_result should fit in two registers");
-
-/// @brief Counters of a bus, read with bus.stats().
-struct bus_stats {
-  std::uint64_t handler_failures = 0;     ///< handler calls that threw
-  std::uint64_t error_hook_failures = 0;  ///< error-hook calls that threw (swallowed)
-  std::uint64_t type_mismatches = 0;      ///< receivers skipped because they take another event type
-  std::uint64_t uncached_publishes = 0;   ///< publishes to topics beyond the topic cache's capacity
-  std::size_t subscriptions = 0;          ///< live subscriptions
-  std::size_t cached_topics = 0;          ///< concrete topics in the router's cache
-};
-
-/// @brief How many concrete topics the router caches. Publishing to a topic beyond this many
-/// distinct ones still works, through a slower path that takes the writer mutex and allocates.
-inline constexpr std::size_t max_cached_topics = std::size_t{1} << 16;
-
-namespace detail {
-
-class router {
- public:
-  router() = default;
-  router(const router&) = delete;
-  router& operator=(const router&) = delete;
-  ~router() {
-    // Only reached when no bus, channel or in-flight unsubscribe refers to us; free directly.
-    for (auto& [id, r] : registry_) r->destroy(r);
-  }
-
-  /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
-  /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
-  /// section. Returns nullptr when the cache is full and `pin` is false.
-  topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
-
-  /// As above, with the text's hash already known (agentbus::topic carries it).
-  topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
-    if (topic_node* n = table_.find(text, h)) return n;
-    return create_node(text, h, pin);
-  }
-
-  /// Takes ownership of `r` and returns its subscription id.
-  std::uint64_t subscribe(receiver* r) {
-    std::vector<retired_record::object> retired;
-    std::uint64_t id;
-    {
-      std::lock_guard lock(mutex_);
-      id = r->id = ++next_id_;
-      r->owner = this;
-      try {
-        trie_.insert(r);
-        registry_.emplace(id, r);
-      } catch (...) {
-        trie_.erase(r);
-        r->destroy(r);
-        throw;
-      }
-      const std::string_view p = r->pattern.str();
-      if (!r->pattern.has_wildcards()) {
-        // Create the node now so the first publish to it needs no allocation.
-        const std::uint64_t h = hash_topic_text(p);
-        if (topic_node* n = table_.find(p, h))
-          replace(*n, n->receivers.load(std::memory_order_relaxed)->with(r), retired);
-        else
-          insert_node(p, h);
-      } else {
-        table_.for_each([&](topic_node& n) {
-          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->with(r), retired);
-        });
-      }
-    }
-    quiescence_domain::instance().retire(std::move(retired));
-    return id;
-  }
-
-  /// Removes a subscription; returns false when it was already gone. On return the handler is
-  /// never started again and no call of it runs on another thread (see quiescence.hpp for the
-  /// exceptions when called from inside a handler).
-  bool unsubscribe(std::uint64_t id) {
-    std::vector<retired_record::object> retired;
-    receiver* handed_over = nullptr;
-    {
-      std::lock_guard lock(mutex_);
-      const auto it = registry_.find(id);
-      if (it == registry_.end()) return false;
-      receiver* r = it->second;
-      r->alive.store(false, std::memory_order_relaxed);
-      registry_.erase(it);
-      trie_.erase(r);
-      const std::string_view p = r->pattern.str();
-      if (!r->pattern.has_wildcards()) {
-        if (topic_node* n = table_.find(p, hash_topic_text(p)))
-          replace(*n, n->receivers.load(std::memory_order_relaxed)->without(r), retired);
-      } else {
-        table_.for_each([&](topic_node& n) {
-          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
-        });
-      }
-      if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
-      else handed_over = r;
-    }
-    auto& domain = quiescence_domain::instance();
-    domain.retire(std::move(retired));
-    domain.synchronize();
-    // An asynchronous receiver may still be named by events waiting in its mailbox: the
-    // mailbox frees it once none can be (see mailbox::retire_receiver).
-    if (handed_over) hand_over(handed_over);
-    return true;
-  }
-
-  /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
-  void shutdown() {
-    std::vector<retired_record::object> retired;
-    std::vector<receiver*> handed_over;
-    {
-      std::lock_guard lock(mutex_);
-      for (auto& [id, r] : registry_) {
-        r->alive.store(false, std::memory_order_relaxed);
-        trie_.erase(r);
-        if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
-        else handed_over.push_back(r);
-      }
-      registry_.clear();
-      table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
-    }
-    auto& domain = quiescence_domain::instance();
-    domain.retire(std::move(retired));
-    domain.synchronize();
-    for (receiver* r : handed_over) hand_over(r);
-  }
-
-  /// Receivers of a topic that is not cached (the cache is full). Call inside a read section.
-  std::vector<receiver*> resolve_uncached(std::string_view text) {
-    uncached_publishes_.fetch_add(1, std::memory_order_relaxed);
-    std::vector<receiver*> out;
-    std::lock_guard lock(mutex_);
-    trie_.match(text, out);
-    std::sort(out.begin(), out.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
-    return out;
-  }
-
-  /// Calls every receiver in `list` that takes T. Call inside a read section.
-  template <class T, class Range>
-  AGENTBUS_ALWAYS_INLINE publish_result dispatch(const Range& list, const event<T>& ev) {
-    publish_result result;
-    result.id = ev.id();
-    constexpr type_id tid = type_id_of<T>();
-    for (receiver* r : list) {
-      if (AGENTBUS_UNLIKELY(r->type != tid)) {
-        type_mismatches_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      // Relaxed is enough: a concurrent unsubscribe on another thread also waits for us to
-      // leave the read section; this check is for unsubscribes earlier in this same dispatch.
-      if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
-      try {
-        if (AGENTBUS_LIKELY(r->invoke(r, ev)))
-          ++result.delivered;
-        else if (result.rejected != UINT16_MAX)
-          ++result.rejected;
-      } catch (...) {
-        if (result.failed != UINT16_MAX) ++result.failed;
-        report_failure(ev, *r, std::current_exception());
-      }
-    }
-    return result;
-  }
-
-  void set_error_handler(error_handler h) {
-    auto p = h ? std::make_shared<const error_handler>(std::move(h)) : nullptr;
-    std::lock_guard lock(hook_mutex_);
-    error_handler_ = std::move(p);
-  }
-
-  bus_stats stats() const {
-    bus_stats s;
-    s.handler_failures = handler_failures_.load(std::memory_order_relaxed);
-    s.error_hook_failures = error_hook_failures_.load(std::memory_order_relaxed);
-    s.type_mismatches = type_mismatches_.load(std::memory_order_relaxed);
-    s.uncached_publishes = uncached_publishes_.load(std::memory_order_relaxed);
-    std::lock_guard lock(mutex_);
-    s.subscriptions = registry_.size();
-    s.cached_topics = table_.size();
-    return s;
-  }
-
- private:
-  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h, bool pin) {
-    if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
-    std::lock_guard lock(mutex_);
-    if (topic_node* n = table_.find(text, h)) return n;
-    if (!pin && table_.size() >= max_cached_topics) return nullptr;
-    return insert_node(text, h);
-  }
-
-  // Caller holds mutex_.
-  topic_node* insert_node(std::string_view text, std::uint64_t h) {
-    std::vector<receiver*> found;
-    trie_.match(text, found);
-    std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
-    receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
-    auto node = std::make_unique<topic_node>(text, h, list);
-    table_.insert(node.get());
-    return node.release();
-  }
-
-  static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {
-    receiver_list* old = n.receivers.load(std::memory_order_relaxed);
-    n.receivers.store(next, std::memory_order_release);
-    retired.push_back({old, &receiver_list::delete_erased});
-  }
-
-  // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
-  // names it any more.
-  static void hand_over(receiver* r) noexcept { r->hand_over(r); }
-
- public:
-  /// Counts a handler failure and hands it to the error hook (never throws; also used by
-  /// history replay).
-  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
-    handler_failures_.fetch_add(1, std::memory_order_relaxed);
-    std::shared_ptr<const error_handler> hook;
-    {
-      std::lock_guard lock(hook_mutex_);
-      hook = error_handler_;
-    }
-    if (!hook) return;
-    try {
-      (*hook)(handler_failure{ev.envelope(), r.id, r.pattern.str(), std::move(error)});
-    } catch (...) {
-      error_hook_failures_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
- private:
-  mutable std::mutex mutex_;  // writers only; never held while a handler runs
-  topic_table table_;
-  pattern_trie trie_;
-  std::unordered_map<std::uint64_t, receiver*> registry_;
-  std::uint64_t next_id_ = 0;
-
-  std::mutex hook_mutex_;  // guards the pointer only; the hook runs outside it
-  std::shared_ptr<const error_handler> error_handler_;
-
-  std::atomic<std::uint64_t> handler_failures_{0};
-  std::atomic<std::uint64_t> error_hook_failures_{0};
-  std::atomic<std::uint64_t> type_mismatches_{0};
-  std::atomic<std::uint64_t> uncached_publishes_{0};
-};
-
-}  // namespace detail
-}  // namespace agentbus
-
-#endif  // AGENTBUS_ROUTER_ROUTER_HPP
-#ifndef AGENTBUS_ROUTER_SUBSCRIPTION_HPP
-#define AGENTBUS_ROUTER_SUBSCRIPTION_HPP
-
-#include <cstdint>
-#include <memory>
-#include <utility>
-
-
-namespace agentbus {
-
-/// @brief RAII handle of one subscription: unsubscribes when destroyed.
-///
-/// The guarantee: once unsubscribe() (or the destructor) returns, the handler is never called
-/// again, and no call of it is still running on another thread, so the caller may free what
-/// the handler captured. Exceptions, both only when called from inside a handler:
-///   - a handler unsubscribing itself returns at once; its own current call goes on;
-///   - two handlers on two threads unsubscribing each other at the same moment cannot both
-///     wait for the other to finish (that would deadlock): a call made while the other thread
-///     is itself blocked in unsubscribe() does not wait for that thread.
-/// Unsubscribing waits for every handler call running on other threads when it starts (of any
-/// bus), not just this subscription's, so keep handlers short or move long work to a mailbox.
-///
-/// A handle may outlive its bus: unsubscribing then does nothing. Handles are move-only and,
-/// like any object, not to be used from two threads at once.
-class subscription {
- public:
-  /// @brief An empty handle.
-  subscription() noexcept = default;
-  subscription(const subscription&) = delete;
-  subscription& operator=(const subscription&) = delete;
-  /// @brief Takes over `other`'s subscription.
-  subscription(subscription&& other) noexcept
-      : router_(std::move(other.router_)), id_(std::exchange(other.id_, 0)) {}
-  /// @brief Unsubscribes the current subscription, then takes over `other`'s.
-  subscription& operator=(subscription&& other) noexcept {
-    if (this != &other) {
-      unsubscribe();
-      router_ = std::move(other.router_);
-      id_ = std::exchange(other.id_, 0);
-    }
-    return *this;
-  }
-  ~subscription() { unsubscribe(); }
-
-  /// @brief Ends the subscription (idempotent). See the class comment for the guarantee.
-  void unsubscribe() noexcept {
-    if (id_ == 0) return;
-    const std::uint64_t id = std::exchange(id_, 0);
-    if (auto r = router_.lock()) {
-      try {
-        r->unsubscribe(id);
-      } catch (...) {
-        // Only allocation can fail here; the receiver is already dead (alive == false).
-      }
-    }
-    router_.reset();
-  }
-
-  /// @brief Lets the subscription live as long as the bus; the handle becomes empty.
-  void detach() noexcept {
-    id_ = 0;
-    router_.reset();
-  }
-
-  /// @brief True while the handle holds a subscription (the bus may still have gone away).
-  bool active() const noexcept { return id_ != 0; }
-  /// @brief The subscription's id (0 when empty); matches handler_failure::subscription_id.
-  std::uint64_t id() const noexcept { return id_; }
-
- private:
-  template <class S, class T>
-  friend class basic_bus;
-  subscription(std::weak_ptr<detail::router> r, std::uint64_t id) noexcept : router_(std::move(r)), id_(id) {}
-
-  std::weak_ptr<detail::router> router_;
-  std::uint64_t id_ = 0;
-};
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_ROUTER_SUBSCRIPTION_HPP
-#ifndef AGENTBUS_STORAGE_POLICY_HPP
-#define AGENTBUS_STORAGE_POLICY_HPP
-
-// Storage policies decide what the bus keeps of published events. This header holds the
-// concept every storage policy satisfies and the default, storage::none. The others:
-// storage::memory_ring<N> (agentbus/storage/memory_ring.hpp) and storage::journal
-// (agentbus/storage/journal_policy.hpp).
-//
-// A persisting policy (persists == true) also has `options` (what the bus constructor takes)
-// and `store` (what the bus owns), which the bus uses like this:
-//   store(const options&)                       opens the storage
-//   std::uint64_t next_offset()                 the offset the next stored event gets
-//   std::uint64_t append(event<T>&)             stores an event before it is dispatched, sets
-//                                               and returns its offset (keeps_blocks: the
-//                                               event lives in a shared block)
-//   cursor<T> open<T>(history, optional<topic_pattern>)  a reader: next(), current(),
-//                                               position(), stats(); it follows new events
-
-#include <concepts>
-#include <cstdint>
-
-namespace agentbus {
-
-/// @brief A storage policy: a type with `using storage_tag = void;` and a
-/// `static constexpr bool persists` saying whether published events are kept; a persisting
-/// one also has `options` and a `store` constructible from them (see above).
-template <class S>
-concept storage_policy = requires {
-  typename S::storage_tag;
-  { S::persists } -> std::convertible_to<bool>;
-} && (!S::persists || requires(typename S::store& store) {
-  typename S::options;
-  requires std::constructible_from<typename S::store, const typename S::options&>;
-  { store.next_offset() } -> std::convertible_to<std::uint64_t>;
-  { S::store::keeps_blocks } -> std::convertible_to<bool>;
-});
-
-namespace storage {
-
-/// @brief Keep nothing: events exist only while they are being delivered (the default).
-struct none {
-  using storage_tag = void;
-  static constexpr bool persists = false;
-};
-
-}  // namespace storage
-
-static_assert(storage_policy<storage::none>);
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_STORAGE_POLICY_HPP
-#ifndef AGENTBUS_STORAGE_CODEC_HPP
-#define AGENTBUS_STORAGE_CODEC_HPP
-
-// Codecs turn payloads into bytes and back, for the storage policies that persist events.
-//
-// Built in: trivially copyable types (their object representation; pointers excluded),
-// std::string, and std::vector<U> of any codec-able U. A user type gets a codec in one of two
-// ways:
-//   - ADL hooks, found in the type's namespace:
-//       void agentbus_encode(agentbus::byte_writer& out, const my_type& value);
-//       my_type agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<my_type>);
-//   - or a specialization of agentbus::codec<my_type> with static encode/decode/fingerprint.
-//
-// Every codec has a 64-bit fingerprint of the byte layout it writes. Records store it with the
-// schema name and version, so that a reader whose type has changed without a version bump
-// finds out (a fingerprint mismatch) instead of decoding garbage. For trivially copyable types
-// the fingerprint covers size and alignment; for ADL codecs it is derived from the schema name
-// unless the type provides `static constexpr std::uint64_t codec_fingerprint`.
-
-#include <bit>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <vector>
-
-
-namespace agentbus {
-
-/// @brief A payload's bytes could not be decoded (too short, bad length, upcaster refused).
-class codec_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// @brief Appends bytes to a growable buffer; what encoders write into.
-class byte_writer {
- public:
-  /// @brief Appends `size` bytes from `data`.
-  void write(const void* data, std::size_t size) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + size);
-    if (size != 0) std::memcpy(bytes_.data() + at, data, size);
-  }
-  /// @brief Appends the object representation of a trivially copyable value.
-  template <class V>
-    requires std::is_trivially_copyable_v<V>
-  void write_value(const V& value) {
-    write(&value, sizeof(V));
-  }
-  /// @brief Appends a length-prefixed (u32) string.
-  void write_string(std::string_view s) {
-    if (s.size() > UINT32_MAX) throw codec_error("agentbus: codec: a string longer than 4 GiB cannot be encoded");
-    write_value(static_cast<std::uint32_t>(s.size()));
-    write(s.data(), s.size());
-  }
-  /// @brief The bytes written so far.
-  std::span<const std::byte> bytes() const noexcept { return bytes_; }
-  /// @brief Forgets the bytes (keeps the capacity, so a reused writer does not allocate).
-  void clear() noexcept { bytes_.clear(); }
-
- private:
-  std::vector<std::byte> bytes_;
-};
-
-/// @brief Reads bytes from a span; what decoders read from. Reading past the end throws
-/// codec_error, so a truncated or corrupted payload is reported, never read out of bounds.
-class byte_reader {
- public:
-  /// @brief Reads from `bytes` (not copied: must outlive the reader).
-  explicit byte_reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
-  /// @brief Copies the next `size` bytes into `out`.
-  void read(void* out, std::size_t size) {
-    if (size > remaining()) throw codec_error("agentbus: codec: payload ends early (truncated or wrong type)");
-    if (size != 0) std::memcpy(out, bytes_.data() + at_, size);
-    at_ += size;
-  }
-  /// @brief Reads a trivially copyable value.
-  template <class V>
-    requires std::is_trivially_copyable_v<V> && std::is_default_constructible_v<V>
-  V read_value() {
-    V v;
-    read(&v, sizeof(V));
-    return v;
-  }
-  /// @brief Reads a length-prefixed (u32) string written by byte_writer::write_string.
-  std::string read_string() {
-    const auto size = read_value<std::uint32_t>();
-    if (size > remaining()) throw codec_error("agentbus: codec: string length exceeds the payload");
-    std::string s(reinterpret_cast<const char*>(bytes_.data() + at_), size);
-    at_ += size;
-    return s;
-  }
-  /// @brief Bytes not read yet.
-  std::size_t remaining() const noexcept { return bytes_.size() - at_; }
-
- private:
-  std::span<const std::byte> bytes_;
-  std::size_t at_ = 0;
-};
-
-/// @brief Tag that selects a type in ADL decode hooks: `agentbus_decode(in, codec_tag<T>{})`.
-template <class T>
-struct codec_tag {};
-
-namespace detail {
-
-/// 64-bit FNV-1a, usable at compile time: codec fingerprints are constants.
-constexpr std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ull) noexcept {
-  for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
-constexpr std::uint64_t fnv1a_value(std::uint64_t v, std::uint64_t h) noexcept {
-  for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xffu)) * 1099511628211ull;
-  return h;
-}
-
-template <class T>
-concept has_adl_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
-  agentbus_encode(out, value);
-  { agentbus_decode(in, codec_tag<T>{}) } -> std::same_as<T>;
-};
-
-template <class T>
-concept trivially_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
-                            !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
-
-}  // namespace detail
-
-/// @brief The codec of T: `static void encode(byte_writer&, const T&)`,
-/// `static T decode(byte_reader&)`, `static constexpr std::uint64_t fingerprint()`.
-/// Specialize it for a type, or use the ADL hooks described at the top of this header.
-template <class T>
-struct codec {};  // no codec: has_codec<T> is false (see require_codec for the error users see)
-
-template <class T>
-  requires detail::has_adl_codec<T>
-struct codec<T> {
-  static void encode(byte_writer& out, const T& value) { agentbus_encode(out, value); }
-  static T decode(byte_reader& in) { return agentbus_decode(in, codec_tag<T>{}); }
-  static constexpr std::uint64_t fingerprint() noexcept {
-    if constexpr (requires { { T::codec_fingerprint } -> std::convertible_to<std::uint64_t>; })
-      return static_cast<std::uint64_t>(T::codec_fingerprint);
-    else
-      return detail::fnv1a(event_traits<T>::name(), detail::fnv1a("adl:"));
-  }
-};
-
-template <class T>
-  requires(!detail::has_adl_codec<T> && detail::trivially_codable<T>)
-struct codec<T> {
-  static void encode(byte_writer& out, const T& value) { out.write_value(value); }
-  static T decode(byte_reader& in) { return in.read_value<T>(); }
-  static constexpr std::uint64_t fingerprint() noexcept {
-    std::uint64_t h = detail::fnv1a("trivial:");
-    h = detail::fnv1a_value(sizeof(T), h);
-    h = detail::fnv1a_value(alignof(T), h);
-    return detail::fnv1a_value(std::is_floating_point_v<T> ? 1u : std::is_integral_v<T> ? 2u : 3u, h);
-  }
-};
-
-template <>
-struct codec<std::string> {
-  static void encode(byte_writer& out, const std::string& value) { out.write_string(value); }
-  static std::string decode(byte_reader& in) { return in.read_string(); }
-  static constexpr std::uint64_t fingerprint() noexcept { return detail::fnv1a("string:u32-length"); }
-};
-
-/// @brief True when T can be persisted: codec<T> has encode, decode and fingerprint.
-template <class T>
-concept has_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
-  codec<T>::encode(out, value);
-  { codec<T>::decode(in) } -> std::same_as<T>;
-  { codec<T>::fingerprint() } -> std::convertible_to<std::uint64_t>;
-};
-
-namespace detail {
-/// Called by persisting storage policies: the one place that explains a missing codec.
-template <class T>
-constexpr void require_codec() noexcept {
-  static_assert(has_codec<T>,
-                "agentbus: this event type has no codec, so it cannot be persisted. Make it trivially copyable, or "
-                "define in its namespace `void agentbus_encode(agentbus::byte_writer&, const T&)` and "
-                "`T agentbus_decode(agentbus::byte_reader&, agentbus::codec_tag<T>)`, or specialize "
-                "agentbus::codec<T> (see agentbus/storage/codec.hpp)");
-}
-}  // namespace detail
-
-template <class U, class A>
-  requires has_codec<U>
-struct codec<std::vector<U, A>> {
-  static void encode(byte_writer& out, const std::vector<U, A>& value) {
-    if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
-    out.write_value(static_cast<std::uint32_t>(value.size()));
-    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>)
-      out.write(value.data(), value.size() * sizeof(U));
-    else
-      for (const U& v : value) codec<U>::encode(out, v);
-  }
-  static std::vector<U, A> decode(byte_reader& in) {
-    const auto size = in.read_value<std::uint32_t>();
-    std::vector<U, A> value;
-    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>) {
-      if (std::size_t{size} * sizeof(U) > in.remaining())
-        throw codec_error("agentbus: codec: vector length exceeds the payload");
-      value.resize(size);
-      in.read(value.data(), std::size_t{size} * sizeof(U));
-    } else {
-      // Each element takes at least a byte, except for empty types: cap the reservation by the
-      // bytes left so a corrupted length cannot make us reserve gigabytes.
-      value.reserve(std::min<std::size_t>(size, in.remaining()));
-      for (std::uint32_t i = 0; i < size; ++i) value.push_back(codec<U>::decode(in));
-    }
-    return value;
-  }
-  static constexpr std::uint64_t fingerprint() noexcept {
-    return detail::fnv1a_value(codec<U>::fingerprint(), detail::fnv1a("vector:u32-count:"));
-  }
-};
-
-/// @brief Encodes `value` with its codec, appending to `out`.
-template <class T>
-void encode(byte_writer& out, const T& value) {
-  codec<T>::encode(out, value);
-}
-
-/// @brief Decodes a T from `bytes`; throws codec_error if the bytes are short or have bytes
-/// left over (a sign the record was written by another layout).
-template <class T>
-T decode(std::span<const std::byte> bytes) {
-  byte_reader in(bytes);
-  T value = codec<T>::decode(in);
-  if (in.remaining() != 0) throw codec_error("agentbus: codec: bytes left over after decoding (wrong type or layout)");
-  return value;
-}
-
-/// @brief The fingerprint of T's codec.
-template <class T>
-constexpr std::uint64_t codec_fingerprint() noexcept {
-  return codec<T>::fingerprint();
-}
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_STORAGE_CODEC_HPP
-#ifndef AGENTBUS_STORAGE_HISTORY_HPP
-#define AGENTBUS_STORAGE_HISTORY_HPP
-
-// Reading back what a storage policy kept: where a replay starts (history), what it found
-// (replay_stats), and replay_range, the iterable form of a replay.
-
-#include <chrono>
-#include <cstddef>
-#include <cstdint>
-#include <iterator>
-#include <string>
-#include <utility>
-#include <vector>
-
-
-namespace agentbus {
-
-/// @brief Where a replay, or the history part of a subscription, starts.
-///
-/// `bus.subscribe<T>("tasks.>", handler, history::all())` first hands the handler every
-/// retained event, then live ones, with no gap and no duplicate at the seam.
-struct history {
-  /// @brief The kinds of starting points.
-  enum class start : std::uint8_t { all, offset, time };
-  start from = start::all;                            ///< which of the fields below applies
-  std::uint64_t offset = 0;                           ///< start::offset: the first offset wanted
-  std::chrono::system_clock::time_point time{};       ///< start::time: the first publish time wanted
-
-  /// @brief Everything still retained.
-  static history all() noexcept { return {}; }
-  /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
-  /// one not assigned yet starts at the end: it replays nothing, and a subscription gets
-  /// every live event.
-  static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
-  /// @brief Events published at or after `time`.
-  static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }
-};
-
-/// @brief What a replay found. Every record that was not delivered is counted in one field;
-/// `problems` keeps the first messages (up to max_problems) that explain them.
-struct replay_stats {
-  std::uint64_t delivered = 0;               ///< events handed out
-  std::uint64_t other_topics = 0;            ///< records skipped: the topic did not match the pattern
-  std::uint64_t other_types = 0;             ///< records skipped: another schema (event type) than the one asked for
-  std::uint64_t upcast = 0;                  ///< delivered after an upcaster converted an older schema version
-  std::uint64_t version_mismatches = 0;      ///< not delivered: another schema version and no upcaster registered
-  std::uint64_t fingerprint_mismatches = 0;  ///< not delivered: same version but the codec layout differs
-  std::uint64_t decode_errors = 0;           ///< not delivered: the codec (or an upcaster) rejected the bytes
-  std::uint64_t corrupt = 0;                 ///< damaged records found (checksum); never delivered
-  std::uint64_t handler_failures = 0;        ///< handler calls that threw (replay into a handler)
-  bool truncated_by_retention = false;       ///< the start had been deleted by retention; replay began at the oldest retained
-  std::vector<std::string> problems;         ///< the first messages explaining the counts above
-
-  /// @brief How many problem messages are kept.
-  static constexpr std::size_t max_problems = 32;
-  /// @brief True when nothing was lost: no mismatch, decode error, corruption or handler failure.
-  bool clean() const noexcept {
-    return version_mismatches == 0 && fingerprint_mismatches == 0 && decode_errors == 0 && corrupt == 0 &&
-           handler_failures == 0 && !truncated_by_retention;
-  }
-  /// @brief Records a problem message (kept while fewer than max_problems are).
-  void note(std::string message) {
-    if (problems.size() < max_problems) problems.push_back(std::move(message));
-  }
-};
-
-/// @brief A replay as a range: `for (const event<T>& ev : bus.records<T>(history::all()))`.
-///
-/// Single pass (an input range). Each event is valid until the iterator advances; call
-/// retain() to keep one. `stats()` tells what was skipped, so far. Cursor is the storage
-/// policy's reader; this type only adapts it to range-for.
-template <class Cursor>
-class replay_range {
- public:
-  /// @brief The event type the range yields.
-  using event_type = typename Cursor::event_type;
-
-  /// @brief Wraps a storage cursor.
-  explicit replay_range(Cursor cursor) : cursor_(std::move(cursor)) {}
-
-  /// @brief Input iterator over the replayed events.
-  class iterator {
-   public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = event_type;
-    using difference_type = std::ptrdiff_t;
-    using pointer = const event_type*;
-    using reference = const event_type&;
-
-    iterator() noexcept = default;
-    reference operator*() const noexcept { return cursor_->current(); }
-    pointer operator->() const noexcept { return &cursor_->current(); }
-    iterator& operator++() {
-      if (!cursor_->next()) cursor_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.cursor_ == b.cursor_; }
-
-   private:
-    friend class replay_range;
-    explicit iterator(Cursor* c) noexcept : cursor_(c) {}
-    Cursor* cursor_ = nullptr;
-  };
-
-  /// @brief Starts the replay (reads the first event). Call once.
-  iterator begin() { return cursor_.next() ? iterator(&cursor_) : iterator(); }
-  /// @brief The end of the replay.
-  iterator end() noexcept { return iterator(); }
-  /// @brief What the replay found so far.
-  const replay_stats& stats() const noexcept { return cursor_.stats(); }
-  /// @brief The offset the next event would be read from.
-  std::uint64_t position() const noexcept { return cursor_.position(); }
-
- private:
-  Cursor cursor_;
-};
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_STORAGE_HISTORY_HPP
-#ifndef AGENTBUS_STORAGE_MEMORY_RING_HPP
-#define AGENTBUS_STORAGE_MEMORY_RING_HPP
-
-// storage::memory_ring<N>: the last N published events, kept in memory for late joiners and
-// replay. Nothing is encoded: the ring shares the published event's block (one reference per
-// kept event), so any event type works and keeping history costs no copy of the payload.
-//
-// Threading: append and the readers take one mutex for a few instructions (the ring holds
-// pointers); replay copies the wanted part of the ring out (adding references) and reads it
-// outside the lock, so handlers never run under it.
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <mutex>
-#include <optional>
-#include <string>
-#include <utility>
-#include <vector>
-
-
-namespace agentbus {
-
-namespace detail {
-
-/// The ring itself, independent of N (the capacity is a constructor argument).
-class ring_store {
-  struct entry {
-    std::uint64_t offset = 0;
-    type_id type = nullptr;
-    block_header* block = nullptr;
-  };
-
- public:
-  /// The event reaches the ring inside a shared block (publish builds one for it).
-  static constexpr bool keeps_blocks = true;
-
-  explicit ring_store(std::size_t capacity) : slots_(capacity) {}
-  ring_store(const ring_store&) = delete;
-  ring_store& operator=(const ring_store&) = delete;
-  ~ring_store() {
-    for (entry& e : slots_)
-      if (e.block != nullptr) e.block->release();
-  }
-
-  /// Keeps `ev` (which lives in a block) and gives it the next offset. Called before the event
-  /// is dispatched, so setting its offset races with no reader.
-  template <class T>
-  std::uint64_t append(event<T>& ev) {
-    auto* block = const_cast<block_header*>(ev.block());
-    block->add_ref();
-    block_header* evicted = nullptr;
-    std::uint64_t offset;
-    {
-      std::lock_guard lock(mutex_);
-      offset = next_;
-      offset_setter::set(ev, offset);
-      entry& slot = slots_[offset % slots_.size()];
-      evicted = slot.block;
-      slot = entry{offset, type_id_of<T>(), block};
-      ++next_;
-    }
-    if (evicted != nullptr) evicted->release();
-    return offset;
-  }
-
-  /// The offset the next event will get.
-  std::uint64_t next_offset() const {
-    std::lock_guard lock(mutex_);
-    return next_;
-  }
-  /// The oldest offset still in the ring.
-  std::uint64_t first_offset() const {
-    std::lock_guard lock(mutex_);
-    return first_locked();
-  }
-  /// How many events the ring keeps at most.
-  std::size_t capacity() const noexcept { return slots_.size(); }
-
-  /// A reader of the ring for events of type T; it follows new events as they come.
-  template <class T>
-  class cursor {
-   public:
-    using event_type = event<T>;
-
-    cursor(const ring_store& ring, history start, std::optional<topic_pattern> filter)
-        : ring_(&ring), start_(start), filter_(std::move(filter)) {
-      // An offset not assigned yet starts at the end, as the journal's readers do: the history
-      // seam opens at the cursor's position, and live events from the end on must get through.
-      position_ = start.from == history::start::offset ? std::min(start.offset, ring.next_offset()) : 0;
-    }
-    cursor(cursor&& other) noexcept
-        : ring_(other.ring_), start_(other.start_), filter_(std::move(other.filter_)),
-          batch_(std::move(other.batch_)), at_(other.at_), position_(other.position_), started_(other.started_),
-          stats_(std::move(other.stats_)) {
-      other.batch_.clear();
-    }
-    cursor& operator=(cursor&&) = delete;
-    ~cursor() { drop_batch(); }
-
-    /// Moves to the next matching event; false when there is none (yet).
-    bool next() {
-      for (;;) {
-        if (at_ == batch_.size() && !refill()) return false;
-        const entry e = batch_[at_++];
-        const event_core& core = *e.block->core;
-        position_ = e.offset + 1;
-        if (filter_ && !filter_->matches(core.topic())) {
-          ++stats_.other_topics;
-          continue;
-        }
-        if (start_.from == history::start::time && core.published() < start_.time) continue;
-        if (!is_type(e)) {
-          ++stats_.other_types;
-          continue;
-        }
-        current_ = static_cast<const event<T>*>(&core);
-        ++stats_.delivered;
-        return true;
-      }
-    }
-    /// The event next() moved to.
-    const event<T>& current() const noexcept { return *current_; }
-    /// The current event as a shared_event (the ring's block: no copy).
-    shared_event<T> share() const { return current_->retain(); }
-    /// The offset the next event would come from.
-    std::uint64_t position() const noexcept { return position_; }
-    /// What the reader found so far.
-    const replay_stats& stats() const noexcept { return stats_; }
-    /// What the reader found so far.
-    replay_stats& stats() noexcept { return stats_; }
-
-   private:
-    static bool is_type(const entry& e) noexcept { return e.type == type_id_of<T>(); }
-
-    bool refill() {
-      drop_batch();
-      std::lock_guard lock(ring_->mutex_);
-      const std::uint64_t first = ring_->first_locked();
-      if (position_ < first && !started_ && start_.from != history::start::offset) {
-        position_ = first;  // "all" or "since": the oldest kept is where they start
-      } else if (position_ < first) {
-        stats_.truncated_by_retention = true;
-        stats_.note("agentbus: memory_ring: offsets " + std::to_string(position_) + ".." + std::to_string(first - 1) +
-                    " were overwritten before they were read (the ring keeps " +
-                    std::to_string(ring_->slots_.size()) + " events)");
-        position_ = first;
-      }
-      started_ = true;
-      for (std::uint64_t o = position_; o < ring_->next_; ++o) {
-        const entry& e = ring_->slots_[o % ring_->slots_.size()];
-        e.block->add_ref();
-        batch_.push_back(e);
-      }
-      return !batch_.empty();
-    }
-    void drop_batch() noexcept {
-      // The current event (already handed out) is released here too: it stays valid until the
-      // next call, as documented.
-      for (const entry& e : batch_) e.block->release();
-      batch_.clear();
-      at_ = 0;
-    }
-
-    const ring_store* ring_;
-    history start_;
-    std::optional<topic_pattern> filter_;
-    std::vector<entry> batch_;
-    std::size_t at_ = 0;
-    std::uint64_t position_ = 0;
-    bool started_ = false;
-    const event<T>* current_ = nullptr;
-    replay_stats stats_;
-  };
-
-  /// A reader of events of type T from `start`, optionally only on topics matching `filter`.
-  template <class T>
-  cursor<T> open(history start, std::optional<topic_pattern> filter) const {
-    return cursor<T>(*this, start, std::move(filter));
-  }
-
- private:
-  std::uint64_t first_locked() const noexcept { return next_ > slots_.size() ? next_ - slots_.size() : 0; }
-
-  mutable std::mutex mutex_;
-  std::vector<entry> slots_;
-  std::uint64_t next_ = 0;
-};
-
-}  // namespace detail
-
-namespace storage {
-
-/// @brief Keep the last N published events in memory, for history subscriptions and replay.
-/// Any event type works (no codec needed); the ring shares each event's block, so keeping
-/// history copies no payload. Offsets count published events from 0.
-template <std::size_t N>
-struct memory_ring {
-  static_assert(N > 0, "agentbus: storage::memory_ring<N>: N (how many events to keep) must be at least 1");
-  using storage_tag = void;
-  static constexpr bool persists = true;
-
-  /// @brief Nothing to configure: the capacity is N.
-  struct options {};
-
-  /// @brief What the bus owns: the ring.
-  class store : public detail::ring_store {
-   public:
-    explicit store(const options& = {}) : detail::ring_store(N) {}
-  };
-};
-
-}  // namespace storage
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_STORAGE_MEMORY_RING_HPP
-#ifndef AGENTBUS_TRANSPORT_POLICY_HPP
-#define AGENTBUS_TRANSPORT_POLICY_HPP
-
-// Transport policies decide whether events leave the process. This header holds the concept
-// every transport policy satisfies and the default, transport::in_process.
-
-#include <concepts>
-
-namespace agentbus {
-
-/// @brief A transport policy: a type with `using transport_tag = void;` and a
-/// `static constexpr bool bridges` saying whether events cross the process boundary.
-template <class T>
-concept transport_policy = requires {
-  typename T::transport_tag;
-  { T::bridges } -> std::convertible_to<bool>;
-};
-
-namespace transport {
-
-/// @brief Events stay in this process (the default).
-struct in_process {
-  using transport_tag = void;
-  static constexpr bool bridges = false;
-};
-
-}  // namespace transport
-
-static_assert(transport_policy<transport::in_process>);
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_TRANSPORT_POLICY_HPP
-#ifndef AGENTBUS_BUS_CHANNEL_HPP
-#define AGENTBUS_BUS_CHANNEL_HPP
-
-// A resolved channel: one topic and one event type, bound once, published to many times.
-// Publishing through a channel skips parsing, hashing and looking up the topic: it is one
-// acquire load of the topic's receiver list and the calls.
-
-#include <memory>
-#include <stdexcept>
-#include <type_traits>
-#include <string_view>
-#include <utility>
-
-
-namespace agentbus {
-
-namespace detail {
-
-/// Publishes to receivers that keep the event (mailboxes): the payload goes, once, into a
-/// shared block (moved when the caller passed an rvalue), and every receiver, synchronous ones
-/// included, sees that block's event. Out of line: the synchronous path stays small.
-template <class T, class P>
-AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
-                                                  P&& payload, const publish_options& options, std::uint64_t id,
-                                                  std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
-  if constexpr (std::is_constructible_v<T, P&&>) {
-    const T* no_payload = nullptr;
-    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
-    if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
-    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
-    return r.dispatch(list, *held);
-  } else {
-    throw std::logic_error(
-        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
-        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
-  }
-}
-
-/// The body of every publish: stamp the event, build it on the stack, call the receivers.
-template <class P>
-AGENTBUS_ALWAYS_INLINE publish_result publish_to_node(router& r, const topic_node& node, P&& payload,
-                                                      const publish_options& options, reader_slot* slot) {
-  using T = std::remove_cvref_t<P>;
-  const receiver_list* list = node.receivers.load(std::memory_order_acquire);
-  const std::uint64_t id = slot->next_event_id();
-  if (AGENTBUS_UNLIKELY(!list->plain())) {  // empty, or a mailbox needs a shared block
-    if (list->size() == 0) return publish_result{0, 0, 0, id};
-    return publish_retained<T>(r, *list, node.name, std::forward<P>(payload), options, id);
-  }
-  const event<T> ev(payload, node.name, options, id, deadline_from(options));
-  return r.dispatch(*list, ev);
-}
-
-/// Default options, shared so that a publish without options builds none.
-inline constexpr publish_options default_publish_options{};
-
-}  // namespace detail
-
-/// @brief A typed publisher bound to one topic of one bus: `bus.channel<T>("tasks.created")`.
-///
-/// Cheap to copy; safe to use from any number of threads at once. It keeps the bus's router
-/// alive, so publishing after the bus is destroyed is safe and reaches no one.
-template <class T>
-class channel {
- public:
-  static_assert(event_type<T>, "agentbus: channel<T>: T must be a movable, non-const object type");
-
-  /// @brief Publishes `payload` to the channel's topic; synchronous handlers see it by reference.
-  /// When a mailbox subscribes, the payload is copied once into a shared block.
-  publish_result publish(const T& payload, const publish_options& options = detail::default_publish_options) const {
-    detail::read_guard guard;
-    return detail::publish_to_node(*router_, *node_, payload, options, guard.slot());
-  }
-  /// @brief Publishes `payload`; when a mailbox subscribes, the payload is moved (not copied)
-  /// into the shared block.
-  publish_result publish(T&& payload, const publish_options& options = detail::default_publish_options) const {
-    detail::read_guard guard;
-    return detail::publish_to_node(*router_, *node_, std::move(payload), options, guard.slot());
-  }
-
-  /// @brief The channel's topic.
-  std::string_view topic() const noexcept { return node_->name; }
-
-  /// @brief True when at least one subscription currently matches the topic (of any type).
-  bool has_subscribers() const noexcept {
-    detail::read_guard guard;
-    return node_->receivers.load(std::memory_order_acquire)->size() != 0;
-  }
-
- private:
-  template <class S, class U>
-  friend class basic_bus;
-  channel(std::shared_ptr<detail::router> r, detail::topic_node* n) noexcept : router_(std::move(r)), node_(n) {}
-
-  std::shared_ptr<detail::router> router_;
-  detail::topic_node* node_;
-};
-
-}  // namespace agentbus
-
-#endif  // AGENTBUS_BUS_CHANNEL_HPP
-#ifndef AGENTBUS_BUS_BASIC_BUS_HPP
-#define AGENTBUS_BUS_BASIC_BUS_HPP
-
-// The bus: publish typed events on topics, subscribe with patterns.
-//
-// Threading contract
-//   - publish(), subscribe(), unsubscribe and channel() may be called from any thread at any
-//     time, concurrently. Publishing takes no lock at all once a topic has been seen (the first
-//     publish to a topic caches its resolution under the writer mutex, which is never held
-//     while a handler runs, so no handler can be holding it).
-//   - Handlers subscribed with subscribe() run synchronously, on the publishing thread, inside
-//     publish(), in subscription order. Two threads publishing at once run handlers at once:
-//     a handler shared by several publishing threads must be thread-safe itself.
-//   - Reentrancy: a handler may publish (to any topic, including its own), subscribe and
-//     unsubscribe (itself included) without deadlock. A subscription made during a dispatch
-//     receives events published after subscribe() returns, not the one being dispatched.
-//   - Unsubscribing: see subscription. After unsubscribe returns the handler is never called
-//     again and no call of it is still running on another thread.
-//   - Handler failures: a handler that throws does not stop delivery to the others; the
-//     failure is counted (stats().handler_failures) and handed to the error hook (on_error).
-//   - Typed delivery: a subscription takes one event type T. A receiver whose pattern matches
-//     a topic on which another type U is published is skipped for that event and the skip is
-//     counted (stats().type_mismatches); a handler for T never sees a U.
-//   - Storage (a persisting storage policy: storage::memory_ring<N>, storage::journal): publish()
-//     first stores the event, which gives it an offset, then delivers it; publish returns a
-//     stored_publish_result with the offset. With storage::journal the event is as durable as
-//     the journal's durability policy says when publish returns (durability::always: on disk).
-//     Offsets are assigned in the order events are stored; concurrent publishers may deliver
-//     in another order than their offsets. A subscription with a history option first
-//     receives stored events (replayed on the subscribing thread, inside subscribe()), then
-//     live ones: no gap and no duplicate at the seam, with any number of concurrent
-//     publishers.
-//   - Destroying the bus unsubscribes everything (waiting for running handlers as unsubscribe
-//     does). It must not run concurrently with other calls on the same bus object; channels and
-//     subscription handles may outlive it safely.
-
-#include <concepts>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string_view>
-#include <thread>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-#ifndef AGENTBUS_AGENT_MAILBOX_HPP
-#define AGENTBUS_AGENT_MAILBOX_HPP
-
-// A mailbox: the bounded queues through which an agent receives events asynchronously.
-//
-// Publishing to a mailbox subscriber puts the event's shared block (built once per publish,
-// shared by every mailbox and handler: the payload is never copied per receiver) into one of
-// three lock-free MPMC queues, one per priority. Exactly one consumer at a time takes events
-// out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
-// an executor, or the application itself (poll / run_for).
-//
-// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
-// event that is not handled is counted and reported to the mailbox's undelivered hook.
-// Expired events (deadline passed when they reach the head) are not handled; counted and
-// reported too.
-
-#include <array>
-#include <atomic>
-#include <chrono>
-#include <cstddef>
-#include <cstdint>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <string_view>
-#include <thread>
-#include <utility>
-#include <vector>
-
 #ifndef AGENTBUS_QUEUE_MPMC_QUEUE_HPP
 #define AGENTBUS_QUEUE_MPMC_QUEUE_HPP
 
@@ -3086,77 +1283,30 @@ class channel {
 /// - The destructor destroys the elements still in the queue. It must not
 ///   run concurrently with any other member function.
 
+#ifndef AGENTBUS_DETAIL_SYNC_EVENT_COUNT_HPP
+#define AGENTBUS_DETAIL_SYNC_EVENT_COUNT_HPP
+
+// An event count (folly's EventCount shape: prepare_wait / cancel_wait / wait / notify): lets
+// a thread sleep until another makes progress, at no cost to the notifier while nobody
+// sleeps. Knows nothing of the bus; mpmc_queue parks its blocking calls on it.
 
 #include <atomic>
-#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
-#include <memory>
 #include <mutex>
-#include <new>
-#include <optional>
-#include <stdexcept>
-#include <string>
-#include <thread>
-#include <type_traits>
-#include <utility>
 
-// The two hot paths (claim + publish, claim + release) are forced inline
-// into whatever loop calls them. Measured here: left out of line, a single
-// shared copy made a cross-thread round trip cost ~320 ns or 400-490 ns
-// depending on where the linker happened to put it; inline, it follows the
-// caller's loop like any other code. Defined here, undefined at the end.
-#if defined(__GNUC__) || defined(__clang__)
-#define AGENTBUS_MPMC_HOT [[gnu::always_inline]] inline
-#else
-#define AGENTBUS_MPMC_HOT inline
-#endif
 
-namespace agentbus {
+namespace agentbus::detail {
 
-namespace detail {
-
-/// @brief Distance kept between independently written hot fields: two cache
-/// lines, because x86 cores prefetch the adjacent line of a 128-byte pair
-/// along with the one they touch, which drags a neighbour's line into the
-/// wrong core as surely as sharing the line itself.
-inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
-
-/// @brief Slots ahead of its own that a push prefetches (see enqueue()).
-inline constexpr std::size_t mpmc_prefetch_ahead = 8;
-
-/// @brief Asks for the cache line at `p` in a writable state; a hint that never faults.
-inline void mpmc_prefetch_for_write(const void* p) noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-  // PREFETCHW (a no-op on x86 cores that predate it); GCC emits it for
-  // __builtin_prefetch(p, 1) only when the target flags include PRFCHW.
-  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
-#elif defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 1, 3);
-#else
-  (void)p;
-#endif
-}
-
-/// @brief Try-and-pause rounds a blocking queue call makes before yielding.
-/// Sized to cover the typical gap between a push and the next pop on another
-/// core (a few microseconds) without burning a time slice that a descheduled
-/// peer needs when threads outnumber cores.
-inline constexpr unsigned mpmc_spin_limit = 64;
-
-/// @brief Try-and-yield rounds a blocking queue call makes before parking.
-inline constexpr unsigned mpmc_yield_limit = 8;
-
-/// @brief Event count that lets blocking queue calls sleep until the other
-/// side makes progress, at no cost to the other side while nobody sleeps.
+/// @brief Event count that lets a thread sleep until another makes progress
+/// (blocking queue calls), at no cost to the other side while nobody sleeps.
 ///
 /// Waiters register (`prepare_*`), re-check their condition, then sleep until
 /// the epoch differs from the key they read at registration. Notifiers check
 /// `has_waiters()` first and only then bump the epoch and wake.
-class mpmc_event_count {
+class event_count {
  public:
   /// @brief True when some thread is registered as a waiter. A plain load on
   /// x86; the line is only written by threads that are about to sleep.
@@ -3234,14 +1384,71 @@ class mpmc_event_count {
     }
   }
 
+  // Two cache lines apart: x86 cores prefetch the adjacent line of a 128-byte pair.
+  static constexpr std::size_t isolation = 2 * cache_line_size;
+
   // The hot pair (read by every notifier, written only by sleepers) has a
   // line of its own; the timed machinery is touched only on slow paths.
-  alignas(mpmc_isolation) std::atomic<std::uint32_t> waiters_{0};
+  alignas(isolation) std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::uint32_t> epoch_{0};
   std::atomic<std::uint32_t> timed_waiters_{0};
-  alignas(mpmc_isolation) std::mutex timed_mutex_;
+  alignas(isolation) std::mutex timed_mutex_;
   std::condition_variable timed_cv_;
 };
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_DETAIL_SYNC_EVENT_COUNT_HPP
+
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+// The two hot paths (claim + publish, claim + release) are forced inline
+// into whatever loop calls them. Measured here: left out of line, a single
+// shared copy made a cross-thread round trip cost ~320 ns or 400-490 ns
+// depending on where the linker happened to put it; inline, it follows the
+// caller's loop like any other code. Defined here, undefined at the end.
+#if defined(__GNUC__) || defined(__clang__)
+#define AGENTBUS_MPMC_HOT [[gnu::always_inline]] inline
+#else
+#define AGENTBUS_MPMC_HOT inline
+#endif
+
+namespace agentbus {
+
+namespace detail {
+
+/// @brief Distance kept between independently written hot fields: two cache
+/// lines, because x86 cores prefetch the adjacent line of a 128-byte pair
+/// along with the one they touch, which drags a neighbour's line into the
+/// wrong core as surely as sharing the line itself.
+inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
+
+/// @brief Slots ahead of its own that a push prefetches (see enqueue()).
+inline constexpr std::size_t mpmc_prefetch_ahead = 8;
+
+/// @brief Try-and-pause rounds a blocking queue call makes before yielding.
+/// Sized to cover the typical gap between a push and the next pop on another
+/// core (a few microseconds) without burning a time slice that a descheduled
+/// peer needs when threads outnumber cores.
+inline constexpr unsigned mpmc_spin_limit = 64;
+
+/// @brief Try-and-yield rounds a blocking queue call makes before parking.
+inline constexpr unsigned mpmc_yield_limit = 8;
 
 /// @brief The members of a ring slot: sequence number and raw storage for a T.
 template <class T>
@@ -3683,7 +1890,7 @@ class mpmc_queue {
     // consumer is about to read.
     if (capacity_ >= 4 * detail::mpmc_prefetch_ahead &&
         ((pos + detail::mpmc_prefetch_ahead) & (slots_per_line - 1)) == 0)
-      detail::mpmc_prefetch_for_write(&slots_[(pos + detail::mpmc_prefetch_ahead) & mask_]);
+      detail::prefetch_for_write(&slots_[(pos + detail::mpmc_prefetch_ahead) & mask_]);
     return true;
   }
 
@@ -3866,8 +2073,8 @@ class mpmc_queue {
   alignas(detail::mpmc_isolation) std::atomic<size_type> dequeue_pos_{0};
 
   // Consumers sleep on not_empty_, producers on not_full_.
-  detail::mpmc_event_count not_empty_;
-  detail::mpmc_event_count not_full_;
+  detail::event_count not_empty_;
+  detail::event_count not_full_;
 };
 
 }  // namespace agentbus
@@ -3875,6 +2082,1300 @@ class mpmc_queue {
 #undef AGENTBUS_MPMC_HOT
 
 #endif  // AGENTBUS_QUEUE_MPMC_QUEUE_HPP
+#ifndef AGENTBUS_STORAGE_POLICY_HPP
+#define AGENTBUS_STORAGE_POLICY_HPP
+
+// Storage policies decide what the bus keeps of published events. This header holds the
+// concept every storage policy satisfies and the default, storage::none. The others:
+// storage::memory_ring<N> (agentbus/storage/memory_ring.hpp) and storage::journal
+// (agentbus/storage/journal.hpp), each static_asserted against the concept in its header.
+//
+// A persisting policy (persists == true) also has `options` (what the bus constructor takes)
+// and `store` (what the bus owns), which the bus uses like this:
+//   store(const options&)                       opens the storage
+//   std::uint64_t next_offset()                 the offset the next stored event gets
+//   std::uint64_t append(event<T>&)             stores an event before it is dispatched, sets
+//                                               and returns its offset (keeps_blocks: the
+//                                               event lives in a shared block)
+//   cursor<T> open<T>(history, optional<topic_pattern>)  a reader: next(), current(),
+//                                               position(), stats(); it follows new events
+
+#include <concepts>
+#include <cstdint>
+#include <optional>
+
+#ifndef AGENTBUS_STORAGE_HISTORY_HPP
+#define AGENTBUS_STORAGE_HISTORY_HPP
+
+// Reading back what a storage policy kept: where a replay starts (history), what it found
+// (replay_stats), and replay_range, the iterable form of a replay.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace agentbus {
+
+/// @brief Where a replay, or the history part of a subscription, starts.
+///
+/// `bus.subscribe<T>("tasks.>", handler, history::all())` first hands the handler every
+/// retained event, then live ones, with no gap and no duplicate at the seam.
+struct history {
+  /// @brief The kinds of starting points.
+  enum class start : std::uint8_t { all, offset, time };
+  start from = start::all;                            ///< which of the fields below applies
+  std::uint64_t offset = 0;                           ///< start::offset: the first offset wanted
+  std::chrono::system_clock::time_point time{};       ///< start::time: the first publish time wanted
+
+  /// @brief Everything still retained.
+  static history all() noexcept { return {}; }
+  /// @brief From `offset` on. An offset deleted by retention starts at the oldest retained;
+  /// one not assigned yet starts at the end: it replays nothing, and a subscription gets
+  /// every live event.
+  static history from_offset(std::uint64_t offset) noexcept { return {start::offset, offset, {}}; }
+  /// @brief Events published at or after `time`.
+  static history since(std::chrono::system_clock::time_point time) noexcept { return {start::time, 0, time}; }
+};
+
+/// @brief What a replay found. Every record that was not delivered is counted in one field;
+/// `problems` keeps the first messages (up to max_problems) that explain them.
+struct replay_stats {
+  std::uint64_t delivered = 0;               ///< events handed out
+  std::uint64_t other_topics = 0;            ///< records skipped: the topic did not match the pattern
+  std::uint64_t other_types = 0;             ///< records skipped: another schema (event type) than the one asked for
+  std::uint64_t upcast = 0;                  ///< delivered after an upcaster converted an older schema version
+  std::uint64_t version_mismatches = 0;      ///< not delivered: another schema version and no upcaster registered
+  std::uint64_t fingerprint_mismatches = 0;  ///< not delivered: same version but the codec layout differs
+  std::uint64_t decode_errors = 0;           ///< not delivered: the codec (or an upcaster) rejected the bytes
+  std::uint64_t corrupt = 0;                 ///< damaged records found (checksum); never delivered
+  std::uint64_t handler_failures = 0;        ///< handler calls that threw (replay into a handler)
+  bool truncated_by_retention = false;       ///< the start had been deleted by retention; replay began at the oldest retained
+  std::vector<std::string> problems;         ///< the first messages explaining the counts above
+
+  /// @brief How many problem messages are kept.
+  static constexpr std::size_t max_problems = 32;
+  /// @brief True when nothing was lost: no mismatch, decode error, corruption or handler failure.
+  bool clean() const noexcept {
+    return version_mismatches == 0 && fingerprint_mismatches == 0 && decode_errors == 0 && corrupt == 0 &&
+           handler_failures == 0 && !truncated_by_retention;
+  }
+  /// @brief Records a problem message (kept while fewer than max_problems are).
+  void note(std::string message) {
+    if (problems.size() < max_problems) problems.push_back(std::move(message));
+  }
+};
+
+/// @brief A replay as a range: `for (const event<T>& ev : bus.records<T>(history::all()))`.
+///
+/// Single pass (an input range). Each event is valid until the iterator advances; call
+/// retain() to keep one. `stats()` tells what was skipped, so far. Cursor is the storage
+/// policy's reader; this type only adapts it to range-for.
+template <class Cursor>
+class replay_range {
+ public:
+  /// @brief The event type the range yields.
+  using event_type = typename Cursor::event_type;
+
+  /// @brief Wraps a storage cursor.
+  explicit replay_range(Cursor cursor) : cursor_(std::move(cursor)) {}
+
+  /// @brief Input iterator over the replayed events.
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = event_type;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const event_type*;
+    using reference = const event_type&;
+
+    iterator() noexcept = default;
+    reference operator*() const noexcept { return cursor_->current(); }
+    pointer operator->() const noexcept { return &cursor_->current(); }
+    iterator& operator++() {
+      if (!cursor_->next()) cursor_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.cursor_ == b.cursor_; }
+
+   private:
+    friend class replay_range;
+    explicit iterator(Cursor* c) noexcept : cursor_(c) {}
+    Cursor* cursor_ = nullptr;
+  };
+
+  /// @brief Starts the replay (reads the first event). Call once.
+  iterator begin() { return cursor_.next() ? iterator(&cursor_) : iterator(); }
+  /// @brief The end of the replay.
+  iterator end() noexcept { return iterator(); }
+  /// @brief What the replay found so far.
+  const replay_stats& stats() const noexcept { return cursor_.stats(); }
+  /// @brief The offset the next event would be read from.
+  std::uint64_t position() const noexcept { return cursor_.position(); }
+
+ private:
+  Cursor cursor_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_HISTORY_HPP
+
+namespace agentbus {
+
+/// @brief A storage policy: a type with `using storage_tag = void;` and a
+/// `static constexpr bool persists` saying whether published events are kept; a persisting
+/// one also has `options` and a `store` constructible from them (see above).
+/// (Checked with one event type, std::uint64_t, which every policy can store.)
+template <class S>
+concept storage_policy = requires {
+  typename S::storage_tag;
+  { S::persists } -> std::convertible_to<bool>;
+} && (!S::persists || requires(typename S::store& store, const typename S::store& reader,
+                               event<std::uint64_t>& ev, history from) {
+  typename S::options;
+  requires std::constructible_from<typename S::store, const typename S::options&>;
+  { store.next_offset() } -> std::convertible_to<std::uint64_t>;
+  { S::store::keeps_blocks } -> std::convertible_to<bool>;
+  { store.append(ev) } -> std::convertible_to<std::uint64_t>;
+  requires requires(decltype(reader.template open<std::uint64_t>(from, std::optional<topic_pattern>{})) cursor) {
+    { cursor.next() } -> std::convertible_to<bool>;
+    { cursor.current() } -> std::convertible_to<const event<std::uint64_t>&>;
+    { cursor.position() } -> std::convertible_to<std::uint64_t>;
+    cursor.stats();
+  };
+});
+
+namespace storage {
+
+/// @brief Keep nothing: events exist only while they are being delivered (the default).
+struct none {
+  using storage_tag = void;
+  static constexpr bool persists = false;
+};
+
+}  // namespace storage
+
+static_assert(storage_policy<storage::none>);
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_POLICY_HPP
+#ifndef AGENTBUS_STORAGE_CODEC_HPP
+#define AGENTBUS_STORAGE_CODEC_HPP
+
+// Codecs turn payloads into bytes and back, for the storage policies that persist events.
+//
+// Built in: trivially copyable types (their object representation; pointers excluded),
+// std::string, and std::vector<U> of any codec-able U. A user type gets a codec in one of two
+// ways:
+//   - ADL hooks, found in the type's namespace:
+//       void agentbus_encode(agentbus::byte_writer& out, const my_type& value);
+//       my_type agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<my_type>);
+//   - or a specialization of agentbus::codec<my_type> with static encode/decode/fingerprint.
+//
+// Every codec has a 64-bit fingerprint of the byte layout it writes. Records store it with the
+// schema name and version, so that a reader whose type has changed without a version bump
+// finds out (a fingerprint mismatch) instead of decoding garbage. For trivially copyable types
+// the fingerprint covers size and alignment; for ADL codecs it is derived from the schema name
+// unless the type provides `static constexpr std::uint64_t codec_fingerprint`.
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+
+namespace agentbus {
+
+/// @brief A payload's bytes could not be decoded (too short, bad length, upcaster refused).
+class codec_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// @brief Appends bytes to a growable buffer; what encoders write into.
+class byte_writer {
+ public:
+  /// @brief Appends `size` bytes from `data`.
+  void write(const void* data, std::size_t size) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + size);
+    if (size != 0) std::memcpy(bytes_.data() + at, data, size);
+  }
+  /// @brief Appends the object representation of a trivially copyable value.
+  template <class V>
+    requires std::is_trivially_copyable_v<V>
+  void write_value(const V& value) {
+    write(&value, sizeof(V));
+  }
+  /// @brief Appends a length-prefixed (u32) string.
+  void write_string(std::string_view s) {
+    if (s.size() > UINT32_MAX) throw codec_error("agentbus: codec: a string longer than 4 GiB cannot be encoded");
+    write_value(static_cast<std::uint32_t>(s.size()));
+    write(s.data(), s.size());
+  }
+  /// @brief The bytes written so far.
+  std::span<const std::byte> bytes() const noexcept { return bytes_; }
+  /// @brief Forgets the bytes (keeps the capacity, so a reused writer does not allocate).
+  void clear() noexcept { bytes_.clear(); }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+/// @brief Reads bytes from a span; what decoders read from. Reading past the end throws
+/// codec_error, so a truncated or corrupted payload is reported, never read out of bounds.
+class byte_reader {
+ public:
+  /// @brief Reads from `bytes` (not copied: must outlive the reader).
+  explicit byte_reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
+  /// @brief Copies the next `size` bytes into `out`.
+  void read(void* out, std::size_t size) {
+    if (size > remaining()) throw codec_error("agentbus: codec: payload ends early (truncated or wrong type)");
+    if (size != 0) std::memcpy(out, bytes_.data() + at_, size);
+    at_ += size;
+  }
+  /// @brief Reads a trivially copyable value.
+  template <class V>
+    requires std::is_trivially_copyable_v<V> && std::is_default_constructible_v<V>
+  V read_value() {
+    V v;
+    read(&v, sizeof(V));
+    return v;
+  }
+  /// @brief Reads a length-prefixed (u32) string written by byte_writer::write_string.
+  std::string read_string() {
+    const auto size = read_value<std::uint32_t>();
+    if (size > remaining()) throw codec_error("agentbus: codec: string length exceeds the payload");
+    std::string s(reinterpret_cast<const char*>(bytes_.data() + at_), size);
+    at_ += size;
+    return s;
+  }
+  /// @brief Bytes not read yet.
+  std::size_t remaining() const noexcept { return bytes_.size() - at_; }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::size_t at_ = 0;
+};
+
+/// @brief Tag that selects a type in ADL decode hooks: `agentbus_decode(in, codec_tag<T>{})`.
+template <class T>
+struct codec_tag {};
+
+namespace detail {
+
+/// 64-bit FNV-1a, usable at compile time: codec fingerprints are constants.
+constexpr std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ull) noexcept {
+  for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+constexpr std::uint64_t fnv1a_value(std::uint64_t v, std::uint64_t h) noexcept {
+  for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xffu)) * 1099511628211ull;
+  return h;
+}
+
+template <class T>
+concept has_adl_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
+  agentbus_encode(out, value);
+  { agentbus_decode(in, codec_tag<T>{}) } -> std::same_as<T>;
+};
+
+template <class T>
+concept trivially_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+                            !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
+
+}  // namespace detail
+
+/// @brief The codec of T: `static void encode(byte_writer&, const T&)`,
+/// `static T decode(byte_reader&)`, `static constexpr std::uint64_t fingerprint()`.
+/// Specialize it for a type, or use the ADL hooks described at the top of this header.
+template <class T>
+struct codec {};  // no codec: has_codec<T> is false (see require_codec for the error users see)
+
+template <class T>
+  requires detail::has_adl_codec<T>
+struct codec<T> {
+  static void encode(byte_writer& out, const T& value) { agentbus_encode(out, value); }
+  static T decode(byte_reader& in) { return agentbus_decode(in, codec_tag<T>{}); }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    if constexpr (requires { { T::codec_fingerprint } -> std::convertible_to<std::uint64_t>; })
+      return static_cast<std::uint64_t>(T::codec_fingerprint);
+    else
+      return detail::fnv1a(event_traits<T>::name(), detail::fnv1a("adl:"));
+  }
+};
+
+template <class T>
+  requires(!detail::has_adl_codec<T> && detail::trivially_codable<T>)
+struct codec<T> {
+  static void encode(byte_writer& out, const T& value) { out.write_value(value); }
+  static T decode(byte_reader& in) { return in.read_value<T>(); }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    std::uint64_t h = detail::fnv1a("trivial:");
+    h = detail::fnv1a_value(sizeof(T), h);
+    h = detail::fnv1a_value(alignof(T), h);
+    return detail::fnv1a_value(std::is_floating_point_v<T> ? 1u : std::is_integral_v<T> ? 2u : 3u, h);
+  }
+};
+
+template <>
+struct codec<std::string> {
+  static void encode(byte_writer& out, const std::string& value) { out.write_string(value); }
+  static std::string decode(byte_reader& in) { return in.read_string(); }
+  static constexpr std::uint64_t fingerprint() noexcept { return detail::fnv1a("string:u32-length"); }
+};
+
+/// @brief True when T can be persisted: codec<T> has encode, decode and fingerprint.
+template <class T>
+concept has_codec = requires(byte_writer& out, byte_reader& in, const T& value) {
+  codec<T>::encode(out, value);
+  { codec<T>::decode(in) } -> std::same_as<T>;
+  { codec<T>::fingerprint() } -> std::convertible_to<std::uint64_t>;
+};
+
+namespace detail {
+/// Called by persisting storage policies: the one place that explains a missing codec.
+template <class T>
+constexpr void require_codec() noexcept {
+  static_assert(has_codec<T>,
+                "agentbus: this event type has no codec, so it cannot be persisted. Make it trivially copyable, or "
+                "define in its namespace `void agentbus_encode(agentbus::byte_writer&, const T&)` and "
+                "`T agentbus_decode(agentbus::byte_reader&, agentbus::codec_tag<T>)`, or specialize "
+                "agentbus::codec<T> (see agentbus/storage/codec.hpp)");
+}
+}  // namespace detail
+
+template <class U, class A>
+  requires has_codec<U>
+struct codec<std::vector<U, A>> {
+  static void encode(byte_writer& out, const std::vector<U, A>& value) {
+    if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
+    out.write_value(static_cast<std::uint32_t>(value.size()));
+    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>)
+      out.write(value.data(), value.size() * sizeof(U));
+    else
+      for (const U& v : value) codec<U>::encode(out, v);
+  }
+  static std::vector<U, A> decode(byte_reader& in) {
+    const auto size = in.read_value<std::uint32_t>();
+    std::vector<U, A> value;
+    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>) {
+      if (std::size_t{size} * sizeof(U) > in.remaining())
+        throw codec_error("agentbus: codec: vector length exceeds the payload");
+      value.resize(size);
+      in.read(value.data(), std::size_t{size} * sizeof(U));
+    } else {
+      // Each element takes at least a byte, except for empty types: cap the reservation by the
+      // bytes left so a corrupted length cannot make us reserve gigabytes.
+      value.reserve(std::min<std::size_t>(size, in.remaining()));
+      for (std::uint32_t i = 0; i < size; ++i) value.push_back(codec<U>::decode(in));
+    }
+    return value;
+  }
+  static constexpr std::uint64_t fingerprint() noexcept {
+    return detail::fnv1a_value(codec<U>::fingerprint(), detail::fnv1a("vector:u32-count:"));
+  }
+};
+
+/// @brief Encodes `value` with its codec, appending to `out`.
+template <class T>
+void encode(byte_writer& out, const T& value) {
+  codec<T>::encode(out, value);
+}
+
+/// @brief Decodes a T from `bytes`; throws codec_error if the bytes are short or have bytes
+/// left over (a sign the record was written by another layout).
+template <class T>
+T decode(std::span<const std::byte> bytes) {
+  byte_reader in(bytes);
+  T value = codec<T>::decode(in);
+  if (in.remaining() != 0) throw codec_error("agentbus: codec: bytes left over after decoding (wrong type or layout)");
+  return value;
+}
+
+/// @brief The fingerprint of T's codec.
+template <class T>
+constexpr std::uint64_t codec_fingerprint() noexcept {
+  return codec<T>::fingerprint();
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_CODEC_HPP
+#ifndef AGENTBUS_STORAGE_MEMORY_RING_HPP
+#define AGENTBUS_STORAGE_MEMORY_RING_HPP
+
+// storage::memory_ring<N>: the last N published events, kept in memory for late joiners and
+// replay. Nothing is encoded: the ring shares the published event's block (one reference per
+// kept event), so any event type works and keeping history costs no copy of the payload.
+//
+// Threading: append and the readers take one mutex for a few instructions (the ring holds
+// pointers); replay copies the wanted part of the ring out (adding references) and reads it
+// outside the lock, so handlers never run under it.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace agentbus {
+
+namespace detail {
+
+/// The ring itself, independent of N (the capacity is a constructor argument).
+class ring_store {
+  struct entry {
+    std::uint64_t offset = 0;
+    type_id type = nullptr;
+    block_header* block = nullptr;
+  };
+
+ public:
+  /// The event reaches the ring inside a shared block (publish builds one for it).
+  static constexpr bool keeps_blocks = true;
+
+  explicit ring_store(std::size_t capacity) : slots_(capacity) {}
+  ring_store(const ring_store&) = delete;
+  ring_store& operator=(const ring_store&) = delete;
+  ~ring_store() {
+    for (entry& e : slots_)
+      if (e.block != nullptr) e.block->release();
+  }
+
+  /// Keeps `ev` (which lives in a block) and gives it the next offset. Called before the event
+  /// is dispatched, so setting its offset races with no reader.
+  template <class T>
+  std::uint64_t append(event<T>& ev) {
+    auto* block = const_cast<block_header*>(ev.block());
+    block->add_ref();
+    block_header* evicted = nullptr;
+    std::uint64_t offset;
+    {
+      std::lock_guard lock(mutex_);
+      offset = next_;
+      offset_setter::set(ev, offset);
+      entry& slot = slots_[offset % slots_.size()];
+      evicted = slot.block;
+      slot = entry{offset, type_id_of<T>(), block};
+      ++next_;
+    }
+    if (evicted != nullptr) evicted->release();
+    return offset;
+  }
+
+  /// The offset the next event will get.
+  std::uint64_t next_offset() const {
+    std::lock_guard lock(mutex_);
+    return next_;
+  }
+  /// The oldest offset still in the ring.
+  std::uint64_t first_offset() const {
+    std::lock_guard lock(mutex_);
+    return first_locked();
+  }
+  /// How many events the ring keeps at most.
+  std::size_t capacity() const noexcept { return slots_.size(); }
+
+  /// A reader of the ring for events of type T; it follows new events as they come.
+  template <class T>
+  class cursor {
+   public:
+    using event_type = event<T>;
+
+    cursor(const ring_store& ring, history start, std::optional<topic_pattern> filter)
+        : ring_(&ring), start_(start), filter_(std::move(filter)) {
+      // An offset not assigned yet starts at the end, as the journal's readers do: the history
+      // seam opens at the cursor's position, and live events from the end on must get through.
+      position_ = start.from == history::start::offset ? std::min(start.offset, ring.next_offset()) : 0;
+    }
+    cursor(cursor&& other) noexcept
+        : ring_(other.ring_), start_(other.start_), filter_(std::move(other.filter_)),
+          batch_(std::move(other.batch_)), at_(other.at_), position_(other.position_), started_(other.started_),
+          stats_(std::move(other.stats_)) {
+      other.batch_.clear();
+    }
+    cursor& operator=(cursor&&) = delete;
+    ~cursor() { drop_batch(); }
+
+    /// Moves to the next matching event; false when there is none (yet).
+    bool next() {
+      for (;;) {
+        if (at_ == batch_.size() && !refill()) return false;
+        const entry e = batch_[at_++];
+        const event_core& core = *e.block->core;
+        position_ = e.offset + 1;
+        if (filter_ && !filter_->matches(core.topic())) {
+          ++stats_.other_topics;
+          continue;
+        }
+        if (start_.from == history::start::time && core.published() < start_.time) continue;
+        if (!is_type(e)) {
+          ++stats_.other_types;
+          continue;
+        }
+        current_ = static_cast<const event<T>*>(&core);
+        ++stats_.delivered;
+        return true;
+      }
+    }
+    /// The event next() moved to.
+    const event<T>& current() const noexcept { return *current_; }
+    /// The current event as a shared_event (the ring's block: no copy).
+    shared_event<T> share() const { return current_->retain(); }
+    /// The offset the next event would come from.
+    std::uint64_t position() const noexcept { return position_; }
+    /// What the reader found so far.
+    const replay_stats& stats() const noexcept { return stats_; }
+    /// What the reader found so far.
+    replay_stats& stats() noexcept { return stats_; }
+
+   private:
+    static bool is_type(const entry& e) noexcept { return e.type == type_id_of<T>(); }
+
+    bool refill() {
+      drop_batch();
+      std::lock_guard lock(ring_->mutex_);
+      const std::uint64_t first = ring_->first_locked();
+      if (position_ < first && !started_ && start_.from != history::start::offset) {
+        position_ = first;  // "all" or "since": the oldest kept is where they start
+      } else if (position_ < first) {
+        stats_.truncated_by_retention = true;
+        stats_.note("agentbus: memory_ring: offsets " + std::to_string(position_) + ".." + std::to_string(first - 1) +
+                    " were overwritten before they were read (the ring keeps " +
+                    std::to_string(ring_->slots_.size()) + " events)");
+        position_ = first;
+      }
+      started_ = true;
+      for (std::uint64_t o = position_; o < ring_->next_; ++o) {
+        const entry& e = ring_->slots_[o % ring_->slots_.size()];
+        e.block->add_ref();
+        batch_.push_back(e);
+      }
+      return !batch_.empty();
+    }
+    void drop_batch() noexcept {
+      // The current event (already handed out) is released here too: it stays valid until the
+      // next call, as documented.
+      for (const entry& e : batch_) e.block->release();
+      batch_.clear();
+      at_ = 0;
+    }
+
+    const ring_store* ring_;
+    history start_;
+    std::optional<topic_pattern> filter_;
+    std::vector<entry> batch_;
+    std::size_t at_ = 0;
+    std::uint64_t position_ = 0;
+    bool started_ = false;
+    const event<T>* current_ = nullptr;
+    replay_stats stats_;
+  };
+
+  /// A reader of events of type T from `start`, optionally only on topics matching `filter`.
+  template <class T>
+  cursor<T> open(history start, std::optional<topic_pattern> filter) const {
+    return cursor<T>(*this, start, std::move(filter));
+  }
+
+ private:
+  std::uint64_t first_locked() const noexcept { return next_ > slots_.size() ? next_ - slots_.size() : 0; }
+
+  mutable std::mutex mutex_;
+  std::vector<entry> slots_;
+  std::uint64_t next_ = 0;
+};
+
+}  // namespace detail
+
+namespace storage {
+
+/// @brief Keep the last N published events in memory, for history subscriptions and replay.
+/// Any event type works (no codec needed); the ring shares each event's block, so keeping
+/// history copies no payload. Offsets count published events from 0.
+template <std::size_t N>
+struct memory_ring {
+  static_assert(N > 0, "agentbus: storage::memory_ring<N>: N (how many events to keep) must be at least 1");
+  using storage_tag = void;
+  static constexpr bool persists = true;
+
+  /// @brief Nothing to configure: the capacity is N.
+  struct options {};
+
+  /// @brief What the bus owns: the ring.
+  class store : public detail::ring_store {
+   public:
+    explicit store(const options& = {}) : detail::ring_store(N) {}
+  };
+};
+
+}  // namespace storage
+
+static_assert(storage_policy<storage::memory_ring<1>>);
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_MEMORY_RING_HPP
+#ifndef AGENTBUS_TRANSPORT_POLICY_HPP
+#define AGENTBUS_TRANSPORT_POLICY_HPP
+
+// Transport policies decide whether events leave the process. This header holds the concept
+// every transport policy satisfies and the default, transport::in_process.
+
+#include <concepts>
+
+namespace agentbus {
+
+/// @brief A transport policy: a type with `using transport_tag = void;` and a
+/// `static constexpr bool bridges` saying whether events cross the process boundary.
+template <class T>
+concept transport_policy = requires {
+  typename T::transport_tag;
+  { T::bridges } -> std::convertible_to<bool>;
+};
+
+namespace transport {
+
+/// @brief Events stay in this process (the default).
+struct in_process {
+  using transport_tag = void;
+  static constexpr bool bridges = false;
+};
+
+}  // namespace transport
+
+static_assert(transport_policy<transport::in_process>);
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_TRANSPORT_POLICY_HPP
+#ifndef AGENTBUS_DELIVERY_DELIVERY_HPP
+#define AGENTBUS_DELIVERY_DELIVERY_HPP
+
+// Delivery kinds: how a subscription receives its events. This is the seam through which
+// new ways of receiving are added without touching basic_bus:
+//
+//   bus.subscribe("tasks.*", handler);                      // synchronous (the default)
+//   bus.subscribe("tasks.*", handler, agentbus::async(a));  // a mailbox, run by agent a
+//   bus.subscribe("tasks.*", handler, my_kind{...});        // a kind written elsewhere
+//
+// A delivery kind D is a small value type with
+//
+//   using delivery_tag = void;
+//   template <class T, class F> using receiver = R;   // R<T, F>: the receiver it builds
+//   void subscribed(const std::shared_ptr<detail::router>&, std::uint64_t id) const;  // optional
+//
+// where R derives from detail::receiver (router/detail/receiver.hpp) and is constructible as
+// `R(F&& handler, topic_pattern pattern, const D& kind)`. Its constructor sets the receiver's
+// `invoke` function (called inside publish for every matching event of type T; returns false
+// when it refused the event), `destroy`, and, for a receiver that keeps events beyond the
+// call, `retains` (publish then builds the event once in a shared block, which `invoke` may
+// keep a reference to: `ev.block()`) and `hand_over` (see receiver). `subscribed` runs once
+// the subscription is live; when it throws, the subscription is undone and the exception
+// propagates out of subscribe().
+//
+// The bus does the rest for every kind alike: it checks the handler, parses the pattern,
+// builds the receiver, registers it with the router and returns the subscription handle;
+// with a history option it wraps the receiver in with_history (delivery/history.hpp), which
+// feeds stored events through the same `invoke` before the live ones.
+//
+// Handler failures: an exception out of `invoke` is counted and handed to the bus's error
+// hook by the router; a kind that runs the handler later (a mailbox) reports through
+// `owner->report_failure(...)` itself.
+
+#include <concepts>
+#include <memory>
+#include <type_traits>
+
+#ifndef AGENTBUS_ROUTER_DETAIL_RECEIVER_HPP
+#define AGENTBUS_ROUTER_DETAIL_RECEIVER_HPP
+
+// A subscription's receiver, type-erased, and the immutable receiver lists that topics point to.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <new>
+#include <utility>
+
+
+namespace agentbus::detail {
+
+class router;  // router/router.hpp
+
+/// One subscription's receiver: the base every delivery kind derives from (see
+/// delivery/delivery.hpp for the protocol). The router keeps receivers in immutable lists and
+/// calls `invoke` on each event; what that does (call a handler, queue the event in a
+/// mailbox, ...) is the delivery kind's business.
+///
+/// Lifetime: a receiver that keeps no event beyond the publish call (`retains` false) is
+/// freed by the router once unsubscribe's grace period ends. One that does (a mailbox's)
+/// may still be named by queued events after it is unsubscribed: the router hands it to
+/// `hand_over` instead, which frees it once nothing can name it.
+struct receiver {
+  /// Delivers an event. Returns false when the event was refused (a full mailbox); throws
+  /// what the handler throws (the router counts and reports it).
+  using invoke_fn = bool (*)(receiver*, const event_core&);
+  using destroy_fn = void (*)(receiver*) noexcept;
+
+  receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat, bool keeps_events = false,
+           destroy_fn hand_over_fn = nullptr) noexcept
+      : type(t), invoke(inv), destroy(des), retains(keeps_events), hand_over(hand_over_fn), pattern(std::move(pat)) {}
+
+  // Hot fields first: dispatch reads type, alive and invoke, all on the first cache line.
+  type_id type;
+  std::atomic<bool> alive{true};
+  invoke_fn invoke;
+  destroy_fn destroy;
+  /// True when the receiver keeps events beyond the publish call: publish then builds the
+  /// event once in a shared block (shared_event) instead of on its stack.
+  bool retains;
+  std::uint64_t id = 0;
+  /// Retaining receivers: called instead of `destroy` once unsubscribed (see above).
+  destroy_fn hand_over;
+  router* owner = nullptr;  // the router that reports this receiver's failures
+  topic_pattern pattern;
+
+  static void delete_erased(void* p) noexcept {
+    auto* r = static_cast<receiver*>(p);
+    r->destroy(r);
+  }
+};
+
+/// An immutable array of receivers, in subscription order. Swapped whole (copy-on-write).
+class receiver_list {
+ public:
+  static receiver_list* make(std::size_t n) {
+    void* raw = ::operator new(sizeof(receiver_list) + n * sizeof(receiver*));
+    return ::new (raw) receiver_list(n);
+  }
+  /// A list holding `items` (in id order).
+  template <class Range>
+  static receiver_list* make_from(const Range& items) {
+    receiver_list* out = make(std::size(items));
+    std::size_t j = 0;
+    for (receiver* r : items) out->items()[j++] = r;
+    out->finish();
+    return out;
+  }
+  /// The shared empty list; never freed.
+  static receiver_list* empty() noexcept {
+    static receiver_list e(0);
+    return &e;
+  }
+  static void delete_erased(void* p) noexcept {
+    auto* l = static_cast<receiver_list*>(p);
+    if (l != empty()) ::operator delete(l);
+  }
+
+  std::size_t size() const noexcept { return size_; }
+  /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
+  bool retaining() const noexcept { return retaining_; }
+  /// True when the list is not empty and only synchronous: the publish fast path (one test).
+  bool plain() const noexcept { return plain_; }
+  receiver* const* begin() const noexcept { return items(); }
+  receiver* const* end() const noexcept { return items() + size_; }
+  receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
+  receiver* const* items() const noexcept { return reinterpret_cast<receiver* const*>(this + 1); }
+
+  /// A copy with `r` inserted in id order.
+  receiver_list* with(receiver* r) const {
+    receiver_list* out = make(size_ + 1);
+    std::size_t j = 0;
+    bool placed = false;
+    for (receiver* x : *this) {
+      if (!placed && r->id < x->id) {
+        out->items()[j++] = r;
+        placed = true;
+      }
+      out->items()[j++] = x;
+    }
+    if (!placed) out->items()[j] = r;
+    out->finish();
+    return out;
+  }
+  /// A copy without `r`.
+  receiver_list* without(const receiver* r) const {
+    receiver_list* out = make(size_ - 1);
+    std::size_t j = 0;
+    for (receiver* x : *this)
+      if (x != r) out->items()[j++] = x;
+    out->finish();
+    return out;
+  }
+
+ private:
+  explicit receiver_list(std::size_t n) noexcept : size_(n) {}
+  void finish() noexcept {
+    for (receiver* r : *this) retaining_ = retaining_ || r->retains;
+    plain_ = size_ != 0 && !retaining_;
+  }
+  std::size_t size_;
+  bool retaining_ = false;
+  bool plain_ = false;
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_ROUTER_DETAIL_RECEIVER_HPP
+
+namespace agentbus {
+
+namespace detail {
+
+/// An event type and handler used only to check a kind's receiver template.
+struct probe_event {};
+struct probe_handler {
+  void operator()(const event<probe_event>&) const {}
+};
+
+}  // namespace detail
+
+/// @brief A delivery kind: how a subscription receives its events (see the top of this file).
+template <class D>
+concept delivery_kind =
+    requires { typename D::delivery_tag; } &&
+    std::derived_from<typename D::template receiver<detail::probe_event, detail::probe_handler>, detail::receiver> &&
+    std::constructible_from<typename D::template receiver<detail::probe_event, detail::probe_handler>,
+                            detail::probe_handler&&, topic_pattern, const D&>;
+
+namespace detail {
+
+/// Calls a handler taking `const event<T>&` or `const T&`.
+template <class T, class F>
+inline void call_handler(F& fn, const event<T>& ev) {
+  if constexpr (std::is_invocable_v<F&, const event<T>&>)
+    fn(ev);
+  else
+    fn(ev.payload());
+}
+
+/// Runs a kind's `subscribed` hook, when it has one.
+template <class D, class Router>
+void notify_subscribed(const D& kind, const std::shared_ptr<Router>& owner, std::uint64_t id) {
+  if constexpr (requires { kind.subscribed(owner, id); }) kind.subscribed(owner, id);
+}
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_DELIVERY_DELIVERY_HPP
+#ifndef AGENTBUS_DELIVERY_SYNCHRONOUS_HPP
+#define AGENTBUS_DELIVERY_SYNCHRONOUS_HPP
+
+// The default delivery kind: the handler runs inside publish(), on the publishing thread,
+// and sees the event by reference (zero copy).
+
+#include <utility>
+
+
+namespace agentbus {
+
+namespace detail {
+
+/// A synchronous receiver: invoke calls the handler.
+template <class T, class F>
+struct synchronous_receiver : receiver {
+  template <class G, class Kind>
+  synchronous_receiver(G&& g, topic_pattern pat, const Kind&)
+      : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
+
+  static bool call(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<synchronous_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+    return true;
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<synchronous_receiver*>(r); }
+
+  F fn;
+};
+
+}  // namespace detail
+
+/// @brief Delivery kind: the handler runs inside publish() (the default of subscribe()).
+struct synchronous {
+  using delivery_tag = void;
+  template <class T, class F>
+  using receiver = detail::synchronous_receiver<T, F>;
+};
+
+static_assert(delivery_kind<synchronous>);
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_DELIVERY_SYNCHRONOUS_HPP
+#ifndef AGENTBUS_DELIVERY_MAILBOX_HPP
+#define AGENTBUS_DELIVERY_MAILBOX_HPP
+
+// Delivery into a mailbox: `bus.subscribe(pattern, handler, agentbus::async(agent))`. Publishing
+// queues the event's shared block (one per publish, whatever the number of receivers) in the
+// agent's mailbox; the handler runs later, on the agent's consumer (its thread, an executor's
+// worker, or the application's poll()). Destroying the agent ends the subscription.
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <utility>
+
+#ifndef AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP
+#define AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP
+
+// A mailbox: the bounded queues through which an agent receives events asynchronously.
+//
+// Publishing to a mailbox subscriber puts the event's shared block (built once per publish,
+// shared by every mailbox and handler: the payload is never copied per receiver) into one of
+// three lock-free MPMC queues, one per priority. Exactly one consumer at a time takes events
+// out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
+// an executor, or the application itself (poll / run_for).
+//
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
+// event that is not handled is counted and reported to the mailbox's undelivered hook.
+// Expired events (deadline passed when they reach the head) are not handled; counted and
+// reported too.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#ifndef AGENTBUS_DETAIL_SYNC_QUIESCENCE_HPP
+#define AGENTBUS_DETAIL_SYNC_QUIESCENCE_HPP
+
+// Read-side critical sections that cost a few plain instructions, and the writer-side wait
+// ("grace period") that makes unsubscribe safe. This is the scheme behind "publish without
+// locks, unsubscribe with quiescence".
+//
+// Readers (publishers) announce themselves in a per-thread, cache-line padded slot: the slot's
+// counter is odd while the thread is inside a read section. Entering needs the store to the
+// counter to be visible before the reader loads any shared pointer (a StoreLoad order), which
+// normally costs a full fence on every publish. On Linux we instead use membarrier(2)
+// (PRIVATE_EXPEDITED): the *writer*, which is rare, forces a barrier on every running thread
+// of the process, and readers need only a compiler barrier. Where membarrier is unavailable
+// (or under ThreadSanitizer, which does not model it) readers fall back to a real fence.
+//
+// Writers swap in new immutable snapshots, then either
+//   - retire() the old ones: freed once every thread that was inside a read section at
+//     retire time has left it (no waiting; whoever leaves last frees), or
+//   - synchronize(): block until every thread that was inside a read section has left it.
+//
+// Deadlock freedom. synchronize() called from inside a read section (a handler unsubscribing)
+// does not wait for its own thread, and does not wait for another thread that is itself
+// blocked in synchronize() from inside a read section: two handlers unsubscribing each other
+// on two threads would otherwise wait for each other forever. Memory stays safe in both cases
+// because retire() frees nothing until those threads have really left their sections.
+//
+// One process-wide domain serves every bus: a thread inside a handler of any bus delays
+// synchronize() on all of them until that handler returns.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace agentbus::detail {
+
+/// Set once, when the domain starts, if membarrier(2) is usable (then light barriers are
+/// compiler barriers and heavy ones are membarrier calls).
+inline bool asymmetric_barriers_ready = false;
+
+/// The cheap half of an asymmetric Dekker pairing (see the top of this file).
+inline void asymmetric_light_barrier() noexcept {
+  if (asymmetric_barriers_ready)
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  else
+    full_fence();
+}
+
+/// A registered reader thread. Fields marked "owner" are touched only by the owning thread.
+struct alignas(cache_line_size) reader_slot {
+  /// The next event id for this thread: slot index in the high bits, sequence in the low 40
+  /// (2^40 events per thread before the sequence would run into the index).
+  std::uint64_t next_event_id() noexcept { return ++last_id; }
+
+  std::atomic<std::uint64_t> counter{0};  // odd while inside a read section
+  std::atomic<bool> waiting{false};       // owner is blocked in synchronize() inside a section
+  std::atomic<bool> owes_reclaim{false};  // a retired record waits for this thread
+  std::atomic<bool> in_use{false};        // claimed by a live thread
+  unsigned depth = 0;                     // owner: read-section nesting depth
+  bool needs_fence = true;                // owner: no membarrier, fence on entry
+  std::uint64_t last_id = 0;              // owner: last event id handed out (index << 40 | sequence)
+  reader_slot* next = nullptr;            // registry list; immutable once published
+};
+
+/// Objects retired together, freed when every slot listed in `pending` has moved on.
+struct retired_record {
+  struct object {
+    void* ptr;
+    void (*deleter)(void*) noexcept;
+  };
+  std::vector<object> objects;
+  std::vector<std::pair<reader_slot*, std::uint64_t>> pending;
+};
+
+/// The process-wide quiescence domain.
+class quiescence_domain {
+ public:
+  static quiescence_domain& instance() noexcept {
+    // Immortal on purpose: buses and threads may outlive static destruction order.
+    static quiescence_domain* d = new quiescence_domain;
+    return *d;
+  }
+
+  /// Registers the calling thread (once per thread) and returns its slot.
+  reader_slot* register_thread();
+  /// Gives the calling thread's slot back at thread exit.
+  void release_thread(reader_slot* s) noexcept;
+
+  /// Frees `ptr` with `deleter` once no read section that may see it is still running.
+  void retire(std::vector<retired_record::object> objects);
+  /// Blocks until every read section running at the time of the call has ended (see top).
+  void synchronize();
+  /// Frees whatever retired records are ready.
+  void reclaim() noexcept;
+
+  /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
+  void heavy_barrier() noexcept {
+#if defined(__linux__)
+    if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+#endif
+    full_fence();
+  }
+
+ private:
+  quiescence_domain() {
+#if defined(__linux__) && !AGENTBUS_TSAN
+    const long mask = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (mask > 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+      asymmetric_ = true;
+#endif
+    asymmetric_barriers_ready = asymmetric_;
+  }
+
+  /// Slots currently inside a read section, other than `self`.
+  std::vector<std::pair<reader_slot*, std::uint64_t>> active_slots(const reader_slot* self) const {
+    std::vector<std::pair<reader_slot*, std::uint64_t>> out;
+    for (reader_slot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+      if (s == self) continue;
+      const std::uint64_t c = s->counter.load(std::memory_order_acquire);
+      if (c & 1) out.emplace_back(s, c);
+    }
+    return out;
+  }
+
+  bool asymmetric_ = false;
+  std::atomic<reader_slot*> head_{nullptr};
+  std::atomic<std::uint64_t> slot_count_{0};
+  std::mutex registry_mutex_;
+  std::mutex retired_mutex_;
+  std::vector<retired_record> retired_;
+};
+
+/// The calling thread's slot; constinit so that reading it is one TLS load with no init guard.
+constinit inline thread_local reader_slot* current_reader_slot = nullptr;
+
+/// Releases the slot when its thread exits. Touched only at registration.
+struct reader_slot_owner {
+  reader_slot* slot = nullptr;
+  ~reader_slot_owner() {
+    if (slot) quiescence_domain::instance().release_thread(slot);
+  }
+};
+inline thread_local reader_slot_owner current_reader_slot_owner;
+
+inline reader_slot* quiescence_domain::register_thread() {
+  std::lock_guard lock(registry_mutex_);
+  reader_slot* slot = nullptr;
+  for (reader_slot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+    bool expected = false;
+    if (!s->in_use.load(std::memory_order_relaxed) &&
+        s->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      slot = s;
+      break;
+    }
+  }
+  if (slot == nullptr) {
+    slot = new reader_slot;
+    slot->in_use.store(true, std::memory_order_relaxed);
+    // Event ids are index << 40 | sequence: the low 40 bits are the sequence (event.hpp).
+    slot->last_id = (slot_count_.fetch_add(1, std::memory_order_relaxed) + 1) << 40;
+    slot->next = head_.load(std::memory_order_relaxed);
+    head_.store(slot, std::memory_order_release);
+  }
+  slot->needs_fence = !asymmetric_;
+  current_reader_slot = slot;
+  current_reader_slot_owner.slot = slot;
+  return slot;
+}
+
+inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
+  current_reader_slot = nullptr;
+  s->depth = 0;
+  if (s->counter.load(std::memory_order_relaxed) & 1)  // exiting inside a section: close it
+    s->counter.fetch_add(1, std::memory_order_release);
+  s->in_use.store(false, std::memory_order_release);
+  if (s->owes_reclaim.exchange(false, std::memory_order_acq_rel)) reclaim();
+}
+
+/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
+AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
+  reader_slot* s = current_reader_slot;
+  if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
+  if (AGENTBUS_LIKELY(s->depth++ == 0)) {
+    const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
+    if (AGENTBUS_UNLIKELY(s->needs_fence)) {
+      s->counter.store(c, std::memory_order_seq_cst);
+      full_fence();
+    } else {
+      s->counter.store(c, std::memory_order_relaxed);
+      // Compiler barrier only: the writer's membarrier() supplies the hardware barrier.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+  }
+  return s;
+}
+
+/// Leaves a read section entered by read_lock().
+AGENTBUS_ALWAYS_INLINE void read_unlock(reader_slot* s) noexcept {
+  if (AGENTBUS_LIKELY(--s->depth == 0)) {
+    s->counter.store(s->counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (AGENTBUS_UNLIKELY(s->owes_reclaim.load(std::memory_order_relaxed))) {
+      s->owes_reclaim.store(false, std::memory_order_relaxed);
+      quiescence_domain::instance().reclaim();
+    }
+  }
+}
+
+/// The expensive half of an asymmetric Dekker pairing: a full barrier on every running thread.
+inline void asymmetric_heavy_barrier() noexcept { quiescence_domain::instance().heavy_barrier(); }
+
+/// RAII read section.
+class read_guard {
+ public:
+  AGENTBUS_ALWAYS_INLINE read_guard() : slot_(read_lock()) {}
+  AGENTBUS_ALWAYS_INLINE ~read_guard() { read_unlock(slot_); }
+  read_guard(const read_guard&) = delete;
+  read_guard& operator=(const read_guard&) = delete;
+  reader_slot* slot() const noexcept { return slot_; }
+
+ private:
+  reader_slot* slot_;
+};
+
+inline void quiescence_domain::retire(std::vector<retired_record::object> objects) {
+  if (objects.empty()) return;
+  heavy_barrier();
+  retired_record rec;
+  rec.objects = std::move(objects);
+  rec.pending = active_slots(nullptr);  // includes our own slot when we are inside a section
+  if (rec.pending.empty()) {
+    for (auto& o : rec.objects) o.deleter(o.ptr);
+    return;
+  }
+  {
+    std::lock_guard lock(retired_mutex_);
+    retired_.push_back(std::move(rec));
+    for (auto& [slot, c] : retired_.back().pending) slot->owes_reclaim.store(true, std::memory_order_release);
+  }
+  // A slot may have left its section before seeing owes_reclaim; sweep once now.
+  reclaim();
+}
+
+inline void quiescence_domain::synchronize() {
+  heavy_barrier();
+  reader_slot* self = current_reader_slot;
+  const bool inside = self != nullptr && self->depth > 0;
+  const auto pending = active_slots(inside ? self : nullptr);
+  if (inside) self->waiting.store(true, std::memory_order_seq_cst);
+  for (const auto& [slot, c] : pending) {
+    for (unsigned spins = 0; slot->counter.load(std::memory_order_acquire) == c; ++spins) {
+      // A thread blocked in synchronize() inside its own section would be waiting for us.
+      if (inside && slot->waiting.load(std::memory_order_seq_cst)) break;
+      if (spins < 64)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+  }
+  if (inside) self->waiting.store(false, std::memory_order_seq_cst);
+  reclaim();
+}
+
+inline void quiescence_domain::reclaim() noexcept {
+  std::vector<retired_record> ready;
+  {
+    std::lock_guard lock(retired_mutex_);
+    for (std::size_t i = 0; i < retired_.size();) {
+      bool done = true;
+      for (auto& [slot, c] : retired_[i].pending) {
+        if (slot->counter.load(std::memory_order_acquire) == c) {
+          done = false;
+          break;
+        }
+      }
+      if (done) {
+        ready.push_back(std::move(retired_[i]));
+        retired_[i] = std::move(retired_.back());
+        retired_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  // Deleters run outside the lock: a destructor may itself unsubscribe and retire.
+  for (auto& rec : ready)
+    for (auto& o : rec.objects) o.deleter(o.ptr);
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_DETAIL_SYNC_QUIESCENCE_HPP
+#ifndef AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP
+#define AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP
+
+// The settings and counters of a mailbox (an agent's), and how a stopping one treats what is
+// queued. What is not handled is reported as `undelivered` (core/failure.hpp).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 
 namespace agentbus {
 
@@ -3899,41 +3400,18 @@ struct mailbox_options {
   /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)
   /// would wait for it, so give such mailboxes a timeout or a dropping policy.
   std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+  /// An agent with its own thread: how long it polls an empty mailbox before parking. A
+  /// parked consumer costs the next publisher a wake-up system call (tens of microseconds
+  /// in a VM); polling for a fraction of a time slice first keeps bursts cheap. Zero parks
+  /// at once (for many mostly idle agents on few cores).
+  std::chrono::microseconds spin_before_park{50};
+  /// An agent with its own thread, events streaming in: how long it leaves the publisher a
+  /// head start before taking the next burst (a consumer right behind the publisher makes
+  /// both cores pass the same cache lines back and forth; measured 2-3x slower). Only after
+  /// a round that found events too, so a lone event is never held back, and only for
+  /// mailboxes of at least 256 slots. Zero disables pacing.
+  std::chrono::nanoseconds pace{1000};
 };
-
-/// @brief Why an event reached a mailbox but was not handled.
-enum class undelivered_reason : std::uint8_t {
-  rejected,        ///< full (overflow::fail, or block timed out)
-  dropped_newest,  ///< full, overflow::drop_newest
-  dropped_oldest,  ///< pushed out by a newer event, overflow::drop_oldest
-  expired,         ///< its deadline passed before it reached the head of the mailbox
-  discarded,       ///< the mailbox was stopped with stop_mode::discard
-  closed,          ///< published after the mailbox was stopped
-};
-
-/// @brief A short English name of an undelivered_reason.
-constexpr std::string_view describe(undelivered_reason r) noexcept {
-  switch (r) {
-    case undelivered_reason::rejected: return "rejected (mailbox full)";
-    case undelivered_reason::dropped_newest: return "dropped (newest, mailbox full)";
-    case undelivered_reason::dropped_oldest: return "dropped (oldest, mailbox full)";
-    case undelivered_reason::expired: return "expired";
-    case undelivered_reason::discarded: return "discarded at stop";
-    case undelivered_reason::closed: return "mailbox closed";
-  }
-  return "unknown";
-}
-
-/// @brief An event a mailbox did not hand to its handler.
-struct undelivered {
-  undelivered_reason reason;       ///< why
-  agentbus::envelope envelope;     ///< the event (views valid during the hook call)
-  std::string_view mailbox;        ///< the mailbox's (agent's) name
-};
-
-/// @brief Receives undelivered events; called on the publishing thread (rejected, dropped,
-/// closed) or the consumer's (expired, discarded). Exceptions it throws are swallowed.
-using undelivered_handler = std::function<void(const undelivered&)>;
 
 /// @brief Counters of a mailbox.
 struct mailbox_stats {
@@ -3956,22 +3434,522 @@ enum class stop_mode : std::uint8_t {
   discard,  ///< drop what is queued (counted as discarded, reported)
 };
 
-namespace detail {
-class mailbox;
-}
+}  // namespace agentbus
 
-/// @brief Routes a subscription into a mailbox: `bus.subscribe(pattern, handler, async(agent))`.
-struct async_target {
-  detail::mailbox* box;  ///< the mailbox events go to
+#endif  // AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP
+#ifndef AGENTBUS_ROUTER_ROUTER_HPP
+#define AGENTBUS_ROUTER_ROUTER_HPP
+
+// The topic router: who receives what is published on a topic.
+//
+// Two structures:
+//   - a segment trie of every subscription's pattern (pattern_trie), read and written only
+//     under the writer mutex, used to resolve a topic the first time it is seen;
+//   - a per-topic cache (topic_table) mapping each concrete topic seen so far to a node that
+//     holds its resolved receivers as one immutable list behind an atomic pointer.
+// Subscribe and unsubscribe update the trie and, eagerly, every cached topic their pattern
+// matches (copy-on-write of those lists). Publishing therefore never resolves anything: it
+// looks the node up (or holds it, for a channel), loads the list and calls the receivers,
+// all inside a read section and without any lock.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#ifndef AGENTBUS_ROUTER_DETAIL_PATTERN_TRIE_HPP
+#define AGENTBUS_ROUTER_DETAIL_PATTERN_TRIE_HPP
+
+// Every subscription, indexed by its pattern's segments, so that resolving a new topic costs
+// O(segments x matching branches) rather than a scan of all subscriptions. Used only under
+// the router's writer mutex: the lock-free publish path reads the per-topic cache instead.
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace agentbus::detail {
+
+class pattern_trie {
+ public:
+  void insert(receiver* r) { node_for(r->pattern.str(), true)->add(r, ends_with_gt(r->pattern.str())); }
+
+  void erase(receiver* r) {
+    const std::string_view p = r->pattern.str();
+    erase_rec(root_, p, 0, r, ends_with_gt(p));
+  }
+
+  /// Appends every receiver whose pattern matches `topic` (a valid concrete topic).
+  void match(std::string_view topic, std::vector<receiver*>& out) const { match_rec(root_, topic, 0, out); }
+
+ private:
+  struct node {
+    std::map<std::string, std::unique_ptr<node>, std::less<>> children;  // literal segments
+    std::unique_ptr<node> star;                                          // "*"
+    std::vector<receiver*> here;  // patterns ending at this node
+    std::vector<receiver*> rest;  // patterns ending with ">" after this node
+
+    void add(receiver* r, bool gt) { (gt ? rest : here).push_back(r); }
+    bool empty() const noexcept { return children.empty() && !star && here.empty() && rest.empty(); }
+  };
+
+  static bool ends_with_gt(std::string_view p) noexcept { return p == ">" || p.ends_with(".>"); }
+
+  node* node_for(std::string_view pattern, bool create) {
+    node* n = &root_;
+    std::size_t i = 0;
+    while (i < pattern.size()) {
+      const std::size_t e = std::min(pattern.find('.', i), pattern.size());
+      const std::string_view seg = pattern.substr(i, e - i);
+      if (seg == ">") break;
+      std::unique_ptr<node>* child;
+      if (seg == "*") {
+        child = &n->star;
+      } else {
+        auto it = n->children.find(seg);
+        if (it == n->children.end()) {
+          if (!create) return nullptr;
+          it = n->children.emplace(std::string(seg), nullptr).first;
+        }
+        child = &it->second;
+      }
+      if (!*child) {
+        if (!create) return nullptr;
+        *child = std::make_unique<node>();
+      }
+      n = child->get();
+      i = e + 1;
+    }
+    return n;
+  }
+
+  // Returns true when `n` became empty and can be pruned by its parent.
+  static bool erase_rec(node& n, std::string_view p, std::size_t i, receiver* r, bool gt) {
+    const std::size_t e = std::min(p.find('.', i), p.size());
+    const std::string_view seg = i < p.size() ? p.substr(i, e - i) : std::string_view{};
+    if (i > p.size() || seg == ">") {
+      auto& v = gt ? n.rest : n.here;
+      v.erase(std::remove(v.begin(), v.end(), r), v.end());
+      return n.empty();
+    }
+    if (seg == "*") {
+      if (n.star && erase_rec(*n.star, p, e + 1, r, gt)) n.star.reset();
+    } else if (auto it = n.children.find(seg); it != n.children.end()) {
+      if (erase_rec(*it->second, p, e + 1, r, gt)) n.children.erase(it);
+    }
+    return n.empty();
+  }
+
+  // `i` is where the next topic segment starts; past the end means every segment is consumed.
+  static void match_rec(const node& n, std::string_view t, std::size_t i, std::vector<receiver*>& out) {
+    if (i > t.size()) {
+      out.insert(out.end(), n.here.begin(), n.here.end());
+      return;
+    }
+    out.insert(out.end(), n.rest.begin(), n.rest.end());  // ">" needs one or more segments: here they are
+    const std::size_t e = std::min(t.find('.', i), t.size());
+    const std::string_view seg = t.substr(i, e - i);
+    if (auto it = n.children.find(seg); it != n.children.end()) match_rec(*it->second, t, e + 1, out);
+    if (n.star) match_rec(*n.star, t, e + 1, out);
+  }
+
+  node root_;
 };
 
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_ROUTER_DETAIL_PATTERN_TRIE_HPP
+#ifndef AGENTBUS_ROUTER_DETAIL_TOPIC_TABLE_HPP
+#define AGENTBUS_ROUTER_DETAIL_TOPIC_TABLE_HPP
+
+// The per-topic cache: concrete topic -> node holding that topic's resolved receivers.
+//
+// Readers (publishers) look topics up without a lock: an open-addressing table of node
+// pointers behind one atomic pointer. Only the router's writer mutex inserts: into an empty
+// slot (a release store, so readers see either nothing or a complete node) or, when the table
+// is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
+// never moved or freed while the router lives, so channels can keep pointers to them.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <string>
+#include <string_view>
+
+
+namespace agentbus::detail {
+
+/// A concrete topic and its resolved receivers.
+struct topic_node {
+  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) : name(t), hash(h), receivers(r) {}
+  ~topic_node() { receiver_list::delete_erased(receivers.load(std::memory_order_relaxed)); }
+
+  std::string name;
+  std::uint64_t hash;
+  std::atomic<receiver_list*> receivers;
+};
+
+class topic_table {
+ public:
+  topic_table() : slots_(make_slots(initial_capacity)) {}
+  ~topic_table() {
+    slots* s = slots_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= s->mask; ++i) delete s->at(i).load(std::memory_order_relaxed);
+    free_slots(s);
+  }
+  topic_table(const topic_table&) = delete;
+  topic_table& operator=(const topic_table&) = delete;
+
+  /// Lock-free lookup; call inside a read section. nullptr when absent.
+  topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
+    const slots* s = slots_.load(std::memory_order_acquire);
+    for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
+      topic_node* n = s->at(i).load(std::memory_order_acquire);
+      if (n == nullptr) return nullptr;
+      if (n->hash == hash && n->name == name) return n;
+    }
+  }
+
+  /// Inserts a new node (caller holds the writer mutex and checked that it is absent).
+  void insert(topic_node* node) {
+    slots* s = slots_.load(std::memory_order_relaxed);
+    if ((size_ + 1) * 2 > s->mask + 1) {
+      slots* bigger = make_slots((s->mask + 1) * 2);
+      for (std::size_t i = 0; i <= s->mask; ++i)
+        if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) place(bigger, n);
+      slots_.store(bigger, std::memory_order_release);
+      quiescence_domain::instance().retire({{s, &free_slots_erased}});
+      s = bigger;
+    }
+    place(s, node);
+    ++size_;
+  }
+
+  /// Number of cached topics.
+  std::size_t size() const noexcept { return size_; }
+
+  /// Visits every node (caller holds the writer mutex).
+  template <class F>
+  void for_each(F&& f) const {
+    const slots* s = slots_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= s->mask; ++i)
+      if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) f(*n);
+  }
+
+ private:
+  static constexpr std::size_t initial_capacity = 64;
+
+  struct slots {
+    std::size_t mask;
+    std::atomic<topic_node*>& at(std::size_t i) noexcept {
+      return reinterpret_cast<std::atomic<topic_node*>*>(this + 1)[i];
+    }
+    const std::atomic<topic_node*>& at(std::size_t i) const noexcept {
+      return reinterpret_cast<const std::atomic<topic_node*>*>(this + 1)[i];
+    }
+  };
+
+  static slots* make_slots(std::size_t capacity) {
+    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>));
+    auto* s = ::new (raw) slots{capacity - 1};
+    for (std::size_t i = 0; i < capacity; ++i) ::new (static_cast<void*>(&s->at(i))) std::atomic<topic_node*>(nullptr);
+    return s;
+  }
+  static void free_slots(slots* s) noexcept { ::operator delete(s); }
+  static void free_slots_erased(void* p) noexcept { free_slots(static_cast<slots*>(p)); }
+
+  static void place(slots* s, topic_node* n) noexcept {
+    std::size_t i = n->hash & s->mask;
+    while (s->at(i).load(std::memory_order_relaxed) != nullptr) i = (i + 1) & s->mask;
+    s->at(i).store(n, std::memory_order_release);
+  }
+
+  std::atomic<slots*> slots_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_ROUTER_DETAIL_TOPIC_TABLE_HPP
+
+namespace agentbus {
+
 namespace detail {
+
+class router {
+ public:
+  /// `max_cached_topics`: see bus_options.
+  explicit router(std::size_t max_cached_topics) noexcept : max_cached_topics_(max_cached_topics) {}
+  router(const router&) = delete;
+  router& operator=(const router&) = delete;
+  ~router() {
+    // Only reached when no bus, channel or in-flight unsubscribe refers to us; free directly.
+    for (auto& [id, r] : registry_) r->destroy(r);
+  }
+
+  /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
+  /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
+  /// section. Returns nullptr when the cache is full and `pin` is false.
+  topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
+
+  /// As above, with the text's hash already known (agentbus::topic carries it).
+  topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
+    if (topic_node* n = table_.find(text, h)) return n;
+    return create_node(text, h, pin);
+  }
+
+  /// Takes ownership of `r` and returns its subscription id.
+  std::uint64_t subscribe(receiver* r) {
+    std::vector<retired_record::object> retired;
+    std::uint64_t id;
+    {
+      std::lock_guard lock(mutex_);
+      id = r->id = ++next_id_;
+      r->owner = this;
+      try {
+        trie_.insert(r);
+        registry_.emplace(id, r);
+      } catch (...) {
+        trie_.erase(r);
+        r->destroy(r);
+        throw;
+      }
+      const std::string_view p = r->pattern.str();
+      if (!r->pattern.has_wildcards()) {
+        // Create the node now so the first publish to it needs no allocation.
+        const std::uint64_t h = hash_topic_text(p);
+        if (topic_node* n = table_.find(p, h))
+          replace(*n, n->receivers.load(std::memory_order_relaxed)->with(r), retired);
+        else
+          insert_node(p, h);
+      } else {
+        table_.for_each([&](topic_node& n) {
+          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->with(r), retired);
+        });
+      }
+    }
+    quiescence_domain::instance().retire(std::move(retired));
+    return id;
+  }
+
+  /// Removes a subscription; returns false when it was already gone. On return the handler is
+  /// never started again and no call of it runs on another thread (see quiescence.hpp for the
+  /// exceptions when called from inside a handler).
+  bool unsubscribe(std::uint64_t id) {
+    std::vector<retired_record::object> retired;
+    receiver* handed_over = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = registry_.find(id);
+      if (it == registry_.end()) return false;
+      receiver* r = it->second;
+      r->alive.store(false, std::memory_order_relaxed);
+      registry_.erase(it);
+      trie_.erase(r);
+      const std::string_view p = r->pattern.str();
+      if (!r->pattern.has_wildcards()) {
+        if (topic_node* n = table_.find(p, hash_topic_text(p)))
+          replace(*n, n->receivers.load(std::memory_order_relaxed)->without(r), retired);
+      } else {
+        table_.for_each([&](topic_node& n) {
+          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
+        });
+      }
+      if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
+      else handed_over = r;
+    }
+    auto& domain = quiescence_domain::instance();
+    domain.retire(std::move(retired));
+    domain.synchronize();
+    // An asynchronous receiver may still be named by events waiting in its mailbox: the
+    // mailbox frees it once none can be (see mailbox::retire_receiver).
+    if (handed_over) hand_over(handed_over);
+    return true;
+  }
+
+  /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
+  void shutdown() {
+    std::vector<retired_record::object> retired;
+    std::vector<receiver*> handed_over;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [id, r] : registry_) {
+        r->alive.store(false, std::memory_order_relaxed);
+        trie_.erase(r);
+        if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
+        else handed_over.push_back(r);
+      }
+      registry_.clear();
+      table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
+    }
+    auto& domain = quiescence_domain::instance();
+    domain.retire(std::move(retired));
+    domain.synchronize();
+    for (receiver* r : handed_over) hand_over(r);
+  }
+
+  /// Receivers of a topic that is not cached (the cache is full). Call inside a read section.
+  std::vector<receiver*> resolve_uncached(std::string_view text) {
+    uncached_publishes_.fetch_add(1, std::memory_order_relaxed);
+    std::vector<receiver*> out;
+    std::lock_guard lock(mutex_);
+    trie_.match(text, out);
+    std::sort(out.begin(), out.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    return out;
+  }
+
+  /// Calls every receiver in `list` that takes T. Call inside a read section.
+  template <class T, class Range>
+  AGENTBUS_ALWAYS_INLINE publish_result dispatch(const Range& list, const event<T>& ev) {
+    publish_result result;
+    result.id = ev.id();
+    constexpr type_id tid = type_id_of<T>();
+    for (receiver* r : list) {
+      if (AGENTBUS_UNLIKELY(r->type != tid)) {
+        type_mismatches_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      // Relaxed is enough: a concurrent unsubscribe on another thread also waits for us to
+      // leave the read section; this check is for unsubscribes earlier in this same dispatch.
+      if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
+      try {
+        if (AGENTBUS_LIKELY(r->invoke(r, ev)))
+          ++result.delivered;
+        else if (result.rejected != UINT16_MAX)
+          ++result.rejected;
+      } catch (...) {
+        if (result.failed != UINT16_MAX) ++result.failed;
+        report_failure(ev, *r, std::current_exception());
+      }
+    }
+    return result;
+  }
+
+  void set_error_handler(error_handler h) {
+    auto p = h ? std::make_shared<const error_handler>(std::move(h)) : nullptr;
+    std::lock_guard lock(hook_mutex_);
+    error_handler_ = std::move(p);
+  }
+
+  bus_stats stats() const {
+    bus_stats s;
+    s.handler_failures = handler_failures_.load(std::memory_order_relaxed);
+    s.error_hook_failures = error_hook_failures_.load(std::memory_order_relaxed);
+    s.type_mismatches = type_mismatches_.load(std::memory_order_relaxed);
+    s.uncached_publishes = uncached_publishes_.load(std::memory_order_relaxed);
+    std::lock_guard lock(mutex_);
+    s.subscriptions = registry_.size();
+    s.cached_topics = table_.size();
+    return s;
+  }
+
+ private:
+  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h, bool pin) {
+    if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
+    std::lock_guard lock(mutex_);
+    if (topic_node* n = table_.find(text, h)) return n;
+    if (!pin && table_.size() >= max_cached_topics_) return nullptr;
+    return insert_node(text, h);
+  }
+
+  // Caller holds mutex_.
+  topic_node* insert_node(std::string_view text, std::uint64_t h) {
+    std::vector<receiver*> found;
+    trie_.match(text, found);
+    std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
+    auto node = std::make_unique<topic_node>(text, h, list);
+    table_.insert(node.get());
+    return node.release();
+  }
+
+  static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {
+    receiver_list* old = n.receivers.load(std::memory_order_relaxed);
+    n.receivers.store(next, std::memory_order_release);
+    retired.push_back({old, &receiver_list::delete_erased});
+  }
+
+  // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
+  // names it any more.
+  static void hand_over(receiver* r) noexcept { r->hand_over(r); }
+
+ public:
+  /// Counts a handler failure and hands it to the error hook (never throws; also used by
+  /// history replay).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
+    handler_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const error_handler> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = error_handler_;
+    }
+    if (!hook) return;
+    try {
+      (*hook)(handler_failure{ev.envelope(), r.id, r.pattern.str(), std::move(error)});
+    } catch (...) {
+      error_hook_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  mutable std::mutex mutex_;  // writers only; never held while a handler runs
+  topic_table table_;
+  pattern_trie trie_;
+  std::unordered_map<std::uint64_t, receiver*> registry_;
+  std::uint64_t next_id_ = 0;
+  const std::size_t max_cached_topics_;
+
+  std::mutex hook_mutex_;  // guards the pointer only; the hook runs outside it
+  std::shared_ptr<const error_handler> error_handler_;
+
+  std::atomic<std::uint64_t> handler_failures_{0};
+  std::atomic<std::uint64_t> error_hook_failures_{0};
+  std::atomic<std::uint64_t> type_mismatches_{0};
+  std::atomic<std::uint64_t> uncached_publishes_{0};
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_ROUTER_ROUTER_HPP
+
+namespace agentbus {
+
+namespace detail {
+
+class mailbox;
+
+/// The part of a mailbox receiver the mailbox uses: where its events go and how their
+/// handler is run (delivery/mailbox.hpp builds the typed receiver on it).
+struct mailbox_receiver_base : receiver {
+  /// Runs the handler on an event taken out of the mailbox.
+  using handle_fn = void (*)(receiver*, const event_core&);
+
+  mailbox_receiver_base(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat, mailbox& home_box,
+                        handle_fn run, destroy_fn give_back) noexcept
+      : receiver(t, inv, des, std::move(pat), /*keeps_events=*/true, give_back), home(&home_box), handle(run) {}
+
+  mailbox* home;
+  handle_fn handle;
+};
 
 /// One queued event: which subscription it is for and one reference to its shared block.
 /// No default member initializers: run_batch keeps a burst of these on its stack, and zeroing
 /// them on every call would cost more than the burst saves when it is short.
 struct mail {
-  receiver* target;
+  mailbox_receiver_base* target;
   block_header* block;
 };
 
@@ -4008,13 +3986,14 @@ class mailbox {
   }
 
   const std::string& name() const noexcept { return name_; }
+  const mailbox_options& options() const noexcept { return options_; }
   /// Events each priority queue holds.
   std::size_t capacity() const noexcept { return queues_[0]->capacity(); }
 
   // ---- producer side (publishing threads) ----
 
   /// Queues `ev` (which lives in a shared block) for receiver `r`. False when refused.
-  bool deliver(receiver* r, const event_core& ev) {
+  bool deliver(mailbox_receiver_base* r, const event_core& ev) {
     auto* block = const_cast<block_header*>(ev.block());
     // A count of 1 is the caller's own reference (whoever dispatches holds one for the whole
     // dispatch): no other thread holds the block or can take a reference to it, so a plain
@@ -4377,81 +4356,316 @@ class mailbox {
   std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> tracked_;
 };
 
-/// An asynchronous receiver: publishing queues the event in `home`; the handler runs later on
-/// the mailbox's consumer.
-template <class T, class F>
-struct async_receiver final : receiver {
-  template <class G>
-  async_receiver(G&& g, topic_pattern pat, mailbox& box)
-      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
-    home = &box;
-    handle = &run;
-    hand_over = &return_home;
-  }
+}  // namespace detail
+}  // namespace agentbus
 
-  static bool enqueue(receiver* r, const event_core& e) { return r->home->deliver(r, e); }
-  static void run(receiver* r, const event_core& e) {
-    call_handler<T>(static_cast<async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+#endif  // AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP
+
+namespace agentbus {
+
+namespace detail {
+
+/// A mailbox receiver: invoke queues the event in the mailbox; the mailbox's consumer runs the
+/// handler through `handle`.
+template <class T, class F>
+struct mailbox_receiver : mailbox_receiver_base {
+  template <class G, class Kind>
+  mailbox_receiver(G&& g, topic_pattern pat, const Kind& kind)
+      : mailbox_receiver_base(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat), *kind.box, &run, &return_home),
+        fn(std::forward<G>(g)) {}
+
+  static bool enqueue(receiver* r, const event_core& e) {
+    auto* self = static_cast<mailbox_receiver*>(r);
+    return self->home->deliver(self, e);
   }
+  static void run(receiver* r, const event_core& e) {
+    call_handler<T>(static_cast<mailbox_receiver*>(r)->fn, static_cast<const event<T>&>(e));
+  }
+  // Unsubscribed: queued events may still name it; the mailbox frees it once none can.
   static void return_home(receiver* r) noexcept {
     try {
-      r->home->retire_receiver(r);
+      static_cast<mailbox_receiver*>(r)->home->retire_receiver(r);
     } catch (...) {
       // Out of memory recording it: the receiver is dead (alive == false) and stays allocated.
     }
   }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<async_receiver*>(r); }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<mailbox_receiver*>(r); }
 
   F fn;
 };
 
 }  // namespace detail
+
+/// @brief Delivery kind: events go into a mailbox and the handler runs on its consumer.
+/// Made by `agentbus::async(agent)` (agent/agent.hpp).
+struct mailbox_delivery {
+  using delivery_tag = void;
+  template <class T, class F>
+  using receiver = detail::mailbox_receiver<T, F>;
+
+  detail::mailbox* box;  ///< the mailbox events go to
+
+  /// The mailbox remembers the subscription, so that destroying the agent ends it.
+  void subscribed(const std::shared_ptr<detail::router>& owner, std::uint64_t id) const { box->track(owner, id); }
+};
+
+static_assert(delivery_kind<mailbox_delivery>);
+
 }  // namespace agentbus
 
-#endif  // AGENTBUS_AGENT_MAILBOX_HPP
-#ifndef AGENTBUS_BUS_STORED_CHANNEL_HPP
-#define AGENTBUS_BUS_STORED_CHANNEL_HPP
+#endif  // AGENTBUS_DELIVERY_MAILBOX_HPP
+#ifndef AGENTBUS_BUS_OPTIONS_HPP
+#define AGENTBUS_BUS_OPTIONS_HPP
 
-// Publishing on a bus that stores events (storage::memory_ring<N>, storage::journal): the
-// event is stored first, which gives it its offset, then delivered like any other. This
-// header holds that publish body, shared by basic_bus::publish and stored_channel.
+// The options of a bus and of a subscription. Both are designated-initializer structs whose
+// every field has a default: `bus.subscribe<T>("orders.>", handler, subscribe_options{.history
+// = history::all(), .report = &stats})`.
+
+#include <cstddef>
+#include <optional>
+
+
+namespace agentbus {
+
+/// @brief Settings of a bus, given to its constructor.
+struct bus_options {
+  /// How many concrete topics the router caches (resolved receiver lists, looked up without a
+  /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
+  /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
+  std::size_t max_cached_topics = std::size_t{1} << 16;
+};
+
+/// @brief Settings of one subscription (the last argument of subscribe()).
+struct subscribe_options {
+  /// With a value (a bus that stores events only): the subscription first receives the stored
+  /// events from there on, replayed on the subscribing thread before subscribe() returns,
+  /// then live events, with no gap and no duplicate at the seam. `bus.subscribe<T>(pattern,
+  /// handler, history::all())` is the short form.
+  std::optional<agentbus::history> history{};
+  /// Where to write what the replay found (records it could not decode, ...), when not null.
+  replay_stats* report = nullptr;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_BUS_OPTIONS_HPP
+#ifndef AGENTBUS_BUS_SUBSCRIPTION_HPP
+#define AGENTBUS_BUS_SUBSCRIPTION_HPP
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+
+namespace agentbus {
+
+namespace detail {
+struct bus_access;
+}
+
+/// @brief RAII handle of one subscription: unsubscribes when destroyed.
+///
+/// The guarantee: once unsubscribe() (or the destructor) returns, the handler is never called
+/// again, and no call of it is still running on another thread, so the caller may free what
+/// the handler captured. Exceptions, both only when called from inside a handler:
+///   - a handler unsubscribing itself returns at once; its own current call goes on;
+///   - two handlers on two threads unsubscribing each other at the same moment cannot both
+///     wait for the other to finish (that would deadlock): a call made while the other thread
+///     is itself blocked in unsubscribe() does not wait for that thread.
+/// Unsubscribing waits for every handler call running on other threads when it starts (of any
+/// bus), not just this subscription's, so keep handlers short or move long work to a mailbox.
+///
+/// A handle may outlive its bus: unsubscribing then does nothing. Handles are move-only and,
+/// like any object, not to be used from two threads at once.
+class subscription {
+ public:
+  /// @brief An empty handle.
+  subscription() noexcept = default;
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  /// @brief Takes over `other`'s subscription.
+  subscription(subscription&& other) noexcept
+      : router_(std::move(other.router_)), id_(std::exchange(other.id_, 0)) {}
+  /// @brief Unsubscribes the current subscription, then takes over `other`'s.
+  subscription& operator=(subscription&& other) noexcept {
+    if (this != &other) {
+      unsubscribe();
+      router_ = std::move(other.router_);
+      id_ = std::exchange(other.id_, 0);
+    }
+    return *this;
+  }
+  ~subscription() { unsubscribe(); }
+
+  /// @brief Ends the subscription (idempotent). See the class comment for the guarantee.
+  void unsubscribe() noexcept {
+    if (id_ == 0) return;
+    const std::uint64_t id = std::exchange(id_, 0);
+    if (auto r = router_.lock()) {
+      try {
+        r->unsubscribe(id);
+      } catch (...) {
+        // Only allocation can fail here; the receiver is already dead (alive == false).
+      }
+    }
+    router_.reset();
+  }
+
+  /// @brief Lets the subscription live as long as the bus; the handle becomes empty.
+  void detach() noexcept {
+    id_ = 0;
+    router_.reset();
+  }
+
+  /// @brief True while the handle holds a subscription (the bus may still have gone away).
+  bool active() const noexcept { return id_ != 0; }
+  /// @brief The subscription's id (0 when empty); matches handler_failure::subscription_id.
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  friend struct detail::bus_access;  // the only way to make one that holds a subscription
+  subscription(std::weak_ptr<detail::router> r, std::uint64_t id) noexcept : router_(std::move(r)), id_(id) {}
+
+  std::weak_ptr<detail::router> router_;
+  std::uint64_t id_ = 0;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_BUS_SUBSCRIPTION_HPP
+#ifndef AGENTBUS_BUS_CHANNEL_HPP
+#define AGENTBUS_BUS_CHANNEL_HPP
+
+// A resolved channel: one topic and one event type, bound once, published to many times.
+// Publishing through a channel skips parsing, hashing and looking up the topic: it is one
+// acquire load of the topic's receiver list and the calls. On a bus that stores events
+// (`Store` is its storage), each publish stores the event first and returns its offset.
 
 #include <memory>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#ifndef AGENTBUS_BUS_DETAIL_PUBLISH_HPP
+#define AGENTBUS_BUS_DETAIL_PUBLISH_HPP
+
+// The publish path: everything a publish does, in the order it does it, in one place.
+// basic_bus::publish and channel::publish are each one call into this file.
+//
+//  0. The caller enters a read section (detail/sync/quiescence.hpp: read_guard, a few plain
+//     stores) and finds the topic's node (router::node: a lock-free cache lookup; a channel
+//     holds its node). A topic beyond the cache has no node.
+//  1. Who receives it: the node's immutable receiver list (one acquire load), or, beyond the
+//     cache, a temporary list resolved under the writer mutex (uncached_receivers).
+//  2. Store it (storing buses only: publish_stored): the storage appends the event, which
+//     gives it its offset, then a light barrier pairs with history subscribers (see
+//     delivery/history.hpp).
+//  3. Build the event: on the publisher's stack around a reference to the payload when every
+//     receiver is synchronous (zero copy, no allocation); once in a shared block, the payload
+//     moved in from an rvalue, when some receiver keeps it (publish_retained).
+//  4. Dispatch: router::dispatch calls each receiver's invoke (type check, alive check,
+//     failures counted and reported), which runs a handler or queues the event.
+//
+// The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
+// published as an rvalue reaches a mailbox on any of them.
+
+#include <cstdint>
+#include <stdexcept>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 
-namespace agentbus {
+namespace agentbus::detail {
 
-/// @brief What publish returns on a bus that stores events: the delivery counts and the
-/// offset the storage gave the event.
-struct stored_publish_result : publish_result {
-  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
+/// Default options, shared so that a publish without options builds none.
+inline constexpr publish_options default_publish_options{};
+
+// ---- 1. Who receives it ------------------------------------------------------------------
+
+/// The receivers of a topic beyond the router's cache, resolved into a list of our own.
+class uncached_receivers {
+ public:
+  uncached_receivers(router& r, std::string_view topic) : list_(make(r.resolve_uncached(topic))) {}
+  uncached_receivers(const uncached_receivers&) = delete;
+  uncached_receivers& operator=(const uncached_receivers&) = delete;
+  ~uncached_receivers() { receiver_list::delete_erased(list_); }
+  const receiver_list& list() const noexcept { return *list_; }
+
+ private:
+  static receiver_list* make(const std::vector<receiver*>& found) {
+    return found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
+  }
+  receiver_list* list_;
 };
 
-namespace detail {
-
-/// The receivers of `topic` (its cached node, or resolved beyond the cache) handed to `deliver`.
-template <class T, class Deliver>
-publish_result deliver_stored(router& r, const topic_node* node, std::string_view topic, const event<T>& ev,
-                              Deliver deliver) {
-  if (node != nullptr) {
-    const receiver_list* list = node->receivers.load(std::memory_order_acquire);
-    if (list->size() == 0) return publish_result{0, 0, 0, ev.id()};
-    return deliver(*list);
-  }
-  const std::vector<receiver*> found = r.resolve_uncached(topic);
-  if (found.empty()) return publish_result{0, 0, 0, ev.id()};
-  receiver_list* list = receiver_list::make_from(found);
-  const std::unique_ptr<receiver_list, void (*)(receiver_list*)> owned(
-      list, [](receiver_list* l) { receiver_list::delete_erased(l); });
-  return deliver(*list);
+/// Calls `fn` with the receivers of `topic`: its node's list, or resolved beyond the cache
+/// when `node` is null.
+template <class Fn>
+AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, std::string_view topic, Fn&& fn) {
+  if (AGENTBUS_LIKELY(node != nullptr)) return fn(*node->receivers.load(std::memory_order_acquire));
+  const uncached_receivers found(r, topic);
+  return fn(found.list());
 }
 
+// ---- 3. Build the event once in a shared block (for receivers that keep it) ---------------
+
+/// Builds the event in a shared block (the payload moved in when the caller passed an rvalue)
+/// and dispatches that block's event to every receiver, synchronous ones included. Out of
+/// line: the synchronous path stays small.
+template <class T, class P>
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
+                                                  P&& payload, const publish_options& options, std::uint64_t id,
+                                                  std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
+  if constexpr (std::is_constructible_v<T, P&&>) {
+    const T* no_payload = nullptr;
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
+    if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
+    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    return r.dispatch(list, *held);
+  } else {
+    throw std::logic_error(
+        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+  }
+}
+
+// ---- 3+4. Build and dispatch (a bus that stores nothing) -----------------------------------
+
+/// Delivers to `list`: on the stack when every receiver is synchronous, else in a block.
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_list& list, std::string_view topic,
+                                              P&& payload, const publish_options& options, std::uint64_t id) {
+  using T = std::remove_cvref_t<P>;
+  if (AGENTBUS_UNLIKELY(!list.plain())) {  // empty, or a receiver needs a shared block
+    if (list.size() == 0) return publish_result{0, 0, 0, id};
+    return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id);
+  }
+  const event<T> ev(payload, topic, options, id, deadline_from(options));
+  return r.dispatch(list, ev);
+}
+
+/// Publishes to a cached topic (a channel's, or one the cache found). Inside a read section.
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result publish(router& r, const topic_node& node, P&& payload,
+                                              const publish_options& options, reader_slot* slot) {
+  const receiver_list& list = *node.receivers.load(std::memory_order_acquire);
+  return deliver(r, list, node.name, std::forward<P>(payload), options, slot->next_event_id());
+}
+
+/// Publishes to a topic beyond the cache (`topic` must be valid).
+template <class P>
+AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view topic, P&& payload,
+                                                  const publish_options& options, reader_slot* slot) {
+  const uncached_receivers found(r, topic);
+  return deliver(r, found.list(), topic, std::forward<P>(payload), options, slot->next_event_id());
+}
+
+// ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
+
 /// Stores, then delivers. `node` may be null (a topic beyond the router's cache); `topic` must
-/// outlive the call. Call inside a read section (`slot`).
+/// outlive the call. Inside a read section (`slot`).
 template <class Store, class P>
 stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
                                      P&& payload, const publish_options& options, reader_slot* slot) {
@@ -4466,14 +4680,14 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
-    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier (basic_bus)
+    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
-        deliver_stored(r, node, topic, *held, [&](const receiver_list& list) { return r.dispatch(list, *held); });
+        with_receivers(r, node, topic, [&](const receiver_list& list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
-    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier (basic_bus)
-    static_cast<publish_result&>(out) = deliver_stored(r, node, topic, ev, [&](const receiver_list& list) {
+    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](const receiver_list& list) {
       if (list.retaining())
         return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,
                                    offset_setter::published_ns(ev));
@@ -4483,28 +4697,52 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
   return out;
 }
 
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_BUS_DETAIL_PUBLISH_HPP
+
+namespace agentbus {
+
+namespace detail {
+struct bus_access;
+
+/// What a channel keeps of its bus's storage: nothing, or a share of it.
+template <class Store>
+struct channel_store {
+  std::shared_ptr<Store> store;
+};
+template <>
+struct channel_store<void> {};
 }  // namespace detail
 
-/// @brief A typed publisher bound to one topic of a bus that stores events; what
-/// `bus.channel<T>(topic)` returns there. Each publish stores the event, then delivers it,
-/// and returns its offset. It shares the bus's storage (a journal stays open while a channel
-/// of it lives) and router; publishing after the bus is gone still stores, and reaches no one.
-/// Safe to use from any number of threads at once.
-template <class T, class Store>
-class stored_channel {
+/// @brief A typed publisher bound to one topic of one bus: `bus.channel<T>("tasks.created")`.
+///
+/// Cheap to copy; safe to use from any number of threads at once. It keeps the bus's router
+/// (and storage) alive, so publishing after the bus is destroyed is safe: it still stores,
+/// and reaches no one. Copying is the only way to move one: a "moved-from" channel is a
+/// copy and goes on publishing, so no channel is ever left without a topic.
+template <class T, class Store>  // Store defaults to void (fwd.hpp)
+class channel {
  public:
   static_assert(event_type<T>, "agentbus: channel<T>: T must be a movable, non-const object type");
 
-  /// @brief Stores `payload`, then delivers it (synchronous handlers see it by reference).
-  stored_publish_result publish(const T& payload,
-                                const publish_options& options = detail::default_publish_options) const {
-    detail::read_guard guard;
-    return detail::publish_stored(*router_, *store_, node_, node_->name, payload, options, guard.slot());
+  /// @brief publish_result, or stored_publish_result (with the offset) on a storing bus.
+  using result_type = std::conditional_t<std::is_void_v<Store>, publish_result, stored_publish_result>;
+
+  channel(const channel&) = default;
+  channel& operator=(const channel&) = default;
+  ~channel() = default;
+
+  /// @brief Publishes `payload` to the channel's topic; synchronous handlers see it by
+  /// reference. When some receiver keeps the event (a mailbox), it is copied once into a
+  /// shared block.
+  result_type publish(const T& payload, const publish_options& options = detail::default_publish_options) const {
+    return publish_impl(payload, options);
   }
-  /// @brief Stores `payload`, then delivers it; moved into a shared block when one is needed.
-  stored_publish_result publish(T&& payload, const publish_options& options = detail::default_publish_options) const {
-    detail::read_guard guard;
-    return detail::publish_stored(*router_, *store_, node_, node_->name, std::move(payload), options, guard.slot());
+  /// @brief Publishes `payload`; when some receiver keeps the event, the payload is moved
+  /// (not copied) into the shared block.
+  result_type publish(T&& payload, const publish_options& options = detail::default_publish_options) const {
+    return publish_impl(std::move(payload), options);
   }
 
   /// @brief The channel's topic.
@@ -4517,24 +4755,154 @@ class stored_channel {
   }
 
  private:
-  template <class S, class U>
-  friend class basic_bus;
-  stored_channel(std::shared_ptr<detail::router> r, std::shared_ptr<Store> store, detail::topic_node* n) noexcept
-      : router_(std::move(r)), store_(std::move(store)), node_(n) {}
+  friend struct detail::bus_access;
+  channel(std::shared_ptr<detail::router> r, detail::channel_store<Store> s, detail::topic_node* n) noexcept
+      : router_(std::move(r)), store_(std::move(s)), node_(n) {}
+
+  template <class P>
+  AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
+    detail::read_guard guard;
+    if constexpr (std::is_void_v<Store>)
+      return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
+    else
+      return detail::publish_stored(*router_, *store_.store, node_, node_->name, std::forward<P>(payload), options,
+                                    guard.slot());
+  }
 
   std::shared_ptr<detail::router> router_;
-  std::shared_ptr<Store> store_;
+  [[no_unique_address]] detail::channel_store<Store> store_;
   detail::topic_node* node_;
 };
 
+/// @brief What `bus.channel<T>(topic)` returns on a bus that stores events.
+template <class T, class Store>
+using stored_channel = channel<T, Store>;
+
 }  // namespace agentbus
 
-#endif  // AGENTBUS_BUS_STORED_CHANNEL_HPP
-#ifndef AGENTBUS_DETAIL_CALLABLE_TRAITS_HPP
-#define AGENTBUS_DETAIL_CALLABLE_TRAITS_HPP
+#endif  // AGENTBUS_BUS_CHANNEL_HPP
+#ifndef AGENTBUS_BUS_BASIC_BUS_HPP
+#define AGENTBUS_BUS_BASIC_BUS_HPP
 
-// Deduces the event type a handler takes, so that `bus.subscribe("t", [](const event<order>&){})`
-// needs no explicit template argument.
+// The bus: publish typed events on topics, subscribe with patterns. A thin facade: the
+// publish path is bus/detail/publish.hpp, the ways of receiving are delivery kinds
+// (delivery/), storage is a policy (storage/), and modules reach the bus through
+// bus/detail/bus_access.hpp.
+//
+// Threading contract
+//   - publish(), subscribe(), unsubscribe and channel() may be called from any thread at any
+//     time, concurrently. Publishing takes no lock at all once a topic has been seen (the first
+//     publish to a topic caches its resolution under the writer mutex, which is never held
+//     while a handler runs, so no handler can be holding it).
+//   - Synchronous handlers (the default delivery) run on the publishing thread, inside
+//     publish(), in subscription order. Two threads publishing at once run handlers at once:
+//     a handler shared by several publishing threads must be thread-safe itself.
+//   - Reentrancy: a handler may publish (to any topic, including its own), subscribe and
+//     unsubscribe (itself included) without deadlock. A subscription made during a dispatch
+//     receives events published after subscribe() returns, not the one being dispatched.
+//   - Unsubscribing: see subscription. After unsubscribe returns the handler is never called
+//     again and no call of it is still running on another thread.
+//   - Handler failures: a handler that throws does not stop delivery to the others; the
+//     failure is counted (stats().handler_failures) and handed to the error hook (on_error).
+//   - Typed delivery: a subscription takes one event type T. A receiver whose pattern matches
+//     a topic on which another type U is published is skipped for that event and the skip is
+//     counted (stats().type_mismatches); a handler for T never sees a U.
+//   - Storage (a persisting storage policy: storage::memory_ring<N>, storage::journal): publish()
+//     first stores the event, which gives it an offset, then delivers it; publish returns a
+//     stored_publish_result with the offset. With storage::journal the event is as durable as
+//     the journal's durability policy says when publish returns (durability::always: on disk).
+//     Offsets are assigned in the order events are stored; concurrent publishers may deliver
+//     in another order than their offsets. A subscription with a history option first
+//     receives stored events (replayed on the subscribing thread, inside subscribe()), then
+//     live ones: no gap and no duplicate at the seam, with any number of concurrent
+//     publishers (delivery/history.hpp).
+//   - Destroying the bus unsubscribes everything (waiting for running handlers as unsubscribe
+//     does). It must not run concurrently with other calls on the same bus object; channels and
+//     subscription handles may outlive it safely.
+
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#ifndef AGENTBUS_BUS_DETAIL_BUS_ACCESS_HPP
+#define AGENTBUS_BUS_DETAIL_BUS_ACCESS_HPP
+
+// The seam for modules: the one documented way for code outside basic_bus to reach a bus's
+// router and storage, register a receiver it built itself, and hand the user a subscription
+// or a channel. basic_bus, subscription and channel befriend this struct and nothing else.
+//
+// Two kinds of module use it:
+//   - delivery kinds (delivery/delivery.hpp) reach it only through subscribe(): the bus
+//     builds their receiver and calls bus_access::adopt;
+//   - layers that manage receivers of their own (a consumer group's shared receiver, a
+//     transport's outbound bridge, a request/reply inbox) call it directly:
+//
+//       auto* r = new my_receiver(...);                       // derives from detail::receiver
+//       subscription sub = detail::bus_access::adopt(detail::bus_access::router_of(bus), r);
+//
+// Contract: adopt takes ownership of the receiver, even when it throws; the receiver is live
+// (publishes on matching topics reach it) when adopt returns; the subscription ends it with
+// the usual unsubscribe guarantee.
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+
+namespace agentbus::detail {
+
+struct bus_access {
+  /// The bus's router (shared: channels and handles keep it alive).
+  template <class Bus>
+  static const std::shared_ptr<router>& router_of(Bus& bus) noexcept {
+    return bus.router_;
+  }
+
+  /// The bus's storage (storing buses only).
+  template <class Bus>
+  static const auto& store_of(Bus& bus) noexcept {
+    return bus.storage_.store;
+  }
+
+  /// Registers `r` (taking ownership, even when this throws) and returns its handle.
+  static subscription adopt(const std::shared_ptr<router>& owner, receiver* r) {
+    return subscription(owner, owner->subscribe(r));
+  }
+
+  /// As above, then runs the delivery kind's `subscribed` hook; undone if the hook throws.
+  template <class Kind>
+  static subscription adopt(const std::shared_ptr<router>& owner, receiver* r, const Kind& kind) {
+    const std::uint64_t id = owner->subscribe(r);
+    try {
+      notify_subscribed(kind, owner, id);
+    } catch (...) {
+      owner->unsubscribe(id);
+      throw;
+    }
+    return subscription(owner, id);
+  }
+
+  /// A channel on `node` (which the router keeps: pinned).
+  template <class T, class Store>
+  static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_node* node) {
+    return channel<T, Store>(std::move(owner), std::move(store), node);
+  }
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_BUS_DETAIL_BUS_ACCESS_HPP
+#ifndef AGENTBUS_BUS_DETAIL_CALLABLE_TRAITS_HPP
+#define AGENTBUS_BUS_DETAIL_CALLABLE_TRAITS_HPP
+
+// What a handler may be: deduces the event type it takes, so that
+// `bus.subscribe("t", [](const event<order>&){})` needs no explicit template argument, and
+// checks a handler with one readable error per mistake.
 
 #include <type_traits>
 
@@ -4589,34 +4957,82 @@ concept deducible_handler = requires { typename handler_argument<std::decay_t<F>
 template <class F>
 using handler_event_t = typename event_of_argument<typename handler_argument<std::decay_t<F>>::type>::type;
 
+/// subscribe<T>'s default: "deduce T from the handler".
+struct deduce_event_type {};
+
+/// The event type a subscription takes: T, or deduced from F when T is deduce_event_type
+/// (void when it cannot be deduced).
+template <class T, class F>
+struct subscribed_event {
+  using type = T;
+};
+template <class F>
+struct subscribed_event<deduce_event_type, F> {
+  using type = void;
+};
+template <class F>
+  requires deducible_handler<F>
+struct subscribed_event<deduce_event_type, F> {
+  using type = handler_event_t<F>;
+};
+
+/// Checks a handler for events of type T (void: not deducible); each mistake gives one
+/// static_assert, and the result lets the caller stop before instantiating anything else.
+template <class T, class F>
+constexpr bool check_handler() {
+  if constexpr (std::is_void_v<T>) {
+    static_assert(!std::is_void_v<T>,
+                  "agentbus: subscribe: cannot deduce the event type of this handler. A handler takes exactly one "
+                  "parameter, `const agentbus::event<T>&` or `const T&`; for a generic lambda write "
+                  "bus.subscribe<T>(pattern, handler)");
+    return false;
+  } else if constexpr (!event_type<T>) {
+    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
+    return false;
+  } else {
+    using fn_type = std::decay_t<F>;
+    // disjunction stops at the first match: a generic lambda is never instantiated with
+    // `const T&` once it accepts `const event<T>&` (instantiating its body with the wrong type
+    // is a hard error).
+    constexpr bool invocable =
+        std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>;
+    static_assert(invocable,
+                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
+                  "`const T&` (one parameter)");
+    return invocable;
+  }
+}
+
 }  // namespace agentbus::detail
 
-#endif  // AGENTBUS_DETAIL_CALLABLE_TRAITS_HPP
+#endif  // AGENTBUS_BUS_DETAIL_CALLABLE_TRAITS_HPP
+#ifndef AGENTBUS_DELIVERY_HISTORY_HPP
+#define AGENTBUS_DELIVERY_HISTORY_HPP
 
-namespace agentbus {
+// History as a decorator over any delivery kind: with_history<R> is the kind's own receiver R
+// with a gate in front of its invoke. A history subscription first receives the stored
+// events (replayed on the subscribing thread, inside subscribe(), through R's own invoke: a
+// synchronous handler is called, a mailbox queues them), then live ones, with no gap and no
+// duplicate at the seam, whatever other threads publish meanwhile.
+//
+// How the seam works. Every event is stored before it is dispatched, and the publisher runs
+// a light barrier between the two that pairs with the subscriber's heavy barrier after the
+// receiver went live: either the publisher sees the receiver, or the subscriber's replay
+// sees the event's offset. Until the replay has caught up, live events are not delivered
+// (the replay reads them from storage); afterwards those below the seam are skipped (the
+// replay delivered them).
 
-namespace detail {
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <utility>
 
-/// What a bus without storage takes instead of storage options (never constructed by users).
-struct no_storage_options {};
 
-template <class S, bool = S::persists>
-struct storage_traits {
-  using options = no_storage_options;
-  struct holder {};
-};
-template <class S>
-struct storage_traits<S, true> {
-  using options = typename S::options;
-  struct holder {
-    std::shared_ptr<typename S::store> store;  // shared with stored channels
-  };
-};
+namespace agentbus::detail {
 
-/// The seam between a history subscription's replay and its live events. Until the replay
-/// has caught up, live events are not delivered (the replay reads them from storage: every
-/// event is stored before it is dispatched); afterwards those below the seam are skipped
-/// (the replay delivered them).
+/// The seam between a history subscription's replay and its live events.
 struct history_seam {
   std::atomic<bool> live{false};
   std::mutex mutex;
@@ -4654,197 +5070,199 @@ struct history_seam {
   }
 };
 
-/// A synchronous subscription with history: the handler runs inside publish() once caught up.
-template <class T, class F>
-struct history_receiver final : receiver {
-  template <class G>
-  history_receiver(G&& g, topic_pattern pat)
-      : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
-
-  static bool call(receiver* r, const event_core& e) {
-    auto* self = static_cast<history_receiver*>(r);
-    if (self->seam.admits(e)) call_handler<T>(self->fn, static_cast<const event<T>&>(e));
-    return true;  // an event not admitted is (or was) delivered by the replay
+/// A delivery kind's receiver R with history in front of it.
+template <class Inner>
+struct with_history final : Inner {
+  template <class G, class Kind>
+  with_history(G&& g, topic_pattern pat, const Kind& kind) : Inner(std::forward<G>(g), std::move(pat), kind) {
+    inner_invoke = this->invoke;
+    this->invoke = &gated;
+    this->destroy = &destroy_self;
   }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<history_receiver*>(r); }
 
-  F fn;
+  /// Replays `cursor` (events of type T) through the receiver's own invoke, then opens the
+  /// seam. Call once the receiver is live and after the heavy barrier.
+  template <class T, class Store, class Cursor>
+  void replay(const Store& store, Cursor& cursor) {
+    seam.catch_up(store, cursor, [this](Cursor& c) {
+      if (this->retains) {
+        const shared_event<T> held = c.share();  // a retaining receiver keeps a block
+        deliver_replayed(*held);
+      } else {
+        deliver_replayed(c.current());
+      }
+    });
+  }
+
+ private:
+  static bool gated(receiver* r, const event_core& e) {
+    auto* self = static_cast<with_history*>(r);
+    if (!self->seam.admits(e)) return true;  // the replay delivers (or delivered) it
+    return self->inner_invoke(r, e);
+  }
+  static void destroy_self(receiver* r) noexcept { delete static_cast<with_history*>(r); }
+
+  // A refusal (full mailbox) is counted by the receiver; a handler failure goes to the hook.
+  void deliver_replayed(const event_core& ev) {
+    try {
+      (void)inner_invoke(this, ev);
+    } catch (...) {
+      this->owner->report_failure(ev, *this, std::current_exception());
+    }
+  }
+
+  receiver::invoke_fn inner_invoke;
   history_seam seam;
 };
 
-/// An agent's subscription with history: the replay queues stored events in the agent's
-/// mailbox, then live events follow them there.
-template <class T, class F>
-struct history_async_receiver final : receiver {
-  template <class G>
-  history_async_receiver(G&& g, topic_pattern pat, mailbox& box)
-      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
-    home = &box;
-    handle = &run;
-    hand_over = &async_receiver<T, F>::return_home;  // type-independent: back to the mailbox
-  }
+}  // namespace agentbus::detail
 
-  static void run(receiver* r, const event_core& e) {
-    call_handler<T>(static_cast<history_async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
-  }
+#endif  // AGENTBUS_DELIVERY_HISTORY_HPP
 
-  static bool enqueue(receiver* r, const event_core& e) {
-    auto* self = static_cast<history_async_receiver*>(r);
-    if (!self->seam.admits(e)) return true;
-    return r->home->deliver(r, e);
-  }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<history_async_receiver*>(r); }
+namespace agentbus {
 
-  F fn;
-  history_seam seam;
+namespace detail {
+
+/// What a bus without storage takes instead of storage options (never constructed by users).
+struct no_storage_options {};
+
+template <class S, bool = S::persists>
+struct storage_traits {
+  using options = no_storage_options;
+  using store = void;
+  struct holder {};
 };
+template <class S>
+struct storage_traits<S, true> {
+  using options = typename S::options;
+  using store = typename S::store;
+  struct holder {
+    std::shared_ptr<typename S::store> store;  // shared with channels
+  };
+};
+
+// subscribe()'s trailing arguments: at most one delivery kind, and at most one of
+// subscribe_options or history (short for subscribe_options{.history = h}).
+template <class A>
+inline constexpr bool is_subscribe_option = std::is_same_v<A, subscribe_options> || std::is_same_v<A, history>;
+
+template <class... With>
+constexpr bool check_subscribe_arguments() {
+  constexpr bool known = ((delivery_kind<With> || is_subscribe_option<With>)&&...);
+  static_assert(known,
+                "agentbus: subscribe(pattern, handler, ...): after the handler come a delivery kind "
+                "(agentbus::async(agent), ...), subscribe_options, or a history (history::all(), ...)");
+  constexpr std::size_t kinds = (std::size_t{delivery_kind<With>} + ... + 0);
+  constexpr std::size_t options = (std::size_t{is_subscribe_option<With>} + ... + 0);
+  static_assert(kinds <= 1, "agentbus: subscribe: give at most one delivery kind");
+  static_assert(options <= 1, "agentbus: subscribe: give at most one of subscribe_options and history");
+  return known && kinds <= 1 && options <= 1;
+}
+
+inline synchronous pick_delivery() noexcept { return {}; }
+template <class First, class... Rest>
+decltype(auto) pick_delivery(const First& first, const Rest&... rest) noexcept {
+  if constexpr (delivery_kind<First>)
+    return first;
+  else
+    return pick_delivery(rest...);
+}
+
+template <class... With>
+subscribe_options pick_options(const With&... with) {
+  subscribe_options out;
+  (
+      [&](const auto& w) {
+        using W = std::remove_cvref_t<decltype(w)>;
+        if constexpr (std::is_same_v<W, subscribe_options>)
+          out = w;
+        else if constexpr (std::is_same_v<W, history>)
+          out.history = w;
+      }(with),
+      ...);
+  return out;
+}
 
 }  // namespace detail
 
 /// @brief An event bus, with its storage and transport chosen at compile time.
 /// `agentbus::bus` is `basic_bus<storage::none, transport::in_process>`.
-template <class Storage = storage::none, class Transport = transport::in_process>
+template <class Storage, class Transport>  // defaults: storage::none, transport::in_process (fwd.hpp)
 class basic_bus {
   static_assert(storage_policy<Storage>,
-                "agentbus: the first basic_bus parameter must be a storage policy (storage::none, ...): "
-                "a type with `using storage_tag = void;` and `static constexpr bool persists`");
+                "agentbus: the first basic_bus parameter must be a storage policy (storage::none, "
+                "storage::memory_ring<N>, storage::journal): see storage/policy.hpp");
   static_assert(transport_policy<Transport>,
                 "agentbus: the second basic_bus parameter must be a transport policy (transport::in_process, ...): "
                 "a type with `using transport_tag = void;` and `static constexpr bool bridges`");
+
+  using traits = detail::storage_traits<Storage>;
 
  public:
   using storage_type = Storage;      ///< the storage policy
   using transport_type = Transport;  ///< the transport policy
   /// @brief What the storage policy is opened with (storage::journal: journal_options).
-  using storage_options = typename detail::storage_traits<Storage>::options;
+  using storage_options = typename traits::options;
   /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
   using result_type = std::conditional_t<Storage::persists, stored_publish_result, publish_result>;
+  /// @brief What channel<T>() returns.
+  template <class T>
+  using channel_type = agentbus::channel<T, typename traits::store>;
 
   /// @brief An empty bus (with storage opened with default options, for policies that have them).
   basic_bus()
     requires(!Storage::persists || std::default_initializable<storage_options>)
-      : basic_bus(storage_options{}) {}
-  /// @brief An empty bus whose storage is opened with `options`; a storage error (e.g.
+      : basic_bus(storage_options{}, bus_options{}) {}
+  /// @brief An empty bus with `options` (storage opened with default options).
+  explicit basic_bus(const bus_options& options)
+    requires(!Storage::persists || std::default_initializable<storage_options>)
+      : basic_bus(storage_options{}, options) {}
+  /// @brief An empty bus whose storage is opened with `storage`; a storage error (e.g.
   /// journal_error for a locked journal directory) propagates.
-  explicit basic_bus(const storage_options& options) : router_(std::make_shared<detail::router>()) {
-    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(options);
-    else (void)options;
+  explicit basic_bus(const storage_options& storage, const bus_options& options = {})
+      : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
+    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(storage);
+    else (void)storage;
   }
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
   /// @brief Unsubscribes everything; see the threading contract above.
   ~basic_bus() { router_->shutdown(); }
 
-  /// @brief Publishes `payload` on `topic`. Throws topic_error if `topic` is invalid.
-  /// Synchronous handlers see the payload by reference: it is never copied. When a mailbox
-  /// subscribes, the payload goes once into a shared block: moved from an rvalue, else copied.
+  /// @brief Publishes `payload` on `topic` (validated: topic_error when invalid). Synchronous
+  /// handlers see the payload by reference: it is never copied. When a receiver keeps the
+  /// event (a mailbox), the payload goes once into a shared block: moved from an rvalue,
+  /// else copied.
   template <class P>
   result_type publish(std::string_view topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    using T = std::remove_cvref_t<P>;
-    static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type (not an array, "
-                                 "not a string literal: wrap text in std::string)");
-    if constexpr (Storage::persists) {
-      return publish_stored(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
-    } else {
-      detail::read_guard guard;
-      if (detail::topic_node* node = router_->node(topic))
-        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-      return publish_uncached<T>(topic, payload, options, guard.slot());
-    }
+    return publish_on(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
   }
-
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class P>
   result_type publish(const agentbus::topic& topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    using T = std::remove_cvref_t<P>;
-    static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
-    if constexpr (Storage::persists) {
-      return publish_stored(topic.str(), topic.hash(), std::forward<P>(payload), options);
-    } else {
-      detail::read_guard guard;
-      if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
-        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-      return publish_uncached<T>(topic.str(), payload, options, guard.slot());
-    }
+    return publish_on(topic.str(), topic.hash(), std::forward<P>(payload), options);
   }
 
-  /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
-  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`) and runs inside
-  /// publish(). Throws topic_error if `pattern` is invalid.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
-    check_handler<T, F>();
-    topic_pattern parsed(pattern);
-    auto* r = new detail::receiver_impl<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
-    return subscription(router_, router_->subscribe(r));  // subscribe takes ownership, even when it throws
-  }
-
-  /// @brief Subscribes `handler` to run asynchronously on an agent: `async(agent)`. The event
-  /// goes into the agent's mailbox (a shared block: no copy per receiver) and the handler runs
-  /// on the agent's consumer. Destroying the agent ends the subscription.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target) {
-    check_handler<T, F>();
-    topic_pattern parsed(pattern);
-    auto* r = new detail::async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed), *target.box);
-    return subscribe_to_mailbox(r, *target.box);
-  }
-
-  /// @brief Subscribes `handler` with history (a bus that stores events only): it first
-  /// receives the stored events from `from` on, replayed on this thread before subscribe()
-  /// returns, then live events — no gap and no duplicate at the seam, whatever other threads
-  /// publish meanwhile. Replay problems (records that cannot be decoded, ...) are counted in
-  /// `*report` when given; handler failures go to the error hook as usual.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, history from,
-                                       replay_stats* report = nullptr) {
-    static_assert(Storage::persists,
-                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
-                  "or basic_bus<storage::journal>");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
-      topic_pattern parsed(pattern);
-      std::optional<topic_pattern> filter(parsed);
-      auto* r = new detail::history_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
-      subscription sub(router_, router_->subscribe(r));  // live now, but not delivering yet
-      // Pairs with the light barrier a publisher runs between storing and dispatching: either
-      // the publisher sees this receiver, or this thread sees that event's offset.
-      detail::asymmetric_heavy_barrier();
-      auto cursor = storage_.store->template open<T>(from, std::move(filter));
-      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) { deliver_replayed(*r, c.current()); });
-      if (report != nullptr) *report = std::move(cursor.stats());
-      return sub;
-    } else {
-      return {};
-    }
-  }
-
-  /// @brief Subscribes `handler` to run on an agent, with history: the stored events from
-  /// `from` on are queued in the agent's mailbox by subscribe() (subject to the mailbox's
-  /// overflow policy, like any event), then live events follow — no gap, no duplicate.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target, history from,
-                                       replay_stats* report = nullptr) {
-    static_assert(Storage::persists,
-                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
-                  "or basic_bus<storage::journal>");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
-      topic_pattern parsed(pattern);
-      std::optional<topic_pattern> filter(parsed);
-      auto* r = new detail::history_async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed),
-                                                                       *target.box);
-      subscription sub = subscribe_to_mailbox(r, *target.box);
-      detail::asymmetric_heavy_barrier();  // as in the synchronous overload
-      auto cursor = storage_.store->template open<T>(from, std::move(filter));
-      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) {
-        const shared_event<T> held = c.share();  // the mailbox keeps a block
-        (void)target.box->deliver(r, *held);     // a refusal is counted by the mailbox
-      });
-      if (report != nullptr) *report = std::move(cursor.stats());
-      return sub;
+  /// @brief Subscribes `handler` to `pattern` (validated: topic_error when invalid) for events
+  /// of type T, which is deduced from the handler's parameter (`const event<T>&` or
+  /// `const T&`) unless given. After the handler, optionally:
+  ///   - a delivery kind: how the handler receives events. Default synchronous (inside
+  ///     publish()); `agentbus::async(agent)` queues them in the agent's mailbox;
+  ///   - subscribe_options, or just a history (`history::all()`): replay stored events first
+  ///     (a bus that stores events only), then go live with no gap and no duplicate.
+  /// `bus.subscribe<order>("orders.>", handler, agentbus::async(worker), agentbus::history::all())`
+  template <class T = detail::deduce_event_type, class F, class... With>
+  [[nodiscard("the subscription ends when the returned handle is destroyed")]] subscription subscribe(
+      std::string_view pattern, F&& handler, const With&... with) {
+    using E = typename detail::subscribed_event<T, F>::type;
+    if constexpr (detail::check_handler<E, F>() && detail::check_subscribe_arguments<With...>()) {
+      static_assert(Storage::persists || !(std::is_same_v<With, history> || ...),
+                    "agentbus: subscribe with history needs a bus that stores events: "
+                    "basic_bus<storage::memory_ring<N>> or basic_bus<storage::journal>");
+      return subscribe_with<E>(pattern, std::forward<F>(handler), detail::pick_delivery(with...),
+                               detail::pick_options(with...));
     } else {
       return {};
     }
@@ -4858,8 +5276,7 @@ class basic_bus {
   replay_stats replay(history from, std::string_view pattern, F&& handler) {
     static_assert(Storage::persists, "agentbus: replay needs a bus that stores events (storage::memory_ring<N>, "
                                      "storage::journal)");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
+    if constexpr (Storage::persists && detail::check_handler<T, F>()) {
       auto cursor = storage_.store->template open<T>(from, filter_of(pattern));
       while (cursor.next()) {
         try {
@@ -4893,33 +5310,18 @@ class basic_bus {
     return *storage_.store;
   }
 
-  /// @brief Subscribes `handler`, deducing the event type from its parameter
-  /// (`const event<T>&` or `const T&`). Generic lambdas need subscribe<T>(...).
-  template <class F, class... Target>
-    requires(sizeof...(Target) <= 1 &&
-             ((std::is_same_v<Target, async_target> || std::is_same_v<Target, history>) && ...))
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, Target... target) {
-    static_assert(detail::deducible_handler<F>,
-                  "agentbus: cannot deduce the event type of this handler (a generic lambda?); write "
-                  "bus.subscribe<T>(pattern, handler)");
-    if constexpr (detail::deducible_handler<F>)
-      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler), target...);
-    else
-      return {};
-  }
-
   /// @brief A channel bound to `topic` for events of type T: the fastest way to publish.
-  /// Throws topic_error if `topic` is invalid.
-  /// On a bus that stores events it is a stored_channel<T, store>: it stores, then delivers,
-  /// and returns the offset (it keeps the storage open while it lives).
+  /// Throws topic_error if `topic` is invalid. On a bus that stores events it stores, then
+  /// delivers, and returns the offset (it keeps the storage open while it lives).
   template <class T>
-  auto channel(std::string_view topic) {
+  channel_type<T> channel(std::string_view topic) {
     detail::read_guard guard;
     detail::topic_node* node = router_->node(topic, /*pin=*/true);
     if constexpr (Storage::persists)
-      return stored_channel<T, typename Storage::store>(router_, storage_.store, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<typename traits::store>{storage_.store},
+                                                 node);
     else
-      return agentbus::channel<T>(router_, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, node);
   }
 
   /// @brief Installs the hook that receives handler failures (replaces any previous one;
@@ -4930,17 +5332,51 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
-  // Subscribes an asynchronous receiver and lets its mailbox track the subscription (so that
-  // destroying the agent ends it); undone if tracking fails.
-  subscription subscribe_to_mailbox(detail::receiver* r, detail::mailbox& box) {
-    const std::uint64_t id = router_->subscribe(r);  // takes ownership, even when it throws
-    try {
-      box.track(router_, id);
-    } catch (...) {
-      router_->unsubscribe(id);
-      throw;
+  friend struct detail::bus_access;
+
+  template <class P>
+  AGENTBUS_ALWAYS_INLINE result_type publish_on(std::string_view text, std::uint64_t hash, P&& payload,
+                                                const publish_options& options) {
+    static_assert(event_type<std::remove_cvref_t<P>>,
+                  "agentbus: publish: the payload must be a movable object type (not an array, not a string "
+                  "literal: wrap text in std::string)");
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(text, hash);  // validates an uncached topic (topic_error)
+    if constexpr (Storage::persists)
+      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
+                                    std::forward<P>(payload), options, guard.slot());
+    else if (AGENTBUS_LIKELY(node != nullptr))
+      return detail::publish(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    else
+      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, guard.slot());
+  }
+
+  // The one subscribe body, for every delivery kind: build the kind's receiver (wrapped in
+  // with_history when asked), register it, replay history into it.
+  template <class T, class F, class Kind>
+  subscription subscribe_with(std::string_view pattern, F&& handler, const Kind& kind,
+                              const subscribe_options& options) {
+    using receiver_type = typename Kind::template receiver<T, std::decay_t<F>>;
+    topic_pattern parsed(pattern);
+    if (!options.history)
+      return detail::bus_access::adopt(router_, new receiver_type(std::forward<F>(handler), std::move(parsed), kind),
+                                       kind);
+    if constexpr (Storage::persists) {
+      std::optional<topic_pattern> filter(parsed);
+      auto* r = new detail::with_history<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      subscription sub = detail::bus_access::adopt(router_, r, kind);  // live now, but not delivering yet
+      // Pairs with the light barrier a publisher runs between storing and dispatching: either
+      // the publisher sees this receiver, or this thread sees that event's offset.
+      detail::asymmetric_heavy_barrier();
+      auto cursor = storage_.store->template open<T>(*options.history, std::move(filter));
+      r->template replay<T>(*storage_.store, cursor);
+      if (options.report != nullptr) *options.report = std::move(cursor.stats());
+      return sub;
+    } else {
+      throw std::invalid_argument(
+          "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> or "
+          "basic_bus<storage::journal>");
     }
-    return subscription(router_, id);
   }
 
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {
@@ -4948,54 +5384,8 @@ class basic_bus {
     return topic_pattern(pattern);
   }
 
-  // Hands a replayed event to a history subscription; failures go to the error hook.
-  template <class T, class F>
-  void deliver_replayed(detail::history_receiver<T, F>& r, const event<T>& ev) {
-    try {
-      detail::call_handler<T>(r.fn, ev);
-    } catch (...) {
-      router_->report_failure(ev, r, std::current_exception());
-    }
-  }
-
-  // Publish on a bus that stores events: store (which assigns the offset), then deliver.
-  template <class P>
-  stored_publish_result publish_stored(std::string_view topic, std::uint64_t hash, P&& payload,
-                                       const publish_options& options) {
-    detail::read_guard guard;
-    detail::topic_node* node = router_->node(topic, hash);  // validates the topic (throws topic_error)
-    return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : topic,
-                                  std::forward<P>(payload), options, guard.slot());
-  }
-
-  template <class T, class F>
-  static constexpr void check_handler() {
-    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
-    using fn_type = std::decay_t<F>;
-    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
-    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
-    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
-                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
-                  "`const T&`");
-  }
-
-  // Beyond the topic cache: resolve under the writer mutex, then deliver as usual.
-  template <class T>
-  AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
-                                                    const publish_options& options, detail::reader_slot* slot) {
-    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
-    const std::uint64_t id = slot->next_event_id();
-    if (found.empty()) return publish_result{0, 0, 0, id};
-    detail::receiver_list* list = detail::receiver_list::make_from(found);
-    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
-        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
-    if (list->retaining()) return detail::publish_retained<T>(*router_, *list, topic, payload, options, id);
-    const event<T> ev(payload, topic, options, id, detail::deadline_from(options));
-    return router_->dispatch(*list, ev);
-  }
-
   std::shared_ptr<detail::router> router_;
-  [[no_unique_address]] typename detail::storage_traits<Storage>::holder storage_;
+  [[no_unique_address]] typename traits::holder storage_;
 };
 
 }  // namespace agentbus
@@ -5228,12 +5618,12 @@ class agent final : detail::schedulable {
   /// `bus.subscribe(pattern, handler, async(*this))`.
   template <class T, class Bus, class F>
   [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
-    return on.template subscribe<T>(pattern, std::forward<F>(handler), async_target{&box_});
+    return on.template subscribe<T>(pattern, std::forward<F>(handler), mailbox_delivery{&box_});
   }
   /// @brief As above, deducing the event type from the handler.
   template <class Bus, class F>
   [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
-    return on.subscribe(pattern, std::forward<F>(handler), async_target{&box_});
+    return on.subscribe(pattern, std::forward<F>(handler), mailbox_delivery{&box_});
   }
 
   /// @brief Installs the hook told about every event this agent's mailbox did not handle.
@@ -5243,12 +5633,10 @@ class agent final : detail::schedulable {
   mailbox_stats stats() const noexcept { return box_.stats(); }
 
  private:
-  friend async_target async(agent& a) noexcept;
+  friend mailbox_delivery async(agent& a) noexcept;
   enum class mode : std::uint8_t { pumped, threaded, pooled };
   static constexpr std::size_t default_batch = 64;
-  static constexpr std::chrono::microseconds spin_before_park{50};
-  // How long a consumer running close behind a publisher leaves it alone (see thread_main).
-  static constexpr std::chrono::nanoseconds pace_for{1000};
+  // Mailboxes smaller than this are never paced: a small one would just fill up meanwhile.
   static constexpr std::size_t pace_min_capacity = 256;
 
   void require_pumped(const char* what) const {
@@ -5272,14 +5660,16 @@ class agent final : detail::schedulable {
     }
   }
 
-  static void pace() noexcept {
-    const auto until = std::chrono::steady_clock::now() + pace_for;
+  static void pace(std::chrono::nanoseconds how_long) noexcept {
+    const auto until = std::chrono::steady_clock::now() + how_long;
     do {
       for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();
     } while (std::chrono::steady_clock::now() < until);
   }
 
   void thread_main() {
+    const std::chrono::nanoseconds pace_for = box_.options().pace;
+    const std::chrono::microseconds spin_before_park = box_.options().spin_before_park;
     bool streaming = false;  // the previous round found events too
     for (;;) {
       if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true); n > 0) {
@@ -5290,7 +5680,8 @@ class agent final : detail::schedulable {
         // start of a few events instead, then take them in one burst. Only when the previous
         // round found events too, so a lone event (latency) is never held back, and only for
         // mailboxes with room for a head start (a small one would just fill up meanwhile).
-        if (n < default_batch && streaming && box_.capacity() >= pace_min_capacity) pace();
+        if (n < default_batch && streaming && pace_for.count() > 0 && box_.capacity() >= pace_min_capacity)
+          pace(pace_for);
         streaming = true;
         continue;
       }
@@ -5354,7 +5745,7 @@ class agent final : detail::schedulable {
 };
 
 /// @brief Routes a subscription into `a`'s mailbox: `bus.subscribe(pattern, handler, async(a))`.
-inline async_target async(agent& a) noexcept { return async_target{&a.box_}; }
+inline mailbox_delivery async(agent& a) noexcept { return mailbox_delivery{&a.box_}; }
 
 }  // namespace agentbus
 

@@ -21,7 +21,7 @@
 //                           [--durability always|never]
 //        (the child is this program run with --child DIR --ack-fd FD ...)
 
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <fcntl.h>
 #include <signal.h>

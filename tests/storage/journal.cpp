@@ -3,7 +3,7 @@
 // The journal writer and its readers: round trips, offsets across rolls and reopening,
 // durability policies and group commit, locking, retention, time seeks, options, and
 // concurrent appenders with a tailing reader.
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <catch2/catch.hpp>
 

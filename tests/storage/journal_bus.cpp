@@ -2,7 +2,7 @@
 // basic_bus<storage::journal>: offsets, what survives a reopen, schema checks (versions,
 // upcasters, fingerprints), replay filters, history subscriptions, mailboxes, errors.
 #include <agentbus/agentbus.hpp>
-#include <agentbus/storage/journal_policy.hpp>
+#include <agentbus/storage/journal.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -218,7 +218,7 @@ TEST_CASE("journal bus: a late joiner gets history then live events", "[storage]
   (void)bus.publish("jobs.a", 3);
   std::vector<int> got;
   agentbus::replay_stats report;
-  auto sub = bus.subscribe<int>("jobs.*", [&](int v) { got.push_back(v); }, agentbus::history::all(), &report);
+  auto sub = bus.subscribe<int>("jobs.*", [&](int v) { got.push_back(v); }, agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
   CHECK(got == std::vector<int>{0, 1, 2, 3});
   CHECK(report.delivered == 4);
   (void)bus.publish("jobs.a", 4);
@@ -259,7 +259,7 @@ TEST_CASE("journal bus: an agent subscribes with history, then gets live events"
   std::vector<std::string> got;
   agentbus::replay_stats report;
   auto sub = bus.subscribe<note>("jobs.*", [&](const note& n) { got.push_back(n.text); }, agentbus::async(worker),
-                                 agentbus::history::from_offset(1), &report);
+                                 agentbus::subscribe_options{.history = agentbus::history::from_offset(1), .report = &report});
   CHECK(report.delivered == 2);
   (void)bus.publish("jobs.b", note{"live", 9});
   CHECK(worker.poll() == 3);
@@ -269,7 +269,7 @@ TEST_CASE("journal bus: an agent subscribes with history, then gets live events"
   std::vector<std::string> ahead;
   agentbus::replay_stats none;
   auto sub2 = bus.subscribe<note>("jobs.*", [&](const note& n) { ahead.push_back(n.text); }, agentbus::async(worker),
-                                  agentbus::history::from_offset(1000), &none);
+                                  agentbus::subscribe_options{.history = agentbus::history::from_offset(1000), .report = &none});
   CHECK(none.delivered == 0);
   (void)bus.publish("jobs.c", note{"next", 10});
   worker.poll();

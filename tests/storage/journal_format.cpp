@@ -2,11 +2,11 @@
 // This file is part of agentbus: https://github.com/agentbus/agentbus
 // The journal's building blocks as pure functions: CRC32C (both implementations), the record
 // codec, file headers, index entries and the segment scan that recovery relies on.
-#include <agentbus/storage/detail/crc32c.hpp>
-#include <agentbus/storage/detail/file_header.hpp>
-#include <agentbus/storage/detail/record_format.hpp>
-#include <agentbus/storage/detail/segment_index.hpp>
-#include <agentbus/storage/detail/segment_scan.hpp>
+#include <agentbus/journal/detail/crc32c.hpp>
+#include <agentbus/journal/detail/file_header.hpp>
+#include <agentbus/journal/detail/record_format.hpp>
+#include <agentbus/journal/detail/segment_index.hpp>
+#include <agentbus/journal/detail/segment_scan.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -3,7 +3,7 @@
 // Recovery: torn tails cut or garbled at every byte of the last record, damage in the middle
 // of sealed and active segments, rolls cut short, lost index files, newer formats. Whatever
 // the damage, a damaged record is never returned as a record.
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <catch2/catch.hpp>
 

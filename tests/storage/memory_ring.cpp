@@ -92,7 +92,7 @@ TEST_CASE("memory_ring: a history subscription gets stored events, then live one
   for (int i = 0; i < 3; ++i) (void)bus.publish("a.b", i);
   std::vector<int> got;
   agentbus::replay_stats report;
-  auto sub = bus.subscribe<int>("a.b", [&](int v) { got.push_back(v); }, agentbus::history::all(), &report);
+  auto sub = bus.subscribe<int>("a.b", [&](int v) { got.push_back(v); }, agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
   CHECK(got == std::vector<int>{0, 1, 2});
   CHECK(report.delivered == 3);
   (void)bus.publish("a.b", 3);

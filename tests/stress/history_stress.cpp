@@ -2,7 +2,7 @@
 // History subscriptions joining while other threads publish: each late joiner receives every
 // stored event from its start exactly once (no gap, no duplicate at the replay/live seam).
 #include <agentbus/agentbus.hpp>
-#include <agentbus/storage/journal_policy.hpp>
+#include <agentbus/storage/journal.hpp>
 #include <agentbus/storage/memory_ring.hpp>
 
 #include <catch2/catch.hpp>

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <system_error>
 
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 namespace agentbus::test {
 

@@ -16,7 +16,7 @@
 // Usage: make_journal DIR [--records N] [--append] [--segment-bytes B] [--start-ns N] [--step-ns N]
 //   --append   continue an existing journal (offsets and times carry on)
 
-#include <agentbus/storage/journal.hpp>
+#include <agentbus/journal/journal.hpp>
 
 #include <fmt/format.h>
 

@@ -33,8 +33,9 @@
 #include <utility>
 
 #include "agentbus/agent/executor.hpp"
-#include "agentbus/agent/mailbox.hpp"
-#include "agentbus/router/subscription.hpp"
+#include "agentbus/bus/subscription.hpp"
+#include "agentbus/core/failure.hpp"
+#include "agentbus/delivery/mailbox.hpp"
 
 namespace agentbus {
 
@@ -137,12 +138,12 @@ class agent final : detail::schedulable {
   /// `bus.subscribe(pattern, handler, async(*this))`.
   template <class T, class Bus, class F>
   [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
-    return on.template subscribe<T>(pattern, std::forward<F>(handler), async_target{&box_});
+    return on.template subscribe<T>(pattern, std::forward<F>(handler), mailbox_delivery{&box_});
   }
   /// @brief As above, deducing the event type from the handler.
   template <class Bus, class F>
   [[nodiscard]] subscription subscribe(Bus& on, std::string_view pattern, F&& handler) {
-    return on.subscribe(pattern, std::forward<F>(handler), async_target{&box_});
+    return on.subscribe(pattern, std::forward<F>(handler), mailbox_delivery{&box_});
   }
 
   /// @brief Installs the hook told about every event this agent's mailbox did not handle.
@@ -152,12 +153,10 @@ class agent final : detail::schedulable {
   mailbox_stats stats() const noexcept { return box_.stats(); }
 
  private:
-  friend async_target async(agent& a) noexcept;
+  friend mailbox_delivery async(agent& a) noexcept;
   enum class mode : std::uint8_t { pumped, threaded, pooled };
   static constexpr std::size_t default_batch = 64;
-  static constexpr std::chrono::microseconds spin_before_park{50};
-  // How long a consumer running close behind a publisher leaves it alone (see thread_main).
-  static constexpr std::chrono::nanoseconds pace_for{1000};
+  // Mailboxes smaller than this are never paced: a small one would just fill up meanwhile.
   static constexpr std::size_t pace_min_capacity = 256;
 
   void require_pumped(const char* what) const {
@@ -181,14 +180,16 @@ class agent final : detail::schedulable {
     }
   }
 
-  static void pace() noexcept {
-    const auto until = std::chrono::steady_clock::now() + pace_for;
+  static void pace(std::chrono::nanoseconds how_long) noexcept {
+    const auto until = std::chrono::steady_clock::now() + how_long;
     do {
       for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();
     } while (std::chrono::steady_clock::now() < until);
   }
 
   void thread_main() {
+    const std::chrono::nanoseconds pace_for = box_.options().pace;
+    const std::chrono::microseconds spin_before_park = box_.options().spin_before_park;
     bool streaming = false;  // the previous round found events too
     for (;;) {
       if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true); n > 0) {
@@ -199,7 +200,8 @@ class agent final : detail::schedulable {
         // start of a few events instead, then take them in one burst. Only when the previous
         // round found events too, so a lone event (latency) is never held back, and only for
         // mailboxes with room for a head start (a small one would just fill up meanwhile).
-        if (n < default_batch && streaming && box_.capacity() >= pace_min_capacity) pace();
+        if (n < default_batch && streaming && pace_for.count() > 0 && box_.capacity() >= pace_min_capacity)
+          pace(pace_for);
         streaming = true;
         continue;
       }
@@ -263,7 +265,7 @@ class agent final : detail::schedulable {
 };
 
 /// @brief Routes a subscription into `a`'s mailbox: `bus.subscribe(pattern, handler, async(a))`.
-inline async_target async(agent& a) noexcept { return async_target{&a.box_}; }
+inline mailbox_delivery async(agent& a) noexcept { return mailbox_delivery{&a.box_}; }
 
 }  // namespace agentbus
 

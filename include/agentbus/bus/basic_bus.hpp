@@ -3,14 +3,17 @@
 #ifndef AGENTBUS_BUS_BASIC_BUS_HPP
 #define AGENTBUS_BUS_BASIC_BUS_HPP
 
-// The bus: publish typed events on topics, subscribe with patterns.
+// The bus: publish typed events on topics, subscribe with patterns. A thin facade: the
+// publish path is bus/detail/publish.hpp, the ways of receiving are delivery kinds
+// (delivery/), storage is a policy (storage/), and modules reach the bus through
+// bus/detail/bus_access.hpp.
 //
 // Threading contract
 //   - publish(), subscribe(), unsubscribe and channel() may be called from any thread at any
 //     time, concurrently. Publishing takes no lock at all once a topic has been seen (the first
 //     publish to a topic caches its resolution under the writer mutex, which is never held
 //     while a handler runs, so no handler can be holding it).
-//   - Handlers subscribed with subscribe() run synchronously, on the publishing thread, inside
+//   - Synchronous handlers (the default delivery) run on the publishing thread, inside
 //     publish(), in subscription order. Two threads publishing at once run handlers at once:
 //     a handler shared by several publishing threads must be thread-safe itself.
 //   - Reentrancy: a handler may publish (to any topic, including its own), subscribe and
@@ -31,32 +34,35 @@
 //     in another order than their offsets. A subscription with a history option first
 //     receives stored events (replayed on the subscribing thread, inside subscribe()), then
 //     live ones: no gap and no duplicate at the seam, with any number of concurrent
-//     publishers.
+//     publishers (delivery/history.hpp).
 //   - Destroying the bus unsubscribes everything (waiting for running handlers as unsubscribe
 //     does). It must not run concurrently with other calls on the same bus object; channels and
 //     subscription handles may outlive it safely.
 
 #include <concepts>
+#include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
-#include "agentbus/agent/mailbox.hpp"
 #include "agentbus/bus/channel.hpp"
-#include "agentbus/bus/stored_channel.hpp"
-#include "agentbus/fwd.hpp"
+#include "agentbus/bus/detail/bus_access.hpp"
+#include "agentbus/bus/detail/callable_traits.hpp"
+#include "agentbus/bus/detail/publish.hpp"
+#include "agentbus/bus/options.hpp"
+#include "agentbus/bus/subscription.hpp"
 #include "agentbus/core/event.hpp"
-#include "agentbus/core/handler_failure.hpp"
-#include "agentbus/detail/callable_traits.hpp"
-#include "agentbus/detail/quiescence.hpp"
-#include "agentbus/detail/receiver.hpp"
+#include "agentbus/core/failure.hpp"
+#include "agentbus/core/result.hpp"
+#include "agentbus/delivery/delivery.hpp"
+#include "agentbus/delivery/history.hpp"
+#include "agentbus/delivery/synchronous.hpp"
+#include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/fwd.hpp"
 #include "agentbus/router/router.hpp"
-#include "agentbus/router/subscription.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/history.hpp"
 #include "agentbus/storage/policy.hpp"
@@ -72,248 +78,140 @@ struct no_storage_options {};
 template <class S, bool = S::persists>
 struct storage_traits {
   using options = no_storage_options;
+  using store = void;
   struct holder {};
 };
 template <class S>
 struct storage_traits<S, true> {
   using options = typename S::options;
+  using store = typename S::store;
   struct holder {
-    std::shared_ptr<typename S::store> store;  // shared with stored channels
+    std::shared_ptr<typename S::store> store;  // shared with channels
   };
 };
 
-/// The seam between a history subscription's replay and its live events. Until the replay
-/// has caught up, live events are not delivered (the replay reads them from storage: every
-/// event is stored before it is dispatched); afterwards those below the seam are skipped
-/// (the replay delivered them).
-struct history_seam {
-  std::atomic<bool> live{false};
-  std::mutex mutex;
-  std::uint64_t seam = 0;  // written before live is set (release), read after it is seen
+// subscribe()'s trailing arguments: at most one delivery kind, and at most one of
+// subscribe_options or history (short for subscribe_options{.history = h}).
+template <class A>
+inline constexpr bool is_subscribe_option = std::is_same_v<A, subscribe_options> || std::is_same_v<A, history>;
 
-  /// True when a live event is for the subscriber to receive now.
-  bool admits(const event_core& e) {
-    if (AGENTBUS_UNLIKELY(!live.load(std::memory_order_acquire))) {
-      // The mutex orders this check against the replay's final one (catch_up below).
-      std::lock_guard lock(mutex);
-      if (!live.load(std::memory_order_relaxed)) return false;
-    }
-    const auto offset = e.offset();
-    return !(offset && *offset < seam);
-  }
+template <class... With>
+constexpr bool check_subscribe_arguments() {
+  constexpr bool known = ((delivery_kind<With> || is_subscribe_option<With>)&&...);
+  static_assert(known,
+                "agentbus: subscribe(pattern, handler, ...): after the handler come a delivery kind "
+                "(agentbus::async(agent), ...), subscribe_options, or a history (history::all(), ...)");
+  constexpr std::size_t kinds = (std::size_t{delivery_kind<With>} + ... + 0);
+  constexpr std::size_t options = (std::size_t{is_subscribe_option<With>} + ... + 0);
+  static_assert(kinds <= 1, "agentbus: subscribe: give at most one delivery kind");
+  static_assert(options <= 1, "agentbus: subscribe: give at most one of subscribe_options and history");
+  return known && kinds <= 1 && options <= 1;
+}
 
-  /// Runs the replay: hands each stored event to `deliver` until the cursor has reached the
-  /// end of storage, then opens the seam there, in one step under the mutex.
-  template <class Store, class Cursor, class Deliver>
-  void catch_up(const Store& store, Cursor& cursor, Deliver deliver) {
-    for (;;) {
-      while (cursor.next()) deliver(cursor);
-      std::unique_lock lock(mutex);
-      if (cursor.position() >= store.next_offset()) {
-        // The cursor's position, not next_offset(): a journal reader can already have read a
-        // record whose offset next_offset() does not count yet. (A cursor never starts beyond
-        // the end: stores clamp history::from_offset to it.)
-        seam = cursor.position();
-        live.store(true, std::memory_order_release);
-        return;
-      }
-      lock.unlock();
-      std::this_thread::yield();  // more was stored meanwhile (or is being written): read on
-    }
-  }
-};
+inline synchronous pick_delivery() noexcept { return {}; }
+template <class First, class... Rest>
+decltype(auto) pick_delivery(const First& first, const Rest&... rest) noexcept {
+  if constexpr (delivery_kind<First>)
+    return first;
+  else
+    return pick_delivery(rest...);
+}
 
-/// A synchronous subscription with history: the handler runs inside publish() once caught up.
-template <class T, class F>
-struct history_receiver final : receiver {
-  template <class G>
-  history_receiver(G&& g, topic_pattern pat)
-      : receiver(type_id_of<T>(), &call, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {}
-
-  static bool call(receiver* r, const event_core& e) {
-    auto* self = static_cast<history_receiver*>(r);
-    if (self->seam.admits(e)) call_handler<T>(self->fn, static_cast<const event<T>&>(e));
-    return true;  // an event not admitted is (or was) delivered by the replay
-  }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<history_receiver*>(r); }
-
-  F fn;
-  history_seam seam;
-};
-
-/// An agent's subscription with history: the replay queues stored events in the agent's
-/// mailbox, then live events follow them there.
-template <class T, class F>
-struct history_async_receiver final : receiver {
-  template <class G>
-  history_async_receiver(G&& g, topic_pattern pat, mailbox& box)
-      : receiver(type_id_of<T>(), &enqueue, &destroy_self, std::move(pat)), fn(std::forward<G>(g)) {
-    home = &box;
-    handle = &run;
-    hand_over = &async_receiver<T, F>::return_home;  // type-independent: back to the mailbox
-  }
-
-  static void run(receiver* r, const event_core& e) {
-    call_handler<T>(static_cast<history_async_receiver*>(r)->fn, static_cast<const event<T>&>(e));
-  }
-
-  static bool enqueue(receiver* r, const event_core& e) {
-    auto* self = static_cast<history_async_receiver*>(r);
-    if (!self->seam.admits(e)) return true;
-    return r->home->deliver(r, e);
-  }
-  static void destroy_self(receiver* r) noexcept { delete static_cast<history_async_receiver*>(r); }
-
-  F fn;
-  history_seam seam;
-};
+template <class... With>
+subscribe_options pick_options(const With&... with) {
+  subscribe_options out;
+  (
+      [&](const auto& w) {
+        using W = std::remove_cvref_t<decltype(w)>;
+        if constexpr (std::is_same_v<W, subscribe_options>)
+          out = w;
+        else if constexpr (std::is_same_v<W, history>)
+          out.history = w;
+      }(with),
+      ...);
+  return out;
+}
 
 }  // namespace detail
 
 /// @brief An event bus, with its storage and transport chosen at compile time.
 /// `agentbus::bus` is `basic_bus<storage::none, transport::in_process>`.
-template <class Storage = storage::none, class Transport = transport::in_process>
+template <class Storage, class Transport>  // defaults: storage::none, transport::in_process (fwd.hpp)
 class basic_bus {
   static_assert(storage_policy<Storage>,
-                "agentbus: the first basic_bus parameter must be a storage policy (storage::none, ...): "
-                "a type with `using storage_tag = void;` and `static constexpr bool persists`");
+                "agentbus: the first basic_bus parameter must be a storage policy (storage::none, "
+                "storage::memory_ring<N>, storage::journal): see storage/policy.hpp");
   static_assert(transport_policy<Transport>,
                 "agentbus: the second basic_bus parameter must be a transport policy (transport::in_process, ...): "
                 "a type with `using transport_tag = void;` and `static constexpr bool bridges`");
+
+  using traits = detail::storage_traits<Storage>;
 
  public:
   using storage_type = Storage;      ///< the storage policy
   using transport_type = Transport;  ///< the transport policy
   /// @brief What the storage policy is opened with (storage::journal: journal_options).
-  using storage_options = typename detail::storage_traits<Storage>::options;
+  using storage_options = typename traits::options;
   /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
   using result_type = std::conditional_t<Storage::persists, stored_publish_result, publish_result>;
+  /// @brief What channel<T>() returns.
+  template <class T>
+  using channel_type = agentbus::channel<T, typename traits::store>;
 
   /// @brief An empty bus (with storage opened with default options, for policies that have them).
   basic_bus()
     requires(!Storage::persists || std::default_initializable<storage_options>)
-      : basic_bus(storage_options{}) {}
-  /// @brief An empty bus whose storage is opened with `options`; a storage error (e.g.
+      : basic_bus(storage_options{}, bus_options{}) {}
+  /// @brief An empty bus with `options` (storage opened with default options).
+  explicit basic_bus(const bus_options& options)
+    requires(!Storage::persists || std::default_initializable<storage_options>)
+      : basic_bus(storage_options{}, options) {}
+  /// @brief An empty bus whose storage is opened with `storage`; a storage error (e.g.
   /// journal_error for a locked journal directory) propagates.
-  explicit basic_bus(const storage_options& options) : router_(std::make_shared<detail::router>()) {
-    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(options);
-    else (void)options;
+  explicit basic_bus(const storage_options& storage, const bus_options& options = {})
+      : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
+    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(storage);
+    else (void)storage;
   }
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
   /// @brief Unsubscribes everything; see the threading contract above.
   ~basic_bus() { router_->shutdown(); }
 
-  /// @brief Publishes `payload` on `topic`. Throws topic_error if `topic` is invalid.
-  /// Synchronous handlers see the payload by reference: it is never copied. When a mailbox
-  /// subscribes, the payload goes once into a shared block: moved from an rvalue, else copied.
+  /// @brief Publishes `payload` on `topic` (validated: topic_error when invalid). Synchronous
+  /// handlers see the payload by reference: it is never copied. When a receiver keeps the
+  /// event (a mailbox), the payload goes once into a shared block: moved from an rvalue,
+  /// else copied.
   template <class P>
   result_type publish(std::string_view topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    using T = std::remove_cvref_t<P>;
-    static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type (not an array, "
-                                 "not a string literal: wrap text in std::string)");
-    if constexpr (Storage::persists) {
-      return publish_stored(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
-    } else {
-      detail::read_guard guard;
-      if (detail::topic_node* node = router_->node(topic))
-        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-      return publish_uncached<T>(topic, payload, options, guard.slot());
-    }
+    return publish_on(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
   }
-
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class P>
   result_type publish(const agentbus::topic& topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    using T = std::remove_cvref_t<P>;
-    static_assert(event_type<T>, "agentbus: publish: the payload must be a movable object type");
-    if constexpr (Storage::persists) {
-      return publish_stored(topic.str(), topic.hash(), std::forward<P>(payload), options);
-    } else {
-      detail::read_guard guard;
-      if (detail::topic_node* node = router_->node(topic.str(), topic.hash()))
-        return detail::publish_to_node(*router_, *node, std::forward<P>(payload), options, guard.slot());
-      return publish_uncached<T>(topic.str(), payload, options, guard.slot());
-    }
+    return publish_on(topic.str(), topic.hash(), std::forward<P>(payload), options);
   }
 
-  /// @brief Subscribes `handler` to `pattern` for events of type T. The handler takes
-  /// `const event<T>&` or `const T&` (a generic lambda gets `const event<T>&`) and runs inside
-  /// publish(). Throws topic_error if `pattern` is invalid.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler) {
-    check_handler<T, F>();
-    topic_pattern parsed(pattern);
-    auto* r = new detail::receiver_impl<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
-    return subscription(router_, router_->subscribe(r));  // subscribe takes ownership, even when it throws
-  }
-
-  /// @brief Subscribes `handler` to run asynchronously on an agent: `async(agent)`. The event
-  /// goes into the agent's mailbox (a shared block: no copy per receiver) and the handler runs
-  /// on the agent's consumer. Destroying the agent ends the subscription.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target) {
-    check_handler<T, F>();
-    topic_pattern parsed(pattern);
-    auto* r = new detail::async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed), *target.box);
-    return subscribe_to_mailbox(r, *target.box);
-  }
-
-  /// @brief Subscribes `handler` with history (a bus that stores events only): it first
-  /// receives the stored events from `from` on, replayed on this thread before subscribe()
-  /// returns, then live events — no gap and no duplicate at the seam, whatever other threads
-  /// publish meanwhile. Replay problems (records that cannot be decoded, ...) are counted in
-  /// `*report` when given; handler failures go to the error hook as usual.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, history from,
-                                       replay_stats* report = nullptr) {
-    static_assert(Storage::persists,
-                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
-                  "or basic_bus<storage::journal>");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
-      topic_pattern parsed(pattern);
-      std::optional<topic_pattern> filter(parsed);
-      auto* r = new detail::history_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed));
-      subscription sub(router_, router_->subscribe(r));  // live now, but not delivering yet
-      // Pairs with the light barrier a publisher runs between storing and dispatching: either
-      // the publisher sees this receiver, or this thread sees that event's offset.
-      detail::asymmetric_heavy_barrier();
-      auto cursor = storage_.store->template open<T>(from, std::move(filter));
-      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) { deliver_replayed(*r, c.current()); });
-      if (report != nullptr) *report = std::move(cursor.stats());
-      return sub;
-    } else {
-      return {};
-    }
-  }
-
-  /// @brief Subscribes `handler` to run on an agent, with history: the stored events from
-  /// `from` on are queued in the agent's mailbox by subscribe() (subject to the mailbox's
-  /// overflow policy, like any event), then live events follow — no gap, no duplicate.
-  template <class T, class F>
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, async_target target, history from,
-                                       replay_stats* report = nullptr) {
-    static_assert(Storage::persists,
-                  "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> "
-                  "or basic_bus<storage::journal>");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
-      topic_pattern parsed(pattern);
-      std::optional<topic_pattern> filter(parsed);
-      auto* r = new detail::history_async_receiver<T, std::decay_t<F>>(std::forward<F>(handler), std::move(parsed),
-                                                                       *target.box);
-      subscription sub = subscribe_to_mailbox(r, *target.box);
-      detail::asymmetric_heavy_barrier();  // as in the synchronous overload
-      auto cursor = storage_.store->template open<T>(from, std::move(filter));
-      r->seam.catch_up(*storage_.store, cursor, [&](auto& c) {
-        const shared_event<T> held = c.share();  // the mailbox keeps a block
-        (void)target.box->deliver(r, *held);     // a refusal is counted by the mailbox
-      });
-      if (report != nullptr) *report = std::move(cursor.stats());
-      return sub;
+  /// @brief Subscribes `handler` to `pattern` (validated: topic_error when invalid) for events
+  /// of type T, which is deduced from the handler's parameter (`const event<T>&` or
+  /// `const T&`) unless given. After the handler, optionally:
+  ///   - a delivery kind: how the handler receives events. Default synchronous (inside
+  ///     publish()); `agentbus::async(agent)` queues them in the agent's mailbox;
+  ///   - subscribe_options, or just a history (`history::all()`): replay stored events first
+  ///     (a bus that stores events only), then go live with no gap and no duplicate.
+  /// `bus.subscribe<order>("orders.>", handler, agentbus::async(worker), agentbus::history::all())`
+  template <class T = detail::deduce_event_type, class F, class... With>
+  [[nodiscard("the subscription ends when the returned handle is destroyed")]] subscription subscribe(
+      std::string_view pattern, F&& handler, const With&... with) {
+    using E = typename detail::subscribed_event<T, F>::type;
+    if constexpr (detail::check_handler<E, F>() && detail::check_subscribe_arguments<With...>()) {
+      static_assert(Storage::persists || !(std::is_same_v<With, history> || ...),
+                    "agentbus: subscribe with history needs a bus that stores events: "
+                    "basic_bus<storage::memory_ring<N>> or basic_bus<storage::journal>");
+      return subscribe_with<E>(pattern, std::forward<F>(handler), detail::pick_delivery(with...),
+                               detail::pick_options(with...));
     } else {
       return {};
     }
@@ -327,8 +225,7 @@ class basic_bus {
   replay_stats replay(history from, std::string_view pattern, F&& handler) {
     static_assert(Storage::persists, "agentbus: replay needs a bus that stores events (storage::memory_ring<N>, "
                                      "storage::journal)");
-    check_handler<T, F>();
-    if constexpr (Storage::persists) {
+    if constexpr (Storage::persists && detail::check_handler<T, F>()) {
       auto cursor = storage_.store->template open<T>(from, filter_of(pattern));
       while (cursor.next()) {
         try {
@@ -362,33 +259,18 @@ class basic_bus {
     return *storage_.store;
   }
 
-  /// @brief Subscribes `handler`, deducing the event type from its parameter
-  /// (`const event<T>&` or `const T&`). Generic lambdas need subscribe<T>(...).
-  template <class F, class... Target>
-    requires(sizeof...(Target) <= 1 &&
-             ((std::is_same_v<Target, async_target> || std::is_same_v<Target, history>) && ...))
-  [[nodiscard]] subscription subscribe(std::string_view pattern, F&& handler, Target... target) {
-    static_assert(detail::deducible_handler<F>,
-                  "agentbus: cannot deduce the event type of this handler (a generic lambda?); write "
-                  "bus.subscribe<T>(pattern, handler)");
-    if constexpr (detail::deducible_handler<F>)
-      return subscribe<detail::handler_event_t<F>>(pattern, std::forward<F>(handler), target...);
-    else
-      return {};
-  }
-
   /// @brief A channel bound to `topic` for events of type T: the fastest way to publish.
-  /// Throws topic_error if `topic` is invalid.
-  /// On a bus that stores events it is a stored_channel<T, store>: it stores, then delivers,
-  /// and returns the offset (it keeps the storage open while it lives).
+  /// Throws topic_error if `topic` is invalid. On a bus that stores events it stores, then
+  /// delivers, and returns the offset (it keeps the storage open while it lives).
   template <class T>
-  auto channel(std::string_view topic) {
+  channel_type<T> channel(std::string_view topic) {
     detail::read_guard guard;
     detail::topic_node* node = router_->node(topic, /*pin=*/true);
     if constexpr (Storage::persists)
-      return stored_channel<T, typename Storage::store>(router_, storage_.store, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<typename traits::store>{storage_.store},
+                                                 node);
     else
-      return agentbus::channel<T>(router_, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, node);
   }
 
   /// @brief Installs the hook that receives handler failures (replaces any previous one;
@@ -399,17 +281,51 @@ class basic_bus {
   bus_stats stats() const { return router_->stats(); }
 
  private:
-  // Subscribes an asynchronous receiver and lets its mailbox track the subscription (so that
-  // destroying the agent ends it); undone if tracking fails.
-  subscription subscribe_to_mailbox(detail::receiver* r, detail::mailbox& box) {
-    const std::uint64_t id = router_->subscribe(r);  // takes ownership, even when it throws
-    try {
-      box.track(router_, id);
-    } catch (...) {
-      router_->unsubscribe(id);
-      throw;
+  friend struct detail::bus_access;
+
+  template <class P>
+  AGENTBUS_ALWAYS_INLINE result_type publish_on(std::string_view text, std::uint64_t hash, P&& payload,
+                                                const publish_options& options) {
+    static_assert(event_type<std::remove_cvref_t<P>>,
+                  "agentbus: publish: the payload must be a movable object type (not an array, not a string "
+                  "literal: wrap text in std::string)");
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(text, hash);  // validates an uncached topic (topic_error)
+    if constexpr (Storage::persists)
+      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
+                                    std::forward<P>(payload), options, guard.slot());
+    else if (AGENTBUS_LIKELY(node != nullptr))
+      return detail::publish(*router_, *node, std::forward<P>(payload), options, guard.slot());
+    else
+      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, guard.slot());
+  }
+
+  // The one subscribe body, for every delivery kind: build the kind's receiver (wrapped in
+  // with_history when asked), register it, replay history into it.
+  template <class T, class F, class Kind>
+  subscription subscribe_with(std::string_view pattern, F&& handler, const Kind& kind,
+                              const subscribe_options& options) {
+    using receiver_type = typename Kind::template receiver<T, std::decay_t<F>>;
+    topic_pattern parsed(pattern);
+    if (!options.history)
+      return detail::bus_access::adopt(router_, new receiver_type(std::forward<F>(handler), std::move(parsed), kind),
+                                       kind);
+    if constexpr (Storage::persists) {
+      std::optional<topic_pattern> filter(parsed);
+      auto* r = new detail::with_history<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      subscription sub = detail::bus_access::adopt(router_, r, kind);  // live now, but not delivering yet
+      // Pairs with the light barrier a publisher runs between storing and dispatching: either
+      // the publisher sees this receiver, or this thread sees that event's offset.
+      detail::asymmetric_heavy_barrier();
+      auto cursor = storage_.store->template open<T>(*options.history, std::move(filter));
+      r->template replay<T>(*storage_.store, cursor);
+      if (options.report != nullptr) *options.report = std::move(cursor.stats());
+      return sub;
+    } else {
+      throw std::invalid_argument(
+          "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> or "
+          "basic_bus<storage::journal>");
     }
-    return subscription(router_, id);
   }
 
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {
@@ -417,54 +333,8 @@ class basic_bus {
     return topic_pattern(pattern);
   }
 
-  // Hands a replayed event to a history subscription; failures go to the error hook.
-  template <class T, class F>
-  void deliver_replayed(detail::history_receiver<T, F>& r, const event<T>& ev) {
-    try {
-      detail::call_handler<T>(r.fn, ev);
-    } catch (...) {
-      router_->report_failure(ev, r, std::current_exception());
-    }
-  }
-
-  // Publish on a bus that stores events: store (which assigns the offset), then deliver.
-  template <class P>
-  stored_publish_result publish_stored(std::string_view topic, std::uint64_t hash, P&& payload,
-                                       const publish_options& options) {
-    detail::read_guard guard;
-    detail::topic_node* node = router_->node(topic, hash);  // validates the topic (throws topic_error)
-    return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : topic,
-                                  std::forward<P>(payload), options, guard.slot());
-  }
-
-  template <class T, class F>
-  static constexpr void check_handler() {
-    static_assert(event_type<T>, "agentbus: subscribe<T>: T must be a movable, non-const object type");
-    using fn_type = std::decay_t<F>;
-    // disjunction stops at the first match: a generic lambda is never instantiated with `const T&`
-    // once it accepts `const event<T>&` (instantiating its body with the wrong type is a hard error).
-    static_assert(std::disjunction_v<std::is_invocable<fn_type&, const event<T>&>, std::is_invocable<fn_type&, const T&>>,
-                  "agentbus: subscribe<T>: the handler must be callable with `const agentbus::event<T>&` or "
-                  "`const T&`");
-  }
-
-  // Beyond the topic cache: resolve under the writer mutex, then deliver as usual.
-  template <class T>
-  AGENTBUS_NOINLINE publish_result publish_uncached(std::string_view topic, const T& payload,
-                                                    const publish_options& options, detail::reader_slot* slot) {
-    const std::vector<detail::receiver*> found = router_->resolve_uncached(topic);
-    const std::uint64_t id = slot->next_event_id();
-    if (found.empty()) return publish_result{0, 0, 0, id};
-    detail::receiver_list* list = detail::receiver_list::make_from(found);
-    const std::unique_ptr<detail::receiver_list, void (*)(detail::receiver_list*)> owned(
-        list, [](detail::receiver_list* l) { detail::receiver_list::delete_erased(l); });
-    if (list->retaining()) return detail::publish_retained<T>(*router_, *list, topic, payload, options, id);
-    const event<T> ev(payload, topic, options, id, detail::deadline_from(options));
-    return router_->dispatch(*list, ev);
-  }
-
   std::shared_ptr<detail::router> router_;
-  [[no_unique_address]] typename detail::storage_traits<Storage>::holder storage_;
+  [[no_unique_address]] typename traits::holder storage_;
 };
 
 }  // namespace agentbus

@@ -27,7 +27,7 @@
 #include <utility>
 
 #include "agentbus/core/event_traits.hpp"
-#include "agentbus/detail/block_pool.hpp"
+#include "agentbus/detail/memory/block_pool.hpp"
 
 namespace agentbus {
 

@@ -90,7 +90,9 @@
 /// - The destructor destroys the elements still in the queue. It must not
 ///   run concurrently with any other member function.
 
-#include <agentbus/detail/config.hpp>
+#include "agentbus/detail/config.hpp"
+#include "agentbus/detail/memory/prefetch.hpp"
+#include "agentbus/detail/sync/event_count.hpp"
 
 #include <atomic>
 #include <bit>
@@ -133,19 +135,6 @@ inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
 /// @brief Slots ahead of its own that a push prefetches (see enqueue()).
 inline constexpr std::size_t mpmc_prefetch_ahead = 8;
 
-/// @brief Asks for the cache line at `p` in a writable state; a hint that never faults.
-inline void mpmc_prefetch_for_write(const void* p) noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-  // PREFETCHW (a no-op on x86 cores that predate it); GCC emits it for
-  // __builtin_prefetch(p, 1) only when the target flags include PRFCHW.
-  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
-#elif defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 1, 3);
-#else
-  (void)p;
-#endif
-}
-
 /// @brief Try-and-pause rounds a blocking queue call makes before yielding.
 /// Sized to cover the typical gap between a push and the next pop on another
 /// core (a few microseconds) without burning a time slice that a descheduled
@@ -154,99 +143,6 @@ inline constexpr unsigned mpmc_spin_limit = 64;
 
 /// @brief Try-and-yield rounds a blocking queue call makes before parking.
 inline constexpr unsigned mpmc_yield_limit = 8;
-
-/// @brief Event count that lets blocking queue calls sleep until the other
-/// side makes progress, at no cost to the other side while nobody sleeps.
-///
-/// Waiters register (`prepare_*`), re-check their condition, then sleep until
-/// the epoch differs from the key they read at registration. Notifiers check
-/// `has_waiters()` first and only then bump the epoch and wake.
-class mpmc_event_count {
- public:
-  /// @brief True when some thread is registered as a waiter. A plain load on
-  /// x86; the line is only written by threads that are about to sleep.
-  [[nodiscard]] bool has_waiters() const noexcept {
-    return waiters_.load(std::memory_order_seq_cst) != 0;
-  }
-
-  /// @brief Registers an untimed waiter; returns the key to wait on.
-  [[nodiscard]] std::uint32_t prepare_wait() noexcept {
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
-    return epoch_.load(std::memory_order_seq_cst);
-  }
-
-  /// @brief Registers a timed waiter; returns the key to wait on.
-  [[nodiscard]] std::uint32_t prepare_timed_wait() noexcept {
-    // Counted as timed before counted as a waiter: a notifier that sees the
-    // waiter also sees that it needs the condition variable.
-    timed_waiters_.fetch_add(1, std::memory_order_seq_cst);
-    return prepare_wait();
-  }
-
-  /// @brief Withdraws an untimed registration without sleeping.
-  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
-
-  /// @brief Withdraws a timed registration without sleeping.
-  void cancel_timed_wait() noexcept {
-    waiters_.fetch_sub(1, std::memory_order_seq_cst);
-    timed_waiters_.fetch_sub(1, std::memory_order_seq_cst);
-  }
-
-  /// @brief Sleeps until the epoch moves past `key`, then withdraws.
-  void wait(std::uint32_t key) noexcept {
-    epoch_.wait(key, std::memory_order_seq_cst);
-    cancel_wait();
-  }
-
-  /// @brief Sleeps until the epoch moves past `key` or `deadline` passes, then
-  /// withdraws. Returns false on timeout.
-  bool wait_until(std::uint32_t key, std::chrono::steady_clock::time_point deadline) {
-    bool woken = true;
-    {
-      std::unique_lock<std::mutex> lock(timed_mutex_);
-      while (epoch_.load(std::memory_order_seq_cst) == key) {
-        if (timed_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-          woken = epoch_.load(std::memory_order_seq_cst) != key;
-          break;
-        }
-      }
-    }
-    cancel_timed_wait();
-    return woken;
-  }
-
-  /// @brief Wakes one sleeper if anyone is registered (cheap when nobody is).
-  void notify_one() noexcept {
-    if (AGENTBUS_UNLIKELY(has_waiters())) wake(false);
-  }
-
-  /// @brief Wakes every sleeper unconditionally (used by close()).
-  void notify_all() noexcept { wake(true); }
-
- private:
-  AGENTBUS_NOINLINE void wake(bool all) noexcept {
-    epoch_.fetch_add(1, std::memory_order_seq_cst);
-    if (all) {
-      epoch_.notify_all();
-    } else {
-      epoch_.notify_one();
-    }
-    if (timed_waiters_.load(std::memory_order_seq_cst) != 0) {
-      // Taking the mutex orders this wake-up after a timed waiter's check of
-      // the epoch, so it cannot slip in between that check and its sleep.
-      { std::lock_guard<std::mutex> lock(timed_mutex_); }
-      timed_cv_.notify_all();
-    }
-  }
-
-  // The hot pair (read by every notifier, written only by sleepers) has a
-  // line of its own; the timed machinery is touched only on slow paths.
-  alignas(mpmc_isolation) std::atomic<std::uint32_t> waiters_{0};
-  std::atomic<std::uint32_t> epoch_{0};
-  std::atomic<std::uint32_t> timed_waiters_{0};
-  alignas(mpmc_isolation) std::mutex timed_mutex_;
-  std::condition_variable timed_cv_;
-};
 
 /// @brief The members of a ring slot: sequence number and raw storage for a T.
 template <class T>
@@ -688,7 +584,7 @@ class mpmc_queue {
     // consumer is about to read.
     if (capacity_ >= 4 * detail::mpmc_prefetch_ahead &&
         ((pos + detail::mpmc_prefetch_ahead) & (slots_per_line - 1)) == 0)
-      detail::mpmc_prefetch_for_write(&slots_[(pos + detail::mpmc_prefetch_ahead) & mask_]);
+      detail::prefetch_for_write(&slots_[(pos + detail::mpmc_prefetch_ahead) & mask_]);
     return true;
   }
 
@@ -871,8 +767,8 @@ class mpmc_queue {
   alignas(detail::mpmc_isolation) std::atomic<size_type> dequeue_pos_{0};
 
   // Consumers sleep on not_empty_, producers on not_full_.
-  detail::mpmc_event_count not_empty_;
-  detail::mpmc_event_count not_full_;
+  detail::event_count not_empty_;
+  detail::event_count not_full_;
 };
 
 }  // namespace agentbus

@@ -28,45 +28,23 @@
 #include <vector>
 
 #include "agentbus/core/event.hpp"
-#include "agentbus/core/handler_failure.hpp"
+#include "agentbus/core/failure.hpp"
+#include "agentbus/core/result.hpp"
 #include "agentbus/detail/config.hpp"
-#include "agentbus/detail/pattern_trie.hpp"
-#include "agentbus/detail/quiescence.hpp"
-#include "agentbus/detail/receiver.hpp"
-#include "agentbus/detail/topic_table.hpp"
+#include "agentbus/router/detail/pattern_trie.hpp"
+#include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/router/detail/receiver.hpp"
+#include "agentbus/router/detail/topic_table.hpp"
 #include "agentbus/router/topic.hpp"
 
 namespace agentbus {
-
-/// @brief What one publish did.
-/// Kept to 16 bytes so that it comes back in registers: publish is on the hot path.
-struct publish_result {
-  std::uint32_t delivered = 0;  ///< handlers that returned normally, plus mailboxes that queued it
-  std::uint16_t failed = 0;     ///< handlers that threw (each reported to the error hook; saturates)
-  std::uint16_t rejected = 0;   ///< mailboxes that refused the event (full or stopped; saturates)
-  std::uint64_t id = 0;         ///< the event's id
-};
-static_assert(sizeof(publish_result) == 16, "publish_result should fit in two registers");
-
-/// @brief Counters of a bus, read with bus.stats().
-struct bus_stats {
-  std::uint64_t handler_failures = 0;     ///< handler calls that threw
-  std::uint64_t error_hook_failures = 0;  ///< error-hook calls that threw (swallowed)
-  std::uint64_t type_mismatches = 0;      ///< receivers skipped because they take another event type
-  std::uint64_t uncached_publishes = 0;   ///< publishes to topics beyond the topic cache's capacity
-  std::size_t subscriptions = 0;          ///< live subscriptions
-  std::size_t cached_topics = 0;          ///< concrete topics in the router's cache
-};
-
-/// @brief How many concrete topics the router caches. Publishing to a topic beyond this many
-/// distinct ones still works, through a slower path that takes the writer mutex and allocates.
-inline constexpr std::size_t max_cached_topics = std::size_t{1} << 16;
 
 namespace detail {
 
 class router {
  public:
-  router() = default;
+  /// `max_cached_topics`: see bus_options.
+  explicit router(std::size_t max_cached_topics) noexcept : max_cached_topics_(max_cached_topics) {}
   router(const router&) = delete;
   router& operator=(const router&) = delete;
   ~router() {
@@ -142,7 +120,7 @@ class router {
           if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
         });
       }
-      if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+      if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
       else handed_over = r;
     }
     auto& domain = quiescence_domain::instance();
@@ -163,7 +141,7 @@ class router {
       for (auto& [id, r] : registry_) {
         r->alive.store(false, std::memory_order_relaxed);
         trie_.erase(r);
-        if (!r->retains()) retired.push_back({r, &receiver::delete_erased});
+        if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
       }
       registry_.clear();
@@ -235,7 +213,7 @@ class router {
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
     std::lock_guard lock(mutex_);
     if (topic_node* n = table_.find(text, h)) return n;
-    if (!pin && table_.size() >= max_cached_topics) return nullptr;
+    if (!pin && table_.size() >= max_cached_topics_) return nullptr;
     return insert_node(text, h);
   }
 
@@ -284,6 +262,7 @@ class router {
   pattern_trie trie_;
   std::unordered_map<std::uint64_t, receiver*> registry_;
   std::uint64_t next_id_ = 0;
+  const std::size_t max_cached_topics_;
 
   std::mutex hook_mutex_;  // guards the pointer only; the hook runs outside it
   std::shared_ptr<const error_handler> error_handler_;

@@ -24,6 +24,7 @@
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/history.hpp"
+#include "agentbus/storage/policy.hpp"
 
 namespace agentbus {
 
@@ -217,6 +218,8 @@ struct memory_ring {
 };
 
 }  // namespace storage
+
+static_assert(storage_policy<storage::memory_ring<1>>);
 
 }  // namespace agentbus
 

@@ -6,7 +6,7 @@
 // Storage policies decide what the bus keeps of published events. This header holds the
 // concept every storage policy satisfies and the default, storage::none. The others:
 // storage::memory_ring<N> (agentbus/storage/memory_ring.hpp) and storage::journal
-// (agentbus/storage/journal_policy.hpp).
+// (agentbus/storage/journal.hpp), each static_asserted against the concept in its header.
 //
 // A persisting policy (persists == true) also has `options` (what the bus constructor takes)
 // and `store` (what the bus owns), which the bus uses like this:
@@ -20,21 +20,35 @@
 
 #include <concepts>
 #include <cstdint>
+#include <optional>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/router/topic.hpp"
+#include "agentbus/storage/history.hpp"
 
 namespace agentbus {
 
 /// @brief A storage policy: a type with `using storage_tag = void;` and a
 /// `static constexpr bool persists` saying whether published events are kept; a persisting
 /// one also has `options` and a `store` constructible from them (see above).
+/// (Checked with one event type, std::uint64_t, which every policy can store.)
 template <class S>
 concept storage_policy = requires {
   typename S::storage_tag;
   { S::persists } -> std::convertible_to<bool>;
-} && (!S::persists || requires(typename S::store& store) {
+} && (!S::persists || requires(typename S::store& store, const typename S::store& reader,
+                               event<std::uint64_t>& ev, history from) {
   typename S::options;
   requires std::constructible_from<typename S::store, const typename S::options&>;
   { store.next_offset() } -> std::convertible_to<std::uint64_t>;
   { S::store::keeps_blocks } -> std::convertible_to<bool>;
+  { store.append(ev) } -> std::convertible_to<std::uint64_t>;
+  requires requires(decltype(reader.template open<std::uint64_t>(from, std::optional<topic_pattern>{})) cursor) {
+    { cursor.next() } -> std::convertible_to<bool>;
+    { cursor.current() } -> std::convertible_to<const event<std::uint64_t>&>;
+    { cursor.position() } -> std::convertible_to<std::uint64_t>;
+    cursor.stats();
+  };
 });
 
 namespace storage {

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_BUS_DETAIL_PUBLISH_HPP
+#define AGENTBUS_BUS_DETAIL_PUBLISH_HPP
+
+// The publish path: everything a publish does, in the order it does it, in one place.
+// basic_bus::publish and channel::publish are each one call into this file.
+//
+//  0. The caller enters a read section (detail/sync/quiescence.hpp: read_guard, a few plain
+//     stores) and finds the topic's node (router::node: a lock-free cache lookup; a channel
+//     holds its node). A topic beyond the cache has no node.
+//  1. Who receives it: the node's immutable receiver list (one acquire load), or, beyond the
+//     cache, a temporary list resolved under the writer mutex (uncached_receivers).
+//  2. Store it (storing buses only: publish_stored): the storage appends the event, which
+//     gives it its offset, then a light barrier pairs with history subscribers (see
+//     delivery/history.hpp).
+//  3. Build the event: on the publisher's stack around a reference to the payload when every
+//     receiver is synchronous (zero copy, no allocation); once in a shared block, the payload
+//     moved in from an rvalue, when some receiver keeps it (publish_retained).
+//  4. Dispatch: router::dispatch calls each receiver's invoke (type check, alive check,
+//     failures counted and reported), which runs a handler or queues the event.
+//
+// The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
+// published as an rvalue reaches a mailbox on any of them.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/core/result.hpp"
+#include "agentbus/detail/config.hpp"
+#include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/router/detail/receiver.hpp"
+#include "agentbus/router/detail/topic_table.hpp"
+#include "agentbus/router/router.hpp"
+
+namespace agentbus::detail {
+
+/// Default options, shared so that a publish without options builds none.
+inline constexpr publish_options default_publish_options{};
+
+// ---- 1. Who receives it ------------------------------------------------------------------
+
+/// The receivers of a topic beyond the router's cache, resolved into a list of our own.
+class uncached_receivers {
+ public:
+  uncached_receivers(router& r, std::string_view topic) : list_(make(r.resolve_uncached(topic))) {}
+  uncached_receivers(const uncached_receivers&) = delete;
+  uncached_receivers& operator=(const uncached_receivers&) = delete;
+  ~uncached_receivers() { receiver_list::delete_erased(list_); }
+  const receiver_list& list() const noexcept { return *list_; }
+
+ private:
+  static receiver_list* make(const std::vector<receiver*>& found) {
+    return found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
+  }
+  receiver_list* list_;
+};
+
+/// Calls `fn` with the receivers of `topic`: its node's list, or resolved beyond the cache
+/// when `node` is null.
+template <class Fn>
+AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, std::string_view topic, Fn&& fn) {
+  if (AGENTBUS_LIKELY(node != nullptr)) return fn(*node->receivers.load(std::memory_order_acquire));
+  const uncached_receivers found(r, topic);
+  return fn(found.list());
+}
+
+// ---- 3. Build the event once in a shared block (for receivers that keep it) ---------------
+
+/// Builds the event in a shared block (the payload moved in when the caller passed an rvalue)
+/// and dispatches that block's event to every receiver, synchronous ones included. Out of
+/// line: the synchronous path stays small.
+template <class T, class P>
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
+                                                  P&& payload, const publish_options& options, std::uint64_t id,
+                                                  std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
+  if constexpr (std::is_constructible_v<T, P&&>) {
+    const T* no_payload = nullptr;
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
+    if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
+    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    return r.dispatch(list, *held);
+  } else {
+    throw std::logic_error(
+        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+  }
+}
+
+// ---- 3+4. Build and dispatch (a bus that stores nothing) -----------------------------------
+
+/// Delivers to `list`: on the stack when every receiver is synchronous, else in a block.
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_list& list, std::string_view topic,
+                                              P&& payload, const publish_options& options, std::uint64_t id) {
+  using T = std::remove_cvref_t<P>;
+  if (AGENTBUS_UNLIKELY(!list.plain())) {  // empty, or a receiver needs a shared block
+    if (list.size() == 0) return publish_result{0, 0, 0, id};
+    return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id);
+  }
+  const event<T> ev(payload, topic, options, id, deadline_from(options));
+  return r.dispatch(list, ev);
+}
+
+/// Publishes to a cached topic (a channel's, or one the cache found). Inside a read section.
+template <class P>
+AGENTBUS_ALWAYS_INLINE publish_result publish(router& r, const topic_node& node, P&& payload,
+                                              const publish_options& options, reader_slot* slot) {
+  const receiver_list& list = *node.receivers.load(std::memory_order_acquire);
+  return deliver(r, list, node.name, std::forward<P>(payload), options, slot->next_event_id());
+}
+
+/// Publishes to a topic beyond the cache (`topic` must be valid).
+template <class P>
+AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view topic, P&& payload,
+                                                  const publish_options& options, reader_slot* slot) {
+  const uncached_receivers found(r, topic);
+  return deliver(r, found.list(), topic, std::forward<P>(payload), options, slot->next_event_id());
+}
+
+// ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
+
+/// Stores, then delivers. `node` may be null (a topic beyond the router's cache); `topic` must
+/// outlive the call. Inside a read section (`slot`).
+template <class Store, class P>
+stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
+                                     P&& payload, const publish_options& options, reader_slot* slot) {
+  using T = std::remove_cvref_t<P>;
+  const std::uint64_t id = slot->next_event_id();
+  stored_publish_result out;
+  if constexpr (Store::keeps_blocks) {
+    static_assert(std::is_constructible_v<T, P&&>,
+                  "agentbus: a bus with storage::memory_ring keeps every event, which means copying the payload, "
+                  "and this type is move-only: publish it as an rvalue (std::move)");
+    const T* no_payload = nullptr;
+    const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
+    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
+    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    static_cast<publish_result&>(out) =
+        with_receivers(r, node, topic, [&](const receiver_list& list) { return r.dispatch(list, *held); });
+  } else {
+    event<T> ev(payload, topic, options, id, deadline_from(options));
+    out.offset = store.append(ev);
+    asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](const receiver_list& list) {
+      if (list.retaining())
+        return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,
+                                   offset_setter::published_ns(ev));
+      return r.dispatch(list, ev);
+    });
+  }
+  return out;
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_BUS_DETAIL_PUBLISH_HPP

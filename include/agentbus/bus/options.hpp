@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_BUS_OPTIONS_HPP
+#define AGENTBUS_BUS_OPTIONS_HPP
+
+// The options of a bus and of a subscription. Both are designated-initializer structs whose
+// every field has a default: `bus.subscribe<T>("orders.>", handler, subscribe_options{.history
+// = history::all(), .report = &stats})`.
+
+#include <cstddef>
+#include <optional>
+
+#include "agentbus/storage/history.hpp"
+
+namespace agentbus {
+
+/// @brief Settings of a bus, given to its constructor.
+struct bus_options {
+  /// How many concrete topics the router caches (resolved receiver lists, looked up without a
+  /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
+  /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
+  std::size_t max_cached_topics = std::size_t{1} << 16;
+};
+
+/// @brief Settings of one subscription (the last argument of subscribe()).
+struct subscribe_options {
+  /// With a value (a bus that stores events only): the subscription first receives the stored
+  /// events from there on, replayed on the subscribing thread before subscribe() returns,
+  /// then live events, with no gap and no duplicate at the seam. `bus.subscribe<T>(pattern,
+  /// handler, history::all())` is the short form.
+  std::optional<agentbus::history> history{};
+  /// Where to write what the replay found (records it could not decode, ...), when not null.
+  replay_stats* report = nullptr;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_BUS_OPTIONS_HPP

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_BUS_SUBSCRIPTION_HPP
+#define AGENTBUS_BUS_SUBSCRIPTION_HPP
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "agentbus/router/router.hpp"
+
+namespace agentbus {
+
+namespace detail {
+struct bus_access;
+}
+
+/// @brief RAII handle of one subscription: unsubscribes when destroyed.
+///
+/// The guarantee: once unsubscribe() (or the destructor) returns, the handler is never called
+/// again, and no call of it is still running on another thread, so the caller may free what
+/// the handler captured. Exceptions, both only when called from inside a handler:
+///   - a handler unsubscribing itself returns at once; its own current call goes on;
+///   - two handlers on two threads unsubscribing each other at the same moment cannot both
+///     wait for the other to finish (that would deadlock): a call made while the other thread
+///     is itself blocked in unsubscribe() does not wait for that thread.
+/// Unsubscribing waits for every handler call running on other threads when it starts (of any
+/// bus), not just this subscription's, so keep handlers short or move long work to a mailbox.
+///
+/// A handle may outlive its bus: unsubscribing then does nothing. Handles are move-only and,
+/// like any object, not to be used from two threads at once.
+class subscription {
+ public:
+  /// @brief An empty handle.
+  subscription() noexcept = default;
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  /// @brief Takes over `other`'s subscription.
+  subscription(subscription&& other) noexcept
+      : router_(std::move(other.router_)), id_(std::exchange(other.id_, 0)) {}
+  /// @brief Unsubscribes the current subscription, then takes over `other`'s.
+  subscription& operator=(subscription&& other) noexcept {
+    if (this != &other) {
+      unsubscribe();
+      router_ = std::move(other.router_);
+      id_ = std::exchange(other.id_, 0);
+    }
+    return *this;
+  }
+  ~subscription() { unsubscribe(); }
+
+  /// @brief Ends the subscription (idempotent). See the class comment for the guarantee.
+  void unsubscribe() noexcept {
+    if (id_ == 0) return;
+    const std::uint64_t id = std::exchange(id_, 0);
+    if (auto r = router_.lock()) {
+      try {
+        r->unsubscribe(id);
+      } catch (...) {
+        // Only allocation can fail here; the receiver is already dead (alive == false).
+      }
+    }
+    router_.reset();
+  }
+
+  /// @brief Lets the subscription live as long as the bus; the handle becomes empty.
+  void detach() noexcept {
+    id_ = 0;
+    router_.reset();
+  }
+
+  /// @brief True while the handle holds a subscription (the bus may still have gone away).
+  bool active() const noexcept { return id_ != 0; }
+  /// @brief The subscription's id (0 when empty); matches handler_failure::subscription_id.
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  friend struct detail::bus_access;  // the only way to make one that holds a subscription
+  subscription(std::weak_ptr<detail::router> r, std::uint64_t id) noexcept : router_(std::move(r)), id_(id) {}
+
+  std::weak_ptr<detail::router> router_;
+  std::uint64_t id_ = 0;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_BUS_SUBSCRIPTION_HPP

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP
+#define AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP
+
+// A mailbox: the bounded queues through which an agent receives events asynchronously.
+//
+// Publishing to a mailbox subscriber puts the event's shared block (built once per publish,
+// shared by every mailbox and handler: the payload is never copied per receiver) into one of
+// three lock-free MPMC queues, one per priority. Exactly one consumer at a time takes events
+// out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
+// an executor, or the application itself (poll / run_for).
+//
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
+// event that is not handled is counted and reported to the mailbox's undelivered hook.
+// Expired events (deadline passed when they reach the head) are not handled; counted and
+// reported too.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/detail/config.hpp"
+#include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/core/failure.hpp"
+#include "agentbus/delivery/mailbox_options.hpp"
+#include "agentbus/detail/memory/prefetch.hpp"
+#include "agentbus/router/detail/receiver.hpp"
+#include "agentbus/queue/mpmc_queue.hpp"
+#include "agentbus/router/router.hpp"
+
+namespace agentbus {
+
+namespace detail {
+
+class mailbox;
+
+/// The part of a mailbox receiver the mailbox uses: where its events go and how their
+/// handler is run (delivery/mailbox.hpp builds the typed receiver on it).
+struct mailbox_receiver_base : receiver {
+  /// Runs the handler on an event taken out of the mailbox.
+  using handle_fn = void (*)(receiver*, const event_core&);
+
+  mailbox_receiver_base(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat, mailbox& home_box,
+                        handle_fn run, destroy_fn give_back) noexcept
+      : receiver(t, inv, des, std::move(pat), /*keeps_events=*/true, give_back), home(&home_box), handle(run) {}
+
+  mailbox* home;
+  handle_fn handle;
+};
+
+/// One queued event: which subscription it is for and one reference to its shared block.
+/// No default member initializers: run_batch keeps a burst of these on its stack, and zeroing
+/// them on every call would cost more than the burst saves when it is short.
+struct mail {
+  mailbox_receiver_base* target;
+  block_header* block;
+};
+
+class mailbox {
+ public:
+  /// Wakes the consumer; set by the agent that owns the mailbox.
+  using wake_fn = void (*)(void* context) noexcept;
+
+  mailbox(std::string name, const mailbox_options& options)
+      : name_(std::move(name)),
+        options_(options),
+        queues_{std::make_unique<mpmc_queue<mail>>(options.capacity), std::make_unique<mpmc_queue<mail>>(options.capacity),
+                std::make_unique<mpmc_queue<mail>>(options.capacity)} {}
+
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+
+  ~mailbox() {
+    // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
+    mail m;
+    for (auto& q : queues_)
+      while (q->try_pop(m)) m.block->release();
+    for (receiver* r : retired_) r->destroy(r);
+  }
+
+  void set_wake(wake_fn fn, void* context) noexcept {
+    wake_ = fn;
+    wake_context_ = context;
+  }
+  void set_undelivered_handler(undelivered_handler h) {
+    auto p = h ? std::make_shared<const undelivered_handler>(std::move(h)) : nullptr;
+    std::lock_guard lock(hook_mutex_);
+    undelivered_ = std::move(p);
+  }
+
+  const std::string& name() const noexcept { return name_; }
+  const mailbox_options& options() const noexcept { return options_; }
+  /// Events each priority queue holds.
+  std::size_t capacity() const noexcept { return queues_[0]->capacity(); }
+
+  // ---- producer side (publishing threads) ----
+
+  /// Queues `ev` (which lives in a shared block) for receiver `r`. False when refused.
+  bool deliver(mailbox_receiver_base* r, const event_core& ev) {
+    auto* block = const_cast<block_header*>(ev.block());
+    // A count of 1 is the caller's own reference (whoever dispatches holds one for the whole
+    // dispatch): no other thread holds the block or can take a reference to it, so a plain
+    // store will do. That saves a locked instruction, which would first wait for all the
+    // stores that built the block to drain. Acquire: if the 1 was left by another mailbox's
+    // consumer releasing its reference, its reads of the event happen before whoever frees it.
+    if (block->refs.load(std::memory_order_acquire) == 1)
+      block->refs.store(2, std::memory_order_relaxed);
+    else
+      block->add_ref();
+    const mail m{r, block};
+    auto& q = *queues_[index_of(ev.priority())];
+    bool ok = q.try_push(m);
+    if (!ok) ok = deliver_full(q, m, ev);
+    if (!ok) {
+      block->release();
+      return false;
+    }
+    // Pairs with the consumer's heavy barrier before it sleeps: either it sees our event, or
+    // we see it asleep and wake it. Only a compiler barrier here (see quiescence.hpp).
+    asymmetric_light_barrier();
+    if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false, std::memory_order_acq_rel)) wake_(wake_context_);
+    return true;
+  }
+
+  // ---- consumer side (one thread at a time) ----
+
+  /// Handles up to `max` events, high priority first. Returns how many were taken out.
+  ///
+  /// Events are taken out in bursts: the run of events waiting at the head of the highest
+  /// non-empty queue, claimed at once (up to `burst`). Before the handlers run, the burst's
+  /// blocks are prefetched, so that a consumer which has fallen behind pays for the cache
+  /// lines the publisher wrote (the block header, envelope and payload) in parallel rather
+  /// than one miss after another. Priorities hold per event: before each normal (low) event
+  /// of a burst, high (and normal) events that arrived meanwhile are handled first.
+  ///
+  /// `one_pass`: return after a burst that took fewer than asked (the events ready at the head
+  /// of that queue are all handled) instead of looking again at once: a consumer that keeps
+  /// looking takes events one by one right behind the publisher (see agent::thread_main).
+  std::size_t run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
+    std::size_t n = 0;
+    mail taken[burst];
+    while (n < max) {
+      std::size_t level = 0;
+      std::size_t k = 0;
+      const std::size_t want = max - n < burst_ ? max - n : burst_;
+      for (; level < queues_.size(); ++level)
+        if ((k = queues_[level]->try_pop_bulk(taken, want)) != 0) break;
+      if (k == 0) break;
+      n += k;
+      prefetch(taken, k);
+      burst_guard guard{this, taken, 0, k};
+      for (std::size_t& i = guard.next; i < k;) {
+        // Higher priorities that arrived during the burst go first, within the budget.
+        if (level > 0)
+          while (n < max && higher_pending(level)) {
+            mail m;
+            if (!pop_above(level, m)) break;
+            ++n;
+            consume(m, mode);
+          }
+        consume(taken[i++], mode);
+      }
+      if (one_pass && k < want) break;
+    }
+    if (n < max) free_retired_if_idle();
+    return n;
+  }
+
+  /// True when nothing is queued (approximate while producers are active).
+  bool empty() const noexcept {
+    for (auto& q : queues_)
+      if (!q->empty_approx()) return false;
+    return true;
+  }
+
+  /// The consumer is about to stop looking. Returns false when events arrived in the meantime
+  /// and the consumer still owns the mailbox (it must keep going); true when it may sleep: a
+  /// producer will call wake() when the next event arrives.
+  /// `wake_on_close`: a closing mailbox also keeps (or wakes) the consumer, which must notice.
+  bool prepare_sleep(bool wake_on_close) noexcept {
+    sleeping_.store(true, std::memory_order_seq_cst);
+    asymmetric_heavy_barrier();
+    if (!empty() || (wake_on_close && closing_.load(std::memory_order_seq_cst))) {
+      // Take the wake back unless a producer already took it (then its wake() is coming).
+      if (sleeping_.exchange(false, std::memory_order_acq_rel)) return false;
+    }
+    return true;
+  }
+  /// Claims the mailbox for a consumer that is not woken by producers (stop, poll): true when
+  /// the caller now owns it, false when another consumer is running it.
+  bool try_claim() noexcept { return sleeping_.exchange(false, std::memory_order_acq_rel); }
+  /// True while no consumer owns the mailbox.
+  bool is_sleeping() const noexcept { return sleeping_.load(std::memory_order_acquire); }
+  /// The flag a parked thread waits on.
+  std::atomic<bool>& sleep_flag() noexcept { return sleeping_; }
+
+  /// Stops accepting events: later deliveries are refused (counted as closed).
+  void close() noexcept {
+    closing_.store(true, std::memory_order_seq_cst);
+    for (auto& q : queues_) q->close();
+  }
+  bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
+
+  /// Called by the router (via receiver::hand_over) after unsubscribing an asynchronous
+  /// receiver: frees it once no queued event can name it.
+  void retire_receiver(receiver* r) {
+    std::lock_guard lock(retired_mutex_);
+    retired_.push_back(r);
+    has_retired_.store(true, std::memory_order_release);
+  }
+
+  /// Remembers a subscription made on this mailbox, so the owner can end them all.
+  void track(std::weak_ptr<router> owner, std::uint64_t id) {
+    std::lock_guard lock(retired_mutex_);
+    tracked_.emplace_back(std::move(owner), id);
+  }
+  /// Ends every tracked subscription (each waits for running publishes and handlers).
+  void unsubscribe_all() {
+    std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
+    {
+      std::lock_guard lock(retired_mutex_);
+      all.swap(tracked_);
+    }
+    for (auto& [owner, id] : all)
+      if (auto r = owner.lock()) r->unsubscribe(id);
+  }
+
+  mailbox_stats stats() const noexcept {
+    mailbox_stats s;
+    s.handled = handled_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    s.rejected = count(undelivered_reason::rejected);
+    s.dropped_newest = count(undelivered_reason::dropped_newest);
+    s.dropped_oldest = count(undelivered_reason::dropped_oldest);
+    s.expired = count(undelivered_reason::expired);
+    s.discarded = count(undelivered_reason::discarded);
+    s.closed = count(undelivered_reason::closed);
+    s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
+    for (auto& q : queues_) s.depth += q->size_approx();
+    // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
+    s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
+    return s;
+  }
+
+ private:
+  static std::size_t index_of(priority p) noexcept {
+    return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  // Events claimed at once by run_batch: at most `burst`, and at most an eighth of a queue's
+  // capacity, so that the events taken out but not handled yet (which no longer count against
+  // the capacity) stay a small part of what the mailbox holds back before its overflow
+  // policy applies.
+  static constexpr std::size_t burst = 64;
+  static std::size_t burst_for(std::size_t capacity) noexcept {
+    const std::size_t eighth = capacity / 8;
+    return eighth == 0 ? 1 : eighth < burst ? eighth : burst;
+  }
+
+  // True when a queue of higher priority than `level` holds events.
+  bool higher_pending(std::size_t level) const noexcept {
+    for (std::size_t q = 0; q < level; ++q)
+      if (!queues_[q]->empty_approx()) return true;
+    return false;
+  }
+  // Takes one event of higher priority than `level`.
+  bool pop_above(std::size_t level, mail& m) {
+    for (std::size_t q = 0; q < level; ++q)
+      if (queues_[q]->try_pop(m)) return true;
+    return false;
+  }
+
+  // Fetches the lines of the burst's blocks that the consumer touches: the header (written:
+  // the reference count), the event view and a small payload. Every block spans at least
+  // three lines (header, options and view alone take more than two), so these are all the
+  // block's own.
+  static void prefetch(const mail* taken, std::size_t k) noexcept {
+    for (std::size_t i = 0; i < k; ++i) {
+      const auto* bytes = reinterpret_cast<const char*>(taken[i].block);
+      prefetch_for_write(bytes);
+      prefetch_for_read(bytes + cache_line_size);
+      prefetch_for_read(bytes + 2 * cache_line_size);
+    }
+  }
+
+  // Should a handler-side failure unwind run_batch (it does not: handler exceptions are caught),
+  // the rest of a burst is not lost: counted as discarded and its blocks released.
+  struct burst_guard {
+    mailbox* self;
+    mail* taken;
+    std::size_t next;
+    std::size_t end;
+    ~burst_guard() {
+      for (; next < end; ++next) {
+        self->note(undelivered_reason::discarded, *taken[next].block->core);
+        taken[next].block->release();
+      }
+    }
+  };
+
+  // The slow path of deliver(): the queue was full (or closed).
+  AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
+    if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
+    switch (options_.overflow) {
+      case overflow::fail: return refuse(undelivered_reason::rejected, ev);
+      case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
+      case overflow::drop_oldest: {
+        for (;;) {
+          if (q.try_push(m)) return true;
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          mail old;
+          if (q.try_pop(old)) {
+            note(undelivered_reason::dropped_oldest, *old.block->core);
+            old.block->release();
+          } else {
+            std::this_thread::yield();  // a consumer holds the slot we would drop; it is about to free one
+          }
+        }
+      }
+      case overflow::block: {
+        // Room usually appears within a few handler calls. Rather than retrying the push
+        // (which polls the very slot the consumer is about to free, slowing it down), wait
+        // until a quarter of the queue is free, then go on: the publisher and the consumer
+        // then work on slots far apart. Pause first, then yield (a consumer may share our
+        // core), and only then park in the queue: parking makes every pop pay for a wake-up.
+        const bool forever = options_.block_timeout == std::chrono::nanoseconds::max();
+        const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
+                                      : std::chrono::steady_clock::now() + options_.block_timeout;
+        const std::size_t resume_at = q.capacity() - q.capacity() / 4;
+        for (unsigned i = 0; i < 4096; ++i) {
+          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.size_approx() <= resume_at && q.try_push(m)) return true;
+          if (i < 256) {
+            for (unsigned k = 0; k < 16; ++k) cpu_relax();
+          } else {
+            if (!forever && std::chrono::steady_clock::now() >= deadline) break;
+            std::this_thread::yield();
+          }
+        }
+        bool ok = false;
+        if (forever)
+          ok = q.push(m);
+        else if (const auto now = std::chrono::steady_clock::now(); now < deadline)
+          ok = q.push_for(m, deadline - now);
+        if (ok) return true;
+        return refuse(q.closed() ? undelivered_reason::closed : undelivered_reason::rejected, ev);
+      }
+    }
+    return false;
+  }
+
+  // Counters written only by the consumer (one at a time) need no read-modify-write.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  bool refuse(undelivered_reason why, const event_core& ev) {
+    note(why, ev);
+    return false;
+  }
+
+  void note(undelivered_reason why, const event_core& ev) noexcept {
+    counters_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const undelivered_handler> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = undelivered_;
+    }
+    if (!hook) return;
+    try {
+      (*hook)(undelivered{why, ev.envelope(), name_});
+    } catch (...) {
+      // Documented: swallowed.
+    }
+  }
+
+  std::uint64_t count(undelivered_reason why) const noexcept {
+    return counters_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
+  }
+
+  void consume(mail& m, stop_mode mode) {
+    const event_core& ev = *m.block->core;
+    if (mode == stop_mode::discard) {
+      note(undelivered_reason::discarded, ev);
+    } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
+      // The first test is true exactly when the event has a deadline: the clock is read only
+      // for those (most events have none).
+      note(undelivered_reason::expired, ev);
+    } else {
+      // The read section makes unsubscribe wait for this call, as for synchronous handlers.
+      read_guard guard;
+      if (!m.target->alive.load(std::memory_order_relaxed)) {
+        bump(unsubscribed_);
+      } else {
+        try {
+          m.target->handle(m.target, ev);
+          bump(handled_);
+        } catch (...) {
+          bump(failed_);
+          m.target->owner->report_failure(ev, *m.target, std::current_exception());
+        }
+      }
+    }
+    release(m.block);
+  }
+
+  // Drops the mail's reference. Usually the publisher has already dropped its own and ours is
+  // the last: a count of 1 is then ours alone (nobody can take a reference without holding
+  // one), so the block is freed without the locked decrement, which would first wait for
+  // every store before it to drain. Acquire: the other owners' releasing decrements happen
+  // before the free.
+  static void release(block_header* block) noexcept {
+    if (block->refs.load(std::memory_order_acquire) == 1)
+      block->destroy(block);
+    else
+      block->release();
+  }
+
+  // A retired receiver can be freed once the queues have been seen empty after it was
+  // retired: it was retired after every publish that could queue it had finished.
+  void free_retired_if_idle() {
+    if (!has_retired_.load(std::memory_order_acquire)) return;
+    std::vector<receiver*> ready;
+    {
+      std::lock_guard lock(retired_mutex_);
+      ready.swap(retired_);
+      has_retired_.store(false, std::memory_order_relaxed);
+    }
+    if (!empty()) {
+      std::lock_guard lock(retired_mutex_);
+      retired_.insert(retired_.end(), ready.begin(), ready.end());
+      has_retired_.store(true, std::memory_order_relaxed);
+      return;
+    }
+    for (receiver* r : ready) r->destroy(r);
+  }
+
+  const std::string name_;
+  const mailbox_options options_;
+  std::array<std::unique_ptr<mpmc_queue<mail>>, 3> queues_;  // high, normal, low
+  const std::size_t burst_ = burst_for(queues_[0]->capacity());
+
+  alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
+  std::atomic<bool> closing_{false};
+  wake_fn wake_ = [](void*) noexcept {};
+  void* wake_context_ = nullptr;
+
+  alignas(cache_line_size) std::atomic<std::uint64_t> handled_{0};  // consumer-written counters
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> unsubscribed_{0};
+  std::array<std::atomic<std::uint64_t>, 6> counters_{};
+
+  std::mutex hook_mutex_;
+  std::shared_ptr<const undelivered_handler> undelivered_;
+
+  std::mutex retired_mutex_;
+  std::atomic<bool> has_retired_{false};
+  std::vector<receiver*> retired_;
+  std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> tracked_;
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_DELIVERY_DETAIL_MAILBOX_HPP

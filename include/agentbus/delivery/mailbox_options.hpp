@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP
+#define AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP
+
+// The settings and counters of a mailbox (an agent's), and how a stopping one treats what is
+// queued. What is not handled is reported as `undelivered` (core/failure.hpp).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace agentbus {
+
+/// @brief What a full mailbox does with a new event.
+enum class overflow : std::uint8_t {
+  block,        ///< the publisher waits for room (up to mailbox_options::block_timeout, then rejected)
+  fail,         ///< the publish is refused at once (publish_result::rejected counts it)
+  drop_newest,  ///< the new event is dropped (counted, reported, publish_result::rejected)
+  drop_oldest,  ///< the oldest queued event of the same priority is dropped to make room
+};
+
+/// @brief Settings of a mailbox.
+struct mailbox_options {
+  /// Events each priority queue holds (rounded up to a power of two). Memory: 32 bytes per
+  /// slot (64-bit), three queues: 1024 slots take 96 KiB. The consumer takes events out in
+  /// bursts of up to an eighth of this (64 at most) before handling them, so up to that many
+  /// more may be waiting for their handler while the queue itself is full.
+  std::size_t capacity = 1024;
+  agentbus::overflow overflow = overflow::block;  ///< what to do when full
+  /// With overflow::block: how long a publisher waits before the event is rejected.
+  /// The default waits forever. A publisher blocked on a full mailbox is inside its publish
+  /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)
+  /// would wait for it, so give such mailboxes a timeout or a dropping policy.
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+  /// An agent with its own thread: how long it polls an empty mailbox before parking. A
+  /// parked consumer costs the next publisher a wake-up system call (tens of microseconds
+  /// in a VM); polling for a fraction of a time slice first keeps bursts cheap. Zero parks
+  /// at once (for many mostly idle agents on few cores).
+  std::chrono::microseconds spin_before_park{50};
+  /// An agent with its own thread, events streaming in: how long it leaves the publisher a
+  /// head start before taking the next burst (a consumer right behind the publisher makes
+  /// both cores pass the same cache lines back and forth; measured 2-3x slower). Only after
+  /// a round that found events too, so a lone event is never held back, and only for
+  /// mailboxes of at least 256 slots. Zero disables pacing.
+  std::chrono::nanoseconds pace{1000};
+};
+
+/// @brief Counters of a mailbox.
+struct mailbox_stats {
+  std::uint64_t queued = 0;          ///< events accepted (derived: outcomes so far plus depth)
+  std::uint64_t handled = 0;         ///< handler calls that returned normally
+  std::uint64_t failed = 0;          ///< handler calls that threw (also reported to the bus's error hook)
+  std::uint64_t rejected = 0;        ///< see undelivered_reason
+  std::uint64_t dropped_newest = 0;  ///< see undelivered_reason
+  std::uint64_t dropped_oldest = 0;  ///< see undelivered_reason
+  std::uint64_t expired = 0;         ///< see undelivered_reason
+  std::uint64_t discarded = 0;       ///< see undelivered_reason
+  std::uint64_t closed = 0;          ///< see undelivered_reason
+  std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
+  std::size_t depth = 0;             ///< events waiting now (approximate)
+};
+
+/// @brief How a stopping mailbox treats what is still queued.
+enum class stop_mode : std::uint8_t {
+  drain,    ///< handle everything already queued, then stop
+  discard,  ///< drop what is queued (counted as discarded, reported)
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_DELIVERY_MAILBOX_OPTIONS_HPP

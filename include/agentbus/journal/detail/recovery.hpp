@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_JOURNAL_DETAIL_RECOVERY_HPP
+#define AGENTBUS_JOURNAL_DETAIL_RECOVERY_HPP
+
+// Opening a journal directory as its writer: find the segments, check them, repair what a
+// crash can leave behind, and say what was found.
+//
+// - Leftovers of an interrupted roll (prepared-* files) and index files without a segment are
+//   deleted.
+// - The last segment is walked record by record (segment_scan.hpp). A torn tail is zeroed
+//   (the bytes and frames are counted in the report); damage with good records after it is
+//   reported and left for readers to skip; its index is rebuilt from the walk.
+// - A sealed segment is checked cheaply: its header, its first record, its index entries
+//   from the last one that points at a valid record, and its tail from there to the seal;
+//   a missing seal is written. verify_on_open walks all of it instead. Offsets must continue
+//   from one segment to the next; gaps are reported.
+//
+// Every repair is flushed before the journal accepts appends.
+
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "agentbus/journal/detail/file_header.hpp"
+#include "agentbus/journal/options.hpp"
+#include "agentbus/journal/detail/posix_file.hpp"
+#include "agentbus/journal/detail/record_format.hpp"
+#include "agentbus/journal/detail/segment.hpp"
+#include "agentbus/journal/detail/segment_catalog.hpp"
+#include "agentbus/journal/detail/segment_index.hpp"
+#include "agentbus/journal/detail/segment_scan.hpp"
+
+namespace agentbus::detail {
+
+/// @brief The state recovery hands to the writer.
+struct recovered_journal {
+  std::vector<segment_entry> catalog;  ///< every retained segment, oldest first; the last is pinned
+  recovery_report report;              ///< what was found and repaired
+};
+
+/// @brief Writes a segment's index from `kept` existing entries plus `added`, growing the file
+/// if needed and clearing whatever stale entries follow (a reader must never pick them up).
+inline void rewrite_index(segment& seg, std::size_t kept, const std::vector<index_entry>& added,
+                          std::uint64_t interval, std::uint64_t segment_bytes) {
+  const std::size_t needed = kept + added.size();
+  if (needed + index_spare_entries > seg.index_capacity_entries())
+    seg.grow_index(std::max<std::uint64_t>(index_file_bytes(segment_bytes, interval),
+                                           (file_header_bytes + (needed + 2 * index_spare_entries) * index_entry_bytes + 4095) &
+                                               ~std::uint64_t{4095}));
+  for (std::size_t i = 0; i < added.size(); ++i) write_index_entry(seg.index_entry_slot(kept + i), added[i]);
+  const std::size_t cap = seg.index_capacity_entries();
+  for (std::size_t i = needed; i < cap; ++i) {
+    std::byte* slot = seg.index_entry_slot(i);
+    bool zero = true;
+    for (std::size_t k = 0; k < index_entry_bytes && zero; ++k) zero = slot[k] == std::byte{0};
+    if (!zero) std::memset(slot, 0, index_entry_bytes);
+  }
+  seg.index_count.store(needed, std::memory_order_release);
+}
+
+/// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
+/// normalized option. Throws journal_error on I/O failure or a segment of a newer format.
+inline recovered_journal recover_journal(const std::filesystem::path& dir, std::uint64_t segment_bytes,
+                                         std::uint32_t interval, bool verify_all) {
+  recovered_journal out;
+  auto& report = out.report;
+  std::error_code ec;
+
+  // Leftovers: prepared files of a roll that never happened, indexes of deleted segments.
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().native();
+    const bool prepared = name.starts_with(prepared_prefix);
+    bool orphan_index = false;
+    if (auto base = parse_segment_file_name(name, index_extension))
+      orphan_index = !std::filesystem::exists(dir / segment_file_name(*base, segment_extension));
+    if (prepared || orphan_index) std::filesystem::remove(it->path(), ec);
+  }
+  std::vector<std::uint64_t> bases = list_segment_bases(dir);
+  const std::uint64_t idx_bytes = index_file_bytes(segment_bytes, interval);
+  if (bases.empty()) {
+    // A new journal: segment 0, created under a temporary name so that no reader ever sees a
+    // half-made file.
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0);
+    try {
+      seg->adopt(0, interval);
+    } catch (...) {
+      seg->discard_prepared();
+      throw;
+    }
+    seg->sync(true);
+    sync_directory(dir);
+    segment_entry e;
+    e.base = 0;
+    e.pinned = std::move(seg);
+    out.catalog.push_back(std::move(e));
+    report.segments = 1;
+    return out;
+  }
+
+  report.segments = bases.size();
+  for (std::size_t i = 0; i < bases.size(); ++i) {
+    const std::uint64_t base = bases[i];
+    const bool last = i + 1 == bases.size();
+    auto seg = std::make_shared<segment>(dir, base);
+    const std::string name = seg->log_path().filename().string();
+    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes);
+    std::byte* data = seg->writable_data();
+    bool modified = false;
+
+    // Headers.
+    file_header h;
+    switch (read_file_header(seg->bytes(), h)) {
+      case header_status::newer_version:
+        throw journal_error(journal_error::code::corrupt,
+                            "agentbus journal: segment '" + seg->log_path().string() + "' has format version " +
+                                std::to_string(h.version) + ", newer than this build understands (" +
+                                std::to_string(journal_format_version) +
+                                "): open the journal with the agentbus version that wrote it");
+      case header_status::ok:
+        if (h.kind == file_kind::segment && h.base_offset == base) break;
+        [[fallthrough]];
+      case header_status::bad:
+        report.problems.push_back(name + ": damaged file header (rewritten; its records are checked one by one)");
+        [[fallthrough]];
+      case header_status::zero:
+        if (seg->capacity() < file_header_bytes)
+          throw journal_error(journal_error::code::corrupt,
+                              "agentbus journal: segment '" + seg->log_path().string() +
+                                  "' is too short to be a segment: move it out of the directory");
+        write_file_header(data, {file_kind::segment, journal_format_version, base, 0});
+        modified = true;
+        break;
+    }
+    file_header ih;
+    std::size_t valid_entries = 0;
+    if (read_file_header(seg->index_file_bytes_view(), ih) == header_status::ok &&
+        ih.kind == file_kind::index && ih.base_offset == base && ih.parameter == interval) {
+      valid_entries = count_valid_index_entries(seg->index_entry_slot(0), seg->index_capacity_entries());
+    } else {
+      write_file_header(seg->writable_index_file(), {file_kind::index, journal_format_version, base, interval});
+    }
+
+    // Where to start walking: the whole last segment; a sealed one from its last index entry
+    // that points at the record it names.
+    scan_input in;
+    in.data = seg->bytes();
+    in.expected = base;
+    in.index_interval = interval;
+    in.name = name;
+    in.nonzero_limit = seg->data_extent();
+    std::size_t kept = 0;
+    std::int64_t first_time = 0;
+    if (!last && !verify_all) {
+      const index_view idx{seg->index_entry_slot(0), valid_entries};
+      for (std::size_t j = valid_entries; j-- > 0;) {
+        const index_entry e = idx.at(j);
+        if (e.position < file_header_bytes || e.position >= seg->capacity() || e.offset < base) continue;
+        const decode_result d = decode_record(seg->bytes().subspan(static_cast<std::size_t>(e.position)));
+        if (d.status == decode_status::ok && d.rec.offset == e.offset) {
+          in.start = e.position;
+          in.expected = e.offset;
+          in.last_index_pos = e.position;
+          in.running_max = e.max_time;
+          kept = j + 1;
+          break;
+        }
+      }
+      if (in.start != file_header_bytes) {  // the first record is not walked over: check it
+        const decode_result d = decode_record(seg->bytes().subspan(file_header_bytes));
+        if (d.status == decode_status::ok && d.rec.offset == base)
+          first_time = d.rec.published_ns;
+        else
+          report.problems.push_back(name + ": damaged first record (offset " + std::to_string(base) +
+                                    "): readers report it as corrupt and skip it");
+      }
+    }
+    scan_output s = scan_segment(in);
+    if (in.start == file_header_bytes) first_time = s.first_time;
+    for (auto& p : s.problems) report.problems.push_back(std::move(p));
+    if (kept + s.entries.size() != valid_entries || !s.entries.empty()) {
+      rewrite_index(*seg, kept, s.entries, interval, segment_bytes);
+    } else {
+      seg->index_count.store(kept, std::memory_order_release);
+    }
+
+    const std::uint64_t next_base = last ? std::numeric_limits<std::uint64_t>::max() : bases[i + 1];
+    if (last) {
+      if (s.sealed) {
+        // Sealed, yet nothing follows it (the next segment was removed by hand?): remove the
+        // seal and write on here; whatever lies beyond it is a torn tail like any other.
+        const std::uint64_t nz = last_nonzero_end(seg->bytes(), s.end + seal_bytes, seg->data_extent());
+        std::memset(data + s.end, 0, static_cast<std::size_t>(nz - s.end));
+        if (nz > s.end + seal_bytes) {
+          report.truncated_bytes += nz - s.end - seal_bytes;
+          report.truncated_records += 1;
+        }
+        modified = true;
+      }
+      if (s.torn_end > s.torn_begin) {
+        std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
+        report.truncated_bytes += s.torn_end - s.torn_begin;
+        report.truncated_records += s.torn_records;
+        modified = true;
+      }
+    } else {
+      if (s.torn_end > s.torn_begin) {
+        report.problems.push_back(name + ": sealed segment with " + std::to_string(s.torn_end - s.torn_begin) +
+                                  " unreadable bytes at its end (from byte " + std::to_string(s.torn_begin) +
+                                  "); resealed after its last good record, offset " +
+                                  (s.next_offset == 0 ? std::string("none") : std::to_string(s.next_offset - 1)));
+      }
+      // The roll was cut short, or the tail was damaged: seal it here (a segment filled to the
+      // last byte needs no seal: readers move on at its end).
+      if (!s.sealed && s.end + seal_bytes <= seg->capacity()) {
+        std::memset(data + s.end + 4, 0, 4);
+        store_release_u32(data + s.end, seal_marker);
+        modified = true;
+      }
+      if (s.next_offset < next_base)
+        report.problems.push_back(name + ": records " + std::to_string(s.next_offset) + ".." +
+                                  std::to_string(next_base - 1) +
+                                  " are missing before the next segment (readers report them as corrupt)");
+      else if (s.next_offset > next_base)
+        report.problems.push_back(name + ": holds offsets up to " + std::to_string(s.next_offset - 1) +
+                                  ", beyond the start of the next segment (" + std::to_string(next_base) +
+                                  "); readers skip the overlap");
+    }
+    report.records += s.next_offset - std::min(s.next_offset, base) - s.lost_records;
+    if (modified) seg->sync(true);
+
+    segment_entry e;
+    e.base = base;
+    e.first_time = first_time;
+    e.max_time = s.running_max;
+    e.bytes = s.end + (last ? 0 : seal_bytes);
+    seg->end.store(s.end, std::memory_order_relaxed);
+    seg->first_time.store(first_time, std::memory_order_relaxed);
+    seg->max_time.store(s.running_max, std::memory_order_relaxed);
+    if (last) {
+      seg->next_offset = s.next_offset;
+      seg->running_max = s.running_max;
+      const index_view idx = seg->index();
+      seg->last_index_pos = idx.count == 0 ? file_header_bytes : idx.at(idx.count - 1).position;
+      e.pinned = std::move(seg);
+    } else {
+      seg->close_files();  // sealed: readers map it again when they need it
+    }
+    out.catalog.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_JOURNAL_DETAIL_RECOVERY_HPP
