@@ -282,6 +282,80 @@ inline void prefetch_for_read(const void* p) noexcept {
 }  // namespace agentbus::detail
 
 #endif  // AGENTBUS_DETAIL_MEMORY_PREFETCH_HPP
+#ifndef AGENTBUS_DETAIL_TUNING_HPP
+#define AGENTBUS_DETAIL_TUNING_HPP
+
+// The internal tuning constants, in one place, each with why it has its value. The ones a
+// user may want to change are options instead: bus_options (max_cached_topics),
+// mailbox_options (capacity, overflow, block_timeout, spin_before_park, pace),
+// executor_options, journal_options. Figures were measured on the 2-core development VM;
+// cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
+// shape of the curve, not a single number.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace agentbus::detail::tuning {
+
+// ---- mpmc_queue (queue/mpmc_queue.hpp) ----
+
+/// Try-and-pause rounds a blocking queue call makes before yielding. Covers the usual gap
+/// between a push and the next pop on another core (a few microseconds) without burning the
+/// time slice a descheduled peer needs when threads outnumber cores: designs that spin on a
+/// claimed slot instead collapsed 100x+ at 2 producers / 2 consumers on 2 cores.
+inline constexpr unsigned queue_spin_limit = 64;
+
+/// Try-and-yield rounds a blocking queue call makes, after spinning, before it parks on the
+/// event count (detail/sync/event_count.hpp). Parking costs the other side a wake-up.
+inline constexpr unsigned queue_yield_limit = 8;
+
+/// Slots ahead of its own that a push prefetches for writing (once per cache line of slots):
+/// +7% 1P1C mailbox throughput; a prefetch per push before the stores cost +38 ns on a hot
+/// round trip against +20 ns this way.
+inline constexpr std::size_t queue_prefetch_ahead = 8;
+
+// ---- block pool (detail/memory/block_pool.hpp) ----
+
+/// Blocks moved between a thread's cache and the central list at once: the central lock is
+/// taken once per this many events, not per event.
+inline constexpr std::uint32_t pool_batch = 32;
+
+/// Allocations between prefetching a block and handing it out: enough publishes to cover a
+/// cache line's trip from the consumer's core.
+inline constexpr std::uint32_t pool_prefetch_distance = 8;
+
+// ---- mailbox (delivery/detail/mailbox.hpp) ----
+
+/// Events a consumer claims from a queue at once (at most an eighth of its capacity): their
+/// blocks are prefetched together, so a consumer behind the publisher pays its cache misses
+/// in parallel. Measured: consumer cost ~50 -> ~32 ns/event cross-core.
+inline constexpr std::size_t mailbox_burst = 64;
+
+/// A publisher on a full mailbox with overflow::block: rounds of waiting for a quarter of the
+/// queue to free up before parking, the first `pause_rounds` with `pauses_per_round` PAUSEs
+/// each, the rest yielding (a consumer may share our core). Waiting for a quarter rather than
+/// one slot keeps the two threads on slots far apart.
+inline constexpr unsigned full_wait_rounds = 4096;
+inline constexpr unsigned full_wait_pause_rounds = 256;
+inline constexpr unsigned full_wait_pauses_per_round = 16;
+
+// ---- agent (agent/agent.hpp) ----
+
+/// Events an agent's own thread (or a caller's run_for) handles per round before looking at
+/// its state again (stop requests, pacing).
+inline constexpr std::size_t agent_round = 64;
+
+/// Mailboxes smaller than this are never paced (mailbox_options::pace): a small one would
+/// just fill up while the consumer waits.
+inline constexpr std::size_t pace_min_capacity = 256;
+
+/// stop() on a pooled agent: yields before it falls back to short sleeps while waiting for a
+/// worker to give the mailbox up.
+inline constexpr unsigned stop_yields = 64;
+
+}  // namespace agentbus::detail::tuning
+
+#endif  // AGENTBUS_DETAIL_TUNING_HPP
 
 namespace agentbus::detail {
 
@@ -289,10 +363,10 @@ class block_pool {
  public:
   static constexpr std::size_t granule = 64;      // size classes are multiples of this
   static constexpr std::size_t class_count = 16;  // blocks up to 1 KiB are pooled
-  static constexpr std::uint32_t batch = 32;      // blocks moved to/from the central list at once
+  static constexpr std::uint32_t batch = tuning::pool_batch;  // blocks moved to/from the central list at once
   /// Allocations between prefetching a block and handing it out: enough publishes to cover a
   /// cache line's trip from another core.
-  static constexpr std::uint32_t prefetch_distance = 8;
+  static constexpr std::uint32_t prefetch_distance = tuning::pool_prefetch_distance;
   // Up to four lines of a block are prefetched (its front: header, envelope, small payloads).
 
   /// True when blocks of `size` bytes (and default alignment) come from the pool.
@@ -955,6 +1029,7 @@ using undelivered_handler = std::function<void(const undelivered&)>;
 #include <string>
 #include <string_view>
 
+
 namespace agentbus {
 
 /// @brief Longest topic or pattern accepted, in bytes.
@@ -1074,7 +1149,7 @@ constexpr topic_check check_topic_text(std::string_view text, bool allow_wildcar
 /// Hash of topic text, 8 bytes per step with one multiply each: the topic cache looks topics
 /// up by this hash on every string publish, so it must be cheap for 10-40 byte strings.
 /// Not a security hash (the cache tolerates collisions; it compares the text).
-inline std::uint64_t hash_topic_text(std::string_view text) noexcept {
+AGENTBUS_ALWAYS_INLINE std::uint64_t hash_topic_text(std::string_view text) noexcept {
   constexpr std::uint64_t k = 0x9e3779b97f4a7c15ULL;
   std::uint64_t h = text.size() * k;
   const char* p = text.data();
@@ -1438,17 +1513,10 @@ namespace detail {
 /// wrong core as surely as sharing the line itself.
 inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
 
-/// @brief Slots ahead of its own that a push prefetches (see enqueue()).
-inline constexpr std::size_t mpmc_prefetch_ahead = 8;
-
-/// @brief Try-and-pause rounds a blocking queue call makes before yielding.
-/// Sized to cover the typical gap between a push and the next pop on another
-/// core (a few microseconds) without burning a time slice that a descheduled
-/// peer needs when threads outnumber cores.
-inline constexpr unsigned mpmc_spin_limit = 64;
-
-/// @brief Try-and-yield rounds a blocking queue call makes before parking.
-inline constexpr unsigned mpmc_yield_limit = 8;
+// Spin, yield and prefetch distances: detail/tuning.hpp.
+inline constexpr unsigned mpmc_spin_limit = tuning::queue_spin_limit;
+inline constexpr unsigned mpmc_yield_limit = tuning::queue_yield_limit;
+inline constexpr std::size_t mpmc_prefetch_ahead = tuning::queue_prefetch_ahead;
 
 /// @brief The members of a ring slot: sequence number and raw storage for a T.
 template <class T>
@@ -3613,7 +3681,7 @@ class topic_table {
   topic_table& operator=(const topic_table&) = delete;
 
   /// Lock-free lookup; call inside a read section. nullptr when absent.
-  topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
+  AGENTBUS_ALWAYS_INLINE topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
     const slots* s = slots_.load(std::memory_order_acquire);
     for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
       topic_node* n = s->at(i).load(std::memory_order_acquire);
@@ -3702,10 +3770,10 @@ class router {
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
   /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
   /// section. Returns nullptr when the cache is full and `pin` is false.
-  topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
-  topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
     if (topic_node* n = table_.find(text, h)) return n;
     return create_node(text, h, pin);
   }
@@ -4148,7 +4216,7 @@ class mailbox {
   // capacity, so that the events taken out but not handled yet (which no longer count against
   // the capacity) stay a small part of what the mailbox holds back before its overflow
   // policy applies.
-  static constexpr std::size_t burst = 64;
+  static constexpr std::size_t burst = tuning::mailbox_burst;
   static std::size_t burst_for(std::size_t capacity) noexcept {
     const std::size_t eighth = capacity / 8;
     return eighth == 0 ? 1 : eighth < burst ? eighth : burst;
@@ -4224,11 +4292,11 @@ class mailbox {
         const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
                                       : std::chrono::steady_clock::now() + options_.block_timeout;
         const std::size_t resume_at = q.capacity() - q.capacity() / 4;
-        for (unsigned i = 0; i < 4096; ++i) {
+        for (unsigned i = 0; i < tuning::full_wait_rounds; ++i) {
           if (q.closed()) return refuse(undelivered_reason::closed, ev);
           if (q.size_approx() <= resume_at && q.try_push(m)) return true;
-          if (i < 256) {
-            for (unsigned k = 0; k < 16; ++k) cpu_relax();
+          if (i < tuning::full_wait_pause_rounds) {
+            for (unsigned k = 0; k < tuning::full_wait_pauses_per_round; ++k) cpu_relax();
           } else {
             if (!forever && std::chrono::steady_clock::now() >= deadline) break;
             std::this_thread::yield();
@@ -5236,13 +5304,19 @@ class basic_bus {
   template <class P>
   result_type publish(std::string_view topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    return publish_on(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
+    check_payload<P>();
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(topic);  // validates an uncached topic (topic_error)
+    return publish_on(node, topic, std::forward<P>(payload), options, guard.slot());
   }
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class P>
   result_type publish(const agentbus::topic& topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    return publish_on(topic.str(), topic.hash(), std::forward<P>(payload), options);
+    check_payload<P>();
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(topic.str(), topic.hash());
+    return publish_on(node, topic.str(), std::forward<P>(payload), options, guard.slot());
   }
 
   /// @brief Subscribes `handler` to `pattern` (validated: topic_error when invalid) for events
@@ -5335,20 +5409,24 @@ class basic_bus {
   friend struct detail::bus_access;
 
   template <class P>
-  AGENTBUS_ALWAYS_INLINE result_type publish_on(std::string_view text, std::uint64_t hash, P&& payload,
-                                                const publish_options& options) {
+  static constexpr void check_payload() {
     static_assert(event_type<std::remove_cvref_t<P>>,
                   "agentbus: publish: the payload must be a movable object type (not an array, not a string "
                   "literal: wrap text in std::string)");
-    detail::read_guard guard;
-    detail::topic_node* node = router_->node(text, hash);  // validates an uncached topic (topic_error)
+  }
+
+  // After the lookup (`node` null: beyond the cache), inside the read section: store (if the
+  // bus stores), then deliver, through the one publish path.
+  template <class P>
+  AGENTBUS_ALWAYS_INLINE result_type publish_on(detail::topic_node* node, std::string_view text, P&& payload,
+                                                const publish_options& options, detail::reader_slot* slot) {
     if constexpr (Storage::persists)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
-                                    std::forward<P>(payload), options, guard.slot());
+                                    std::forward<P>(payload), options, slot);
     else if (AGENTBUS_LIKELY(node != nullptr))
-      return detail::publish(*router_, *node, std::forward<P>(payload), options, guard.slot());
+      return detail::publish(*router_, *node, std::forward<P>(payload), options, slot);
     else
-      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, guard.slot());
+      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, slot);
   }
 
   // The one subscribe body, for every delivery kind: build the kind's receiver (wrapped in
@@ -5635,9 +5713,8 @@ class agent final : detail::schedulable {
  private:
   friend mailbox_delivery async(agent& a) noexcept;
   enum class mode : std::uint8_t { pumped, threaded, pooled };
-  static constexpr std::size_t default_batch = 64;
-  // Mailboxes smaller than this are never paced: a small one would just fill up meanwhile.
-  static constexpr std::size_t pace_min_capacity = 256;
+  static constexpr std::size_t default_batch = detail::tuning::agent_round;
+  static constexpr std::size_t pace_min_capacity = detail::tuning::pace_min_capacity;
 
   void require_pumped(const char* what) const {
     if (mode_.load() != mode::pumped)
@@ -5649,7 +5726,7 @@ class agent final : detail::schedulable {
   template <class Done>
   static void backoff(Done done) {
     for (unsigned spins = 0; !done(); ++spins)
-      if (spins < 64)
+      if (spins < detail::tuning::stop_yields)
         std::this_thread::yield();
       else
         std::this_thread::sleep_for(std::chrono::microseconds(50));

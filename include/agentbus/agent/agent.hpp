@@ -34,6 +34,7 @@
 
 #include "agentbus/agent/executor.hpp"
 #include "agentbus/bus/subscription.hpp"
+#include "agentbus/detail/tuning.hpp"
 #include "agentbus/core/failure.hpp"
 #include "agentbus/delivery/mailbox.hpp"
 
@@ -155,9 +156,8 @@ class agent final : detail::schedulable {
  private:
   friend mailbox_delivery async(agent& a) noexcept;
   enum class mode : std::uint8_t { pumped, threaded, pooled };
-  static constexpr std::size_t default_batch = 64;
-  // Mailboxes smaller than this are never paced: a small one would just fill up meanwhile.
-  static constexpr std::size_t pace_min_capacity = 256;
+  static constexpr std::size_t default_batch = detail::tuning::agent_round;
+  static constexpr std::size_t pace_min_capacity = detail::tuning::pace_min_capacity;
 
   void require_pumped(const char* what) const {
     if (mode_.load() != mode::pumped)
@@ -169,7 +169,7 @@ class agent final : detail::schedulable {
   template <class Done>
   static void backoff(Done done) {
     for (unsigned spins = 0; !done(); ++spins)
-      if (spins < 64)
+      if (spins < detail::tuning::stop_yields)
         std::this_thread::yield();
       else
         std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -185,13 +185,19 @@ class basic_bus {
   template <class P>
   result_type publish(std::string_view topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    return publish_on(topic, detail::hash_topic_text(topic), std::forward<P>(payload), options);
+    check_payload<P>();
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(topic);  // validates an uncached topic (topic_error)
+    return publish_on(node, topic, std::forward<P>(payload), options, guard.slot());
   }
   /// @brief Publishes `payload` on a pre-validated topic, reusing its precomputed hash.
   template <class P>
   result_type publish(const agentbus::topic& topic, P&& payload,
                       const publish_options& options = detail::default_publish_options) {
-    return publish_on(topic.str(), topic.hash(), std::forward<P>(payload), options);
+    check_payload<P>();
+    detail::read_guard guard;
+    detail::topic_node* node = router_->node(topic.str(), topic.hash());
+    return publish_on(node, topic.str(), std::forward<P>(payload), options, guard.slot());
   }
 
   /// @brief Subscribes `handler` to `pattern` (validated: topic_error when invalid) for events
@@ -284,20 +290,24 @@ class basic_bus {
   friend struct detail::bus_access;
 
   template <class P>
-  AGENTBUS_ALWAYS_INLINE result_type publish_on(std::string_view text, std::uint64_t hash, P&& payload,
-                                                const publish_options& options) {
+  static constexpr void check_payload() {
     static_assert(event_type<std::remove_cvref_t<P>>,
                   "agentbus: publish: the payload must be a movable object type (not an array, not a string "
                   "literal: wrap text in std::string)");
-    detail::read_guard guard;
-    detail::topic_node* node = router_->node(text, hash);  // validates an uncached topic (topic_error)
+  }
+
+  // After the lookup (`node` null: beyond the cache), inside the read section: store (if the
+  // bus stores), then deliver, through the one publish path.
+  template <class P>
+  AGENTBUS_ALWAYS_INLINE result_type publish_on(detail::topic_node* node, std::string_view text, P&& payload,
+                                                const publish_options& options, detail::reader_slot* slot) {
     if constexpr (Storage::persists)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
-                                    std::forward<P>(payload), options, guard.slot());
+                                    std::forward<P>(payload), options, slot);
     else if (AGENTBUS_LIKELY(node != nullptr))
-      return detail::publish(*router_, *node, std::forward<P>(payload), options, guard.slot());
+      return detail::publish(*router_, *node, std::forward<P>(payload), options, slot);
     else
-      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, guard.slot());
+      return detail::publish_uncached(*router_, text, std::forward<P>(payload), options, slot);
   }
 
   // The one subscribe body, for every delivery kind: build the kind's receiver (wrapped in

@@ -93,6 +93,7 @@
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/memory/prefetch.hpp"
 #include "agentbus/detail/sync/event_count.hpp"
+#include "agentbus/detail/tuning.hpp"
 
 #include <atomic>
 #include <bit>
@@ -132,17 +133,10 @@ namespace detail {
 /// wrong core as surely as sharing the line itself.
 inline constexpr std::size_t mpmc_isolation = 2 * cache_line_size;
 
-/// @brief Slots ahead of its own that a push prefetches (see enqueue()).
-inline constexpr std::size_t mpmc_prefetch_ahead = 8;
-
-/// @brief Try-and-pause rounds a blocking queue call makes before yielding.
-/// Sized to cover the typical gap between a push and the next pop on another
-/// core (a few microseconds) without burning a time slice that a descheduled
-/// peer needs when threads outnumber cores.
-inline constexpr unsigned mpmc_spin_limit = 64;
-
-/// @brief Try-and-yield rounds a blocking queue call makes before parking.
-inline constexpr unsigned mpmc_yield_limit = 8;
+// Spin, yield and prefetch distances: detail/tuning.hpp.
+inline constexpr unsigned mpmc_spin_limit = tuning::queue_spin_limit;
+inline constexpr unsigned mpmc_yield_limit = tuning::queue_yield_limit;
+inline constexpr std::size_t mpmc_prefetch_ahead = tuning::queue_prefetch_ahead;
 
 /// @brief The members of a ring slot: sequence number and raw storage for a T.
 template <class T>

@@ -55,10 +55,10 @@ class router {
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
   /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
   /// section. Returns nullptr when the cache is full and `pin` is false.
-  topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
-  topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
     if (topic_node* n = table_.find(text, h)) return n;
     return create_node(text, h, pin);
   }

@@ -25,6 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include "agentbus/detail/config.hpp"
+
 namespace agentbus {
 
 /// @brief Longest topic or pattern accepted, in bytes.
@@ -144,7 +146,7 @@ constexpr topic_check check_topic_text(std::string_view text, bool allow_wildcar
 /// Hash of topic text, 8 bytes per step with one multiply each: the topic cache looks topics
 /// up by this hash on every string publish, so it must be cheap for 10-40 byte strings.
 /// Not a security hash (the cache tolerates collisions; it compares the text).
-inline std::uint64_t hash_topic_text(std::string_view text) noexcept {
+AGENTBUS_ALWAYS_INLINE std::uint64_t hash_topic_text(std::string_view text) noexcept {
   constexpr std::uint64_t k = 0x9e3779b97f4a7c15ULL;
   std::uint64_t h = text.size() * k;
   const char* p = text.data();

@@ -33,6 +33,7 @@
 #include "agentbus/core/event.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/detail/tuning.hpp"
 #include "agentbus/core/failure.hpp"
 #include "agentbus/delivery/mailbox_options.hpp"
 #include "agentbus/detail/memory/prefetch.hpp"
@@ -263,7 +264,7 @@ class mailbox {
   // capacity, so that the events taken out but not handled yet (which no longer count against
   // the capacity) stay a small part of what the mailbox holds back before its overflow
   // policy applies.
-  static constexpr std::size_t burst = 64;
+  static constexpr std::size_t burst = tuning::mailbox_burst;
   static std::size_t burst_for(std::size_t capacity) noexcept {
     const std::size_t eighth = capacity / 8;
     return eighth == 0 ? 1 : eighth < burst ? eighth : burst;
@@ -339,11 +340,11 @@ class mailbox {
         const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
                                       : std::chrono::steady_clock::now() + options_.block_timeout;
         const std::size_t resume_at = q.capacity() - q.capacity() / 4;
-        for (unsigned i = 0; i < 4096; ++i) {
+        for (unsigned i = 0; i < tuning::full_wait_rounds; ++i) {
           if (q.closed()) return refuse(undelivered_reason::closed, ev);
           if (q.size_approx() <= resume_at && q.try_push(m)) return true;
-          if (i < 256) {
-            for (unsigned k = 0; k < 16; ++k) cpu_relax();
+          if (i < tuning::full_wait_pause_rounds) {
+            for (unsigned k = 0; k < tuning::full_wait_pauses_per_round; ++k) cpu_relax();
           } else {
             if (!forever && std::chrono::steady_clock::now() >= deadline) break;
             std::this_thread::yield();

@@ -31,6 +31,7 @@
 
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/memory/prefetch.hpp"
+#include "agentbus/detail/tuning.hpp"
 
 namespace agentbus::detail {
 
@@ -38,10 +39,10 @@ class block_pool {
  public:
   static constexpr std::size_t granule = 64;      // size classes are multiples of this
   static constexpr std::size_t class_count = 16;  // blocks up to 1 KiB are pooled
-  static constexpr std::uint32_t batch = 32;      // blocks moved to/from the central list at once
+  static constexpr std::uint32_t batch = tuning::pool_batch;  // blocks moved to/from the central list at once
   /// Allocations between prefetching a block and handing it out: enough publishes to cover a
   /// cache line's trip from another core.
-  static constexpr std::uint32_t prefetch_distance = 8;
+  static constexpr std::uint32_t prefetch_distance = tuning::pool_prefetch_distance;
   // Up to four lines of a block are prefetched (its front: header, envelope, small payloads).
 
   /// True when blocks of `size` bytes (and default alignment) come from the pool.

@@ -45,7 +45,7 @@ class topic_table {
   topic_table& operator=(const topic_table&) = delete;
 
   /// Lock-free lookup; call inside a read section. nullptr when absent.
-  topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
+  AGENTBUS_ALWAYS_INLINE topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
     const slots* s = slots_.load(std::memory_order_acquire);
     for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
       topic_node* n = s->at(i).load(std::memory_order_acquire);

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_DETAIL_TUNING_HPP
+#define AGENTBUS_DETAIL_TUNING_HPP
+
+// The internal tuning constants, in one place, each with why it has its value. The ones a
+// user may want to change are options instead: bus_options (max_cached_topics),
+// mailbox_options (capacity, overflow, block_timeout, spin_before_park, pace),
+// executor_options, journal_options. Figures were measured on the 2-core development VM;
+// cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
+// shape of the curve, not a single number.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace agentbus::detail::tuning {
+
+// ---- mpmc_queue (queue/mpmc_queue.hpp) ----
+
+/// Try-and-pause rounds a blocking queue call makes before yielding. Covers the usual gap
+/// between a push and the next pop on another core (a few microseconds) without burning the
+/// time slice a descheduled peer needs when threads outnumber cores: designs that spin on a
+/// claimed slot instead collapsed 100x+ at 2 producers / 2 consumers on 2 cores.
+inline constexpr unsigned queue_spin_limit = 64;
+
+/// Try-and-yield rounds a blocking queue call makes, after spinning, before it parks on the
+/// event count (detail/sync/event_count.hpp). Parking costs the other side a wake-up.
+inline constexpr unsigned queue_yield_limit = 8;
+
+/// Slots ahead of its own that a push prefetches for writing (once per cache line of slots):
+/// +7% 1P1C mailbox throughput; a prefetch per push before the stores cost +38 ns on a hot
+/// round trip against +20 ns this way.
+inline constexpr std::size_t queue_prefetch_ahead = 8;
+
+// ---- block pool (detail/memory/block_pool.hpp) ----
+
+/// Blocks moved between a thread's cache and the central list at once: the central lock is
+/// taken once per this many events, not per event.
+inline constexpr std::uint32_t pool_batch = 32;
+
+/// Allocations between prefetching a block and handing it out: enough publishes to cover a
+/// cache line's trip from the consumer's core.
+inline constexpr std::uint32_t pool_prefetch_distance = 8;
+
+// ---- mailbox (delivery/detail/mailbox.hpp) ----
+
+/// Events a consumer claims from a queue at once (at most an eighth of its capacity): their
+/// blocks are prefetched together, so a consumer behind the publisher pays its cache misses
+/// in parallel. Measured: consumer cost ~50 -> ~32 ns/event cross-core.
+inline constexpr std::size_t mailbox_burst = 64;
+
+/// A publisher on a full mailbox with overflow::block: rounds of waiting for a quarter of the
+/// queue to free up before parking, the first `pause_rounds` with `pauses_per_round` PAUSEs
+/// each, the rest yielding (a consumer may share our core). Waiting for a quarter rather than
+/// one slot keeps the two threads on slots far apart.
+inline constexpr unsigned full_wait_rounds = 4096;
+inline constexpr unsigned full_wait_pause_rounds = 256;
+inline constexpr unsigned full_wait_pauses_per_round = 16;
+
+// ---- agent (agent/agent.hpp) ----
+
+/// Events an agent's own thread (or a caller's run_for) handles per round before looking at
+/// its state again (stop requests, pacing).
+inline constexpr std::size_t agent_round = 64;
+
+/// Mailboxes smaller than this are never paced (mailbox_options::pace): a small one would
+/// just fill up while the consumer waits.
+inline constexpr std::size_t pace_min_capacity = 256;
+
+/// stop() on a pooled agent: yields before it falls back to short sleeps while waiting for a
+/// worker to give the mailbox up.
+inline constexpr unsigned stop_yields = 64;
+
+}  // namespace agentbus::detail::tuning
+
+#endif  // AGENTBUS_DETAIL_TUNING_HPP
