@@ -10,6 +10,7 @@ namespace agentbus {
 
 namespace storage {
 struct none;
+struct journal;  // defined in agentbus/storage/journal.hpp (POSIX only, not in the umbrella)
 }
 namespace transport {
 struct in_process;

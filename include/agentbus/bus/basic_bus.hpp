@@ -75,7 +75,19 @@ namespace detail {
 /// What a bus without storage takes instead of storage options (never constructed by users).
 struct no_storage_options {};
 
-template <class S, bool = S::persists>
+/// True for a storage policy that keeps events; false for storage::none and for anything that
+/// is not a policy (so a wrong parameter gives one error, the static_assert's, not a cascade).
+template <class S>
+inline constexpr bool stores_events = [] {
+  if constexpr (requires { S::persists; }) return bool{S::persists};
+  return false;
+}();
+
+/// True when S is a complete type (storage::journal is only declared without its header).
+template <class S>
+concept complete_type = requires { sizeof(S); };
+
+template <class S, bool = stores_events<S>>
 struct storage_traits {
   using options = no_storage_options;
   using store = void;
@@ -138,7 +150,10 @@ subscribe_options pick_options(const With&... with) {
 /// `agentbus::bus` is `basic_bus<storage::none, transport::in_process>`.
 template <class Storage, class Transport>  // defaults: storage::none, transport::in_process (fwd.hpp)
 class basic_bus {
-  static_assert(storage_policy<Storage>,
+  static_assert(detail::complete_type<Storage>,
+                "agentbus: this storage policy is declared but not defined here: for storage::journal, "
+                "#include <agentbus/storage/journal.hpp> (POSIX only, not in the umbrella header)");
+  static_assert(!detail::complete_type<Storage> || storage_policy<Storage>,
                 "agentbus: the first basic_bus parameter must be a storage policy (storage::none, "
                 "storage::memory_ring<N>, storage::journal): see storage/policy.hpp");
   static_assert(transport_policy<Transport>,
@@ -146,6 +161,7 @@ class basic_bus {
                 "a type with `using transport_tag = void;` and `static constexpr bool bridges`");
 
   using traits = detail::storage_traits<Storage>;
+  static constexpr bool stores = detail::stores_events<Storage>;
 
  public:
   using storage_type = Storage;      ///< the storage policy
@@ -153,24 +169,24 @@ class basic_bus {
   /// @brief What the storage policy is opened with (storage::journal: journal_options).
   using storage_options = typename traits::options;
   /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
-  using result_type = std::conditional_t<Storage::persists, stored_publish_result, publish_result>;
+  using result_type = std::conditional_t<stores, stored_publish_result, publish_result>;
   /// @brief What channel<T>() returns.
   template <class T>
   using channel_type = agentbus::channel<T, typename traits::store>;
 
   /// @brief An empty bus (with storage opened with default options, for policies that have them).
   basic_bus()
-    requires(!Storage::persists || std::default_initializable<storage_options>)
+    requires(!stores || std::default_initializable<storage_options>)
       : basic_bus(storage_options{}, bus_options{}) {}
   /// @brief An empty bus with `options` (storage opened with default options).
   explicit basic_bus(const bus_options& options)
-    requires(!Storage::persists || std::default_initializable<storage_options>)
+    requires(!stores || std::default_initializable<storage_options>)
       : basic_bus(storage_options{}, options) {}
   /// @brief An empty bus whose storage is opened with `storage`; a storage error (e.g.
   /// journal_error for a locked journal directory) propagates.
   explicit basic_bus(const storage_options& storage, const bus_options& options = {})
       : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
-    if constexpr (Storage::persists) storage_.store = std::make_shared<typename Storage::store>(storage);
+    if constexpr (stores) storage_.store = std::make_shared<typename Storage::store>(storage);
     else (void)storage;
   }
   basic_bus(const basic_bus&) = delete;
@@ -213,7 +229,7 @@ class basic_bus {
       std::string_view pattern, F&& handler, const With&... with) {
     using E = typename detail::subscribed_event<T, F>::type;
     if constexpr (detail::check_handler<E, F>() && detail::check_subscribe_arguments<With...>()) {
-      static_assert(Storage::persists || !(std::is_same_v<With, history> || ...),
+      static_assert(stores || !(std::is_same_v<With, history> || ...),
                     "agentbus: subscribe with history needs a bus that stores events: "
                     "basic_bus<storage::memory_ring<N>> or basic_bus<storage::journal>");
       return subscribe_with<E>(pattern, std::forward<F>(handler), detail::pick_delivery(with...),
@@ -229,9 +245,9 @@ class basic_bus {
   /// that throws is counted (handler_failures) and the replay goes on.
   template <class T, class F>
   replay_stats replay(history from, std::string_view pattern, F&& handler) {
-    static_assert(Storage::persists, "agentbus: replay needs a bus that stores events (storage::memory_ring<N>, "
+    static_assert(stores, "agentbus: replay needs a bus that stores events (storage::memory_ring<N>, "
                                      "storage::journal)");
-    if constexpr (Storage::persists && detail::check_handler<T, F>()) {
+    if constexpr (stores && detail::check_handler<T, F>()) {
       auto cursor = storage_.store->template open<T>(from, filter_of(pattern));
       while (cursor.next()) {
         try {
@@ -251,9 +267,9 @@ class basic_bus {
   /// It ends at the last stored event when it gets there; stats() says what it skipped.
   template <class T>
   auto records(history from, std::string_view pattern = ">") {
-    static_assert(Storage::persists, "agentbus: records needs a bus that stores events (storage::memory_ring<N>, "
+    static_assert(stores, "agentbus: records needs a bus that stores events (storage::memory_ring<N>, "
                                      "storage::journal)");
-    if constexpr (Storage::persists) {
+    if constexpr (stores) {
       using cursor_type = decltype(storage_.store->template open<T>(from, std::nullopt));
       return replay_range<cursor_type>(storage_.store->template open<T>(from, filter_of(pattern)));
     }
@@ -261,7 +277,7 @@ class basic_bus {
 
   /// @brief The bus's storage (journal: engine() for sync(), stats(), recovery(); upcast<T>()).
   auto& storage() noexcept {
-    static_assert(Storage::persists, "agentbus: storage(): this bus stores nothing (storage::none)");
+    static_assert(stores, "agentbus: storage(): this bus stores nothing (storage::none)");
     return *storage_.store;
   }
 
@@ -272,7 +288,7 @@ class basic_bus {
   channel_type<T> channel(std::string_view topic) {
     detail::read_guard guard;
     detail::topic_node* node = router_->node(topic, /*pin=*/true);
-    if constexpr (Storage::persists)
+    if constexpr (stores)
       return detail::bus_access::make_channel<T>(router_, detail::channel_store<typename traits::store>{storage_.store},
                                                  node);
     else
@@ -301,7 +317,7 @@ class basic_bus {
   template <class P>
   AGENTBUS_ALWAYS_INLINE result_type publish_on(detail::topic_node* node, std::string_view text, P&& payload,
                                                 const publish_options& options, detail::reader_slot* slot) {
-    if constexpr (Storage::persists)
+    if constexpr (stores)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
                                     std::forward<P>(payload), options, slot);
     else if (AGENTBUS_LIKELY(node != nullptr))
@@ -320,7 +336,7 @@ class basic_bus {
     if (!options.history)
       return detail::bus_access::adopt(router_, new receiver_type(std::forward<F>(handler), std::move(parsed), kind),
                                        kind);
-    if constexpr (Storage::persists) {
+    if constexpr (stores) {
       std::optional<topic_pattern> filter(parsed);
       auto* r = new detail::with_history<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
       subscription sub = detail::bus_access::adopt(router_, r, kind);  // live now, but not delivering yet
