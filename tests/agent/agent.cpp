@@ -86,7 +86,7 @@ TEST_CASE("move-only payloads reach mailboxes when published as rvalues", "[agen
   CHECK(sum == 4);
 }
 
-TEST_CASE("an agent with its own thread runs handlers there, in order", "[agent]") {
+TEST_CASE("an agent with its own thread runs handlers there, in order", "[agent][concurrency]") {
   agentbus::bus bus;
   agentbus::agent worker("worker");
   std::vector<int> got;
@@ -190,7 +190,7 @@ TEST_CASE("overflow::drop_oldest keeps the newest events, counted", "[agent][bac
   CHECK(dropped.size() == 3);
 }
 
-TEST_CASE("overflow::block waits for room, with a timeout it gives up and counts", "[agent][backpressure]") {
+TEST_CASE("overflow::block waits for room, with a timeout it gives up and counts", "[agent][backpressure][concurrency]") {
   agentbus::bus bus;
   SECTION("blocks until the consumer makes room") {
     agentbus::agent a("a", {.capacity = 2, .overflow = agentbus::overflow::block});
@@ -223,7 +223,7 @@ TEST_CASE("overflow::block waits for room, with a timeout it gives up and counts
   }
 }
 
-TEST_CASE("stop(drain) handles what is queued, stop(discard) counts what it drops", "[agent][shutdown]") {
+TEST_CASE("stop(drain) handles what is queued, stop(discard) counts what it drops", "[agent][shutdown][concurrency]") {
   agentbus::bus bus;
   SECTION("drain") {
     agentbus::agent a("a");
@@ -261,7 +261,7 @@ TEST_CASE("stop(drain) handles what is queued, stop(discard) counts what it drop
   }
 }
 
-TEST_CASE("destroying an agent ends its subscriptions and never calls its handler afterwards", "[agent][shutdown]") {
+TEST_CASE("destroying an agent ends its subscriptions and never calls its handler afterwards", "[agent][shutdown][concurrency]") {
   agentbus::bus bus;
   auto calls = std::make_shared<std::atomic<int>>(0);
   agentbus::subscription kept;
@@ -307,7 +307,7 @@ TEST_CASE("a throwing mailbox handler is counted and reported to the bus's error
   CHECK(bus.stats().handler_failures == 1);
 }
 
-TEST_CASE("an executor runs many agents, one handler at a time per agent", "[agent][executor]") {
+TEST_CASE("an executor runs many agents, one handler at a time per agent", "[agent][executor][concurrency]") {
   agentbus::executor pool({.threads = 2, .batch = 8});
   agentbus::bus bus;
   constexpr int agents = 6, events = 300;
@@ -343,7 +343,7 @@ TEST_CASE("an executor runs many agents, one handler at a time per agent", "[age
   }
 }
 
-TEST_CASE("a slow agent does not delay others on the same executor", "[agent][executor]") {
+TEST_CASE("a slow agent does not delay others on the same executor", "[agent][executor][concurrency]") {
   agentbus::executor pool({.threads = 2, .batch = 4});
   agentbus::bus bus;
   agentbus::agent slow("slow", pool), fast("fast", pool);
@@ -362,7 +362,7 @@ TEST_CASE("a slow agent does not delay others on the same executor", "[agent][ex
   fast.stop();
 }
 
-TEST_CASE("run_for pumps events as they arrive and returns at its deadline", "[agent]") {
+TEST_CASE("run_for pumps events as they arrive and returns at its deadline", "[agent][concurrency]") {
   agentbus::bus bus;
   agentbus::agent a("loop");
   std::atomic<int> n{0};
@@ -384,7 +384,7 @@ TEST_CASE("run_for pumps events as they arrive and returns at its deadline", "[a
   CHECK(std::chrono::steady_clock::now() - t1 >= 5ms);
 }
 
-TEST_CASE("an executor refuses more agents than it can schedule", "[agent][executor]") {
+TEST_CASE("an executor refuses more agents than it can schedule", "[agent][executor][concurrency]") {
   agentbus::executor pool({.threads = 1, .max_agents = 2});
   agentbus::agent a("a", pool), b("b", pool);
   CHECK_THROWS_AS(agentbus::agent("c", pool), std::length_error);

@@ -98,7 +98,7 @@ TEST_CASE("typed delivery: a handler for T never receives a U, skips are counted
   CHECK(bus.stats().type_mismatches == 2);
 }
 
-TEST_CASE("the envelope carries options, a per-thread sequence and unique ids", "[bus]") {
+TEST_CASE("the envelope carries options, a per-thread sequence and unique ids", "[bus][concurrency]") {
   agentbus::bus bus;
   std::vector<agentbus::envelope> envs;
   std::vector<std::string> sources;
@@ -263,7 +263,7 @@ TEST_CASE("a handler unsubscribing itself keeps running its current call safely"
   CHECK(seen == 5);
 }
 
-TEST_CASE("unsubscribe waits for a call running on another thread", "[bus][quiescence]") {
+TEST_CASE("unsubscribe waits for a call running on another thread", "[bus][quiescence][concurrency]") {
   agentbus::bus bus;
   std::atomic<bool> entered{false}, finished{false};
   auto s = bus.subscribe("slow", [&](const order&) {

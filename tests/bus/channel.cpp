@@ -31,7 +31,7 @@ TEST_CASE("a channel publishes to its topic's exact and wildcard subscribers", "
   CHECK(wild == 5);
 }
 
-TEST_CASE("channels are cheap to copy and usable from several threads", "[channel]") {
+TEST_CASE("channels are cheap to copy and usable from several threads", "[channel][concurrency]") {
   agentbus::bus bus;
   std::atomic<int> total{0};
   auto s = bus.subscribe("work", [&](const tick& t) { total += t.n; });

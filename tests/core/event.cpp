@@ -164,7 +164,7 @@ TEST_CASE("a throwing payload constructor leaves nothing behind", "[event][share
   CHECK_THROWS_AS(agentbus::shared_event<throws_on_build>::make("a", {}, 1), std::runtime_error);
 }
 
-TEST_CASE("shared_event is shared across threads", "[event][shared]") {
+TEST_CASE("shared_event is shared across threads", "[event][shared][concurrency]") {
   auto sev = agentbus::shared_event<std::vector<int>>::make("a.b", {}, std::vector<int>(100, 1));
   std::vector<std::thread> threads;
   std::atomic<int> sum{0};

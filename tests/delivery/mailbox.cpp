@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-// The mailbox's consumer side: bursts (mpmc_queue::try_pop_bulk), priorities inside a burst,
-// exact batch sizes, and the block pool behind mailbox events.
+// The mailbox's consumer side, driven through an agent: priorities inside a burst, exact batch
+// sizes, expiry and discards counted once, and the block pool behind mailbox events. (The
+// queue's try_pop_bulk, which a burst is made of, is tested in tests/queue/mpmc_queue.cpp.)
 #include <agentbus/agent/agent.hpp>
 #include <agentbus/bus/basic_bus.hpp>
-#include <agentbus/queue/mpmc_queue.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -11,7 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,98 +31,13 @@ struct padded {
   std::array<char, N> pad{};
 };
 
-// Constructing with fail == true throws: the push leaves a hole in the ring.
-struct fragile {
-  int v = 0;
-  fragile() = default;
-  fragile(int x, bool fail) : v(x) {
-    if (fail) throw std::runtime_error("fragile");
-  }
-};
-
 std::string tag(const agentbus::event<job>& e) {
   const char p = e.priority() == agentbus::priority::high ? 'h' : e.priority() == agentbus::priority::low ? 'l' : 'n';
   return std::string(1, p) + std::to_string(e->n);
 }
 }  // namespace
 
-TEST_CASE("try_pop_bulk takes the run at the head, in order, up to max", "[agent][mailbox][queue]") {
-  agentbus::mpmc_queue<int> q(8);
-  std::array<int, 16> out{};
-  CHECK(q.try_pop_bulk(out.data(), 4) == 0);  // empty
-  for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(i));
-  CHECK(q.try_pop_bulk(out.data(), 0) == 0);
-  REQUIRE(q.try_pop_bulk(out.data(), 3) == 3);
-  CHECK(out[0] == 0);
-  CHECK(out[1] == 1);
-  CHECK(out[2] == 2);
-  REQUIRE(q.try_pop_bulk(out.data(), 16) == 2);
-  CHECK(out[0] == 3);
-  CHECK(out[1] == 4);
-  CHECK(q.try_pop_bulk(out.data(), 16) == 0);
-  CHECK(q.empty_approx());
-
-  SECTION("full ring: a bulk pop makes room for as many pushes") {
-    for (int i = 0; i < 8; ++i) REQUIRE(q.try_push(i));
-    CHECK_FALSE(q.try_push(99));
-    REQUIRE(q.try_pop_bulk(out.data(), 16) == 8);
-    for (int i = 0; i < 8; ++i) CHECK(out[static_cast<std::size_t>(i)] == i);
-    for (int i = 0; i < 8; ++i) CHECK(q.try_push(100 + i));
-    CHECK(q.size_approx() == 8);
-  }
-  SECTION("many laps around the ring, mixed with single pops") {
-    int next_in = 0, next_out = 0;
-    for (int round = 0; round < 500; ++round) {
-      const int n = 1 + round % 8;
-      for (int i = 0; i < n; ++i) REQUIRE(q.try_push(next_in++));
-      if (round % 3 == 0) {
-        int v = -1;
-        REQUIRE(q.try_pop(v));
-        CHECK(v == next_out++);
-      }
-      const std::size_t got = q.try_pop_bulk(out.data(), static_cast<std::size_t>(1 + round % 5));
-      for (std::size_t i = 0; i < got; ++i) CHECK(out[i] == next_out++);
-      while (const std::size_t more = q.try_pop_bulk(out.data(), out.size()))
-        for (std::size_t i = 0; i < more; ++i) CHECK(out[i] == next_out++);
-    }
-    CHECK(next_out == next_in);
-  }
-}
-
-TEST_CASE("try_pop_bulk stops at a hole left by a failed push, and the next call steps over it", "[agent][mailbox][queue]") {
-  agentbus::mpmc_queue<fragile> q(8);
-  REQUIRE(q.try_emplace(1, false));
-  REQUIRE(q.try_emplace(2, false));
-  CHECK_THROWS_AS(q.try_emplace(3, true), std::runtime_error);  // a hole
-  REQUIRE(q.try_emplace(4, false));
-  std::array<fragile, 8> out{};
-  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 2);
-  CHECK(out[0].v == 1);
-  CHECK(out[1].v == 2);
-  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 1);
-  CHECK(out[0].v == 4);
-  CHECK(q.try_pop_bulk(out.data(), out.size()) == 0);
-  // The ring is not wedged: a full lap still fits.
-  for (int i = 0; i < 8; ++i) REQUIRE(q.try_emplace(i, false));
-  CHECK(q.try_pop_bulk(out.data(), out.size()) == 8);
-}
-
-TEST_CASE("try_pop_bulk destroys what it moves out of the ring, once", "[agent][mailbox][queue]") {
-  agentbus::test::lifetime_registry reg;
-  {
-    agentbus::mpmc_queue<agentbus::test::tracked> q(16);
-    for (int i = 0; i < 10; ++i) REQUIRE(q.try_emplace(reg, i));
-    std::vector<agentbus::test::tracked> out;
-    for (int i = 0; i < 6; ++i) out.emplace_back(reg, -2);
-    REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 6);
-    for (int i = 0; i < 6; ++i) CHECK(out[static_cast<std::size_t>(i)].value() == i);
-    CHECK(reg.live() == 6 + 4);  // 6 in `out`, 4 still queued
-  }
-  CHECK(reg.live() == 0);
-  CHECK(reg.errors() == 0);
-}
-
-TEST_CASE("a high-priority event that arrives during a burst of normal events is handled next", "[agent][mailbox][priority]") {
+TEST_CASE("a high-priority event that arrives during a burst of normal events is handled next", "[delivery][mailbox][priority]") {
   agentbus::bus bus;
   agentbus::agent a("a");
   std::vector<std::string> order;
@@ -149,7 +63,7 @@ TEST_CASE("a high-priority event that arrives during a burst of normal events is
   CHECK(order == std::vector<std::string>{"l10", "h201", "n200", "l11", "l12", "l13"});
 }
 
-TEST_CASE("poll(max) takes exactly max events however many are queued", "[agent][mailbox]") {
+TEST_CASE("poll(max) takes exactly max events however many are queued", "[delivery][mailbox]") {
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 512});
   std::vector<int> got;
@@ -168,7 +82,7 @@ TEST_CASE("poll(max) takes exactly max events however many are queued", "[agent]
   CHECK(a.poll() == 0);
 }
 
-TEST_CASE("expired and live events mixed in one burst: each counted once", "[agent][mailbox][ttl]") {
+TEST_CASE("expired and live events mixed in one burst: each counted once", "[delivery][mailbox][ttl]") {
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 512});
   std::vector<int> got;
@@ -188,7 +102,7 @@ TEST_CASE("expired and live events mixed in one burst: each counted once", "[age
   for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == static_cast<int>(2 * i + 1));
 }
 
-TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[agent][mailbox][shutdown]") {
+TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[delivery][mailbox][shutdown][concurrency]") {
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 4096});
   std::atomic<std::uint64_t> handled{0};
@@ -203,7 +117,7 @@ TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[a
   CHECK(st.depth == 0);
 }
 
-TEST_CASE("mailbox event blocks start on a cache line", "[agent][mailbox][pool]") {
+TEST_CASE("mailbox event blocks start on a cache line", "[delivery][mailbox][pool]") {
   agentbus::bus bus;
   agentbus::agent a("a");
   std::vector<std::uintptr_t> misaligned;
@@ -225,7 +139,7 @@ TEST_CASE("mailbox event blocks start on a cache line", "[agent][mailbox][pool]"
   CHECK(misaligned.empty());
 }
 
-TEST_CASE("an event shared by mailboxes and a synchronous retainer is freed once, after its last owner", "[agent][mailbox][zero-copy]") {
+TEST_CASE("an event shared by mailboxes and a synchronous retainer is freed once, after its last owner", "[delivery][mailbox][zero-copy]") {
   agentbus::test::lifetime_registry reg;
   for (const bool retainer_first : {true, false}) {
     INFO("synchronous retainer subscribed " << (retainer_first ? "first" : "last"));
@@ -259,7 +173,7 @@ TEST_CASE("an event shared by mailboxes and a synchronous retainer is freed once
   }
 }
 
-TEST_CASE("blocks freed by an agent's thread come back to the publisher: no allocation once warm", "[agent][mailbox][pool]") {
+TEST_CASE("blocks freed by an agent's thread come back to the publisher: no allocation once warm", "[delivery][mailbox][pool][concurrency]") {
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 1024});
   auto s = a.subscribe(bus, "w", [](const job&) {});

@@ -255,7 +255,7 @@ TEST_CASE("journal durability never leaves flushing to the OS until sync", "[jou
   CHECK(j.stats().syncs == after);
 }
 
-TEST_CASE("journal durability interval flushes in the background", "[journal][durability]") {
+TEST_CASE("journal durability interval flushes in the background", "[journal][durability][concurrency]") {
   temp_dir dir;
   journal j(dir.options(durability::interval(20ms)));
   append_numbered(j, 0);
@@ -290,7 +290,7 @@ TEST_CASE("journal durability always syncs before append returns", "[journal][du
   }
 }
 
-TEST_CASE("journal durability always group-commits concurrent appenders", "[journal][durability]") {
+TEST_CASE("journal durability always group-commits concurrent appenders", "[journal][durability][concurrency]") {
   temp_dir dir;
   journal j(dir.options(durability::always()));
   constexpr int threads = 8, per_thread = 60;

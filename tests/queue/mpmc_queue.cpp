@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -92,14 +93,23 @@ struct countdown_reset {
   ~countdown_reset() { throwing_move::countdown = -1; }
 };
 
+// Constructing with fail == true throws: the push leaves a hole in the ring (try_pop_bulk).
+struct fragile {
+  int v = 0;
+  fragile() = default;
+  fragile(int x, bool fail) : v(x) {
+    if (fail) throw std::runtime_error("fragile");
+  }
+};
+
 }  // namespace
 
-TEST_CASE("mpmc_queue: capacity 0 is rejected with a clear message", "[queue][mpmc]") {
+TEST_CASE("capacity 0 is rejected with a clear message", "[queue][mpmc]") {
   REQUIRE_THROWS_AS(mpmc_queue<int>(0), std::invalid_argument);
   REQUIRE_THROWS_WITH(mpmc_queue<int>(0), Catch::Contains("capacity must be at least 1"));
 }
 
-TEST_CASE("mpmc_queue: capacity is rounded up to a power of two", "[queue][mpmc]") {
+TEST_CASE("capacity is rounded up to a power of two", "[queue][mpmc]") {
   CHECK(mpmc_queue<int>(1).capacity() == 1);
   CHECK(mpmc_queue<int>(2).capacity() == 2);
   CHECK(mpmc_queue<int>(3).capacity() == 4);
@@ -110,13 +120,13 @@ TEST_CASE("mpmc_queue: capacity is rounded up to a power of two", "[queue][mpmc]
   REQUIRE_THROWS_AS(mpmc_queue<int>(mpmc_queue<int>::max_capacity + 1), std::length_error);
 }
 
-TEST_CASE("mpmc_queue: the rounded capacity is the real capacity", "[queue][mpmc]") {
+TEST_CASE("the rounded capacity is the real capacity", "[queue][mpmc]") {
   mpmc_queue<int> q(3);
   for (int i = 0; i < 4; ++i) REQUIRE(q.try_push(i));
   CHECK_FALSE(q.try_push(99));
 }
 
-TEST_CASE("mpmc_queue: single-threaded FIFO across many laps", "[queue][mpmc]") {
+TEST_CASE("single-threaded FIFO across many laps", "[queue][mpmc]") {
   mpmc_queue<int> q(8);
   int next_in = 0;
   int next_out = 0;
@@ -133,7 +143,7 @@ TEST_CASE("mpmc_queue: single-threaded FIFO across many laps", "[queue][mpmc]") 
   CHECK(q.empty_approx());
 }
 
-TEST_CASE("mpmc_queue: capacity 1 alternates full and empty", "[queue][mpmc]") {
+TEST_CASE("capacity 1 alternates full and empty", "[queue][mpmc]") {
   mpmc_queue<int> q(1);
   for (int i = 0; i < 100; ++i) {
     REQUIRE(q.try_push(i));
@@ -145,7 +155,7 @@ TEST_CASE("mpmc_queue: capacity 1 alternates full and empty", "[queue][mpmc]") {
   }
 }
 
-TEST_CASE("mpmc_queue: try ops report full and empty", "[queue][mpmc]") {
+TEST_CASE("try ops report full and empty", "[queue][mpmc]") {
   mpmc_queue<int> q(4);
   int out = 42;
   CHECK_FALSE(q.try_pop(out));
@@ -167,7 +177,7 @@ TEST_CASE("mpmc_queue: try ops report full and empty", "[queue][mpmc]") {
   CHECK_FALSE(q.try_pop(out));
 }
 
-TEST_CASE("mpmc_queue: a try op never waits for an unfinished push or pop", "[queue][mpmc]") {
+TEST_CASE("a try op never waits for an unfinished push or pop", "[queue][mpmc][concurrency]") {
   SECTION("a push still constructing reads as empty") {
     mpmc_queue<stall> q(4);
     stall::arm();
@@ -208,7 +218,7 @@ TEST_CASE("mpmc_queue: a try op never waits for an unfinished push or pop", "[qu
   stall::stall_assignment = false;
 }
 
-TEST_CASE("mpmc_queue: try_emplace constructs in place", "[queue][mpmc]") {
+TEST_CASE("try_emplace constructs in place", "[queue][mpmc]") {
   mpmc_queue<std::pair<int, std::string>> q(2);
   REQUIRE(q.try_emplace(1, "one"));
   REQUIRE(q.try_emplace(2, std::string(40, 'x')));  // beyond the small-string buffer
@@ -221,7 +231,7 @@ TEST_CASE("mpmc_queue: try_emplace constructs in place", "[queue][mpmc]") {
   CHECK(b->second == std::string(40, 'x'));
 }
 
-TEST_CASE("mpmc_queue: move-only elements", "[queue][mpmc]") {
+TEST_CASE("move-only elements", "[queue][mpmc]") {
   mpmc_queue<std::unique_ptr<int>> q(2);
   REQUIRE(q.try_push(std::make_unique<int>(1)));
   REQUIRE(q.try_emplace(new int(2)));
@@ -248,7 +258,7 @@ TEST_CASE("mpmc_queue: move-only elements", "[queue][mpmc]") {
   CHECK(**third == 3);
 }
 
-TEST_CASE("mpmc_queue: every element is destroyed exactly once", "[queue][mpmc]") {
+TEST_CASE("every element is destroyed exactly once", "[queue][mpmc]") {
   lifetime_registry registry;
   {
     mpmc_queue<tracked> q(8);
@@ -273,7 +283,7 @@ TEST_CASE("mpmc_queue: every element is destroyed exactly once", "[queue][mpmc]"
   CHECK(registry.constructed() > 0);
 }
 
-TEST_CASE("mpmc_queue: destructor of a wrapped-around queue", "[queue][mpmc]") {
+TEST_CASE("destructor of a wrapped-around queue", "[queue][mpmc]") {
   lifetime_registry registry;
   {
     mpmc_queue<tracked> q(4);
@@ -289,7 +299,7 @@ TEST_CASE("mpmc_queue: destructor of a wrapped-around queue", "[queue][mpmc]") {
   CHECK(registry.live() == 0);
 }
 
-TEST_CASE("mpmc_queue: a throwing push leaves the queue usable", "[queue][mpmc]") {
+TEST_CASE("a throwing push leaves the queue usable", "[queue][mpmc]") {
   countdown_reset reset;
   lifetime_registry registry;
   {
@@ -323,7 +333,7 @@ TEST_CASE("mpmc_queue: a throwing push leaves the queue usable", "[queue][mpmc]"
   CHECK(registry.live() == 0);
 }
 
-TEST_CASE("mpmc_queue: a throwing pop loses only that element", "[queue][mpmc]") {
+TEST_CASE("a throwing pop loses only that element", "[queue][mpmc]") {
   countdown_reset reset;
   lifetime_registry registry;
   {
@@ -352,7 +362,7 @@ TEST_CASE("mpmc_queue: a throwing pop loses only that element", "[queue][mpmc]")
   CHECK(registry.live() == 0);
 }
 
-TEST_CASE("mpmc_queue: blocking push and pop between two threads", "[queue][mpmc]") {
+TEST_CASE("blocking push and pop between two threads", "[queue][mpmc][concurrency]") {
   constexpr int count = 20000;
   mpmc_queue<int> q(4);  // tiny, so that both sides block often
   // Catch2 assertions are not thread-safe: threads record, the test thread checks.
@@ -376,7 +386,7 @@ TEST_CASE("mpmc_queue: blocking push and pop between two threads", "[queue][mpmc
   CHECK(q.empty_approx());
 }
 
-TEST_CASE("mpmc_queue: a parked popper is woken by a push", "[queue][mpmc]") {
+TEST_CASE("a parked popper is woken by a push", "[queue][mpmc][concurrency]") {
   mpmc_queue<int> q(2);
   std::optional<int> got;
   std::thread consumer([&] { got = q.pop(); });
@@ -386,7 +396,7 @@ TEST_CASE("mpmc_queue: a parked popper is woken by a push", "[queue][mpmc]") {
   CHECK(got == std::optional<int>(7));
 }
 
-TEST_CASE("mpmc_queue: a parked pusher is woken by a pop", "[queue][mpmc]") {
+TEST_CASE("a parked pusher is woken by a pop", "[queue][mpmc][concurrency]") {
   mpmc_queue<int> q(1);
   REQUIRE(q.try_push(1));
   bool pushed = false;
@@ -401,7 +411,7 @@ TEST_CASE("mpmc_queue: a parked pusher is woken by a pop", "[queue][mpmc]") {
   CHECK(v == 2);
 }
 
-TEST_CASE("mpmc_queue: timed ops time out", "[queue][mpmc]") {
+TEST_CASE("timed ops time out", "[queue][mpmc]") {
   mpmc_queue<int> q(2);
   int v = 0;
   auto start = std::chrono::steady_clock::now();
@@ -429,7 +439,7 @@ TEST_CASE("mpmc_queue: timed ops time out", "[queue][mpmc]") {
   CHECK(v == 4);
 }
 
-TEST_CASE("mpmc_queue: a timed pop succeeds when an element arrives in time", "[queue][mpmc]") {
+TEST_CASE("a timed pop succeeds when an element arrives in time", "[queue][mpmc][concurrency]") {
   mpmc_queue<int> q(2);
   bool pushed = false;
   std::thread producer([&] {
@@ -447,7 +457,7 @@ TEST_CASE("mpmc_queue: a timed pop succeeds when an element arrives in time", "[
   CHECK(waited < 5s);  // woken, not timed out
 }
 
-TEST_CASE("mpmc_queue: a timed push succeeds when room appears in time", "[queue][mpmc]") {
+TEST_CASE("a timed push succeeds when room appears in time", "[queue][mpmc][concurrency]") {
   mpmc_queue<int> q(1);
   REQUIRE(q.try_push(1));
   bool popped = false;
@@ -466,7 +476,7 @@ TEST_CASE("mpmc_queue: a timed push succeeds when room appears in time", "[queue
   CHECK(q.try_pop() == std::optional<int>(2));
 }
 
-TEST_CASE("mpmc_queue: close() wakes a parked popper", "[queue][mpmc]") {
+TEST_CASE("close() wakes a parked popper", "[queue][mpmc][concurrency]") {
   mpmc_queue<int> q(4);
   std::atomic<bool> returned{false};
   bool popped = true;
@@ -494,7 +504,7 @@ TEST_CASE("mpmc_queue: close() wakes a parked popper", "[queue][mpmc]") {
   CHECK(timed_wait < 10s);  // woken by close(), not by its timeout
 }
 
-TEST_CASE("mpmc_queue: close() wakes a parked pusher", "[queue][mpmc]") {
+TEST_CASE("close() wakes a parked pusher", "[queue][mpmc][concurrency]") {
   mpmc_queue<std::unique_ptr<int>> q(1);
   REQUIRE(q.try_push(std::make_unique<int>(1)));
   auto p = std::make_unique<int>(2);
@@ -524,7 +534,7 @@ TEST_CASE("mpmc_queue: close() wakes a parked pusher", "[queue][mpmc]") {
   CHECK_FALSE(q.pop().has_value());
 }
 
-TEST_CASE("mpmc_queue: after close() pushes fail and pops drain", "[queue][mpmc]") {
+TEST_CASE("after close() pushes fail and pops drain", "[queue][mpmc]") {
   mpmc_queue<int> q(8);
   for (int i = 0; i < 3; ++i) REQUIRE(q.try_push(i));
   CHECK_FALSE(q.closed());
@@ -545,7 +555,7 @@ TEST_CASE("mpmc_queue: after close() pushes fail and pops drain", "[queue][mpmc]
   CHECK_FALSE(q.try_pop(v));
 }
 
-TEST_CASE("mpmc_queue: size_approx follows pushes and pops", "[queue][mpmc]") {
+TEST_CASE("size_approx follows pushes and pops", "[queue][mpmc]") {
   mpmc_queue<int> q(4);
   CHECK(q.size_approx() == 0);
   CHECK(q.empty_approx());
@@ -564,4 +574,82 @@ TEST_CASE("mpmc_queue: size_approx follows pushes and pops", "[queue][mpmc]") {
   while (q.try_pop()) {
   }
   CHECK(q.size_approx() == 0);
+}
+
+// try_pop_bulk: the mailbox consumer takes its bursts with it.
+
+TEST_CASE("try_pop_bulk takes the run at the head, in order, up to max", "[queue][mpmc][bulk]") {
+  mpmc_queue<int> q(8);
+  std::array<int, 16> out{};
+  CHECK(q.try_pop_bulk(out.data(), 4) == 0);  // empty
+  for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(i));
+  CHECK(q.try_pop_bulk(out.data(), 0) == 0);
+  REQUIRE(q.try_pop_bulk(out.data(), 3) == 3);
+  CHECK(out[0] == 0);
+  CHECK(out[1] == 1);
+  CHECK(out[2] == 2);
+  REQUIRE(q.try_pop_bulk(out.data(), 16) == 2);
+  CHECK(out[0] == 3);
+  CHECK(out[1] == 4);
+  CHECK(q.try_pop_bulk(out.data(), 16) == 0);
+  CHECK(q.empty_approx());
+
+  SECTION("full ring: a bulk pop makes room for as many pushes") {
+    for (int i = 0; i < 8; ++i) REQUIRE(q.try_push(i));
+    CHECK_FALSE(q.try_push(99));
+    REQUIRE(q.try_pop_bulk(out.data(), 16) == 8);
+    for (int i = 0; i < 8; ++i) CHECK(out[static_cast<std::size_t>(i)] == i);
+    for (int i = 0; i < 8; ++i) CHECK(q.try_push(100 + i));
+    CHECK(q.size_approx() == 8);
+  }
+  SECTION("many laps around the ring, mixed with single pops") {
+    int next_in = 0, next_out = 0;
+    for (int round = 0; round < 500; ++round) {
+      const int n = 1 + round % 8;
+      for (int i = 0; i < n; ++i) REQUIRE(q.try_push(next_in++));
+      if (round % 3 == 0) {
+        int v = -1;
+        REQUIRE(q.try_pop(v));
+        CHECK(v == next_out++);
+      }
+      const std::size_t got = q.try_pop_bulk(out.data(), static_cast<std::size_t>(1 + round % 5));
+      for (std::size_t i = 0; i < got; ++i) CHECK(out[i] == next_out++);
+      while (const std::size_t more = q.try_pop_bulk(out.data(), out.size()))
+        for (std::size_t i = 0; i < more; ++i) CHECK(out[i] == next_out++);
+    }
+    CHECK(next_out == next_in);
+  }
+}
+
+TEST_CASE("try_pop_bulk stops at a hole left by a failed push, and the next call steps over it", "[queue][mpmc][bulk]") {
+  mpmc_queue<fragile> q(8);
+  REQUIRE(q.try_emplace(1, false));
+  REQUIRE(q.try_emplace(2, false));
+  CHECK_THROWS_AS(q.try_emplace(3, true), std::runtime_error);  // a hole
+  REQUIRE(q.try_emplace(4, false));
+  std::array<fragile, 8> out{};
+  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 2);
+  CHECK(out[0].v == 1);
+  CHECK(out[1].v == 2);
+  REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 1);
+  CHECK(out[0].v == 4);
+  CHECK(q.try_pop_bulk(out.data(), out.size()) == 0);
+  // The ring is not wedged: a full lap still fits.
+  for (int i = 0; i < 8; ++i) REQUIRE(q.try_emplace(i, false));
+  CHECK(q.try_pop_bulk(out.data(), out.size()) == 8);
+}
+
+TEST_CASE("try_pop_bulk destroys what it moves out of the ring, once", "[queue][mpmc][bulk]") {
+  lifetime_registry reg;
+  {
+    mpmc_queue<tracked> q(16);
+    for (int i = 0; i < 10; ++i) REQUIRE(q.try_emplace(reg, i));
+    std::vector<tracked> out;
+    for (int i = 0; i < 6; ++i) out.emplace_back(reg, -2);
+    REQUIRE(q.try_pop_bulk(out.data(), out.size()) == 6);
+    for (int i = 0; i < 6; ++i) CHECK(out[static_cast<std::size_t>(i)].value() == i);
+    CHECK(reg.live() == 6 + 4);  // 6 in `out`, 4 still queued
+  }
+  CHECK(reg.live() == 0);
+  CHECK(reg.errors() == 0);
 }

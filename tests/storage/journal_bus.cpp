@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // basic_bus<storage::journal>: offsets, what survives a reopen, schema checks (versions,
-// upcasters, fingerprints), replay filters, history subscriptions, mailboxes, errors.
+// upcasters, fingerprints), replay filters, mailboxes, errors. (History subscriptions on a
+// journal: tests/delivery/history.cpp.)
 #include <agentbus/agentbus.hpp>
 #include <agentbus/storage/journal.hpp>
 
@@ -208,23 +209,6 @@ TEST_CASE("journal bus: a changed layout at the same version is reported, never 
   CHECK(stats.problems.front().find("fingerprint") != std::string::npos);
 }
 
-TEST_CASE("journal bus: a late joiner gets history then live events", "[storage][journal_bus][history]") {
-  temp_dir dir;
-  {
-    journaled_bus bus(dir.options());
-    for (int i = 0; i < 3; ++i) (void)bus.publish("jobs.a", i);
-  }
-  journaled_bus bus(dir.options());  // history survives the restart
-  (void)bus.publish("jobs.a", 3);
-  std::vector<int> got;
-  agentbus::replay_stats report;
-  auto sub = bus.subscribe<int>("jobs.*", [&](int v) { got.push_back(v); }, agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
-  CHECK(got == std::vector<int>{0, 1, 2, 3});
-  CHECK(report.delivered == 4);
-  (void)bus.publish("jobs.a", 4);
-  CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
-}
-
 TEST_CASE("journal bus: mailboxes receive stored events with their offsets", "[storage][journal_bus]") {
   temp_dir dir;
   journaled_bus bus(dir.options());
@@ -249,29 +233,4 @@ TEST_CASE("journal bus: a second writer on the same directory gets a clear error
     CHECK(e.which() == agentbus::journal_error::code::locked);
     CHECK(std::string(e.what()).find(dir.path.string()) != std::string::npos);
   }
-}
-
-TEST_CASE("journal bus: an agent subscribes with history, then gets live events", "[storage][journal_bus][history]") {
-  temp_dir dir;
-  journaled_bus bus(dir.options());
-  for (int i = 0; i < 3; ++i) (void)bus.publish("jobs.a", note{"old" + std::to_string(i), i});
-  agentbus::agent worker("worker");  // caller-pumped
-  std::vector<std::string> got;
-  agentbus::replay_stats report;
-  auto sub = bus.subscribe<note>("jobs.*", [&](const note& n) { got.push_back(n.text); }, agentbus::async(worker),
-                                 agentbus::subscribe_options{.history = agentbus::history::from_offset(1), .report = &report});
-  CHECK(report.delivered == 2);
-  (void)bus.publish("jobs.b", note{"live", 9});
-  CHECK(worker.poll() == 3);
-  CHECK(got == std::vector<std::string>{"old1", "old2", "live"});
-
-  // From an offset not assigned yet: nothing replayed, and no live event skipped.
-  std::vector<std::string> ahead;
-  agentbus::replay_stats none;
-  auto sub2 = bus.subscribe<note>("jobs.*", [&](const note& n) { ahead.push_back(n.text); }, agentbus::async(worker),
-                                  agentbus::subscribe_options{.history = agentbus::history::from_offset(1000), .report = &none});
-  CHECK(none.delivered == 0);
-  (void)bus.publish("jobs.c", note{"next", 10});
-  worker.poll();
-  CHECK(ahead == std::vector<std::string>{"next"});
 }

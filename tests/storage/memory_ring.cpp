@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// storage::memory_ring<N>: offsets, eviction, replay filters, records(), history subscriptions.
+// storage::memory_ring<N>: offsets, eviction, replay filters, records(), channels. (History
+// subscriptions on a ring are tested with the delivery kinds: tests/delivery/history.cpp.)
 #include <agentbus/agentbus.hpp>
 #include <agentbus/storage/memory_ring.hpp>
 
@@ -87,44 +88,6 @@ TEST_CASE("memory_ring: the ring shares the published block and copies no payloa
   CHECK(agentbus::test::copy_counter::copies == 0);
 }
 
-TEST_CASE("memory_ring: a history subscription gets stored events, then live ones", "[storage][memory_ring][history]") {
-  ring_bus bus;
-  for (int i = 0; i < 3; ++i) (void)bus.publish("a.b", i);
-  std::vector<int> got;
-  agentbus::replay_stats report;
-  auto sub = bus.subscribe<int>("a.b", [&](int v) { got.push_back(v); }, agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
-  CHECK(got == std::vector<int>{0, 1, 2});
-  CHECK(report.delivered == 3);
-  (void)bus.publish("a.b", 3);
-  CHECK(got == std::vector<int>{0, 1, 2, 3});
-
-  // Deduced event type, history from an offset.
-  std::vector<int> late;
-  auto sub2 = bus.subscribe("a.*", [&](const agentbus::event<int>& e) { late.push_back(*e); },
-                            agentbus::history::from_offset(2));
-  (void)bus.publish("a.b", 4);
-  CHECK(late == std::vector<int>{2, 3, 4});
-
-  // An offset not assigned yet: nothing replayed, then every live event (none skipped).
-  std::vector<int> ahead;
-  auto sub3 = bus.subscribe<int>("a.b", [&](int v) { ahead.push_back(v); }, agentbus::history::from_offset(100));
-  CHECK(ahead.empty());
-  (void)bus.publish("a.b", 5);
-  CHECK(ahead == std::vector<int>{5});
-  CHECK(bus.replay<int>(agentbus::history::from_offset(100), ">", [](int) {}).delivered == 0);
-}
-
-TEST_CASE("memory_ring: a handler may publish during its history replay", "[storage][memory_ring][history]") {
-  ring_bus bus;
-  (void)bus.publish("a.b", 1);
-  std::vector<int> got;
-  auto sub = bus.subscribe<int>("a.b", [&](int v) {
-    got.push_back(v);
-    if (v < 3) (void)bus.publish("a.b", v + 1);  // reentrant publish while catching up
-  }, agentbus::history::all());
-  CHECK(got == std::vector<int>{1, 2, 3});
-}
-
 TEST_CASE("memory_ring: channels store too and return the offset", "[storage][memory_ring]") {
   ring_bus bus;
   auto ch = bus.channel<int>("a.b");
@@ -139,20 +102,4 @@ TEST_CASE("memory_ring: channels store too and return the offset", "[storage][me
   std::vector<int> replayed;
   (void)bus.replay<int>(agentbus::history::all(), ">", [&](int v) { replayed.push_back(v); });
   CHECK(replayed == std::vector<int>{10, 11, 12});
-}
-
-TEST_CASE("memory_ring: an agent subscribes with history and shares the ring's blocks", "[storage][memory_ring][history]") {
-  agentbus::basic_bus<agentbus::storage::memory_ring<4>> bus;
-  (void)bus.publish("a.b", agentbus::test::copy_counter{1});
-  (void)bus.publish("a.b", agentbus::test::copy_counter{2});
-  agentbus::test::copy_counter::reset();
-  agentbus::agent worker("worker");
-  std::vector<int> got;
-  auto sub = bus.subscribe<agentbus::test::copy_counter>(
-      "a.b", [&](const agentbus::test::copy_counter& c) { got.push_back(c.value); }, agentbus::async(worker),
-      agentbus::history::all());
-  (void)bus.publish("a.b", agentbus::test::copy_counter{3});
-  CHECK(worker.poll() == 3);
-  CHECK(got == std::vector<int>{1, 2, 3});
-  CHECK(agentbus::test::copy_counter::copies == 0);
 }

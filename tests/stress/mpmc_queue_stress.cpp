@@ -323,3 +323,60 @@ TEST_CASE("mpmc_queue stress: close() mid-stream loses nothing", "[stress][queue
   CHECK(total.foreign == 0);
   CHECK(total.out_of_order == 0);
 }
+
+TEST_CASE("bulk and single pops against concurrent pushes: every element once, per-producer order", "[stress][queue][mpmc]") {
+  // The mailbox consumer's primitive, raced the way drop_oldest races it: several threads pop.
+  struct item {
+    int producer;
+    int seq;
+  };
+  constexpr int producers = 2, consumers = 2;
+  constexpr int per_producer = AGENTBUS_TSAN ? 3000 : 20000;
+  mpmc_queue<item> q(64);
+  std::vector<std::size_t> got(consumers, 0);
+  std::atomic<int> done_producing{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p)
+    threads.emplace_back([&, p] {
+      for (int s = 0; s < per_producer;) {
+        if (q.try_push(item{p, s}))
+          ++s;
+        else
+          std::this_thread::yield();
+      }
+      done_producing.fetch_add(1);
+    });
+  for (int c = 0; c < consumers; ++c)
+    threads.emplace_back([&, c] {
+      std::vector<int> next(producers, 0);
+      item buf[16];
+      auto take = [&](const item& it) {
+        auto& n = next[static_cast<std::size_t>(it.producer)];
+        if (it.seq < n) errors.fetch_add(1);  // out of order or twice
+        n = it.seq + 1;
+        ++got[static_cast<std::size_t>(c)];
+      };
+      for (unsigned round = 0;; ++round) {
+        const bool last = done_producing.load() == producers;
+        std::size_t n = 0;
+        if (round % 4 == 3) {
+          item one{};
+          if (q.try_pop(one)) {
+            take(one);
+            n = 1;
+          }
+        } else {
+          n = q.try_pop_bulk(buf, 1 + round % 16);
+          for (std::size_t i = 0; i < n; ++i) take(buf[i]);
+        }
+        if (n == 0) {
+          if (last && q.empty_approx()) break;
+          std::this_thread::yield();
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(errors.load() == 0);
+  CHECK(got[0] + got[1] == static_cast<std::size_t>(producers * per_producer));
+}
