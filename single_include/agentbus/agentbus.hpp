@@ -2516,14 +2516,17 @@ concept has_codec = requires(byte_writer& out, byte_reader& in, const T& value) 
 };
 
 namespace detail {
-/// Called by persisting storage policies: the one place that explains a missing codec.
+/// Called by persisting storage policies: the one place that explains a missing codec. Use as
+/// `if constexpr (detail::require_codec<T>()) { ... }` so that nothing else is instantiated
+/// for a type without one: the explanation is then the only error.
 template <class T>
-constexpr void require_codec() noexcept {
+constexpr bool require_codec() noexcept {
   static_assert(has_codec<T>,
                 "agentbus: this event type has no codec, so it cannot be persisted. Make it trivially copyable, or "
                 "define in its namespace `void agentbus_encode(agentbus::byte_writer&, const T&)` and "
                 "`T agentbus_decode(agentbus::byte_reader&, agentbus::codec_tag<T>)`, or specialize "
                 "agentbus::codec<T> (see agentbus/storage/codec.hpp)");
+  return has_codec<T>;
 }
 }  // namespace detail
 
