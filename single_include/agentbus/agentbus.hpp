@@ -1090,7 +1090,8 @@ class topic_error : public std::invalid_argument {
   std::size_t position() const noexcept { return position_; }
 
  private:
-  static std::string make_message(std::string_view text, topic_check check) {
+  // Out of line and cold: the error path, kept out of every caller's code.
+  AGENTBUS_NOINLINE [[gnu::cold]] static std::string make_message(std::string_view text, topic_check check) {
     std::string m = "agentbus: invalid topic \"";
     // Never echo control characters or huge inputs verbatim into a log line.
     const std::size_t shown = text.size() > 64 ? 64 : text.size();
@@ -3626,10 +3627,10 @@ class pattern_trie {
   // `i` is where the next topic segment starts; past the end means every segment is consumed.
   static void match_rec(const node& n, std::string_view t, std::size_t i, std::vector<receiver*>& out) {
     if (i > t.size()) {
-      out.insert(out.end(), n.here.begin(), n.here.end());
+      for (receiver* r : n.here) out.push_back(r);
       return;
     }
-    out.insert(out.end(), n.rest.begin(), n.rest.end());  // ">" needs one or more segments: here they are
+    for (receiver* r : n.rest) out.push_back(r);  // ">" needs one or more segments: here they are
     const std::size_t e = std::min(t.find('.', i), t.size());
     const std::string_view seg = t.substr(i, e - i);
     if (auto it = n.children.find(seg); it != n.children.end()) match_rec(*it->second, t, e + 1, out);
@@ -3878,7 +3879,7 @@ class router {
     std::vector<receiver*> out;
     std::lock_guard lock(mutex_);
     trie_.match(text, out);
-    std::sort(out.begin(), out.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    sort_by_id(out);
     return out;
   }
 
@@ -3940,11 +3941,16 @@ class router {
   topic_node* insert_node(std::string_view text, std::uint64_t h) {
     std::vector<receiver*> found;
     trie_.match(text, found);
-    std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    sort_by_id(found);
     receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
     auto node = std::make_unique<topic_node>(text, h, list);
     table_.insert(node.get());
     return node.release();
+  }
+
+  // Receivers in subscription order (one sort instantiation for both callers).
+  static void sort_by_id(std::vector<receiver*>& v) {
+    std::sort(v.begin(), v.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
   }
 
   static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {

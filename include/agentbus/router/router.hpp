@@ -159,7 +159,7 @@ class router {
     std::vector<receiver*> out;
     std::lock_guard lock(mutex_);
     trie_.match(text, out);
-    std::sort(out.begin(), out.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    sort_by_id(out);
     return out;
   }
 
@@ -221,11 +221,16 @@ class router {
   topic_node* insert_node(std::string_view text, std::uint64_t h) {
     std::vector<receiver*> found;
     trie_.match(text, found);
-    std::sort(found.begin(), found.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
+    sort_by_id(found);
     receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
     auto node = std::make_unique<topic_node>(text, h, list);
     table_.insert(node.get());
     return node.release();
+  }
+
+  // Receivers in subscription order (one sort instantiation for both callers).
+  static void sort_by_id(std::vector<receiver*>& v) {
+    std::sort(v.begin(), v.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
   }
 
   static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {

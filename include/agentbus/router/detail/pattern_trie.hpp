@@ -91,10 +91,10 @@ class pattern_trie {
   // `i` is where the next topic segment starts; past the end means every segment is consumed.
   static void match_rec(const node& n, std::string_view t, std::size_t i, std::vector<receiver*>& out) {
     if (i > t.size()) {
-      out.insert(out.end(), n.here.begin(), n.here.end());
+      for (receiver* r : n.here) out.push_back(r);
       return;
     }
-    out.insert(out.end(), n.rest.begin(), n.rest.end());  // ">" needs one or more segments: here they are
+    for (receiver* r : n.rest) out.push_back(r);  // ">" needs one or more segments: here they are
     const std::size_t e = std::min(t.find('.', i), t.size());
     const std::string_view seg = t.substr(i, e - i);
     if (auto it = n.children.find(seg); it != n.children.end()) match_rec(*it->second, t, e + 1, out);
