@@ -32,8 +32,10 @@ using agentbus::read_status;
 using agentbus::record;
 using agentbus::record_input;
 
-struct temp_dir : agentbus::test::journal_dir {
-  temp_dir() : journal_dir("journal_recovery") {}
+// File-local helpers have names of their own: the journal module's files are compiled as one
+// translation unit (tests/CMakeLists.txt, AGENTBUS_TEST_UNITY_BUILD).
+struct recovery_dir : agentbus::test::journal_dir {
+  recovery_dir() : journal_dir("journal_recovery") {}
 };
 
 journal_options options_for(const fs::path& dir, std::uint64_t segment_bytes = 64 * 1024) {
@@ -44,7 +46,7 @@ journal_options options_for(const fs::path& dir, std::uint64_t segment_bytes = 6
   return o;
 }
 
-std::vector<std::byte> payload_for(std::uint64_t key, std::size_t size) {
+std::vector<std::byte> recovery_payload(std::uint64_t key, std::size_t size) {
   std::vector<std::byte> p(size);
   for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>((key * 131 + i * 7 + (key >> 8)) & 0xFF);
   // Some zero bytes, also at the very end: recovery must count torn bytes, not just non-zero ones.
@@ -52,10 +54,10 @@ std::vector<std::byte> payload_for(std::uint64_t key, std::size_t size) {
   return p;
 }
 
-std::size_t size_for(std::uint64_t i) { return 16 + (i * 37) % 300; }
+std::size_t recovery_size(std::uint64_t i) { return 16 + (i * 37) % 300; }
 
-void append_numbered(journal& j, std::uint64_t i) {
-  const auto payload = payload_for(i, size_for(i));
+void append_recovery_record(journal& j, std::uint64_t i) {
+  const auto payload = recovery_payload(i, recovery_size(i));
   const std::string topic = "test.numbered." + std::to_string(i % 7);
   REQUIRE(j.append({.topic = topic, .published_ns = static_cast<std::int64_t>(1'000'000 + i), .event_id = i,
                     .payload = payload}) == i);
@@ -80,7 +82,7 @@ read_result read_everything(agentbus::journal_reader r) {
     }
     REQUIRE(s == read_status::ok);
     REQUIRE(rec.event_id == rec.offset);
-    const auto expect = payload_for(rec.offset, size_for(rec.offset));
+    const auto expect = recovery_payload(rec.offset, recovery_size(rec.offset));
     REQUIRE(rec.payload.size() == expect.size());
     REQUIRE(std::equal(rec.payload.begin(), rec.payload.end(), expect.begin()));
     out.offsets.push_back(rec.offset);
@@ -88,7 +90,7 @@ read_result read_everything(agentbus::journal_reader r) {
   return out;
 }
 
-std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
+std::vector<std::uint64_t> offsets_between(std::uint64_t from, std::uint64_t to) {
   std::vector<std::uint64_t> v;
   for (std::uint64_t i = from; i < to; ++i) v.push_back(i);
   return v;
@@ -155,11 +157,11 @@ void copy_dir(const fs::path& from, const fs::path& to) {
 }  // namespace
 
 TEST_CASE("journal recovers a tail cut at every byte of the last record", "[journal][recovery]") {
-  temp_dir tmpl, work;
+  recovery_dir tmpl, work;
   constexpr std::uint64_t n = 6;
   {
     journal j(options_for(tmpl.path));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   const fs::path seg = segment_path(tmpl.path, 0);
   const auto frames = frames_of(seg);
@@ -184,23 +186,23 @@ TEST_CASE("journal recovers a tail cut at every byte of the last record", "[jour
     REQUIRE(rep.clean() == (torn == 0));
     const auto r = read_everything(j.read(0));
     REQUIRE(r.corrupt == 0);
-    REQUIRE(r.offsets == iota(0, intact ? n : n - 1));
+    REQUIRE(r.offsets == offsets_between(0, intact ? n : n - 1));
     // The journal goes on where the good data ended: no gap, no garbage behind the new record.
     if (!intact) {
-      append_numbered(j, n - 1);
+      append_recovery_record(j, n - 1);
       const auto again = read_everything(j.read(0));
       REQUIRE(again.corrupt == 0);
-      REQUIRE(again.offsets == iota(0, n));
+      REQUIRE(again.offsets == offsets_between(0, n));
     }
   }
 }
 
 TEST_CASE("journal recovers a last record garbled at every byte", "[journal][recovery]") {
-  temp_dir tmpl, work;
+  recovery_dir tmpl, work;
   constexpr std::uint64_t n = 5;
   {
     journal j(options_for(tmpl.path));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   const auto frames = frames_of(segment_path(tmpl.path, 0));
   const frame_pos last = frames.back();
@@ -218,7 +220,7 @@ TEST_CASE("journal recovers a last record garbled at every byte", "[journal][rec
     REQUIRE(rep.problems.empty());
     const auto r = read_everything(j.read(0));
     REQUIRE(r.corrupt == 0);
-    REQUIRE(r.offsets == iota(0, n - 1));
+    REQUIRE(r.offsets == offsets_between(0, n - 1));
     // The garbage is gone from the file: the rest of the segment is zero again.
     const auto after = read_file(seg);
     REQUIRE(nonzero_extent(after, last.pos, after.size()) == 0);
@@ -226,10 +228,10 @@ TEST_CASE("journal recovers a last record garbled at every byte", "[journal][rec
 }
 
 TEST_CASE("journal zeroes garbage after the last record", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   {
     journal j(options_for(dir.path));
-    for (std::uint64_t i = 0; i < 3; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < 3; ++i) append_recovery_record(j, i);
   }
   const auto frames = frames_of(segment_path(dir.path, 0));
   const std::uint64_t end = frames.back().pos + frames.back().size;
@@ -239,15 +241,15 @@ TEST_CASE("journal zeroes garbage after the last record", "[journal][recovery]")
   CHECK(j.next_offset() == 3);
   CHECK(j.recovery().truncated_bytes == 300);
   CHECK(j.recovery().truncated_records == 1);
-  CHECK(read_everything(j.read(0)).offsets == iota(0, 3));
+  CHECK(read_everything(j.read(0)).offsets == offsets_between(0, 3));
 }
 
 TEST_CASE("journal reports damage in the middle of a sealed segment and readers skip it", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   constexpr std::uint64_t n = 120;
   {
     journal j(options_for(dir.path, 4096));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
     REQUIRE(j.stats().segments >= 4);
   }
   const auto frames = frames_of(segment_path(dir.path, 0));
@@ -276,7 +278,7 @@ TEST_CASE("journal reports damage in the middle of a sealed segment and readers 
     auto result = read_everything(reader == 0 ? j.read(0) : agentbus::open_journal_reader(dir.path));
     INFO(result.first_error);
     CHECK(result.corrupt == 1);
-    auto expect = iota(0, n);
+    auto expect = offsets_between(0, n);
     expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(victim));
     CHECK(result.offsets == expect);
     CHECK(result.first_error.find("00000000000000000000.log") != std::string::npos);
@@ -295,11 +297,11 @@ TEST_CASE("journal reports damage in the middle of a sealed segment and readers 
 }
 
 TEST_CASE("journal keeps the good records after damage in the middle of the last segment", "[journal][recovery]") {
-  temp_dir tmpl, work;
+  recovery_dir tmpl, work;
   constexpr std::uint64_t n = 30;
   {
     journal j(options_for(tmpl.path));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   const auto frames = frames_of(segment_path(tmpl.path, 0));
   const std::uint64_t victim = 12;
@@ -324,8 +326,8 @@ TEST_CASE("journal keeps the good records after damage in the middle of the last
   REQUIRE(rep.problems.size() == 1);
   CHECK(rep.problems[0].find("record 12 ") != std::string::npos);
   CHECK(j.next_offset() == n);
-  append_numbered(j, n);  // the journal goes on after the good records
-  auto expect = iota(0, n + 1);
+  append_recovery_record(j, n);  // the journal goes on after the good records
+  auto expect = offsets_between(0, n + 1);
   expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(victim));
   for (auto reader : {0, 1}) {
     const auto result = read_everything(reader == 0 ? j.read(0) : agentbus::open_journal_reader(work.path));
@@ -336,11 +338,11 @@ TEST_CASE("journal keeps the good records after damage in the middle of the last
 }
 
 TEST_CASE("journal reports records missing at the end of a sealed segment", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   constexpr std::uint64_t n = 60;
   {
     journal j(options_for(dir.path, 4096));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   const auto frames = frames_of(segment_path(dir.path, 0));
   const std::uint64_t lost = frames.size() - 1;  // the last record of segment 0
@@ -354,17 +356,17 @@ TEST_CASE("journal reports records missing at the end of a sealed segment", "[jo
   CHECK(rep.truncated_records == 0);  // sealed segments are never cut: later ones depend on them
   const auto result = read_everything(j.read(0));
   CHECK(result.corrupt == 1);
-  auto expect = iota(0, n);
+  auto expect = offsets_between(0, n);
   expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(lost));
   CHECK(result.offsets == expect);
 }
 
 TEST_CASE("journal recovers from a roll cut short", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   constexpr std::uint64_t n = 40;
   {
     journal j(options_for(dir.path, 4096));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   // Segment 0's seal never written, and the files of a prepared segment left behind.
   std::uint64_t seal = 0;
@@ -384,15 +386,15 @@ TEST_CASE("journal recovers from a roll cut short", "[journal][recovery]") {
   CHECK(resealed == seal);
   const auto result = read_everything(j.read(0));
   CHECK(result.corrupt == 0);
-  CHECK(result.offsets == iota(0, n));
+  CHECK(result.offsets == offsets_between(0, n));
 }
 
 TEST_CASE("journal rebuilds lost or damaged index files", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   constexpr std::uint64_t n = 200;
   {
     journal j(options_for(dir.path, 8192));
-    for (std::uint64_t i = 0; i < n; ++i) append_numbered(j, i);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
   }
   // Segment 0 loses its index; segment 1's second entry is damaged.
   const std::uint64_t second_base = frames_of(segment_path(dir.path, 0)).size();
@@ -404,15 +406,15 @@ TEST_CASE("journal rebuilds lost or damaged index files", "[journal][recovery]")
   for (std::uint64_t from : {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{55}, std::uint64_t{150}, n - 1}) {
     const auto result = read_everything(j.read(from));
     CHECK(result.corrupt == 0);
-    CHECK(result.offsets == iota(from, n));
+    CHECK(result.offsets == offsets_between(from, n));
   }
 }
 
 TEST_CASE("journal refuses segments of a newer format", "[journal][recovery]") {
-  temp_dir dir;
+  recovery_dir dir;
   {
     journal j(options_for(dir.path));
-    append_numbered(j, 0);
+    append_recovery_record(j, 0);
   }
   std::vector<std::byte> header(64);
   agentbus::detail::write_file_header(header.data(), {agentbus::detail::file_kind::segment, 99, 0, 0});
