@@ -4099,7 +4099,15 @@ class mailbox {
 
   // ---- consumer side (one thread at a time) ----
 
-  /// Handles up to `max` events, high priority first. Returns how many were taken out.
+  /// What one run_batch did.
+  struct batch_result {
+    std::size_t taken = 0;  ///< events taken out of the queues (handled, failed, expired, ...)
+    std::size_t ran = 0;    ///< handler calls among them (returned or threw)
+  };
+
+  /// Runs up to `max` handler calls, high priority first. Events that run no handler
+  /// (expired, discarded, for an ended subscription) are taken out too but do not count
+  /// against `max`: a mailbox full of stale events does not starve the live ones.
   ///
   /// Events are taken out in bursts: the run of events waiting at the head of the highest
   /// non-empty queue, claimed at once (up to `burst`). Before the handlers run, the burst's
@@ -4111,34 +4119,39 @@ class mailbox {
   /// `one_pass`: return after a burst that took fewer than asked (the events ready at the head
   /// of that queue are all handled) instead of looking again at once: a consumer that keeps
   /// looking takes events one by one right behind the publisher (see agent::thread_main).
-  std::size_t run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
-    std::size_t n = 0;
+  batch_result run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
+    batch_result out;
+    bool drained = false;
     mail taken[burst];
-    while (n < max) {
+    while (out.ran < max) {
       std::size_t level = 0;
       std::size_t k = 0;
-      const std::size_t want = max - n < burst_ ? max - n : burst_;
+      const std::size_t want = max - out.ran < burst_ ? max - out.ran : burst_;
       for (; level < queues_.size(); ++level)
         if ((k = queues_[level]->try_pop_bulk(taken, want)) != 0) break;
-      if (k == 0) break;
-      n += k;
+      if (k == 0) {
+        drained = true;
+        break;
+      }
+      out.taken += k;
       prefetch(taken, k);
       burst_guard guard{this, taken, 0, k};
       for (std::size_t& i = guard.next; i < k;) {
-        // Higher priorities that arrived during the burst go first, within the budget.
+        // Higher priorities that arrived during the burst go first, within the budget (the
+        // rest of the burst may still run a handler each).
         if (level > 0)
-          while (n < max && higher_pending(level)) {
+          while (out.ran + (k - i) < max && higher_pending(level)) {
             mail m;
             if (!pop_above(level, m)) break;
-            ++n;
-            consume(m, mode);
+            ++out.taken;
+            out.ran += consume(m, mode);
           }
-        consume(taken[i++], mode);
+        out.ran += consume(taken[i++], mode);
       }
       if (one_pass && k < want) break;
     }
-    if (n < max) free_retired_if_idle();
-    return n;
+    if (drained || out.ran < max) free_retired_if_idle();
+    return out;
   }
 
   /// True when nothing is queued (approximate while producers are active).
@@ -4353,8 +4366,10 @@ class mailbox {
     return counters_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
   }
 
-  void consume(mail& m, stop_mode mode) {
+  // Hands one event to its handler, or counts why not. Returns 1 when a handler ran.
+  std::size_t consume(mail& m, stop_mode mode) {
     const event_core& ev = *m.block->core;
+    std::size_t ran = 0;
     if (mode == stop_mode::discard) {
       note(undelivered_reason::discarded, ev);
     } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
@@ -4367,6 +4382,7 @@ class mailbox {
       if (!m.target->alive.load(std::memory_order_relaxed)) {
         bump(unsubscribed_);
       } else {
+        ran = 1;
         try {
           m.target->handle(m.target, ev);
           bump(handled_);
@@ -4377,6 +4393,7 @@ class mailbox {
       }
     }
     release(m.block);
+    return ran;
   }
 
   // Drops the mail's reference. Usually the publisher has already dropped its own and ours is
@@ -5693,16 +5710,54 @@ class agent final : detail::schedulable {
     }
   }
 
-  /// @brief Caller-pumped agents: handles up to `max` queued events now, without waiting.
-  /// Returns how many were taken out of the mailbox.
+  /// @brief Caller-pumped agents: runs up to `max` handlers on queued events now, without
+  /// waiting. Returns how many handler calls ran (returned or threw). Events that run no
+  /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
+  /// and do not count against `max`.
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
     require_pumped("poll");
     std::lock_guard pump(pump_mutex_);
-    return box_.run_batch(max);
+    return box_.run_batch(max).ran;
+  }
+
+  /// @brief Caller-pumped agents: runs handlers on what is queued until the mailbox is empty
+  /// or `budget` has passed, whichever comes first; never waits for events (a game or UI
+  /// loop's slice). Returns how many handler calls ran. The budget is checked between
+  /// rounds of a few dozen handlers, so one slow handler can overrun it.
+  template <class Rep, class Period>
+  std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
+    require_pumped("poll_for");
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    std::lock_guard pump(pump_mutex_);
+    std::size_t total = 0;
+    for (;;) {
+      const auto r = box_.run_batch(default_batch);
+      total += r.ran;
+      if (r.ran < default_batch && box_.empty()) return total;  // nothing more queued
+      if (std::chrono::steady_clock::now() >= deadline) return total;
+    }
+  }
+
+  /// @brief Caller-pumped agents: handles events as they come until `done()` returns true
+  /// (checked before waiting and after every round of handlers) or `timeout` has passed.
+  /// Waits without spinning when the mailbox is empty. Returns `done()`'s last answer.
+  template <class Predicate, class Rep, class Period>
+  bool run_until(Predicate done, std::chrono::duration<Rep, Period> timeout) {
+    require_pumped("run_until");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::lock_guard pump(pump_mutex_);
+    for (;;) {
+      if (done()) return true;
+      (void)box_.run_batch(default_batch);
+      if (done()) return true;
+      if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return false;
+      wait_for_events(deadline);
+    }
   }
 
   /// @brief Caller-pumped agents: handles events as they come until `timeout` has passed (or
-  /// the agent is stopped). Waits without spinning when the mailbox is empty.
+  /// the agent is stopped). Waits without spinning when the mailbox is empty. Returns how
+  /// many handler calls ran.
   template <class Rep, class Period>
   std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
     require_pumped("run_for");
@@ -5710,11 +5765,9 @@ class agent final : detail::schedulable {
     std::lock_guard pump(pump_mutex_);
     std::size_t total = 0;
     for (;;) {
-      total += box_.run_batch(default_batch);
+      total += box_.run_batch(default_batch).ran;
       if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return total;
-      if (!box_.empty() || !box_.prepare_sleep(true)) continue;
-      std::unique_lock lock(wake_mutex_);
-      wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
+      wait_for_events(deadline);
     }
   }
 
@@ -5759,8 +5812,16 @@ class agent final : detail::schedulable {
   }
 
   void finish(stop_mode how) {
-    while (box_.run_batch(default_batch, how) > 0) {
+    while (box_.run_batch(default_batch, how).taken > 0) {
     }
+  }
+
+  // Caller-pumped: sleeps until an event arrives (or the agent closes) or `deadline` passes;
+  // returns at once when events are already waiting. Call with pump_mutex_ held.
+  void wait_for_events(std::chrono::steady_clock::time_point deadline) {
+    if (!box_.empty() || !box_.prepare_sleep(true)) return;
+    std::unique_lock lock(wake_mutex_);
+    wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
   }
 
   static void pace(std::chrono::nanoseconds how_long) noexcept {
@@ -5775,7 +5836,7 @@ class agent final : detail::schedulable {
     const std::chrono::microseconds spin_before_park = box_.options().spin_before_park;
     bool streaming = false;  // the previous round found events too
     for (;;) {
-      if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true); n > 0) {
+      if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true).taken; n > 0) {
         // Events arriving about as fast as we handle them: a consumer that takes each one as
         // soon as it is published reads every line the publisher is still writing (queue
         // slots, block headers), and the two cores pass those lines back and forth several
@@ -5801,7 +5862,7 @@ class agent final : detail::schedulable {
       bool more = false;
       const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
       for (unsigned i = 0; !more; ++i) {
-        more = box_.run_batch(default_batch) > 0;
+        more = box_.run_batch(default_batch).taken > 0;
         for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();  // poll the producers' slot gently
         if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
       }
@@ -5816,7 +5877,7 @@ class agent final : detail::schedulable {
     in_turn_.fetch_add(1, std::memory_order_relaxed);
     executor* pool = pool_;
     const std::size_t batch = pool->batch();
-    const bool keep = box_.run_batch(batch) == batch || !box_.prepare_sleep(false);
+    const bool keep = box_.run_batch(batch).ran == batch || !box_.prepare_sleep(false);
     in_turn_.fetch_sub(1, std::memory_order_release);
     if (keep) pool->schedule(this);  // still ours: hand it on (after this, another worker may run it)
   }

@@ -110,16 +110,54 @@ class agent final : detail::schedulable {
     }
   }
 
-  /// @brief Caller-pumped agents: handles up to `max` queued events now, without waiting.
-  /// Returns how many were taken out of the mailbox.
+  /// @brief Caller-pumped agents: runs up to `max` handlers on queued events now, without
+  /// waiting. Returns how many handler calls ran (returned or threw). Events that run no
+  /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
+  /// and do not count against `max`.
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
     require_pumped("poll");
     std::lock_guard pump(pump_mutex_);
-    return box_.run_batch(max);
+    return box_.run_batch(max).ran;
+  }
+
+  /// @brief Caller-pumped agents: runs handlers on what is queued until the mailbox is empty
+  /// or `budget` has passed, whichever comes first; never waits for events (a game or UI
+  /// loop's slice). Returns how many handler calls ran. The budget is checked between
+  /// rounds of a few dozen handlers, so one slow handler can overrun it.
+  template <class Rep, class Period>
+  std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
+    require_pumped("poll_for");
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    std::lock_guard pump(pump_mutex_);
+    std::size_t total = 0;
+    for (;;) {
+      const auto r = box_.run_batch(default_batch);
+      total += r.ran;
+      if (r.ran < default_batch && box_.empty()) return total;  // nothing more queued
+      if (std::chrono::steady_clock::now() >= deadline) return total;
+    }
+  }
+
+  /// @brief Caller-pumped agents: handles events as they come until `done()` returns true
+  /// (checked before waiting and after every round of handlers) or `timeout` has passed.
+  /// Waits without spinning when the mailbox is empty. Returns `done()`'s last answer.
+  template <class Predicate, class Rep, class Period>
+  bool run_until(Predicate done, std::chrono::duration<Rep, Period> timeout) {
+    require_pumped("run_until");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::lock_guard pump(pump_mutex_);
+    for (;;) {
+      if (done()) return true;
+      (void)box_.run_batch(default_batch);
+      if (done()) return true;
+      if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return false;
+      wait_for_events(deadline);
+    }
   }
 
   /// @brief Caller-pumped agents: handles events as they come until `timeout` has passed (or
-  /// the agent is stopped). Waits without spinning when the mailbox is empty.
+  /// the agent is stopped). Waits without spinning when the mailbox is empty. Returns how
+  /// many handler calls ran.
   template <class Rep, class Period>
   std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
     require_pumped("run_for");
@@ -127,11 +165,9 @@ class agent final : detail::schedulable {
     std::lock_guard pump(pump_mutex_);
     std::size_t total = 0;
     for (;;) {
-      total += box_.run_batch(default_batch);
+      total += box_.run_batch(default_batch).ran;
       if (std::chrono::steady_clock::now() >= deadline || box_.closing()) return total;
-      if (!box_.empty() || !box_.prepare_sleep(true)) continue;
-      std::unique_lock lock(wake_mutex_);
-      wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
+      wait_for_events(deadline);
     }
   }
 
@@ -176,8 +212,16 @@ class agent final : detail::schedulable {
   }
 
   void finish(stop_mode how) {
-    while (box_.run_batch(default_batch, how) > 0) {
+    while (box_.run_batch(default_batch, how).taken > 0) {
     }
+  }
+
+  // Caller-pumped: sleeps until an event arrives (or the agent closes) or `deadline` passes;
+  // returns at once when events are already waiting. Call with pump_mutex_ held.
+  void wait_for_events(std::chrono::steady_clock::time_point deadline) {
+    if (!box_.empty() || !box_.prepare_sleep(true)) return;
+    std::unique_lock lock(wake_mutex_);
+    wake_cv_.wait_until(lock, deadline, [this] { return !box_.is_sleeping(); });
   }
 
   static void pace(std::chrono::nanoseconds how_long) noexcept {
@@ -192,7 +236,7 @@ class agent final : detail::schedulable {
     const std::chrono::microseconds spin_before_park = box_.options().spin_before_park;
     bool streaming = false;  // the previous round found events too
     for (;;) {
-      if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true); n > 0) {
+      if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true).taken; n > 0) {
         // Events arriving about as fast as we handle them: a consumer that takes each one as
         // soon as it is published reads every line the publisher is still writing (queue
         // slots, block headers), and the two cores pass those lines back and forth several
@@ -218,7 +262,7 @@ class agent final : detail::schedulable {
       bool more = false;
       const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
       for (unsigned i = 0; !more; ++i) {
-        more = box_.run_batch(default_batch) > 0;
+        more = box_.run_batch(default_batch).taken > 0;
         for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();  // poll the producers' slot gently
         if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
       }
@@ -233,7 +277,7 @@ class agent final : detail::schedulable {
     in_turn_.fetch_add(1, std::memory_order_relaxed);
     executor* pool = pool_;
     const std::size_t batch = pool->batch();
-    const bool keep = box_.run_batch(batch) == batch || !box_.prepare_sleep(false);
+    const bool keep = box_.run_batch(batch).ran == batch || !box_.prepare_sleep(false);
     in_turn_.fetch_sub(1, std::memory_order_release);
     if (keep) pool->schedule(this);  // still ours: hand it on (after this, another worker may run it)
   }

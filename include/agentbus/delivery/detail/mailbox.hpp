@@ -137,7 +137,15 @@ class mailbox {
 
   // ---- consumer side (one thread at a time) ----
 
-  /// Handles up to `max` events, high priority first. Returns how many were taken out.
+  /// What one run_batch did.
+  struct batch_result {
+    std::size_t taken = 0;  ///< events taken out of the queues (handled, failed, expired, ...)
+    std::size_t ran = 0;    ///< handler calls among them (returned or threw)
+  };
+
+  /// Runs up to `max` handler calls, high priority first. Events that run no handler
+  /// (expired, discarded, for an ended subscription) are taken out too but do not count
+  /// against `max`: a mailbox full of stale events does not starve the live ones.
   ///
   /// Events are taken out in bursts: the run of events waiting at the head of the highest
   /// non-empty queue, claimed at once (up to `burst`). Before the handlers run, the burst's
@@ -149,34 +157,39 @@ class mailbox {
   /// `one_pass`: return after a burst that took fewer than asked (the events ready at the head
   /// of that queue are all handled) instead of looking again at once: a consumer that keeps
   /// looking takes events one by one right behind the publisher (see agent::thread_main).
-  std::size_t run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
-    std::size_t n = 0;
+  batch_result run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
+    batch_result out;
+    bool drained = false;
     mail taken[burst];
-    while (n < max) {
+    while (out.ran < max) {
       std::size_t level = 0;
       std::size_t k = 0;
-      const std::size_t want = max - n < burst_ ? max - n : burst_;
+      const std::size_t want = max - out.ran < burst_ ? max - out.ran : burst_;
       for (; level < queues_.size(); ++level)
         if ((k = queues_[level]->try_pop_bulk(taken, want)) != 0) break;
-      if (k == 0) break;
-      n += k;
+      if (k == 0) {
+        drained = true;
+        break;
+      }
+      out.taken += k;
       prefetch(taken, k);
       burst_guard guard{this, taken, 0, k};
       for (std::size_t& i = guard.next; i < k;) {
-        // Higher priorities that arrived during the burst go first, within the budget.
+        // Higher priorities that arrived during the burst go first, within the budget (the
+        // rest of the burst may still run a handler each).
         if (level > 0)
-          while (n < max && higher_pending(level)) {
+          while (out.ran + (k - i) < max && higher_pending(level)) {
             mail m;
             if (!pop_above(level, m)) break;
-            ++n;
-            consume(m, mode);
+            ++out.taken;
+            out.ran += consume(m, mode);
           }
-        consume(taken[i++], mode);
+        out.ran += consume(taken[i++], mode);
       }
       if (one_pass && k < want) break;
     }
-    if (n < max) free_retired_if_idle();
-    return n;
+    if (drained || out.ran < max) free_retired_if_idle();
+    return out;
   }
 
   /// True when nothing is queued (approximate while producers are active).
@@ -391,8 +404,10 @@ class mailbox {
     return counters_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
   }
 
-  void consume(mail& m, stop_mode mode) {
+  // Hands one event to its handler, or counts why not. Returns 1 when a handler ran.
+  std::size_t consume(mail& m, stop_mode mode) {
     const event_core& ev = *m.block->core;
+    std::size_t ran = 0;
     if (mode == stop_mode::discard) {
       note(undelivered_reason::discarded, ev);
     } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
@@ -405,6 +420,7 @@ class mailbox {
       if (!m.target->alive.load(std::memory_order_relaxed)) {
         bump(unsubscribed_);
       } else {
+        ran = 1;
         try {
           m.target->handle(m.target, ev);
           bump(handled_);
@@ -415,6 +431,7 @@ class mailbox {
       }
     }
     release(m.block);
+    return ran;
   }
 
   // Drops the mail's reference. Usually the publisher has already dropped its own and ours is
