@@ -9,8 +9,10 @@
 // One agent's handlers never run concurrently, so an agent's state needs no locks.
 //
 // The team: a planner splits goals into tasks; two coders (on a shared executor) do the tasks
-// and report; a reviewer, pumped by main()'s loop, collects the reports. Urgent tasks jump the
-// queue (priority), stale ones expire (TTL), and everything shuts down cleanly.
+// and report; a reviewer, pumped by main()'s loop, collects the reports. Then a triage agent
+// shows what a mailbox does with a backlog: urgent tasks jump the queue (priority) and stale
+// ones expire (TTL) instead of being handled late. Everything shuts down cleanly, and the
+// program exits non-zero if it did not see what it says.
 
 #include <agentbus/agentbus.hpp>
 
@@ -100,5 +102,27 @@ int main() {
                s.dropped_newest + s.dropped_oldest + s.rejected);
   }
   fmt::print("tasks seen by the synchronous auditor: {}\n", tasks_seen.load());
-  return reports.size() == 8 && tasks_seen == 8 ? 0 : 1;
+  const bool team_ok = reports.size() == 8 && tasks_seen == 8;
+
+  // A backlog. The triage agent is busy elsewhere (nobody pumps it) while tasks arrive: four
+  // normal ones, two urgent ones after them, and two whose deadline is a few milliseconds.
+  agentbus::agent triage("triage");
+  std::vector<int> order;  // triage state
+  auto t = triage.subscribe(bus, "triage", [&](const task& k) { order.push_back(k.id); });
+  for (int id = 100; id < 104; ++id) bus.publish("triage", task{id, "routine"});
+  for (int id = 200; id < 202; ++id) bus.publish("triage", task{id, "urgent"}, {.prio = agentbus::priority::high});
+  for (int id = 300; id < 302; ++id) bus.publish("triage", task{id, "only useful now"}, {.ttl = 5ms});
+  std::this_thread::sleep_for(20ms);  // the stale ones' deadline passes while they wait
+  triage.poll();                      // now it gets to its mailbox
+
+  fmt::print("triage handled, in order:");
+  for (int id : order) fmt::print(" {}", id);
+  fmt::print("\n");
+  const bool overtook = order.size() == 6 && order[0] == 200 && order[1] == 201;
+  const auto ts = triage.stats();
+  if (overtook) fmt::print("triage: the 2 urgent tasks overtook the 4 normal ones queued before them\n");
+  fmt::print("triage: {} stale tasks expired before their turn (never handled late)\n", ts.expired);
+  const bool expired = ts.expired == 2 && ts.handled == 6;
+
+  return team_ok && overtook && expired ? 0 : 1;
 }
