@@ -7,7 +7,10 @@ required=(g++ cmake make libfmt-dev catch2)
 # benchmark peers (Boost, moodycamel, SQLite), instruction counts, and clang for the libFuzzer harness
 optional=(libboost-dev libconcurrentqueue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev)
 missing=()
-for p in "${required[@]}" "${optional[@]}" ${AGENTBUS_EXTRA_PACKAGES:-}; do
+# --required: only what building and running the unit tests needs (scripts/test.sh --unit).
+wanted=("${required[@]}")
+[[ ${1:-} == --required ]] || wanted+=("${optional[@]}")
+for p in "${wanted[@]}" ${AGENTBUS_EXTRA_PACKAGES:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then

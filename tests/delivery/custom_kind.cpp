@@ -87,7 +87,7 @@ struct reading {
 
 }  // namespace
 
-TEST_CASE("delivery: a kind defined outside the bus receives through the ordinary subscribe", "[delivery][seam]") {
+TEST_CASE("a kind defined outside the bus receives through the ordinary subscribe", "[delivery][seam]") {
   agentbus::bus bus;
   deferred_queue queue;
   std::vector<int> got;
@@ -116,7 +116,7 @@ TEST_CASE("delivery: a kind defined outside the bus receives through the ordinar
   CHECK(got.back() == 50);
 }
 
-TEST_CASE("delivery: a refusal by a custom kind is counted as rejected", "[delivery][seam]") {
+TEST_CASE("a refusal by a custom kind is counted as rejected", "[delivery][seam]") {
   agentbus::bus bus;
   deferred_queue queue;
   auto s = bus.subscribe("x.y", [](const int&) {}, deferred{&queue});
@@ -126,7 +126,7 @@ TEST_CASE("delivery: a refusal by a custom kind is counted as rejected", "[deliv
   CHECK(r.rejected == 1);
 }
 
-TEST_CASE("delivery: a kind whose subscribed hook throws leaves no subscription behind", "[delivery][seam]") {
+TEST_CASE("a kind whose subscribed hook throws leaves no subscription behind", "[delivery][seam]") {
   agentbus::bus bus;
   deferred_queue queue;
   queue.refuse_subscription = true;
@@ -135,7 +135,7 @@ TEST_CASE("delivery: a kind whose subscribed hook throws leaves no subscription 
   CHECK(bus.publish("x.y", 1).delivered == 0);
 }
 
-TEST_CASE("delivery: history decorates a custom kind too (replay, then live, no duplicate)", "[delivery][seam][history]") {
+TEST_CASE("history decorates a custom kind too (replay, then live, no duplicate)", "[delivery][seam][history]") {
   agentbus::basic_bus<agentbus::storage::memory_ring<64>> bus;
   for (int i = 0; i < 3; ++i) (void)bus.publish("log.a", i);
   deferred_queue queue;
@@ -149,7 +149,7 @@ TEST_CASE("delivery: history decorates a custom kind too (replay, then live, no 
   CHECK(got == std::vector<int>{0, 1, 2, 3});
 }
 
-TEST_CASE("delivery: bus_access adopts a receiver built by hand", "[delivery][seam]") {
+TEST_CASE("bus_access adopts a receiver built by hand", "[delivery][seam]") {
   agentbus::bus bus;
   deferred_queue queue;
   std::vector<std::string> got;

@@ -87,7 +87,7 @@ class topic_error : public std::invalid_argument {
 
  private:
   // Out of line and cold: the error path, kept out of every caller's code.
-  AGENTBUS_NOINLINE [[gnu::cold]] static std::string make_message(std::string_view text, topic_check check) {
+  [[gnu::cold, gnu::noinline]] static std::string make_message(std::string_view text, topic_check check) {
     std::string m = "agentbus: invalid topic \"";
     // Never echo control characters or huge inputs verbatim into a log line.
     const std::size_t shown = text.size() > 64 ? 64 : text.size();
