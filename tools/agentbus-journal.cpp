@@ -1073,8 +1073,11 @@ int cmd_verify(const options& o) {
     // A directory listing is no snapshot: while a writer renames new segments into place,
     // readdir may miss some and show later ones. The segment after one that ends at offset L
     // is named L + 1, so look for it by name before calling the offsets in between missing
-    // (only inside the listing: a fast writer must not keep verify running forever).
-    if (i + 1 < segments.size() && v.last_offset && segments[i + 1].base > *v.last_offset + 1) {
+    // (only inside the listing: a fast writer must not keep verify running forever). Only a
+    // name beyond this segment's own: a segment whose header is damaged adds no offsets, and
+    // looking up "last offset + 1" would find that same segment again, and again.
+    if (i + 1 < segments.size() && v.last_offset && *v.last_offset + 1 > segments[i].base &&
+        segments[i + 1].base > *v.last_offset + 1) {
       const fs::path next =
           o.dir / agentbus::detail::segment_file_name(*v.last_offset + 1, agentbus::detail::segment_extension);
       std::error_code ec;

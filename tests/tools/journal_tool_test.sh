@@ -220,6 +220,17 @@ run_verify() {
   n=$("$tool" dump "$vj" 2>/dev/null | wc -l)
   check "dump: skips the damaged record only" 999 "$n"
   rm -rf "$vj"
+
+  # A damaged file header in a segment other than the first: verify must end (it used to look
+  # the same segment up by name again and again) and report the damage.
+  cp -r "$j" "$vj"
+  seg=$(ls "$vj"/*.log | sed -n 2p)
+  printf '\xff' | dd of="$seg" bs=1 seek=9 conv=notrunc 2>/dev/null
+  out=$(timeout 60 "$tool" verify "$vj")
+  local rc=$?
+  check "verify: damaged header of a later segment exits 1 (and ends)" 1 $rc
+  check_contains "verify: damaged header: result" "$out" "result       DAMAGED"
+  rm -rf "$vj"
 }
 
 for s in $sections; do
