@@ -2856,8 +2856,8 @@ static_assert(transport_policy<transport::in_process>);
 //   template <class T, class F> using receiver = R;   // R<T, F>: the receiver it builds
 //   void subscribed(const std::shared_ptr<detail::router>&, std::uint64_t id) const;  // optional
 //
-// where R derives from detail::receiver (router/detail/receiver.hpp) and is constructible as
-// `R(F&& handler, topic_pattern pattern, const D& kind)`. Its constructor sets the receiver's
+// where R derives from detail::receiver (router/detail/receiver.hpp), is not final (history
+// derives from it), and is constructible as `R(F&& handler, topic_pattern pattern, const D& kind)`. Its constructor sets the receiver's
 // `invoke` function (called inside publish for every matching event of type T; returns false
 // when it refused the event), `destroy`, and, for a receiver that keeps events beyond the
 // call, `retains` (publish then builds the event once in a shared block, which `invoke` may
