@@ -26,6 +26,7 @@
 #include "agentbus/delivery/mailbox.hpp"
 #include "agentbus/bus/options.hpp"
 #include "agentbus/bus/subscription.hpp"
+#include "agentbus/bus/subscription_set.hpp"
 #include "agentbus/bus/channel.hpp"
 #include "agentbus/bus/basic_bus.hpp"
 #include "agentbus/agent/executor.hpp"

@@ -148,6 +148,8 @@ TEST_CASE("topic_table: lock-free finds while the table grows see every publishe
     add(table, names[static_cast<std::size_t>(i)], hash_of(names[static_cast<std::size_t>(i)]));
     published.store(i + 1, std::memory_order_release);
   }
+  // On a loaded machine the readers may not have been scheduled yet: let them look up a while.
+  for (int spins = 0; lookups.load() < 1000 && spins < 200000; ++spins) std::this_thread::yield();
   stop.store(true);
   for (auto& t : readers) t.join();
   CHECK(missing.load() == 0);

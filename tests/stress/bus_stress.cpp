@@ -164,3 +164,69 @@ TEST_CASE("handlers that resubscribe and publish while others publish", "[stress
   CHECK(echoes.load() > 0);
   CHECK(bus.stats().subscriptions == 1);
 }
+
+TEST_CASE("many subscribers per topic, wildcards over many topics, batched unsubscribes, under publishing",
+          "[stress][scale]") {
+  // Lists grow and are compacted while two threads publish; a handler is never called after
+  // the unsubscribe (one by one or through a subscription_set) that ended it returned.
+  agentbus::bus bus;
+  constexpr int topics = 200;
+  std::vector<std::string> names;
+  for (int i = 0; i < topics; ++i) names.push_back("scale." + std::to_string(i) + ".t");
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> late_calls{0}, calls{0};
+  struct flag {
+    std::atomic<bool> ended{false};
+  };
+  std::vector<std::thread> threads;
+  for (int p = 0; p < 2; ++p)
+    threads.emplace_back([&, p] {
+      std::uint64_t i = static_cast<std::uint64_t>(p);
+      auto hot = bus.channel<ping>("scale.hot");
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (i % 4 == 0) hot.publish(ping{1});
+        else bus.publish(names[i % topics], ping{1});
+        ++i;
+      }
+    });
+  stop_after clock;
+  std::mt19937 rng(11);
+  int round = 0;
+  while (!clock.done()) {
+    std::vector<std::unique_ptr<flag>> flags;
+    agentbus::subscription_set set;
+    std::vector<agentbus::subscription> singles;
+    const int n = 50 + static_cast<int>(rng() % 400);
+    for (int k = 0; k < n; ++k) {
+      flags.push_back(std::make_unique<flag>());
+      flag* f = flags.back().get();
+      auto handler = [&, f](const ping&) {
+        calls.fetch_add(1, std::memory_order_relaxed);
+        if (f->ended.load(std::memory_order_relaxed)) late_calls.fetch_add(1, std::memory_order_relaxed);
+      };
+      const int kind = static_cast<int>(rng() % 3);
+      const std::string pattern = kind == 0   ? std::string("scale.hot")
+                                  : kind == 1 ? names[rng() % topics]
+                                              : "scale." + std::to_string(rng() % topics) + ".*";
+      if (k % 2 == 0) set += bus.subscribe(pattern, handler);
+      else singles.push_back(bus.subscribe(pattern, handler));
+    }
+    // End the singles in a random order, one by one, then the set at once.
+    std::vector<std::size_t> order(singles.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::size_t i : order) {
+      singles[i].unsubscribe();
+      flags[2 * i + 1]->ended.store(true, std::memory_order_relaxed);
+    }
+    set.clear();
+    for (std::size_t i = 0; i < flags.size(); i += 2) flags[i]->ended.store(true, std::memory_order_relaxed);
+    ++round;
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  CHECK(late_calls.load() == 0);
+  CHECK(calls.load() > 0);
+  CHECK(round > 0);
+  CHECK(bus.stats().subscriptions == 0);
+}

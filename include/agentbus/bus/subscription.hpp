@@ -14,6 +14,7 @@ namespace agentbus {
 namespace detail {
 struct bus_access;
 }
+class subscription_set;
 
 /// @brief RAII handle of one subscription: unsubscribes when destroyed.
 ///
@@ -76,6 +77,7 @@ class subscription {
 
  private:
   friend struct detail::bus_access;  // the only way to make one that holds a subscription
+  friend class subscription_set;     // ends many with one grace period
   subscription(std::weak_ptr<detail::router> r, std::uint64_t id) noexcept : router_(std::move(r)), id_(id) {}
 
   std::weak_ptr<detail::router> router_;

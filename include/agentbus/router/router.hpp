@@ -5,15 +5,17 @@
 
 // The topic router: who receives what is published on a topic.
 //
-// Two structures:
-//   - a segment trie of every subscription's pattern (pattern_trie), read and written only
-//     under the writer mutex, used to resolve a topic the first time it is seen;
+// Three structures, all written only under the writer mutex:
 //   - a per-topic cache (topic_table) mapping each concrete topic seen so far to a node that
-//     holds its resolved receivers as one immutable list behind an atomic pointer.
-// Subscribe and unsubscribe update the trie and, eagerly, every cached topic their pattern
-// matches (copy-on-write of those lists). Publishing therefore never resolves anything: it
-// looks the node up (or holds it, for a channel), loads the list and calls the receivers,
-// all inside a read section and without any lock.
+//     holds its resolved receivers (receiver_list: appended and tombstoned in place, replaced
+//     only when full or mostly tombstones), read by publishers without any lock;
+//   - a segment trie of the wildcard patterns (pattern_trie), used to resolve a topic the
+//     first time it is seen (exact patterns need none: subscribing creates their node);
+//   - an index of the cached topics by segment (topic_index), built on the first wildcard
+//     subscription, so that a wildcard subscribe visits only the topics it can match.
+// Subscribe and unsubscribe update the lists of the cached topics their pattern matches, in
+// O(1) amortized each. Publishing never resolves anything: it looks the node up (or holds it,
+// for a channel), loads the list's view and calls the receivers, inside a read section.
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +24,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -34,6 +37,7 @@
 #include "agentbus/router/detail/pattern_trie.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
 #include "agentbus/router/detail/receiver.hpp"
+#include "agentbus/router/detail/topic_index.hpp"
 #include "agentbus/router/detail/topic_table.hpp"
 #include "agentbus/router/topic.hpp"
 
@@ -67,69 +71,74 @@ class router {
   std::uint64_t subscribe(receiver* r) {
     std::vector<retired_record::object> retired;
     std::uint64_t id;
+    std::exception_ptr error;
     {
       std::lock_guard lock(mutex_);
       id = r->id = ++next_id_;
       r->owner = this;
       try {
-        trie_.insert(r);
         registry_.emplace(id, r);
       } catch (...) {
-        trie_.erase(r);
-        r->destroy(r);
+        r->destroy(r);  // nothing else saw it yet
         throw;
       }
-      const std::string_view p = r->pattern.str();
-      if (!r->pattern.has_wildcards()) {
-        // Create the node now so the first publish to it needs no allocation.
-        const std::uint64_t h = hash_topic_text(p);
-        if (topic_node* n = table_.find(p, h))
-          replace(*n, n->receivers.load(std::memory_order_relaxed)->with(r), retired);
-        else
-          insert_node(p, h);
-      } else {
-        table_.for_each([&](topic_node& n) {
-          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->with(r), retired);
-        });
+      try {
+        const std::string_view p = r->pattern.str();
+        if (!r->pattern.has_wildcards()) {
+          // The node's list is where an exact subscription lives (it needs no trie entry); the
+          // node exists from now on, so the first publish to it allocates nothing.
+          const std::uint64_t h = hash_topic_text(p);
+          topic_node* n = table_.find(p, h);
+          append(n != nullptr ? *n : *insert_node(p, h), r, retired);
+        } else {
+          trie_.insert(r);
+          if (!index_.active()) index_.activate(table_);
+          index_.for_each_match(p, [&](topic_node& n) { append(n, r, retired); });
+        }
+      } catch (...) {
+        // Out of memory part way: publishers may already see `r` in some lists, so it is
+        // removed as by unsubscribe (below, outside the lock), then the error propagates.
+        error = std::current_exception();
       }
     }
     quiescence_domain::instance().retire(std::move(retired));
+    if (error) {
+      (void)unsubscribe(id);
+      std::rethrow_exception(error);
+    }
     return id;
   }
 
   /// Removes a subscription; returns false when it was already gone. On return the handler is
   /// never started again and no call of it runs on another thread (see quiescence.hpp for the
   /// exceptions when called from inside a handler).
-  bool unsubscribe(std::uint64_t id) {
+  bool unsubscribe(std::uint64_t id) { return unsubscribe(std::span<const std::uint64_t>(&id, 1)) != 0; }
+
+  /// Removes many subscriptions with one grace period (the cost of an unsubscribe is mostly
+  /// that wait); returns how many were still there. Same guarantee as above, for each.
+  std::size_t unsubscribe(std::span<const std::uint64_t> ids) {
     std::vector<retired_record::object> retired;
-    receiver* handed_over = nullptr;
+    std::vector<receiver*> handed_over;
+    std::size_t removed = 0;
     {
       std::lock_guard lock(mutex_);
-      const auto it = registry_.find(id);
-      if (it == registry_.end()) return false;
-      receiver* r = it->second;
-      r->alive.store(false, std::memory_order_relaxed);
-      registry_.erase(it);
-      trie_.erase(r);
-      const std::string_view p = r->pattern.str();
-      if (!r->pattern.has_wildcards()) {
-        if (topic_node* n = table_.find(p, hash_topic_text(p)))
-          replace(*n, n->receivers.load(std::memory_order_relaxed)->without(r), retired);
-      } else {
-        table_.for_each([&](topic_node& n) {
-          if (r->pattern.matches(n.name)) replace(n, n.receivers.load(std::memory_order_relaxed)->without(r), retired);
-        });
+      for (const std::uint64_t id : ids) {
+        const auto it = registry_.find(id);
+        if (it == registry_.end()) continue;
+        receiver* r = it->second;
+        registry_.erase(it);
+        remove_locked(r, retired);
+        if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
+        else handed_over.push_back(r);
+        ++removed;
       }
-      if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
-      else handed_over = r;
     }
-    auto& domain = quiescence_domain::instance();
-    domain.retire(std::move(retired));
-    domain.synchronize();
+    if (removed == 0) return 0;
+    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     // An asynchronous receiver may still be named by events waiting in its mailbox: the
     // mailbox frees it once none can be (see mailbox::retire_receiver).
-    if (handed_over) hand_over(handed_over);
-    return true;
+    for (receiver* r : handed_over) hand_over(r);
+    return removed;
   }
 
   /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
@@ -140,16 +149,14 @@ class router {
       std::lock_guard lock(mutex_);
       for (auto& [id, r] : registry_) {
         r->alive.store(false, std::memory_order_relaxed);
-        trie_.erase(r);
+        if (r->pattern.has_wildcards()) trie_.erase(r);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
       }
       registry_.clear();
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
     }
-    auto& domain = quiescence_domain::instance();
-    domain.retire(std::move(retired));
-    domain.synchronize();
+    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     for (receiver* r : handed_over) hand_over(r);
   }
 
@@ -164,28 +171,14 @@ class router {
   }
 
   /// Calls every receiver in `list` that takes T. Call inside a read section.
-  template <class T, class Range>
-  AGENTBUS_ALWAYS_INLINE publish_result dispatch(const Range& list, const event<T>& ev) {
+  template <class T>
+  AGENTBUS_ALWAYS_INLINE publish_result dispatch(const receiver_view& list, const event<T>& ev) {
     publish_result result;
     result.id = ev.id();
-    constexpr type_id tid = type_id_of<T>();
-    for (receiver* r : list) {
-      if (AGENTBUS_UNLIKELY(r->type != tid)) {
-        type_mismatches_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      // Relaxed is enough: a concurrent unsubscribe on another thread also waits for us to
-      // leave the read section; this check is for unsubscribes earlier in this same dispatch.
-      if (AGENTBUS_UNLIKELY(!r->alive.load(std::memory_order_relaxed))) continue;
-      try {
-        if (AGENTBUS_LIKELY(r->invoke(r, ev)))
-          ++result.delivered;
-        else if (result.rejected != UINT16_MAX)
-          ++result.rejected;
-      } catch (...) {
-        if (result.failed != UINT16_MAX) ++result.failed;
-        report_failure(ev, *r, std::current_exception());
-      }
+    for (std::size_t i = 0; i < list.size; ++i) {
+      if (!deliver_to(list.first[i], ev, result)) continue;
+      // A handler of ours replaced this list: tombstones may now be in the new one only.
+      if (AGENTBUS_UNLIKELY(list.list->superseded())) return dispatch_rest(list, i + 1, ev, result);
     }
     return result;
   }
@@ -217,7 +210,8 @@ class router {
     return insert_node(text, h);
   }
 
-  // Caller holds mutex_.
+  // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
+  // exact one has a node already, or is about to append itself).
   topic_node* insert_node(std::string_view text, std::uint64_t h) {
     std::vector<receiver*> found;
     trie_.match(text, found);
@@ -225,7 +219,15 @@ class router {
     receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
     auto node = std::make_unique<topic_node>(text, h, list);
     table_.insert(node.get());
-    return node.release();
+    topic_node* n = node.release();
+    if (index_.active()) {
+      try {
+        index_.insert(*n);
+      } catch (...) {
+        index_.deactivate();  // rebuilt from the table by the next wildcard subscribe
+      }
+    }
+    return n;
   }
 
   // Receivers in subscription order (one sort instantiation for both callers).
@@ -233,10 +235,77 @@ class router {
     std::sort(v.begin(), v.end(), [](const receiver* a, const receiver* b) { return a->id < b->id; });
   }
 
+  // Caller holds mutex_: `r` joins `n`'s list, in place when there is room.
+  static void append(topic_node& n, receiver* r, std::vector<retired_record::object>& retired) {
+    receiver_list* list = n.receivers.load(std::memory_order_relaxed);
+    if (!list->try_append(r)) replace(n, list->grown_with(r), retired);
+  }
+
+  // Caller holds mutex_: `r` leaves every list it is in, and the trie. Safe on a receiver
+  // only partly subscribed (subscribe's undo).
+  void remove_locked(receiver* r, std::vector<retired_record::object>& retired) {
+    r->alive.store(false, std::memory_order_relaxed);
+    const std::string_view p = r->pattern.str();
+    auto leave = [&](topic_node& n) {
+      receiver_list* list = n.receivers.load(std::memory_order_relaxed);
+      if (list->kill(r) && list->sparse()) replace(n, list->compacted(), retired);
+    };
+    if (!r->pattern.has_wildcards()) {
+      if (topic_node* n = table_.find(p, hash_topic_text(p))) leave(*n);
+    } else {
+      trie_.erase(r);
+      if (index_.active()) index_.for_each_match(p, leave);
+    }
+  }
+
   static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {
     receiver_list* old = n.receivers.load(std::memory_order_relaxed);
     n.receivers.store(next, std::memory_order_release);
+    old->supersede();
     retired.push_back({old, &receiver_list::delete_erased});
+  }
+
+  // Subscribe's failure path: what was already swapped out is retired the usual way.
+  static void retire_now(std::vector<retired_record::object>& retired) {
+    quiescence_domain::instance().retire(std::move(retired));
+    retired.clear();
+  }
+
+  // One receiver: type check (a tombstone is skipped uncounted), call, count. Returns true
+  // when a handler ran (it may have changed the lists).
+  template <class T>
+  AGENTBUS_ALWAYS_INLINE bool deliver_to(const receiver_entry& e, const event<T>& ev, publish_result& result) {
+    constexpr type_id tid = type_id_of<T>();
+    const type_id t = e.type.load(std::memory_order_relaxed);
+    if (AGENTBUS_UNLIKELY(t != tid)) {
+      if (t != nullptr) type_mismatches_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    try {
+      if (AGENTBUS_LIKELY(e.invoke(e.target, ev)))
+        ++result.delivered;
+      else if (result.rejected != UINT16_MAX)
+        ++result.rejected;
+    } catch (...) {
+      if (result.failed != UINT16_MAX) ++result.failed;
+      report_failure(ev, *e.target, std::current_exception());
+    }
+    return true;
+  }
+
+  // The rest of a dispatch over a superseded list: receivers are also checked for `alive`
+  // (relaxed is enough: only this thread's own unsubscribes can be missing from the list; a
+  // concurrent one on another thread waits for this read section to end).
+  template <class T>
+  AGENTBUS_NOINLINE publish_result dispatch_rest(const receiver_view& list, std::size_t from, const event<T>& ev,
+                                                 publish_result result) {
+    for (std::size_t i = from; i < list.size; ++i) {
+      const receiver_entry& e = list.first[i];
+      if (e.type.load(std::memory_order_relaxed) != nullptr && !e.target->alive.load(std::memory_order_relaxed))
+        continue;
+      deliver_to(e, ev, result);
+    }
+    return result;
   }
 
   // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
@@ -265,6 +334,7 @@ class router {
   mutable std::mutex mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;
+  topic_index index_;
   std::unordered_map<std::uint64_t, receiver*> registry_;
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;

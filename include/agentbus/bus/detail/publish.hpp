@@ -9,7 +9,8 @@
 //  0. The caller enters a read section (detail/sync/quiescence.hpp: read_guard, a few plain
 //     stores) and finds the topic's node (router::node: a lock-free cache lookup; a channel
 //     holds its node). A topic beyond the cache has no node.
-//  1. Who receives it: the node's immutable receiver list (one acquire load), or, beyond the
+//  1. Who receives it: a view of the node's receiver list (one acquire load gives its entries
+//     so far and their flags), or, beyond the
 //     cache, a temporary list resolved under the writer mutex (uncached_receivers).
 //  2. Store it (storing buses only: publish_stored): the storage appends the event, which
 //     gives it its offset, then a light barrier pairs with history subscribers (see
@@ -17,8 +18,9 @@
 //  3. Build the event: on the publisher's stack around a reference to the payload when every
 //     receiver is synchronous (zero copy, no allocation); once in a shared block, the payload
 //     moved in from an rvalue, when some receiver keeps it (publish_retained).
-//  4. Dispatch: router::dispatch calls each receiver's invoke (type check, alive check,
-//     failures counted and reported), which runs a handler or queues the event.
+//  4. Dispatch: router::dispatch calls each entry's invoke (type check, which also skips
+//     unsubscribed entries; failures counted and reported), which runs a handler or queues
+//     the event.
 //
 // The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
 // published as an rvalue reaches a mailbox on any of them.
@@ -52,7 +54,7 @@ class uncached_receivers {
   uncached_receivers(const uncached_receivers&) = delete;
   uncached_receivers& operator=(const uncached_receivers&) = delete;
   ~uncached_receivers() { receiver_list::delete_erased(list_); }
-  const receiver_list& list() const noexcept { return *list_; }
+  receiver_view list() const noexcept { return list_->view(); }
 
  private:
   static receiver_list* make(const std::vector<receiver*>& found) {
@@ -65,7 +67,7 @@ class uncached_receivers {
 /// when `node` is null.
 template <class Fn>
 AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, std::string_view topic, Fn&& fn) {
-  if (AGENTBUS_LIKELY(node != nullptr)) return fn(*node->receivers.load(std::memory_order_acquire));
+  if (AGENTBUS_LIKELY(node != nullptr)) return fn(node->receivers.load(std::memory_order_acquire)->view());
   const uncached_receivers found(r, topic);
   return fn(found.list());
 }
@@ -76,7 +78,7 @@ AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, st
 /// and dispatches that block's event to every receiver, synchronous ones included. Out of
 /// line: the synchronous path stays small.
 template <class T, class P>
-AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list& list, std::string_view topic,
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_view& list, std::string_view topic,
                                                   P&& payload, const publish_options& options, std::uint64_t id,
                                                   std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
   if constexpr (std::is_constructible_v<T, P&&>) {
@@ -96,11 +98,11 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_list
 
 /// Delivers to `list`: on the stack when every receiver is synchronous, else in a block.
 template <class P>
-AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_list& list, std::string_view topic,
+AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_view& list, std::string_view topic,
                                               P&& payload, const publish_options& options, std::uint64_t id) {
   using T = std::remove_cvref_t<P>;
-  if (AGENTBUS_UNLIKELY(!list.plain())) {  // empty, or a receiver needs a shared block
-    if (list.size() == 0) return publish_result{0, 0, 0, id};
+  if (AGENTBUS_UNLIKELY(!list.plain)) {  // empty, or a receiver needs a shared block
+    if (list.size == 0) return publish_result{0, 0, 0, id};
     return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id);
   }
   const event<T> ev(payload, topic, options, id, deadline_from(options));
@@ -111,7 +113,7 @@ AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_list& li
 template <class P>
 AGENTBUS_ALWAYS_INLINE publish_result publish(router& r, const topic_node& node, P&& payload,
                                               const publish_options& options, reader_slot* slot) {
-  const receiver_list& list = *node.receivers.load(std::memory_order_acquire);
+  const receiver_view list = node.receivers.load(std::memory_order_acquire)->view();
   return deliver(r, list, node.name, std::forward<P>(payload), options, slot->next_event_id());
 }
 
@@ -143,13 +145,13 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
-        with_receivers(r, node, topic, [&](const receiver_list& list) { return r.dispatch(list, *held); });
+        with_receivers(r, node, topic, [&](const receiver_view& list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](const receiver_list& list) {
-      if (list.retaining())
+    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](const receiver_view& list) {
+      if (list.retaining)
         return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,
                                    offset_setter::published_ns(ev));
       return r.dispatch(list, ev);

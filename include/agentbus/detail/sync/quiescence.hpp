@@ -103,6 +103,10 @@ class quiescence_domain {
   void retire(std::vector<retired_record::object> objects);
   /// Blocks until every read section running at the time of the call has ended (see top).
   void synchronize();
+  /// synchronize(), then frees `objects` (already unreachable for new readers) as soon as no
+  /// reader can hold them: at once, unless the caller is inside a read section itself or a
+  /// thread was not waited for (see top). One heavy barrier for both.
+  void synchronize_and_retire(std::vector<retired_record::object> objects);
   /// Frees whatever retired records are ready.
   void reclaim() noexcept;
 
@@ -124,6 +128,12 @@ class quiescence_domain {
 #endif
     asymmetric_barriers_ready = asymmetric_;
   }
+
+  /// Frees `objects` once every slot in `pending` has moved past its counter value.
+  void defer(std::vector<retired_record::object> objects, std::vector<std::pair<reader_slot*, std::uint64_t>> pending);
+  /// The wait of synchronize(); returns the slots still inside the sections it did not wait
+  /// for (a thread blocked in synchronize() inside its section; ourselves when inside one).
+  std::vector<std::pair<reader_slot*, std::uint64_t>> wait_for_readers();
 
   /// Slots currently inside a read section, other than `self`.
   std::vector<std::pair<reader_slot*, std::uint64_t>> active_slots(const reader_slot* self) const {
@@ -238,13 +248,18 @@ class read_guard {
 inline void quiescence_domain::retire(std::vector<retired_record::object> objects) {
   if (objects.empty()) return;
   heavy_barrier();
-  retired_record rec;
-  rec.objects = std::move(objects);
-  rec.pending = active_slots(nullptr);  // includes our own slot when we are inside a section
-  if (rec.pending.empty()) {
-    for (auto& o : rec.objects) o.deleter(o.ptr);
+  defer(std::move(objects), active_slots(nullptr));  // includes our own slot when inside a section
+}
+
+inline void quiescence_domain::defer(std::vector<retired_record::object> objects,
+                                     std::vector<std::pair<reader_slot*, std::uint64_t>> pending) {
+  if (pending.empty()) {
+    for (auto& o : objects) o.deleter(o.ptr);
     return;
   }
+  retired_record rec;
+  rec.objects = std::move(objects);
+  rec.pending = std::move(pending);
   {
     std::lock_guard lock(retired_mutex_);
     retired_.push_back(std::move(rec));
@@ -254,23 +269,44 @@ inline void quiescence_domain::retire(std::vector<retired_record::object> object
   reclaim();
 }
 
-inline void quiescence_domain::synchronize() {
+inline std::vector<std::pair<reader_slot*, std::uint64_t>> quiescence_domain::wait_for_readers() {
   heavy_barrier();
   reader_slot* self = current_reader_slot;
   const bool inside = self != nullptr && self->depth > 0;
-  const auto pending = active_slots(inside ? self : nullptr);
+  auto pending = active_slots(inside ? self : nullptr);
   if (inside) self->waiting.store(true, std::memory_order_seq_cst);
+  std::size_t left = 0;  // slots not waited for are kept at the front
   for (const auto& [slot, c] : pending) {
+    bool skipped = false;
     for (unsigned spins = 0; slot->counter.load(std::memory_order_acquire) == c; ++spins) {
       // A thread blocked in synchronize() inside its own section would be waiting for us.
-      if (inside && slot->waiting.load(std::memory_order_seq_cst)) break;
+      if (inside && slot->waiting.load(std::memory_order_seq_cst)) {
+        skipped = true;
+        break;
+      }
       if (spins < 64)
         cpu_relax();
       else
         std::this_thread::yield();
     }
+    if (skipped) pending[left++] = {slot, c};
   }
   if (inside) self->waiting.store(false, std::memory_order_seq_cst);
+  pending.resize(left);
+  if (inside) pending.emplace_back(self, self->counter.load(std::memory_order_relaxed));
+  return pending;
+}
+
+inline void quiescence_domain::synchronize() {
+  (void)wait_for_readers();
+  reclaim();
+}
+
+inline void quiescence_domain::synchronize_and_retire(std::vector<retired_record::object> objects) {
+  // Every reader that could still see `objects` was inside a section when the barrier ran:
+  // those waited for are done, the rest (ourselves, a skipped thread) still hold them.
+  auto still_inside = wait_for_readers();
+  defer(std::move(objects), std::move(still_inside));
   reclaim();
 }
 

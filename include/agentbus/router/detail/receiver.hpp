@@ -3,7 +3,7 @@
 #ifndef AGENTBUS_ROUTER_DETAIL_RECEIVER_HPP
 #define AGENTBUS_ROUTER_DETAIL_RECEIVER_HPP
 
-// A subscription's receiver, type-erased, and the immutable receiver lists that topics point to.
+// A subscription's receiver, type-erased, and the receiver lists that topics point to.
 
 #include <atomic>
 #include <cstddef>
@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/config.hpp"
 #include "agentbus/router/topic.hpp"
 
 namespace agentbus::detail {
@@ -58,23 +59,65 @@ struct receiver {
   }
 };
 
-/// An immutable array of receivers, in subscription order. Swapped whole (copy-on-write).
+/// One receiver as a topic's list holds it: what dispatch needs, inline, so that walking a
+/// list touches only the list (the receiver itself is reached only through `invoke`).
+struct receiver_entry {
+  /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted).
+  std::atomic<type_id> type;
+  receiver::invoke_fn invoke;
+  receiver* target;
+  /// Subscription order: entries are sorted by it (appends only ever add a newer one).
+  std::uint64_t id;
+};
+
+class receiver_list;
+
+/// What a reader loaded of a list: its entries so far and what they need. One acquire load
+/// gives all of it, so the flags always describe exactly the entries the reader walks.
+struct receiver_view {
+  const receiver_entry* first;
+  std::size_t size;  // entries, tombstones included
+  bool plain;        // not empty and no receiver keeps events: the synchronous fast path
+  bool retaining;    // some receiver keeps events (a mailbox): build a shared block once
+  const receiver_list* list;
+
+  const receiver_entry* begin() const noexcept { return first; }
+  const receiver_entry* end() const noexcept { return first + size; }
+};
+
+/// A topic's receivers: a growable array of entries in subscription order.
+///
+/// Readers (publishers) walk it without a lock. The writer (holding the router's mutex):
+///   - appends in place while there is room: the entry is written first, then the size is
+///     published with a release store, so a reader sees either the old size or a complete
+///     entry; an entry is never written again except for its `type`;
+///   - unsubscribes in place by turning the entry into a tombstone (`type` = nullptr);
+///   - otherwise builds a new list (full: twice the live entries; more than half tombstones:
+///     compacted), swaps it in and retires the old one, which it marks superseded.
+/// So subscribe and unsubscribe cost O(1) amortized plus a binary search, never a copy per call.
+///
+/// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
+/// own thread, after its list was replaced, tombstones the entry in the new list only; the
+/// dispatch still walking the old one sees that the old list was superseded and from then on
+/// also checks each receiver's `alive` flag (dispatch_rest), so the unsubscribed handler is
+/// not called after unsubscribe returned. (Other threads' unsubscribes wait for this dispatch
+/// to end instead: quiescence.)
 class receiver_list {
  public:
-  static receiver_list* make(std::size_t n) {
-    void* raw = ::operator new(sizeof(receiver_list) + n * sizeof(receiver*));
-    return ::new (raw) receiver_list(n);
+  /// A list with room for `capacity` entries and none in it.
+  static receiver_list* make(std::size_t capacity) {
+    void* raw = ::operator new(sizeof(receiver_list) + capacity * sizeof(receiver_entry));
+    return ::new (raw) receiver_list(capacity);
   }
-  /// A list holding `items` (in id order).
+  /// A list holding `items` (in id order), with no spare room.
   template <class Range>
   static receiver_list* make_from(const Range& items) {
     receiver_list* out = make(std::size(items));
-    std::size_t j = 0;
-    for (receiver* r : items) out->items()[j++] = r;
-    out->finish();
+    for (receiver* r : items) out->place(r);
+    out->publish_shape();
     return out;
   }
-  /// The shared empty list; never freed.
+  /// The shared empty list (no room: the first append replaces it); never freed.
   static receiver_list* empty() noexcept {
     static receiver_list e(0);
     return &e;
@@ -84,52 +127,100 @@ class receiver_list {
     if (l != empty()) ::operator delete(l);
   }
 
-  std::size_t size() const noexcept { return size_; }
-  /// True when some receiver keeps events (a mailbox): publish then builds a shared block once.
-  bool retaining() const noexcept { return retaining_; }
-  /// True when the list is not empty and only synchronous: the publish fast path (one test).
-  bool plain() const noexcept { return plain_; }
-  receiver* const* begin() const noexcept { return items(); }
-  receiver* const* end() const noexcept { return items() + size_; }
-  receiver** items() noexcept { return reinterpret_cast<receiver**>(this + 1); }
-  receiver* const* items() const noexcept { return reinterpret_cast<receiver* const*>(this + 1); }
+  /// Reader side: the entries published so far (call inside a read section).
+  AGENTBUS_ALWAYS_INLINE receiver_view view() const noexcept {
+    const std::uint64_t s = shape_.load(std::memory_order_acquire);
+    return {entries(), static_cast<std::size_t>(s >> 2), (s & plain_bit) != 0, (s & retaining_bit) != 0, this};
+  }
+  /// Reader side: true once a writer replaced this list (see the class comment).
+  bool superseded() const noexcept { return superseded_.load(std::memory_order_relaxed); }
 
-  /// A copy with `r` inserted in id order.
-  receiver_list* with(receiver* r) const {
-    receiver_list* out = make(size_ + 1);
-    std::size_t j = 0;
-    bool placed = false;
-    for (receiver* x : *this) {
-      if (!placed && r->id < x->id) {
-        out->items()[j++] = r;
-        placed = true;
-      }
-      out->items()[j++] = x;
-    }
-    if (!placed) out->items()[j] = r;
-    out->finish();
+  // ---- writer side (the router's mutex held) ----
+
+  /// Entries, tombstones included.
+  std::size_t size() const noexcept { return size_; }
+  /// Entries that are not tombstones.
+  std::size_t live() const noexcept { return size_ - dead_; }
+
+  /// Appends `r` in place; false when there is no room.
+  bool try_append(receiver* r) noexcept {
+    if (size_ == capacity_) return false;
+    place(r);
+    publish_shape();
+    return true;
+  }
+  /// A new list: the live entries and `r`, with room for as many again.
+  receiver_list* grown_with(receiver* r) const {
+    const std::size_t n = live() + 1;
+    receiver_list* out = make(n < 2 ? 2 : 2 * n);
+    out->copy_live_from(*this);
+    out->place(r);
+    out->publish_shape();
     return out;
   }
-  /// A copy without `r`.
-  receiver_list* without(const receiver* r) const {
-    receiver_list* out = make(size_ - 1);
-    std::size_t j = 0;
-    for (receiver* x : *this)
-      if (x != r) out->items()[j++] = x;
-    out->finish();
+  /// Turns `r`'s entry into a tombstone. Returns false when `r` is not in the list.
+  bool kill(const receiver* r) noexcept {
+    receiver_entry* e = find(r->id);
+    if (e == nullptr || e->type.load(std::memory_order_relaxed) == nullptr) return false;
+    e->type.store(nullptr, std::memory_order_relaxed);
+    ++dead_;
+    return true;
+  }
+  /// True when more than half the entries are tombstones: time to compact.
+  bool sparse() const noexcept { return dead_ * 2 > size_; }
+  /// A new list of the live entries (the shared empty list when there are none).
+  receiver_list* compacted() const {
+    if (live() == 0) return empty();
+    receiver_list* out = make(live());
+    out->copy_live_from(*this);
+    out->publish_shape();
     return out;
   }
+  /// Marks the list replaced (it is being retired).
+  void supersede() noexcept { superseded_.store(true, std::memory_order_relaxed); }
 
  private:
-  explicit receiver_list(std::size_t n) noexcept : size_(n) {}
-  void finish() noexcept {
-    for (receiver* r : *this) retaining_ = retaining_ || r->retains;
-    plain_ = size_ != 0 && !retaining_;
+  static constexpr std::uint64_t plain_bit = 1, retaining_bit = 2;
+
+  explicit receiver_list(std::size_t capacity) noexcept : capacity_(capacity) {}
+
+  receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
+  const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
+
+  // Writes entry number size_ (not yet visible to readers).
+  void place(receiver* r) noexcept {
+    ::new (static_cast<void*>(entries() + size_)) receiver_entry{{r->type}, r->invoke, r, r->id};
+    ++size_;
+    retaining_ = retaining_ || r->retains;
   }
-  std::size_t size_;
-  bool retaining_ = false;
-  bool plain_ = false;
+  void copy_live_from(const receiver_list& from) noexcept {
+    for (const receiver_entry& e : from.view())
+      if (e.type.load(std::memory_order_relaxed) != nullptr) place(e.target);
+  }
+  void publish_shape() noexcept {
+    const std::uint64_t flags = retaining_ ? retaining_bit : (size_ != 0 ? plain_bit : 0);
+    shape_.store(static_cast<std::uint64_t>(size_) << 2 | flags, std::memory_order_release);
+  }
+  // Binary search by id (entries are in id order, tombstones keep theirs).
+  receiver_entry* find(std::uint64_t id) noexcept {
+    std::size_t lo = 0, hi = size_;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (entries()[mid].id < id) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < size_ && entries()[lo].id == id ? entries() + lo : nullptr;
+  }
+
+  std::atomic<std::uint64_t> shape_{0};  // size << 2 | retaining_bit | plain_bit
+  std::atomic<bool> superseded_{false};
+  bool retaining_ = false;  // writer's copy of the flag
+  std::size_t dead_ = 0;
+  std::size_t size_ = 0;
+  const std::size_t capacity_;
 };
+
+static_assert(sizeof(receiver_entry) == 32, "two entries per cache line");
 
 }  // namespace agentbus::detail
 
