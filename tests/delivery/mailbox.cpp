@@ -205,3 +205,35 @@ TEST_CASE("blocks freed by an agent's thread come back to the publisher: no allo
   // The consumer's thread keeps at most a small cache of blocks; the rest come back.
   CHECK(last_round_allocations == 0);
 }
+
+TEST_CASE("first events of a priority racing from several threads: one queue, nothing lost", "[delivery][mailbox][memory][concurrency]") {
+  // Each priority's queue is made by its first event (the mailbox's make_queue): publishers
+  // that race to make it must end up on the same queue, and an agent stopped meanwhile must
+  // refuse what the queue it closes cannot hold.
+  for (int round = 0; round < 50; ++round) {
+    agentbus::bus bus;
+    agentbus::agent a("a", {.capacity = 256});
+    std::atomic<int> handled{0};
+    auto s = a.subscribe(bus, "r", [&](const job&) { handled.fetch_add(1, std::memory_order_relaxed); });
+    a.start();
+    std::atomic<bool> go{false};
+    std::atomic<int> accepted{0};
+    std::vector<std::thread> publishers;
+    for (int p = 0; p < 3; ++p)
+      publishers.emplace_back([&, p] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        const auto prio = static_cast<agentbus::priority>(p);
+        for (int i = 0; i < 20; ++i) accepted.fetch_add(static_cast<int>(bus.publish("r", job{i}, {.prio = prio}).delivered));
+      });
+    go.store(true, std::memory_order_release);
+    if (round % 2 == 1) a.stop(agentbus::stop_mode::drain);  // closing while the queues are made
+    for (auto& t : publishers) t.join();
+    a.stop(agentbus::stop_mode::drain);
+    const auto st = a.stats();
+    CHECK(st.handled == static_cast<std::uint64_t>(accepted.load()));
+    CHECK(handled.load() == accepted.load());
+    CHECK(st.handled + st.closed == 60);
+    CHECK(st.depth == 0);
+    if (round % 2 == 0) CHECK(accepted.load() == 60);
+  }
+}

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -231,10 +232,20 @@ class agent final : detail::schedulable {
     } while (std::chrono::steady_clock::now() < until);
   }
 
+  // Rounds without pacing after a pace that gathered no burst (see thread_main).
+  static std::uint32_t next_backoff(std::uint32_t last) noexcept {
+    if (last == 0) return detail::tuning::pace_backoff_min;
+    return last >= detail::tuning::pace_backoff_max / 2 ? detail::tuning::pace_backoff_max : 2 * last;
+  }
+
   void thread_main() {
     const std::chrono::nanoseconds pace_for = box_.options().pace;
     const std::chrono::microseconds spin_before_park = box_.options().spin_before_park;
-    bool streaming = false;  // the previous round found events too
+    const bool may_pace = pace_for.count() > 0 && box_.capacity() >= pace_min_capacity;
+    bool streaming = false;          // the previous round found events too
+    bool paced = false;              // this round follows a pace: judge it by what it finds
+    std::uint32_t pace_skip = 0;     // rounds to go before pacing is tried again
+    std::uint32_t pace_backoff = 0;  // what pace_skip was last set to (0: pacing pays off)
     for (;;) {
       if (const std::size_t n = box_.run_batch(default_batch, stop_mode::drain, true).taken; n > 0) {
         // Events arriving about as fast as we handle them: a consumer that takes each one as
@@ -244,12 +255,38 @@ class agent final : detail::schedulable {
         // start of a few events instead, then take them in one burst. Only when the previous
         // round found events too, so a lone event (latency) is never held back, and only for
         // mailboxes with room for a head start (a small one would just fill up meanwhile).
-        if (n < default_batch && streaming && pace_for.count() > 0 && box_.capacity() >= pace_min_capacity)
-          pace(pace_for);
+        //
+        // A pace is a bet that the publisher is streaming, and the burst after it says whether
+        // it was won: one event or none means it was not (request/response traffic, where
+        // the publisher waits for our handler before it publishes again, or a publisher
+        // slower than a pace). Then pacing is skipped for pace_backoff rounds, doubling up to
+        // tuning::pace_backoff_max while it keeps losing, so that one event in flight is
+        // handled as soon as it arrives (a lost bet costs a whole pace, ~10x the round trip)
+        // and streaming, whose bursts after a pace hold many events, keeps pacing every round.
+        if (paced) {
+          paced = false;
+          if (n <= 1) {
+            pace_skip = pace_backoff = next_backoff(pace_backoff);
+          } else {
+            pace_backoff = 0;
+          }
+        }
+        if (n < default_batch && streaming && may_pace) {
+          if (pace_skip > 0) {
+            --pace_skip;
+          } else {
+            pace(pace_for);
+            paced = true;
+          }
+        }
         streaming = true;
         continue;
       }
       streaming = false;
+      if (paced) {  // the pace found nothing at all: lost too
+        paced = false;
+        pace_skip = pace_backoff = next_backoff(pace_backoff);
+      }
       if (box_.closing()) {
         finish(stop_mode_.load(std::memory_order_relaxed));
         return;
@@ -258,12 +295,14 @@ class agent final : detail::schedulable {
       // finds us asleep pays for the wake-up system call (tens of microseconds in a VM), and
       // if we park again before that call even returns, every event costs a wake-up. So poll
       // for up to spin_before_park (a fraction of a time slice) first. Poll by trying to pop,
-      // which reads only our own index and the next slot.
+      // which reads only our own index and the next slot. An event found here is handled at
+      // once and we go back to the top without pausing: in request/response traffic the next
+      // event follows as soon as the publisher has seen our handler's effect.
       bool more = false;
       const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
-      for (unsigned i = 0; !more; ++i) {
-        more = box_.run_batch(default_batch).taken > 0;
-        for (unsigned k = 0; k < 8; ++k) detail::cpu_relax();  // poll the producers' slot gently
+      for (unsigned i = 0;; ++i) {
+        if ((more = box_.run_batch(default_batch).taken > 0)) break;
+        for (unsigned k = 0; k < detail::tuning::agent_poll_pauses; ++k) detail::cpu_relax();  // poll gently
         if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
       }
       if (more || !box_.prepare_sleep(true)) continue;

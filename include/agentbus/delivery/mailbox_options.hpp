@@ -22,10 +22,12 @@ enum class overflow : std::uint8_t {
 
 /// @brief Settings of a mailbox.
 struct mailbox_options {
-  /// Events each priority queue holds (rounded up to a power of two). Memory: 32 bytes per
-  /// slot (64-bit), three queues: 1024 slots take 96 KiB. The consumer takes events out in
-  /// bursts of up to an eighth of this (64 at most) before handling them, so up to that many
-  /// more may be waiting for their handler while the queue itself is full.
+  /// Events each priority queue holds (rounded up to a power of two). Memory: a priority's
+  /// queue is allocated by the first event of that priority (an idle mailbox holds none),
+  /// 32 bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB per priority used,
+  /// 97 KiB if all three are. The consumer takes events out in bursts of up to an eighth of
+  /// this (64 at most) before handling them, so up to that many more may be waiting for their
+  /// handler while the queue itself is full.
   std::size_t capacity = 1024;
   agentbus::overflow overflow = overflow::block;  ///< what to do when full
   /// With overflow::block: how long a publisher waits before the event is rejected.
@@ -59,6 +61,7 @@ struct mailbox_stats {
   std::uint64_t closed = 0;          ///< see undelivered_reason
   std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
   std::size_t depth = 0;             ///< events waiting now (approximate)
+  std::size_t queue_bytes = 0;       ///< memory of the priority queues allocated so far (0 until an event comes)
 };
 
 /// @brief How a stopping mailbox treats what is still queued.

@@ -15,9 +15,21 @@
 // event that is not handled is counted and reported to the mailbox's undelivered hook.
 // Expired events (deadline passed when they reach the head) are not handled; counted and
 // reported too.
+//
+// Memory: a priority's queue is allocated by the first event of that priority, not when the
+// mailbox is made. An idle agent's mailbox is then a few hundred bytes instead of three full
+// rings (3 x 1024 slots x 32 B = 96 KiB by default), so 100 000 idle agents fit in a few
+// hundred megabytes; most agents only ever use the normal priority and pay for one ring.
+// Each queue is the same bounded ring as before once it exists, allocated at the full
+// capacity: the bound and the overflow policies are exactly those of mpmc_queue, with no
+// transition during which a mailbox could hold more (a ring that doubles as it fills would
+// hold the old ring's events and the new ring's at once, or need a shared counter on every
+// push). The allocation is the only slow path it adds to publish: one CAS, once per priority
+// per mailbox lifetime (see queue_for).
 
 #include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -74,11 +86,10 @@ class mailbox {
   /// Wakes the consumer; set by the agent that owns the mailbox.
   using wake_fn = void (*)(void* context) noexcept;
 
+  /// Throws what mpmc_queue throws for a capacity it refuses (0, or above its maximum): at
+  /// once, although the queues themselves are made by the first event of each priority.
   mailbox(std::string name, const mailbox_options& options)
-      : name_(std::move(name)),
-        options_(options),
-        queues_{std::make_unique<mpmc_queue<mail>>(options.capacity), std::make_unique<mpmc_queue<mail>>(options.capacity),
-                std::make_unique<mpmc_queue<mail>>(options.capacity)} {}
+      : name_(std::move(name)), options_(options), capacity_(checked_capacity(options.capacity)) {}
 
   mailbox(const mailbox&) = delete;
   mailbox& operator=(const mailbox&) = delete;
@@ -86,8 +97,11 @@ class mailbox {
   ~mailbox() {
     // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
     mail m;
-    for (auto& q : queues_)
-      while (q->try_pop(m)) m.block->release();
+    for (auto& slot : queues_)
+      if (mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) {
+        while (q->try_pop(m)) m.block->release();
+        delete q;
+      }
     for (receiver* r : retired_) r->destroy(r);
   }
 
@@ -104,7 +118,18 @@ class mailbox {
   const std::string& name() const noexcept { return name_; }
   const mailbox_options& options() const noexcept { return options_; }
   /// Events each priority queue holds.
-  std::size_t capacity() const noexcept { return queues_[0]->capacity(); }
+  std::size_t capacity() const noexcept { return capacity_; }
+  /// Bytes of queue storage allocated so far (rings made by the first event of a priority).
+  std::size_t queue_bytes() const noexcept {
+    std::size_t n = 0;
+    for (auto& slot : queues_)
+      if (slot.load(std::memory_order_acquire)) n += ring_bytes(capacity_);
+    return n;
+  }
+  /// What one priority's ring takes once allocated (its slots and the queue object).
+  static constexpr std::size_t ring_bytes(std::size_t capacity) noexcept {
+    return capacity * sizeof(mpmc_slot<mail>) + sizeof(mpmc_queue<mail>);
+  }
 
   // ---- producer side (publishing threads) ----
 
@@ -121,7 +146,7 @@ class mailbox {
     else
       block->add_ref();
     const mail m{r, block};
-    auto& q = *queues_[index_of(ev.priority())];
+    auto& q = queue_for(index_of(ev.priority()));
     bool ok = q.try_push(m);
     if (!ok) ok = deliver_full(q, m, ev);
     if (!ok) {
@@ -166,7 +191,9 @@ class mailbox {
       std::size_t k = 0;
       const std::size_t want = max - out.ran < burst_ ? max - out.ran : burst_;
       for (; level < queues_.size(); ++level)
-        if ((k = queues_[level]->try_pop_bulk(taken, want)) != 0) break;
+        if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
+            q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
+          break;
       if (k == 0) {
         drained = true;
         break;
@@ -194,8 +221,8 @@ class mailbox {
 
   /// True when nothing is queued (approximate while producers are active).
   bool empty() const noexcept {
-    for (auto& q : queues_)
-      if (!q->empty_approx()) return false;
+    for (auto& slot : queues_)
+      if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire); q != nullptr && !q->empty_approx()) return false;
     return true;
   }
 
@@ -223,7 +250,10 @@ class mailbox {
   /// Stops accepting events: later deliveries are refused (counted as closed).
   void close() noexcept {
     closing_.store(true, std::memory_order_seq_cst);
-    for (auto& q : queues_) q->close();
+    // A queue made concurrently is closed either here (we see its pointer) or by its maker
+    // (it sees closing_): both sides are sequentially consistent (see make_queue).
+    for (auto& slot : queues_)
+      if (mpmc_queue<mail>* q = slot.load(std::memory_order_seq_cst)) q->close();
   }
   bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
 
@@ -262,8 +292,10 @@ class mailbox {
     s.discarded = count(undelivered_reason::discarded);
     s.closed = count(undelivered_reason::closed);
     s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
-    for (auto& q : queues_) s.depth += q->size_approx();
+    for (auto& slot : queues_)
+      if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
     // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
+    s.queue_bytes = queue_bytes();
     s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
     return s;
   }
@@ -271,6 +303,38 @@ class mailbox {
  private:
   static std::size_t index_of(priority p) noexcept {
     return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  // The same checks (and messages) as mpmc_queue's constructor, made when the mailbox is.
+  static std::size_t checked_capacity(std::size_t requested) {
+    if (requested == 0 || requested > mpmc_queue<mail>::max_capacity)
+      (void)mpmc_queue<mail>(requested);  // throws mpmc_queue's own invalid_argument / length_error
+    return std::bit_ceil(requested);
+  }
+
+  // The queue of priority `level`, made by the first event of that priority. After that, one
+  // acquire load of a pointer that never changes again (the same cost as the unique_ptr it
+  // replaces).
+  AGENTBUS_ALWAYS_INLINE mpmc_queue<mail>& queue_for(std::size_t level) {
+    if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire); AGENTBUS_LIKELY(q != nullptr)) return *q;
+    return make_queue(level);
+  }
+
+  // Slow path, once per priority: allocate, then publish with a CAS. Racing producers may each
+  // allocate one; the loser frees its own and uses the winner's. No lock, and no reader can
+  // see a half-made queue (the CAS releases its construction). Memory: the queue is freed
+  // with the mailbox (nothing frees it earlier, so a producer never holds a stale pointer).
+  AGENTBUS_NOINLINE mpmc_queue<mail>& make_queue(std::size_t level) {
+    auto fresh = std::make_unique<mpmc_queue<mail>>(capacity_);
+    mpmc_queue<mail>* expected = nullptr;
+    if (!queues_[level].compare_exchange_strong(expected, fresh.get(), std::memory_order_seq_cst,
+                                                std::memory_order_acquire))
+      return *expected;
+    // Published. A close() that ran before our CAS may not have seen this queue: it set
+    // closing_ first, so we see that here and close the queue ourselves (the Dekker pairing
+    // with close(): each side stores, then loads the other's word, all seq_cst).
+    if (closing_.load(std::memory_order_seq_cst)) fresh->close();
+    return *fresh.release();
   }
 
   // Events claimed at once by run_batch: at most `burst`, and at most an eighth of a queue's
@@ -285,14 +349,15 @@ class mailbox {
 
   // True when a queue of higher priority than `level` holds events.
   bool higher_pending(std::size_t level) const noexcept {
-    for (std::size_t q = 0; q < level; ++q)
-      if (!queues_[q]->empty_approx()) return true;
+    for (std::size_t i = 0; i < level; ++i)
+      if (const mpmc_queue<mail>* q = queues_[i].load(std::memory_order_acquire); q != nullptr && !q->empty_approx())
+        return true;
     return false;
   }
   // Takes one event of higher priority than `level`.
   bool pop_above(std::size_t level, mail& m) {
-    for (std::size_t q = 0; q < level; ++q)
-      if (queues_[q]->try_pop(m)) return true;
+    for (std::size_t i = 0; i < level; ++i)
+      if (mpmc_queue<mail>* q = queues_[i].load(std::memory_order_acquire); q != nullptr && q->try_pop(m)) return true;
     return false;
   }
 
@@ -467,8 +532,10 @@ class mailbox {
 
   const std::string name_;
   const mailbox_options options_;
-  std::array<std::unique_ptr<mpmc_queue<mail>>, 3> queues_;  // high, normal, low
-  const std::size_t burst_ = burst_for(queues_[0]->capacity());
+  const std::size_t capacity_;  // of each queue (a power of two)
+  // high, normal, low; null until the first event of that priority (make_queue), then fixed.
+  std::array<std::atomic<mpmc_queue<mail>*>, 3> queues_{};
+  const std::size_t burst_ = burst_for(capacity_);
 
   alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
   std::atomic<bool> closing_{false};
