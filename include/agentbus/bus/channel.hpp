@@ -70,7 +70,7 @@ class channel {
   /// @brief True when at least one subscription currently matches the topic (of any type).
   bool has_subscribers() const noexcept {
     detail::read_guard guard;
-    return node_->receivers.load(std::memory_order_acquire)->view().size != 0;
+    return node_->receivers.load(std::memory_order_acquire)->view().size() != 0;
   }
 
  private:

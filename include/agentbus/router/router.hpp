@@ -172,14 +172,28 @@ class router {
 
   /// Calls every receiver in `list` that takes T. Call inside a read section.
   template <class T>
-  AGENTBUS_ALWAYS_INLINE publish_result dispatch(const receiver_view& list, const event<T>& ev) {
+  AGENTBUS_ALWAYS_INLINE publish_result dispatch(receiver_view view, const event<T>& ev) {
     publish_result result;
     result.id = ev.id();
-    for (std::size_t i = 0; i < list.size; ++i) {
-      if (!deliver_to(list.first[i], ev, result)) continue;
+    const receiver_entry* e = view.begin();
+    const receiver_entry* const end = e + view.size();
+    for (; e != end; ++e) {
+      if (!deliver_to(*e, ev, result)) continue;
       // A handler of ours replaced this list: tombstones may now be in the new one only.
-      if (AGENTBUS_UNLIKELY(list.list->superseded())) return dispatch_rest(list, i + 1, ev, result);
+      if (AGENTBUS_UNLIKELY(view.list->superseded())) {
+        ++e;
+        goto superseded;
+      }
     }
+    return result;
+  superseded:
+    // The rest of a dispatch over a superseded list: receivers are also checked for `alive`
+    // (relaxed is enough: only this thread's own unsubscribes can be missing from the list;
+    // a concurrent one on another thread waits for this read section to end). Inline: a call
+    // here would make the loop above keep `result` in memory.
+    for (; e != end; ++e)
+      if (e->type.load(std::memory_order_relaxed) == nullptr || e->target->alive.load(std::memory_order_relaxed))
+        deliver_to(*e, ev, result);
     return result;
   }
 
@@ -291,21 +305,6 @@ class router {
       report_failure(ev, *e.target, std::current_exception());
     }
     return true;
-  }
-
-  // The rest of a dispatch over a superseded list: receivers are also checked for `alive`
-  // (relaxed is enough: only this thread's own unsubscribes can be missing from the list; a
-  // concurrent one on another thread waits for this read section to end).
-  template <class T>
-  AGENTBUS_NOINLINE publish_result dispatch_rest(const receiver_view& list, std::size_t from, const event<T>& ev,
-                                                 publish_result result) {
-    for (std::size_t i = from; i < list.size; ++i) {
-      const receiver_entry& e = list.first[i];
-      if (e.type.load(std::memory_order_relaxed) != nullptr && !e.target->alive.load(std::memory_order_relaxed))
-        continue;
-      deliver_to(e, ev, result);
-    }
-    return result;
   }
 
   // An asynchronous receiver goes back to its mailbox, which frees it when no queued event

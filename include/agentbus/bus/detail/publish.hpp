@@ -78,7 +78,7 @@ AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, st
 /// and dispatches that block's event to every receiver, synchronous ones included. Out of
 /// line: the synchronous path stays small.
 template <class T, class P>
-AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_view& list, std::string_view topic,
+AGENTBUS_NOINLINE publish_result publish_retained(router& r, receiver_view list, std::string_view topic,
                                                   P&& payload, const publish_options& options, std::uint64_t id,
                                                   std::uint64_t offset = no_offset, std::int64_t published_ns = 0) {
   if constexpr (std::is_constructible_v<T, P&&>) {
@@ -98,11 +98,11 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, const receiver_view
 
 /// Delivers to `list`: on the stack when every receiver is synchronous, else in a block.
 template <class P>
-AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, const receiver_view& list, std::string_view topic,
+AGENTBUS_ALWAYS_INLINE publish_result deliver(router& r, receiver_view list, std::string_view topic,
                                               P&& payload, const publish_options& options, std::uint64_t id) {
   using T = std::remove_cvref_t<P>;
-  if (AGENTBUS_UNLIKELY(!list.plain)) {  // empty, or a receiver needs a shared block
-    if (list.size == 0) return publish_result{0, 0, 0, id};
+  if (AGENTBUS_UNLIKELY(!list.plain())) {  // empty, or a receiver needs a shared block
+    if (list.size() == 0) return publish_result{0, 0, 0, id};
     return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id);
   }
   const event<T> ev(payload, topic, options, id, deadline_from(options));
@@ -145,13 +145,13 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
-        with_receivers(r, node, topic, [&](const receiver_view& list) { return r.dispatch(list, *held); });
+        with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](const receiver_view& list) {
-      if (list.retaining)
+    static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
+      if (list.retaining())
         return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,
                                    offset_setter::published_ns(ev));
       return r.dispatch(list, ev);

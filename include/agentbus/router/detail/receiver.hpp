@@ -73,16 +73,22 @@ struct receiver_entry {
 class receiver_list;
 
 /// What a reader loaded of a list: its entries so far and what they need. One acquire load
-/// gives all of it, so the flags always describe exactly the entries the reader walks.
+/// gives all of it, so the flags always describe exactly the entries the reader walks. Two
+/// words, passed in registers.
 struct receiver_view {
-  const receiver_entry* first;
-  std::size_t size;  // entries, tombstones included
-  bool plain;        // not empty and no receiver keeps events: the synchronous fast path
-  bool retaining;    // some receiver keeps events (a mailbox): build a shared block once
   const receiver_list* list;
+  std::uint64_t shape;  // size << 2 | retaining_bit | plain_bit (see receiver_list)
 
-  const receiver_entry* begin() const noexcept { return first; }
-  const receiver_entry* end() const noexcept { return first + size; }
+  static constexpr std::uint64_t plain_bit = 1, retaining_bit = 2;
+
+  /// Entries, tombstones included.
+  std::size_t size() const noexcept { return static_cast<std::size_t>(shape >> 2); }
+  /// Not empty and no receiver keeps events: the synchronous fast path.
+  bool plain() const noexcept { return (shape & plain_bit) != 0; }
+  /// Some receiver keeps events (a mailbox): build a shared block once.
+  bool retaining() const noexcept { return (shape & retaining_bit) != 0; }
+  inline const receiver_entry* begin() const noexcept;
+  const receiver_entry* end() const noexcept { return begin() + size(); }
 };
 
 /// A topic's receivers: a growable array of entries in subscription order.
@@ -99,7 +105,7 @@ struct receiver_view {
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
 /// own thread, after its list was replaced, tombstones the entry in the new list only; the
 /// dispatch still walking the old one sees that the old list was superseded and from then on
-/// also checks each receiver's `alive` flag (dispatch_rest), so the unsubscribed handler is
+/// also checks each receiver's `alive` flag, so the unsubscribed handler is
 /// not called after unsubscribe returned. (Other threads' unsubscribes wait for this dispatch
 /// to end instead: quiescence.)
 class receiver_list {
@@ -128,10 +134,9 @@ class receiver_list {
   }
 
   /// Reader side: the entries published so far (call inside a read section).
-  AGENTBUS_ALWAYS_INLINE receiver_view view() const noexcept {
-    const std::uint64_t s = shape_.load(std::memory_order_acquire);
-    return {entries(), static_cast<std::size_t>(s >> 2), (s & plain_bit) != 0, (s & retaining_bit) != 0, this};
-  }
+  AGENTBUS_ALWAYS_INLINE receiver_view view() const noexcept { return {this, shape_.load(std::memory_order_acquire)}; }
+  /// The first entry (entries follow the header).
+  const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
   /// Reader side: true once a writer replaced this list (see the class comment).
   bool superseded() const noexcept { return superseded_.load(std::memory_order_relaxed); }
 
@@ -180,12 +185,11 @@ class receiver_list {
   void supersede() noexcept { superseded_.store(true, std::memory_order_relaxed); }
 
  private:
-  static constexpr std::uint64_t plain_bit = 1, retaining_bit = 2;
+  static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
 
   explicit receiver_list(std::size_t capacity) noexcept : capacity_(capacity) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
-  const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
 
   // Writes entry number size_ (not yet visible to readers).
   void place(receiver* r) noexcept {
@@ -221,6 +225,8 @@ class receiver_list {
 };
 
 static_assert(sizeof(receiver_entry) == 32, "two entries per cache line");
+
+inline const receiver_entry* receiver_view::begin() const noexcept { return list->entries(); }
 
 }  // namespace agentbus::detail
 
