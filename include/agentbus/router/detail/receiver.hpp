@@ -98,8 +98,8 @@ struct receiver_view {
 ///     published with a release store, so a reader sees either the old size or a complete
 ///     entry; an entry is never written again except for its `type`;
 ///   - unsubscribes in place by turning the entry into a tombstone (`type` = nullptr);
-///   - otherwise builds a new list (full: twice the live entries; more than half tombstones:
-///     compacted), swaps it in and retires the old one, which it marks superseded.
+///   - otherwise builds a new list (full: 1.5 times the live entries; more than half
+///     tombstones: compacted), swaps it in and retires the old one, which it marks superseded.
 /// So subscribe and unsubscribe cost O(1) amortized plus a binary search, never a copy per call.
 ///
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
@@ -154,10 +154,11 @@ class receiver_list {
     publish_shape();
     return true;
   }
-  /// A new list: the live entries and `r`, with room for as many again.
+  /// A new list: the live entries and `r`, with room for half as many again (a topic's first
+  /// receiver gets a list of exactly one: most topics have one subscriber).
   receiver_list* grown_with(receiver* r) const {
     const std::size_t n = live() + 1;
-    receiver_list* out = make(n < 2 ? 2 : 2 * n);
+    receiver_list* out = make(n + n / 2);
     out->copy_live_from(*this);
     out->place(r);
     out->publish_shape();
