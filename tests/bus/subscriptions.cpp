@@ -157,8 +157,10 @@ TEST_CASE("subscribing to a shared topic allocates O(1) per subscription, not a 
     for (std::size_t i = 1; i < n; ++i) subs.push_back(bus.subscribe("shared.topic", [](const scale_tick&) {}));
     allocations = scope.count();
   }
-  // The receiver and its registry entry each time, plus a doubling of the list now and then.
-  CHECK(allocations <= 2 * n + 32);
+  // The receiver and its registry entry each time, plus a logarithmic number of list growths
+  // (x1.5) and registry rehashes: about 40 at n = 4 000. (Before lists grew in place: 4 per
+  // subscription, one of them a copy of the whole list.)
+  CHECK(allocations <= 2 * n + 64);
   CHECK(bus.publish("shared.topic", scale_tick{}).delivered == n);
 }
 
