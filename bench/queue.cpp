@@ -10,6 +10,11 @@
 //                and a round trip over two lines (one per direction)
 //   wake-up      push -> return of a pop() that was parked, p50/p99 us
 //
+// Peers, each optional (a missing one is named and skipped): boost::lockfree,
+// moodycamel::ConcurrentQueue, atomic_queue (AtomicQueue and AtomicQueue2,
+// each with try ops and in its "optimist" push/pop mode), std::mutex + deque.
+// A closing line compares mpmc_queue's 1P1C with atomic_queue's best (issue 10).
+//
 // Contenders take turns round after round and figures are medians over the
 // rounds, threads are pinned, and latency rounds vary heap and code
 // placement: see the notes at cpu_plan, at "Code placement" and in main.
@@ -64,6 +69,9 @@
 #if AGENTBUS_BENCH_HAVE_MOODYCAMEL
 #include <blockingconcurrentqueue.h>
 #include <concurrentqueue.h>
+#endif
+#if AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+#include <atomic_queue/atomic_queue.h>
 #endif
 
 // Code placement. On the reference machine (a 2-vCPU VM on a Xeon) one and
@@ -226,6 +234,25 @@ struct moodycamel_adapter {
   moodycamel::ConcurrentQueue<item> q;  // unbounded, default traits, no tokens
   bool try_push(item v) { return q.enqueue(v); }
   bool try_pop(item& v) { return q.try_dequeue(v); }
+};
+#endif
+
+#if AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+// atomic_queue (Maxim Egorushkin), as its README sets it up for its own
+// benchmarks: fixed-size ring, the defaults (MINIMIZE_CONTENTION: consecutive
+// positions remapped onto different cache lines; MAXIMIZE_THROUGHPUT: spin on
+// plain loads), the same capacity as everyone else. AtomicQueue stores the
+// element itself in an atomic slot and needs a value that marks an empty
+// slot (NIL): ~0, which no run pushes. AtomicQueue2 keeps a state byte per
+// slot beside a plain element, like mpmc_queue's sequence word.
+constexpr item atomic_queue_nil = ~item{0};
+using atomic_queue_type = atomic_queue::AtomicQueue<item, capacity, atomic_queue_nil>;
+using atomic_queue2_type = atomic_queue::AtomicQueue2<item, capacity>;
+template <class Queue>
+struct atomic_queue_adapter {
+  Queue q;
+  bool try_push(item v) noexcept { return q.try_push(v); }
+  bool try_pop(item& v) noexcept { return q.try_pop(v); }
 };
 #endif
 
@@ -395,6 +422,58 @@ run_result run_agentbus_blocking(unsigned producers, unsigned consumers, std::ui
   r.valid = checksum.load() == total * (total - 1) / 2;
   return r;
 }
+
+#if AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+// atomic_queue's "optimist" use, the one its README benchmarks as
+// OptimistAtomicQueue: push() and pop() claim a position with one fetch_add
+// and then busy-wait on that slot until it is free (push) or full (pop); no
+// try, no failure. Consumers stop at a sentinel, one per consumer, pushed
+// after every producer is done. A thread that waits on a slot it claimed
+// holds up everyone behind it: this is the mode that collapses when threads
+// outnumber cores (2P2C here), by design of the API, not of the harness.
+template <class Queue>
+run_result run_atomic_queue_optimist(unsigned producers, unsigned consumers, std::uint64_t total) {
+  auto q = std::make_unique<Queue>();
+  constexpr item stop = atomic_queue_nil - 1;
+  const std::uint64_t per_producer = total / producers;
+  total = per_producer * producers;
+  std::atomic<std::uint64_t> checksum{0};
+  start_gate gate;
+  std::vector<std::thread> producer_threads;
+  std::vector<std::thread> consumer_threads;
+  for (unsigned p = 0; p < producers; ++p) {
+    producer_threads.emplace_back([&, p] {
+      placement().pin(2 * p);
+      gate.arrive_and_wait();
+      const item base = item{p} * per_producer;
+      for (std::uint64_t i = 0; i < per_producer; ++i) q->push(base + i);
+    });
+  }
+  for (unsigned c = 0; c < consumers; ++c) {
+    consumer_threads.emplace_back([&, c] {
+      placement().pin(2 * c + 1);
+      gate.arrive_and_wait();
+      std::uint64_t sum = 0;
+      for (;;) {
+        const item v = q->pop();
+        if (v == stop) break;
+        sum += v;
+      }
+      checksum.fetch_add(sum);
+    });
+  }
+  gate.open_when(producers + consumers);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto& t : producer_threads) t.join();
+  for (unsigned c = 0; c < consumers; ++c) q->push(stop);
+  for (auto& t : consumer_threads) t.join();
+  const auto t1 = std::chrono::steady_clock::now();
+  run_result r;
+  r.mops = static_cast<double>(total) / std::chrono::duration<double, std::micro>(t1 - t0).count();
+  r.valid = checksum.load() == total * (total - 1) / 2;
+  return r;
+}
+#endif
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -695,6 +774,10 @@ int main(int argc, char** argv) {
 #if !AGENTBUS_BENCH_HAVE_MOODYCAMEL
   fmt::print("note: moodycamel concurrentqueue.h not found at build time; moodycamel rows skipped\n");
 #endif
+#if !AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+  fmt::print("note: atomic_queue/atomic_queue.h (libatomic-queue-dev) not found at build time; atomic_queue rows "
+             "skipped\n");
+#endif
 
   // ---- throughput
   // Contenders take turns, round after round, and each figure is the median
@@ -710,6 +793,14 @@ int main(int argc, char** argv) {
 #endif
 #if AGENTBUS_BENCH_HAVE_MOODYCAMEL
   rows.push_back({"moodycamel::ConcurrentQueue", run_try<moodycamel_adapter>, true, {}, {}});
+#endif
+#if AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+  rows.push_back({"atomic_queue::AtomicQueue (try)", run_try<atomic_queue_adapter<atomic_queue_type>>, true, {}, {}});
+  rows.push_back({"atomic_queue::AtomicQueue (optimist)", run_atomic_queue_optimist<atomic_queue_type>, true, {}, {}});
+  rows.push_back(
+      {"atomic_queue::AtomicQueue2 (try)", run_try<atomic_queue_adapter<atomic_queue2_type>>, true, {}, {}});
+  rows.push_back(
+      {"atomic_queue::AtomicQueue2 (optimist)", run_atomic_queue_optimist<atomic_queue2_type>, true, {}, {}});
 #endif
   rows.push_back({"std::mutex + std::deque", run_try<mutex_deque_adapter>, true, {}, {}});
   {
@@ -742,6 +833,8 @@ int main(int argc, char** argv) {
   const throughput_row* ours_blocking = find("agentbus::mpmc_queue (blocking)");
   const throughput_row* boost_row = find("boost::lockfree::queue");
   const throughput_row* moody_row = find("moodycamel::ConcurrentQueue");
+  const throughput_row* aq_row = find("atomic_queue::AtomicQueue (try)");
+  const throughput_row* aq_optimist_row = find("atomic_queue::AtomicQueue (optimist)");
 
   auto ratio = [](const std::optional<double>& a, const std::optional<double>& b) -> std::optional<double> {
     if (!a || !b || *b <= 0) return std::nullopt;
@@ -750,13 +843,13 @@ int main(int argc, char** argv) {
 
   fmt::print("\nThroughput (Mops/s, higher is better; 2P2C runs 4 threads on {} cores)\n",
              std::thread::hardware_concurrency());
-  fmt::print("{:<34} {:>8} {:>8} {:>11} {:>16} {:>16}\n", "queue", "1P1C", "2P2C", "2P2C/1P1C",
+  fmt::print("{:<38} {:>8} {:>8} {:>11} {:>16} {:>16}\n", "queue", "1P1C", "2P2C", "2P2C/1P1C",
              "agentbus/this 1P", "agentbus/this 2P");
   for (const auto& r : rows) {
     const auto scaling = ratio(r.two, r.one);
     const auto vs1 = ratio(ours->one, r.one);
     const auto vs2 = ratio(ours->two, r.two);
-    fmt::print("{:<34} {:>8} {:>8} {:>11} {:>16} {:>16}\n", r.name, fmt_opt(r.one), fmt_opt(r.two),
+    fmt::print("{:<38} {:>8} {:>8} {:>11} {:>16} {:>16}\n", r.name, fmt_opt(r.one), fmt_opt(r.two),
                scaling ? fmt::format("{:.0f}%", *scaling * 100) : "-",
                &r == ours ? "-" : (vs1 ? fmt::format("{:.2f}x", *vs1) : "-"),
                &r == ours ? "-" : (vs2 ? fmt::format("{:.2f}x", *vs2) : "-"));
@@ -794,6 +887,11 @@ int main(int argc, char** argv) {
   pp.push_back({"moodycamel::ConcurrentQueue", {},
                 copies_of([](auto k) { return &pingpong_try<moodycamel_adapter, decltype(k)::value>; })});
 #endif
+#if AGENTBUS_BENCH_HAVE_ATOMIC_QUEUE
+  pp.push_back({"atomic_queue::AtomicQueue (try)", {}, copies_of([](auto k) {
+                  return &pingpong_try<atomic_queue_adapter<atomic_queue_type>, decltype(k)::value>;
+                })});
+#endif
   pp.push_back({"std::mutex + std::deque", {},
                 copies_of([](auto k) { return &pingpong_try<mutex_deque_adapter, decltype(k)::value>; })});
   {
@@ -822,9 +920,9 @@ int main(int argc, char** argv) {
 
   fmt::print("\nPing-pong round trip (ns, lower is better; {} round trips each, median of {} placements)\n",
              s.pingpong_round_trips, s.quick ? 1 : 2 * s.runs + 1);
-  fmt::print("{:<34} {:>8} {:>8} {:>10}\n", "queue", "p50", "p99", "p50/raw");
+  fmt::print("{:<38} {:>8} {:>8} {:>10}\n", "queue", "p50", "p99", "p50/raw");
   for (const auto& r : pp) {
-    fmt::print("{:<34} {:>8.0f} {:>8.0f} {:>9.2f}x\n", r.name, r.value.p50, r.value.p99, r.value.p50 / raw_p50);
+    fmt::print("{:<38} {:>8.0f} {:>8.0f} {:>9.2f}x\n", r.name, r.value.p50, r.value.p99, r.value.p50 / raw_p50);
   }
 
   // ---- wake-up
@@ -864,6 +962,16 @@ int main(int argc, char** argv) {
                      boost_row ? ratio(ours->one, boost_row->one) : std::nullopt, 4.0, true});
   targets.push_back({"1P1C try: agentbus / moodycamel::ConcurrentQueue >= 1x",
                      moody_row ? ratio(ours->one, moody_row->one) : std::nullopt, 1.0, true});
+  targets.push_back({"1P1C try: agentbus / atomic_queue::AtomicQueue (try) >= 1x",
+                     aq_row ? ratio(ours->one, aq_row->one) : std::nullopt, 1.0, true});
+  targets.push_back({"1P1C blocking: agentbus / atomic_queue::AtomicQueue (optimist) >= 1x",
+                     aq_optimist_row ? ratio(ours_blocking->one, aq_optimist_row->one) : std::nullopt, 1.0, true});
+  // Issue 10, item 7: against atomic_queue::AtomicQueue at its best, whichever of its two ways of use was
+  // faster in this run (its optimist push/pop usually is).
+  const throughput_row* aq_best = aq_row;
+  if (aq_optimist_row && (!aq_best || *aq_optimist_row->one > *aq_best->one)) aq_best = aq_optimist_row;
+  const std::optional<double> aq_ratio = aq_best ? ratio(ours->one, aq_best->one) : std::nullopt;
+  targets.push_back({"mpmc_queue 1P1C (try) / best atomic_queue::AtomicQueue 1P1C >= 1x", aq_ratio, 1.0, true});
   targets.push_back({"2P2C / 1P1C, agentbus try >= 50%", ratio(ours->two, ours->one), 0.5, true});
   targets.push_back({"2P2C / 1P1C, agentbus blocking >= 50%", ratio(ours_blocking->two, ours_blocking->one), 0.5,
                      true});
@@ -876,7 +984,15 @@ int main(int argc, char** argv) {
     const char* verdict = !t.measured                                            ? "n/a (peer missing)"
                           : (t.higher_is_better ? *t.measured >= t.goal : *t.measured <= t.goal) ? "met"
                                                                                                  : "NOT met";
-    fmt::print("  {:<60} {:>8} {}\n", t.what, t.measured ? fmt::format("{:.2f}", *t.measured) : "-", verdict);
+    fmt::print("  {:<68} {:>8} {}\n", t.what, t.measured ? fmt::format("{:.2f}", *t.measured) : "-", verdict);
+  }
+  if (aq_best) {
+    fmt::print("\nmpmc_queue 1P1C >= atomic_queue 1P1C: ratio {:.2f} {} (mpmc_queue (try) {:.1f} vs {} {:.1f} Mops/s; "
+               "2P2C/1P1C {:.0f}% vs {:.0f}%)\n",
+               *aq_ratio, *aq_ratio >= 1.0 ? "met" : "NOT met", *ours->one, aq_best->name, *aq_best->one,
+               *ratio(ours->two, ours->one) * 100, *ratio(aq_best->two, aq_best->one) * 100);
+  } else {
+    fmt::print("\nmpmc_queue 1P1C >= atomic_queue 1P1C: n/a (atomic_queue not found at build time)\n");
   }
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   fmt::print("\ntotal time {:.1f} s\n", elapsed);
