@@ -68,7 +68,8 @@ TEST_CASE("20 000 idle agents on an executor, one subscription each, stay small"
   const std::size_t after = heap_in_use();
 
   for (const auto& a : agents) REQUIRE(a->stats().queue_bytes == 0);  // no queue until an event comes
-  if (before != 0 && after != 0) {
+  // Under a sanitizer's allocator glibc's figures do not move (or report 0): skip the bytes.
+  if (before != 0 && after > before) {
     const double per_agent = static_cast<double>(after - before) / static_cast<double>(count);
     INFO("heap bytes per idle agent (agent, mailbox, subscription): " << per_agent);
     CHECK(per_agent <= static_cast<double>(budget_per_agent));
@@ -141,4 +142,5 @@ TEST_CASE("an agent stopped before its first event refuses events as closed", "[
   CHECK(bus.publish("t", ping{2}, {.prio = agentbus::priority::low}).delivered == 0);
   CHECK(a.stats().closed == 2);
   CHECK(a.stats().handled == 0);
+  CHECK(a.stats().queue_bytes == 0);  // a stopped mailbox makes no queue to refuse into
 }

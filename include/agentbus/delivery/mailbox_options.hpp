@@ -44,7 +44,10 @@ struct mailbox_options {
   /// head start before taking the next burst (a consumer right behind the publisher makes
   /// both cores pass the same cache lines back and forth; measured 2-3x slower). Only after
   /// a round that found events too, so a lone event is never held back, and only for
-  /// mailboxes of at least 256 slots. Zero disables pacing.
+  /// mailboxes of at least 256 slots. A pace that gathers at most one event (request/response
+  /// traffic: the publisher waits for the handler before it publishes again) makes the agent
+  /// skip pacing for a while (64 rounds, doubling up to 4096 while paces keep losing), so one
+  /// event in flight is handled at once. Zero disables pacing.
   std::chrono::nanoseconds pace{1000};
 };
 

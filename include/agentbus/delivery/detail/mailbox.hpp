@@ -135,6 +135,9 @@ class mailbox {
 
   /// Queues `ev` (which lives in a shared block) for receiver `r`. False when refused.
   bool deliver(mailbox_receiver_base* r, const event_core& ev) {
+    mpmc_queue<mail>* const queue = queue_for(index_of(ev.priority()));
+    if (AGENTBUS_UNLIKELY(queue == nullptr))  // closed before its first event, or out of memory
+      return refuse(closing_.load(std::memory_order_acquire) ? undelivered_reason::closed : undelivered_reason::rejected, ev);
     auto* block = const_cast<block_header*>(ev.block());
     // A count of 1 is the caller's own reference (whoever dispatches holds one for the whole
     // dispatch): no other thread holds the block or can take a reference to it, so a plain
@@ -146,7 +149,7 @@ class mailbox {
     else
       block->add_ref();
     const mail m{r, block};
-    auto& q = queue_for(index_of(ev.priority()));
+    auto& q = *queue;
     bool ok = q.try_push(m);
     if (!ok) ok = deliver_full(q, m, ev);
     if (!ok) {
@@ -314,9 +317,12 @@ class mailbox {
 
   // The queue of priority `level`, made by the first event of that priority. After that, one
   // acquire load of a pointer that never changes again (the same cost as the unique_ptr it
-  // replaces).
-  AGENTBUS_ALWAYS_INLINE mpmc_queue<mail>& queue_for(std::size_t level) {
-    if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire); AGENTBUS_LIKELY(q != nullptr)) return *q;
+  // replaces). Null when the mailbox closed before the first event of that priority (no need
+  // for a queue then) or when there was no memory to make it: the event is then refused
+  // (counted as closed or rejected, and reported), as publish does not throw for a full
+  // mailbox either.
+  AGENTBUS_ALWAYS_INLINE mpmc_queue<mail>* queue_for(std::size_t level) noexcept {
+    if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire); AGENTBUS_LIKELY(q != nullptr)) return q;
     return make_queue(level);
   }
 
@@ -324,17 +330,23 @@ class mailbox {
   // allocate one; the loser frees its own and uses the winner's. No lock, and no reader can
   // see a half-made queue (the CAS releases its construction). Memory: the queue is freed
   // with the mailbox (nothing frees it earlier, so a producer never holds a stale pointer).
-  AGENTBUS_NOINLINE mpmc_queue<mail>& make_queue(std::size_t level) {
-    auto fresh = std::make_unique<mpmc_queue<mail>>(capacity_);
+  AGENTBUS_NOINLINE mpmc_queue<mail>* make_queue(std::size_t level) noexcept {
+    if (closing_.load(std::memory_order_acquire)) return queues_[level].load(std::memory_order_acquire);
+    std::unique_ptr<mpmc_queue<mail>> fresh;
+    try {
+      fresh = std::make_unique<mpmc_queue<mail>>(capacity_);  // capacity_ was checked: only bad_alloc
+    } catch (...) {
+      return queues_[level].load(std::memory_order_acquire);  // another producer's, or null
+    }
     mpmc_queue<mail>* expected = nullptr;
     if (!queues_[level].compare_exchange_strong(expected, fresh.get(), std::memory_order_seq_cst,
                                                 std::memory_order_acquire))
-      return *expected;
+      return expected;
     // Published. A close() that ran before our CAS may not have seen this queue: it set
     // closing_ first, so we see that here and close the queue ourselves (the Dekker pairing
     // with close(): each side stores, then loads the other's word, all seq_cst).
     if (closing_.load(std::memory_order_seq_cst)) fresh->close();
-    return *fresh.release();
+    return fresh.release();
   }
 
   // Events claimed at once by run_batch: at most `burst`, and at most an eighth of a queue's
