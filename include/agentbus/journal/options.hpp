@@ -161,14 +161,29 @@ struct recovery_report {
   std::uint64_t segments = 0;           ///< segment files found
   std::uint64_t records = 0;            ///< records retained after recovery
   std::uint64_t truncated_bytes = 0;    ///< bytes of torn/corrupt tail that were zeroed
-  std::uint64_t truncated_records = 0;  ///< torn/corrupt tail records dropped
-  /// Human-readable findings that were not repaired by truncation: corruption in the middle
-  /// of a segment (readers report it as read_status::corrupt and skip it), gaps in offsets,
-  /// rebuilt index files.
+  /// Torn/corrupt tail records dropped. When the active segment's index names records beyond
+  /// the end of its data (the file was shortened or overwritten from outside: a crash cannot do
+  /// that), those records are counted here too, the loss is described in `problems`, and
+  /// appends continue past every offset that may have been acknowledged (offsets are never
+  /// used twice: the skipped ones are a gap that readers report as read_status::corrupt).
+  std::uint64_t truncated_records = 0;
+  /// Human-readable findings about records that were not repaired by truncation: corruption
+  /// in the middle of a segment (readers report it as read_status::corrupt and skip it), gaps
+  /// in offsets, records lost from a shortened segment.
   std::vector<std::string> problems;
+  /// Index files (`<base>.idx`) found missing or damaged and rebuilt from their segment's
+  /// records, one message each. No record is lost by index damage (the index is an
+  /// accelerator), so this is a class of its own, apart from `problems`. A sealed segment's
+  /// files are otherwise never changed by opening (the index keeps the size and interval it
+  /// was written with, whatever today's journal_options say).
+  std::vector<std::string> index_repairs;
 
-  /// @brief True when nothing was truncated and nothing was found wrong.
-  bool clean() const noexcept { return truncated_bytes == 0 && truncated_records == 0 && problems.empty(); }
+  /// @brief True when nothing was truncated and nothing was found wrong (records or indexes).
+  bool clean() const noexcept {
+    return truncated_bytes == 0 && truncated_records == 0 && problems.empty() && index_repairs.empty();
+  }
+  /// @brief True when every record is as it was written: clean() but for index repairs.
+  bool records_intact() const noexcept { return truncated_bytes == 0 && truncated_records == 0 && problems.empty(); }
 };
 
 /// @brief A snapshot of a journal's counters.

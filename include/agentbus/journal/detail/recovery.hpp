@@ -15,13 +15,27 @@
 //   from the last one that points at a valid record, and its tail from there to the seal;
 //   a missing seal is written. verify_on_open walks all of it instead. Offsets must continue
 //   from one segment to the next; gaps are reported.
+// - Sealed segments are never resized or re-indexed with today's options: an index keeps the
+//   interval in its header and is sized from its own segment file. Opening leaves a sealed
+//   segment's files byte for byte as they were, unless something in them needs repair.
+// - A missing or damaged index (bad header, a damaged entry, entries that name no record) is
+//   rebuilt from the records and reported in recovery_report::index_repairs, a class apart
+//   from record damage (problems): the index is an accelerator, no record is lost with it.
+// - The index is also evidence: when the active segment's index names records beyond the end
+//   of its data (the file was shortened or overwritten from outside), they are reported lost
+//   (problems, truncated_records) and appends continue, in a new segment, past every offset
+//   that may have been acknowledged: past the last entry's offset plus the most records that
+//   can follow an entry (max_records_after_index_entry). Offsets are never used twice.
 //
 // Every repair is flushed before the journal accepts appends.
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -45,22 +59,59 @@ struct recovered_journal {
 
 /// @brief Writes a segment's index from `kept` existing entries plus `added`, growing the file
 /// if needed and clearing whatever stale entries follow (a reader must never pick them up).
-inline void rewrite_index(segment& seg, std::size_t kept, const std::vector<index_entry>& added,
-                          std::uint64_t interval, std::uint64_t segment_bytes) {
+/// Only slots whose bytes differ are written, so an index that was right is left untouched
+/// (a sealed segment's files do not change on reopen). The size of a grown file comes from the
+/// segment itself (its mapped size and its own interval), never from today's options.
+/// Returns true when anything in the file changed.
+inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<index_entry>& added,
+                          std::uint64_t interval) {
+  bool changed = false;
   const std::size_t needed = kept + added.size();
-  if (needed + index_spare_entries > seg.index_capacity_entries())
-    seg.grow_index(std::max<std::uint64_t>(index_file_bytes(segment_bytes, interval),
+  if (needed + index_spare_entries > seg.index_capacity_entries()) {
+    seg.grow_index(std::max<std::uint64_t>(index_file_bytes(seg.capacity(), interval),
                                            (file_header_bytes + (needed + 2 * index_spare_entries) * index_entry_bytes + 4095) &
                                                ~std::uint64_t{4095}));
-  for (std::size_t i = 0; i < added.size(); ++i) write_index_entry(seg.index_entry_slot(kept + i), added[i]);
+    changed = true;
+  }
+  std::array<std::byte, index_entry_bytes> entry{};
+  for (std::size_t i = 0; i < added.size(); ++i) {
+    write_index_entry(entry.data(), added[i]);
+    std::byte* slot = seg.index_entry_slot(kept + i);
+    if (std::memcmp(slot, entry.data(), index_entry_bytes) != 0) {
+      std::memcpy(slot, entry.data(), index_entry_bytes);
+      changed = true;
+    }
+  }
   const std::size_t cap = seg.index_capacity_entries();
   for (std::size_t i = needed; i < cap; ++i) {
     std::byte* slot = seg.index_entry_slot(i);
     bool zero = true;
     for (std::size_t k = 0; k < index_entry_bytes && zero; ++k) zero = slot[k] == std::byte{0};
-    if (!zero) std::memset(slot, 0, index_entry_bytes);
+    if (!zero) {
+      std::memset(slot, 0, index_entry_bytes);
+      changed = true;
+    }
   }
   seg.index_count.store(needed, std::memory_order_release);
+  return changed;
+}
+
+/// @brief The first index slot at or after `from` that is not all zero, or SIZE_MAX.
+inline std::size_t first_nonzero_index_slot(const segment& seg, std::size_t from) noexcept {
+  for (std::size_t k = from; k < seg.index_capacity_entries(); ++k) {
+    const std::byte* slot = seg.index_entry_slot(k);
+    for (std::size_t b = 0; b < index_entry_bytes; ++b)
+      if (slot[b] != std::byte{0}) return k;
+  }
+  return SIZE_MAX;
+}
+
+/// @brief The most records that can follow the last index entry of a segment written with
+/// `interval`: the writer adds an entry to the first record that starts `interval` bytes or
+/// more after the previous entry, and every frame takes at least min_frame_bytes; one more for
+/// a record whose entry a crash kept from being written (it was never acknowledged).
+constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) noexcept {
+  return (interval == 0 ? 0 : (interval - 1) / min_frame_bytes) + 1;
 }
 
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
@@ -108,7 +159,9 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     const bool last = i + 1 == bases.size();
     auto seg = std::make_shared<segment>(dir, base);
     const std::string name = seg->log_path().filename().string();
-    seg->open_for_writing(last ? segment_bytes : 0, idx_bytes);
+    const std::string idx_name = seg->idx_path().filename().string();
+    // A sealed segment's files keep their sizes: only the active one grows to today's options.
+    seg->open_for_writing(last ? segment_bytes : 0, 0);
     std::byte* data = seg->writable_data();
     bool modified = false;
 
@@ -136,13 +189,43 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         modified = true;
         break;
     }
+
+    // The index. Its interval is the segment's own (recorded in its header when the segment
+    // was created): a sealed segment keeps it, whatever today's options say; the active one
+    // is re-indexed below with today's interval.
     file_header ih;
+    const auto ihs = read_file_header(seg->index_file_bytes_view(), ih);
+    const bool index_header_ok = ihs == header_status::ok && ih.kind == file_kind::index && ih.base_offset == base &&
+                                 ih.parameter >= 1 && ih.parameter <= std::numeric_limits<std::uint32_t>::max();
+    const std::uint64_t written_interval = index_header_ok ? ih.parameter : interval;
+    const std::uint32_t seg_interval = last ? interval : static_cast<std::uint32_t>(written_interval);
     std::size_t valid_entries = 0;
-    if (read_file_header(seg->index_file_bytes_view(), ih) == header_status::ok &&
-        ih.kind == file_kind::index && ih.base_offset == base && ih.parameter == interval) {
+    std::string index_damage;  // why the index is rebuilt (empty: it was fine)
+    if (index_header_ok) {
       valid_entries = count_valid_index_entries(seg->index_entry_slot(0), seg->index_capacity_entries());
+      const std::size_t junk = first_nonzero_index_slot(*seg, valid_entries);
+      // The active segment's entry right after the valid ones may be torn by a crash (the
+      // writer died while writing it): harmless and cleared. Anything else is damage.
+      const bool torn_entry = last && junk == valid_entries && first_nonzero_index_slot(*seg, junk + 1) == SIZE_MAX;
+      if (junk != SIZE_MAX && !torn_entry)
+        index_damage = "damaged or out-of-order entry " + std::to_string(junk) + " (the entries after it were unusable)";
     } else {
-      write_file_header(seg->writable_index_file(), {file_kind::index, journal_format_version, base, interval});
+      index_damage = seg->index_file_bytes_view().size() < file_header_bytes ? "missing or shorter than its header"
+                     : ihs == header_status::newer_version                  ? "of a newer format than this build"
+                                                                            : "damaged file header";
+    }
+    // Evidence of what the segment held, read before anything is rewritten: the last entry.
+    std::optional<index_entry> last_entry;
+    if (valid_entries > 0) last_entry = index_view{seg->index_entry_slot(0), valid_entries}.at(valid_entries - 1);
+    // Room for a rebuilt index, sized from the segment itself.
+    const std::uint64_t own_idx_bytes = index_file_bytes(seg->capacity(), seg_interval);
+    if (!index_header_ok || (last && seg->index_file_bytes_view().size() < own_idx_bytes)) {
+      if (seg->index_file_bytes_view().size() < own_idx_bytes) seg->grow_index(own_idx_bytes);
+    }
+    if (!index_header_ok || ih.parameter != seg_interval) {
+      write_file_header(seg->writable_index_file(), {file_kind::index, journal_format_version, base, seg_interval});
+      if (!index_header_ok) valid_entries = 0;
+      modified = true;
     }
 
     // Where to start walking: the whole last segment; a sealed one from its last index entry
@@ -150,7 +233,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     scan_input in;
     in.data = seg->bytes();
     in.expected = base;
-    in.index_interval = interval;
+    in.index_interval = seg_interval;
     in.name = name;
     in.nonzero_limit = seg->data_extent();
     std::size_t kept = 0;
@@ -170,6 +253,8 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
           break;
         }
       }
+      if (kept < valid_entries && index_damage.empty())
+        index_damage = "entry " + std::to_string(kept) + " names no record of the segment";
       if (in.start != file_header_bytes) {  // the first record is not walked over: check it
         const decode_result d = decode_record(seg->bytes().subspan(file_header_bytes));
         if (d.status == decode_status::ok && d.rec.offset == base)
@@ -182,14 +267,63 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     scan_output s = scan_segment(in);
     if (in.start == file_header_bytes) first_time = s.first_time;
     for (auto& p : s.problems) report.problems.push_back(std::move(p));
-    if (kept + s.entries.size() != valid_entries || !s.entries.empty()) {
-      rewrite_index(*seg, kept, s.entries, interval, segment_bytes);
+
+    // The last segment shorter than what its index describes: a file cut or overwritten from
+    // outside (a crash cannot do this: an entry is written after its record). The records the
+    // index names beyond the data are lost, and so may be a few after the last entry; their
+    // offsets may have been acknowledged, so appends go on past them, in a segment of their
+    // own (the gap is then on record: every later recovery and reader reports it).
+    std::uint64_t continue_at = s.next_offset;
+    std::shared_ptr<segment> successor;
+    if (last && last_entry && last_entry->offset >= s.next_offset && last_entry->position >= s.end &&
+        last_entry->offset - s.next_offset <= (last_entry->position - s.end) / min_frame_bytes + 1) {
+      const std::uint64_t lost = last_entry->offset + 1 - s.next_offset;
+      // How many records may have followed the last entry's: at most what fits before the
+      // next entry would have been due; and when the file still reaches that far, at most
+      // what fits in its non-zero bytes after the entry's record.
+      const std::uint64_t p = last_entry->position;
+      std::uint64_t more = max_records_after_index_entry(written_interval);
+      if (seg->size_found() >= p + written_interval) {
+        const std::uint64_t data_end = std::max(s.end, s.torn_end);
+        const std::uint64_t fit =
+            data_end > p + min_frame_bytes ? (data_end - p - min_frame_bytes + min_frame_bytes - 1) / min_frame_bytes : 0;
+        more = std::min(more, fit);
+      }
+      continue_at = last_entry->offset + 1 + more;
+      report.truncated_records += lost;
+      report.problems.push_back(
+          name + ": its index lists offset " + std::to_string(last_entry->offset) + " at byte " +
+          std::to_string(last_entry->position) + ", but its records end at byte " + std::to_string(s.end) +
+          " (the file was shortened or overwritten outside the journal): record" + (lost == 1 ? " " : "s ") +
+          std::to_string(s.next_offset) + (lost == 1 ? "" : ".." + std::to_string(last_entry->offset)) +
+          (lost == 1 ? " is" : " are") + " lost" +
+          (more == 0 ? std::string() : ", and up to " + std::to_string(more) + " after it may be") +
+          "; appends continue at offset " + std::to_string(continue_at) +
+          " in a new segment, so that no acknowledged offset is used twice");
+      successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0);
+      try {
+        successor->adopt(continue_at, interval);
+      } catch (...) {
+        successor->discard_prepared();
+        throw;
+      }
+      successor->sync(true);
+      sync_directory(dir);  // the gap is on record before the evidence is cleared below
+      ++report.segments;
+    }
+    const bool sealed_now = !last || successor;
+
+    if (!index_damage.empty())
+      report.index_repairs.push_back(idx_name + ": " + index_damage + "; rebuilt from the records of " + name);
+    if (kept + s.entries.size() != valid_entries || !s.entries.empty() || !index_damage.empty()) {
+      if (rewrite_index(*seg, kept, s.entries, seg_interval)) modified = true;
     } else {
       seg->index_count.store(kept, std::memory_order_release);
     }
 
-    const std::uint64_t next_base = last ? std::numeric_limits<std::uint64_t>::max() : bases[i + 1];
-    if (last) {
+    const std::uint64_t next_base =
+        successor ? continue_at : last ? std::numeric_limits<std::uint64_t>::max() : bases[i + 1];
+    if (!sealed_now) {
       if (s.sealed) {
         // Sealed, yet nothing follows it (the next segment was removed by hand?): remove the
         // seal and write on here; whatever lies beyond it is a torn tail like any other.
@@ -208,7 +342,13 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         modified = true;
       }
     } else {
-      if (s.torn_end > s.torn_begin) {
+      if (successor) {
+        // What was cut is a tail like any other: zeroed (counted above, through the index).
+        if (s.torn_end > s.torn_begin) {
+          std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
+          report.truncated_bytes += s.torn_end - s.torn_begin;
+        }
+      } else if (s.torn_end > s.torn_begin) {
         report.problems.push_back(name + ": sealed segment with " + std::to_string(s.torn_end - s.torn_begin) +
                                   " unreadable bytes at its end (from byte " + std::to_string(s.torn_begin) +
                                   "); resealed after its last good record, offset " +
@@ -221,7 +361,9 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         store_release_u32(data + s.end, seal_marker);
         modified = true;
       }
-      if (s.next_offset < next_base)
+      if (successor) {
+        // Reported above.
+      } else if (s.next_offset < next_base)
         report.problems.push_back(name + ": records " + std::to_string(s.next_offset) + ".." +
                                   std::to_string(next_base - 1) +
                                   " are missing before the next segment (readers report them as corrupt)");
@@ -237,11 +379,11 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     e.base = base;
     e.first_time = first_time;
     e.max_time = s.running_max;
-    e.bytes = s.end + (last ? 0 : seal_bytes);
+    e.bytes = s.end + (sealed_now ? seal_bytes : 0);
     seg->end.store(s.end, std::memory_order_relaxed);
     seg->first_time.store(first_time, std::memory_order_relaxed);
     seg->max_time.store(s.running_max, std::memory_order_relaxed);
-    if (last) {
+    if (!sealed_now) {
       seg->next_offset = s.next_offset;
       seg->running_max = s.running_max;
       const index_view idx = seg->index();
@@ -251,6 +393,12 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       seg->close_files();  // sealed: readers map it again when they need it
     }
     out.catalog.push_back(std::move(e));
+    if (successor) {
+      segment_entry n;
+      n.base = continue_at;
+      n.pinned = std::move(successor);
+      out.catalog.push_back(std::move(n));
+    }
   }
   return out;
 }

@@ -154,6 +154,7 @@ class segment {
     std::uint64_t size = file_size(log_fd_.get(), log_path_);
     // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
+    size_found_ = size;
     if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
@@ -287,6 +288,8 @@ class segment {
   /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
   /// the file held only zeros (lets recovery skip the untouched pre-allocated tail).
   std::uint64_t data_extent() const noexcept { return data_extent_; }
+  /// @brief Size of the .log file when open_for_writing found it (before growing it).
+  std::uint64_t size_found() const noexcept { return size_found_; }
   /// @brief The mapped .idx file (header included).
   std::span<const std::byte> index_file_bytes_view() const noexcept { return index_.bytes(); }
   /// @brief Writable pointer to the mapped .idx file (writer only).
@@ -321,6 +324,7 @@ class segment {
   unique_fd idx_fd_;
   bool live_ = false;
   std::uint64_t data_extent_ = 0;
+  std::uint64_t size_found_ = 0;
   std::atomic<std::size_t> reader_index_count_{0};  // validated entries (reader-opened segments)
 };
 
