@@ -297,11 +297,13 @@ class agent final : detail::schedulable {
       // for up to spin_before_park (a fraction of a time slice) first. Poll by trying to pop,
       // which reads only our own index and the next slot. An event found here is handled at
       // once and we go back to the top without pausing: in request/response traffic the next
-      // event follows as soon as the publisher has seen our handler's effect.
+      // event follows as soon as the publisher has seen our handler's effect. One burst per
+      // poll (one_pass), so that a stream which resumes goes back to the paced loop above
+      // instead of being taken event by event right behind its publisher.
       bool more = false;
       const auto spin_until = std::chrono::steady_clock::now() + spin_before_park;
       for (unsigned i = 0;; ++i) {
-        if ((more = box_.run_batch(default_batch).taken > 0)) break;
+        if ((more = box_.run_batch(default_batch, stop_mode::drain, true).taken > 0)) break;
         for (unsigned k = 0; k < detail::tuning::agent_poll_pauses; ++k) detail::cpu_relax();  // poll gently
         if ((i & 15) == 15 && std::chrono::steady_clock::now() >= spin_until) break;
       }

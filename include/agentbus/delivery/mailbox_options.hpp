@@ -46,7 +46,7 @@ struct mailbox_options {
   /// a round that found events too, so a lone event is never held back, and only for
   /// mailboxes of at least 256 slots. A pace that gathers at most one event (request/response
   /// traffic: the publisher waits for the handler before it publishes again) makes the agent
-  /// skip pacing for a while (64 rounds, doubling up to 4096 while paces keep losing), so one
+  /// skip pacing for a while (16 rounds, doubling up to 256 while paces keep losing), so one
   /// event in flight is handled at once. Zero disables pacing.
   std::chrono::nanoseconds pace{1000};
 };
