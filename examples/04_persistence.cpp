@@ -20,8 +20,10 @@
 #include <unistd.h>
 #include <vector>
 
-// 1. Stored events need a schema name (stable across builds) and a codec. Trivially copyable
-//    types, std::string and std::vector have one; a struct with strings gets two small hooks.
+// 1. Stored events need a schema name (stable across builds) and a codec. Numbers, enums,
+//    std::string and std::vector have one; a plain struct of numbers opts in with
+//    `static constexpr bool agentbus_bitwise_codec = true;`; a struct with strings gets two
+//    small hooks.
 struct order_placed {
   static constexpr std::string_view event_name = "shop.order_placed";
   static constexpr std::uint32_t event_version = 1;

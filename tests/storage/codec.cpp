@@ -4,22 +4,30 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <new>
+#include <string_view>
 #include <string>
 #include <vector>
 
 namespace codec_test {
 
 struct point {
+  static constexpr bool agentbus_bitwise_codec = true;  // its bytes mean the same anywhere
   std::int32_t x = 0;
   double y = 0;
 };
 struct wide_point {  // a later layout of point: another size
+  static constexpr bool agentbus_bitwise_codec = true;
   std::int64_t x = 0;
   double y = 0;
   double z = 0;
 };
 struct aligned_point {  // same size as point, stricter alignment
+  static constexpr bool agentbus_bitwise_codec = true;
   alignas(16) std::int32_t x = 0;
   std::int32_t y = 0;
 };
@@ -49,6 +57,27 @@ struct custom {
 struct no_codec {
   std::string text;
 };
+// Trivially copyable, but its bytes name memory of this process: no implicit codec.
+struct borrowed_text {
+  std::string_view text;
+};
+struct raw_pointer {
+  const char* name = nullptr;
+  int size = 0;
+};
+// Trivially copyable and meaningful anywhere, but not ours to edit: opted in from outside.
+struct foreign_pair {
+  std::int16_t a = 0;
+  std::int64_t b = 0;  // 6 padding bytes before it
+};
+enum class colour : std::uint8_t { red, green };
+
+}  // namespace codec_test
+
+template <>
+inline constexpr bool agentbus::enable_bitwise_codec<codec_test::foreign_pair> = true;
+
+namespace codec_test {
 
 }  // namespace codec_test
 
@@ -68,6 +97,13 @@ static_assert(agentbus::has_codec<codec_test::task>);
 static_assert(agentbus::has_codec<codec_test::custom>);
 static_assert(!agentbus::has_codec<codec_test::no_codec>, "no codec: persisting it must not compile");
 static_assert(!agentbus::has_codec<int*>, "pointers are trivially copyable but meaningless on disk");
+// Class types opt in (issue: a struct holding a string_view or a pointer replayed as a dangling one).
+static_assert(!agentbus::has_codec<codec_test::borrowed_text>, "class types are not bitwise without opting in");
+static_assert(!agentbus::has_codec<codec_test::raw_pointer>, "class types are not bitwise without opting in");
+static_assert(agentbus::has_codec<codec_test::foreign_pair>, "opted in with enable_bitwise_codec");
+static_assert(agentbus::has_codec<codec_test::colour>, "enums need no opt-in");
+static_assert(agentbus::has_codec<std::array<double, 3>>, "arrays of arithmetic types need no opt-in");
+static_assert(!agentbus::has_codec<std::array<codec_test::borrowed_text, 2>>);
 static_assert(!agentbus::has_codec<std::vector<codec_test::no_codec>>);
 
 TEST_CASE("codec: trivially copyable values round trip", "[storage][codec]") {
@@ -129,4 +165,35 @@ TEST_CASE("codec: short, oversized and left-over bytes are errors, not garbage",
   CHECK_THROWS_AS(agentbus::decode<std::vector<std::string>>(lying.bytes()), agentbus::codec_error);
   CHECK_THROWS_AS(agentbus::decode<std::vector<double>>(lying.bytes()), agentbus::codec_error);
   CHECK_THROWS_AS(agentbus::decode<std::string>(lying.bytes()), agentbus::codec_error);
+}
+
+TEST_CASE("codec: an opted-in class is written with its padding as zeros", "[storage][codec]") {
+#if defined(__has_builtin) && __has_builtin(__builtin_clear_padding)
+  // Construct over garbage so that the padding bytes are not zero to begin with.
+  alignas(codec_test::foreign_pair) unsigned char storage[sizeof(codec_test::foreign_pair)];
+  std::memset(storage, 0xAB, sizeof storage);
+  auto* value = ::new (static_cast<void*>(storage)) codec_test::foreign_pair;
+  value->a = 7;
+  value->b = -1;
+  agentbus::byte_writer out;
+  agentbus::encode(out, *value);
+  REQUIRE(out.bytes().size() == sizeof(codec_test::foreign_pair));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(out.bytes().data());
+  for (std::size_t i = sizeof(std::int16_t); i < offsetof(codec_test::foreign_pair, b); ++i) CHECK(bytes[i] == 0);
+  const auto back = agentbus::decode<codec_test::foreign_pair>(out.bytes());
+  CHECK(back.a == 7);
+  CHECK(back.b == -1);
+#else
+  WARN("this compiler cannot clear padding (__builtin_clear_padding): padding bytes are written as they are");
+#endif
+}
+
+TEST_CASE("codec: enums and std::array of arithmetic types round-trip without opting in", "[storage][codec]") {
+  agentbus::byte_writer out;
+  agentbus::encode(out, codec_test::colour::green);
+  CHECK(agentbus::decode<codec_test::colour>(out.bytes()) == codec_test::colour::green);
+  out.clear();
+  const std::array<double, 3> xyz{1.5, -2.0, 3.25};
+  agentbus::encode(out, xyz);
+  CHECK(agentbus::decode<std::array<double, 3>>(out.bytes()) == xyz);
 }

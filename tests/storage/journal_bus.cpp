@@ -45,11 +45,13 @@ note agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<note>) {
 
 // Two versions of one schema: v2 added a field.
 struct price_v1 {
+  static constexpr bool agentbus_bitwise_codec = true;
   static constexpr std::string_view event_name = "test.price";
   static constexpr std::uint32_t event_version = 1;
   std::int32_t cents = 0;
 };
 struct price_v2 {
+  static constexpr bool agentbus_bitwise_codec = true;
   static constexpr std::string_view event_name = "test.price";
   static constexpr std::uint32_t event_version = 2;
   std::int64_t cents = 0;
@@ -57,6 +59,7 @@ struct price_v2 {
 };
 // Same name and version as price_v1 but another layout: the type changed without a bump.
 struct price_v1_changed {
+  static constexpr bool agentbus_bitwise_codec = true;
   static constexpr std::string_view event_name = "test.price";
   static constexpr std::uint32_t event_version = 1;
   std::int64_t cents = 0;

@@ -5,9 +5,16 @@
 
 // Codecs turn payloads into bytes and back, for the storage policies that persist events.
 //
-// Built in: trivially copyable types (their object representation; pointers excluded),
-// std::string, and std::vector<U> of any codec-able U. A user type gets a codec in one of two
-// ways:
+// Built in: arithmetic types, enums and std::array of them (their bytes as they are in
+// memory), std::string, and std::vector<U> of any codec-able U. A user type gets a codec in one
+// of three ways:
+//   - the bitwise codec, by opting in: a trivially copyable class whose bytes mean the same in
+//     another process (no pointers, no std::string_view, no handles) says so with a member
+//       static constexpr bool agentbus_bitwise_codec = true;
+//     or, for a type you cannot edit, `template <> inline constexpr bool
+//     agentbus::enable_bitwise_codec<my_type> = true;`. Class types are never persisted by
+//     their bytes implicitly: a struct holding a pointer would replay as a dangling one.
+//     Padding bytes are written as zeros (where the compiler can clear them: GCC 11+);
 //   - ADL hooks, found in the type's namespace:
 //       void agentbus_encode(agentbus::byte_writer& out, const my_type& value);
 //       my_type agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<my_type>);
@@ -15,10 +22,11 @@
 //
 // Every codec has a 64-bit fingerprint of the byte layout it writes. Records store it with the
 // schema name and version, so that a reader whose type has changed without a version bump
-// finds out (a fingerprint mismatch) instead of decoding garbage. For trivially copyable types
-// the fingerprint covers size and alignment; for ADL codecs it is derived from the schema name
+// finds out (a fingerprint mismatch) instead of decoding garbage. For the bitwise codec the
+// fingerprint covers size and alignment; for ADL codecs it is derived from the schema name
 // unless the type provides `static constexpr std::uint64_t codec_fingerprint`.
 
+#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -110,6 +118,13 @@ class byte_reader {
 template <class T>
 struct codec_tag {};
 
+/// @brief Opts a trivially copyable class type into the bitwise codec (see the top of this
+/// header): specialize as `template <> inline constexpr bool
+/// agentbus::enable_bitwise_codec<my_type> = true;`, or give the type a member
+/// `static constexpr bool agentbus_bitwise_codec = true;`.
+template <class T>
+inline constexpr bool enable_bitwise_codec = requires { requires T::agentbus_bitwise_codec; };
+
 namespace detail {
 
 /// 64-bit FNV-1a, usable at compile time: codec fingerprints are constants.
@@ -129,8 +144,38 @@ concept has_adl_codec = requires(byte_writer& out, byte_reader& in, const T& val
 };
 
 template <class T>
-concept trivially_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
-                            !std::is_pointer_v<T> && !std::is_member_pointer_v<T>;
+struct is_std_array : std::false_type {};
+template <class U, std::size_t N>
+struct is_std_array<std::array<U, N>> : std::true_type {
+  using element = U;
+};
+
+/// Types whose bytes are their meaning, with no opt-in: arithmetic types, enums, arrays of them.
+template <class T>
+constexpr bool implicitly_bitwise() noexcept {
+  if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T>) return true;
+  else if constexpr (std::is_array_v<T>) return implicitly_bitwise<std::remove_all_extents_t<T>>();
+  else if constexpr (is_std_array<T>::value) return implicitly_bitwise<typename is_std_array<T>::element>();
+  else return false;
+}
+
+template <class T>
+concept bitwise_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+                          (implicitly_bitwise<T>() || enable_bitwise_codec<T>);
+
+/// The bytes of `value` with its padding zeroed where the compiler can tell which bytes are
+/// padding (otherwise as they are).
+template <class T>
+T without_padding(const T& value) noexcept {
+  T copy;
+  std::memcpy(static_cast<void*>(&copy), static_cast<const void*>(&value), sizeof(T));
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_clear_padding)
+  __builtin_clear_padding(&copy);
+#endif
+#endif
+  return copy;
+}
 
 }  // namespace detail
 
@@ -154,9 +199,12 @@ struct codec<T> {
 };
 
 template <class T>
-  requires(!detail::has_adl_codec<T> && detail::trivially_codable<T>)
+  requires(!detail::has_adl_codec<T> && detail::bitwise_codable<T>)
 struct codec<T> {
-  static void encode(byte_writer& out, const T& value) { out.write_value(value); }
+  static void encode(byte_writer& out, const T& value) {
+    if constexpr (std::is_class_v<T>) out.write_value(detail::without_padding(value));
+    else out.write_value(value);
+  }
   static T decode(byte_reader& in) { return in.read_value<T>(); }
   static constexpr std::uint64_t fingerprint() noexcept {
     std::uint64_t h = detail::fnv1a("trivial:");
@@ -187,12 +235,21 @@ namespace detail {
 /// for a type without one: the explanation is then the only error.
 template <class T>
 constexpr bool require_codec() noexcept {
-  static_assert(has_codec<T>,
-                "agentbus: this event type has no codec, so it cannot be persisted. Make it trivially copyable, or "
-                "define in its namespace `void agentbus_encode(agentbus::byte_writer&, const T&)` and "
-                "`T agentbus_decode(agentbus::byte_reader&, agentbus::codec_tag<T>)`, or specialize "
-                "agentbus::codec<T> (see agentbus/storage/codec.hpp)");
-  return has_codec<T>;
+  if constexpr (enable_bitwise_codec<T> && !std::is_trivially_copyable_v<T>) {
+    static_assert(std::is_trivially_copyable_v<T>,
+                  "agentbus: this type opts into the bitwise codec (agentbus_bitwise_codec / enable_bitwise_codec) "
+                  "but is not trivially copyable: give it ADL agentbus_encode/agentbus_decode hooks instead "
+                  "(see agentbus/storage/codec.hpp)");
+    return false;
+  } else {
+    static_assert(has_codec<T>,
+                  "agentbus: this event type has no codec, so it cannot be persisted. A trivially copyable struct "
+                  "whose bytes mean the same in another process opts in with `static constexpr bool "
+                  "agentbus_bitwise_codec = true;`; otherwise define in its namespace `void "
+                  "agentbus_encode(agentbus::byte_writer&, const T&)` and `T agentbus_decode(agentbus::byte_reader&, "
+                  "agentbus::codec_tag<T>)`, or specialize agentbus::codec<T> (see agentbus/storage/codec.hpp)");
+    return has_codec<T>;
+  }
 }
 }  // namespace detail
 
@@ -202,15 +259,15 @@ struct codec<std::vector<U, A>> {
   static void encode(byte_writer& out, const std::vector<U, A>& value) {
     if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
     out.write_value(static_cast<std::uint32_t>(value.size()));
-    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>)
-      out.write(value.data(), value.size() * sizeof(U));
+    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !std::is_class_v<U>)
+      out.write(value.data(), value.size() * sizeof(U));  // no padding to clear: one copy
     else
       for (const U& v : value) codec<U>::encode(out, v);
   }
   static std::vector<U, A> decode(byte_reader& in) {
     const auto size = in.read_value<std::uint32_t>();
     std::vector<U, A> value;
-    if constexpr (detail::trivially_codable<U> && !detail::has_adl_codec<U>) {
+    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U>) {
       if (std::size_t{size} * sizeof(U) > in.remaining())
         throw codec_error("agentbus: codec: vector length exceeds the payload");
       value.resize(size);
