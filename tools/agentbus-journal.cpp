@@ -14,7 +14,8 @@
 // file and the byte position, and because it looks where a reader never goes (the bytes
 // after the last record, the index files).
 //
-// Exit status: 0 success, 1 a failed check or an unreadable journal, 2 bad usage.
+// Exit status: 0 success, 1 record damage found or an unreadable journal, 2 bad usage,
+// 3 (verify) index damage alone: every record intact. See usage_text.
 
 #include <agentbus/router/topic.hpp>
 #include <agentbus/journal/detail/file_header.hpp>
@@ -78,8 +79,13 @@ commands:
            it, until interrupted (Ctrl-C, SIGTERM); with --from, starts at that offset instead
   verify   reads every record of every segment file and checks its CRC32C and structure,
            the offsets (no gaps, no duplicates), the bytes after the last record and the
-           index files; prints each problem with its file and byte position.
-           Exit status 0 when clean, 1 when anything is damaged.
+           index files; prints each finding with its file and byte position, in two classes:
+             problem  record damage: records damaged, missing or unreadable, stray bytes
+             warning  index damage: an .idx file missing, shortened, with a damaged header
+                      or entries, entries naming no record, entries missing. No record is
+                      lost (the index is an accelerator; readers check what it says) and
+                      the next writer's recovery rebuilds it.
+           Exit status 0 when clean, 1 on any problem, 3 on warnings alone.
 
 options:
   --from OFFSET      start at this offset (default: the oldest retained record)
@@ -96,8 +102,18 @@ options:
   -f, --follow       tail: keep following the writer
   --poll-ms MS       tail -f: how long to sleep when there is nothing new (default 50)
 
-exit status: 0 success, 1 a failed check or an unreadable journal, 2 bad usage
+exit status:
+  0  success: nothing damaged
+  1  record damage found (verify: a problem), or the journal cannot be read
+  2  bad usage
+  3  verify only: index damage alone (warnings), every record intact
 )";
+
+/// Exit statuses (documented in usage_text and the README).
+constexpr int exit_ok = 0;             ///< success, nothing damaged
+constexpr int exit_damaged = 1;        ///< damaged or missing records, or an unreadable journal
+constexpr int exit_usage = 2;          ///< bad usage
+constexpr int exit_index_damaged = 3;  ///< verify: index files damaged, every record intact
 
 /// Bad usage: main prints the message and a hint, and exits with status 2.
 struct usage_error : std::runtime_error {
@@ -861,6 +877,9 @@ struct verify_state {
   std::uint64_t stray = 0;            ///< non-zero bytes where there must be none
   std::optional<std::uint64_t> last_offset;  ///< of the previous good record, all segments
   std::vector<std::uint64_t> damaged_at;     ///< positions of damaged frames in the current segment
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> walked;  ///< (position, offset) of its good records
+  std::vector<std::string> index_warnings;   ///< index damage: no record lost, a class of its own
+  std::uint64_t damaged_indexes = 0;         ///< index files with warnings
 
   void problem(const fs::path& file, std::uint64_t pos, std::string_view what) {
     problems.push_back(fmt::format("{} @ byte {}: {}", file.filename().string(), pos, what));
@@ -882,32 +901,58 @@ bool plausible_frame(std::span<const std::byte> b) {
   return sum == length;
 }
 
-/// Checks the index file of `seg`: each valid entry must name a record at that position with
-/// that offset. Entries after the first invalid one are unused (an index's end), not damage.
-void verify_index(const segment_file& seg, std::span<const std::byte> log, verify_state& v) {
+/// What verify_index found wrong with one index file (empty: nothing).
+std::vector<std::string> check_index(const segment_file& seg, std::span<const std::byte> log, bool is_last,
+                                     const verify_state& v) {
   using namespace agentbus::detail;
+  std::vector<std::string> out;
   fs::path idx_path = seg.path;
   idx_path.replace_extension(".idx");
+  const std::string name = idx_path.filename().string();
+  auto warn = [&](std::uint64_t pos, std::string_view what) {
+    out.push_back(fmt::format("{} @ byte {}: {}", name, pos, what));
+  };
   mapped_file idx(idx_path);
-  if (idx.missing()) return;  // optional: rebuilt by the writer
+  if (idx.missing()) {
+    warn(0, "index file missing (readers seek without it; the next writer rebuilds it)");
+    return out;
+  }
   if (!idx.ok()) {
-    v.problem(idx_path, 0, fmt::format("cannot read: {}", idx.error()));
-    return;
+    warn(0, fmt::format("cannot read: {}", idx.error()));
+    return out;
   }
   const auto bytes = idx.bytes();
   file_header h;
   const auto hs = read_file_header(bytes, h);
-  if (hs == header_status::zero) return;  // pre-allocated, never written
-  if (hs != header_status::ok || h.kind != file_kind::index || h.base_offset != seg.base) {
-    v.problem(idx_path, 0,
-              hs == header_status::newer_version ? "index of a newer format than this tool reads"
-                                                  : "damaged or foreign file header (the writer rebuilds the index)");
-    return;
+  if (hs != header_status::ok || h.kind != file_kind::index || h.base_offset != seg.base || h.parameter == 0) {
+    warn(0, bytes.size() < file_header_bytes             ? fmt::format("file of {} bytes, shorter than its header", bytes.size())
+            : hs == header_status::newer_version          ? std::string("index of a newer format than this tool reads")
+            : hs == header_status::zero                   ? std::string("file header is all zero")
+                                                          : std::string("damaged or foreign file header"));
+    return out;
   }
+  // Index files are created and grown in whole 4 KiB pages.
+  if (bytes.size() % 4096 != 0)
+    warn(bytes.size(), fmt::format("file of {} bytes, not a whole number of 4 KiB pages: shortened", bytes.size()));
   const std::size_t capacity = (bytes.size() - file_header_bytes) / index_entry_bytes;
   const std::byte* entries = bytes.data() + file_header_bytes;
   const std::size_t n = count_valid_index_entries(entries, capacity);
   const index_view view{entries, n};
+  // After the valid entries, only zeros: anything else is a damaged (or out-of-order) entry,
+  // and the entries after it are lost to readers. In the active segment, the slot right after
+  // the valid entries may be one a crashed writer was writing: harmless, the next writer clears it.
+  auto nonzero_slot = [&](std::size_t from) {
+    for (std::size_t k = from; k < capacity; ++k)
+      if (std::any_of(entries + k * index_entry_bytes, entries + (k + 1) * index_entry_bytes,
+                      [](std::byte b) { return b != std::byte{0}; }))
+        return k;
+    return capacity;
+  };
+  const std::size_t junk = nonzero_slot(n);
+  if (junk < capacity && !(is_last && junk == n && nonzero_slot(junk + 1) == capacity))
+    warn(file_header_bytes + junk * index_entry_bytes,
+         fmt::format("index entry {} is damaged (bad checksum, or out of order); the entries after it are unusable",
+                     junk));
   for (std::size_t i = 0; i < n; ++i) {
     const index_entry e = view.at(i);
     // An entry pointing at a damaged record is right; the record is already reported.
@@ -916,12 +961,53 @@ void verify_index(const segment_file& seg, std::span<const std::byte> log, verif
                          ? decode_record(log.subspan(static_cast<std::size_t>(e.position)))
                          : decode_result{};
     if (res.status != decode_status::ok || res.rec.offset != e.offset)
-      v.problem(idx_path, file_header_bytes + i * index_entry_bytes,
-                fmt::format("index entry {} says offset {} is at byte {} of the segment, but {}", i, e.offset,
-                            e.position,
-                            res.status == decode_status::ok ? fmt::format("offset {} is there", res.rec.offset)
-                                                            : std::string("no valid record is there")));
+      warn(file_header_bytes + i * index_entry_bytes,
+           fmt::format("index entry {} says offset {} is at byte {} of the segment, but {}", i, e.offset, e.position,
+                       res.status == decode_status::ok ? fmt::format("offset {} is there", res.rec.offset)
+                                                       : std::string("no valid record is there")));
   }
+  // Coverage: the writer adds an entry to the first record that starts `interval` bytes or more
+  // after the previous entry (recovery adds more, after damage). Records that should have one
+  // and do not: entries lost (a shortened file, a damaged entry, entries zeroed).
+  {
+    const std::uint64_t interval = h.parameter;
+    std::uint64_t last_pos = file_header_bytes;
+    std::size_t j = 0;
+    std::uint64_t missing = 0, first_missing = 0;
+    for (const auto& [pos, offset] : v.walked) {
+      while (j < n && view.at(j).position < pos) last_pos = std::max(last_pos, view.at(j++).position);
+      if (j < n && view.at(j).position == pos) {
+        last_pos = pos;
+        ++j;
+        continue;
+      }
+      if (pos >= last_pos + interval) {
+        if (missing++ == 0) first_missing = offset;
+        last_pos = pos;
+      }
+    }
+    if (missing > 0)
+      warn(file_header_bytes + n * index_entry_bytes,
+           fmt::format("{} index entr{} missing (interval {} bytes; the first for offset {}): readers seek "
+                       "through more records than they should",
+                       missing, missing == 1 ? "y is" : "ies are", interval, first_missing));
+  }
+  return out;
+}
+
+/// Checks the index file of `seg` (check_index) and records what it found as index warnings:
+/// a class of its own, apart from record damage, since the index is an accelerator (readers
+/// check every position it gives them, and the next writer's recovery rebuilds it).
+void verify_index(const segment_file& seg, std::span<const std::byte> log, bool is_last, verify_state& v) {
+  auto found = check_index(seg, log, is_last, v);
+  if (!found.empty() && is_last) {
+    // A writer may be appending: its record becomes visible a moment before its index entry.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    found = check_index(seg, log, is_last, v);
+  }
+  if (found.empty()) return;
+  ++v.damaged_indexes;
+  for (auto& w : found) v.index_warnings.push_back(std::move(w));
 }
 
 void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
@@ -963,6 +1049,7 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
   std::uint64_t expected = seg.base;
   std::size_t pos = file_header_bytes;
   v.damaged_at.clear();
+  v.walked.clear();
   std::vector<agentbus::header> headers;
   bool sealed = false;
   while (pos < bytes.size()) {
@@ -1009,6 +1096,7 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
           break;
         }
       ++v.records;
+      v.walked.emplace_back(pos, res.rec.offset);
       v.record_bytes += res.size;
       v.last_offset = res.rec.offset;
       expected = res.rec.offset + 1;
@@ -1060,7 +1148,7 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
     v.notes.push_back(fmt::format("{}: no seal marker after its last record (a writer that stopped while "
                                   "rolling to the next segment; the next writer's recovery adds it)",
                                   seg.path.filename().string()));
-  verify_index(seg, bytes, v);
+  verify_index(seg, bytes, is_last, v);
 }
 
 int cmd_verify(const options& o) {
@@ -1113,14 +1201,25 @@ int cmd_verify(const options& o) {
   fmt::print("damaged      {} region{} ({} record{} unreadable), {} place{} with stray bytes\n", v.damaged_regions,
              v.damaged_regions == 1 ? "" : "s", v.unreadable, v.unreadable == 1 ? "" : "s", v.stray,
              v.stray == 1 ? "" : "s");
+  fmt::print("index        {} file{} damaged{}\n", v.damaged_indexes, v.damaged_indexes == 1 ? "" : "s",
+             v.damaged_indexes == 0 ? "" : " (no record is lost with an index: the next writer rebuilds it)");
   fmt::print("reader       read {} records, reported {} damaged\n", read, read_corrupt);
   if (read < v.records)
     fmt::print("note         the reader returned fewer records than the files hold "
                "(records after damage it could not skip, or retention ran meanwhile)\n");
   for (const auto& n : v.notes) fmt::print("note         {}\n", n);
   for (const auto& p : v.problems) fmt::print("problem      {}\n", p);
-  fmt::print("result       {}\n", clean ? "OK" : "DAMAGED");
-  return clean ? 0 : 1;
+  for (const auto& w : v.index_warnings) fmt::print("warning      {}\n", w);
+  if (!clean) {
+    fmt::print("result       DAMAGED\n");
+    return exit_damaged;
+  }
+  if (!v.index_warnings.empty()) {
+    fmt::print("result       INDEX DAMAGED (every record is intact)\n");
+    return exit_index_damaged;
+  }
+  fmt::print("result       OK\n");
+  return exit_ok;
 }
 
 }  // namespace
@@ -1141,9 +1240,9 @@ int main(int argc, char** argv) {
     return cmd_verify(o);
   } catch (const usage_error& e) {
     fmt::print(stderr, "agentbus-journal: {}\n(see 'agentbus-journal --help')\n", e.what());
-    return 2;
+    return exit_usage;
   } catch (const std::exception& e) {
     fmt::print(stderr, "agentbus-journal: {}\n", e.what());
-    return 1;
+    return exit_damaged;
   }
 }

@@ -403,14 +403,32 @@ TEST_CASE("journal rebuilds lost or damaged index files", "[journal][recovery]")
   const std::uint64_t second_base = frames_of(segment_path(dir.path, 0)).size();
   fs::remove(dir.path / agentbus::detail::segment_file_name(0, ".idx"));
   xor_byte(dir.path / agentbus::detail::segment_file_name(second_base, ".idx"), 64 + 32 + 5, 0xFF);
-  journal j(options_for(dir.path, 8192));
-  CHECK(j.recovery().problems.empty());
-  CHECK(fs::exists(dir.path / agentbus::detail::segment_file_name(0, ".idx")));
-  for (std::uint64_t from : {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{55}, std::uint64_t{150}, n - 1}) {
-    const auto result = read_everything(j.read(from));
-    CHECK(result.corrupt == 0);
-    CHECK(result.offsets == offsets_between(from, n));
+  // A third index is cut short.
+  const std::uint64_t third_base = second_base + frames_of(segment_path(dir.path, second_base)).size();
+  const fs::path third_idx = dir.path / agentbus::detail::segment_file_name(third_base, ".idx");
+  fs::resize_file(third_idx, 64 + 32 + 7);
+  {
+    journal j(options_for(dir.path, 8192));
+    CHECK(j.recovery().problems.empty());
+    CHECK(j.recovery().records_intact());
+    CHECK_FALSE(j.recovery().clean());
+    // Index damage is reported in a class of its own, one message per file, naming it.
+    const auto& repairs = j.recovery().index_repairs;
+    REQUIRE(repairs.size() == 3);
+    CHECK(repairs[0].find(agentbus::detail::segment_file_name(0, ".idx") + ": missing") == 0);
+    CHECK(repairs[1].find(agentbus::detail::segment_file_name(second_base, ".idx") + ": damaged") == 0);
+    CHECK(repairs[2].find(agentbus::detail::segment_file_name(third_base, ".idx") + ": shortened") == 0);
+    CHECK(fs::exists(dir.path / agentbus::detail::segment_file_name(0, ".idx")));
+    CHECK(fs::file_size(third_idx) % 4096 == 0);
+    for (std::uint64_t from : {std::uint64_t{0}, std::uint64_t{7}, std::uint64_t{55}, std::uint64_t{150}, n - 1}) {
+      const auto result = read_everything(j.read(from));
+      CHECK(result.corrupt == 0);
+      CHECK(result.offsets == offsets_between(from, n));
+    }
   }
+  // Rebuilt for good: the next open finds nothing to repair.
+  journal j(options_for(dir.path, 8192));
+  CHECK(j.recovery().clean());
 }
 
 TEST_CASE("journal refuses segments of a newer format", "[journal][recovery]") {

@@ -4,14 +4,14 @@
 # the exact content: 1000 records, offsets 0..999, topics by offset % 10, 1 ms apart).
 #
 # Usage: journal_tool_test.sh TOOL MAKE_JOURNAL WORKDIR [SECTION...]
-#   SECTION: usage stats dump tail follow verify (default: all)
+#   SECTION: usage stats dump tail follow verify index (default: all)
 set -u
 
 tool=$1
 make_journal=$2
 work=$3
 shift 3
-sections=${*:-usage stats dump tail follow verify}
+sections=${*:-usage stats dump tail follow verify index}
 
 failures=0
 pass() { printf 'ok    %s\n' "$1"; }
@@ -44,6 +44,7 @@ run_usage() {
   "$tool" --help >"$work/out" 2>&1
   check "--help exits 0" 0 $?
   check_contains "--help prints usage" "$(cat "$work/out")" "usage:"
+  check_contains "--help documents exit status 3" "$(cat "$work/out")" "3  verify only: index damage alone"
   "$tool" >/dev/null 2>&1
   check "no command: exit 2" 2 $?
   "$tool" frobnicate "$j" >/dev/null 2>&1
@@ -231,6 +232,81 @@ run_verify() {
   check "verify: damaged header of a later segment exits 1 (and ends)" 1 $rc
   check_contains "verify: damaged header: result" "$out" "result       DAMAGED"
   rm -rf "$vj"
+}
+
+# verify_rc DIR: verify's exit status, its output in $work/verify.out
+verify_rc() {
+  "$tool" verify "$1" >"$work/verify.out" 2>&1
+  echo $?
+}
+
+# Index damage is a warning class of its own (exit 3, "warning" lines, records intact), never
+# silent; the next writer's recovery rebuilds the index, and verify is clean again.
+run_index() {
+  local ij=$work/index idx rc out
+  # One flipped byte in an entry of a sealed segment's index.
+  rm -rf "$ij"
+  cp -r "$j" "$ij"
+  idx=$(ls "$ij"/*.idx | sed -n 2p)
+  printf '\xff' | dd of="$idx" bs=1 seek=$((64 + 32 * 3 + 5)) conv=notrunc 2>/dev/null
+  rc=$(verify_rc "$ij")
+  out=$(cat "$work/verify.out")
+  check "verify: damaged index entry exits 3" 3 "$rc"
+  check_contains "verify: damaged index entry: warning names the file" "$out" "warning      $(basename "$idx") @ byte 160"
+  check_contains "verify: damaged index entry: records intact" "$out" "records      1000 valid"
+  check_contains "verify: damaged index entry: result" "$out" "result       INDEX DAMAGED"
+  check_contains "verify: damaged index entry: counted" "$out" "index        1 file damaged"
+  if grep -q '^problem' <<<"$out"; then fail "verify: index damage reported as record damage"; else pass "verify: index damage is not record damage"; fi
+  # Recovery rebuilds it.
+  "$make_journal" "$ij" --append --records 0 >/dev/null
+  rc=$(verify_rc "$ij")
+  check "verify: index rebuilt by the next writer: exits 0" 0 "$rc"
+  check_contains "verify: index rebuilt: result" "$(cat "$work/verify.out")" "result       OK"
+
+  # A shortened index file.
+  rm -rf "$ij"
+  cp -r "$j" "$ij"
+  idx=$(ls "$ij"/*.idx | head -n1)
+  truncate -s 150 "$idx"
+  rc=$(verify_rc "$ij")
+  out=$(cat "$work/verify.out")
+  check "verify: shortened index exits 3" 3 "$rc"
+  check_contains "verify: shortened index: says so" "$out" "shortened"
+  check_contains "verify: shortened index: missing entries" "$out" "index entries are missing"
+  "$make_journal" "$ij" --append --records 0 >/dev/null
+  check "verify: shortened index rebuilt: exits 0" 0 "$(verify_rc "$ij")"
+
+  # Every index file deleted.
+  rm -rf "$ij"
+  cp -r "$j" "$ij"
+  rm "$ij"/*.idx
+  local nseg
+  nseg=$(ls "$ij"/*.log | wc -l)
+  rc=$(verify_rc "$ij")
+  out=$(cat "$work/verify.out")
+  check "verify: deleted indexes exit 3" 3 "$rc"
+  check "verify: deleted indexes: one warning per segment" "$nseg" "$(grep -c '^warning .*index file missing' <<<"$out")"
+  check "dump: deleted indexes: every record" 1000 "$("$tool" dump "$ij" 2>/dev/null | wc -l)"
+  "$make_journal" "$ij" --append --records 0 >/dev/null
+  check "verify: deleted indexes rebuilt: exits 0" 0 "$(verify_rc "$ij")"
+  check "recovery: every index back" "$nseg" "$(ls "$ij"/*.idx | wc -l)"
+
+  # Record damage and index damage together: record damage decides (exit 1), both are listed.
+  rm -rf "$ij"
+  cp -r "$j" "$ij"
+  idx=$(ls "$ij"/*.idx | head -n1)
+  printf '\xff' | dd of="$idx" bs=1 seek=$((64 + 5)) conv=notrunc 2>/dev/null
+  local seg positions pos
+  seg=$(ls "$ij"/*.log | sed -n 2p)
+  mapfile -t positions < <(grep -obUa 'event [0-9]* on' "$seg" | cut -d: -f1)
+  pos=${positions[$((${#positions[@]} / 2))]}
+  printf '\xff' | dd of="$seg" bs=1 seek="$pos" conv=notrunc 2>/dev/null
+  rc=$(verify_rc "$ij")
+  out=$(cat "$work/verify.out")
+  check "verify: record and index damage exits 1" 1 "$rc"
+  check_contains "verify: record and index damage: the problem" "$out" "problem      $(basename "$seg")"
+  check_contains "verify: record and index damage: the warning" "$out" "warning      $(basename "$idx")"
+  rm -rf "$ij"
 }
 
 for s in $sections; do

@@ -167,7 +167,7 @@ class journal_core final : public segment_source {
         seg->max_time.store(in.published_ns, std::memory_order_relaxed);
       }
       if (pos == file_header_bytes) seg->first_time.store(in.published_ns, std::memory_order_relaxed);
-      if (pos >= seg->last_index_pos + opts_.index_interval_bytes) [[unlikely]]
+      if (pos >= seg->last_index_pos + seg->index_interval) [[unlikely]]
         add_index_entry(*seg, {offset, pos, seg->running_max});
       seg->end.store(pos + size, std::memory_order_release);
       last_time_.store(in.published_ns, std::memory_order_relaxed);

@@ -191,14 +191,14 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     }
 
     // The index. Its interval is the segment's own (recorded in its header when the segment
-    // was created): a sealed segment keeps it, whatever today's options say; the active one
-    // is re-indexed below with today's interval.
+    // was created): the segment keeps it, whatever today's options say (they apply to the
+    // segments created from now on).
     file_header ih;
     const auto ihs = read_file_header(seg->index_file_bytes_view(), ih);
     const bool index_header_ok = ihs == header_status::ok && ih.kind == file_kind::index && ih.base_offset == base &&
                                  ih.parameter >= 1 && ih.parameter <= std::numeric_limits<std::uint32_t>::max();
     const std::uint64_t written_interval = index_header_ok ? ih.parameter : interval;
-    const std::uint32_t seg_interval = last ? interval : static_cast<std::uint32_t>(written_interval);
+    const std::uint32_t seg_interval = static_cast<std::uint32_t>(written_interval);
     std::size_t valid_entries = 0;
     std::string index_damage;  // why the index is rebuilt (empty: it was fine)
     if (index_header_ok) {
@@ -253,8 +253,6 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
           break;
         }
       }
-      if (kept < valid_entries && index_damage.empty())
-        index_damage = "entry " + std::to_string(kept) + " names no record of the segment";
       if (in.start != file_header_bytes) {  // the first record is not walked over: check it
         const decode_result d = decode_record(seg->bytes().subspan(file_header_bytes));
         if (d.status == decode_status::ok && d.rec.offset == base)
@@ -313,6 +311,38 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     }
     const bool sealed_now = !last || successor;
 
+    if (index_damage.empty() && seg->index_file_bytes_view().size() % 4096 != 0)
+      index_damage = "shortened (" + std::to_string(seg->index_file_bytes_view().size()) +
+                     " bytes, not a whole number of 4 KiB pages)";
+    if (index_damage.empty()) {
+      // The entries the records call for (kept + s.entries) against those found: an entry
+      // found that names something else, or more than a few missing (the entry of a record a
+      // crash kept from being written; those recovery adds where it resumes after damage).
+      const index_view found{seg->index_entry_slot(0), valid_entries};
+      std::vector<index_entry> want;
+      for (std::size_t k = 0; k < kept; ++k) want.push_back(found.at(k));
+      want.insert(want.end(), s.entries.begin(), s.entries.end());
+      auto same = [](const index_entry& x, const index_entry& y) {
+        return x.offset == y.offset && x.position == y.position;
+      };
+      std::size_t matched = 0, w = 0;
+      bool stray = false;
+      for (std::size_t k = 0; k < valid_entries; ++k) {
+        const index_entry e = found.at(k);
+        while (w < want.size() && want[w].position < e.position) ++w;
+        if (w < want.size() && same(want[w], e)) {
+          ++matched;
+          ++w;
+        } else if (!(successor && e.position >= s.end)) {  // beyond a cut: the evidence above
+          stray = true;
+        }
+      }
+      const std::size_t allowed = (last ? 1 : 0) + s.problems.size();
+      if (stray)
+        index_damage = "entries that name no record of the segment";
+      else if (want.size() > matched + allowed)
+        index_damage = std::to_string(want.size() - matched) + " entries missing";
+    }
     if (!index_damage.empty())
       report.index_repairs.push_back(idx_name + ": " + index_damage + "; rebuilt from the records of " + name);
     if (kept + s.entries.size() != valid_entries || !s.entries.empty() || !index_damage.empty()) {
@@ -386,6 +416,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     if (!sealed_now) {
       seg->next_offset = s.next_offset;
       seg->running_max = s.running_max;
+      seg->index_interval = seg_interval;
       const index_view idx = seg->index();
       seg->last_index_pos = idx.count == 0 ? file_header_bytes : idx.at(idx.count - 1).position;
       e.pinned = std::move(seg);

@@ -190,9 +190,9 @@ class segment {
 
   /// @brief Turns a prepared segment into the segment based at `base`: writes the file headers
   /// and renames the files to their real names.
-  void adopt(std::uint64_t base, std::uint32_t index_interval) {
+  void adopt(std::uint64_t base, std::uint32_t interval) {
     write_file_header(data_.data(), {file_kind::segment, journal_format_version, base, 0});
-    write_file_header(index_.data(), {file_kind::index, journal_format_version, base, index_interval});
+    write_file_header(index_.data(), {file_kind::index, journal_format_version, base, interval});
     const std::filesystem::path dir = log_path_.parent_path();
     const std::filesystem::path log_path = dir / segment_file_name(base, segment_extension);
     const std::filesystem::path idx_path = dir / segment_file_name(base, index_extension);
@@ -210,6 +210,7 @@ class segment {
     idx_path_ = idx_path;
     next_offset = base;
     last_index_pos = file_header_bytes;
+    index_interval = interval;
   }
 
   /// @brief Deletes the files of a prepared segment that will not be used.
@@ -309,6 +310,9 @@ class segment {
   // Writer-only state (under the journal's append lock).
   std::uint64_t next_offset = 0;       ///< offset the next record here gets
   std::uint64_t last_index_pos = 0;    ///< position of the last index entry (0: none yet)
+  /// Bytes between index entries: the segment's own (its index header), whatever the options
+  /// of a later writer say, so that its index follows one rule from start to end.
+  std::uint32_t index_interval = 4096;
   std::int64_t running_max = std::numeric_limits<std::int64_t>::min();  ///< max publish time so far
 
  private:
