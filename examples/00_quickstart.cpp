@@ -15,7 +15,8 @@ int main() {
     std::printf("%s: #%d %s (from %s)\n", std::string(ev.topic()).c_str(), ev->id, ev->title.c_str(),
                 std::string(ev.source()).c_str());
   });
-  bus.publish("tasks.planner.created", task_created{1, "write the report"}, {.source = "planner"});
+  const auto first = bus.publish("tasks.planner.created", task_created{1, "write the report"}, {.source = "planner"});
   auto channel = bus.channel<task_created>("tasks.coder.created");  // resolved once, fastest path
-  channel.publish(task_created{2, "fix the build"});
+  const auto second = channel.publish(task_created{2, "fix the build"});
+  return first.delivered == 1 && second.delivered == 1 ? 0 : 1;  // each reached the handler
 }

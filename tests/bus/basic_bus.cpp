@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -130,6 +132,36 @@ TEST_CASE("the envelope carries options, a per-thread sequence and unique ids", 
   CHECK(other_id != envs[0].id);
   CHECK(other_id != envs[1].id);
   CHECK((other_id >> 40) != (envs[0].id >> 40));
+}
+
+TEST_CASE("sequence numbers count per publishing thread, interleaved or not", "[bus][concurrency]") {
+  // Two threads publish in lock step; each thread's own envelopes must count 1, 2, 3, ...
+  // without gaps, whatever the other thread did in between (a process-wide counter would
+  // leave gaps in both).
+  agentbus::bus bus;
+  std::mutex m;
+  std::map<std::uint64_t, std::vector<std::uint64_t>> by_thread;  // id >> 40 -> sequences
+  auto s = bus.subscribe("seq.t", [&](const agentbus::event<order>& e) {
+    std::lock_guard lock(m);
+    by_thread[e.envelope().id >> 40].push_back(e.envelope().sequence);
+  });
+  constexpr int per_thread = 200;
+  std::atomic<int> turn{0};
+  auto publisher = [&](int me) {
+    for (int i = 0; i < per_thread; ++i) {
+      while (turn.load() % 2 != me) std::this_thread::yield();
+      (void)bus.publish("seq.t", order{i});
+      turn.fetch_add(1);
+    }
+  };
+  std::thread a(publisher, 0), b(publisher, 1);
+  a.join();
+  b.join();
+  REQUIRE(by_thread.size() == 2);
+  for (const auto& [thread, seqs] : by_thread) {
+    REQUIRE(seqs.size() == static_cast<std::size_t>(per_thread));
+    for (std::size_t i = 1; i < seqs.size(); ++i) CHECK(seqs[i] == seqs[i - 1] + 1);
+  }
 }
 
 TEST_CASE("a throwing handler does not stop delivery, the failure reaches the error hook", "[bus]") {

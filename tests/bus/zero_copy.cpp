@@ -68,6 +68,34 @@ TEST_CASE("a synchronous publish performs no heap allocation", "[zero-copy]") {
   CHECK(sum == 11 * 4 + 1);
 }
 
+TEST_CASE("no heap allocation on topics longer than std::string's small buffer", "[zero-copy]") {
+  // Topics of 16+ characters: an event that copied its topic (or pattern) into a std::string
+  // would allocate here, which the short topics above cannot show.
+  agentbus::bus bus;
+  std::uint64_t sum = 0;
+  std::vector<agentbus::subscription> subs;
+  const std::string exact = "fleet.region-north.vehicle-0042.telemetry";
+  const std::string other = "fleet.region-north.vehicle-0043.telemetry";
+  static_assert(sizeof(std::string) <= 32, "the topics below are longer than any small-string buffer");
+  REQUIRE(exact.size() > 32);
+  for (int i = 0; i < 3; ++i) subs.push_back(bus.subscribe(exact, [&](const copy_counter& c) { sum += c.value; }));
+  subs.push_back(bus.subscribe("fleet.region-north.*.telemetry", [&](const agentbus::event<copy_counter>& e) { sum += e->value; }));
+  subs.push_back(bus.subscribe("fleet.region-north.>", [&](const agentbus::event<copy_counter>& e) {
+    sum += e.topic().size() == exact.size() ? e->value : 0;
+  }));
+  auto ch = bus.channel<copy_counter>(exact);
+  const agentbus::topic t(exact);
+  bus.publish(other, copy_counter{0});  // first publish to a topic caches it (allocates once)
+
+  allocation_scope scope;
+  CHECK(ch.publish(copy_counter{1}).delivered == 5);                  // channel
+  CHECK(bus.publish(exact, copy_counter{1}).delivered == 5);          // exact, by text
+  CHECK(bus.publish(t, copy_counter{1}).delivered == 5);              // pre-validated topic
+  CHECK(bus.publish(other, copy_counter{1}).delivered == 2);          // wildcards only
+  CHECK(scope.count() == 0);
+  CHECK(sum == 3 * 5 + 2);
+}
+
 TEST_CASE("the allocation counter does count (the check above can fail)", "[zero-copy]") {
   allocation_scope scope;
   auto p = std::make_unique<int>(1);

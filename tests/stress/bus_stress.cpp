@@ -33,7 +33,7 @@ struct stop_after {
 TEST_CASE("publish, subscribe and unsubscribe from several threads at once", "[stress]") {
   agentbus::bus bus;
   std::atomic<bool> stop{false};
-  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> delivered{0}, misrouted{0}, late{0};
   // A permanent subscriber: every publish must reach it exactly once.
   std::atomic<std::uint64_t> permanent{0};
   auto keep = bus.subscribe("stress.>", [&](const ping&) { permanent.fetch_add(1, std::memory_order_relaxed); });
@@ -58,18 +58,29 @@ TEST_CASE("publish, subscribe and unsubscribe from several threads at once", "[s
     threads.emplace_back([&, s] {
       std::mt19937 rng(static_cast<unsigned>(s));
       const char* patterns[] = {"stress.a", "stress.*", "stress.>", "stress.b.*", "*.a", ">"};
-      std::vector<agentbus::subscription> mine;
+      struct churned {
+        agentbus::subscription sub;
+        std::shared_ptr<std::atomic<bool>> ended;
+      };
+      std::vector<churned> mine;
       while (!stop.load(std::memory_order_relaxed)) {
         if (mine.size() < 8 && rng() % 2 == 0) {
           // The handler owns state that must stay valid as long as it can be called.
-          // (Two publishers may call it at once, so the state is atomic.)
-          auto state = std::make_shared<std::atomic<std::uint64_t>>(0);
-          mine.push_back(bus.subscribe(patterns[rng() % 6], [&delivered, state](const ping& x) {
-            state->fetch_add(static_cast<std::uint64_t>(x.n), std::memory_order_relaxed);
+          // (Two publishers may call it at once, so the state is atomic.) It checks that it
+          // only gets topics its pattern matches and nothing after its unsubscribe returned.
+          auto ended = std::make_shared<std::atomic<bool>>(false);
+          const agentbus::topic_pattern pattern(patterns[rng() % 6]);
+          auto sub = bus.subscribe(pattern.str(), [&, ended, pattern](const agentbus::event<ping>& e) {
             delivered.fetch_add(1, std::memory_order_relaxed);
-          }));
+            if (!pattern.matches(e.topic())) misrouted.fetch_add(1, std::memory_order_relaxed);
+            if (ended->load(std::memory_order_relaxed)) late.fetch_add(1, std::memory_order_relaxed);
+          });
+          mine.push_back({std::move(sub), ended});
         } else if (!mine.empty()) {
-          mine.erase(mine.begin() + static_cast<long>(rng() % mine.size()));
+          const auto at = mine.begin() + static_cast<long>(rng() % mine.size());
+          at->sub.unsubscribe();
+          at->ended->store(true, std::memory_order_relaxed);
+          mine.erase(at);
         }
       }
     });
@@ -78,6 +89,9 @@ TEST_CASE("publish, subscribe and unsubscribe from several threads at once", "[s
   for (auto& t : threads) t.join();
   CHECK(permanent.load() == published.load());
   CHECK(published.load() > 0);
+  CHECK(delivered.load() > 0);   // the churned handlers were reached
+  CHECK(misrouted.load() == 0);  // ... only on topics their pattern matches
+  CHECK(late.load() == 0);       // ... and never after their unsubscribe returned
   CHECK(bus.stats().subscriptions == 1);
 }
 
@@ -92,13 +106,15 @@ TEST_CASE("after unsubscribe returns, the handler is never running or called", "
     });
   stop_after budget;
   int rounds = 0;
+  std::atomic<std::uint64_t> calls{0};
   while (!budget.done()) {
     // `alive` is freed right after unsubscribe: a late call would be a use after free that
     // ASan/TSan report, and `violations` counts calls observed after the flag was cleared.
     auto alive = std::make_unique<std::atomic<bool>>(true);
     auto violations = std::make_shared<std::atomic<int>>(0);
     std::atomic<int> running{0};
-    auto s = bus.subscribe("q.*", [flag = alive.get(), violations, &running](const ping&) {
+    auto s = bus.subscribe("q.*", [flag = alive.get(), violations, &running, &calls](const ping&) {
+      calls.fetch_add(1, std::memory_order_relaxed);
       running.fetch_add(1);
       if (!flag->load()) violations->fetch_add(1);
       running.fetch_sub(1);
@@ -115,6 +131,7 @@ TEST_CASE("after unsubscribe returns, the handler is never running or called", "
   stop = true;
   for (auto& t : publishers) t.join();
   CHECK(rounds > 10);
+  CHECK(calls.load() > 0);  // the handlers did run: the guarantee was tested against real calls
 }
 
 TEST_CASE("two handlers on two threads unsubscribing each other do not deadlock", "[stress][reentrancy]") {
