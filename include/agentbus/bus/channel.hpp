@@ -48,7 +48,9 @@ class channel {
   /// @brief publish_result, or stored_publish_result (with the offset) on a storing bus.
   using result_type = std::conditional_t<std::is_void_v<Store>, publish_result, stored_publish_result>;
 
+  /// @brief Copies the handle: both publish to the same topic.
   channel(const channel&) = default;
+  /// @brief Makes this handle publish where `other` does.
   channel& operator=(const channel&) = default;
   ~channel() = default;
 

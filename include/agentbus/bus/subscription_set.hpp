@@ -31,6 +31,7 @@ class subscription_set {
   subscription_set() noexcept = default;
   subscription_set(const subscription_set&) = delete;
   subscription_set& operator=(const subscription_set&) = delete;
+  /// @brief Takes over `other`'s subscriptions; `other` is left empty.
   subscription_set(subscription_set&&) noexcept = default;
   /// @brief Ends the current subscriptions, then takes over `other`'s.
   subscription_set& operator=(subscription_set&& other) noexcept {

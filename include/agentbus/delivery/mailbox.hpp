@@ -58,7 +58,9 @@ struct mailbox_receiver : mailbox_receiver_base {
 /// @brief Delivery kind: events go into a mailbox and the handler runs on its consumer.
 /// Made by `agentbus::async(agent)` (agent/agent.hpp).
 struct mailbox_delivery {
+  /// @brief Marks this type as a delivery kind (delivery/delivery.hpp).
   using delivery_tag = void;
+  /// @brief The receiver a subscription of this kind installs: queues into `box`.
   template <class T, class F>
   using receiver = detail::mailbox_receiver<T, F>;
 

@@ -37,7 +37,9 @@ struct synchronous_receiver : receiver {
 
 /// @brief Delivery kind: the handler runs inside publish() (the default of subscribe()).
 struct synchronous {
+  /// @brief Marks this type as a delivery kind (delivery/delivery.hpp).
   using delivery_tag = void;
+  /// @brief The receiver a subscription of this kind installs: calls the handler.
   template <class T, class F>
   using receiver = detail::synchronous_receiver<T, F>;
 };

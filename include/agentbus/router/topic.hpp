@@ -260,6 +260,7 @@ inline bool topic_pattern::matches(std::string_view t) const noexcept {
 /// @brief Topics hash with their precomputed hash, so they can key unordered containers.
 template <>
 struct std::hash<agentbus::topic> {
+  /// @brief The topic's precomputed hash.
   std::size_t operator()(const agentbus::topic& t) const noexcept {
     return static_cast<std::size_t>(t.hash());
   }

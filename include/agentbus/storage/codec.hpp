@@ -185,11 +185,15 @@ T without_padding(const T& value) noexcept {
 template <class T>
 struct codec {};  // no codec: has_codec<T> is false (see require_codec for the error users see)
 
+/// @brief The codec of a type with ADL hooks: calls `agentbus_encode` / `agentbus_decode`.
 template <class T>
   requires detail::has_adl_codec<T>
 struct codec<T> {
+  /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const T& value) { agentbus_encode(out, value); }
+  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
   static T decode(byte_reader& in) { return agentbus_decode(in, codec_tag<T>{}); }
+  /// @brief Identifies the byte layout: recorded with each record and checked on reading.
   static constexpr std::uint64_t fingerprint() noexcept {
     if constexpr (requires { { T::codec_fingerprint } -> std::convertible_to<std::uint64_t>; })
       return static_cast<std::uint64_t>(T::codec_fingerprint);
@@ -198,14 +202,18 @@ struct codec<T> {
   }
 };
 
+/// @brief The bitwise codec: arithmetic types, enums, `std::array` of them, and opted-in classes.
 template <class T>
   requires(!detail::has_adl_codec<T> && detail::bitwise_codable<T>)
 struct codec<T> {
+  /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const T& value) {
     if constexpr (std::is_class_v<T>) out.write_value(detail::without_padding(value));
     else out.write_value(value);
   }
+  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
   static T decode(byte_reader& in) { return in.read_value<T>(); }
+  /// @brief Identifies the byte layout: recorded with each record and checked on reading.
   static constexpr std::uint64_t fingerprint() noexcept {
     std::uint64_t h = detail::fnv1a("trivial:");
     h = detail::fnv1a_value(sizeof(T), h);
@@ -214,10 +222,14 @@ struct codec<T> {
   }
 };
 
+/// @brief `std::string`: a 32-bit length, then the bytes.
 template <>
 struct codec<std::string> {
+  /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const std::string& value) { out.write_string(value); }
+  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
   static std::string decode(byte_reader& in) { return in.read_string(); }
+  /// @brief Identifies the byte layout: recorded with each record and checked on reading.
   static constexpr std::uint64_t fingerprint() noexcept { return detail::fnv1a("string:u32-length"); }
 };
 
@@ -253,9 +265,11 @@ constexpr bool require_codec() noexcept {
 }
 }  // namespace detail
 
+/// @brief `std::vector` of a type with a codec: a 32-bit count, then the elements.
 template <class U, class A>
   requires has_codec<U>
 struct codec<std::vector<U, A>> {
+  /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const std::vector<U, A>& value) {
     if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
     out.write_value(static_cast<std::uint32_t>(value.size()));
@@ -264,6 +278,7 @@ struct codec<std::vector<U, A>> {
     else
       for (const U& v : value) codec<U>::encode(out, v);
   }
+  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
   static std::vector<U, A> decode(byte_reader& in) {
     const auto size = in.read_value<std::uint32_t>();
     std::vector<U, A> value;
@@ -280,6 +295,7 @@ struct codec<std::vector<U, A>> {
     }
     return value;
   }
+  /// @brief Identifies the byte layout: recorded with each record and checked on reading.
   static constexpr std::uint64_t fingerprint() noexcept {
     return detail::fnv1a_value(codec<U>::fingerprint(), detail::fnv1a("vector:u32-count:"));
   }

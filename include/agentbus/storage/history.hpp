@@ -84,19 +84,28 @@ class replay_range {
   /// @brief Input iterator over the replayed events.
   class iterator {
    public:
+    /// @brief Single pass: advancing moves the underlying cursor.
     using iterator_category = std::input_iterator_tag;
+    /// @brief The replayed event type.
     using value_type = event_type;
+    /// @brief Required by the iterator concepts; unused.
     using difference_type = std::ptrdiff_t;
+    /// @brief Pointer to the current event.
     using pointer = const event_type*;
+    /// @brief The current event, valid until the next increment.
     using reference = const event_type&;
 
     iterator() noexcept = default;
+    /// @brief The current event.
     reference operator*() const noexcept { return cursor_->current(); }
+    /// @brief The current event's members.
     pointer operator->() const noexcept { return &cursor_->current(); }
+    /// @brief Moves to the next event (becomes the end iterator after the last).
     iterator& operator++() {
       if (!cursor_->next()) cursor_ = nullptr;
       return *this;
     }
+    /// @brief Same as prefix ++ (input iterator: no copy of the old position).
     void operator++(int) { ++*this; }
     friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.cursor_ == b.cursor_; }
 

@@ -256,7 +256,9 @@ namespace storage {
 /// Event types need a codec (agentbus/storage/codec.hpp). publish() returns the event's
 /// offset; when it returns, the event is as durable as the journal's durability policy says.
 struct journal {
+  /// @brief Marks this type as a storage policy (storage/policy.hpp).
   using storage_tag = void;
+  /// @brief Events are kept: the bus offers offsets, replay and history.
   static constexpr bool persists = true;
   /// @brief The journal's directory, segment size, durability and retention.
   using options = journal_options;

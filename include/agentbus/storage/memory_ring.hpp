@@ -204,7 +204,9 @@ namespace storage {
 template <std::size_t N>
 struct memory_ring {
   static_assert(N > 0, "agentbus: storage::memory_ring<N>: N (how many events to keep) must be at least 1");
+  /// @brief Marks this type as a storage policy (storage/policy.hpp).
   using storage_tag = void;
+  /// @brief Events are kept: the bus offers offsets, replay and history.
   static constexpr bool persists = true;
 
   /// @brief Nothing to configure: the capacity is N.
@@ -213,6 +215,7 @@ struct memory_ring {
   /// @brief What the bus owns: the ring.
   class store : public detail::ring_store {
    public:
+    /// @brief An empty ring of N events.
     explicit store(const options& = {}) : detail::ring_store(N) {}
   };
 };

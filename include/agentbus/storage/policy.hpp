@@ -55,7 +55,9 @@ namespace storage {
 
 /// @brief Keep nothing: events exist only while they are being delivered (the default).
 struct none {
+  /// @brief Marks this type as a storage policy.
   using storage_tag = void;
+  /// @brief Nothing is kept: no offsets, replay or history.
   static constexpr bool persists = false;
 };
 

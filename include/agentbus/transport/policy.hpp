@@ -22,7 +22,9 @@ namespace transport {
 
 /// @brief Events stay in this process (the default).
 struct in_process {
+  /// @brief Marks this type as a transport policy.
   using transport_tag = void;
+  /// @brief Nothing leaves the process.
   static constexpr bool bridges = false;
 };
 
