@@ -6,6 +6,10 @@
 // then really crashes (SIGKILL, mid-stream, no destructor runs). The parent reopens the same
 // directory: recovery checks the journal's tail, and a late joiner catches up on everything
 // the crashed process was told was stored, then keeps receiving live events.
+//
+//   example_04_persistence             the journal lives in a temporary directory, deleted at exit
+//   example_04_persistence --keep DIR  the journal is written to DIR (new or empty) and kept, for
+//                                      `agentbus-journal stats DIR`, `dump DIR`, `verify DIR`
 
 #include <agentbus/agentbus.hpp>
 #include <agentbus/storage/journal.hpp>
@@ -16,6 +20,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -48,9 +54,27 @@ order_placed agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<orde
 // 2. The bus type: same API as agentbus::bus, plus offsets, replay and history.
 using journaled_bus = agentbus::basic_bus<agentbus::storage::journal>;
 
-int main() {
-  const auto dir = std::filesystem::temp_directory_path() / ("agentbus_example_04_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+int main(int argc, char** argv) {
+  // Where the journal goes: --keep DIR keeps it there; otherwise a temporary directory.
+  std::filesystem::path dir;
+  bool keep = false;
+  if (argc == 3 && std::string_view(argv[1]) == "--keep") {
+    dir = argv[2];
+    keep = true;
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
+      fmt::print(stderr, "example_04_persistence: {} is not empty: give --keep a new or empty directory\n",
+                 dir.string());
+      return 2;
+    }
+  } else if (argc != 1) {
+    fmt::print(stderr, "usage: example_04_persistence [--keep DIR]\n");
+    return 2;
+  } else {
+    dir = std::filesystem::temp_directory_path() / ("agentbus_example_04_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+  }
+  fmt::print("journal: {}{}\n", dir.string(), keep ? " (kept)" : " (deleted at exit; --keep DIR keeps one)");
 
   // 3. The "agent" that crashes: publishes, reports what the bus acknowledged, then dies.
   int ack_pipe[2];
@@ -101,5 +125,9 @@ int main() {
 
     if (stats.delivered != acknowledged.size() || seen != 4) return 1;
   }
-  std::filesystem::remove_all(dir);
+  if (keep) {
+    fmt::print("kept {}: inspect it with `agentbus-journal stats {}` (or dump, verify)\n", dir.string(), dir.string());
+  } else {
+    std::filesystem::remove_all(dir);
+  }
 }
