@@ -4,8 +4,10 @@
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 required=(g++ cmake make libfmt-dev catch2)
-# benchmark peers (Boost, moodycamel, atomic_queue, SQLite), instruction counts, and clang for the libFuzzer harness
-optional=(libboost-dev libconcurrentqueue-dev libatomic-queue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev)
+# benchmark peers (Boost, moodycamel, atomic_queue, SQLite), instruction counts, clang for the
+# libFuzzer harness, and doxygen for the API reference (target agentbus_docs)
+optional=(libboost-dev libconcurrentqueue-dev libatomic-queue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev
+  doxygen)
 missing=()
 # --required: only what building and running the unit tests needs (scripts/test.sh --unit).
 wanted=("${required[@]}")
