@@ -31,5 +31,8 @@
 #include "agentbus/bus/basic_bus.hpp"
 #include "agentbus/agent/executor.hpp"
 #include "agentbus/agent/agent.hpp"
+#include "agentbus/reply/error.hpp"
+#include "agentbus/reply/request.hpp"
+#include "agentbus/reply/serve.hpp"
 
 #endif  // AGENTBUS_AGENTBUS_HPP

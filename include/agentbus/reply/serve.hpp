@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_REPLY_SERVE_HPP
+#define AGENTBUS_REPLY_SERVE_HPP
+
+// The serving side of request/reply (the requesting side: reply/request.hpp).
+//
+//   auto server = agentbus::serve<quote_request, quote>(bus, "pricing.quote",
+//       [](const quote_request& r) { return quote{r.symbol, 101.5}; });
+//
+// serve() is a subscription (it takes the same delivery kinds: `agentbus::async(agent)` runs
+// the handler on the agent's thread) whose handler answers requests. A handler either returns
+// the reply, or takes a responder<Rep> as its second parameter and replies through it, now or
+// later from any thread (after its own I/O, say). A handler that throws answers with
+// server_failed (the exception is also counted and reported by the bus as usual); a responder
+// dropped without replying answers with abandoned. An event that is not a request (published
+// with publish(), no request id) still reaches the handler; its reply goes nowhere.
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/reply/detail/pending.hpp"
+#include "agentbus/reply/error.hpp"
+
+namespace agentbus {
+
+/// @brief Replies to one request, once: move-only; usable from any thread. Destroying it
+/// without replying answers the request with request_errc::abandoned.
+template <class Rep>
+class responder {
+ public:
+  /// @brief A responder for the request whose event has correlation id `request_id` (one
+  /// that is not a request id makes a responder whose replies go nowhere).
+  explicit responder(std::uint64_t request_id) : state_(detail::reply_table::instance().find(request_id)) {}
+  responder(responder&&) noexcept = default;
+  responder& operator=(responder&& other) noexcept {
+    if (this != &other) {
+      abandon();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  responder(const responder&) = delete;
+  responder& operator=(const responder&) = delete;
+  ~responder() { abandon(); }
+
+  /// @brief Sends the reply (moved to the requester, never copied). Returns false when it
+  /// went nowhere: the request was answered already, timed out, was cancelled, or this
+  /// responder is not for a request. Counted as a late reply when a request was waiting for it.
+  template <class R = Rep>
+  bool reply(R&& value) {
+    auto state = std::move(state_);
+    if (!state) return false;
+    auto& counters = detail::reply_table::instance().counters;
+    if (state->type != type_id_of<Rep>()) {
+      counters.wrong_type_replies.fetch_add(1, std::memory_order_relaxed);
+      state->fail(request_errc::wrong_type, "the requester expects another reply type");
+      return false;
+    }
+    if (static_cast<detail::pending_reply_of<Rep>&>(*state).offer(Rep(std::forward<R>(value)))) return true;
+    counters.late_replies.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  /// @brief Answers with an error instead of a reply (server_failed, with `what`).
+  void fail(std::string_view what) {
+    auto state = std::move(state_);
+    if (state) state->fail(request_errc::server_failed, std::string(what));
+  }
+  /// @brief True while a request may still take this responder's reply.
+  bool pending() const noexcept { return state_ != nullptr; }
+
+ private:
+  void abandon() noexcept {
+    if (auto state = std::move(state_)) try {
+        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
+      } catch (...) {  // allocating the text failed: the requester times out instead
+      }
+  }
+  std::shared_ptr<detail::pending_reply> state_;
+};
+
+namespace detail {
+
+inline std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "a non-standard exception";
+  }
+}
+
+template <class Req, class Rep, class F>
+constexpr bool serve_handler_ok() {
+  constexpr bool with_responder = std::is_invocable_v<F&, const event<Req>&, responder<Rep>> ||
+                                  std::is_invocable_v<F&, const Req&, responder<Rep>>;
+  constexpr bool returning = std::is_invocable_r_v<Rep, F&, const event<Req>&> || std::is_invocable_r_v<Rep, F&, const Req&>;
+  static_assert(with_responder || returning,
+                "agentbus: serve<Req, Rep>: the handler must be `Rep(const Req&)` or `Rep(const event<Req>&)`, or take "
+                "a responder<Rep> second: `void(const Req&, responder<Rep>)` / `void(const event<Req>&, responder<Rep>)`");
+  return with_responder || returning;
+}
+
+}  // namespace detail
+
+/// @brief Serves requests of type Req on `pattern` with replies of type Rep; returns the
+/// subscription (end it to stop serving). `with...`: what subscribe() takes after the handler
+/// (a delivery kind such as `agentbus::async(agent)`, subscribe_options).
+template <class Req, class Rep, class Bus, class F, class... With>
+[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& bus, std::string_view pattern,
+                                                                                      F&& handler, const With&... with) {
+  if constexpr (detail::serve_handler_ok<Req, Rep, std::decay_t<F>>()) {
+    return bus.template subscribe<Req>(
+        pattern,
+        [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
+          responder<Rep> answer(ev.correlation_id());
+          try {
+            if constexpr (std::is_invocable_v<decltype(h)&, const event<Req>&, responder<Rep>>)
+              h(ev, std::move(answer));
+            else if constexpr (std::is_invocable_v<decltype(h)&, const Req&, responder<Rep>>)
+              h(ev.payload(), std::move(answer));
+            else if constexpr (std::is_invocable_r_v<Rep, decltype(h)&, const event<Req>&>)
+              answer.reply(h(ev));
+            else
+              answer.reply(h(ev.payload()));
+          } catch (...) {
+            if (answer.pending()) answer.fail(detail::what_of(std::current_exception()));
+            throw;  // the bus counts and reports it too
+          }
+        },
+        with...);
+  } else {
+    return bus.template subscribe<Req>(pattern, [](const event<Req>&) {});
+  }
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_REPLY_SERVE_HPP
