@@ -22,6 +22,7 @@
 #include <agentbus/journal/detail/record_format.hpp>
 #include <agentbus/journal/detail/segment.hpp>
 #include <agentbus/journal/detail/segment_index.hpp>
+#include <agentbus/journal/detail/segment_scan.hpp>
 #include <agentbus/journal/journal.hpp>
 
 #include <fmt/format.h>
@@ -104,7 +105,10 @@ options:
 
 exit status:
   0  success: nothing damaged
-  1  record damage found (verify: a problem), or the journal cannot be read
+  1  record damage found, or the journal cannot be read. stats, dump and tail read through
+     the same reader and the same rule for finding the way past damage as verify: they
+     show the same records, report each damaged place on stderr (stats: "corrupt"), and
+     exit 1 when they met one; verify lists it as a problem
   2  bad usage
   3  verify only: index damage alone (warnings), every record intact
 )";
@@ -724,7 +728,7 @@ int cmd_stats(const options& o) {
     }
     j += "]}\n";
     std::fwrite(j.data(), 1, j.size(), stdout);
-    return 0;
+    return corrupt == 0 ? exit_ok : exit_damaged;
   }
 
   fmt::print("journal      {}\n", o.dir.string());
@@ -743,7 +747,7 @@ int cmd_stats(const options& o) {
   fmt::print("topics       {}\n", by_count.size());
   const int width = by_count.empty() ? 1 : static_cast<int>(fmt::formatted_size("{}", by_count.front().second));
   for (const auto& [name, n] : by_count) fmt::print("  {:>{}}  {}\n", n, width, escaped(name));
-  return 0;
+  return corrupt == 0 ? exit_ok : exit_damaged;
 }
 
 // ------------------------------------------------------------------ dump
@@ -771,8 +775,11 @@ int cmd_dump(const options& o) {
     ++printed;
   }
   std::fflush(stdout);
-  if (damaged) fmt::print(stderr, "agentbus-journal: the journal has damaged records; run 'verify' for details\n");
-  return 0;
+  if (damaged) {
+    fmt::print(stderr, "agentbus-journal: the journal has damaged records; run 'verify' for details\n");
+    return exit_damaged;
+  }
+  return exit_ok;
 }
 
 // ------------------------------------------------------------------ tail
@@ -802,6 +809,7 @@ int cmd_tail(const options& o) {
   auto reader = open_reader(o.dir, start);
   record_printer printer(o);
   agentbus::record r;
+  bool damaged = false;
   if (o.follow) install_stop_handlers();
   while (stop_requested == 0) {
     const auto st = reader.next(r);
@@ -810,7 +818,7 @@ int cmd_tail(const options& o) {
       continue;
     }
     if (st != agentbus::read_status::end) {
-      report_status(st, reader);
+      damaged = report_status(st, reader) || damaged;
       continue;
     }
     std::fflush(stdout);
@@ -818,7 +826,7 @@ int cmd_tail(const options& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(o.poll_ms));
   }
   std::fflush(stdout);
-  return 0;
+  return damaged ? exit_damaged : exit_ok;
 }
 
 // ------------------------------------------------------------------ verify
@@ -885,21 +893,6 @@ struct verify_state {
     problems.push_back(fmt::format("{} @ byte {}: {}", file.filename().string(), pos, what));
   }
 };
-
-/// Structure checks that cost nothing, done before a CRC when looking for the next record
-/// after damage: a plausible length, the format version, lengths that add up.
-bool plausible_frame(std::span<const std::byte> b) {
-  using namespace agentbus::detail;
-  if (b.size() < min_frame_bytes) return false;
-  const std::uint32_t length = load_le<std::uint32_t>(b.data());
-  if (length < record_fixed_bytes || frame_bytes(length) > b.size()) return false;
-  const std::byte* body = b.data() + frame_prefix_bytes;
-  if (load_le<std::uint8_t>(body + 44) != record_format_version) return false;
-  const std::uint64_t sum = record_fixed_bytes + std::uint64_t{load_le<std::uint32_t>(body + 56)} +
-                            load_le<std::uint16_t>(body + 48) + load_le<std::uint16_t>(body + 50) +
-                            load_le<std::uint16_t>(body + 52) + load_le<std::uint32_t>(body + 60);
-  return sum == length;
-}
 
 /// What verify_index found wrong with one index file (empty: nothing).
 std::vector<std::string> check_index(const segment_file& seg, std::span<const std::byte> log, bool is_last,
@@ -1104,6 +1097,12 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
       continue;
     }
     if (res.status == decode_status::end) {
+      // A zero length word with valid records after it: damage in the middle (a reader finds
+      // its way past it by the same rule, find_resume_point), not the end.
+      const std::uint64_t nz = last_nonzero_end(bytes, pos, bytes.size());
+      if (nz > pos && find_resume_point(bytes, pos, expected, nz).pos != 0) res.reason = "zero length word followed by data";
+    }
+    if (res.status == decode_status::end && res.reason[0] == '\0') {
       // The end of the records. Everything after must be zero: the space is pre-allocated,
       // and bytes there are a torn write or damage (recovery zeroes them when a writer opens).
       const auto after = bytes.subspan(pos);
@@ -1121,19 +1120,14 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
     ++v.damaged_regions;
     v.damaged_at.push_back(pos);
     const std::uint32_t length = load_le<std::uint32_t>(rest.data());
-    std::size_t next = pos + frame_alignment;
-    std::uint64_t resume_offset = 0;
-    for (; next + min_frame_bytes <= bytes.size(); next += frame_alignment) {
-      const auto cand = bytes.subspan(next);
-      if (!plausible_frame(cand)) continue;
-      const auto r2 = decode_record(cand);
-      if (r2.status == decode_status::ok && r2.rec.offset >= expected) {
-        resume_offset = r2.rec.offset;
-        break;
-      }
-    }
-    const bool resumed = next + min_frame_bytes <= bytes.size();
+    // The rule recovery and readers use (find_resume_point), so that all three agree on which
+    // records are readable.
+    const resume_point rp = find_resume_point(bytes, pos, expected, last_nonzero_end(bytes, pos, bytes.size()));
+    const bool resumed = rp.pos != 0;
+    const std::size_t next = static_cast<std::size_t>(rp.pos);
+    const std::uint64_t resume_offset = rp.offset;
     const std::string lost = !resumed                      ? fmt::format("offsets from {} on unreadable in this segment", expected)
+                             : resume_offset == expected     ? std::string("no record lost")
                              : resume_offset == expected + 1 ? fmt::format("offset {} unreadable", expected)
                                                              : fmt::format("offsets {} .. {} unreadable", expected,
                                                                            resume_offset - 1);
@@ -1142,7 +1136,7 @@ void verify_segment(const segment_file& seg, bool is_last, verify_state& v) {
     v.unreadable += resume_offset - expected;
     pos = next;
     expected = resume_offset;
-    v.last_offset = resume_offset - 1;  // the loss is reported; do not report it again as a gap
+    if (resume_offset > 0) v.last_offset = resume_offset - 1;  // the loss is reported, not again as a gap
   }
   if (!sealed && !is_last)
     v.notes.push_back(fmt::format("{}: no seal marker after its last record (a writer that stopped while "

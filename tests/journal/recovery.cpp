@@ -559,3 +559,50 @@ TEST_CASE("journal never reuses acknowledged offsets after the active segment wa
   CHECK(again.corrupt == 1);
   CHECK(again.offsets.size() == kept + 1);
 }
+
+TEST_CASE("journal readers find their way past damage in a last segment no writer has reopened",
+          "[journal][recovery]") {
+  recovery_dir tmpl, work;
+  constexpr std::uint64_t n = 40;
+  {
+    journal j(options_for(tmpl.path));  // index interval 512
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
+  }
+  const auto frames = frames_of(segment_path(tmpl.path, 0));
+  REQUIRE(frames.size() == n);
+  const std::vector<std::byte> zero(4, std::byte{0});
+  // A zeroed length word near the end (after the last index entry: only the bytes tell) and in
+  // the middle; a length word that claims too much; garbage after the last record.
+  for (const std::uint64_t victim : {n - 2, n / 2}) {
+    for (const bool zeroed : {true, false}) {
+      INFO("victim " << victim << (zeroed ? " length zeroed" : " length garbled"));
+      copy_dir(tmpl.path, work.path);
+      if (zeroed) {
+        patch_file(segment_path(work.path, 0), frames[victim].pos, zero);
+      } else {
+        const std::vector<std::byte> big = {std::byte{0x00}, std::byte{0xF0}, std::byte{0x00}, std::byte{0x00}};
+        patch_file(segment_path(work.path, 0), frames[victim].pos, big);
+      }
+      auto expect = offsets_between(0, n);
+      expect.erase(expect.begin() + static_cast<std::ptrdiff_t>(victim));
+      const auto r = read_everything(agentbus::open_journal_reader(work.path));
+      INFO(r.first_error);
+      CHECK(r.corrupt == 1);
+      CHECK(r.offsets == expect);
+      CHECK(r.first_error.find("byte " + std::to_string(frames[victim].pos)) != std::string::npos);
+      // The writer's recovery finds the same, and so do its readers.
+      journal j(options_for(work.path));
+      CHECK(j.recovery().problems.size() == 1);
+      const auto again = read_everything(j.read(0));
+      CHECK(again.corrupt == 1);
+      CHECK(again.offsets == expect);
+    }
+  }
+  copy_dir(tmpl.path, work.path);
+  const std::vector<std::byte> junk(40, std::byte{0x5A});
+  patch_file(segment_path(work.path, 0), frames.back().pos + frames.back().size + 8, junk);
+  const auto r = read_everything(agentbus::open_journal_reader(work.path));
+  CHECK(r.corrupt == 1);  // the torn tail, reported (verify reports it too) until a writer cuts it
+  CHECK(r.offsets == offsets_between(0, n));
+  CHECK(r.first_error.find("no valid record follows") != std::string::npos);
+}

@@ -49,9 +49,12 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -63,6 +66,7 @@
 #include "agentbus/journal/detail/record_format.hpp"
 #include "agentbus/journal/detail/segment.hpp"
 #include "agentbus/journal/detail/segment_catalog.hpp"
+#include "agentbus/journal/detail/segment_scan.hpp"
 
 namespace agentbus {
 
@@ -170,42 +174,63 @@ class journal_reader {
     return step::go_on;
   }
 
+  // A zero length word at pos_: the end of the data, or damage? Damage when an index entry
+  // lies beyond it, or when bytes follow it where no record has been written: in the writer's
+  // own segment (in this process) below its end; elsewhere, non-zero bytes in the page after
+  // the word, in a segment that has a successor (nobody writes there any more) or that stay
+  // there while no length word appears (a writer in another process writes a frame's body
+  // first and its length word last: that takes microseconds, not milliseconds).
+  bool zero_length_is_damage(std::span<const std::byte> data) {
+    const detail::index_view idx = seg_->index();
+    if (idx.first_after_position(pos_) != idx.count) return true;
+    if (seg_->live()) return pos_ < seg_->end.load(std::memory_order_acquire);
+    const std::uint64_t from = pos_ + 4, to = std::min<std::uint64_t>(pos_ + 4096, data.size());
+    bool bytes_after = false;
+    for (std::uint64_t q = from; q < to && !bytes_after; ++q) bytes_after = data[q] != std::byte{0};
+    if (!bytes_after) return false;
+    if (stuck_ && stuck_base_ == seg_->base() && stuck_pos_ == pos_) return true;  // already waited
+    if (source_->segment_after(seg_->base())) return true;
+    for (int k = 0; k < 20; ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (detail::load_acquire_u32(data.data() + pos_) != 0) return false;  // the writer was at it
+    }
+    return true;
+  }
+
   // At damage (pos_ in seg_): report it once and move past it if anything valid follows.
   step damaged(const std::string& reason, read_status& status) {
     const bool already_reported = stuck_ && stuck_base_ == seg_->base() && stuck_pos_ == pos_;
     const auto data = seg_->bytes();
     std::uint64_t resume_pos = 0, resume_offset = 0;
-    // (a) The damaged frame's own length, if the next offset's frame follows it intact.
-    const std::uint32_t len = detail::load_le<std::uint32_t>(data.data() + pos_);
-    if (len >= detail::record_fixed_bytes && len <= detail::max_record_body_bytes) {
-      const std::uint64_t q = pos_ + detail::frame_bytes(len);
-      if (q + detail::min_frame_bytes <= data.size()) {
-        const auto d = detail::decode_record(data.subspan(static_cast<std::size_t>(q)));
-        if (d.status == detail::decode_status::ok && d.rec.offset == expect_ + 1) {
-          resume_pos = q;
-          resume_offset = expect_ + 1;
-        }
-      }
+    // (a) The rule recovery and `agentbus-journal verify` use too (find_resume_point): the
+    // damaged frame's own length, or the first valid frame with a plausible offset after it;
+    // searched up to the next index entry (recovery puts one wherever it resumed after damage)
+    // or, without one, up to the last non-zero byte of the segment. (b) That index entry.
+    const detail::index_view idx = seg_->index();
+    const std::size_t i = idx.first_after_position(pos_);
+    std::optional<detail::index_entry> next_entry;
+    if (i < idx.count) {
+      const detail::index_entry e = idx.at(i);
+      if (e.offset >= expect_ && e.position < data.size() && (e.position & 7u) == 0) next_entry = e;
     }
-    // (b) The next index entry (recovery puts one wherever it resumed after damage).
-    if (resume_pos == 0) {
-      const detail::index_view idx = seg_->index();
-      const std::size_t i = idx.first_after_position(pos_);
-      if (i < idx.count) {
-        const detail::index_entry e = idx.at(i);
-        if (e.offset >= expect_ && e.position < data.size() && (e.position & 7u) == 0) {
-          resume_pos = e.position;
-          resume_offset = e.offset;
-        }
-      }
+    const std::uint64_t limit = next_entry ? next_entry->position + detail::min_frame_bytes
+                                           : detail::last_nonzero_end(data, pos_, data.size());
+    const detail::resume_point rp = detail::find_resume_point(data, pos_, expect_, limit);
+    if (rp.pos != 0 && (!next_entry || rp.pos <= next_entry->position)) {
+      resume_pos = rp.pos;
+      resume_offset = rp.offset;
+    } else if (next_entry) {
+      resume_pos = next_entry->position;
+      resume_offset = next_entry->offset;
     }
     if (resume_pos != 0) {
       const std::uint64_t from = std::max(target_, expect_);
       if (!already_reported)
         error_ = where() + ": " + reason + "; skipped to offset " + std::to_string(resume_offset) +
-                 (resume_offset > from ? " (records " + std::to_string(from) + ".." + std::to_string(resume_offset - 1) +
-                                             " unreadable)"
-                                       : "");
+                 (resume_offset > from + 1 ? " (records " + std::to_string(from) + ".." +
+                                                 std::to_string(resume_offset - 1) + " unreadable)"
+                  : resume_offset == from + 1 ? " (record " + std::to_string(from) + " unreadable)"
+                                              : "");
       pos_ = resume_pos;
       expect_ = resume_offset;
       target_ = std::max(target_, resume_offset);
@@ -271,11 +296,14 @@ inline read_status journal_reader::next(record& out) {
       continue;
     }
     if (len == 0) {
-      // The end of the data, unless recovery resumed after damage here (an index entry beyond).
-      const detail::index_view idx = seg_->index();
-      if (idx.first_after_position(pos_) == idx.count) return read_status::end;
+      // The end of the data, unless the zero length word is damage: an index entry beyond it
+      // (recovery resumed after damage here), or bytes after it where nothing was written yet.
+      if (!zero_length_is_damage(data)) {
+        if (detail::load_acquire_u32(data.data() + pos_) != 0) continue;  // appended meanwhile
+        return read_status::end;
+      }
       if (detail::load_acquire_u32(data.data() + pos_) != 0) continue;  // appended meanwhile
-      if (damaged("zero length word inside the data", status) == step::done) return status;
+      if (damaged("zero length word followed by data", status) == step::done) return status;
       continue;
     }
     const detail::decode_result d = detail::decode_record(data.subspan(static_cast<std::size_t>(pos_)), &headers_);

@@ -4,7 +4,8 @@
 #define AGENTBUS_JOURNAL_DETAIL_SEGMENT_SCAN_HPP
 
 // Walking a segment's records to find where the good data ends: what recovery does to the
-// last segment (and to the tails of sealed ones), a pure function of the bytes.
+// last segment (and to the tails of sealed ones), a pure function of the bytes. The way past
+// damage (find_resume_point) is shared with readers and agentbus-journal verify.
 //
 // From a starting point whose offset is known, frames are decoded one after the other; each
 // must be intact and carry the next offset. The walk stops at a zero length word (if nothing
@@ -88,6 +89,41 @@ inline std::uint64_t last_nonzero_end(std::span<const std::byte> data, std::uint
   return from;
 }
 
+/// @brief Where to resume after damage at `pos` (where the record with offset `expected`
+/// should be): `pos` == 0 when nothing valid follows.
+struct resume_point {
+  std::uint64_t pos = 0;     ///< byte position of the frame to resume at (0: none)
+  std::uint64_t offset = 0;  ///< its offset
+};
+
+/// @brief The rule recovery, readers and `agentbus-journal verify` share for finding their
+/// way past damage at `pos`, so that all three tell the same story: the damaged frame's own
+/// length, if a valid frame with the next offset follows it; otherwise the first 8-byte
+/// aligned position before `limit` holding a valid frame whose offset is plausible (not below
+/// `expected`, not further above it than the bytes in between could have held records).
+inline resume_point find_resume_point(std::span<const std::byte> data, std::uint64_t pos, std::uint64_t expected,
+                                      std::uint64_t limit) {
+  const std::uint64_t size = data.size() & ~std::uint64_t{7};
+  limit = std::min(limit, size);
+  auto valid_at = [&](std::uint64_t q, std::uint64_t lo, std::uint64_t hi, decode_result& d) {
+    if (q + min_frame_bytes > size) return false;
+    const std::uint32_t len = load_le<std::uint32_t>(data.data() + q);
+    if (len < record_fixed_bytes || len > max_record_body_bytes || q + frame_bytes(len) > size) return false;
+    d = decode_record(data.subspan(static_cast<std::size_t>(q)));
+    return d.status == decode_status::ok && d.rec.offset >= lo && d.rec.offset <= hi;
+  };
+  decode_result r;
+  if (pos + 4 <= size) {
+    const std::uint32_t len = load_le<std::uint32_t>(data.data() + pos);
+    if (len >= record_fixed_bytes && len <= max_record_body_bytes &&
+        valid_at(pos + frame_bytes(len), expected + 1, expected + 1, r))
+      return {pos + frame_bytes(len), r.rec.offset};
+  }
+  for (std::uint64_t q = pos + 8; q + min_frame_bytes <= limit; q += 8)
+    if (valid_at(q, expected, expected + (q - pos) / min_frame_bytes, r)) return {q, r.rec.offset};
+  return {};
+}
+
 /// @brief Walks the records of a segment from `in.start` (see the file comment).
 inline scan_output scan_segment(const scan_input& in) {
   scan_output out;
@@ -110,15 +146,6 @@ inline scan_output scan_segment(const scan_input& in) {
     ++out.records;
     expected = d.rec.offset + 1;
   };
-  // A frame at `q` that decodes and carries an offset in [lo, hi].
-  auto valid_at = [&](std::uint64_t q, std::uint64_t lo, std::uint64_t hi, decode_result& d) {
-    if (q + min_frame_bytes > size) return false;
-    const std::uint32_t len = load_le<std::uint32_t>(data.data() + q);
-    if (len < record_fixed_bytes || len > max_record_body_bytes || q + frame_bytes(len) > size) return false;
-    d = decode_record(data.subspan(static_cast<std::size_t>(q)));
-    return d.status == decode_status::ok && d.rec.offset >= lo && d.rec.offset <= hi;
-  };
-
   while (pos + 4 <= size) {
     const std::uint32_t len = load_le<std::uint32_t>(data.data() + pos);
     if (len == seal_marker) {
@@ -137,12 +164,10 @@ inline scan_output scan_segment(const scan_input& in) {
                          : d.status == decode_status::ok ? "record with an unexpected offset"
                                                          : d.reason;
     // Look for a way past the damage.
+    const resume_point rp = find_resume_point(data, pos, expected, nz);
     decode_result r;
-    std::uint64_t resume = 0;
-    if (len >= record_fixed_bytes && len <= max_record_body_bytes && valid_at(pos + frame_bytes(len), expected + 1, expected + 1, r))
-      resume = pos + frame_bytes(len);
-    for (std::uint64_t q = pos + 8; resume == 0 && q + min_frame_bytes <= std::min(nz, size); q += 8)
-      if (valid_at(q, expected, expected + (q - pos) / min_frame_bytes, r)) resume = q;
+    const std::uint64_t resume = rp.pos;
+    if (resume != 0) r = decode_record(data.subspan(static_cast<std::size_t>(resume)));
     if (resume != 0) {
       const std::uint64_t lost = r.rec.offset - expected;
       out.problems.push_back(std::string(in.name) + ": damaged bytes " + std::to_string(pos) + ".." +
