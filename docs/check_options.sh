@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Fails when a field of a user-facing option struct is missing from docs/options.md, so that
-# the page (and the README, which links to it) cannot fall behind the headers. CI runs it.
+# Fails when a field of a user-facing option struct is missing from docs/options.md (in the
+# table under the struct's heading) or from the README's concept sections (as `.field`), so
+# that neither falls behind the headers. CI runs it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 page="$root/docs/options.md"
+readme="$root/README.md"
 # struct name : header
 structs=(
   publish_options:core/event.hpp
@@ -36,7 +38,8 @@ for entry in "${structs[@]}"; do
   for f in $fields; do
     checked=$((checked + 1))
     grep -q "^| \`$f\` |" <<<"$section" || { echo "docs/options.md: $name::$f is not listed" >&2; missing=1; }
+    grep -Eq "\.$f([^A-Za-z0-9_]|\$)" "$readme" || { echo "README.md: $name::$f is not named (as .$f)" >&2; missing=1; }
   done
 done
 ((missing == 0)) || exit 1
-echo "docs/options.md lists all $checked option fields"
+echo "docs/options.md and README.md list all $checked option fields"
