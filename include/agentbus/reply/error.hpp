@@ -37,6 +37,7 @@ constexpr const char* to_string(request_errc e) noexcept {
 /// @brief A request that got no reply: thrown by reply_future::get().
 class request_error : public std::runtime_error {
  public:
+  /// @brief An error of kind `code`; `detail`, when not empty, is appended to the message.
   request_error(request_errc code, const std::string& detail)
       : std::runtime_error("agentbus: request failed: " + std::string(to_string(code)) +
                            (detail.empty() ? std::string() : ": " + detail)),

@@ -169,7 +169,9 @@ class reply_future : public detail::reply_future_base<Rep> {
  public:
   /// @brief An empty future (get() throws cancelled).
   reply_future() = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
   reply_future(reply_future&&) noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
   reply_future& operator=(reply_future&&) noexcept = default;
 
   /// @brief Waits for the reply (until the request's deadline) and returns it, moved; throws
@@ -206,7 +208,9 @@ class gathered_replies : public detail::reply_future_base<Rep> {
 
  public:
   gathered_replies() = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
   gathered_replies(gathered_replies&&) noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
   gathered_replies& operator=(gathered_replies&&) noexcept = default;
 
   /// @brief Waits until `count` replies came or the deadline passed, and returns those that

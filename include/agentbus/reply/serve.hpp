@@ -37,7 +37,9 @@ class responder {
   /// @brief A responder for the request whose event has correlation id `request_id` (one
   /// that is not a request id makes a responder whose replies go nowhere).
   explicit responder(std::uint64_t request_id) : state_(detail::reply_table::instance().find(request_id)) {}
+  /// @brief Takes over `other`'s request; `other` replies nowhere.
   responder(responder&&) noexcept = default;
+  /// @brief Abandons this responder's own request (if unanswered), then takes over `other`'s.
   responder& operator=(responder&& other) noexcept {
     if (this != &other) {
       abandon();
