@@ -6576,5 +6576,612 @@ inline mailbox_delivery async(agent& a) noexcept { return mailbox_delivery{&a.bo
 }  // namespace agentbus
 
 #endif  // AGENTBUS_AGENT_AGENT_HPP
+#ifndef AGENTBUS_REPLY_ERROR_HPP
+#define AGENTBUS_REPLY_ERROR_HPP
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace agentbus {
+
+/// @brief Why a request got no reply.
+enum class request_errc : std::uint8_t {
+  no_responders,  ///< nothing served the topic when the request was published
+  rejected,       ///< every server's mailbox refused the request (full or stopped)
+  timeout,        ///< no reply before the request's deadline
+  cancelled,      ///< the requester cancelled it
+  server_failed,  ///< the server's handler threw (what() carries its message)
+  abandoned,      ///< the server dropped its responder without replying
+  wrong_type,     ///< a server replied with another type than the requester expects
+};
+
+/// @brief The name of an error code ("no_responders", "timeout", ...).
+constexpr const char* to_string(request_errc e) noexcept {
+  switch (e) {
+    case request_errc::no_responders: return "no_responders";
+    case request_errc::rejected: return "rejected";
+    case request_errc::timeout: return "timeout";
+    case request_errc::cancelled: return "cancelled";
+    case request_errc::server_failed: return "server_failed";
+    case request_errc::abandoned: return "abandoned";
+    case request_errc::wrong_type: return "wrong_type";
+  }
+  return "unknown";
+}
+
+/// @brief A request that got no reply: thrown by reply_future::get().
+class request_error : public std::runtime_error {
+ public:
+  /// @brief An error of kind `code`; `detail`, when not empty, is appended to the message.
+  request_error(request_errc code, const std::string& detail)
+      : std::runtime_error("agentbus: request failed: " + std::string(to_string(code)) +
+                           (detail.empty() ? std::string() : ": " + detail)),
+        code_(code) {}
+  /// @brief What happened.
+  request_errc code() const noexcept { return code_; }
+
+ private:
+  request_errc code_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_REPLY_ERROR_HPP
+#ifndef AGENTBUS_REPLY_REQUEST_HPP
+#define AGENTBUS_REPLY_REQUEST_HPP
+
+// The requesting side of request/reply (the serving side: reply/serve.hpp).
+//
+//   auto answer = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms);
+//   quote q = answer.get();  // waits for the reply; throws request_error when there is none
+//
+// A request is an ordinary publish whose correlation id names a waiting state (see
+// detail/pending.hpp): any subscriber made with serve() can answer it, from inside the publish
+// (a synchronous server: the future is ready when request() returns) or later from an agent's
+// thread. The first reply wins; request_all() collects several (scatter-gather). A reply is
+// moved, never copied, from the server to the requester. Errors are values of request_errc:
+// no_responders is known at once (nothing took the request), timeout when the deadline passes.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#ifndef AGENTBUS_REPLY_DETAIL_PENDING_HPP
+#define AGENTBUS_REPLY_DETAIL_PENDING_HPP
+
+// The requests waiting for replies, process-wide, by request id.
+//
+// A request is one shared state (pending_reply_of<Rep>: the replies so far, or why there is
+// none) registered under a fresh id, which travels as the request event's correlation id.
+// A server's responder finds the state by that id and moves its reply in: routing a reply is
+// one hash lookup in a sharded table, whatever the number of requests in flight, and creates
+// no topic. The requester's future removes the id when it is done with it (reply taken,
+// timeout, cancel, destruction); a reply that comes later finds nothing and is counted.
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace agentbus::detail {
+
+/// Request ids have the top bit set, so that a plain event's correlation id (a user's) is
+/// never taken for a request's.
+inline constexpr std::uint64_t request_id_bit = std::uint64_t{1} << 63;
+
+/// One request's state, without the reply type (what the table holds).
+struct pending_reply {
+  pending_reply(type_id reply_type, std::size_t wanted_replies) noexcept : type(reply_type), wanted(wanted_replies) {}
+  virtual ~pending_reply() = default;
+
+  const type_id type;          // the reply type the requester expects
+  const std::size_t wanted;    // replies that complete the request (1, or a gather's count)
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::size_t got = 0;         // replies moved in (guarded by mutex)
+  bool closed = false;         // no more replies are taken (guarded by mutex)
+  std::optional<request_errc> failure;  // why there is no reply, when there is none
+  std::string failure_detail;
+
+  /// Records a failure unless a reply or another failure came first; wakes the requester.
+  void fail(request_errc why, std::string detail = {}) {
+    {
+      std::lock_guard lock(mutex);
+      if (closed || got != 0 || failure) return;
+      failure = why;
+      failure_detail = std::move(detail);
+      if (wanted == 1) closed = true;
+    }
+    arrived.notify_all();
+  }
+};
+
+template <class Rep>
+struct pending_reply_of final : pending_reply {
+  explicit pending_reply_of(std::size_t wanted_replies) : pending_reply(type_id_of<Rep>(), wanted_replies) {
+    replies.reserve(wanted_replies == 1 ? 1 : 0);
+  }
+  std::vector<Rep> replies;  // guarded by mutex
+
+  /// Moves a reply in; false when the request takes no more (answered, timed out, cancelled).
+  template <class R>
+  bool offer(R&& reply) {
+    {
+      std::lock_guard lock(mutex);
+      if (closed) return false;
+      replies.push_back(std::forward<R>(reply));
+      if (++got >= wanted) closed = true;
+    }
+    arrived.notify_all();
+    return true;
+  }
+};
+
+/// Process-wide counters of request/reply (reply_stats()).
+struct reply_counters {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> replies{0};
+  std::atomic<std::uint64_t> late_replies{0};
+  std::atomic<std::uint64_t> timeouts{0};
+  std::atomic<std::uint64_t> wrong_type_replies{0};
+};
+
+class reply_table {
+ public:
+  static reply_table& instance() noexcept {
+    static reply_table* t = new reply_table;  // immortal: futures may outlive static destruction
+    return *t;
+  }
+
+  /// Registers `p` under a fresh request id.
+  std::uint64_t add(std::shared_ptr<pending_reply> p) {
+    const std::uint64_t id = request_id_bit | (next_.fetch_add(1, std::memory_order_relaxed) + 1);
+    shard& s = shard_of(id);
+    std::lock_guard lock(s.mutex);
+    s.map.emplace(id, std::move(p));
+    return id;
+  }
+  /// The request `id` is waiting, or null (done, or not a request id).
+  std::shared_ptr<pending_reply> find(std::uint64_t id) {
+    if ((id & request_id_bit) == 0) return nullptr;
+    shard& s = shard_of(id);
+    std::lock_guard lock(s.mutex);
+    const auto it = s.map.find(id);
+    return it == s.map.end() ? nullptr : it->second;
+  }
+  /// Forgets `id` (the requester is done with it).
+  void remove(std::uint64_t id) noexcept {
+    shard& s = shard_of(id);
+    std::shared_ptr<pending_reply> gone;  // released outside the lock
+    std::lock_guard lock(s.mutex);
+    if (const auto it = s.map.find(id); it != s.map.end()) {
+      gone = std::move(it->second);
+      s.map.erase(it);
+    }
+  }
+  /// Requests waiting now.
+  std::size_t waiting() {
+    std::size_t n = 0;
+    for (shard& s : shards_) {
+      std::lock_guard lock(s.mutex);
+      n += s.map.size();
+    }
+    return n;
+  }
+
+  reply_counters counters;
+
+ private:
+  struct shard {
+    std::mutex mutex;
+    std::unordered_map<std::uint64_t, std::shared_ptr<pending_reply>> map;
+  };
+  shard& shard_of(std::uint64_t id) noexcept { return shards_[id % shards_.size()]; }
+
+  std::array<shard, 16> shards_;
+  std::atomic<std::uint64_t> next_{0};
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_REPLY_DETAIL_PENDING_HPP
+
+namespace agentbus {
+
+/// @brief Process-wide request/reply counters.
+struct reply_stats {
+  std::uint64_t requests = 0;            ///< requests published
+  std::uint64_t replies = 0;             ///< replies a requester accepted
+  std::uint64_t late_replies = 0;        ///< replies that came after the request was done (timed out, answered, cancelled)
+  std::uint64_t timeouts = 0;            ///< requests that reached their deadline without a reply
+  std::uint64_t wrong_type_replies = 0;  ///< replies of another type than the requester expected
+  std::size_t waiting = 0;               ///< requests waiting now
+};
+
+/// @brief A snapshot of the request/reply counters.
+inline reply_stats request_reply_stats() {
+  auto& t = detail::reply_table::instance();
+  reply_stats s;
+  s.requests = t.counters.requests.load(std::memory_order_relaxed);
+  s.replies = t.counters.replies.load(std::memory_order_relaxed);
+  s.late_replies = t.counters.late_replies.load(std::memory_order_relaxed);
+  s.timeouts = t.counters.timeouts.load(std::memory_order_relaxed);
+  s.wrong_type_replies = t.counters.wrong_type_replies.load(std::memory_order_relaxed);
+  s.waiting = t.waiting();
+  return s;
+}
+
+namespace detail {
+
+/// What request() and request_all() share: the state, the deadline, waiting and cancelling.
+template <class Rep>
+class reply_future_base {
+ public:
+  reply_future_base(const reply_future_base&) = delete;
+  reply_future_base& operator=(const reply_future_base&) = delete;
+
+  /// @brief The request's id (its events' correlation id).
+  std::uint64_t id() const noexcept { return id_; }
+  /// @brief True when get() would not wait.
+  bool ready() const {
+    if (!state_) return true;
+    std::lock_guard lock(state_->mutex);
+    return state_->closed || (state_->failure.has_value() && state_->wanted == 1) ||
+           deadline_clock::now() >= deadline_;
+  }
+  /// @brief Gives up the request: replies that come later are dropped (and counted);
+  /// get() then throws request_error(cancelled). Idempotent.
+  void cancel() noexcept {
+    if (!state_) return;
+    close(request_errc::cancelled);
+  }
+
+ protected:
+  reply_future_base() = default;
+  reply_future_base(std::shared_ptr<pending_reply_of<Rep>> s, std::uint64_t id, deadline_clock::time_point d) noexcept
+      : state_(std::move(s)), id_(id), deadline_(d) {}
+  reply_future_base(reply_future_base&& o) noexcept
+      : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)), deadline_(o.deadline_) {}
+  reply_future_base& operator=(reply_future_base&& o) noexcept {
+    if (this != &o) {
+      release();
+      state_ = std::move(o.state_);
+      id_ = std::exchange(o.id_, 0);
+      deadline_ = o.deadline_;
+    }
+    return *this;
+  }
+  ~reply_future_base() { release(); }
+
+  // Waits until `done(state)` or the deadline; then closes the request (no more replies) and
+  // forgets it. Returns with the state's mutex held through `lock`.
+  template <class Done>
+  void wait_and_close(std::unique_lock<std::mutex>& lock, Done done) {
+    if (!state_->arrived.wait_until(lock, deadline_, [&] { return done(*state_); }) && !state_->closed) {
+      state_->closed = true;
+      if (state_->got == 0 && !state_->failure) {
+        state_->failure = request_errc::timeout;
+        reply_table::instance().counters.timeouts.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    state_->closed = true;
+    forget();
+  }
+
+  void forget() noexcept {
+    if (id_ != 0) reply_table::instance().remove(std::exchange(id_, 0));
+  }
+  void close(request_errc why) noexcept {
+    {
+      std::lock_guard lock(state_->mutex);
+      if (!state_->closed) {
+        state_->closed = true;
+        if (!state_->failure && state_->got == 0) state_->failure = why;
+      }
+    }
+    forget();
+  }
+  void release() noexcept {
+    if (state_) close(request_errc::cancelled);
+    state_.reset();
+  }
+
+  std::shared_ptr<pending_reply_of<Rep>> state_;
+  std::uint64_t id_ = 0;
+  deadline_clock::time_point deadline_{};
+};
+
+/// Publishes `request` with a fresh request id as its correlation id; registers the state first
+/// (a synchronous server answers inside the publish). Fails the state at once when nothing
+/// took the request.
+template <class Rep, class Bus, class Req>
+std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& bus, std::string_view topic,
+                                                                              Req&& request, std::size_t wanted,
+                                                                              publish_options options) {
+  auto state = std::make_shared<pending_reply_of<Rep>>(wanted);
+  auto& table = reply_table::instance();
+  const std::uint64_t id = table.add(state);
+  options.correlation_id = id;
+  table.counters.requests.fetch_add(1, std::memory_order_relaxed);
+  try {
+    const auto result = bus.publish(topic, std::forward<Req>(request), options);
+    if (result.delivered == 0 && result.failed == 0)
+      state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders,
+                  std::string(topic));
+  } catch (...) {
+    table.remove(id);
+    throw;
+  }
+  return {std::move(state), id};
+}
+
+}  // namespace detail
+
+/// @brief The reply to one request (from agentbus::request): move-only; destroying it, or
+/// cancel(), gives the request up.
+template <class Rep>
+class reply_future : public detail::reply_future_base<Rep> {
+  using base = detail::reply_future_base<Rep>;
+
+ public:
+  /// @brief An empty future (get() throws cancelled).
+  reply_future() = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  reply_future(reply_future&&) noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  reply_future& operator=(reply_future&&) noexcept = default;
+
+  /// @brief Waits for the reply (until the request's deadline) and returns it, moved; throws
+  /// request_error when there is none (no_responders, rejected, timeout, cancelled,
+  /// server_failed, abandoned, wrong_type). Call once.
+  Rep get() {
+    if (!this->state_) throw request_error(request_errc::cancelled, "empty reply_future");
+    auto state = this->state_;
+    std::unique_lock lock(state->mutex);
+    this->wait_and_close(lock, [](const auto& s) { return s.got != 0 || s.failure.has_value(); });
+    if (state->got != 0) {
+      Rep out = std::move(state->replies.front());
+      lock.unlock();
+      this->state_.reset();  // taken: the future is empty now
+      detail::reply_table::instance().counters.replies.fetch_add(1, std::memory_order_relaxed);
+      return out;
+    }
+    const request_error error(*state->failure, state->failure_detail);
+    lock.unlock();
+    this->state_.reset();
+    throw error;
+  }
+
+ private:
+  template <class R, class Bus, class Req>
+  friend reply_future<R> request(Bus&, std::string_view, Req&&, deadline_clock::duration, publish_options);
+  using base::base;
+};
+
+/// @brief The replies to a scatter-gather request (from agentbus::request_all).
+template <class Rep>
+class gathered_replies : public detail::reply_future_base<Rep> {
+  using base = detail::reply_future_base<Rep>;
+
+ public:
+  gathered_replies() = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  gathered_replies(gathered_replies&&) noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  gathered_replies& operator=(gathered_replies&&) noexcept = default;
+
+  /// @brief Waits until `count` replies came or the deadline passed, and returns those that
+  /// came (in arrival order; possibly none). Throws request_error only when the request
+  /// reached no server (no_responders, rejected) or was cancelled. Call once.
+  std::vector<Rep> get() {
+    if (!this->state_) throw request_error(request_errc::cancelled, "empty gathered_replies");
+    auto state = this->state_;
+    std::unique_lock lock(state->mutex);
+    this->wait_and_close(lock, [](const auto& s) {
+      return s.got >= s.wanted || (s.failure && (*s.failure == request_errc::no_responders || *s.failure == request_errc::rejected));
+    });
+    std::vector<Rep> out = std::move(state->replies);
+    const bool unreached = out.empty() && state->failure &&
+                           (*state->failure == request_errc::no_responders || *state->failure == request_errc::rejected ||
+                            *state->failure == request_errc::cancelled);
+    const request_error error(unreached ? *state->failure : request_errc::timeout, state->failure_detail);
+    lock.unlock();
+    this->state_.reset();
+    if (unreached) throw error;
+    detail::reply_table::instance().counters.replies.fetch_add(out.size(), std::memory_order_relaxed);
+    return out;
+  }
+
+ private:
+  template <class R, class Bus, class Req>
+  friend gathered_replies<R> request_all(Bus&, std::string_view, Req&&, std::size_t, deadline_clock::duration,
+                                         publish_options);
+  using base::base;
+};
+
+/// @brief Publishes `request` on `topic` and returns the future of its reply of type Rep,
+/// due within `timeout`. `options` are those of any publish (their correlation_id is replaced
+/// by the request's id). Thread-safe; any number of requests may be in flight.
+template <class Rep, class Bus, class Req>
+reply_future<Rep> request(Bus& bus, std::string_view topic, Req&& request, deadline_clock::duration timeout,
+                          publish_options options = {}) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
+  const auto deadline = deadline_clock::now() + timeout;
+  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), 1, options);
+  return reply_future<Rep>(std::move(state), id, deadline);
+}
+
+/// @brief Scatter-gather: publishes `request` and collects up to `count` replies of type Rep
+/// (one per server, or more if servers reply several times) until the deadline.
+template <class Rep, class Bus, class Req>
+gathered_replies<Rep> request_all(Bus& bus, std::string_view topic, Req&& request, std::size_t count,
+                                  deadline_clock::duration timeout, publish_options options = {}) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
+  const auto deadline = deadline_clock::now() + timeout;
+  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
+  return gathered_replies<Rep>(std::move(state), id, deadline);
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_REPLY_REQUEST_HPP
+#ifndef AGENTBUS_REPLY_SERVE_HPP
+#define AGENTBUS_REPLY_SERVE_HPP
+
+// The serving side of request/reply (the requesting side: reply/request.hpp).
+//
+//   auto server = agentbus::serve<quote_request, quote>(bus, "pricing.quote",
+//       [](const quote_request& r) { return quote{r.symbol, 101.5}; });
+//
+// serve() is a subscription (it takes the same delivery kinds: `agentbus::async(agent)` runs
+// the handler on the agent's thread) whose handler answers requests. A handler either returns
+// the reply, or takes a responder<Rep> as its second parameter and replies through it, now or
+// later from any thread (after its own I/O, say). A handler that throws answers with
+// server_failed (the exception is also counted and reported by the bus as usual); a responder
+// dropped without replying answers with abandoned. An event that is not a request (published
+// with publish(), no request id) still reaches the handler; its reply goes nowhere.
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+
+namespace agentbus {
+
+/// @brief Replies to one request, once: move-only; usable from any thread. Destroying it
+/// without replying answers the request with request_errc::abandoned.
+template <class Rep>
+class responder {
+ public:
+  /// @brief A responder for the request whose event has correlation id `request_id` (one
+  /// that is not a request id makes a responder whose replies go nowhere).
+  explicit responder(std::uint64_t request_id) : state_(detail::reply_table::instance().find(request_id)) {}
+  /// @brief Takes over `other`'s request; `other` replies nowhere.
+  responder(responder&&) noexcept = default;
+  /// @brief Abandons this responder's own request (if unanswered), then takes over `other`'s.
+  responder& operator=(responder&& other) noexcept {
+    if (this != &other) {
+      abandon();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  responder(const responder&) = delete;
+  responder& operator=(const responder&) = delete;
+  ~responder() { abandon(); }
+
+  /// @brief Sends the reply (moved to the requester, never copied). Returns false when it
+  /// went nowhere: the request was answered already, timed out, was cancelled, or this
+  /// responder is not for a request. Counted as a late reply when a request was waiting for it.
+  template <class R = Rep>
+  bool reply(R&& value) {
+    auto state = std::move(state_);
+    if (!state) return false;
+    auto& counters = detail::reply_table::instance().counters;
+    if (state->type != type_id_of<Rep>()) {
+      counters.wrong_type_replies.fetch_add(1, std::memory_order_relaxed);
+      state->fail(request_errc::wrong_type, "the requester expects another reply type");
+      return false;
+    }
+    if (static_cast<detail::pending_reply_of<Rep>&>(*state).offer(Rep(std::forward<R>(value)))) return true;
+    counters.late_replies.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  /// @brief Answers with an error instead of a reply (server_failed, with `what`).
+  void fail(std::string_view what) {
+    auto state = std::move(state_);
+    if (state) state->fail(request_errc::server_failed, std::string(what));
+  }
+  /// @brief True while a request may still take this responder's reply.
+  bool pending() const noexcept { return state_ != nullptr; }
+
+ private:
+  void abandon() noexcept {
+    if (auto state = std::move(state_)) try {
+        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
+      } catch (...) {  // allocating the text failed: the requester times out instead
+      }
+  }
+  std::shared_ptr<detail::pending_reply> state_;
+};
+
+namespace detail {
+
+inline std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "a non-standard exception";
+  }
+}
+
+template <class Req, class Rep, class F>
+constexpr bool serve_handler_ok() {
+  constexpr bool with_responder = std::is_invocable_v<F&, const event<Req>&, responder<Rep>> ||
+                                  std::is_invocable_v<F&, const Req&, responder<Rep>>;
+  constexpr bool returning = std::is_invocable_r_v<Rep, F&, const event<Req>&> || std::is_invocable_r_v<Rep, F&, const Req&>;
+  static_assert(with_responder || returning,
+                "agentbus: serve<Req, Rep>: the handler must be `Rep(const Req&)` or `Rep(const event<Req>&)`, or take "
+                "a responder<Rep> second: `void(const Req&, responder<Rep>)` / `void(const event<Req>&, responder<Rep>)`");
+  return with_responder || returning;
+}
+
+}  // namespace detail
+
+/// @brief Serves requests of type Req on `pattern` with replies of type Rep; returns the
+/// subscription (end it to stop serving). `with...`: what subscribe() takes after the handler
+/// (a delivery kind such as `agentbus::async(agent)`, subscribe_options).
+template <class Req, class Rep, class Bus, class F, class... With>
+[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& bus, std::string_view pattern,
+                                                                                      F&& handler, const With&... with) {
+  if constexpr (detail::serve_handler_ok<Req, Rep, std::decay_t<F>>()) {
+    return bus.template subscribe<Req>(
+        pattern,
+        [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
+          responder<Rep> answer(ev.correlation_id());
+          try {
+            if constexpr (std::is_invocable_v<decltype(h)&, const event<Req>&, responder<Rep>>)
+              h(ev, std::move(answer));
+            else if constexpr (std::is_invocable_v<decltype(h)&, const Req&, responder<Rep>>)
+              h(ev.payload(), std::move(answer));
+            else if constexpr (std::is_invocable_r_v<Rep, decltype(h)&, const event<Req>&>)
+              answer.reply(h(ev));
+            else
+              answer.reply(h(ev.payload()));
+          } catch (...) {
+            if (answer.pending()) answer.fail(detail::what_of(std::current_exception()));
+            throw;  // the bus counts and reports it too
+          }
+        },
+        with...);
+  } else {
+    return bus.template subscribe<Req>(pattern, [](const event<Req>&) {});
+  }
+}
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_REPLY_SERVE_HPP
 
 #endif  // AGENTBUS_AGENTBUS_HPP
