@@ -15,6 +15,7 @@
 // moved, never copied, from the server to the requester. Errors are values of request_errc:
 // no_responders is known at once (nothing took the request), timeout when the deadline passes.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/config.hpp"
 #include "agentbus/reply/detail/pending.hpp"
 #include "agentbus/reply/error.hpp"
 
@@ -55,6 +57,10 @@ inline reply_stats request_reply_stats() {
 }
 
 namespace detail {
+
+/// How many pauses get() spins for a reply before it sleeps: a microsecond or a few (pause
+/// latency varies by CPU), about a cross-thread round trip when the server's thread is awake.
+inline constexpr unsigned reply_spins = 512;
 
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
@@ -100,6 +106,14 @@ class reply_future_base {
   // forgets it. Returns with the state's mutex held through `lock`.
   template <class Done>
   void wait_and_close(std::unique_lock<std::mutex>& lock, Done done) {
+    if (!done(*state_) && state_->wanted == 1) {
+      // A reply from another thread often comes sooner than a sleeping thread wakes up (a few
+      // microseconds): pause-spin briefly first (bounded by reply_spins: no yield, no clock read,
+      // so that on a loaded machine the spin stays short).
+      lock.unlock();
+      for (unsigned spins = 0; spins < reply_spins && !state_->news.load(std::memory_order_acquire); ++spins) cpu_relax();
+      lock.lock();
+    }
     if (!state_->arrived.wait_until(lock, deadline_, [&] { return done(*state_); }) && !state_->closed) {
       state_->closed = true;
       if (state_->got == 0 && !state_->failure) {
@@ -138,7 +152,7 @@ class reply_future_base {
 /// (a synchronous server answers inside the publish). Fails the state at once when nothing
 /// took the request.
 template <class Rep, class Bus, class Req>
-std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& bus, std::string_view topic,
+std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& on, std::string_view topic,
                                                                               Req&& request, std::size_t wanted,
                                                                               publish_options options) {
   auto state = std::make_shared<pending_reply_of<Rep>>(wanted);
@@ -147,7 +161,7 @@ std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bu
   options.correlation_id = id;
   table.counters.requests.fetch_add(1, std::memory_order_relaxed);
   try {
-    const auto result = bus.publish(topic, std::forward<Req>(request), options);
+    const auto result = on.publish(topic, std::forward<Req>(request), options);
     if (result.delivered == 0 && result.failed == 0)
       state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders,
                   std::string(topic));
@@ -242,26 +256,26 @@ class gathered_replies : public detail::reply_future_base<Rep> {
   using base::base;
 };
 
-/// @brief Publishes `request` on `topic` and returns the future of its reply of type Rep,
+/// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
 /// due within `timeout`. `options` are those of any publish (their correlation_id is replaced
 /// by the request's id). Thread-safe; any number of requests may be in flight.
 template <class Rep, class Bus, class Req>
-reply_future<Rep> request(Bus& bus, std::string_view topic, Req&& request, deadline_clock::duration timeout,
+reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
                           publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
   const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), 1, options);
+  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), 1, options);
   return reply_future<Rep>(std::move(state), id, deadline);
 }
 
 /// @brief Scatter-gather: publishes `request` and collects up to `count` replies of type Rep
 /// (one per server, or more if servers reply several times) until the deadline.
 template <class Rep, class Bus, class Req>
-gathered_replies<Rep> request_all(Bus& bus, std::string_view topic, Req&& request, std::size_t count,
+gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
                                   deadline_clock::duration timeout, publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
   const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
+  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
   return gathered_replies<Rep>(std::move(state), id, deadline);
 }
 

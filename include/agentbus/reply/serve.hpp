@@ -111,14 +111,14 @@ constexpr bool serve_handler_ok() {
 
 }  // namespace detail
 
-/// @brief Serves requests of type Req on `pattern` with replies of type Rep; returns the
+/// @brief Serves requests of type Req on `pattern` of the bus `on` with replies of type Rep; returns the
 /// subscription (end it to stop serving). `with...`: what subscribe() takes after the handler
 /// (a delivery kind such as `agentbus::async(agent)`, subscribe_options).
 template <class Req, class Rep, class Bus, class F, class... With>
-[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& bus, std::string_view pattern,
+[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& on, std::string_view pattern,
                                                                                       F&& handler, const With&... with) {
   if constexpr (detail::serve_handler_ok<Req, Rep, std::decay_t<F>>()) {
-    return bus.template subscribe<Req>(
+    return on.template subscribe<Req>(
         pattern,
         [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
           responder<Rep> answer(ev.correlation_id());
@@ -138,7 +138,7 @@ template <class Req, class Rep, class Bus, class F, class... With>
         },
         with...);
   } else {
-    return bus.template subscribe<Req>(pattern, [](const event<Req>&) {});
+    return on.template subscribe<Req>(pattern, [](const event<Req>&) {});
   }
 }
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/config.hpp"
 #include "agentbus/reply/error.hpp"
 
 namespace agentbus::detail {
@@ -47,6 +48,15 @@ struct pending_reply {
   bool closed = false;         // no more replies are taken (guarded by mutex)
   std::optional<request_errc> failure;  // why there is no reply, when there is none
   std::string failure_detail;
+  /// Set (after the mutex is released) whenever a reply or a failure came: a requester spins
+  /// on it briefly before sleeping on `arrived`, since a cross-thread reply often takes less
+  /// time than waking a sleeping thread.
+  std::atomic<bool> news{false};
+
+  void announce() noexcept {
+    news.store(true, std::memory_order_release);
+    arrived.notify_all();
+  }
 
   /// Records a failure unless a reply or another failure came first; wakes the requester.
   void fail(request_errc why, std::string detail = {}) {
@@ -57,7 +67,7 @@ struct pending_reply {
       failure_detail = std::move(detail);
       if (wanted == 1) closed = true;
     }
-    arrived.notify_all();
+    announce();
   }
 };
 
@@ -77,7 +87,7 @@ struct pending_reply_of final : pending_reply {
       replies.push_back(std::forward<R>(reply));
       if (++got >= wanted) closed = true;
     }
-    arrived.notify_all();
+    announce();
     return true;
   }
 };
