@@ -26,7 +26,7 @@ std::uint64_t hash_of(std::string_view name) { return agentbus::detail::hash_top
 
 // The table owns its nodes (it deletes them); receiver_list::empty() is never freed.
 topic_node* add(topic_table& table, const std::string& name, std::uint64_t hash) {
-  auto* node = new topic_node(name, hash, receiver_list::empty());
+  auto* node = topic_node::make(name, hash, receiver_list::empty());
   table.insert(node);
   return node;
 }
@@ -103,11 +103,11 @@ TEST_CASE("topic_table: colliding hashes are told apart by name", "[router][topi
 TEST_CASE("topic_table: for_each visits every node once", "[router][topic_table]") {
   topic_table table;
   std::map<std::string, int> visits;
-  table.for_each([&](topic_node& n) { ++visits[n.name]; });
+  table.for_each([&](topic_node& n) { ++visits[std::string(n.name)]; });
   CHECK(visits.empty());
   for (int i = 0; i < 300; ++i) add(table, "v." + std::to_string(i), hash_of("v." + std::to_string(i)));
   add(table, "v.collides", hash_of("v.0"));
-  table.for_each([&](topic_node& n) { ++visits[n.name]; });
+  table.for_each([&](topic_node& n) { ++visits[std::string(n.name)]; });
   CHECK(visits.size() == 301);
   int wrong = 0;
   for (const auto& [name, n] : visits) wrong += n != 1;

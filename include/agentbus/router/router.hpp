@@ -231,9 +231,19 @@ class router {
     trie_.match(text, found);
     sort_by_id(found);
     receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
-    auto node = std::make_unique<topic_node>(text, h, list);
-    table_.insert(node.get());
-    topic_node* n = node.release();
+    topic_node* n;
+    try {
+      n = topic_node::make(text, h, list);
+    } catch (...) {
+      receiver_list::delete_erased(list);
+      throw;
+    }
+    try {
+      table_.insert(n);
+    } catch (...) {
+      topic_node::destroy(n);
+      throw;
+    }
     if (index_.active()) {
       try {
         index_.insert(*n);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <iterator>
 #include <new>
+#include <stdexcept>
 #include <utility>
 
 #include "agentbus/core/event.hpp"
@@ -112,6 +113,7 @@ class receiver_list {
  public:
   /// A list with room for `capacity` entries and none in it.
   static receiver_list* make(std::size_t capacity) {
+    if (capacity > UINT32_MAX) throw std::length_error("agentbus: more than 2^32 receivers on one topic");
     void* raw = ::operator new(sizeof(receiver_list) + capacity * sizeof(receiver_entry));
     return ::new (raw) receiver_list(capacity);
   }
@@ -173,7 +175,7 @@ class receiver_list {
     return true;
   }
   /// True when more than half the entries are tombstones: time to compact.
-  bool sparse() const noexcept { return dead_ * 2 > size_; }
+  bool sparse() const noexcept { return std::uint64_t{dead_} * 2 > size_; }
   /// A new list of the live entries (the shared empty list when there are none).
   receiver_list* compacted() const {
     if (live() == 0) return empty();
@@ -188,7 +190,7 @@ class receiver_list {
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
 
-  explicit receiver_list(std::size_t capacity) noexcept : capacity_(capacity) {}
+  explicit receiver_list(std::size_t capacity) noexcept : capacity_(static_cast<std::uint32_t>(capacity)) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
 
@@ -217,15 +219,17 @@ class receiver_list {
     return lo < size_ && entries()[lo].id == id ? entries() + lo : nullptr;
   }
 
+  // 24 bytes: counts are 32-bit (a list of 2^32 entries would be 128 GiB; make() refuses one).
   std::atomic<std::uint64_t> shape_{0};  // size << 2 | retaining_bit | plain_bit
   std::atomic<bool> superseded_{false};
   bool retaining_ = false;  // writer's copy of the flag
-  std::size_t dead_ = 0;
-  std::size_t size_ = 0;
-  const std::size_t capacity_;
+  std::uint32_t dead_ = 0;
+  std::uint32_t size_ = 0;
+  const std::uint32_t capacity_;
 };
 
 static_assert(sizeof(receiver_entry) == 32, "two entries per cache line");
+static_assert(sizeof(receiver_list) == 24, "a topic's list header stays small: most topics have one receiver");
 
 inline const receiver_entry* receiver_view::begin() const noexcept { return list->entries(); }
 

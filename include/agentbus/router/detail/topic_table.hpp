@@ -14,8 +14,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
-#include <string>
 #include <string_view>
 
 #include "agentbus/detail/sync/quiescence.hpp"
@@ -23,14 +23,33 @@
 
 namespace agentbus::detail {
 
-/// A concrete topic and its resolved receivers.
+/// A concrete topic and its resolved receivers; the topic's characters follow the node in the
+/// same allocation (one allocation per cached topic, whatever its length).
 struct topic_node {
-  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) : name(t), hash(h), receivers(r) {}
-  ~topic_node() { receiver_list::delete_erased(receivers.load(std::memory_order_relaxed)); }
+  /// A node for `text` (copied), owning `r`.
+  static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
+    void* raw = ::operator new(sizeof(topic_node) + text.size());
+    char* chars = static_cast<char*>(raw) + sizeof(topic_node);
+    if (!text.empty()) std::memcpy(chars, text.data(), text.size());
+    return ::new (raw) topic_node(std::string_view(chars, text.size()), h, r);
+  }
+  /// Frees a node made by make() (and its list).
+  static void destroy(topic_node* n) noexcept {
+    if (n == nullptr) return;
+    receiver_list::delete_erased(n->receivers.load(std::memory_order_relaxed));
+    n->~topic_node();
+    ::operator delete(static_cast<void*>(n));
+  }
+  topic_node(const topic_node&) = delete;
+  topic_node& operator=(const topic_node&) = delete;
 
-  std::string name;
-  std::uint64_t hash;
+  const std::string_view name;  // the characters after the node
+  const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
+
+ private:
+  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) noexcept : name(t), hash(h), receivers(r) {}
+  ~topic_node() = default;
 };
 
 class topic_table {
@@ -38,7 +57,7 @@ class topic_table {
   topic_table() : slots_(make_slots(initial_capacity)) {}
   ~topic_table() {
     slots* s = slots_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i <= s->mask; ++i) delete s->at(i).load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= s->mask; ++i) topic_node::destroy(s->at(i).load(std::memory_order_relaxed));
     free_slots(s);
   }
   topic_table(const topic_table&) = delete;
