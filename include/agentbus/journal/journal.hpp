@@ -18,13 +18,23 @@
 ///
 /// ## What is guaranteed
 /// - Offsets are dense (0, 1, 2, ...) and never reused, across segment rolls and reopening.
+///   Even when a segment file was shortened or overwritten from outside (a bad copy, a disk
+///   tool: a crash cannot do it), recovery uses the index as evidence of what was there,
+///   reports those records lost and continues past every offset that may have been
+///   acknowledged (readers report the gap as corrupt).
 /// - A record is in the page cache when append() returns: it survives the death of the
 ///   process (even SIGKILL) whatever the durability policy; the policy decides when it also
 ///   survives a power loss (durability).
 /// - A damaged record is never returned: readers report read_status::corrupt, say where in
 ///   error(), and continue after it.
 /// - Opening recovers: the torn tail a crash leaves is zeroed and counted in recovery(), damage
-///   elsewhere is reported in recovery().problems.
+///   elsewhere is reported in recovery().problems; a missing or damaged index file is rebuilt
+///   and reported apart, in recovery().index_repairs (no record is lost with an index).
+/// - Opening never changes a sealed segment's files (unless they need repair): an index keeps
+///   the size and interval it was written with, whatever today's journal_options say.
+/// - Readers (this process or another, with or without a writer) and `agentbus-journal
+///   verify` find their way past damage by one rule (detail::find_resume_point): they agree
+///   on which records are readable.
 /// - One writer per directory (an flock on journal.lock); any number of readers, in this
 ///   process (read(), read_since()) or in others (open_journal_reader(),
 ///   open_journal_reader_since()), while it appends.
@@ -177,9 +187,10 @@ class journal_reader {
   // A zero length word at pos_: the end of the data, or damage? Damage when an index entry
   // lies beyond it, or when bytes follow it where no record has been written: in the writer's
   // own segment (in this process) below its end; elsewhere, non-zero bytes in the page after
-  // the word, in a segment that has a successor (nobody writes there any more) or that stay
-  // there while no length word appears (a writer in another process writes a frame's body
-  // first and its length word last: that takes microseconds, not milliseconds).
+  // the word, in a segment that has a successor (nobody writes there any more), with no
+  // writer running, or that stay there while no length word appears (a writer in another
+  // process writes a frame's body first and its length word last: microseconds, not the
+  // 20 ms waited here).
   bool zero_length_is_damage(std::span<const std::byte> data) {
     const detail::index_view idx = seg_->index();
     if (idx.first_after_position(pos_) != idx.count) return true;
@@ -190,6 +201,7 @@ class journal_reader {
     if (!bytes_after) return false;
     if (stuck_ && stuck_base_ == seg_->base() && stuck_pos_ == pos_) return true;  // already waited
     if (source_->segment_after(seg_->base())) return true;
+    if (!detail::writer_may_be_running(seg_->log_path().parent_path())) return true;
     for (int k = 0; k < 20; ++k) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       if (detail::load_acquire_u32(data.data() + pos_) != 0) return false;  // the writer was at it

@@ -9,6 +9,8 @@
 // lock when the holder dies, however it dies: no stale lock files to clean up after a crash.
 // The holder writes its pid into the file, only so that the refusal can say who holds it.
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -64,6 +66,24 @@ class directory_lock {
  private:
   unique_fd fd_;  // closing it releases the lock
 };
+
+/// @brief Whether a writer may have `dir` open right now, without touching its lock (a probe
+/// with flock would make a writer starting at that moment fail): the process whose pid the
+/// last writer left in the lock file still exists. False for certain only when there is no
+/// lock file, no pid in it, or no such process; a reused pid only errs on the safe side.
+inline bool writer_may_be_running(const std::filesystem::path& dir) noexcept {
+  const std::string path = (dir / journal_lock_file_name).string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[32] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  ::close(fd);
+  if (n <= 0) return false;
+  long pid = 0;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid = pid * 10 + (buf[i] - '0');
+  if (pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
 
 }  // namespace agentbus::detail
 

@@ -19,7 +19,14 @@
 //
 // Readers use it to seek to an offset or a time, and to resume after a damaged record.
 // It is an accelerator, never the truth: every position it gives is checked by decoding the
-// record there, and recovery rebuilds what it cannot trust.
+// record there, and recovery rebuilds what it cannot trust (recovery_report::index_repairs;
+// `agentbus-journal verify` reports the same damage as warnings, exit status 3 when alone).
+// The interval is the segment's own, in the index's file header: a writer reopening with
+// another index_interval_bytes keeps it for the existing segments (their indexes follow one
+// rule from start to end, which is what lets verify tell a missing entry) and uses the new
+// one for segments it creates. The file is sized from its segment (index_file_bytes of the
+// segment's size), never from the options of a later writer. The format is unchanged by
+// this (version 1): files written before these rules open as they are.
 
 #include <cstddef>
 #include <cstdint>
