@@ -26,7 +26,6 @@
 #include <mutex>
 #include <span>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -37,6 +36,7 @@
 #include "agentbus/router/detail/pattern_trie.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
 #include "agentbus/router/detail/receiver.hpp"
+#include "agentbus/router/detail/registry.hpp"
 #include "agentbus/router/detail/topic_index.hpp"
 #include "agentbus/router/detail/topic_table.hpp"
 #include "agentbus/router/topic.hpp"
@@ -53,7 +53,7 @@ class router {
   router& operator=(const router&) = delete;
   ~router() {
     // Only reached when no bus, channel or in-flight unsubscribe refers to us; free directly.
-    for (auto& [id, r] : registry_) r->destroy(r);
+    registry_.for_each([](receiver* r) { r->destroy(r); });
   }
 
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
@@ -77,7 +77,7 @@ class router {
       id = r->id = ++next_id_;
       r->owner = this;
       try {
-        registry_.emplace(id, r);
+        registry_.insert(r);
       } catch (...) {
         r->destroy(r);  // nothing else saw it yet
         throw;
@@ -123,10 +123,8 @@ class router {
     {
       std::lock_guard lock(mutex_);
       for (const std::uint64_t id : ids) {
-        const auto it = registry_.find(id);
-        if (it == registry_.end()) continue;
-        receiver* r = it->second;
-        registry_.erase(it);
+        receiver* r = registry_.erase(id);
+        if (r == nullptr) continue;
         remove_locked(r, retired);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
@@ -147,12 +145,12 @@ class router {
     std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
-      for (auto& [id, r] : registry_) {
+      registry_.for_each([&](receiver* r) {
         r->alive.store(false, std::memory_order_relaxed);
         if (r->pattern.has_wildcards()) trie_.erase(r);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
-      }
+      });
       registry_.clear();
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
     }
@@ -344,7 +342,7 @@ class router {
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
-  std::unordered_map<std::uint64_t, receiver*> registry_;
+  receiver_registry registry_;
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;
 

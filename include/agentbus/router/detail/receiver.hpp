@@ -38,20 +38,21 @@ struct receiver {
 
   receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat, bool keeps_events = false,
            destroy_fn hand_over_fn = nullptr) noexcept
-      : type(t), invoke(inv), destroy(des), retains(keeps_events), hand_over(hand_over_fn), pattern(std::move(pat)) {}
+      : type(t), invoke(inv), destroy(des), hand_over(hand_over_fn), retains(keeps_events), pattern(std::move(pat)) {}
 
-  // Hot fields first: dispatch reads type, alive and invoke, all on the first cache line.
+  // Dispatch reads a topic list's entries (receiver_entry: type and invoke copied there), not
+  // this object; a mailbox's consumer reads `alive`. Pointers first, the two flags together.
   type_id type;
-  std::atomic<bool> alive{true};
   invoke_fn invoke;
   destroy_fn destroy;
-  /// True when the receiver keeps events beyond the publish call: publish then builds the
-  /// event once in a shared block (shared_event) instead of on its stack.
-  bool retains;
-  std::uint64_t id = 0;
   /// Retaining receivers: called instead of `destroy` once unsubscribed (see above).
   destroy_fn hand_over;
   router* owner = nullptr;  // the router that reports this receiver's failures
+  std::uint64_t id = 0;
+  std::atomic<bool> alive{true};
+  /// True when the receiver keeps events beyond the publish call: publish then builds the
+  /// event once in a shared block (shared_event) instead of on its stack.
+  bool retains;
   topic_pattern pattern;
 
   static void delete_erased(void* p) noexcept {
