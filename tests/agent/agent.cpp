@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -262,20 +263,107 @@ TEST_CASE("stop(drain) handles what is queued, stop(discard) counts what it drop
 }
 
 TEST_CASE("destroying an agent ends its subscriptions and never calls its handler afterwards", "[agent][shutdown][concurrency]") {
-  agentbus::bus bus;
-  auto calls = std::make_shared<std::atomic<int>>(0);
-  agentbus::subscription kept;
-  {
-    agentbus::agent a("a");
-    kept = a.subscribe(bus, "x", [calls](const job&) { ++*calls; });
-    a.start();
-    for (int i = 0; i < 100; ++i) bus.publish("x", job{});
+  // The handler is slow and events keep coming while the agent is destroyed: the destructor
+  // must wait for a running handler, and no call may start afterwards. With an executor the
+  // workers outlive the agent, so a call after destruction would be seen here (the count
+  // would move); every event published is handled, or counted and reported.
+  for (bool pooled : {false, true}) {
+    INFO((pooled ? "executor" : "own thread"));
+    agentbus::bus bus;
+    agentbus::executor pool({.threads = 2});
+    struct shared_state {
+      std::atomic<int> calls{0};
+      std::atomic<int> inside{0};
+      std::atomic<int> undelivered{0};
+    };
+    auto state = std::make_shared<shared_state>();
+    agentbus::subscription kept;
+    std::atomic<bool> publishing{true};
+    std::atomic<int> published{0};
+    std::thread publisher;
+    {
+      auto a = pooled ? std::make_unique<agentbus::agent>("a", pool) : std::make_unique<agentbus::agent>("a");
+      a->on_undelivered([state](const agentbus::undelivered&) { ++state->undelivered; });
+      kept = a->subscribe(bus, "x", [state](const job&) {
+        ++state->inside;
+        std::this_thread::sleep_for(200us);
+        ++state->calls;
+        --state->inside;
+      });
+      if (!pooled) a->start();
+      publisher = std::thread([&] {
+        while (publishing.load()) {
+          bus.publish("x", job{});
+          ++published;
+        }
+      });
+      REQUIRE(eventually([&] { return state->calls.load() >= 5; }));
+      a.reset();  // while the handler is busy and the publisher goes on
+      CHECK(state->inside.load() == 0);  // a running handler was waited for
+    }
+    const int after = state->calls.load();
+    std::this_thread::sleep_for(20ms);  // a stray call would land here
+    CHECK(state->calls.load() == after);
+    CHECK(state->inside.load() == 0);
+    publishing.store(false);
+    publisher.join();
+    CHECK(bus.publish("x", job{}).delivered == 0);  // the subscription is gone
+    CHECK(bus.stats().subscriptions == 0);
+    kept.unsubscribe();  // harmless
+    // Published while subscribed: handled or reported (discarded at destruction); the rest
+    // found no subscription at all.
+    CHECK(after + state->undelivered.load() <= published.load());
+    CHECK(state->undelivered.load() > 0);  // 200 us handlers cannot keep up with the publisher
   }
-  const int after = calls->load();
-  CHECK(bus.publish("x", job{}).delivered == 0);  // the subscription is gone
-  CHECK(bus.stats().subscriptions == 0);
-  kept.unsubscribe();  // harmless
-  CHECK(calls->load() == after);
+}
+
+TEST_CASE("stop() while a publisher is blocked on the full mailbox: the event counts as closed, not rejected", "[agent][shutdown][backpressure][concurrency]") {
+  agentbus::bus bus;
+  for (auto how : {agentbus::stop_mode::drain, agentbus::stop_mode::discard})
+    for (auto timeout : {std::chrono::nanoseconds::max(), std::chrono::nanoseconds(std::chrono::seconds(30))}) {
+      INFO((how == agentbus::stop_mode::drain ? "drain" : "discard") << ", timeout " << (timeout == std::chrono::nanoseconds::max() ? "none" : "30 s"));
+      agentbus::agent a("a", {.capacity = 2, .overflow = agentbus::overflow::block, .block_timeout = timeout});
+      std::vector<agentbus::undelivered_reason> lost;
+      std::mutex lost_mutex;
+      a.on_undelivered([&](const agentbus::undelivered& u) {
+        std::lock_guard lock(lost_mutex);
+        lost.push_back(u.reason);
+      });
+      int handled = 0;
+      auto s = a.subscribe(bus, "b", [&](const job&) { ++handled; });
+      CHECK(bus.publish("b", job{}).delivered == 1);
+      CHECK(bus.publish("b", job{}).delivered == 1);
+      std::atomic<bool> done{false};
+      agentbus::publish_result blocked{};
+      std::thread publisher([&] {
+        blocked = bus.publish("b", job{});  // full: waits
+        done = true;
+      });
+      std::this_thread::sleep_for(20ms);
+      CHECK_FALSE(done.load());
+      a.stop(how);  // wakes the blocked publisher: refused because the mailbox closed
+      publisher.join();
+      CHECK(blocked.delivered == 0);
+      CHECK(blocked.rejected == 1);
+      const auto st = a.stats();
+      CHECK(st.closed == 1);
+      CHECK(st.rejected == 0);
+      CHECK(st.queued == 2);
+      CHECK(st.depth == 0);
+      if (how == agentbus::stop_mode::drain) {
+        CHECK(handled == 2);
+        CHECK(lost == std::vector<agentbus::undelivered_reason>{agentbus::undelivered_reason::closed});
+      } else {
+        CHECK(handled == 0);
+        CHECK(st.discarded == 2);
+        std::sort(lost.begin(), lost.end());
+        auto want = std::vector<agentbus::undelivered_reason>{agentbus::undelivered_reason::discarded,
+                                                              agentbus::undelivered_reason::discarded,
+                                                              agentbus::undelivered_reason::closed};
+        std::sort(want.begin(), want.end());
+        CHECK(lost == want);
+      }
+    }
 }
 
 TEST_CASE("unsubscribe of a mailbox subscriber: queued events are not handled afterwards", "[agent]") {

@@ -7,10 +7,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -103,18 +105,155 @@ TEST_CASE("expired and live events mixed in one burst: each counted once", "[del
 }
 
 TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[delivery][mailbox][shutdown][concurrency]") {
+  // The handler is slower than the publisher, so a backlog builds up and the stop really
+  // discards part of it (a handler that keeps up would leave nothing to discard).
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 4096});
-  std::atomic<std::uint64_t> handled{0};
-  auto s = a.subscribe(bus, "s", [&](const job&) { handled.fetch_add(1, std::memory_order_relaxed); });
+  std::atomic<std::uint64_t> handled{0}, reported{0};
+  a.on_undelivered([&](const agentbus::undelivered& u) {
+    if (u.reason == agentbus::undelivered_reason::discarded) reported.fetch_add(1, std::memory_order_relaxed);
+  });
+  auto s = a.subscribe(bus, "s", [&](const job&) {
+    std::this_thread::sleep_for(20us);
+    handled.fetch_add(1, std::memory_order_relaxed);
+  });
   a.start();
   std::uint64_t accepted = 0;
-  for (int i = 0; i < 20000; ++i) accepted += bus.publish("s", job{i}).delivered;
+  for (int i = 0; i < 3000; ++i) accepted += bus.publish("s", job{i}).delivered;
   a.stop(agentbus::stop_mode::discard);
   const auto st = a.stats();
+  CHECK(accepted == 3000);  // 4096 slots: room for all
   CHECK(st.handled == handled.load());
+  CHECK(st.discarded > 0);  // 3000 x 20 us of handlers cannot have run in the time it took to publish them
+  CHECK(st.discarded == reported.load());
   CHECK(st.handled + st.discarded == accepted);
   CHECK(st.depth == 0);
+  CHECK(st.queued == accepted);
+}
+
+TEST_CASE("mailbox_stats::queued counts accepted events, not refused ones", "[delivery][mailbox]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 4, .overflow = agentbus::overflow::fail});
+  auto s = a.subscribe(bus, "q", [](const job&) {});
+  for (int i = 0; i < 3; ++i) bus.publish("q", job{i});
+  auto st = a.stats();
+  CHECK(st.queued == 3);
+  CHECK(st.depth == 3);
+  CHECK(a.poll(2) == 2);
+  st = a.stats();
+  CHECK(st.queued == 3);  // handled ones stay counted
+  CHECK(st.handled == 2);
+  CHECK(st.depth == 1);
+  for (int i = 0; i < 5; ++i) bus.publish("q", job{i});  // 3 fit, 2 refused
+  st = a.stats();
+  CHECK(st.rejected == 2);
+  CHECK(st.queued == 6);
+  CHECK(st.depth == 4);
+  a.stop(agentbus::stop_mode::discard);
+  st = a.stats();
+  CHECK(st.queued == 6);
+  CHECK(st.discarded == 4);
+  CHECK(bus.publish("q", job{}).rejected == 1);
+  CHECK(a.stats().queued == 6);  // refused after stop: closed, not queued
+  CHECK(a.stats().closed == 1);
+}
+
+TEST_CASE("weighted priorities: low events get their share under a backlog of normal ones", "[delivery][mailbox][priority]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.weights = {.high = 2, .normal = 4, .low = 1}});
+  std::string order;
+  auto s = a.subscribe(bus, "w", [&](const agentbus::event<job>& e) { order += tag(e)[0]; });
+  for (int i = 0; i < 40; ++i) bus.publish("w", job{i});
+  for (int i = 0; i < 5; ++i) bus.publish("w", job{i}, {.prio = agentbus::priority::low});
+  for (int i = 0; i < 4; ++i) bus.publish("w", job{i}, {.prio = agentbus::priority::high});
+  CHECK(a.poll() == 49);
+  // Round 1: 2 high, 4 normal, 1 low; round 2 the same; then high is empty: 4 normal, 1 low
+  // per round until low runs out; then normal alone.
+  CHECK(order.substr(0, 29) == "hhnnnnlhhnnnnlnnnnlnnnnlnnnnl");
+  CHECK(order.substr(29) == std::string(20, 'n'));
+
+  SECTION("strict priority (the default) handles every normal event first") {
+    agentbus::agent strict("strict");
+    std::string o;
+    auto s2 = strict.subscribe(bus, "w2", [&](const agentbus::event<job>& e) { o += tag(e)[0]; });
+    for (int i = 0; i < 10; ++i) bus.publish("w2", job{i});
+    bus.publish("w2", job{}, {.prio = agentbus::priority::low});
+    CHECK(strict.poll() == 11);
+    CHECK(o == std::string(10, 'n') + "l");
+  }
+}
+
+TEST_CASE("weighted priorities keep per-priority FIFO and poll(max) exact", "[delivery][mailbox][priority]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.weights = {.high = 16, .normal = 8, .low = 3}});
+  std::vector<int> seen[3];
+  auto s = a.subscribe(bus, "f", [&](const agentbus::event<job>& e) { seen[static_cast<int>(e.priority())].push_back(e->n); });
+  for (int i = 0; i < 200; ++i) bus.publish("f", job{i}, {.prio = static_cast<agentbus::priority>(i % 3)});
+  std::size_t total = 0;
+  for (std::size_t k : {1u, 5u, 17u, 64u, 1000u}) {
+    const std::size_t ran = a.poll(k);
+    CHECK(ran == std::min<std::size_t>(k, 200 - total));
+    total += ran;
+  }
+  CHECK(total == 200);
+  for (auto& v : seen)
+    for (std::size_t i = 1; i < v.size(); ++i) CHECK(v[i] == v[i - 1] + 3);
+}
+
+TEST_CASE("weights that mix zero and non-zero are refused", "[delivery][mailbox][priority]") {
+  const auto make = [](agentbus::per_priority<std::uint32_t> w) { agentbus::agent a("a", {.weights = w}); };
+  CHECK_THROWS_AS(make({.high = 4, .normal = 1}), std::invalid_argument);
+  CHECK_NOTHROW(make({.high = 1, .normal = 1, .low = 1}));
+  CHECK_NOTHROW(make({}));
+}
+
+TEST_CASE("sustained normal load does not starve low events with weights", "[delivery][mailbox][priority][concurrency]") {
+  // The issue's scenario: a publisher keeps the normal queue full (blocking on it), 34 low
+  // events are published meanwhile. Strict priority handled 0-1 of them before the normal
+  // flood stopped; with weights every one is handled while it goes on.
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 64, .weights = {.high = 4, .normal = 4, .low = 1}});
+  std::atomic<int> low{0};
+  std::atomic<bool> flooding{true};
+  auto s = a.subscribe(bus, "load", [&](const agentbus::event<job>& e) {
+    if (e.priority() == agentbus::priority::low) low.fetch_add(1, std::memory_order_relaxed);
+    else std::this_thread::sleep_for(20us);
+  });
+  a.start();
+  std::thread flood([&] {
+    while (flooding.load(std::memory_order_relaxed)) bus.publish("load", job{});
+  });
+  std::this_thread::sleep_for(5ms);  // the normal queue is full now
+  for (int i = 0; i < 34; ++i) bus.publish("load", job{i}, {.prio = agentbus::priority::low});
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (low.load() < 34 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(200us);
+  const int got = low.load();
+  const auto depth = a.stats().depth;
+  flooding.store(false);
+  flood.join();
+  a.stop(agentbus::stop_mode::discard);
+  CHECK(got == 34);
+  CHECK(depth > 0);  // the normal flood was still queued when the last low event was handled
+}
+
+TEST_CASE("an overflow policy per priority", "[delivery][mailbox][backpressure]") {
+  agentbus::bus bus;
+  agentbus::agent a("a", {.capacity = 4, .overflow = agentbus::overflow::fail,
+                          .priority_overflow = {.low = agentbus::overflow::drop_oldest}});
+  std::vector<std::string> got;
+  auto s = a.subscribe(bus, "o", [&](const agentbus::event<job>& e) { got.push_back(tag(e)); });
+  int normal_rejected = 0, low_rejected = 0;
+  for (int i = 0; i < 10; ++i) {
+    low_rejected += static_cast<int>(bus.publish("o", job{i}, {.prio = agentbus::priority::low}).rejected);
+    normal_rejected += static_cast<int>(bus.publish("o", job{i}).rejected);
+  }
+  CHECK(low_rejected == 0);  // drop_oldest takes the new event, dropping an old one
+  CHECK(normal_rejected == 6);
+  const auto st = a.stats();
+  CHECK(st.rejected == 6);
+  CHECK(st.dropped_oldest == 6);
+  CHECK(a.poll() == 8);
+  CHECK(got == std::vector<std::string>{"n0", "n1", "n2", "n3", "l6", "l7", "l8", "l9"});
 }
 
 TEST_CASE("mailbox event blocks start on a cache line", "[delivery][mailbox][pool]") {

@@ -16,9 +16,9 @@
 //
 // Thread safety: subscribe, stop and stats from any thread. poll/run_for from one thread at a
 // time (concurrent callers take turns). stop() must not be called from the agent's own handler.
-// Destroying an agent ends its subscriptions (waiting for running handlers, as unsubscribe
-// does), discards what is still queued (counted), and joins its thread: it never hangs on
-// queued work and no handler of it runs afterwards.
+// Destroying an agent stops it with stop_mode::discard (what is still queued is discarded,
+// counted and reported; a running handler is waited for), joins its thread and ends its
+// subscriptions: it never hangs on queued work and no handler of it runs afterwards.
 
 #include <atomic>
 #include <chrono>
@@ -63,10 +63,16 @@ class agent final : detail::schedulable {
   agent(const agent&) = delete;
   agent& operator=(const agent&) = delete;
 
-  /// @brief Ends the subscriptions, discards what is queued, joins the thread.
+  /// @brief Stops the agent with stop_mode::discard unless it was stopped (what is queued is
+  /// discarded, counted and reported), joins the thread, then ends the subscriptions (one
+  /// grace period per bus).
   ~agent() {
-    box_.unsubscribe_all();
+    // Stop first, then unsubscribe: the other order let the consumer take the backlog out as
+    // "for an ended subscription" (counted, not reported) before the discard began; this way
+    // every event not handled is reported to on_undelivered (discarded, or closed for those
+    // published until the subscriptions end).
     if (!stopped_.load(std::memory_order_acquire)) stop(stop_mode::discard);
+    box_.unsubscribe_all();
     if (pool_) pool_->detach();
   }
 
@@ -86,11 +92,14 @@ class agent final : detail::schedulable {
 
   /// @brief Stops the agent: the mailbox accepts nothing more (later events are counted as
   /// closed); with stop_mode::drain everything already queued is handled first, with
-  /// stop_mode::discard it is dropped (counted, reported). Then joins the thread. Idempotent.
+  /// stop_mode::discard it is dropped (counted, reported), including the rest of a round the
+  /// consumer is running (a handler already running finishes). Every event that a publish
+  /// queued is handled or counted by the time stop returns, also one whose publish was
+  /// still under way when the mailbox closed. Then joins the thread. Idempotent.
   void stop(stop_mode how = stop_mode::drain) {
     if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
     stop_mode_.store(how, std::memory_order_relaxed);
-    box_.close();
+    box_.close(how);  // discard: a consumer in the middle of a round stops handling at once
     switch (mode_.load()) {
       case mode::threaded:
         if (box_.try_claim()) box_.sleep_flag().notify_one();
@@ -212,8 +221,15 @@ class agent final : detail::schedulable {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 
+  // The final drain, after the mailbox is closed. An empty round is not the end: a publish
+  // may have claimed a queue slot before the close and not filled it yet, and its event would
+  // otherwise stay queued, uncounted, until the mailbox is freed. drain_settled() waits those
+  // out (a few instructions of the publisher's; yield in case it was descheduled there).
   void finish(stop_mode how) {
-    while (box_.run_batch(default_batch, how).taken > 0) {
+    for (;;) {
+      if (box_.run_batch(default_batch, how).taken > 0) continue;
+      if (box_.drain_settled()) return;
+      std::this_thread::yield();
     }
   }
 
@@ -287,7 +303,7 @@ class agent final : detail::schedulable {
         paced = false;
         pace_skip = pace_backoff = next_backoff(pace_backoff);
       }
-      if (box_.closing()) {
+      if (box_.closed()) {  // not closing(): the final drain must follow the close of every queue
         finish(stop_mode_.load(std::memory_order_relaxed));
         return;
       }

@@ -9,6 +9,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+
+#include "agentbus/core/event.hpp"
 
 namespace agentbus {
 
@@ -20,6 +23,19 @@ enum class overflow : std::uint8_t {
   drop_oldest,  ///< the oldest queued event of the same priority is dropped to make room
 };
 
+/// @brief One value per priority: `{.high = ..., .normal = ..., .low = ...}`.
+template <class T>
+struct per_priority {
+  T high{};    ///< for priority::high
+  T normal{};  ///< for priority::normal
+  T low{};     ///< for priority::low
+
+  /// @brief The value for `p`.
+  constexpr const T& operator[](priority p) const noexcept {
+    return p == priority::high ? high : p == priority::normal ? normal : low;
+  }
+};
+
 /// @brief Settings of a mailbox.
 struct mailbox_options {
   /// Events each priority queue holds (rounded up to a power of two). Memory: a priority's
@@ -29,7 +45,21 @@ struct mailbox_options {
   /// this (64 at most) before handling them, so up to that many more may be waiting for their
   /// handler while the queue itself is full.
   std::size_t capacity = 1024;
-  agentbus::overflow overflow = overflow::block;  ///< what to do when full
+  agentbus::overflow overflow = overflow::block;  ///< what to do when full (see priority_overflow)
+  /// What a full queue of one priority does, where set; unset priorities use `overflow`. Each
+  /// priority has its own queue, so e.g. `{.low = overflow::drop_oldest}` lets a flood of low
+  /// events lose the oldest ones while normal publishers still wait for room.
+  agentbus::per_priority<std::optional<agentbus::overflow>> priority_overflow{};
+  /// The order in which the consumer serves the priorities. All zero (the default): strict
+  /// priority, high before normal before low, also within a burst (a high event that arrives
+  /// meanwhile goes next); under sustained load a lower priority may then wait forever. All
+  /// non-zero: weighted round robin, which starves no priority: while all three have events
+  /// waiting, out of every `high + normal + low` events handled, `high` are high, `normal`
+  /// normal and `low` low (a priority with nothing waiting gives its turn to the others), e.g.
+  /// `{.high = 8, .normal = 4, .low = 1}`. A weight also caps the consumer's burst for that
+  /// priority, so weights of 8 or more keep bursts efficient. Mixing zero and non-zero weights
+  /// is refused (std::invalid_argument when the mailbox is made).
+  agentbus::per_priority<std::uint32_t> weights{};
   /// With overflow::block: how long a publisher waits before the event is rejected.
   /// The default waits forever. A publisher blocked on a full mailbox is inside its publish
   /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)

@@ -5,8 +5,8 @@
 
 // The internal tuning constants, in one place, each with why it has its value. The ones a
 // user may want to change are options instead: bus_options (max_cached_topics),
-// mailbox_options (capacity, overflow, block_timeout, spin_before_park, pace),
-// executor_options, journal_options. Figures were measured on the 2-core development VM;
+// mailbox_options (capacity, overflow, priority_overflow, weights, block_timeout,
+// spin_before_park, pace), executor_options, journal_options. Figures were measured on the 2-core development VM;
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 

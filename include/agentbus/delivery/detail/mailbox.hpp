@@ -11,10 +11,18 @@
 // out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
 // an executor, or the application itself (poll / run_for).
 //
-// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
-// event that is not handled is counted and reported to the mailbox's undelivered hook.
-// Expired events (deadline passed when they reach the head) are not handled; counted and
-// reported too.
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest; one per
+// priority if asked); every event that is not handled is counted and reported to the
+// mailbox's undelivered hook. Expired events (deadline passed when they reach the head) are
+// not handled; counted and reported too.
+//
+// Order among priorities: strict by default; with mailbox_options::weights, weighted round
+// robin (each priority takes up to its weight of events per round, so none starves).
+//
+// Stop: close() refuses later events; the consumer's final drain (stop) then takes out
+// everything a publish managed to queue, including a publish that claimed a queue slot before
+// the close and fills it after (drain_settled waits for those), so that every accepted event
+// is handled or counted and reported, never freed silently with the mailbox.
 //
 // Memory: a priority's queue is allocated by the first event of that priority, not when the
 // mailbox is made. An idle agent's mailbox is then a few hundred bytes instead of three full
@@ -24,9 +32,10 @@
 // capacity: the bound and the overflow policies are exactly those of mpmc_queue, with no
 // transition during which a mailbox could hold more (a ring that doubles as it fills would
 // hold the old ring's events and the new ring's at once, or need a shared counter on every
-// push). The allocation is the only slow path it adds to publish: one CAS, once per priority
-// per mailbox lifetime (see queue_for).
+// push). The allocation is the only slow path it adds to publish: one lock and allocation,
+// once per priority per mailbox lifetime (see queue_for).
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -36,8 +45,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -88,18 +99,31 @@ class mailbox {
 
   /// Throws what mpmc_queue throws for a capacity it refuses (0, or above its maximum): at
   /// once, although the queues themselves are made by the first event of each priority.
+  /// Throws std::invalid_argument for weights that mix zero and non-zero values.
   mailbox(std::string name, const mailbox_options& options)
-      : name_(std::move(name)), options_(options), capacity_(checked_capacity(options.capacity)) {}
+      : name_(std::move(name)),
+        options_(options),
+        capacity_(checked_capacity(options.capacity)),
+        overflow_{options.priority_overflow.high.value_or(options.overflow),
+                  options.priority_overflow.normal.value_or(options.overflow),
+                  options.priority_overflow.low.value_or(options.overflow)},
+        weights_{options.weights.high, options.weights.normal, options.weights.low},
+        weighted_(checked_weighted(options.weights)),
+        credit_(weights_) {}
 
   mailbox(const mailbox&) = delete;
   mailbox& operator=(const mailbox&) = delete;
 
   ~mailbox() {
-    // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
+    // Whoever destroys the mailbox has unsubscribed its receivers and drained it (agent does:
+    // nothing is left). Should anything be, it is still counted and reported, not freed silently.
     mail m;
     for (auto& slot : queues_)
       if (mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) {
-        while (q->try_pop(m)) m.block->release();
+        while (q->try_pop(m)) {
+          note(undelivered_reason::discarded, *m.block->core);
+          m.block->release();
+        }
         delete q;
       }
     for (receiver* r : retired_) r->destroy(r);
@@ -193,10 +217,14 @@ class mailbox {
       std::size_t level = 0;
       std::size_t k = 0;
       const std::size_t want = max - out.ran < burst_ ? max - out.ran : burst_;
-      for (; level < queues_.size(); ++level)
-        if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
-            q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
-          break;
+      if (weighted_) {
+        k = take_weighted(taken, want, level);
+      } else {
+        for (; level < queues_.size(); ++level)
+          if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
+              q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
+            break;
+      }
       if (k == 0) {
         drained = true;
         break;
@@ -205,9 +233,10 @@ class mailbox {
       prefetch(taken, k);
       burst_guard guard{this, taken, 0, k};
       for (std::size_t& i = guard.next; i < k;) {
-        // Higher priorities that arrived during the burst go first, within the budget (the
-        // rest of the burst may still run a handler each).
-        if (level > 0)
+        // Strict priority: higher priorities that arrived during the burst go first, within
+        // the budget (the rest of the burst may still run a handler each). Weighted: the
+        // burst is at most the priority's remaining weight; the others wait their turn.
+        if (level > 0 && !weighted_)
           while (out.ran + (k - i) < max && higher_pending(level)) {
             mail m;
             if (!pop_above(level, m)) break;
@@ -220,6 +249,22 @@ class mailbox {
     }
     if (drained || out.ran < max) free_retired_if_idle();
     return out;
+  }
+
+  /// After close() has returned (closed() is true): true when no event can still appear in
+  /// the queues, i.e. every publish that claimed a slot has filled it and it was taken out.
+  /// A push that claims a slot after the close sees the queue closed and leaves nothing (the
+  /// queue's own claim-then-check), so once this is true the final drain is complete.
+  bool drain_settled() noexcept {
+    // Pairs with the publisher's claim (seq_cst) and its closed check (seq_cst) after it: a
+    // claim whose check missed our close is ordered before it, hence before this fence, and
+    // the index loads below see it.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!empty()) return false;
+    // From now on nothing can be queued: a later push claims a slot only to leave a hole
+    // (which the queue's size still counts until a pop steps over it), so depth reads 0.
+    drained_.store(true, std::memory_order_release);
+    return true;
   }
 
   /// True when nothing is queued (approximate while producers are active).
@@ -236,7 +281,7 @@ class mailbox {
   bool prepare_sleep(bool wake_on_close) noexcept {
     sleeping_.store(true, std::memory_order_seq_cst);
     asymmetric_heavy_barrier();
-    if (!empty() || (wake_on_close && closing_.load(std::memory_order_seq_cst))) {
+    if (!empty() || (wake_on_close && closed_.load(std::memory_order_seq_cst))) {
       // Take the wake back unless a producer already took it (then its wake() is coming).
       if (sleeping_.exchange(false, std::memory_order_acq_rel)) return false;
     }
@@ -250,15 +295,27 @@ class mailbox {
   /// The flag a parked thread waits on.
   std::atomic<bool>& sleep_flag() noexcept { return sleeping_; }
 
-  /// Stops accepting events: later deliveries are refused (counted as closed).
-  void close() noexcept {
-    closing_.store(true, std::memory_order_seq_cst);
-    // A queue made concurrently is closed either here (we see its pointer) or by its maker
-    // (it sees closing_): both sides are sequentially consistent (see make_queue).
-    for (auto& slot : queues_)
-      if (mpmc_queue<mail>* q = slot.load(std::memory_order_seq_cst)) q->close();
+  /// Stops accepting events: later deliveries are refused (counted as closed). When it
+  /// returns, every queue is closed and no new one will be made (closed() is true).
+  /// stop_mode::discard: from now on the consumer discards (counts, reports) every event it
+  /// takes out instead of running its handler, also in a round that is already running.
+  void close(stop_mode how = stop_mode::drain) noexcept {
+    if (how == stop_mode::discard) discarding_.store(true, std::memory_order_relaxed);
+    // Under the lock that makes queues (make_queue): a queue is either made before and
+    // closed here, or not made at all. Without it, a queue published by a racing first event
+    // could take another publisher's event after the consumer's final drain.
+    {
+      std::lock_guard lock(queue_mutex_);
+      closing_.store(true, std::memory_order_seq_cst);
+      for (auto& slot : queues_)
+        if (mpmc_queue<mail>* q = slot.load(std::memory_order_relaxed)) q->close();
+    }
+    closed_.store(true, std::memory_order_seq_cst);
   }
+  /// True once close() has begun.
   bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
+  /// True once close() has returned: the consumer may begin its final drain.
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
 
   /// Called by the router (via receiver::hand_over) after unsubscribing an asynchronous
   /// receiver: frees it once no queued event can name it.
@@ -273,15 +330,25 @@ class mailbox {
     std::lock_guard lock(retired_mutex_);
     tracked_.emplace_back(std::move(owner), id);
   }
-  /// Ends every tracked subscription (each waits for running publishes and handlers).
+  /// Ends every tracked subscription, waiting for running publishes and handlers: one grace
+  /// period per router (the batched unsubscribe), not one per subscription.
   void unsubscribe_all() {
     std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
     {
       std::lock_guard lock(retired_mutex_);
       all.swap(tracked_);
     }
-    for (auto& [owner, id] : all)
-      if (auto r = owner.lock()) r->unsubscribe(id);
+    // Group by router (owner order, valid for expired pointers too), then one call per group.
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.first.owner_before(b.first); });
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i = 0; i < all.size();) {
+      std::size_t j = i;
+      ids.clear();
+      for (; j < all.size() && !all[i].first.owner_before(all[j].first); ++j) ids.push_back(all[j].second);
+      if (auto r = all[i].first.lock()) r->unsubscribe(std::span<const std::uint64_t>(ids));
+      i = j;
+    }
   }
 
   mailbox_stats stats() const noexcept {
@@ -295,8 +362,9 @@ class mailbox {
     s.discarded = count(undelivered_reason::discarded);
     s.closed = count(undelivered_reason::closed);
     s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
-    for (auto& slot : queues_)
-      if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
+    if (!drained_.load(std::memory_order_acquire))
+      for (auto& slot : queues_)
+        if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
     // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
     s.queue_bytes = queue_bytes();
     s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
@@ -306,6 +374,39 @@ class mailbox {
  private:
   static std::size_t index_of(priority p) noexcept {
     return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  // True for weighted round robin, false for strict priority; throws for a mix.
+  static bool checked_weighted(const per_priority<std::uint32_t>& w) {
+    const int nonzero = (w.high != 0) + (w.normal != 0) + (w.low != 0);
+    if (nonzero != 0 && nonzero != 3)
+      throw std::invalid_argument(
+          "agentbus: mailbox_options::weights: give every priority a weight (all non-zero: weighted "
+          "round robin) or none (all zero: strict priority)");
+    return nonzero == 3;
+  }
+
+  // Weighted round robin: a burst from the highest priority that has weight left in this
+  // round and events waiting, at most its remaining weight. When no priority with weight left
+  // has events, a new round begins (every weight restored); a fresh round that finds nothing
+  // means the mailbox is empty. credit_ is the consumer's own (one consumer at a time, handed
+  // over with acquire/release like the rest of its state).
+  std::size_t take_weighted(mail* taken, std::size_t want, std::size_t& level) noexcept {
+    for (int round = 0; round < 2; ++round) {
+      for (level = 0; level < queues_.size(); ++level) {
+        if (credit_[level] == 0) continue;
+        mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
+        if (q == nullptr) continue;
+        const std::size_t n = want < credit_[level] ? want : credit_[level];
+        if (const std::size_t k = q->try_pop_bulk(taken, n); k != 0) {
+          credit_[level] -= static_cast<std::uint32_t>(k);
+          return k;
+        }
+      }
+      if (credit_ == weights_) break;  // a full round found nothing
+      credit_ = weights_;
+    }
+    return 0;
   }
 
   // The same checks (and messages) as mpmc_queue's constructor, made when the mailbox is.
@@ -326,27 +427,24 @@ class mailbox {
     return make_queue(level);
   }
 
-  // Slow path, once per priority: allocate, then publish with a CAS. Racing producers may each
-  // allocate one; the loser frees its own and uses the winner's. No lock, and no reader can
-  // see a half-made queue (the CAS releases its construction). Memory: the queue is freed
-  // with the mailbox (nothing frees it earlier, so a producer never holds a stale pointer).
+  // Slow path, once per priority: allocate and publish under queue_mutex_. No reader can see a
+  // half-made queue (the release store publishes its construction). Memory: the queue is
+  // freed with the mailbox (nothing frees it earlier, so a producer never holds a stale
+  // pointer).
   AGENTBUS_NOINLINE mpmc_queue<mail>* make_queue(std::size_t level) noexcept {
-    if (closing_.load(std::memory_order_acquire)) return queues_[level].load(std::memory_order_acquire);
-    std::unique_ptr<mpmc_queue<mail>> fresh;
+    // Under the lock close() takes: a queue is published before a close (which then closes
+    // it) or not at all. Racing first events of one priority take turns; the second finds the
+    // first one's queue. Allocating outside the lock would let losers allocate for nothing.
     try {
-      fresh = std::make_unique<mpmc_queue<mail>>(capacity_);  // capacity_ was checked: only bad_alloc
+      std::lock_guard lock(queue_mutex_);
+      if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_relaxed)) return q;
+      if (closing_.load(std::memory_order_relaxed)) return nullptr;
+      auto* fresh = new mpmc_queue<mail>(capacity_);  // capacity_ was checked: only bad_alloc
+      queues_[level].store(fresh, std::memory_order_release);
+      return fresh;
     } catch (...) {
-      return queues_[level].load(std::memory_order_acquire);  // another producer's, or null
+      return queues_[level].load(std::memory_order_acquire);  // out of memory (or the lock failed)
     }
-    mpmc_queue<mail>* expected = nullptr;
-    if (!queues_[level].compare_exchange_strong(expected, fresh.get(), std::memory_order_seq_cst,
-                                                std::memory_order_acquire))
-      return expected;
-    // Published. A close() that ran before our CAS may not have seen this queue: it set
-    // closing_ first, so we see that here and close the queue ourselves (the Dekker pairing
-    // with close(): each side stores, then loads the other's word, all seq_cst).
-    if (closing_.load(std::memory_order_seq_cst)) fresh->close();
-    return fresh.release();
   }
 
   // Events claimed at once by run_batch: at most `burst`, and at most an eighth of a queue's
@@ -404,7 +502,7 @@ class mailbox {
   // The slow path of deliver(): the queue was full (or closed).
   AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
     if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
-    switch (options_.overflow) {
+    switch (overflow_[index_of(ev.priority())]) {
       case overflow::fail: return refuse(undelivered_reason::rejected, ev);
       case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
       case overflow::drop_oldest: {
@@ -485,7 +583,9 @@ class mailbox {
   std::size_t consume(mail& m, stop_mode mode) {
     const event_core& ev = *m.block->core;
     std::size_t ran = 0;
-    if (mode == stop_mode::discard) {
+    // discarding_: a stop(discard) that came while the consumer was in a round (relaxed: a
+    // few more handler calls before it is seen are allowed; the stop's own drain sees it).
+    if (mode == stop_mode::discard || discarding_.load(std::memory_order_relaxed)) {
       note(undelivered_reason::discarded, ev);
     } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
       // The first test is true exactly when the event has a deadline: the clock is read only
@@ -548,9 +648,17 @@ class mailbox {
   // high, normal, low; null until the first event of that priority (make_queue), then fixed.
   std::array<std::atomic<mpmc_queue<mail>*>, 3> queues_{};
   const std::size_t burst_ = burst_for(capacity_);
+  const std::array<agentbus::overflow, 3> overflow_;  // per level (high, normal, low)
+  const std::array<std::uint32_t, 3> weights_;        // per level; all zero: strict
+  const bool weighted_;
+  std::array<std::uint32_t, 3> credit_;  // consumer-owned: weight left in this round, per level
+  std::mutex queue_mutex_;               // make_queue against close
 
   alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
   std::atomic<bool> closing_{false};
+  std::atomic<bool> closed_{false};  // close() has returned
+  std::atomic<bool> discarding_{false};  // close(stop_mode::discard): handle nothing more
+  std::atomic<bool> drained_{false};     // the final drain is complete (drain_settled)
   wake_fn wake_ = [](void*) noexcept {};
   void* wake_context_ = nullptr;
 
