@@ -157,7 +157,7 @@ void copy_dir(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-TEST_CASE("journal recovers a tail cut at every byte of the last record", "[journal][recovery]") {
+TEST_CASE("journal recovers a tail torn at every byte of the last record", "[journal][recovery]") {
   recovery_dir tmpl, work;
   constexpr std::uint64_t n = 6;
   {
@@ -173,7 +173,10 @@ TEST_CASE("journal recovers a tail cut at every byte of the last record", "[jour
 
   for (std::uint64_t k = 0; k <= last.size; ++k) {
     copy_dir(tmpl.path, work.path);
-    fs::resize_file(segment_path(work.path, 0), last.pos + k);  // the file ends inside the record
+    // What a crash leaves: the record's bytes from k on never made it (the file keeps its
+    // size: a crash never shortens a segment; a file cut from outside is the next test case).
+    const std::vector<std::byte> lost_bytes(static_cast<std::size_t>(last.size - k), std::byte{0});
+    patch_file(segment_path(work.path, 0), last.pos + k, lost_bytes);
     journal j(options_for(work.path));
     const auto& rep = j.recovery();
     const bool intact = k >= whole;  // what was cut off was zeros anyway
@@ -599,10 +602,51 @@ TEST_CASE("journal readers find their way past damage in a last segment no write
     }
   }
   copy_dir(tmpl.path, work.path);
+  // No writer (the lock file names the last one, this process): the bytes cannot be a record
+  // being written.
+  fs::remove(work.path / "journal.lock");
   const std::vector<std::byte> junk(40, std::byte{0x5A});
   patch_file(segment_path(work.path, 0), frames.back().pos + frames.back().size + 8, junk);
   const auto r = read_everything(agentbus::open_journal_reader(work.path));
   CHECK(r.corrupt == 1);  // the torn tail, reported (verify reports it too) until a writer cuts it
   CHECK(r.offsets == offsets_between(0, n));
   CHECK(r.first_error.find("no valid record follows") != std::string::npos);
+}
+
+TEST_CASE("journal never reuses offsets after a cut inside the last index interval", "[journal][recovery]") {
+  recovery_dir tmpl, work;
+  constexpr std::uint64_t n = 6;  // the last record has no index entry (interval 512)
+  {
+    journal j(options_for(tmpl.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
+  }
+  const auto frames = frames_of(segment_path(tmpl.path, 0));
+  REQUIRE(frames.size() == n);
+  const frame_pos last = frames.back();
+  // Cut inside the last record (its length word kept, so it visibly ran past the cut) and
+  // right after it: either way records may have followed, and were acknowledged.
+  for (const std::uint64_t cut : {last.pos + 20, last.pos + last.size}) {
+    INFO("cut at byte " << cut);
+    copy_dir(tmpl.path, work.path);
+    fs::resize_file(segment_path(work.path, 0), cut);
+    std::uint64_t resumed = 0;
+    {
+      journal j(options_for(work.path));
+      const auto& rep = j.recovery();
+      REQUIRE(rep.problems.size() == 1);
+      INFO(rep.problems[0]);
+      CHECK(rep.problems[0].find("cut to " + std::to_string(cut) + " bytes") != std::string::npos);
+      CHECK(j.next_offset() >= n);
+      resumed = j.next_offset();
+      CHECK(rep.truncated_records == (cut < last.pos + last.size ? 1u : 0u));
+      const auto payload = recovery_payload(resumed, recovery_size(resumed));
+      CHECK(j.append({.topic = "after.cut", .event_id = resumed, .payload = payload}) == resumed);
+    }
+    journal j(options_for(work.path));
+    CHECK(j.next_offset() == resumed + 1);
+    const auto r = read_everything(j.read(0));
+    auto expect = offsets_between(0, cut < last.pos + last.size ? n - 1 : n);
+    expect.push_back(resumed);
+    CHECK(r.offsets == expect);
+  }
 }

@@ -273,6 +273,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     // own (the gap is then on record: every later recovery and reader reports it).
     std::uint64_t continue_at = s.next_offset;
     std::shared_ptr<segment> successor;
+    std::string loss;  // the problem message, when the segment was cut
     if (last && last_entry && last_entry->offset >= s.next_offset && last_entry->position >= s.end &&
         last_entry->offset - s.next_offset <= (last_entry->position - s.end) / min_frame_bytes + 1) {
       const std::uint64_t lost = last_entry->offset + 1 - s.next_offset;
@@ -289,15 +290,37 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       }
       continue_at = last_entry->offset + 1 + more;
       report.truncated_records += lost;
-      report.problems.push_back(
-          name + ": its index lists offset " + std::to_string(last_entry->offset) + " at byte " +
-          std::to_string(last_entry->position) + ", but its records end at byte " + std::to_string(s.end) +
-          " (the file was shortened or overwritten outside the journal): record" + (lost == 1 ? " " : "s ") +
-          std::to_string(s.next_offset) + (lost == 1 ? "" : ".." + std::to_string(last_entry->offset)) +
-          (lost == 1 ? " is" : " are") + " lost" +
-          (more == 0 ? std::string() : ", and up to " + std::to_string(more) + " after it may be") +
-          "; appends continue at offset " + std::to_string(continue_at) +
-          " in a new segment, so that no acknowledged offset is used twice");
+      loss = name + ": its index lists offset " + std::to_string(last_entry->offset) + " at byte " +
+             std::to_string(last_entry->position) + ", but its records end at byte " + std::to_string(s.end) +
+             " (the file was shortened or overwritten outside the journal): record" + (lost == 1 ? " " : "s ") +
+             std::to_string(s.next_offset) + (lost == 1 ? "" : ".." + std::to_string(last_entry->offset)) +
+             (lost == 1 ? " is" : " are") + " lost" +
+             (more == 0 ? std::string() : ", and up to " + std::to_string(more) + " after it may be");
+    } else if (last && seg->size_found() >= file_header_bytes && seg->size_found() % 4096 != 0) {
+      // No entry beyond the data, but a file of a ragged size: only a cut makes one (segments
+      // are created in whole 4 KiB pages). When the data reaches the cut, records may have
+      // followed it: as many as can follow the last entry (or the start of the segment).
+      const std::uint64_t found = seg->size_found();
+      const std::uint32_t len = s.end + 4 <= seg->capacity() ? load_le<std::uint32_t>(data + s.end) : 0;
+      const bool runs_past = len >= record_fixed_bytes && len <= max_record_body_bytes && s.end + frame_bytes(len) > found;
+      if (runs_past || s.end + min_frame_bytes > (found & ~std::uint64_t{7})) {
+        const std::uint64_t from = last_entry ? last_entry->offset + 1 : base + 1;
+        continue_at = std::max(s.next_offset + (runs_past ? 1 : 0), from + max_records_after_index_entry(written_interval));
+        const std::uint64_t lost = runs_past ? 1 : 0;
+        report.truncated_records += lost;
+        loss = name + ": the file was cut to " + std::to_string(found) +
+               " bytes outside the journal (segments are whole 4 KiB pages)" +
+               (runs_past ? ": record " + std::to_string(s.next_offset) + ", which ran past the cut, is lost"
+                          : std::string()) +
+               (continue_at > s.next_offset + lost
+                    ? ", and up to " + std::to_string(continue_at - s.next_offset - lost) + " after it may be"
+                    : std::string());
+      }
+    }
+    if (!loss.empty() && continue_at == s.next_offset) report.problems.push_back(loss + "; nothing else was lost");
+    if (continue_at > s.next_offset) {
+      report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
+                                " in a new segment, so that no acknowledged offset is used twice");
       successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0);
       try {
         successor->adopt(continue_at, interval);
