@@ -170,6 +170,9 @@ run_follow() {
   local fj=$work/follow
   rm -rf "$fj"
   cp -r "$j" "$fj"
+  # The redirection below truncates in the background job: an output file left by an earlier
+  # run could satisfy wait_lines before that happens.
+  rm -f "$work/follow.out" "$work/follow.err"
   "$tool" tail -f "$fj" --json --poll-ms 20 >"$work/follow.out" 2>"$work/follow.err" &
   local pid=$!
   if wait_lines "$work/follow.out" 10; then pass "tail -f: the last 10 first"; else fail "tail -f: no initial lines"; fi

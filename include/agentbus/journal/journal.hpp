@@ -189,8 +189,10 @@ class journal_reader {
   // own segment (in this process) below its end; elsewhere, non-zero bytes in the page after
   // the word, in a segment that has a successor (nobody writes there any more), with no
   // writer running, or that stay there while no length word appears (a writer in another
-  // process writes a frame's body first and its length word last: microseconds, not the
-  // 20 ms waited here).
+  // process writes a frame's body first and its length word last: microseconds; after 20 ms
+  // here, a writer may still be descheduled mid-record, so then only after a second, over
+  // later calls: a one-shot reader of a journal a writer has open ends there instead, and
+  // `agentbus-journal verify` still reports the bytes).
   bool zero_length_is_damage(std::span<const std::byte> data) {
     const detail::index_view idx = seg_->index();
     if (idx.first_after_position(pos_) != idx.count) return true;
@@ -206,7 +208,17 @@ class journal_reader {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       if (detail::load_acquire_u32(data.data() + pos_) != 0) return false;  // the writer was at it
     }
-    return true;
+    // Still no length word: a writer descheduled in the middle of a record (a loaded machine)
+    // or damage. Damage once it has stayed so for a second, over this and later calls.
+    const auto now = std::chrono::steady_clock::now();
+    if (!pending_ || pending_base_ != seg_->base() || pending_pos_ != pos_) {
+      pending_ = true;
+      pending_base_ = seg_->base();
+      pending_pos_ = pos_;
+      pending_since_ = now;
+      return false;
+    }
+    return now - pending_since_ >= std::chrono::seconds(1);
   }
 
   // At damage (pos_ in seg_): report it once and move past it if anything valid follows.
@@ -277,6 +289,10 @@ class journal_reader {
   std::uint64_t expect_ = 0;              // offset of the record at pos_
   std::int64_t since_ns_ = 0;             // time filter (read_since) until the first match
   bool since_ = false;
+  bool pending_ = false;  // bytes after a zero length word while a writer runs, seen since pending_since_
+  std::uint64_t pending_base_ = 0;
+  std::uint64_t pending_pos_ = 0;
+  std::chrono::steady_clock::time_point pending_since_{};
   bool stuck_ = false;  // damage reported with nothing valid after it, at (stuck_base_, stuck_pos_)
   std::uint64_t stuck_base_ = 0;
   std::uint64_t stuck_pos_ = 0;
