@@ -9,8 +9,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/copy_counter.hpp"
@@ -42,6 +45,26 @@ history_note agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<hist
   n.priority_level = agentbus::codec<int>::decode(in);
   return n;
 }
+
+// A memory ring that runs a test's hook on the publishing thread once, between storing an
+// event and dispatching it: the moment a late joiner's seam is decided.
+struct paused_ring {
+  using storage_tag = void;
+  static constexpr bool persists = true;
+  struct options {};
+  class store : public agentbus::detail::ring_store {
+   public:
+    explicit store(const options& = {}) : ring_store(64) {}
+    template <class T>
+    std::uint64_t append(agentbus::event<T>& ev) {
+      const std::uint64_t offset = ring_store::append(ev);
+      if (after_append) std::exchange(after_append, nullptr)();
+      return offset;
+    }
+    std::function<void()> after_append;
+  };
+};
+static_assert(agentbus::storage_policy<paused_ring>);
 
 }  // namespace
 
@@ -83,6 +106,29 @@ TEST_CASE("memory_ring: a handler may publish during its history replay", "[deli
     if (v < 3) (void)bus.publish("a.b", v + 1);  // reentrant publish while catching up
   }, agentbus::history::all());
   CHECK(got == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("history seam: an event stored before a joiner's replay ends and dispatched after it arrives once",
+          "[delivery][history][memory_ring]") {
+  agentbus::basic_bus<paused_ring> bus;
+  (void)bus.publish("a.b", 0);
+  std::vector<int> got;
+  agentbus::replay_stats report;
+  agentbus::subscription sub;
+  // Event 1 is stored but not dispatched yet when another thread subscribes with history: its
+  // replay delivers 0 and 1 and it goes live before event 1's dispatch reaches it, which must
+  // then skip it (no duplicate at the seam).
+  bus.storage().after_append = [&] {
+    std::thread([&] {
+      sub = bus.subscribe<int>("a.b", [&](int v) { got.push_back(v); },
+                               agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
+    }).join();
+  };
+  (void)bus.publish("a.b", 1);
+  CHECK(report.delivered == 2);
+  CHECK(got == std::vector<int>{0, 1});
+  (void)bus.publish("a.b", 2);  // live, after the seam: no gap
+  CHECK(got == std::vector<int>{0, 1, 2});
 }
 
 TEST_CASE("memory_ring: an agent subscribes with history and shares the ring's blocks", "[delivery][history][memory_ring]") {
