@@ -152,7 +152,9 @@ tree_key=$(cd "$src" && find include tests/support -type f -print0 | sort -z | x
 throttle() { while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done; }
 for i in "${selected[@]}"; do
   [[ ${kinds[i]} == run && -z ${prog_of[${tests[i]}]:-} ]] || continue
-  prog_key=$(cat <(echo "$tree_key ${tests[i]} ${flags[*]} $objects_key") $(for t in ${tests[i]//,/ }; do echo "$src/tests/$t"; done) | sha256sum | cut -c1-16)
+  srcs=()
+  for t in ${tests[i]//,/ }; do srcs+=("$src/tests/$t"); done
+  prog_key=$(cat <(echo "$tree_key ${tests[i]} ${flags[*]} $objects_key") "${srcs[@]}" | sha256sum | cut -c1-16)
   prog=$build/baseline.$prog_key
   prog_of[${tests[i]}]=$prog
   [[ -x $prog ]] && continue
@@ -193,7 +195,8 @@ echo "mutation_check: baselines checked ($((SECONDS - start)) s); ${#selected[@]
 # ---- the mutants, -j at a time, each in a scratch directory of its own.
 # mutate I: writes "status<TAB>seconds" to $scratch/result.I and prints a progress line.
 mutate() {
-  local i=$1 t0=$SECONDS id=${ids[i]} dir=$scratch/m$1 status rc=0
+  local i=$1
+  local t0=$SECONDS id=${ids[i]} dir=$scratch/m$i status rc=0
   local key="${tests[i]}|${specs[i]}" log=$build/logs/${ids[i]}.log
   mkdir -p "$dir"
   cp -r "$src/include" "$dir/include"
@@ -244,6 +247,7 @@ for i in "${selected[@]}"; do
   IFS=$'\t' read -r status secs <"$scratch/result.$i"
   case $status in SURVIVED) survived=$((survived + 1)) ;; INVALID*) invalid=$((invalid + 1)) ;; esac
   o=${origs[i]//|/\\|} r=${repls[i]//|/\\|}
+  # shellcheck disable=SC2016  # the backquotes are Markdown
   results+=("$(printf '| %s | %s | `%s` → `%s` (%s) | %s | %d |' "${guarantees[i]}" "${ids[i]}" "$o" "$r" "${headers[i]#agentbus/}" "$status" "$secs")")
 done
 
