@@ -481,6 +481,11 @@ TEST_CASE("journal reopened with other segment and index sizes leaves sealed seg
   }
   const auto before = sealed_files(dir.path);
   REQUIRE(before.size() >= 4);
+  std::vector<fs::path> logs;
+  for (const auto& e : fs::directory_iterator(dir.path))
+    if (agentbus::detail::parse_segment_file_name(e.path().filename().string(), ".log")) logs.push_back(e.path());
+  std::sort(logs.begin(), logs.end());
+  const fs::path active = logs.back();
   // Bigger segments (the default is 64 MiB; 4 MiB keeps the test small), another interval,
   // with and without verify_on_open: the sealed files must stay byte for byte what they were.
   for (const bool verify : {false, true}) {
@@ -491,6 +496,8 @@ TEST_CASE("journal reopened with other segment and index sizes leaves sealed seg
     journal j(o);
     CHECK(j.recovery().clean());
     CHECK(j.next_offset() == n);
+    // Nor does the active segment grow: reopening needs no disk space.
+    CHECK(fs::file_size(active) == 64 * 1024);
     const auto after = sealed_files(dir.path);
     REQUIRE(after.size() == before.size());
     for (std::size_t k = 0; k < before.size(); ++k) {
@@ -507,6 +514,19 @@ TEST_CASE("journal reopened with other segment and index sizes leaves sealed seg
       CHECK(r.offsets == offsets_between(from, n));
     }
   }
+  // Appends fill the active segment, then roll into segments of today's size.
+  journal j(options_for(dir.path, 4 << 20));
+  for (std::uint64_t i = n; i < n + 300; ++i) append_recovery_record(j, i);
+  CHECK(fs::file_size(active) == 64 * 1024);
+  const auto r = read_everything(j.read(0));
+  CHECK(r.corrupt == 0);
+  CHECK(r.offsets == offsets_between(0, n + 300));
+  std::vector<fs::path> now;
+  for (const auto& e : fs::directory_iterator(dir.path))
+    if (agentbus::detail::parse_segment_file_name(e.path().filename().string(), ".log")) now.push_back(e.path());
+  std::sort(now.begin(), now.end());
+  REQUIRE(now.size() == logs.size() + 1);
+  CHECK(fs::file_size(now.back()) == 4 << 20);
 }
 
 TEST_CASE("journal never reuses acknowledged offsets after the active segment was shortened from outside",

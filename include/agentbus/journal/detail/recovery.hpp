@@ -15,9 +15,11 @@
 //   from the last one that points at a valid record, and its tail from there to the seal;
 //   a missing seal is written. verify_on_open walks all of it instead. Offsets must continue
 //   from one segment to the next; gaps are reported.
-// - Sealed segments are never resized or re-indexed with today's options: an index keeps the
-//   interval in its header and is sized from its own segment file. Opening leaves a sealed
-//   segment's files byte for byte as they were, unless something in them needs repair.
+// - Segments are never resized or re-indexed with today's options: an index keeps the
+//   interval in its header and is sized from its own segment file; the active segment keeps
+//   its size too (it rolls when full, into segments of today's segment_bytes), so reopening
+//   needs no disk space. Opening leaves a sealed segment's files byte for byte as they were,
+//   unless something in them needs repair.
 // - A missing or damaged index (bad header, a damaged entry, entries that name no record) is
 //   rebuilt from the records and reported in recovery_report::index_repairs, a class apart
 //   from record damage (problems): the index is an accelerator, no record is lost with it.
@@ -160,8 +162,13 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     auto seg = std::make_shared<segment>(dir, base);
     const std::string name = seg->log_path().filename().string();
     const std::string idx_name = seg->idx_path().filename().string();
-    // A sealed segment's files keep their sizes: only the active one grows to today's options.
-    seg->open_for_writing(last ? segment_bytes : 0, 0);
+    // Every segment keeps its size, the active one too (it rolls when full, into segments of
+    // today's segment_bytes): reopening needs no disk space. Only an active segment of a size
+    // no writer makes (missing, ragged: cut from outside) is grown to today's size.
+    std::error_code size_ec;
+    const std::uint64_t size_now = std::filesystem::file_size(seg->log_path(), size_ec);
+    const bool whole = !size_ec && size_now >= 4096 && size_now % 4096 == 0;
+    seg->open_for_writing(last && !whole ? segment_bytes : 0, 0);
     std::byte* data = seg->writable_data();
     bool modified = false;
 
