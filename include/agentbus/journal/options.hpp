@@ -94,13 +94,15 @@ struct journal_options {
   std::filesystem::path directory{};
   /// Size at which a segment is sealed and a new one started. Segments are pre-allocated to
   /// this size (rounded up to 4 KiB; at least 4 KiB). A record bigger than a segment gets a
-  /// segment of its own.
+  /// segment of its own. Applies to the segments a writer creates: existing ones, the active
+  /// segment of a reopened journal included, keep the size they were created with.
   std::uint64_t segment_bytes = 64ull << 20;
   /// When appended records reach the disk.
   agentbus::durability durability = durability::never();
   /// How much history is kept.
   agentbus::retention retention{};
   /// Sparse index: one entry (offset -> byte position, time) per this many bytes of records.
+  /// Like segment_bytes, for the segments a writer creates (each index records its interval).
   std::uint32_t index_interval_bytes = 4096;
   /// Also check every record of every sealed segment on open (slow for big journals: reads
   /// everything). By default only the last segment is scanned in full and sealed segments
