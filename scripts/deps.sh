@@ -5,9 +5,12 @@
 set -euo pipefail
 required=(g++ cmake make libfmt-dev catch2)
 # benchmark peers (Boost, moodycamel, atomic_queue, SQLite), instruction counts, clang for the
-# libFuzzer harness, and doxygen for the API reference (target agentbus_docs)
+# libFuzzer harness, doxygen for the API reference (target agentbus_docs), and python3 for the
+# journal tool test's JSON checks (skipped without it unless AGENTBUS_REQUIRE_PYTHON=1)
 optional=(libboost-dev libconcurrentqueue-dev libatomic-queue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev
-  doxygen)
+  doxygen python3)
+# the NATS bridge's tests and example (CMake target agentbus::nats)
+optional+=(nats-server libnats-dev)
 missing=()
 # --required: only what building and running the unit tests needs (scripts/test.sh --unit).
 wanted=("${required[@]}")
