@@ -670,3 +670,54 @@ TEST_CASE("journal never reuses offsets after a cut inside the last index interv
     CHECK(r.offsets == expect);
   }
 }
+
+// A last segment that ends with a seal no successor follows (the next segment removed, or a
+// roll that sealed and died), with garbage after the seal: recovery removes the seal and the
+// garbage (a torn tail like any other), appends continue there, and no reader ever sees the
+// garbage as a record -- neither right away nor after more appends and another reopen.
+TEST_CASE("journal recovers a sealed last segment with garbage after the seal", "[journal][recovery]") {
+  const std::uint64_t gap = GENERATE(0, 40);  // garbage right after the seal, or further on
+  recovery_dir dir;
+  constexpr std::uint64_t n = 5;
+  {
+    journal j(options_for(dir.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
+  }
+  const fs::path seg = segment_path(dir.path, 0);
+  const auto frames = frames_of(seg);
+  REQUIRE(frames.size() == n);
+  const std::uint64_t end = frames.back().pos + frames.back().size;
+  std::vector<std::byte> seal(8, std::byte{0});
+  agentbus::detail::store_le<std::uint32_t>(seal.data(), agentbus::detail::seal_marker);
+  patch_file(seg, end, seal);
+  // Garbage that looks like a frame: a plausible length word, then bytes.
+  std::vector<std::byte> junk(600, std::byte{0x5A});
+  agentbus::detail::store_le<std::uint32_t>(junk.data(), 40);
+  patch_file(seg, end + 8 + gap, junk);
+  std::uint64_t seal_pos = 0;
+  frames_of(seg, &seal_pos);
+  REQUIRE(seal_pos == end);
+  {
+    journal j(options_for(dir.path));
+    CHECK(j.next_offset() == n);
+    CHECK(j.recovery().truncated_records == 1);
+    CHECK(j.recovery().truncated_bytes == gap + junk.size());
+    const auto bytes = read_file(seg);
+    CHECK(nonzero_extent(bytes, end, end + 8 + gap + junk.size()) == 0);  // seal and garbage zeroed
+    CHECK(read_everything(j.read(0)).offsets == offsets_between(0, n));
+    // One append writes on where the seal was, shorter than the garbage: garbage left behind
+    // would follow the new record.
+    append_recovery_record(j, n);
+    REQUIRE(frames_of(seg).back().size < 8 + gap + junk.size());
+    const auto after = read_everything(j.read(0));
+    CHECK(after.corrupt == 0);
+    CHECK(after.offsets == offsets_between(0, n + 1));
+  }
+  journal j(options_for(dir.path));
+  CHECK(j.recovery().clean());
+  CHECK(j.recovery().truncated_records == 0);
+  CHECK(j.next_offset() == n + 1);
+  const auto again = read_everything(j.read(0));
+  CHECK(again.corrupt == 0);
+  CHECK(again.offsets == offsets_between(0, n + 1));
+}
