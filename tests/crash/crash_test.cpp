@@ -8,17 +8,27 @@
 // the journal with durability::always and appends from several threads; after each append
 // returns, the thread writes {offset, key} to a pipe (the acknowledgement). The payload of a
 // record is derived from its key (thread, sequence), and its size varies up to 4 KiB so that
-// kills land in the middle of copies too. After a random delay (0-30 ms by default, which
-// also hits the child while it is still recovering) the parent sends SIGKILL, reads every
-// acknowledgement, reopens the journal as the writer (so recovery runs) and checks:
+// kills land in the middle of copies too. After a random delay (0-30 ms by default) the
+// parent sends SIGKILL, reads every acknowledgement, reopens the journal as the writer (so
+// recovery runs) and checks:
 //   - every acknowledged offset is below next_offset and reads back as that record, intact;
 //   - reading everything written since the previous cycle returns no corrupt record and
 //     dense offsets;
 //   - the offsets continue where the last cycle's left off.
-// One line per cycle; the exit status is non-zero if any cycle failed.
+// The delay counts from the exec on even cycles (so kills also hit the child while it is still
+// recovering) and from the child's first acknowledgement on odd ones: those cycles must see at
+// least --min-acks-per-cycle acknowledgements (default 1), and the child has --ack-timeout-ms
+// (default 2000) to make its first; after 3 such timeouts the run stops. Over the whole run at
+// least --min-acks acknowledged records (default: 2 per cycle) must have been checked, so a
+// runner too slow to append before the kill fails instead of passing without testing. Torn
+// tails (cycles where recovery cut something) are counted and reported; --min-torn-tails
+// (default 0) can require some.
+// One line per cycle and a summary; the exit status is non-zero if any cycle failed or a
+// minimum was not met.
 //
 // Usage: journal_crash_test [--cycles N] [--dir DIR] [--seed S] [--threads T] [--max-delay-ms M]
-//                           [--durability always|never]
+//                           [--durability always|never] [--min-acks N] [--min-acks-per-cycle N]
+//                           [--ack-timeout-ms M] [--min-torn-tails N]
 //        (the child is this program run with --child DIR --ack-fd FD ...)
 
 #include <agentbus/journal/journal.hpp>
@@ -53,6 +63,10 @@ struct settings {
   int threads = 4;
   int max_delay_ms = 30;
   std::string durability = "always";  // always | never (never: many more records, more torn tails)
+  long long min_acks = -1;            // over the run; -1: 2 per cycle
+  int min_acks_per_cycle = 1;         // on the cycles whose delay counts from the first ack
+  int ack_timeout_ms = 2000;          // for the child's first acknowledgement on those cycles
+  long long min_torn_tails = 0;       // cycles in which recovery cut a torn tail
   // child mode
   bool child = false;
   int ack_fd = -1;
@@ -120,6 +134,9 @@ void fill_payload(std::uint64_t key, std::vector<std::byte>& p) {
 struct cycle_result {
   bool ok = true;
   std::string why;
+  std::uint64_t acknowledged = 0;     // acknowledged records found intact
+  std::uint64_t torn_records = 0;     // recovery's truncated_records
+  std::uint64_t torn_bytes = 0;       // recovery's truncated_bytes
 };
 
 cycle_result check(const fs::path& dir, const std::vector<std::uint64_t>& acks, std::uint64_t& next_expected,
@@ -177,6 +194,9 @@ cycle_result check(const fs::path& dir, const std::vector<std::uint64_t>& acks, 
   // What recovery says: only a torn tail can be cut, and problems would mean damage.
   if (!rep.problems.empty()) fail("recovery problems: " + rep.problems.front());
 
+  r.acknowledged = checked;
+  r.torn_records = rep.truncated_records;
+  r.torn_bytes = rep.truncated_bytes;
   summary = std::to_string(key_of.size()) + " acknowledged, " + std::to_string(present) + " new records present, " +
             "recovery cut " + std::to_string(rep.truncated_records) + " torn record(s) / " +
             std::to_string(rep.truncated_bytes) + " bytes, next offset " + std::to_string(next);
@@ -196,15 +216,23 @@ int run_parent(settings s) {
     own_dir = true;
   }
   if (s.seed == 0) s.seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::printf("journal crash test: %d cycles, %d threads, durability %s, kill after 0-%d ms, seed %llu, dir %s\n",
+  if (s.min_acks < 0) s.min_acks = 2LL * s.cycles;
+  std::printf("journal crash test: %d cycles, %d threads, durability %s, kill after 0-%d ms, seed %llu, dir %s\n"
+              "  requires %lld acknowledged records over the run, %d per cycle timed from the first one, "
+              "%lld torn tail(s)\n",
               s.cycles, s.threads, s.durability.c_str(), s.max_delay_ms, static_cast<unsigned long long>(s.seed),
-              s.dir.c_str());
+              s.dir.c_str(), s.min_acks, s.min_acks_per_cycle, s.min_torn_tails);
   std::fflush(stdout);
   std::mt19937_64 rng(s.seed);
   std::uint64_t next_expected = 0;
-  int failures = 0;
+  int failures = 0, cycles_run = 0, ack_timeouts = 0, no_ack_cycles = 0;
+  std::uint64_t total_acks = 0, torn_tails = 0, torn_records = 0, torn_bytes = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int cycle = 0; cycle < s.cycles; ++cycle) {
+    ++cycles_run;
+    // Odd cycles time the kill from the first acknowledgement (the child has recovered and
+    // appends); even ones from the start, so that kills also land in recovery.
+    const bool from_first_ack = cycle % 2 == 1;
     int fds[2];
     if (::pipe(fds) != 0) {
       std::perror("pipe");
@@ -248,7 +276,16 @@ int run_parent(settings s) {
         pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(whole));
       }
     };
-    const auto kill_at = std::chrono::steady_clock::now() + std::chrono::microseconds(delay_us);
+    bool ack_timed_out = false;
+    if (from_first_ack) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(s.ack_timeout_ms);
+      while (acks.empty() && std::chrono::steady_clock::now() < give_up) {
+        drain(false);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      ack_timed_out = acks.empty();
+    }
+    const auto kill_at = std::chrono::steady_clock::now() + std::chrono::microseconds(ack_timed_out ? 0 : delay_us);
     while (std::chrono::steady_clock::now() < kill_at) {
       drain(false);
       std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -273,19 +310,51 @@ int run_parent(settings s) {
       r.ok = false;
       r.why = "the child exited by itself (status " + std::to_string(status) + ")";
     }
-    std::printf("cycle %4d: killed after %5.1f ms: %s%s\n", cycle, delay_us / 1000.0, r.ok ? "ok, " : "FAILED: ",
+    if (r.ok && ack_timed_out) {
+      r.ok = false;
+      r.why = "no acknowledgement within " + std::to_string(s.ack_timeout_ms) + " ms";
+    } else if (r.ok && from_first_ack && r.acknowledged < static_cast<std::uint64_t>(s.min_acks_per_cycle)) {
+      r.ok = false;
+      r.why = std::to_string(r.acknowledged) + " acknowledged record(s) checked, " +
+              std::to_string(s.min_acks_per_cycle) + " required: " + summary;
+    }
+    total_acks += r.acknowledged;
+    if (r.acknowledged == 0) ++no_ack_cycles;
+    if (r.torn_records != 0 || r.torn_bytes != 0) ++torn_tails;
+    torn_records += r.torn_records;
+    torn_bytes += r.torn_bytes;
+    std::printf("cycle %4d: killed %5.1f ms after %s: %s%s\n", cycle, delay_us / 1000.0,
+                from_first_ack ? "the first ack" : "the start", r.ok ? "ok, " : "FAILED: ",
                 r.ok ? summary.c_str() : r.why.c_str());
     std::fflush(stdout);
     if (!r.ok) ++failures;
+    if (ack_timed_out && ++ack_timeouts >= 3) {
+      std::printf("journal crash test: stopping: %d cycles without an acknowledgement in time\n", ack_timeouts);
+      break;
+    }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("journal crash test: %d of %d cycles failed, %.1f s%s\n", failures, s.cycles, secs,
-              failures != 0 ? (" (journal kept in " + s.dir.string() + ")").c_str() : "");
-  if (own_dir && failures == 0) {
+  bool ok = failures == 0 && cycles_run == s.cycles;
+  std::printf("journal crash test: %llu acknowledged records checked (%lld required), %d cycle(s) without any; "
+              "torn tails cut in %llu cycle(s) (%llu records, %llu bytes; %lld required)\n",
+              static_cast<unsigned long long>(total_acks), s.min_acks, no_ack_cycles,
+              static_cast<unsigned long long>(torn_tails), static_cast<unsigned long long>(torn_records),
+              static_cast<unsigned long long>(torn_bytes), s.min_torn_tails);
+  if (total_acks < static_cast<std::uint64_t>(s.min_acks)) {
+    std::printf("journal crash test: FAILED: too few acknowledged records to have tested anything\n");
+    ok = false;
+  }
+  if (torn_tails < static_cast<std::uint64_t>(s.min_torn_tails)) {
+    std::printf("journal crash test: FAILED: too few torn tails\n");
+    ok = false;
+  }
+  std::printf("journal crash test: %d of %d cycles failed, %.1f s%s\n", failures, cycles_run, secs,
+              !ok ? (" (journal kept in " + s.dir.string() + ")").c_str() : "");
+  if (own_dir && ok) {
     std::error_code ec;
     fs::remove_all(s.dir, ec);
   }
-  return failures == 0 ? 0 : 1;
+  return ok ? 0 : 1;
 }
 
 }  // namespace
@@ -317,10 +386,15 @@ int main(int argc, char** argv) {
       s.child = true;
       s.dir = value();
     } else if (a == "--ack-fd") s.ack_fd = std::atoi(value().c_str());
+    else if (a == "--min-acks") s.min_acks = std::max(0LL, std::atoll(value().c_str()));
+    else if (a == "--min-acks-per-cycle") s.min_acks_per_cycle = std::max(0, std::atoi(value().c_str()));
+    else if (a == "--ack-timeout-ms") s.ack_timeout_ms = std::max(1, std::atoi(value().c_str()));
+    else if (a == "--min-torn-tails") s.min_torn_tails = std::max(0LL, std::atoll(value().c_str()));
     else {
       std::fprintf(stderr,
                    "usage: journal_crash_test [--cycles N] [--dir DIR] [--seed S] [--threads T] [--max-delay-ms M]\n"
-                   "                          [--durability always|never]\n");
+                   "                          [--durability always|never] [--min-acks N] [--min-acks-per-cycle N]\n"
+                   "                          [--ack-timeout-ms M] [--min-torn-tails N]\n");
       return 2;
     }
   }
