@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_TRANSPORT_NATS_HPP
+#define AGENTBUS_TRANSPORT_NATS_HPP
+
+// A connection to a NATS server (core NATS), for the NATS bridge (agentbus/bridge/nats.hpp).
+// This header is the only one in agentbus that includes the NATS C client (cnats,
+// <nats/nats.h>, Debian libnats-dev); link the CMake target agentbus::nats, which CMake offers
+// when pkg-config finds libnats. Without the client (or with AGENTBUS_NO_NATS defined) this
+// header defines AGENTBUS_HAS_NATS as 0 and nothing else, so it still compiles on its own, and
+// agentbus/bridge/nats.hpp then explains what is missing when the bridge is used.
+//
+// What the connection does when the server is not there:
+//   - at construction: nats_connection throws nats_error naming the URL and the client's
+//     reason (connection refused comes back at once; an address that does not answer after
+//     nats_options::connect_timeout). It never retries in the constructor, never hangs;
+//   - later: the client reconnects (nats_options::max_reconnect attempts, reconnect_wait
+//     apart), buffering up to reconnect_buffer_bytes of publishes meanwhile; a publish that
+//     does not fit, or that comes after the client gave up (the connection is closed), fails
+//     and the bridge counts it as dropped. Publishes still in the reconnect buffer when the
+//     client gives up are lost without being counted (core NATS is at most once).
+//
+// The wire format the bridge writes (and reads back) on core NATS:
+//   - subject: the agentbus topic, unchanged (the topic syntax is the NATS subject syntax;
+//     patterns' `*` and `>` are NATS wildcards). Topics and subjects starting with `$` are
+//     reserved (NATS uses $SYS, $JS, ...): the bridge refuses them;
+//   - payload: the event's codec bytes (agentbus/storage/codec.hpp);
+//   - headers (nats_header below): schema name, version and codec fingerprint (16 hex digits);
+//     event id and correlation id (decimal); source; priority (low, normal, high); deadline
+//     (Unix time in nanoseconds, when the event has one); publish time (Unix nanoseconds); the
+//     origin (the sending bridge's id). The event's own string headers (traceparent, ...) go
+//     as NATS headers of the same name.
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#if defined(AGENTBUS_NO_NATS)
+#define AGENTBUS_HAS_NATS 0
+#elif !defined(__has_include)
+/// @brief 1 when the NATS C client's header was found (this header then defines the
+/// connection and agentbus/bridge/nats.hpp the bridge), else 0. (A preprocessor without
+/// __has_include, such as Doxygen's, assumes the client is there.)
+#define AGENTBUS_HAS_NATS 1
+#elif __has_include(<nats/nats.h>)
+#define AGENTBUS_HAS_NATS 1
+#else
+#define AGENTBUS_HAS_NATS 0
+#endif
+
+#if AGENTBUS_HAS_NATS
+#include <nats/nats.h>
+#endif
+
+#if AGENTBUS_HAS_NATS
+
+namespace agentbus {
+
+/// @brief Names of the NATS headers the bridge writes and reads (see the top of this header).
+namespace nats_header {
+/// @brief The prefix of every header agentbus owns; other headers are the event's own.
+inline constexpr std::string_view prefix = "Agentbus-";
+/// @brief Schema name (event_traits<T>::name()).
+inline constexpr const char* schema = "Agentbus-Schema";
+/// @brief Schema version (decimal).
+inline constexpr const char* schema_version = "Agentbus-Schema-Version";
+/// @brief The codec's fingerprint (16 lowercase hex digits).
+inline constexpr const char* fingerprint = "Agentbus-Fingerprint";
+/// @brief The event id in the sending process (decimal).
+inline constexpr const char* event_id = "Agentbus-Event-Id";
+/// @brief Correlation id (decimal; absent when 0).
+inline constexpr const char* correlation_id = "Agentbus-Correlation-Id";
+/// @brief Source agent (absent when empty).
+inline constexpr const char* source = "Agentbus-Source";
+/// @brief Priority: low, normal or high.
+inline constexpr const char* priority = "Agentbus-Priority";
+/// @brief Deadline as Unix time in nanoseconds (absent when the event has none).
+inline constexpr const char* deadline = "Agentbus-Deadline";
+/// @brief Publish time as Unix time in nanoseconds.
+inline constexpr const char* published = "Agentbus-Published";
+/// @brief The id of the bridge that sent the event: loop prevention.
+inline constexpr const char* origin = "Agentbus-Origin";
+}  // namespace nats_header
+
+/// @brief The NATS client failed: could not connect, publish or subscribe. what() names the
+/// operation, the URL and the client's reason.
+class nats_error : public std::runtime_error {
+ public:
+  /// @brief An error with `what` and the client's status code (natsStatus).
+  nats_error(const std::string& what, int status) : std::runtime_error(what), status_(status) {}
+  /// @brief The client's status code (a natsStatus value; 0 when none).
+  int status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
+/// @brief How to reach the server and which topics cross (the patterns are for the bridge).
+///
+/// `agentbus::nats_options{.url = "nats://127.0.0.1:4222", .outgoing = {"orders.>"}, .incoming = {"prices.*"}}`
+struct nats_options {
+  std::string url = "nats://127.0.0.1:4222";  ///< server URL (a comma-separated list is allowed)
+  std::string name{};                         ///< connection name shown by the server (default: the bridge id)
+  std::vector<std::string> outgoing{};  ///< patterns that may go out (empty: any export_type pattern)
+  std::vector<std::string> incoming{};  ///< patterns that may come in (empty: any import_type pattern)
+  std::chrono::milliseconds connect_timeout{2000};  ///< per connection attempt
+  int max_reconnect = 60;                           ///< reconnect attempts after a loss; 0 = none
+  std::chrono::milliseconds reconnect_wait{1000};   ///< between reconnect attempts
+  int reconnect_buffer_bytes = 8 * 1024 * 1024;     ///< publishes kept while reconnecting
+  std::string user{};      ///< user name (with password), passed to the client
+  std::string password{};  ///< password
+  std::string token{};     ///< authentication token
+  bool send_asap = false;  ///< send each publish at once instead of batching (latency over throughput)
+};
+
+namespace detail {
+
+inline std::string nats_status_text(natsStatus s) {
+  std::string text = natsStatus_GetText(s);
+  natsStatus last = NATS_OK;
+  const char* detail = nats_GetLastError(&last);
+  if (detail != nullptr && *detail != '\0' && std::string_view(detail).find(text) == std::string_view::npos) {
+    text += " (";
+    text += detail;
+    text += ')';
+  }
+  return text;
+}
+
+[[noreturn]] inline void throw_nats(std::string_view what, std::string_view url, natsStatus s) {
+  std::string m = "agentbus: nats: ";
+  m += what;
+  if (!url.empty()) {
+    m += " (";
+    m += url;
+    m += ')';
+  }
+  m += ": ";
+  m += nats_status_text(s);
+  throw nats_error(m, static_cast<int>(s));
+}
+
+/// A natsMsg owned until destroyed.
+class nats_message {
+ public:
+  nats_message(const std::string& subject, const void* data, std::size_t size) {
+    if (size > static_cast<std::size_t>(INT32_MAX)) throw nats_error("agentbus: nats: payload larger than 2 GiB", 0);
+    const natsStatus s = natsMsg_Create(&msg_, subject.c_str(), nullptr, static_cast<const char*>(data),
+                                        static_cast<int>(size));
+    if (s != NATS_OK) throw_nats("cannot build a message", {}, s);
+  }
+  nats_message(const nats_message&) = delete;
+  nats_message& operator=(const nats_message&) = delete;
+  ~nats_message() { natsMsg_Destroy(msg_); }
+
+  /// Adds a header (key and value copied by the client).
+  natsStatus add_header(const char* key, const char* value) noexcept { return natsMsgHeader_Add(msg_, key, value); }
+  natsMsg* get() const noexcept { return msg_; }
+
+ private:
+  natsMsg* msg_ = nullptr;
+};
+
+}  // namespace detail
+
+/// @brief One connection to a NATS server: connects in the constructor (nats_error when it
+/// cannot: see the top of this header), closes in the destructor. Thread safe, like the client.
+class nats_connection {
+ public:
+  /// @brief Connects to `options.url`; throws nats_error (never hangs beyond
+  /// `options.connect_timeout` per server URL).
+  explicit nats_connection(const nats_options& options, std::string_view default_name = {}) : url_(options.url) {
+    natsOptions* opts = nullptr;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s != NATS_OK) detail::throw_nats("cannot create client options", url_, s);
+    const std::string name = options.name.empty() ? std::string(default_name) : options.name;
+    if (s == NATS_OK) s = natsOptions_SetURL(opts, url_.c_str());
+    if (s == NATS_OK && !name.empty()) s = natsOptions_SetName(opts, name.c_str());
+    if (s == NATS_OK) s = natsOptions_SetTimeout(opts, options.connect_timeout.count());
+    if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, options.max_reconnect > 0);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, options.max_reconnect);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, options.reconnect_wait.count());
+    if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts, options.reconnect_buffer_bytes);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts, false, nullptr, nullptr);
+    // A connection never receives what it published itself (the bridge also checks the origin).
+    if (s == NATS_OK) s = natsOptions_SetNoEcho(opts, true);
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, options.send_asap);
+    if (s == NATS_OK && !options.user.empty())
+      s = natsOptions_SetUserInfo(opts, options.user.c_str(), options.password.c_str());
+    if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(opts, options.token.c_str());
+    if (s != NATS_OK) {
+      natsOptions_Destroy(opts);
+      detail::throw_nats("invalid connection options", url_, s);
+    }
+    s = natsConnection_Connect(&conn_, opts);
+    natsOptions_Destroy(opts);
+    if (s != NATS_OK) {
+      natsConnection_Destroy(conn_);  // accepts nullptr
+      detail::throw_nats(s == NATS_NO_SERVER ? "cannot connect: no server is listening there"
+                                                       : "cannot connect",
+                         url_, s);
+    }
+  }
+  nats_connection(const nats_connection&) = delete;
+  nats_connection& operator=(const nats_connection&) = delete;
+  /// @brief Flushes what is buffered (briefly), closes and frees the connection.
+  ~nats_connection() {
+    if (natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED) (void)natsConnection_FlushTimeout(conn_, 1000);
+    natsConnection_Close(conn_);
+    natsConnection_Destroy(conn_);
+  }
+
+  /// @brief The client's connection (for calls this wrapper does not offer).
+  natsConnection* get() const noexcept { return conn_; }
+  /// @brief The URL it was given.
+  const std::string& url() const noexcept { return url_; }
+  /// @brief True while connected (false while reconnecting or once closed).
+  bool connected() const noexcept { return natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED; }
+  /// @brief Waits until the server has processed everything sent so far; nats_error on timeout.
+  void flush(std::chrono::milliseconds timeout = std::chrono::milliseconds{2000}) const {
+    const natsStatus s = natsConnection_FlushTimeout(conn_, timeout.count());
+    if (s != NATS_OK) detail::throw_nats("flush failed", url_, s);
+  }
+
+ private:
+  std::string url_;
+  natsConnection* conn_ = nullptr;
+};
+
+/// @brief Releases the NATS client library's threads and memory. Optional: call it once at the
+/// end of main(), after every connection is destroyed (sanitizers then see no leak).
+inline void nats_library_close() noexcept { nats_Close(); }
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_HAS_NATS
+
+#endif  // AGENTBUS_TRANSPORT_NATS_HPP

@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: MIT
+// The NATS bridge (agentbus/bridge/nats.hpp) against a real nats-server that each test starts
+// on 127.0.0.1 on a free port and stops by its PID. Two buses in this process, each with its
+// own bridge (its own connection), stand for two processes. Built with the NATS client only
+// (CMake defines AGENTBUS_TEST_NATS when agentbus::nats exists); each test says why it is
+// skipped when nats-server or the client is missing.
+#include <catch2/catch.hpp>
+
+#if defined(AGENTBUS_TEST_NATS)
+
+#include <agentbus/agentbus.hpp>
+#include <agentbus/bridge/nats.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "transport/nats_server.hpp"
+
+namespace nats_bridge_test {
+
+using namespace std::chrono_literals;
+using agentbus::test::wait_until;
+
+struct order {
+  static constexpr std::string_view event_name = "test.order";
+  std::string id;
+  double quantity = 0;
+};
+void agentbus_encode(agentbus::byte_writer& out, const order& o) {
+  out.write_string(o.id);
+  out.write_value(o.quantity);
+}
+order agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<order>) {
+  order o;
+  o.id = in.read_string();
+  o.quantity = in.read_value<double>();
+  return o;
+}
+
+// The same schema name, a later version.
+struct order_v2 {
+  static constexpr std::string_view event_name = "test.order";
+  static constexpr std::uint32_t event_version = 2;
+  std::string id;
+  double quantity = 0;
+};
+void agentbus_encode(agentbus::byte_writer& out, const order_v2& o) {
+  out.write_string(o.id);
+  out.write_value(o.quantity);
+}
+order_v2 agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<order_v2>) {
+  order_v2 o;
+  o.id = in.read_string();
+  o.quantity = in.read_value<double>();
+  return o;
+}
+
+// Same name and version, another byte layout (the bitwise codec's fingerprint covers the size).
+struct tick {
+  static constexpr std::string_view event_name = "test.tick";
+  static constexpr bool agentbus_bitwise_codec = true;
+  std::int32_t value = 0;
+};
+struct wide_tick {
+  static constexpr std::string_view event_name = "test.tick";
+  static constexpr bool agentbus_bitwise_codec = true;
+  std::int64_t value = 0;
+};
+
+struct received {
+  std::string topic;
+  order payload;
+  std::string source;
+  std::uint64_t correlation = 0;
+  agentbus::priority prio = agentbus::priority::normal;
+  std::optional<agentbus::deadline_clock::duration> time_left;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  std::string header(std::string_view key) const {
+    for (const auto& [k, v] : headers)
+      if (k == key) return v;
+    return "(none)";
+  }
+};
+
+// What a subscriber saw (handlers run on the client's delivery threads).
+class collector {
+ public:
+  void operator()(const agentbus::event<order>& e) {
+    received r{std::string(e.topic()), e.payload(), std::string(e.source()), e.correlation_id(), e.priority(), {}, {}};
+    if (auto d = e.deadline()) r.time_left = *d - agentbus::deadline_clock::now();
+    for (const auto& h : e.headers()) r.headers.emplace_back(h.key, h.value);
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(r));
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return events_.size();
+  }
+  std::vector<received> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::vector<std::string> topics() const {
+    std::vector<std::string> out;
+    for (const auto& e : events()) out.push_back(e.topic);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<received> events_;
+};
+
+// nats_Close() once at exit, after every test's connections are gone.
+struct close_library_at_exit {
+  ~close_library_at_exit() { agentbus::nats_library_close(); }
+} const close_at_exit;
+
+std::optional<agentbus::test::nats_server> start_server() {
+  const auto program = agentbus::test::find_nats_server();
+  if (!program) return std::nullopt;
+  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
+}
+
+#define NATS_SERVER_OR_SKIP(server)                                                                           \
+  auto server = start_server();                                                                               \
+  if (!server) {                                                                                              \
+    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
+    return;                                                                                                   \
+  }
+
+}  // namespace nats_bridge_test
+
+using namespace nats_bridge_test;
+
+TEST_CASE("nats bridge: two buses bridged through the server deliver a typed event with its envelope") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a, b;
+  agentbus::nats_bridge out(a, {.url = server->url(), .outgoing = {"orders.>"}});
+  agentbus::nats_bridge in(b, {.url = server->url(), .incoming = {"orders.>"}});
+  out.export_type<order>("orders.>");
+  in.import_type<order>("orders.>");
+
+  collector local, remote;
+  auto local_sub = a.subscribe<order>("orders.>", std::ref(local));
+  auto remote_sub = b.subscribe<order>("orders.>", std::ref(remote));
+
+  const std::array<agentbus::header, 2> headers{{
+      {"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+      {"idempotency-key", "order-17"},
+  }};
+  const auto result = a.publish("orders.eu.created", order{"order-17", 2.5},
+                                {.source = "planner",
+                                 .correlation_id = 42,
+                                 .prio = agentbus::priority::high,
+                                 .ttl = std::chrono::seconds(30),
+                                 .headers = headers});
+  REQUIRE(result.delivered == 2);  // the local subscriber and the export
+  CHECK(local.size() == 1);        // locally delivered inside publish(): no network hop
+
+  REQUIRE(wait_until([&] { return remote.size() == 1; }));
+  const received r = remote.events().front();
+  CHECK(r.topic == "orders.eu.created");
+  CHECK(r.payload.id == "order-17");
+  CHECK(r.payload.quantity == 2.5);
+  CHECK(r.source == "planner");
+  CHECK(r.correlation == 42);
+  CHECK(r.prio == agentbus::priority::high);
+  REQUIRE(r.time_left.has_value());
+  CHECK(*r.time_left > std::chrono::seconds(20));
+  CHECK(*r.time_left <= std::chrono::seconds(30));
+  CHECK(r.header("traceparent") == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  CHECK(r.header("idempotency-key") == "order-17");
+  CHECK(r.header("Agentbus-Origin") == out.id());
+  CHECK(r.header("Agentbus-Event-Id") != "(none)");
+  CHECK(r.header("Agentbus-Schema") == "(none)");  // the wire's own headers are not the event's
+
+  const auto out_stats = out.stats();
+  const auto in_stats = in.stats();
+  CHECK(out_stats.sent == 1);
+  CHECK(out_stats.dropped == 0);
+  CHECK(out_stats.connected);
+  CHECK(in_stats.received == 1);
+  CHECK(in_stats.decode_errors == 0);
+  CHECK(in_stats.schema_mismatches == 0);
+  CHECK(local.size() == 1);  // the bridge did not deliver it a second time on a
+  CHECK(out.id() != in.id());
+}
+
+TEST_CASE("nats bridge: wildcards map one to one to NATS subjects") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a, b;
+  agentbus::nats_bridge out(a, {.url = server->url()});
+  agentbus::nats_bridge in(b, {.url = server->url()});
+  out.export_type<order>("orders.>");
+  out.export_type<order>("audit.*");
+  in.import_type<order>("orders.*.created");  // `*`: exactly one segment
+  in.import_type<order>("audit.>");           // `>`: one or more
+
+  collector created, audited;
+  auto s1 = b.subscribe<order>("orders.>", std::ref(created));
+  auto s2 = b.subscribe<order>("audit.>", std::ref(audited));
+
+  for (const char* t : {"orders.eu.created", "orders.eu.shipped", "orders.us.created", "orders.x.y.created",
+                        "orders.created", "orders.done.created"})
+    (void)a.publish(t, order{t, 1});
+  for (const char* t : {"audit.one", "audit.one.two", "audit.last"}) (void)a.publish(t, order{t, 1});
+
+  // Each import has its own delivery thread, in publish order: the last one in says all are in.
+  REQUIRE(wait_until([&] { return created.size() == 3 && audited.size() == 2; }));
+  std::this_thread::sleep_for(50ms);
+  CHECK(created.topics() == std::vector<std::string>{"orders.eu.created", "orders.us.created", "orders.done.created"});
+  // audit.* went out (one segment after audit): audit.one and audit.last; audit.one.two did not.
+  CHECK(audited.topics() == std::vector<std::string>{"audit.one", "audit.last"});
+  CHECK(out.stats().sent == 8);
+  CHECK(in.stats().received == 5);
+}
+
+TEST_CASE("nats bridge: loop prevention: two bridges exporting and importing the same pattern see each event once") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a, b;
+  agentbus::nats_bridge bridge_a(a, {.url = server->url(), .outgoing = {"chat.>"}, .incoming = {"chat.>"}});
+  agentbus::nats_bridge bridge_b(b, {.url = server->url(), .outgoing = {"chat.>"}, .incoming = {"chat.>"}});
+  for (auto* bridge : {&bridge_a, &bridge_b}) {
+    bridge->export_type<order>("chat.>");
+    bridge->import_type<order>("chat.>");
+  }
+  collector at_a, at_b;
+  auto sa = a.subscribe<order>("chat.>", std::ref(at_a));
+  auto sb = b.subscribe<order>("chat.>", std::ref(at_b));
+
+  (void)a.publish("chat.1", order{"from a", 1});
+  REQUIRE(wait_until([&] { return at_b.size() == 1; }));
+  (void)b.publish("chat.2", order{"from b", 2});
+  REQUIRE(wait_until([&] { return at_a.size() == 2; }));
+
+  // Give an echo or a ping-pong every chance to show up.
+  bridge_a.connection().flush();
+  bridge_b.connection().flush();
+  std::this_thread::sleep_for(300ms);
+
+  CHECK(at_a.topics() == std::vector<std::string>{"chat.1", "chat.2"});
+  CHECK(at_b.topics() == std::vector<std::string>{"chat.1", "chat.2"});
+  const auto sa_stats = bridge_a.stats(), sb_stats = bridge_b.stats();
+  CHECK(sa_stats.sent == 1);  // only its own bus's event
+  CHECK(sb_stats.sent == 1);
+  CHECK(sa_stats.received == 1);  // only the other bus's event
+  CHECK(sb_stats.received == 1);
+  CHECK(sa_stats.not_sent_back == 1);  // the imported event reached the export and stayed
+  CHECK(sb_stats.not_sent_back == 1);
+
+  SECTION("one bridge exporting and importing the same pattern on one bus delivers each event once") {
+    agentbus::bus c;
+    agentbus::nats_bridge self(c, {.url = server->url()});
+    self.export_type<order>("chat.>");
+    self.import_type<order>("chat.>");
+    collector at_c;
+    auto sc = c.subscribe<order>("chat.>", std::ref(at_c));
+    (void)c.publish("chat.3", order{"from c", 3});
+    REQUIRE(wait_until([&] { return at_a.size() == 3 && at_b.size() == 3; }));
+    self.connection().flush();
+    std::this_thread::sleep_for(200ms);
+    CHECK(at_c.size() == 1);  // the local delivery; its own message never comes back in
+    CHECK(self.stats().received == 0);
+    CHECK(at_a.size() == 3);
+    CHECK(at_b.size() == 3);
+  }
+}
+
+TEST_CASE("nats bridge: a wrong schema or fingerprint is counted and reported, not delivered") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a, b;
+  agentbus::nats_bridge out(a, {.url = server->url()});
+  std::mutex mutex;
+  std::vector<std::pair<agentbus::nats_problem_kind, std::string>> problems;
+  agentbus::nats_bridge in(b, {.url = server->url()}, [&](const agentbus::nats_bridge_problem& p) {
+    std::lock_guard lock(mutex);
+    problems.emplace_back(p.kind, std::string(p.what));
+  });
+  out.export_type<order>("orders.>");
+  out.export_type<tick>("ticks.>");
+  in.import_type<order_v2>("orders.>");  // same name, version 2
+  in.import_type<wide_tick>("ticks.>");  // same name and version, another layout
+
+  std::atomic<int> delivered{0};
+  auto s1 = b.subscribe<order_v2>("orders.>", [&](const order_v2&) { ++delivered; });
+  auto s2 = b.subscribe<wide_tick>("ticks.>", [&](const wide_tick&) { ++delivered; });
+
+  (void)a.publish("orders.eu.created", order{"x", 1});
+  (void)a.publish("ticks.a", tick{7});
+  REQUIRE(wait_until([&] { return in.stats().schema_mismatches == 2; }));
+
+  // Bytes that do not decode under the right schema headers: a decode error.
+  {
+    const char bytes[] = {1, 2, 3};
+    agentbus::detail::nats_message msg("ticks.raw", bytes, sizeof bytes);
+    msg.add_header(agentbus::nats_header::schema, "test.tick");
+    msg.add_header(agentbus::nats_header::schema_version, "1");
+    msg.add_header(agentbus::nats_header::fingerprint,
+                   agentbus::detail::hex64(agentbus::codec_fingerprint<wide_tick>()).c_str());
+    REQUIRE(natsConnection_PublishMsg(out.connection().get(), msg.get()) == NATS_OK);
+  }
+  REQUIRE(wait_until([&] { return in.stats().decode_errors == 1; }));
+  out.connection().flush();
+  std::this_thread::sleep_for(50ms);
+
+  CHECK(delivered == 0);
+  const auto stats = in.stats();
+  CHECK(stats.received == 0);
+  CHECK(stats.schema_mismatches == 2);
+  CHECK(stats.decode_errors == 1);
+  std::lock_guard lock(mutex);
+  REQUIRE(problems.size() == 3);
+  int mismatches = 0;
+  for (const auto& [kind, what] : problems) {
+    if (kind == agentbus::nats_problem_kind::schema_mismatch) {
+      ++mismatches;
+      CHECK_THAT(what, Catch::Contains("expected schema test."));
+    } else {
+      CHECK(kind == agentbus::nats_problem_kind::decode_error);
+      CHECK_THAT(what, Catch::Contains("not delivered"));
+    }
+  }
+  CHECK(mismatches == 2);
+  bool saw_version = false;
+  for (const auto& p : problems) saw_version = saw_version || p.second.find("test.order v1") != std::string::npos;
+  CHECK(saw_version);  // the message names what it got
+}
+
+TEST_CASE("nats bridge: a server that is not there gives a clear error at construction, at once") {
+  agentbus::bus bus;
+  const std::string url = "nats://127.0.0.1:" + std::to_string(agentbus::test::unused_port());
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    agentbus::nats_bridge bridge(bus, {.url = url});
+    FAIL("connected to a server that is not running at " << url);
+  } catch (const agentbus::nats_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("cannot connect") && Catch::Contains(url));
+    CHECK(e.status() != 0);
+  }
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(3));
+  // The bus is untouched: it still works without the bridge.
+  int seen = 0;
+  auto sub = bus.subscribe<order>("orders.>", [&](const order&) { ++seen; });
+  (void)bus.publish("orders.a", order{"a", 1});
+  CHECK(seen == 1);
+}
+
+TEST_CASE("nats bridge: a lost server: what cannot be sent is counted as dropped and reported") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a;
+  std::atomic<int> reported{0};
+  agentbus::nats_bridge out(a, {.url = server->url(), .max_reconnect = 0},
+                            [&](const agentbus::nats_bridge_problem& p) {
+                              if (p.kind == agentbus::nats_problem_kind::send_failed) ++reported;
+                            });
+  out.export_type<order>("orders.>");
+  (void)a.publish("orders.1", order{"1", 1});
+  out.connection().flush();
+  CHECK(out.stats().sent == 1);
+
+  server->stop();
+  REQUIRE(wait_until([&] { return !out.stats().connected; }));
+  int local = 0;
+  auto sub = a.subscribe<order>("orders.>", [&](const order&) { ++local; });
+  (void)a.publish("orders.2", order{"2", 2});
+  (void)a.publish("orders.3", order{"3", 3});
+  CHECK(local == 2);  // local delivery does not depend on the server
+  const auto stats = out.stats();
+  CHECK(stats.sent == 1);
+  CHECK(stats.dropped == 2);
+  CHECK(reported == 2);
+}
+
+TEST_CASE("nats bridge: topics starting with '$' are reserved and never bridged") {
+  agentbus::bus bus;
+  SECTION("in the options: refused before connecting") {
+    CHECK_THROWS_WITH((agentbus::nats_bridge(bus, {.url = "nats://127.0.0.1:1", .outgoing = {"$SYS.>"}})),
+                      Catch::Contains("reserved") && Catch::Contains("$SYS.>"));
+    CHECK_THROWS_AS((agentbus::nats_bridge(bus, {.url = "nats://127.0.0.1:1", .incoming = {"$JS.API.>"}})),
+                    std::invalid_argument);
+  }
+  SECTION("in export_type and import_type, and a `$` topic that a wildcard matches") {
+    NATS_SERVER_OR_SKIP(server);
+    agentbus::nats_bridge bridge(bus, {.url = server->url(), .outgoing = {"orders.>", ">"}, .incoming = {"prices.*"}});
+    CHECK_THROWS_WITH(bridge.export_type<order>("$agentbus.deadletter"),
+                      Catch::Contains("export_type(\"$agentbus.deadletter\")") && Catch::Contains("reserved"));
+    CHECK_THROWS_WITH(bridge.import_type<order>("$SYS.>"), Catch::Contains("reserved"));
+    // Outside the options' lists: refused, naming the list.
+    CHECK_THROWS_WITH(bridge.import_type<order>("orders.>"),
+                      Catch::Contains("prices.*") && Catch::Contains("nats_options::incoming"));
+    CHECK_THROWS_AS(bridge.import_type<order>("prices.>"), std::invalid_argument);  // wider than prices.*
+    CHECK_NOTHROW(bridge.import_type<order>("prices.eu"));                          // inside prices.*
+    CHECK_THROWS_AS(bridge.export_type<order>("orders..x"), agentbus::topic_error);
+
+    bridge.export_type<order>(">");
+    (void)bus.publish("$agentbus.lifecycle", order{"x", 1});
+    (void)bus.publish("plain", order{"y", 1});
+    const auto stats = bridge.stats();
+    CHECK(stats.reserved_skipped == 1);
+    CHECK(stats.sent == 1);
+  }
+}
+
+TEST_CASE("nats bridge: pattern_covers decides which patterns the options allow") {
+  using agentbus::detail::pattern_covers;
+  CHECK(pattern_covers("orders.>", "orders.eu"));
+  CHECK(pattern_covers("orders.>", "orders.*.created"));
+  CHECK(pattern_covers("orders.>", "orders.>"));
+  CHECK_FALSE(pattern_covers("orders.>", "orders"));
+  CHECK(pattern_covers(">", "a"));
+  CHECK(pattern_covers("prices.*", "prices.eu"));
+  CHECK(pattern_covers("prices.*", "prices.*"));
+  CHECK_FALSE(pattern_covers("prices.*", "prices.>"));
+  CHECK_FALSE(pattern_covers("prices.*", "prices.eu.x"));
+  CHECK_FALSE(pattern_covers("prices.*", "prices"));
+  CHECK_FALSE(pattern_covers("a.b", "a.*"));
+  CHECK(pattern_covers("a.b", "a.b"));
+  CHECK_FALSE(pattern_covers("a.b", "a.c"));
+}
+
+#else  // built without the NATS client
+
+TEST_CASE("nats bridge: skipped: built without the NATS C client") {
+  WARN("skipped: the NATS bridge tests need the NATS C client (Debian: apt-get install libnats-dev; CMake then "
+       "offers agentbus::nats) and nats-server");
+}
+
+#endif
