@@ -291,8 +291,8 @@ inline void prefetch_for_read(const void* p) noexcept {
 
 // The internal tuning constants, in one place, each with why it has its value. The ones a
 // user may want to change are options instead: bus_options (max_cached_topics),
-// mailbox_options (capacity, overflow, block_timeout, spin_before_park, pace),
-// executor_options, journal_options. Figures were measured on the 2-core development VM;
+// mailbox_options (capacity, overflow, priority_overflow, weights, block_timeout,
+// spin_before_park, pace), executor_options, journal_options. Figures were measured on the 2-core development VM;
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 
@@ -3014,6 +3014,7 @@ static_assert(transport_policy<transport::in_process>);
 #include <cstdint>
 #include <iterator>
 #include <new>
+#include <stdexcept>
 #include <utility>
 
 
@@ -3038,20 +3039,21 @@ struct receiver {
 
   receiver(type_id t, invoke_fn inv, destroy_fn des, topic_pattern pat, bool keeps_events = false,
            destroy_fn hand_over_fn = nullptr) noexcept
-      : type(t), invoke(inv), destroy(des), retains(keeps_events), hand_over(hand_over_fn), pattern(std::move(pat)) {}
+      : type(t), invoke(inv), destroy(des), hand_over(hand_over_fn), retains(keeps_events), pattern(std::move(pat)) {}
 
-  // Hot fields first: dispatch reads type, alive and invoke, all on the first cache line.
+  // Dispatch reads a topic list's entries (receiver_entry: type and invoke copied there), not
+  // this object; a mailbox's consumer reads `alive`. Pointers first, the two flags together.
   type_id type;
-  std::atomic<bool> alive{true};
   invoke_fn invoke;
   destroy_fn destroy;
-  /// True when the receiver keeps events beyond the publish call: publish then builds the
-  /// event once in a shared block (shared_event) instead of on its stack.
-  bool retains;
-  std::uint64_t id = 0;
   /// Retaining receivers: called instead of `destroy` once unsubscribed (see above).
   destroy_fn hand_over;
   router* owner = nullptr;  // the router that reports this receiver's failures
+  std::uint64_t id = 0;
+  std::atomic<bool> alive{true};
+  /// True when the receiver keeps events beyond the publish call: publish then builds the
+  /// event once in a shared block (shared_event) instead of on its stack.
+  bool retains;
   topic_pattern pattern;
 
   static void delete_erased(void* p) noexcept {
@@ -3113,6 +3115,7 @@ class receiver_list {
  public:
   /// A list with room for `capacity` entries and none in it.
   static receiver_list* make(std::size_t capacity) {
+    if (capacity > UINT32_MAX) throw std::length_error("agentbus: more than 2^32 receivers on one topic");
     void* raw = ::operator new(sizeof(receiver_list) + capacity * sizeof(receiver_entry));
     return ::new (raw) receiver_list(capacity);
   }
@@ -3174,7 +3177,7 @@ class receiver_list {
     return true;
   }
   /// True when more than half the entries are tombstones: time to compact.
-  bool sparse() const noexcept { return dead_ * 2 > size_; }
+  bool sparse() const noexcept { return std::uint64_t{dead_} * 2 > size_; }
   /// A new list of the live entries (the shared empty list when there are none).
   receiver_list* compacted() const {
     if (live() == 0) return empty();
@@ -3189,7 +3192,7 @@ class receiver_list {
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
 
-  explicit receiver_list(std::size_t capacity) noexcept : capacity_(capacity) {}
+  explicit receiver_list(std::size_t capacity) noexcept : capacity_(static_cast<std::uint32_t>(capacity)) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
 
@@ -3218,15 +3221,17 @@ class receiver_list {
     return lo < size_ && entries()[lo].id == id ? entries() + lo : nullptr;
   }
 
+  // 24 bytes: counts are 32-bit (a list of 2^32 entries would be 128 GiB; make() refuses one).
   std::atomic<std::uint64_t> shape_{0};  // size << 2 | retaining_bit | plain_bit
   std::atomic<bool> superseded_{false};
   bool retaining_ = false;  // writer's copy of the flag
-  std::size_t dead_ = 0;
-  std::size_t size_ = 0;
-  const std::size_t capacity_;
+  std::uint32_t dead_ = 0;
+  std::uint32_t size_ = 0;
+  const std::uint32_t capacity_;
 };
 
 static_assert(sizeof(receiver_entry) == 32, "two entries per cache line");
+static_assert(sizeof(receiver_list) == 24, "a topic's list header stays small: most topics have one receiver");
 
 inline const receiver_entry* receiver_view::begin() const noexcept { return list->entries(); }
 
@@ -3344,10 +3349,18 @@ static_assert(delivery_kind<synchronous>);
 // out, high priority first, and runs the subscriber's handler: the agent's thread, a worker of
 // an executor, or the application itself (poll / run_for).
 //
-// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest); every
-// event that is not handled is counted and reported to the mailbox's undelivered hook.
-// Expired events (deadline passed when they reach the head) are not handled; counted and
-// reported too.
+// Full mailbox: the overflow policy decides (block, fail, drop_newest, drop_oldest; one per
+// priority if asked); every event that is not handled is counted and reported to the
+// mailbox's undelivered hook. Expired events (deadline passed when they reach the head) are
+// not handled; counted and reported too.
+//
+// Order among priorities: strict by default; with mailbox_options::weights, weighted round
+// robin (each priority takes up to its weight of events per round, so none starves).
+//
+// Stop: close() refuses later events; the consumer's final drain (stop) then takes out
+// everything a publish managed to queue, including a publish that claimed a queue slot before
+// the close and fills it after (drain_settled waits for those), so that every accepted event
+// is handled or counted and reported, never freed silently with the mailbox.
 //
 // Memory: a priority's queue is allocated by the first event of that priority, not when the
 // mailbox is made. An idle agent's mailbox is then a few hundred bytes instead of three full
@@ -3357,9 +3370,10 @@ static_assert(delivery_kind<synchronous>);
 // capacity: the bound and the overflow policies are exactly those of mpmc_queue, with no
 // transition during which a mailbox could hold more (a ring that doubles as it fills would
 // hold the old ring's events and the new ring's at once, or need a shared counter on every
-// push). The allocation is the only slow path it adds to publish: one CAS, once per priority
-// per mailbox lifetime (see queue_for).
+// push). The allocation is the only slow path it adds to publish: one lock and allocation,
+// once per priority per mailbox lifetime (see queue_for).
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -3369,8 +3383,10 @@ static_assert(delivery_kind<synchronous>);
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -3722,6 +3738,8 @@ inline void quiescence_domain::reclaim() noexcept {
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+
 
 namespace agentbus {
 
@@ -3733,6 +3751,19 @@ enum class overflow : std::uint8_t {
   drop_oldest,  ///< the oldest queued event of the same priority is dropped to make room
 };
 
+/// @brief One value per priority: `{.high = ..., .normal = ..., .low = ...}`.
+template <class T>
+struct per_priority {
+  T high{};    ///< for priority::high
+  T normal{};  ///< for priority::normal
+  T low{};     ///< for priority::low
+
+  /// @brief The value for `p`.
+  constexpr const T& operator[](priority p) const noexcept {
+    return p == priority::high ? high : p == priority::normal ? normal : low;
+  }
+};
+
 /// @brief Settings of a mailbox.
 struct mailbox_options {
   /// Events each priority queue holds (rounded up to a power of two). Memory: a priority's
@@ -3742,7 +3773,21 @@ struct mailbox_options {
   /// this (64 at most) before handling them, so up to that many more may be waiting for their
   /// handler while the queue itself is full.
   std::size_t capacity = 1024;
-  agentbus::overflow overflow = overflow::block;  ///< what to do when full
+  agentbus::overflow overflow = overflow::block;  ///< what to do when full (see priority_overflow)
+  /// What a full queue of one priority does, where set; unset priorities use `overflow`. Each
+  /// priority has its own queue, so e.g. `{.low = overflow::drop_oldest}` lets a flood of low
+  /// events lose the oldest ones while normal publishers still wait for room.
+  agentbus::per_priority<std::optional<agentbus::overflow>> priority_overflow{};
+  /// The order in which the consumer serves the priorities. All zero (the default): strict
+  /// priority, high before normal before low, also within a burst (a high event that arrives
+  /// meanwhile goes next); under sustained load a lower priority may then wait forever. All
+  /// non-zero: weighted round robin, which starves no priority: while all three have events
+  /// waiting, out of every `high + normal + low` events handled, `high` are high, `normal`
+  /// normal and `low` low (a priority with nothing waiting gives its turn to the others), e.g.
+  /// `{.high = 8, .normal = 4, .low = 1}`. A weight also caps the consumer's burst for that
+  /// priority, so weights of 8 or more keep bursts efficient. Mixing zero and non-zero weights
+  /// is refused (std::invalid_argument when the mailbox is made).
+  agentbus::per_priority<std::uint32_t> weights{};
   /// With overflow::block: how long a publisher waits before the event is rejected.
   /// The default waits forever. A publisher blocked on a full mailbox is inside its publish
   /// call: a handler of that mailbox that unsubscribes (which waits for running publishes)
@@ -3815,7 +3860,6 @@ enum class stop_mode : std::uint8_t {
 #include <mutex>
 #include <span>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -3925,6 +3969,109 @@ class pattern_trie {
 }  // namespace agentbus::detail
 
 #endif  // AGENTBUS_ROUTER_DETAIL_PATTERN_TRIE_HPP
+#ifndef AGENTBUS_ROUTER_DETAIL_REGISTRY_HPP
+#define AGENTBUS_ROUTER_DETAIL_REGISTRY_HPP
+
+// Every live subscription of a router, by id: an open-addressing table of receiver pointers
+// keyed by the receiver's own id (8 bytes a slot, at most half full), instead of a node-based
+// map's allocation per subscription. Linear probing with backward-shift deletion, so that
+// there are no tombstones and a lookup stops at the first empty slot. Used only under the
+// router's writer mutex.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+
+namespace agentbus::detail {
+
+class receiver_registry {
+ public:
+  receiver_registry() = default;
+  receiver_registry(const receiver_registry&) = delete;
+  receiver_registry& operator=(const receiver_registry&) = delete;
+
+  /// Adds `r` (its id must not be present).
+  void insert(receiver* r) {
+    if ((size_ + 1) * 2 > capacity_) grow();
+    place(r);
+    ++size_;
+  }
+  /// The receiver with `id`, or null.
+  receiver* find(std::uint64_t id) const noexcept {
+    if (size_ == 0) return nullptr;
+    for (std::size_t i = home(id);; i = (i + 1) & mask()) {
+      receiver* r = slots_[i];
+      if (r == nullptr) return nullptr;
+      if (r->id == id) return r;
+    }
+  }
+  /// Removes and returns the receiver with `id`, or null.
+  receiver* erase(std::uint64_t id) noexcept {
+    if (size_ == 0) return nullptr;
+    std::size_t i = home(id);
+    for (;; i = (i + 1) & mask()) {
+      if (slots_[i] == nullptr) return nullptr;
+      if (slots_[i]->id == id) break;
+    }
+    receiver* out = slots_[i];
+    // Backward shift: move later entries of the cluster into the hole when their home slot
+    // is not between the hole and them (cyclically), so that every lookup still finds them.
+    for (std::size_t j = (i + 1) & mask(); slots_[j] != nullptr; j = (j + 1) & mask()) {
+      const std::size_t h = home(slots_[j]->id);
+      const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+      if (!stays) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i] = nullptr;
+    --size_;
+    return out;
+  }
+  /// Calls `f(receiver*)` for every receiver.
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i < capacity_; ++i)
+      if (slots_[i] != nullptr) f(slots_[i]);
+  }
+  /// Forgets every receiver (frees nothing of them).
+  void clear() noexcept {
+    slots_.reset();
+    capacity_ = size_ = 0;
+  }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  std::size_t mask() const noexcept { return capacity_ - 1; }
+  // Ids are consecutive: Fibonacci hashing spreads them over the table.
+  std::size_t home(std::uint64_t id) const noexcept {
+    return static_cast<std::size_t>((id * 0x9E3779B97F4A7C15ull) >> shift_) & mask();
+  }
+  void place(receiver* r) noexcept {
+    std::size_t i = home(r->id);
+    while (slots_[i] != nullptr) i = (i + 1) & mask();
+    slots_[i] = r;
+  }
+  void grow() {
+    const std::size_t bigger = capacity_ == 0 ? 16 : capacity_ * 2;
+    auto old = std::exchange(slots_, std::make_unique<receiver*[]>(bigger));  // zeroed
+    const std::size_t old_capacity = std::exchange(capacity_, bigger);
+    shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(bigger));
+    for (std::size_t i = 0; i < old_capacity; ++i)
+      if (old[i] != nullptr) place(old[i]);
+  }
+
+  std::unique_ptr<receiver*[]> slots_;
+  std::size_t capacity_ = 0;  // a power of two, or 0
+  std::size_t size_ = 0;
+  unsigned shift_ = 64;
+};
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_ROUTER_DETAIL_REGISTRY_HPP
 #ifndef AGENTBUS_ROUTER_DETAIL_TOPIC_INDEX_HPP
 #define AGENTBUS_ROUTER_DETAIL_TOPIC_INDEX_HPP
 
@@ -3956,21 +4103,40 @@ class pattern_trie {
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
-#include <string>
 #include <string_view>
 
 
 namespace agentbus::detail {
 
-/// A concrete topic and its resolved receivers.
+/// A concrete topic and its resolved receivers; the topic's characters follow the node in the
+/// same allocation (one allocation per cached topic, whatever its length).
 struct topic_node {
-  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) : name(t), hash(h), receivers(r) {}
-  ~topic_node() { receiver_list::delete_erased(receivers.load(std::memory_order_relaxed)); }
+  /// A node for `text` (copied), owning `r`.
+  static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
+    void* raw = ::operator new(sizeof(topic_node) + text.size());
+    char* chars = static_cast<char*>(raw) + sizeof(topic_node);
+    if (!text.empty()) std::memcpy(chars, text.data(), text.size());
+    return ::new (raw) topic_node(std::string_view(chars, text.size()), h, r);
+  }
+  /// Frees a node made by make() (and its list).
+  static void destroy(topic_node* n) noexcept {
+    if (n == nullptr) return;
+    receiver_list::delete_erased(n->receivers.load(std::memory_order_relaxed));
+    n->~topic_node();
+    ::operator delete(static_cast<void*>(n));
+  }
+  topic_node(const topic_node&) = delete;
+  topic_node& operator=(const topic_node&) = delete;
 
-  std::string name;
-  std::uint64_t hash;
+  const std::string_view name;  // the characters after the node
+  const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
+
+ private:
+  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) noexcept : name(t), hash(h), receivers(r) {}
+  ~topic_node() = default;
 };
 
 class topic_table {
@@ -3978,7 +4144,7 @@ class topic_table {
   topic_table() : slots_(make_slots(initial_capacity)) {}
   ~topic_table() {
     slots* s = slots_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i <= s->mask; ++i) delete s->at(i).load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= s->mask; ++i) topic_node::destroy(s->at(i).load(std::memory_order_relaxed));
     free_slots(s);
   }
   topic_table(const topic_table&) = delete;
@@ -4142,7 +4308,7 @@ class router {
   router& operator=(const router&) = delete;
   ~router() {
     // Only reached when no bus, channel or in-flight unsubscribe refers to us; free directly.
-    for (auto& [id, r] : registry_) r->destroy(r);
+    registry_.for_each([](receiver* r) { r->destroy(r); });
   }
 
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
@@ -4166,7 +4332,7 @@ class router {
       id = r->id = ++next_id_;
       r->owner = this;
       try {
-        registry_.emplace(id, r);
+        registry_.insert(r);
       } catch (...) {
         r->destroy(r);  // nothing else saw it yet
         throw;
@@ -4212,10 +4378,8 @@ class router {
     {
       std::lock_guard lock(mutex_);
       for (const std::uint64_t id : ids) {
-        const auto it = registry_.find(id);
-        if (it == registry_.end()) continue;
-        receiver* r = it->second;
-        registry_.erase(it);
+        receiver* r = registry_.erase(id);
+        if (r == nullptr) continue;
         remove_locked(r, retired);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
@@ -4236,12 +4400,12 @@ class router {
     std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
-      for (auto& [id, r] : registry_) {
+      registry_.for_each([&](receiver* r) {
         r->alive.store(false, std::memory_order_relaxed);
         if (r->pattern.has_wildcards()) trie_.erase(r);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
         else handed_over.push_back(r);
-      }
+      });
       registry_.clear();
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
     }
@@ -4320,9 +4484,19 @@ class router {
     trie_.match(text, found);
     sort_by_id(found);
     receiver_list* list = found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
-    auto node = std::make_unique<topic_node>(text, h, list);
-    table_.insert(node.get());
-    topic_node* n = node.release();
+    topic_node* n;
+    try {
+      n = topic_node::make(text, h, list);
+    } catch (...) {
+      receiver_list::delete_erased(list);
+      throw;
+    }
+    try {
+      table_.insert(n);
+    } catch (...) {
+      topic_node::destroy(n);
+      throw;
+    }
     if (index_.active()) {
       try {
         index_.insert(*n);
@@ -4423,7 +4597,7 @@ class router {
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
-  std::unordered_map<std::uint64_t, receiver*> registry_;
+  receiver_registry registry_;
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;
 
@@ -4476,18 +4650,31 @@ class mailbox {
 
   /// Throws what mpmc_queue throws for a capacity it refuses (0, or above its maximum): at
   /// once, although the queues themselves are made by the first event of each priority.
+  /// Throws std::invalid_argument for weights that mix zero and non-zero values.
   mailbox(std::string name, const mailbox_options& options)
-      : name_(std::move(name)), options_(options), capacity_(checked_capacity(options.capacity)) {}
+      : name_(std::move(name)),
+        options_(options),
+        capacity_(checked_capacity(options.capacity)),
+        overflow_{options.priority_overflow.high.value_or(options.overflow),
+                  options.priority_overflow.normal.value_or(options.overflow),
+                  options.priority_overflow.low.value_or(options.overflow)},
+        weights_{options.weights.high, options.weights.normal, options.weights.low},
+        weighted_(checked_weighted(options.weights)),
+        credit_(weights_) {}
 
   mailbox(const mailbox&) = delete;
   mailbox& operator=(const mailbox&) = delete;
 
   ~mailbox() {
-    // Whoever destroys the mailbox has unsubscribed its receivers (agent does): drop the rest.
+    // Whoever destroys the mailbox has unsubscribed its receivers and drained it (agent does:
+    // nothing is left). Should anything be, it is still counted and reported, not freed silently.
     mail m;
     for (auto& slot : queues_)
       if (mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) {
-        while (q->try_pop(m)) m.block->release();
+        while (q->try_pop(m)) {
+          note(undelivered_reason::discarded, *m.block->core);
+          m.block->release();
+        }
         delete q;
       }
     for (receiver* r : retired_) r->destroy(r);
@@ -4581,10 +4768,14 @@ class mailbox {
       std::size_t level = 0;
       std::size_t k = 0;
       const std::size_t want = max - out.ran < burst_ ? max - out.ran : burst_;
-      for (; level < queues_.size(); ++level)
-        if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
-            q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
-          break;
+      if (weighted_) {
+        k = take_weighted(taken, want, level);
+      } else {
+        for (; level < queues_.size(); ++level)
+          if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
+              q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
+            break;
+      }
       if (k == 0) {
         drained = true;
         break;
@@ -4593,9 +4784,10 @@ class mailbox {
       prefetch(taken, k);
       burst_guard guard{this, taken, 0, k};
       for (std::size_t& i = guard.next; i < k;) {
-        // Higher priorities that arrived during the burst go first, within the budget (the
-        // rest of the burst may still run a handler each).
-        if (level > 0)
+        // Strict priority: higher priorities that arrived during the burst go first, within
+        // the budget (the rest of the burst may still run a handler each). Weighted: the
+        // burst is at most the priority's remaining weight; the others wait their turn.
+        if (level > 0 && !weighted_)
           while (out.ran + (k - i) < max && higher_pending(level)) {
             mail m;
             if (!pop_above(level, m)) break;
@@ -4608,6 +4800,22 @@ class mailbox {
     }
     if (drained || out.ran < max) free_retired_if_idle();
     return out;
+  }
+
+  /// After close() has returned (closed() is true): true when no event can still appear in
+  /// the queues, i.e. every publish that claimed a slot has filled it and it was taken out.
+  /// A push that claims a slot after the close sees the queue closed and leaves nothing (the
+  /// queue's own claim-then-check), so once this is true the final drain is complete.
+  bool drain_settled() noexcept {
+    // Pairs with the publisher's claim (seq_cst) and its closed check (seq_cst) after it: a
+    // claim whose check missed our close is ordered before it, hence before this fence, and
+    // the index loads below see it.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!empty()) return false;
+    // From now on nothing can be queued: a later push claims a slot only to leave a hole
+    // (which the queue's size still counts until a pop steps over it), so depth reads 0.
+    drained_.store(true, std::memory_order_release);
+    return true;
   }
 
   /// True when nothing is queued (approximate while producers are active).
@@ -4624,7 +4832,7 @@ class mailbox {
   bool prepare_sleep(bool wake_on_close) noexcept {
     sleeping_.store(true, std::memory_order_seq_cst);
     asymmetric_heavy_barrier();
-    if (!empty() || (wake_on_close && closing_.load(std::memory_order_seq_cst))) {
+    if (!empty() || (wake_on_close && closed_.load(std::memory_order_seq_cst))) {
       // Take the wake back unless a producer already took it (then its wake() is coming).
       if (sleeping_.exchange(false, std::memory_order_acq_rel)) return false;
     }
@@ -4638,15 +4846,27 @@ class mailbox {
   /// The flag a parked thread waits on.
   std::atomic<bool>& sleep_flag() noexcept { return sleeping_; }
 
-  /// Stops accepting events: later deliveries are refused (counted as closed).
-  void close() noexcept {
-    closing_.store(true, std::memory_order_seq_cst);
-    // A queue made concurrently is closed either here (we see its pointer) or by its maker
-    // (it sees closing_): both sides are sequentially consistent (see make_queue).
-    for (auto& slot : queues_)
-      if (mpmc_queue<mail>* q = slot.load(std::memory_order_seq_cst)) q->close();
+  /// Stops accepting events: later deliveries are refused (counted as closed). When it
+  /// returns, every queue is closed and no new one will be made (closed() is true).
+  /// stop_mode::discard: from now on the consumer discards (counts, reports) every event it
+  /// takes out instead of running its handler, also in a round that is already running.
+  void close(stop_mode how = stop_mode::drain) noexcept {
+    if (how == stop_mode::discard) discarding_.store(true, std::memory_order_relaxed);
+    // Under the lock that makes queues (make_queue): a queue is either made before and
+    // closed here, or not made at all. Without it, a queue published by a racing first event
+    // could take another publisher's event after the consumer's final drain.
+    {
+      std::lock_guard lock(queue_mutex_);
+      closing_.store(true, std::memory_order_seq_cst);
+      for (auto& slot : queues_)
+        if (mpmc_queue<mail>* q = slot.load(std::memory_order_relaxed)) q->close();
+    }
+    closed_.store(true, std::memory_order_seq_cst);
   }
+  /// True once close() has begun.
   bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
+  /// True once close() has returned: the consumer may begin its final drain.
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
 
   /// Called by the router (via receiver::hand_over) after unsubscribing an asynchronous
   /// receiver: frees it once no queued event can name it.
@@ -4661,15 +4881,25 @@ class mailbox {
     std::lock_guard lock(retired_mutex_);
     tracked_.emplace_back(std::move(owner), id);
   }
-  /// Ends every tracked subscription (each waits for running publishes and handlers).
+  /// Ends every tracked subscription, waiting for running publishes and handlers: one grace
+  /// period per router (the batched unsubscribe), not one per subscription.
   void unsubscribe_all() {
     std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
     {
       std::lock_guard lock(retired_mutex_);
       all.swap(tracked_);
     }
-    for (auto& [owner, id] : all)
-      if (auto r = owner.lock()) r->unsubscribe(id);
+    // Group by router (owner order, valid for expired pointers too), then one call per group.
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.first.owner_before(b.first); });
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i = 0; i < all.size();) {
+      std::size_t j = i;
+      ids.clear();
+      for (; j < all.size() && !all[i].first.owner_before(all[j].first); ++j) ids.push_back(all[j].second);
+      if (auto r = all[i].first.lock()) r->unsubscribe(std::span<const std::uint64_t>(ids));
+      i = j;
+    }
   }
 
   mailbox_stats stats() const noexcept {
@@ -4683,8 +4913,9 @@ class mailbox {
     s.discarded = count(undelivered_reason::discarded);
     s.closed = count(undelivered_reason::closed);
     s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
-    for (auto& slot : queues_)
-      if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
+    if (!drained_.load(std::memory_order_acquire))
+      for (auto& slot : queues_)
+        if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
     // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
     s.queue_bytes = queue_bytes();
     s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
@@ -4694,6 +4925,39 @@ class mailbox {
  private:
   static std::size_t index_of(priority p) noexcept {
     return p == priority::high ? 0 : p == priority::normal ? 1 : 2;
+  }
+
+  // True for weighted round robin, false for strict priority; throws for a mix.
+  static bool checked_weighted(const per_priority<std::uint32_t>& w) {
+    const int nonzero = (w.high != 0) + (w.normal != 0) + (w.low != 0);
+    if (nonzero != 0 && nonzero != 3)
+      throw std::invalid_argument(
+          "agentbus: mailbox_options::weights: give every priority a weight (all non-zero: weighted "
+          "round robin) or none (all zero: strict priority)");
+    return nonzero == 3;
+  }
+
+  // Weighted round robin: a burst from the highest priority that has weight left in this
+  // round and events waiting, at most its remaining weight. When no priority with weight left
+  // has events, a new round begins (every weight restored); a fresh round that finds nothing
+  // means the mailbox is empty. credit_ is the consumer's own (one consumer at a time, handed
+  // over with acquire/release like the rest of its state).
+  std::size_t take_weighted(mail* taken, std::size_t want, std::size_t& level) noexcept {
+    for (int round = 0; round < 2; ++round) {
+      for (level = 0; level < queues_.size(); ++level) {
+        if (credit_[level] == 0) continue;
+        mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
+        if (q == nullptr) continue;
+        const std::size_t n = want < credit_[level] ? want : credit_[level];
+        if (const std::size_t k = q->try_pop_bulk(taken, n); k != 0) {
+          credit_[level] -= static_cast<std::uint32_t>(k);
+          return k;
+        }
+      }
+      if (credit_ == weights_) break;  // a full round found nothing
+      credit_ = weights_;
+    }
+    return 0;
   }
 
   // The same checks (and messages) as mpmc_queue's constructor, made when the mailbox is.
@@ -4714,27 +4978,24 @@ class mailbox {
     return make_queue(level);
   }
 
-  // Slow path, once per priority: allocate, then publish with a CAS. Racing producers may each
-  // allocate one; the loser frees its own and uses the winner's. No lock, and no reader can
-  // see a half-made queue (the CAS releases its construction). Memory: the queue is freed
-  // with the mailbox (nothing frees it earlier, so a producer never holds a stale pointer).
+  // Slow path, once per priority: allocate and publish under queue_mutex_. No reader can see a
+  // half-made queue (the release store publishes its construction). Memory: the queue is
+  // freed with the mailbox (nothing frees it earlier, so a producer never holds a stale
+  // pointer).
   AGENTBUS_NOINLINE mpmc_queue<mail>* make_queue(std::size_t level) noexcept {
-    if (closing_.load(std::memory_order_acquire)) return queues_[level].load(std::memory_order_acquire);
-    std::unique_ptr<mpmc_queue<mail>> fresh;
+    // Under the lock close() takes: a queue is published before a close (which then closes
+    // it) or not at all. Racing first events of one priority take turns; the second finds the
+    // first one's queue. Allocating outside the lock would let losers allocate for nothing.
     try {
-      fresh = std::make_unique<mpmc_queue<mail>>(capacity_);  // capacity_ was checked: only bad_alloc
+      std::lock_guard lock(queue_mutex_);
+      if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_relaxed)) return q;
+      if (closing_.load(std::memory_order_relaxed)) return nullptr;
+      auto* fresh = new mpmc_queue<mail>(capacity_);  // capacity_ was checked: only bad_alloc
+      queues_[level].store(fresh, std::memory_order_release);
+      return fresh;
     } catch (...) {
-      return queues_[level].load(std::memory_order_acquire);  // another producer's, or null
+      return queues_[level].load(std::memory_order_acquire);  // out of memory (or the lock failed)
     }
-    mpmc_queue<mail>* expected = nullptr;
-    if (!queues_[level].compare_exchange_strong(expected, fresh.get(), std::memory_order_seq_cst,
-                                                std::memory_order_acquire))
-      return expected;
-    // Published. A close() that ran before our CAS may not have seen this queue: it set
-    // closing_ first, so we see that here and close the queue ourselves (the Dekker pairing
-    // with close(): each side stores, then loads the other's word, all seq_cst).
-    if (closing_.load(std::memory_order_seq_cst)) fresh->close();
-    return fresh.release();
   }
 
   // Events claimed at once by run_batch: at most `burst`, and at most an eighth of a queue's
@@ -4792,7 +5053,7 @@ class mailbox {
   // The slow path of deliver(): the queue was full (or closed).
   AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
     if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
-    switch (options_.overflow) {
+    switch (overflow_[index_of(ev.priority())]) {
       case overflow::fail: return refuse(undelivered_reason::rejected, ev);
       case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
       case overflow::drop_oldest: {
@@ -4873,7 +5134,9 @@ class mailbox {
   std::size_t consume(mail& m, stop_mode mode) {
     const event_core& ev = *m.block->core;
     std::size_t ran = 0;
-    if (mode == stop_mode::discard) {
+    // discarding_: a stop(discard) that came while the consumer was in a round (relaxed: a
+    // few more handler calls before it is seen are allowed; the stop's own drain sees it).
+    if (mode == stop_mode::discard || discarding_.load(std::memory_order_relaxed)) {
       note(undelivered_reason::discarded, ev);
     } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
       // The first test is true exactly when the event has a deadline: the clock is read only
@@ -4936,9 +5199,17 @@ class mailbox {
   // high, normal, low; null until the first event of that priority (make_queue), then fixed.
   std::array<std::atomic<mpmc_queue<mail>*>, 3> queues_{};
   const std::size_t burst_ = burst_for(capacity_);
+  const std::array<agentbus::overflow, 3> overflow_;  // per level (high, normal, low)
+  const std::array<std::uint32_t, 3> weights_;        // per level; all zero: strict
+  const bool weighted_;
+  std::array<std::uint32_t, 3> credit_;  // consumer-owned: weight left in this round, per level
+  std::mutex queue_mutex_;               // make_queue against close
 
   alignas(cache_line_size) std::atomic<bool> sleeping_{true};  // no consumer owns the mailbox
   std::atomic<bool> closing_{false};
+  std::atomic<bool> closed_{false};  // close() has returned
+  std::atomic<bool> discarding_{false};  // close(stop_mode::discard): handle nothing more
+  std::atomic<bool> drained_{false};     // the final drain is complete (drain_settled)
   wake_fn wake_ = [](void*) noexcept {};
   void* wake_context_ = nullptr;
 
@@ -6242,9 +6513,9 @@ class executor {
 //
 // Thread safety: subscribe, stop and stats from any thread. poll/run_for from one thread at a
 // time (concurrent callers take turns). stop() must not be called from the agent's own handler.
-// Destroying an agent ends its subscriptions (waiting for running handlers, as unsubscribe
-// does), discards what is still queued (counted), and joins its thread: it never hangs on
-// queued work and no handler of it runs afterwards.
+// Destroying an agent stops it with stop_mode::discard (what is still queued is discarded,
+// counted and reported; a running handler is waited for), joins its thread and ends its
+// subscriptions: it never hangs on queued work and no handler of it runs afterwards.
 
 #include <atomic>
 #include <chrono>
@@ -6284,10 +6555,16 @@ class agent final : detail::schedulable {
   agent(const agent&) = delete;
   agent& operator=(const agent&) = delete;
 
-  /// @brief Ends the subscriptions, discards what is queued, joins the thread.
+  /// @brief Stops the agent with stop_mode::discard unless it was stopped (what is queued is
+  /// discarded, counted and reported), joins the thread, then ends the subscriptions (one
+  /// grace period per bus).
   ~agent() {
-    box_.unsubscribe_all();
+    // Stop first, then unsubscribe: the other order let the consumer take the backlog out as
+    // "for an ended subscription" (counted, not reported) before the discard began; this way
+    // every event not handled is reported to on_undelivered (discarded, or closed for those
+    // published until the subscriptions end).
     if (!stopped_.load(std::memory_order_acquire)) stop(stop_mode::discard);
+    box_.unsubscribe_all();
     if (pool_) pool_->detach();
   }
 
@@ -6307,11 +6584,14 @@ class agent final : detail::schedulable {
 
   /// @brief Stops the agent: the mailbox accepts nothing more (later events are counted as
   /// closed); with stop_mode::drain everything already queued is handled first, with
-  /// stop_mode::discard it is dropped (counted, reported). Then joins the thread. Idempotent.
+  /// stop_mode::discard it is dropped (counted, reported), including the rest of a round the
+  /// consumer is running (a handler already running finishes). Every event that a publish
+  /// queued is handled or counted by the time stop returns, also one whose publish was
+  /// still under way when the mailbox closed. Then joins the thread. Idempotent.
   void stop(stop_mode how = stop_mode::drain) {
     if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
     stop_mode_.store(how, std::memory_order_relaxed);
-    box_.close();
+    box_.close(how);  // discard: a consumer in the middle of a round stops handling at once
     switch (mode_.load()) {
       case mode::threaded:
         if (box_.try_claim()) box_.sleep_flag().notify_one();
@@ -6433,8 +6713,15 @@ class agent final : detail::schedulable {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 
+  // The final drain, after the mailbox is closed. An empty round is not the end: a publish
+  // may have claimed a queue slot before the close and not filled it yet, and its event would
+  // otherwise stay queued, uncounted, until the mailbox is freed. drain_settled() waits those
+  // out (a few instructions of the publisher's; yield in case it was descheduled there).
   void finish(stop_mode how) {
-    while (box_.run_batch(default_batch, how).taken > 0) {
+    for (;;) {
+      if (box_.run_batch(default_batch, how).taken > 0) continue;
+      if (box_.drain_settled()) return;
+      std::this_thread::yield();
     }
   }
 
@@ -6508,7 +6795,7 @@ class agent final : detail::schedulable {
         paced = false;
         pace_skip = pace_backoff = next_backoff(pace_backoff);
       }
-      if (box_.closing()) {
+      if (box_.closed()) {  // not closing(): the final drain must follow the close of every queue
         finish(stop_mode_.load(std::memory_order_relaxed));
         return;
       }
@@ -6643,6 +6930,7 @@ class request_error : public std::runtime_error {
 // moved, never copied, from the server to the requester. Errors are values of request_errc:
 // no_responders is known at once (nothing took the request), timeout when the deadline passes.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -6698,6 +6986,15 @@ struct pending_reply {
   bool closed = false;         // no more replies are taken (guarded by mutex)
   std::optional<request_errc> failure;  // why there is no reply, when there is none
   std::string failure_detail;
+  /// Set (after the mutex is released) whenever a reply or a failure came: a requester spins
+  /// on it briefly before sleeping on `arrived`, since a cross-thread reply often takes less
+  /// time than waking a sleeping thread.
+  std::atomic<bool> news{false};
+
+  void announce() noexcept {
+    news.store(true, std::memory_order_release);
+    arrived.notify_all();
+  }
 
   /// Records a failure unless a reply or another failure came first; wakes the requester.
   void fail(request_errc why, std::string detail = {}) {
@@ -6708,7 +7005,7 @@ struct pending_reply {
       failure_detail = std::move(detail);
       if (wanted == 1) closed = true;
     }
-    arrived.notify_all();
+    announce();
   }
 };
 
@@ -6728,7 +7025,7 @@ struct pending_reply_of final : pending_reply {
       replies.push_back(std::forward<R>(reply));
       if (++got >= wanted) closed = true;
     }
-    arrived.notify_all();
+    announce();
     return true;
   }
 };
@@ -6829,6 +7126,10 @@ inline reply_stats request_reply_stats() {
 
 namespace detail {
 
+/// How many pauses get() spins for a reply before it sleeps: a microsecond or a few (pause
+/// latency varies by CPU), about a cross-thread round trip when the server's thread is awake.
+inline constexpr unsigned reply_spins = 512;
+
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
 class reply_future_base {
@@ -6873,6 +7174,14 @@ class reply_future_base {
   // forgets it. Returns with the state's mutex held through `lock`.
   template <class Done>
   void wait_and_close(std::unique_lock<std::mutex>& lock, Done done) {
+    if (!done(*state_) && state_->wanted == 1) {
+      // A reply from another thread often comes sooner than a sleeping thread wakes up (a few
+      // microseconds): pause-spin briefly first (bounded by reply_spins: no yield, no clock read,
+      // so that on a loaded machine the spin stays short).
+      lock.unlock();
+      for (unsigned spins = 0; spins < reply_spins && !state_->news.load(std::memory_order_acquire); ++spins) cpu_relax();
+      lock.lock();
+    }
     if (!state_->arrived.wait_until(lock, deadline_, [&] { return done(*state_); }) && !state_->closed) {
       state_->closed = true;
       if (state_->got == 0 && !state_->failure) {
@@ -6911,7 +7220,7 @@ class reply_future_base {
 /// (a synchronous server answers inside the publish). Fails the state at once when nothing
 /// took the request.
 template <class Rep, class Bus, class Req>
-std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& bus, std::string_view topic,
+std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& on, std::string_view topic,
                                                                               Req&& request, std::size_t wanted,
                                                                               publish_options options) {
   auto state = std::make_shared<pending_reply_of<Rep>>(wanted);
@@ -6920,7 +7229,7 @@ std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bu
   options.correlation_id = id;
   table.counters.requests.fetch_add(1, std::memory_order_relaxed);
   try {
-    const auto result = bus.publish(topic, std::forward<Req>(request), options);
+    const auto result = on.publish(topic, std::forward<Req>(request), options);
     if (result.delivered == 0 && result.failed == 0)
       state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders,
                   std::string(topic));
@@ -7015,26 +7324,26 @@ class gathered_replies : public detail::reply_future_base<Rep> {
   using base::base;
 };
 
-/// @brief Publishes `request` on `topic` and returns the future of its reply of type Rep,
+/// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
 /// due within `timeout`. `options` are those of any publish (their correlation_id is replaced
 /// by the request's id). Thread-safe; any number of requests may be in flight.
 template <class Rep, class Bus, class Req>
-reply_future<Rep> request(Bus& bus, std::string_view topic, Req&& request, deadline_clock::duration timeout,
+reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
                           publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
   const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), 1, options);
+  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), 1, options);
   return reply_future<Rep>(std::move(state), id, deadline);
 }
 
 /// @brief Scatter-gather: publishes `request` and collects up to `count` replies of type Rep
 /// (one per server, or more if servers reply several times) until the deadline.
 template <class Rep, class Bus, class Req>
-gathered_replies<Rep> request_all(Bus& bus, std::string_view topic, Req&& request, std::size_t count,
+gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
                                   deadline_clock::duration timeout, publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
   const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(bus, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
+  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
   return gathered_replies<Rep>(std::move(state), id, deadline);
 }
 
@@ -7149,14 +7458,14 @@ constexpr bool serve_handler_ok() {
 
 }  // namespace detail
 
-/// @brief Serves requests of type Req on `pattern` with replies of type Rep; returns the
+/// @brief Serves requests of type Req on `pattern` of the bus `on` with replies of type Rep; returns the
 /// subscription (end it to stop serving). `with...`: what subscribe() takes after the handler
 /// (a delivery kind such as `agentbus::async(agent)`, subscribe_options).
 template <class Req, class Rep, class Bus, class F, class... With>
-[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& bus, std::string_view pattern,
+[[nodiscard("serving ends when the returned subscription is destroyed")]] auto serve(Bus& on, std::string_view pattern,
                                                                                       F&& handler, const With&... with) {
   if constexpr (detail::serve_handler_ok<Req, Rep, std::decay_t<F>>()) {
-    return bus.template subscribe<Req>(
+    return on.template subscribe<Req>(
         pattern,
         [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
           responder<Rep> answer(ev.correlation_id());
@@ -7176,7 +7485,7 @@ template <class Req, class Rep, class Bus, class F, class... With>
         },
         with...);
   } else {
-    return bus.template subscribe<Req>(pattern, [](const event<Req>&) {});
+    return on.template subscribe<Req>(pattern, [](const event<Req>&) {});
   }
 }
 
