@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -784,4 +785,80 @@ TEST_CASE("journal readers in several threads share sealed segments", "[journal]
   for (std::uint64_t i = 400; i < 800; ++i) append_numbered(j, i);
   for (auto& t : readers) t.join();
   CHECK(bad.load() == 0);
+}
+
+// Journal files are not readable by every local user (issue 12, bug 9): owner-only by default
+// (files 0600, the directory 0700), group-readable with file_mode = 0640 (0750), whatever the
+// umask lets through; every file the writer creates (segments and indexes, rolled and
+// prepared ones, the lock file) gets the mode; an existing directory keeps its own.
+TEST_CASE("journal files and directory get journal_options::file_mode", "[journal][permissions]") {
+  const mode_t old_umask = ::umask(022);
+  struct restore_umask {
+    mode_t m;
+    ~restore_umask() { ::umask(m); }
+  } restore{old_umask};
+  temp_dir dir;
+  auto mode_of = [](const fs::path& p) {
+    struct stat st{};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return static_cast<unsigned>(st.st_mode & 07777);
+  };
+  struct variant {
+    std::uint32_t file_mode;  // 0: the default
+    unsigned file, directory;
+  };
+  const variant v = GENERATE(variant{0, 0600, 0700}, variant{0600, 0600, 0700}, variant{0640, 0640, 0750},
+                             variant{0644, 0644, 0755});
+  CAPTURE(v.file_mode);
+  const fs::path jdir = dir.path / "nested" / "journal";
+  auto options = dir.options(durability::never(), 4096);
+  options.directory = jdir;
+  if (v.file_mode != 0) options.file_mode = v.file_mode;
+  {
+    journal j(options);
+    for (std::uint64_t i = 0; i < 200; ++i) append_numbered(j, i);  // several rolls
+    REQUIRE(j.stats().segments >= 3);
+    CHECK(mode_of(jdir) == v.directory);
+    std::size_t files = 0;
+    for (const auto& e : fs::directory_iterator(jdir)) {
+      INFO(e.path().filename().string());
+      CHECK(mode_of(e.path()) == v.file);
+      ++files;
+    }
+    CHECK(files >= 7);  // the lock, three segments and their indexes at least
+    CHECK(fs::exists(jdir / agentbus::detail::journal_lock_file_name));
+  }
+  // Recovery recreating a lost index file gives it the mode too.
+  fs::remove(jdir / agentbus::detail::segment_file_name(0, ".idx"));
+  {
+    journal j(options);
+    CHECK(mode_of(jdir / agentbus::detail::segment_file_name(0, ".idx")) == v.file);
+  }
+  // A directory that exists keeps its mode (the files in it still get file_mode).
+  const fs::path existing = dir.path / "existing";
+  fs::create_directories(existing);
+  ::chmod(existing.c_str(), 0711);
+  options.directory = existing;
+  {
+    journal j(options);
+    append_numbered(j, 0);
+  }
+  CHECK(mode_of(existing) == 0711);
+  CHECK(mode_of(existing / agentbus::detail::segment_file_name(0, ".log")) == v.file);
+}
+
+TEST_CASE("journal rejects a file_mode the owner cannot read and write or with other bits", "[journal][permissions]") {
+  temp_dir dir;
+  const std::uint32_t bad = GENERATE(0400u, 0200u, 0700u, 0640u | 01u, 04600u, 0u);
+  CAPTURE(bad);
+  auto options = dir.options();
+  options.file_mode = bad;
+  try {
+    journal j(options);
+    FAIL("opened with file_mode " << bad);
+  } catch (const journal_error& e) {
+    CHECK(e.which() == journal_error::code::invalid_options);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("file_mode"));
+  }
+  CHECK_FALSE(fs::exists(dir.path));  // nothing created
 }

@@ -4,14 +4,14 @@
 # the exact content: 1000 records, offsets 0..999, topics by offset % 10, 1 ms apart).
 #
 # Usage: journal_tool_test.sh TOOL MAKE_JOURNAL WORKDIR [SECTION...]
-#   SECTION: usage stats dump tail follow verify index consistency (default: all)
+#   SECTION: usage stats dump tail follow verify index consistency permissions (default: all)
 set -u
 
 tool=$1
 make_journal=$2
 work=$3
 shift 3
-sections=${*:-usage stats dump tail follow verify index consistency}
+sections=${*:-usage stats dump tail follow verify index consistency permissions}
 
 failures=0
 pass() { printf 'ok    %s\n' "$1"; }
@@ -365,6 +365,62 @@ print(pos)' "$seg")
     check "$kind: tail exits 1" 1 $?
   done
   rm -rf "$cj"
+}
+
+# File modes (journal_options::file_mode): owner-only by default, group-readable on request;
+# and the tool reads a journal it may not write (as another user when run as root, else on a
+# read-only copy).
+mode_of() { stat -c %a "$1"; }
+modes_in() {  # the distinct modes of the files in a directory
+  local f
+  for f in "$1"/*; do mode_of "$f"; done | sort -u | tr '\n' ' '
+}
+run_permissions() {
+  local pj=$work/group-readable out rc
+  check "default: directory 0700" 700 "$(mode_of "$j")"
+  check "default: files 0600" "600 " "$(modes_in "$j")"
+  rm -rf "$pj"
+  (umask 022 && "$make_journal" "$pj" --records 50 --segment-bytes 4096 --file-mode 0640 >/dev/null) || fail "make_journal --file-mode 0640"
+  check "file_mode 0640: directory 0750" 750 "$(mode_of "$pj")"
+  check "file_mode 0640: files 0640" "640 " "$(modes_in "$pj")"
+  if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null 2>&1; then
+    # As nobody, in the journal's group: may read the files, may not write the directory.
+    local as_reader=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+    if ! "${as_reader[@]}" test -x "$work"; then
+      echo "skip  reading as another user ($work is not searchable by uid 65534)"
+      return 0
+    fi
+    chgrp -R 65534 "$pj"
+    out=$("${as_reader[@]}" "$tool" stats "$pj" 2>&1)
+    check "group reader: stats exits 0" 0 $?
+    check_contains "group reader: stats counts" "$out" "records      50"
+    check "group reader: dump reads every record" 50 "$("${as_reader[@]}" "$tool" dump "$pj" 2>/dev/null | wc -l)"
+    "${as_reader[@]}" "$tool" verify "$pj" >"$work/verify.out" 2>&1
+    check "group reader: verify exits 0" 0 $?
+    if "${as_reader[@]}" touch "$pj/written" 2>/dev/null; then fail "group reader: could write the directory"; else pass "group reader: may not write"; fi
+    # The owner-only journal: the other user cannot read it at all.
+    chgrp -R 65534 "$j"
+    "${as_reader[@]}" "$tool" stats "$j" >/dev/null 2>"$work/err"
+    rc=$?
+    chgrp -R 0 "$j"
+    check "owner-only: another user's stats exits 1" 1 "$rc"
+    check_contains "owner-only: says why" "$(cat "$work/err")" "ermission denied"
+  else
+    local ro=$work/read-only
+    rm -rf "$ro"
+    cp -r "$pj" "$ro"
+    chmod -R a-w "$ro"
+    out=$("$tool" stats "$ro" 2>&1)
+    check "read-only copy: stats exits 0" 0 $?
+    check_contains "read-only copy: stats counts" "$out" "records      50"
+    check "read-only copy: dump reads every record" 50 "$("$tool" dump "$ro" 2>/dev/null | wc -l)"
+    "$tool" verify "$ro" >"$work/verify.out" 2>&1
+    check "read-only copy: verify exits 0" 0 $?
+    if touch "$ro/written" 2>/dev/null; then fail "read-only copy: could write the directory"; else pass "read-only copy: may not write"; fi
+    chmod -R u+w "$ro"
+    rm -rf "$ro"
+  fi
+  rm -rf "$pj"
 }
 
 for s in $sections; do

@@ -14,7 +14,9 @@
 //              otherwise the text "event <o> on <topic>"
 //
 // Usage: make_journal DIR [--records N] [--append] [--segment-bytes B] [--start-ns N] [--step-ns N]
-//   --append   continue an existing journal (offsets and times carry on)
+//                         [--file-mode OCTAL]
+//   --append     continue an existing journal (offsets and times carry on)
+//   --file-mode  journal_options::file_mode, in octal (default 0600: owner-only)
 
 #include <agentbus/journal/journal.hpp>
 
@@ -44,7 +46,8 @@ std::string_view topic_for(std::uint64_t o) {
 }
 
 int usage() {
-  std::fputs("usage: make_journal DIR [--records N] [--append] [--segment-bytes B] [--start-ns N] [--step-ns N]\n",
+  std::fputs("usage: make_journal DIR [--records N] [--append] [--segment-bytes B] [--start-ns N] [--step-ns N]"
+             " [--file-mode OCTAL]\n",
              stderr);
   return 2;
 }
@@ -58,6 +61,7 @@ int main(int argc, char** argv) try {
   std::int64_t start_ns = 1714564800LL * 1'000'000'000;  // 2024-05-01T12:00:00Z
   std::int64_t step_ns = 1'000'000;
   bool append = false;
+  std::uint32_t file_mode = 0600;
   for (int i = 2; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -67,6 +71,7 @@ int main(int argc, char** argv) try {
     else if (a == "--segment-bytes" && (v = value())) segment_bytes = std::strtoull(v, nullptr, 10);
     else if (a == "--start-ns" && (v = value())) start_ns = std::strtoll(v, nullptr, 10);
     else if (a == "--step-ns" && (v = value())) step_ns = std::strtoll(v, nullptr, 10);
+    else if (a == "--file-mode" && (v = value())) file_mode = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 8));
     else return usage();
   }
   if (!append && std::filesystem::exists(dir)) {
@@ -77,6 +82,7 @@ int main(int argc, char** argv) try {
   opts.directory = dir;
   opts.segment_bytes = segment_bytes;
   opts.index_interval_bytes = 1024;
+  opts.file_mode = file_mode;
   agentbus::journal j(opts);
   std::vector<std::byte> binary(16);
   std::string text, trace;

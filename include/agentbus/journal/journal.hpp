@@ -54,6 +54,9 @@
 /// Thread safety: journal is safe to use from any number of threads at once. A journal_reader
 /// is used by one thread at a time (each thread makes its own).
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -366,13 +369,22 @@ class journal {
   explicit journal(journal_options options) {
     options = detail::normalized_options(std::move(options));
     std::error_code ec;
-    std::filesystem::create_directories(options.directory, ec);
-    if (ec) detail::throw_io("create the directory", options.directory, ec.value());
+    if (!std::filesystem::exists(options.directory, ec)) {
+      // The parents as create_directories makes them; the journal directory itself with the
+      // mode that file_mode implies (an existing directory keeps its mode).
+      const std::filesystem::path parent = options.directory.parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+      if (ec) detail::throw_io("create the directory", parent, ec.value());
+      if (::mkdir(options.directory.c_str(), static_cast<mode_t>(detail::journal_directory_mode(options.file_mode))) !=
+              0 &&
+          errno != EEXIST)
+        detail::throw_io("create the directory", options.directory, errno);
+    }
     if (!std::filesystem::is_directory(options.directory, ec))
       throw journal_error(journal_error::code::invalid_options,
                           "agentbus journal: '" + options.directory.string() +
                               "' exists and is not a directory: choose another journal_options::directory");
-    lock_ = detail::directory_lock(options.directory);
+    lock_ = detail::directory_lock(options.directory, options.file_mode);
     core_ = std::make_shared<detail::journal_core>(std::move(options));
   }
 

@@ -108,6 +108,14 @@ struct journal_options {
   /// everything). By default only the last segment is scanned in full and sealed segments
   /// have their tails, their first record and their index checked.
   bool verify_on_open = false;
+  /// Permission bits of the files the writer creates (segments, indexes, the lock file):
+  /// 0600 by default, owner-only, as the events may be confidential; 0640 lets the file's
+  /// group read (an operator's agentbus-journal, say: readers need no write access). The
+  /// journal directory, when the writer creates it, gets the same with search added where
+  /// read is granted (0700, 0750); an existing directory and existing files keep their modes.
+  /// The process umask applies on top. The owner must have read and write, and only read and
+  /// write bits are allowed: anything else is journal_error{invalid_options}.
+  std::uint32_t file_mode = 0600;
 };
 
 /// @brief What append() stores. Views: copied into the journal during append().

@@ -33,10 +33,11 @@ class directory_lock {
  public:
   directory_lock() noexcept = default;
 
-  /// @brief Takes the lock on `dir` or throws journal_error{locked} naming the holder.
-  explicit directory_lock(const std::filesystem::path& dir) {
+  /// @brief Takes the lock on `dir` or throws journal_error{locked} naming the holder. A lock
+  /// file created gets `file_mode` (journal_options::file_mode).
+  explicit directory_lock(const std::filesystem::path& dir, unsigned file_mode = 0600) {
     const std::filesystem::path path = dir / journal_lock_file_name;
-    fd_ = open_file(path, O_RDWR | O_CREAT);
+    fd_ = open_file(path, O_RDWR | O_CREAT, false, file_mode);
     int rc;
     do rc = ::flock(fd_.get(), LOCK_EX | LOCK_NB);
     while (rc != 0 && errno == EINTR);

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -66,7 +67,20 @@ inline journal_options normalized_options(journal_options o) {
   if (o.durability.kind == durability::mode::every && o.durability.records == 0)
     bad("durability::every needs a batch of at least 1 record");
   if (o.retention.max_age < std::chrono::seconds::zero()) bad("retention.max_age is negative");
+  if ((o.file_mode & ~std::uint32_t{0666}) != 0 || (o.file_mode & 0600) != 0600) {
+    char mode[16];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(o.file_mode));
+    bad(std::string("file_mode = ") + mode +
+        ": the owner needs read and write (0600), and only read/write bits are allowed (0600 owner-only, the "
+        "default; 0640 group-readable)");
+  }
   return o;
+}
+
+/// @brief The mode of a journal directory the writer creates: file_mode with search (x) added
+/// wherever it grants read (0600 -> 0700, 0640 -> 0750, 0644 -> 0755).
+constexpr std::uint32_t journal_directory_mode(std::uint32_t file_mode) noexcept {
+  return file_mode | ((file_mode & 0444) >> 2);
 }
 
 /// @brief The writer's engine (see the file comment). Shared with its readers, which may
@@ -78,7 +92,7 @@ class journal_core final : public segment_source {
   explicit journal_core(journal_options o)
       : opts_(std::move(o)), idx_bytes_(index_file_bytes(opts_.segment_bytes, opts_.index_interval_bytes)) {
     recovered_journal r = recover_journal(opts_.directory, opts_.segment_bytes, opts_.index_interval_bytes,
-                                          opts_.verify_on_open);
+                                          opts_.verify_on_open, opts_.file_mode);
     report_ = std::move(r.report);
     catalog_ = std::move(r.catalog);
     active_ = catalog_.back().pinned;
@@ -340,7 +354,7 @@ class journal_core final : public segment_source {
     if (!seg) {  // none ready (or too small for this record): make one now
       const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
       seg = segment::create_prepared(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
-                                     prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+                                     prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
     }
     segment& old = *active_;
     const std::uint64_t base = old.next_offset;
@@ -449,7 +463,7 @@ class journal_core final : public segment_source {
         std::shared_ptr<segment> p;
         try {
           p = segment::create_prepared(opts_.directory, opts_.segment_bytes, idx_bytes_,
-                                       prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+                                       prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
         } catch (...) {  // the roll makes its own and reports the error to the appender
         }
         lock.lock();

@@ -75,10 +75,12 @@ class unique_fd {
 };
 
 /// @brief Opens `path` with `flags` (O_CLOEXEC added); throws journal_error{io} on failure,
-/// or returns an empty unique_fd when `missing_ok` and the file does not exist.
-inline unique_fd open_file(const std::filesystem::path& path, int flags, bool missing_ok = false) {
+/// or returns an empty unique_fd when `missing_ok` and the file does not exist. A file that
+/// O_CREAT creates gets `mode` (journal_options::file_mode; the umask applies).
+inline unique_fd open_file(const std::filesystem::path& path, int flags, bool missing_ok = false,
+                           unsigned mode = 0600) {
   int fd;
-  do fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  do fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     if (missing_ok && errno == ENOENT) return {};

@@ -119,7 +119,7 @@ constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) no
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
 /// normalized option. Throws journal_error on I/O failure or a segment of a newer format.
 inline recovered_journal recover_journal(const std::filesystem::path& dir, std::uint64_t segment_bytes,
-                                         std::uint32_t interval, bool verify_all) {
+                                         std::uint32_t interval, bool verify_all, unsigned file_mode) {
   recovered_journal out;
   auto& report = out.report;
   std::error_code ec;
@@ -138,7 +138,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   if (bases.empty()) {
     // A new journal: segment 0, created under a temporary name so that no reader ever sees a
     // half-made file.
-    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0);
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0, file_mode);
     try {
       seg->adopt(0, interval);
     } catch (...) {
@@ -168,7 +168,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     std::error_code size_ec;
     const std::uint64_t size_now = std::filesystem::file_size(seg->log_path(), size_ec);
     const bool whole = !size_ec && size_now >= 4096 && size_now % 4096 == 0;
-    seg->open_for_writing(last && !whole ? segment_bytes : 0, 0);
+    seg->open_for_writing(last && !whole ? segment_bytes : 0, 0, file_mode);
     std::byte* data = seg->writable_data();
     bool modified = false;
 
@@ -328,7 +328,8 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     if (continue_at > s.next_offset) {
       report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
                                 " in a new segment, so that no acknowledged offset is used twice");
-      successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0);
+      successor =
+          segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0, file_mode);
       try {
         successor->adopt(continue_at, interval);
       } catch (...) {

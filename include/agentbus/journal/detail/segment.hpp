@@ -147,10 +147,10 @@ class segment {
   }
 
   /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
-  /// least the given sizes, and maps them.
-  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes) {
+  /// least the given sizes, and maps them. A file created gets `file_mode`.
+  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, unsigned file_mode) {
     live_ = true;
-    log_fd_ = open_file(log_path_, O_RDWR | O_CREAT);
+    log_fd_ = open_file(log_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t size = file_size(log_fd_.get(), log_path_);
     // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
@@ -158,7 +158,7 @@ class segment {
     if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
-    idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT);
+    idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
     if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
@@ -167,18 +167,19 @@ class segment {
   /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
   /// pre-allocated and mapped but not yet populated: what the background thread keeps ready
   /// so that a roll costs two renames instead of a 64 MiB allocation on the append path.
+  /// Both files get `file_mode` (journal_options::file_mode).
   static std::shared_ptr<segment> create_prepared(const std::filesystem::path& dir, std::uint64_t log_bytes,
-                                                  std::uint64_t idx_bytes, unsigned serial) {
+                                                  std::uint64_t idx_bytes, unsigned serial, unsigned file_mode) {
     auto seg = std::make_shared<segment>(dir, std::numeric_limits<std::uint64_t>::max());
     const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
     seg->log_path_ = dir / (stem + std::string(segment_extension));
     seg->idx_path_ = dir / (stem + std::string(index_extension));
     seg->live_ = true;
     try {
-      seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC);
+      seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
       preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
       seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, seg->log_path_);
-      seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC);
+      seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
       preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
       seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, seg->idx_path_);
     } catch (...) {
