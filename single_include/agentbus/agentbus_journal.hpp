@@ -7558,6 +7558,9 @@ template <class Req, class Rep, class Bus, class F, class... With>
 /// Thread safety: journal is safe to use from any number of threads at once. A journal_reader
 /// is used by one thread at a time (each thread makes its own).
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -7699,6 +7702,14 @@ struct journal_options {
   /// everything). By default only the last segment is scanned in full and sealed segments
   /// have their tails, their first record and their index checked.
   bool verify_on_open = false;
+  /// Permission bits of the files the writer creates (segments, indexes, the lock file):
+  /// 0600 by default, owner-only, as the events may be confidential; 0640 lets the file's
+  /// group read (an operator's agentbus-journal, say: readers need no write access). The
+  /// journal directory, when the writer creates it, gets the same with search added where
+  /// read is granted (0700, 0750); an existing directory and existing files keep their modes.
+  /// The process umask applies on top. The owner must have read and write, and only read and
+  /// write bits are allowed: anything else is journal_error{invalid_options}.
+  std::uint32_t file_mode = 0600;
 };
 
 /// @brief What append() stores. Views: copied into the journal during append().
@@ -7868,10 +7879,12 @@ class unique_fd {
 };
 
 /// @brief Opens `path` with `flags` (O_CLOEXEC added); throws journal_error{io} on failure,
-/// or returns an empty unique_fd when `missing_ok` and the file does not exist.
-inline unique_fd open_file(const std::filesystem::path& path, int flags, bool missing_ok = false) {
+/// or returns an empty unique_fd when `missing_ok` and the file does not exist. A file that
+/// O_CREAT creates gets `mode` (journal_options::file_mode; the umask applies).
+inline unique_fd open_file(const std::filesystem::path& path, int flags, bool missing_ok = false,
+                           unsigned mode = 0600) {
   int fd;
-  do fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  do fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     if (missing_ok && errno == ENOENT) return {};
@@ -8065,10 +8078,11 @@ class directory_lock {
  public:
   directory_lock() noexcept = default;
 
-  /// @brief Takes the lock on `dir` or throws journal_error{locked} naming the holder.
-  explicit directory_lock(const std::filesystem::path& dir) {
+  /// @brief Takes the lock on `dir` or throws journal_error{locked} naming the holder. A lock
+  /// file created gets `file_mode` (journal_options::file_mode).
+  explicit directory_lock(const std::filesystem::path& dir, unsigned file_mode = 0600) {
     const std::filesystem::path path = dir / journal_lock_file_name;
-    fd_ = open_file(path, O_RDWR | O_CREAT);
+    fd_ = open_file(path, O_RDWR | O_CREAT, false, file_mode);
     int rc;
     do rc = ::flock(fd_.get(), LOCK_EX | LOCK_NB);
     while (rc != 0 && errno == EINTR);
@@ -8145,6 +8159,7 @@ inline bool writer_may_be_running(const std::filesystem::path& dir) noexcept {
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -9264,10 +9279,10 @@ class segment {
   }
 
   /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
-  /// least the given sizes, and maps them.
-  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes) {
+  /// least the given sizes, and maps them. A file created gets `file_mode`.
+  void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, unsigned file_mode) {
     live_ = true;
-    log_fd_ = open_file(log_path_, O_RDWR | O_CREAT);
+    log_fd_ = open_file(log_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t size = file_size(log_fd_.get(), log_path_);
     // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
@@ -9275,7 +9290,7 @@ class segment {
     if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
-    idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT);
+    idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
     if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
@@ -9284,18 +9299,19 @@ class segment {
   /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
   /// pre-allocated and mapped but not yet populated: what the background thread keeps ready
   /// so that a roll costs two renames instead of a 64 MiB allocation on the append path.
+  /// Both files get `file_mode` (journal_options::file_mode).
   static std::shared_ptr<segment> create_prepared(const std::filesystem::path& dir, std::uint64_t log_bytes,
-                                                  std::uint64_t idx_bytes, unsigned serial) {
+                                                  std::uint64_t idx_bytes, unsigned serial, unsigned file_mode) {
     auto seg = std::make_shared<segment>(dir, std::numeric_limits<std::uint64_t>::max());
     const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
     seg->log_path_ = dir / (stem + std::string(segment_extension));
     seg->idx_path_ = dir / (stem + std::string(index_extension));
     seg->live_ = true;
     try {
-      seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC);
+      seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
       preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
       seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, seg->log_path_);
-      seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC);
+      seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
       preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
       seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, seg->idx_path_);
     } catch (...) {
@@ -9876,7 +9892,7 @@ constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) no
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
 /// normalized option. Throws journal_error on I/O failure or a segment of a newer format.
 inline recovered_journal recover_journal(const std::filesystem::path& dir, std::uint64_t segment_bytes,
-                                         std::uint32_t interval, bool verify_all) {
+                                         std::uint32_t interval, bool verify_all, unsigned file_mode) {
   recovered_journal out;
   auto& report = out.report;
   std::error_code ec;
@@ -9895,7 +9911,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   if (bases.empty()) {
     // A new journal: segment 0, created under a temporary name so that no reader ever sees a
     // half-made file.
-    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0);
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0, file_mode);
     try {
       seg->adopt(0, interval);
     } catch (...) {
@@ -9925,7 +9941,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     std::error_code size_ec;
     const std::uint64_t size_now = std::filesystem::file_size(seg->log_path(), size_ec);
     const bool whole = !size_ec && size_now >= 4096 && size_now % 4096 == 0;
-    seg->open_for_writing(last && !whole ? segment_bytes : 0, 0);
+    seg->open_for_writing(last && !whole ? segment_bytes : 0, 0, file_mode);
     std::byte* data = seg->writable_data();
     bool modified = false;
 
@@ -10085,7 +10101,8 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     if (continue_at > s.next_offset) {
       report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
                                 " in a new segment, so that no acknowledged offset is used twice");
-      successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0);
+      successor =
+          segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0, file_mode);
       try {
         successor->adopt(continue_at, interval);
       } catch (...) {
@@ -10246,7 +10263,20 @@ inline journal_options normalized_options(journal_options o) {
   if (o.durability.kind == durability::mode::every && o.durability.records == 0)
     bad("durability::every needs a batch of at least 1 record");
   if (o.retention.max_age < std::chrono::seconds::zero()) bad("retention.max_age is negative");
+  if ((o.file_mode & ~std::uint32_t{0666}) != 0 || (o.file_mode & 0600) != 0600) {
+    char mode[16];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(o.file_mode));
+    bad(std::string("file_mode = ") + mode +
+        ": the owner needs read and write (0600), and only read/write bits are allowed (0600 owner-only, the "
+        "default; 0640 group-readable)");
+  }
   return o;
+}
+
+/// @brief The mode of a journal directory the writer creates: file_mode with search (x) added
+/// wherever it grants read (0600 -> 0700, 0640 -> 0750, 0644 -> 0755).
+constexpr std::uint32_t journal_directory_mode(std::uint32_t file_mode) noexcept {
+  return file_mode | ((file_mode & 0444) >> 2);
 }
 
 /// @brief The writer's engine (see the file comment). Shared with its readers, which may
@@ -10258,7 +10288,7 @@ class journal_core final : public segment_source {
   explicit journal_core(journal_options o)
       : opts_(std::move(o)), idx_bytes_(index_file_bytes(opts_.segment_bytes, opts_.index_interval_bytes)) {
     recovered_journal r = recover_journal(opts_.directory, opts_.segment_bytes, opts_.index_interval_bytes,
-                                          opts_.verify_on_open);
+                                          opts_.verify_on_open, opts_.file_mode);
     report_ = std::move(r.report);
     catalog_ = std::move(r.catalog);
     active_ = catalog_.back().pinned;
@@ -10520,7 +10550,7 @@ class journal_core final : public segment_source {
     if (!seg) {  // none ready (or too small for this record): make one now
       const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
       seg = segment::create_prepared(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
-                                     prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+                                     prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
     }
     segment& old = *active_;
     const std::uint64_t base = old.next_offset;
@@ -10629,7 +10659,7 @@ class journal_core final : public segment_source {
         std::shared_ptr<segment> p;
         try {
           p = segment::create_prepared(opts_.directory, opts_.segment_bytes, idx_bytes_,
-                                       prepare_serial_.fetch_add(1, std::memory_order_relaxed));
+                                       prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
         } catch (...) {  // the roll makes its own and reports the error to the appender
         }
         lock.lock();
@@ -11015,13 +11045,22 @@ class journal {
   explicit journal(journal_options options) {
     options = detail::normalized_options(std::move(options));
     std::error_code ec;
-    std::filesystem::create_directories(options.directory, ec);
-    if (ec) detail::throw_io("create the directory", options.directory, ec.value());
+    if (!std::filesystem::exists(options.directory, ec)) {
+      // The parents as create_directories makes them; the journal directory itself with the
+      // mode that file_mode implies (an existing directory keeps its mode).
+      const std::filesystem::path parent = options.directory.parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+      if (ec) detail::throw_io("create the directory", parent, ec.value());
+      if (::mkdir(options.directory.c_str(), static_cast<mode_t>(detail::journal_directory_mode(options.file_mode))) !=
+              0 &&
+          errno != EEXIST)
+        detail::throw_io("create the directory", options.directory, errno);
+    }
     if (!std::filesystem::is_directory(options.directory, ec))
       throw journal_error(journal_error::code::invalid_options,
                           "agentbus journal: '" + options.directory.string() +
                               "' exists and is not a directory: choose another journal_options::directory");
-    lock_ = detail::directory_lock(options.directory);
+    lock_ = detail::directory_lock(options.directory, options.file_mode);
     core_ = std::make_shared<detail::journal_core>(std::move(options));
   }
 
