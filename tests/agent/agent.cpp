@@ -478,3 +478,20 @@ TEST_CASE("an executor refuses more agents than it can schedule", "[agent][execu
   CHECK_THROWS_AS(agentbus::agent("c", pool), std::length_error);
   CHECK_THROWS_AS(agentbus::executor({.threads = 0}), std::invalid_argument);
 }
+
+TEST_CASE("agent: subscriptions ended one by one leave its books (churned reply routes do not pile up)", "[agent]") {
+  agentbus::bus bus;
+  agentbus::agent worker("churner");
+  auto keep = worker.subscribe(bus, "churn.keep", [](const int&) {});
+  CHECK(worker.stats().subscriptions == 1);
+  for (int i = 0; i < 1000; ++i) {
+    auto route = worker.subscribe(bus, "churn.route." + std::to_string(i), [](const int&) {});
+    CHECK(worker.stats().subscriptions == 2);
+  }  // each route ends here
+  CHECK(worker.stats().subscriptions == 1);
+  keep.unsubscribe();
+  CHECK(worker.stats().subscriptions == 0);
+  // A subscription still live when the agent goes is ended by the agent (and counted till then).
+  auto late = worker.subscribe(bus, "churn.late", [](const int&) {});
+  CHECK(worker.stats().subscriptions == 1);
+}
