@@ -3823,6 +3823,7 @@ struct mailbox_stats {
   std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
   std::size_t depth = 0;             ///< events waiting now (approximate)
   std::size_t queue_bytes = 0;       ///< memory of the priority queues allocated so far (0 until an event comes)
+  std::size_t subscriptions = 0;     ///< live subscriptions delivering into this mailbox
 };
 
 /// @brief How a stopping mailbox treats what is still queued.
@@ -4874,30 +4875,31 @@ class mailbox {
     std::lock_guard lock(retired_mutex_);
     retired_.push_back(r);
     has_retired_.store(true, std::memory_order_release);
+    forget_tracked(r->owner, r->id);
   }
 
   /// Remembers a subscription made on this mailbox, so the owner can end them all.
-  void track(std::weak_ptr<router> owner, std::uint64_t id) {
+  void track(const std::shared_ptr<router>& owner, std::uint64_t id) {
     std::lock_guard lock(retired_mutex_);
-    tracked_.emplace_back(std::move(owner), id);
+    tracked_.push_back({owner, owner.get(), id});
   }
   /// Ends every tracked subscription, waiting for running publishes and handlers: one grace
   /// period per router (the batched unsubscribe), not one per subscription.
   void unsubscribe_all() {
-    std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> all;
+    std::vector<tracked_subscription> all;
     {
       std::lock_guard lock(retired_mutex_);
       all.swap(tracked_);
     }
     // Group by router (owner order, valid for expired pointers too), then one call per group.
     std::sort(all.begin(), all.end(),
-              [](const auto& a, const auto& b) { return a.first.owner_before(b.first); });
+              [](const auto& a, const auto& b) { return a.owner.owner_before(b.owner); });
     std::vector<std::uint64_t> ids;
     for (std::size_t i = 0; i < all.size();) {
       std::size_t j = i;
       ids.clear();
-      for (; j < all.size() && !all[i].first.owner_before(all[j].first); ++j) ids.push_back(all[j].second);
-      if (auto r = all[i].first.lock()) r->unsubscribe(std::span<const std::uint64_t>(ids));
+      for (; j < all.size() && !all[i].owner.owner_before(all[j].owner); ++j) ids.push_back(all[j].id);
+      if (auto r = all[i].owner.lock()) r->unsubscribe(std::span<const std::uint64_t>(ids));
       i = j;
     }
   }
@@ -4919,6 +4921,10 @@ class mailbox {
     // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
     s.queue_bytes = queue_bytes();
     s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
+    {
+      std::lock_guard lock(retired_mutex_);
+      s.subscriptions = tracked_.size();
+    }
     return s;
   }
 
@@ -5221,10 +5227,27 @@ class mailbox {
   std::mutex hook_mutex_;
   std::shared_ptr<const undelivered_handler> undelivered_;
 
-  std::mutex retired_mutex_;
+  mutable std::mutex retired_mutex_;
   std::atomic<bool> has_retired_{false};
   std::vector<receiver*> retired_;
-  std::vector<std::pair<std::weak_ptr<router>, std::uint64_t>> tracked_;
+  // A subscription delivering here: the router (weak, for unsubscribe_all; raw, to match the
+  // receiver that ends) and its id. Ended ones leave (forget_tracked), so an agent that churns
+  // subscriptions (reply routes, say) keeps only its live ones.
+  struct tracked_subscription {
+    std::weak_ptr<router> owner;
+    const router* key;
+    std::uint64_t id;
+  };
+  // Caller holds retired_mutex_. From the back: the subscription that ends is usually a recent one.
+  void forget_tracked(const router* key, std::uint64_t id) noexcept {
+    for (std::size_t i = tracked_.size(); i-- > 0;)
+      if (tracked_[i].id == id && tracked_[i].key == key) {
+        tracked_[i] = std::move(tracked_.back());
+        tracked_.pop_back();
+        return;
+      }
+  }
+  std::vector<tracked_subscription> tracked_;
 };
 
 }  // namespace detail
