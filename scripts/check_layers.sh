@@ -12,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/include/agentbus"
 
-order=(detail core router queue journal storage transport delivery bus agent reply bridge)
+order=(detail core router queue journal storage transport delivery bus agent reply consumer bridge)
 
 declare -A rank=()
 for i in "${!order[@]}"; do rank[${order[$i]}]=$i; done

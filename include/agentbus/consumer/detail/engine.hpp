@@ -1,0 +1,720 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_CONSUMER_DETAIL_ENGINE_HPP
+#define AGENTBUS_CONSUMER_DETAIL_ENGINE_HPP
+
+// The one engine behind durable_consumer and consumer_group (a durable consumer is a group of
+// one member): a storage cursor, the table of unsettled deliveries, the redelivery timers and
+// the stored cursor.
+//
+// Pull, not push: events are read from the bus's storage, which is the source of truth, by
+// whichever member polls. So a member that is busy simply takes fewer events (least-loaded by
+// construction), a member that stops polling holds only what it was given, and a restart reads
+// the same storage again from the stored floor. The bus's live dispatch only rings a doorbell
+// (a synchronous subscription that counts arrivals) for members blocked in poll_for.
+//
+// State, all under one mutex:
+//   pending_   deliveries not settled yet plus settled ones above the floor, in offset order
+//              (a deque: appended at the back as the cursor reads, popped at the front as the
+//              floor advances; found by binary search)
+//   timers_    a min-heap of (time, offset, attempt): an ack deadline of a delivery that is out,
+//              or the due time of one waiting for redelivery; stale entries are skipped lazily
+//   restored_  what the stored cursor said about offsets the cursor has not reached again
+//
+// Handlers never run under the mutex: poll takes a batch under it, runs the handlers, then
+// settles the batch under it again. Dead letters are published outside it too (publishing may
+// run synchronous handlers that use this consumer).
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "agentbus/bus/detail/bus_access.hpp"
+#include "agentbus/bus/subscription.hpp"
+#include "agentbus/consumer/delivered.hpp"
+#include "agentbus/consumer/detail/cursor_file.hpp"
+#include "agentbus/consumer/options.hpp"
+#include "agentbus/core/clock.hpp"
+#include "agentbus/core/event.hpp"
+#include "agentbus/core/event_traits.hpp"
+#include "agentbus/router/topic.hpp"
+
+namespace agentbus {
+
+/// @brief Header names on a dead-lettered event (published on `$dlq.<original topic>`).
+namespace dead_letter_header {
+inline constexpr std::string_view reason = "agentbus-dlq-reason";      ///< why: "max_deliver: <last error>", "term: ..."
+inline constexpr std::string_view attempts = "agentbus-dlq-attempts";  ///< deliveries it had
+inline constexpr std::string_view consumer = "agentbus-dlq-consumer";  ///< the consumer or group that gave up
+inline constexpr std::string_view offset = "agentbus-dlq-offset";      ///< its offset in storage
+inline constexpr std::string_view topic = "agentbus-dlq-topic";        ///< the topic it was published on
+}  // namespace dead_letter_header
+
+/// @brief A durable consumer's or group's counters and position (consumer.info()).
+struct consumer_info {
+  std::string name;                    ///< the consumer's or group's name
+  std::string pattern;                 ///< its topic pattern
+  std::uint64_t floor = 0;             ///< every matching offset below this is settled
+  std::uint64_t position = 0;          ///< the offset the cursor reads next
+  std::uint64_t lag = 0;               ///< stored records not read yet (storage's next offset − position)
+  std::size_t pending = 0;             ///< unsettled deliveries: out, or waiting for redelivery
+  std::size_t waiting = 0;             ///< of those, waiting for their redelivery time
+  std::size_t members = 0;             ///< members joined (1 for a durable_consumer)
+  std::uint64_t delivered = 0;         ///< deliveries handed out (first ones and redeliveries)
+  std::uint64_t redelivered = 0;       ///< of those, redeliveries
+  std::uint64_t acked = 0;             ///< events acknowledged
+  std::uint64_t nacked = 0;            ///< attempts failed by nack or by a throwing handler
+  std::uint64_t handler_failures = 0;  ///< of those, handlers that threw
+  std::uint64_t ack_timeouts = 0;      ///< attempts whose ack deadline passed
+  std::uint64_t terminated = 0;        ///< events given up by term
+  std::uint64_t dead_lettered = 0;     ///< events published to the dead-letter topic
+  std::uint64_t dead_letter_failures = 0;  ///< dead-letter publishes that threw (retried later)
+  std::uint64_t repeated_settles = 0;  ///< settles that found the event already settled (ack_status::already)
+  std::uint64_t cursor_writes = 0;     ///< cursor files written by this process
+  bool resumed = false;                ///< a stored cursor was found when the consumer opened
+  std::string cursor_problem;          ///< when the stored cursor was damaged: what was wrong (it restarted from its start)
+  std::map<std::string, std::uint64_t, std::less<>> dead_letters_by_topic;  ///< dead letters per original topic
+};
+
+/// @brief What a consumer's stored cursor says (list_consumers, agentbus-journal consumers).
+struct stored_consumer {
+  std::string name;                 ///< the consumer's name (the file's stem)
+  std::string pattern;              ///< its topic pattern
+  std::string schema;               ///< its event type's schema name
+  std::uint64_t floor = 0;          ///< every matching offset below this is settled
+  std::uint64_t delivered_end = 0;  ///< offsets below this were handed out at least once
+  std::size_t settled_above = 0;    ///< settled offsets at or above the floor (acks out of order)
+  std::size_t unsettled = 0;        ///< deliveries that were out or failed when it was written
+  std::uint64_t writes = 0;         ///< how many times it was written
+  std::string problem;              ///< non-empty: the file is damaged (what was wrong)
+};
+
+namespace detail {
+
+/// The handler forms a durable consumer accepts.
+template <class T, class F>
+inline constexpr bool durable_handler = std::is_invocable_v<F&, const delivered<T>&>;
+
+template <class T, class F>
+outcome run_durable_handler(F& f, const delivered<T>& d) {
+  using R = std::invoke_result_t<F&, const delivered<T>&>;
+  if constexpr (std::is_convertible_v<R, outcome>) {
+    return f(d);
+  } else {
+    f(d);
+    return outcome::ack();
+  }
+}
+
+/// Topics starting with '$' (dead letters, breaker events) are reserved: a pattern reaches
+/// them only when it starts with '$' itself, so a consumer of ">" does not eat dead letters.
+inline bool reaches(std::string_view pattern, std::string_view topic) noexcept {
+  return topic.empty() || topic.front() != '$' || (!pattern.empty() && pattern.front() == '$');
+}
+
+/// A handler, by reference and type-erased: what the engine calls for each delivery.
+template <class T>
+class handler_ref {
+ public:
+  template <class F>
+  explicit handler_ref(F& f) noexcept
+      : target_(std::addressof(f)), call_([](void* t, const delivered<T>& d) {
+          return run_durable_handler<T>(*static_cast<F*>(t), d);
+        }) {}
+  outcome operator()(const delivered<T>& d) const { return call_(target_, d); }
+
+ private:
+  void* target_;
+  outcome (*call_)(void*, const delivered<T>&);
+};
+
+using member_id = std::uint32_t;
+
+/// What durable_consumer<T> and consumer_group<T> hold: the engine without its bus type.
+template <class T>
+class consumer_core {
+ public:
+  virtual ~consumer_core() = default;
+  virtual member_id join(std::string member_name) = 0;
+  virtual void leave(member_id id) = 0;
+  virtual std::size_t poll(member_id id, handler_ref<T> handler, std::size_t max) = 0;
+  virtual std::size_t poll_for(member_id id, handler_ref<T> handler, std::size_t max,
+                               clock_source::duration timeout) = 0;
+  virtual consumer_info info() const = 0;
+  virtual void flush() = 0;
+  virtual std::filesystem::path cursor_path() const = 0;
+  virtual const std::string& name() const noexcept = 0;
+};
+
+template <class T, class Bus>
+class consumer_engine final : public consumer_core<T>,
+                              public settle_sink,
+                              public std::enable_shared_from_this<consumer_engine<T, Bus>> {
+  using store_type = typename std::remove_cvref_t<decltype(*bus_access::store_of(std::declval<Bus&>()))>;
+  using cursor_type = decltype(std::declval<const store_type&>().template open<T>(history{}, std::optional<topic_pattern>{}));
+  using time_point = clock_source::time_point;
+
+ public:
+  consumer_engine(Bus& bus, std::string name, std::string_view pattern, consumer_options options)
+      : bus_(bus), store_(bus_access::store_of(bus)), name_(std::move(name)), pattern_text_(pattern),
+        pattern_(pattern), options_(std::move(options)), clock_(clock_source::or_steady(options_.clock)) {
+    if (!valid_consumer_name(name_))
+      throw std::invalid_argument("agentbus: consumer name '" + name_ +
+                                  "' is not valid: use 1-128 characters of [A-Za-z0-9_.-], not starting with '.'");
+    rng_ = options_.jitter_seed != 0 ? options_.jitter_seed
+                                     : reinterpret_cast<std::uintptr_t>(this) ^
+                                           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    open_cursor_file();
+    history from = options_.start.from;
+    if (restored_) {
+      from = history::from_offset(restored_->floor);
+    } else if (options_.start.new_only) {
+      from = history::from_offset(store_->next_offset());
+    }
+    cursor_.emplace(store_->template open<T>(from, filter_of(pattern_text_)));
+    position_ = cursor_->position();
+    if (file_) persist_locked();  // a new consumer exists from now on, at its start
+  }
+
+  /// Called once the shared_ptr owns this engine: rings the doorbell on live publishes.
+  void start_doorbell() {
+    doorbell_ = bus_.template subscribe<T>(pattern_text_, [this](const agentbus::event<T>&) {
+      // seq_cst with poll_for's (sleepers_ then arrivals_): one of the two sees the other.
+      arrivals_.fetch_add(1);
+      if (sleepers_.load() != 0) {
+        std::lock_guard lock(mutex_);
+        wake_.notify_all();
+      }
+    });
+    self_ = this->weak_from_this();
+  }
+
+  ~consumer_engine() override {
+    doorbell_.unsubscribe();
+    try {
+      flush();  // settles made by tokens since the last poll
+    } catch (...) {  // a destructor must not throw; the next open redelivers what was not recorded
+    }
+  }
+
+  const std::string& name() const noexcept override { return name_; }
+
+  member_id join(std::string member_name) override {
+    std::lock_guard lock(mutex_);
+    members_.push_back(member{std::move(member_name), true});
+    ++live_members_;
+    return static_cast<member_id>(members_.size() - 1);
+  }
+
+  /// The member's deliveries that are out go back to the group, due now (their attempt counts).
+  void leave(member_id id) override {
+    std::lock_guard lock(mutex_);
+    if (id >= members_.size() || !members_[id].live) return;
+    members_[id].live = false;
+    --live_members_;
+    const time_point now = clock_.now();
+    for (entry& e : pending_)
+      if (e.state == entry_state::out && e.member == id) {
+        e.state = entry_state::waiting;
+        e.when = now;
+        push_timer(e);
+      }
+    wake_.notify_all();
+  }
+
+  const std::string& member_name(member_id id) const { return members_[id].name; }
+
+  /// Hands out up to `max` due redeliveries and new events to member `id`, runs `handler` on
+  /// each on this thread, settles them. Returns how many were handled.
+  std::size_t poll(member_id id, handler_ref<T> handler, std::size_t max) override {
+    check_member(id);
+    std::vector<handout> batch;
+    std::vector<dead_letter> dead;
+    {
+      std::lock_guard lock(mutex_);
+      const time_point now = clock_.now();
+      take_due(id, now, max, batch, dead);
+      take_new(id, now, max, batch, dead);
+      if (dirty_) persist_locked();  // before handing out: the attempts count even if we crash now
+    }
+    publish_dead(dead);
+    if (batch.empty()) return 0;
+
+    std::vector<settlement> results;
+    results.reserve(batch.size());
+    const std::string_view member = members_[id].name;
+    for (handout& h : batch) {
+      delivered<T> d(*h.event, h.offset, h.attempt, h.first, name_, member, self_);
+      try {
+        outcome o = handler(d);
+        if (!d.deferred()) results.push_back({h.offset, h.attempt, std::move(o), false});
+      } catch (const std::exception& e) {
+        if (!d.deferred()) results.push_back({h.offset, h.attempt, outcome::nack(e.what()), true});
+      } catch (...) {
+        if (!d.deferred()) results.push_back({h.offset, h.attempt, outcome::nack("a non-standard exception"), true});
+      }
+    }
+    const std::size_t handled = batch.size();
+    batch.clear();
+    {
+      std::lock_guard lock(mutex_);
+      const time_point now = clock_.now();
+      for (settlement& s : results) {
+        if (s.threw) ++counters_.handler_failures;
+        settle_locked(s.offset, s.attempt, std::move(s.decision), now, dead);
+      }
+      if (dead.empty() && dirty_) persist_locked();
+    }
+    publish_dead(dead);
+    return handled;
+  }
+
+  /// As poll, but when nothing is due waits (on the clock) until something may be: a live
+  /// publish on the pattern, the next redelivery time, or `timeout`.
+  std::size_t poll_for(member_id id, handler_ref<T> handler, std::size_t max, clock_source::duration timeout) override {
+    const time_point until = clock_.now() + timeout;
+    for (;;) {
+      const std::uint64_t seen = arrivals_.load(std::memory_order_acquire);
+      if (const std::size_t n = poll(id, handler, max); n != 0) return n;
+      std::unique_lock lock(mutex_);
+      const time_point now = clock_.now();
+      if (now >= until) return 0;
+      if (arrivals_.load(std::memory_order_acquire) != seen) continue;  // something came meanwhile
+      time_point wake_at = until;
+      if (!timers_.empty()) wake_at = std::min(wake_at, timers_.front().when);
+      if (wake_at <= now) continue;
+      sleepers_.fetch_add(1);
+      if (arrivals_.load() == seen) clock_.wait_until(lock, wake_, wake_at);
+      sleepers_.fetch_sub(1);
+    }
+  }
+
+  ack_status settle(std::uint64_t offset, std::uint32_t attempt, outcome decision) override {
+    std::vector<dead_letter> dead;
+    ack_status status;
+    {
+      std::lock_guard lock(mutex_);
+      status = settle_locked(offset, attempt, std::move(decision), clock_.now(), dead);
+      if (dead.empty() && dirty_) persist_locked();
+    }
+    publish_dead(dead);
+    return status;
+  }
+
+  ack_status extend(std::uint64_t offset, std::uint32_t attempt) override {
+    std::lock_guard lock(mutex_);
+    entry* e = find(offset);
+    if (e == nullptr || e->state == entry_state::settled || e->state == entry_state::dying) return ack_status::already;
+    if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
+    e->when = clock_.now() + options_.ack_wait;
+    push_timer(*e);
+    return ack_status::accepted;
+  }
+
+  /// Writes the cursor now if it changed (poll does this itself; for a deferred ack's last word).
+  void flush() override {
+    std::lock_guard lock(mutex_);
+    if (dirty_) persist_locked();
+  }
+
+  consumer_info info() const override {
+    std::lock_guard lock(mutex_);
+    consumer_info out = counters_;
+    out.name = name_;
+    out.pattern = pattern_text_;
+    out.floor = floor_locked();
+    out.position = position_;
+    const std::uint64_t next = store_->next_offset();
+    out.lag = next > position_ ? next - position_ : 0;
+    for (const entry& e : pending_)
+      if (e.state == entry_state::out || e.state == entry_state::waiting || e.state == entry_state::dying) {
+        ++out.pending;
+        if (e.state == entry_state::waiting) ++out.waiting;
+      }
+    out.members = live_members_;
+    return out;
+  }
+
+  /// Where this consumer's cursor is stored (empty when it is not).
+  std::filesystem::path cursor_path() const override { return file_ ? file_->path() : std::filesystem::path{}; }
+
+ private:
+  enum class entry_state : std::uint8_t { out, waiting, dying, settled };
+
+  struct entry {
+    std::uint64_t offset;
+    shared_event<T> event;  // released once settled
+    std::uint32_t attempts;
+    entry_state state;
+    member_id member;
+    time_point first;
+    time_point when;  // out: the ack deadline; waiting: the redelivery time
+  };
+  struct timer {
+    time_point when;
+    std::uint64_t offset;
+    std::uint32_t attempts;
+    friend bool operator>(const timer& a, const timer& b) noexcept { return a.when > b.when; }
+  };
+  struct handout {
+    shared_event<T> event;
+    std::uint64_t offset;
+    std::uint32_t attempt;
+    time_point first;
+  };
+  struct settlement {
+    std::uint64_t offset;
+    std::uint32_t attempt;
+    outcome decision;
+    bool threw;
+  };
+  struct dead_letter {
+    shared_event<T> event;
+    std::uint64_t offset;
+    std::uint32_t attempts;
+    std::string reason;
+  };
+  struct member {
+    std::string name;
+    bool live;
+  };
+  struct restored_state {
+    std::uint64_t floor;
+    std::uint64_t delivered_end;
+    std::vector<std::uint64_t> settled;                               // not reached again yet
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> attempts;  // not reached again yet
+  };
+
+  static std::optional<topic_pattern> filter_of(std::string_view pattern) {
+    if (pattern == ">") return std::nullopt;
+    return topic_pattern(pattern);
+  }
+
+  void check_member(member_id id) const {
+    std::lock_guard lock(mutex_);
+    if (id >= members_.size() || !members_[id].live)
+      throw std::logic_error("agentbus: consumer '" + name_ + "': poll by a member that left");
+  }
+
+  void open_cursor_file() {
+    std::filesystem::path dir = options_.directory;
+    if (dir.empty()) {
+      if constexpr (requires { store_->engine().directory(); })
+        dir = std::filesystem::path(store_->engine().directory()) / "consumers";
+    }
+    if (dir.empty()) return;  // no files: the cursor lives in memory
+    file_.emplace(dir, name_, options_.sync);
+    cursor_load loaded = file_->load();
+    if (loaded.result == cursor_load::status::damaged) {
+      counters_.cursor_problem = "cursor file " + file_->path().string() + ": " + loaded.problem +
+                                 "; the consumer starts again from its start position (events may come twice)";
+      return;
+    }
+    if (loaded.result != cursor_load::status::ok) return;
+    cursor_state& s = loaded.state;
+    if (s.pattern != pattern_text_ || s.schema != event_traits<T>::name())
+      throw std::invalid_argument("agentbus: consumer '" + name_ + "' exists for pattern '" + s.pattern +
+                                  "' and event type '" + s.schema + "', not for '" + pattern_text_ + "' and '" +
+                                  std::string(event_traits<T>::name()) +
+                                  "': use another name, or remove_consumer() it first");
+    counters_.resumed = true;
+    writes_ = s.writes;
+    restored_.emplace(restored_state{s.floor, s.delivered_end, std::move(s.settled), std::move(s.attempts)});
+    delivered_end_ = s.delivered_end;
+  }
+
+  // Attempt n failed: wait min(max, initial * multiplier^(n-1)) ± jitter.
+  clock_source::duration backoff_for(std::uint32_t attempt) {
+    const agentbus::backoff& b = options_.backoff;
+    double wait = static_cast<double>(b.initial.count());
+    for (std::uint32_t i = 1; i < attempt && wait < static_cast<double>(b.max.count()); ++i) wait *= b.multiplier;
+    wait = std::min(wait, static_cast<double>(b.max.count()));
+    if (b.jitter > 0) {
+      rng_ ^= rng_ << 13;
+      rng_ ^= rng_ >> 7;
+      rng_ ^= rng_ << 17;
+      const double unit = static_cast<double>(rng_ >> 11) / static_cast<double>(std::uint64_t{1} << 53);  // [0, 1)
+      wait *= 1.0 + b.jitter * (2.0 * unit - 1.0);
+    }
+    return clock_source::duration(static_cast<clock_source::duration::rep>(std::max(0.0, wait)));
+  }
+
+  entry* find(std::uint64_t offset) {
+    auto it = std::lower_bound(pending_.begin(), pending_.end(), offset,
+                               [](const entry& e, std::uint64_t o) { return e.offset < o; });
+    return it != pending_.end() && it->offset == offset ? &*it : nullptr;
+  }
+
+  void push_timer(const entry& e) {
+    timers_.push_back({e.when, e.offset, e.attempts});
+    std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
+  }
+
+  std::uint64_t floor_locked() const noexcept { return pending_.empty() ? position_ : pending_.front().offset; }
+
+  void hand_out(entry& e, member_id id, time_point now, std::vector<handout>& batch) {
+    e.state = entry_state::out;
+    e.member = id;
+    e.when = now + options_.ack_wait;
+    push_timer(e);
+    batch.push_back({e.event, e.offset, e.attempts, e.first});
+    ++counters_.delivered;
+    if (e.attempts > 1) ++counters_.redelivered;
+    if (e.offset + 1 > delivered_end_) delivered_end_ = e.offset + 1;
+    dirty_ = true;
+  }
+
+  void kill(entry& e, std::string reason, std::vector<dead_letter>& dead) {
+    e.state = entry_state::dying;
+    dead.push_back({e.event, e.offset, e.attempts, std::move(reason)});
+  }
+
+  // Timers that are due: ack deadlines that passed (the attempt failed) and redeliveries.
+  void take_due(member_id id, time_point now, std::size_t max, std::vector<handout>& batch,
+                std::vector<dead_letter>& dead) {
+    while (!timers_.empty() && timers_.front().when <= now) {
+      const timer t = timers_.front();
+      entry* e = find(t.offset);
+      const bool current = e != nullptr && e->attempts == t.attempts && e->when == t.when &&
+                           (e->state == entry_state::out || e->state == entry_state::waiting);
+      if (!current) {  // settled, re-timed or handed out again since: a stale timer
+        std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+        timers_.pop_back();
+        continue;
+      }
+      if (e->state == entry_state::out) {  // the ack deadline passed: that attempt failed
+        std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+        timers_.pop_back();
+        ++counters_.ack_timeouts;
+        if (options_.max_deliver != 0 && e->attempts >= options_.max_deliver) {
+          kill(*e, "max_deliver: " + std::to_string(e->attempts) + " attempts, the last one not settled within ack_wait",
+               dead);
+          continue;
+        }
+        e->state = entry_state::waiting;
+        e->when = e->when + backoff_for(e->attempts);
+        push_timer(*e);
+        dirty_ = true;
+        continue;
+      }
+      if (batch.size() >= max) return;
+      std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+      timers_.pop_back();
+      ++e->attempts;
+      hand_out(*e, id, now, batch);
+    }
+  }
+
+  // New events from the cursor, up to max in the batch and max_ack_pending unsettled.
+  void take_new(member_id id, time_point now, std::size_t max, std::vector<handout>& batch,
+                std::vector<dead_letter>& dead) {
+    while (batch.size() < max && (options_.max_ack_pending == 0 || unsettled_ < options_.max_ack_pending)) {
+      if (!cursor_->next()) {
+        position_ = cursor_->position();
+        break;
+      }
+      const agentbus::event<T>& ev = cursor_->current();
+      const std::uint64_t offset = ev.offset().value_or(cursor_->position() - 1);
+      position_ = cursor_->position();
+      if (!reaches(pattern_text_, ev.topic())) continue;
+      std::uint32_t before = 0;  // deliveries before this process, from the stored cursor
+      if (restored_) {
+        const auto& settled = restored_->settled;
+        const bool was_settled = std::binary_search(settled.begin(), settled.end(), offset);
+        if (!was_settled && offset < restored_->delivered_end) {
+          before = 1;  // handed out at least once; the stored count says how often
+          const auto& a = restored_->attempts;
+          auto it = std::lower_bound(a.begin(), a.end(), std::pair<std::uint64_t, std::uint32_t>{offset, 0});
+          if (it != a.end() && it->first == offset) before = std::max<std::uint32_t>(it->second, 1);
+        }
+        forget_restored_below(offset + 1);
+        if (was_settled) continue;  // acked before the restart
+      }
+      pending_.push_back(entry{offset, cursor_->share(), before, entry_state::waiting, 0, now, now});
+      ++unsettled_;
+      entry& e = pending_.back();
+      if (options_.max_deliver != 0 && before >= options_.max_deliver) {
+        kill(e, "max_deliver: " + std::to_string(before) + " attempts before a restart, none settled", dead);
+        continue;
+      }
+      ++e.attempts;
+      hand_out(e, id, now, batch);
+    }
+  }
+
+  void forget_restored_below(std::uint64_t end) {
+    auto& s = restored_->settled;
+    s.erase(s.begin(), std::lower_bound(s.begin(), s.end(), end));
+    auto& a = restored_->attempts;
+    a.erase(a.begin(), std::lower_bound(a.begin(), a.end(), std::pair<std::uint64_t, std::uint32_t>{end, 0}));
+    if (end >= restored_->delivered_end && s.empty() && a.empty()) restored_.reset();
+  }
+
+  ack_status settle_locked(std::uint64_t offset, std::uint32_t attempt, outcome decision, time_point now,
+                           std::vector<dead_letter>& dead) {
+    entry* e = find(offset);
+    if (e == nullptr || e->state == entry_state::settled || e->state == entry_state::dying) {
+      ++counters_.repeated_settles;
+      return ack_status::already;
+    }
+    switch (decision.decision()) {
+      case outcome::kind::ack:
+        ++counters_.acked;
+        mark_settled(*e);
+        return ack_status::accepted;
+      case outcome::kind::nack:
+        if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
+        ++counters_.nacked;
+        if (options_.max_deliver != 0 && e->attempts >= options_.max_deliver) {
+          kill(*e,
+               "max_deliver: " + std::to_string(e->attempts) + " attempts, the last: " +
+                   (decision.reason().empty() ? std::string("nack") : decision.reason()),
+               dead);
+          return ack_status::accepted;
+        }
+        e->state = entry_state::waiting;
+        e->when = now + (decision.has_delay() ? decision.delay() : backoff_for(e->attempts));
+        push_timer(*e);
+        dirty_ = true;
+        return ack_status::accepted;
+      case outcome::kind::term:
+        if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
+        ++counters_.terminated;
+        kill(*e, "term: " + (decision.reason().empty() ? std::string("given up by the handler") : decision.reason()),
+             dead);
+        return ack_status::accepted;
+    }
+    return ack_status::stale;
+  }
+
+  void mark_settled(entry& e) {
+    e.state = entry_state::settled;
+    e.event = {};
+    --unsettled_;
+    while (!pending_.empty() && pending_.front().state == entry_state::settled) pending_.pop_front();
+    dirty_ = true;
+  }
+
+  // Publishes dead letters (outside the mutex), then settles them: a crash in between leaves
+  // the event unsettled, so it may be dead-lettered twice, never lost.
+  void publish_dead(std::vector<dead_letter>& dead) {
+    if (dead.empty()) return;
+    for (dead_letter& d : dead) {
+      bool published = false;
+      try {
+        const agentbus::event<T>& ev = *d.event;
+        const std::string attempts = std::to_string(d.attempts);
+        const std::string offset = std::to_string(d.offset);
+        std::vector<header> headers(ev.headers().begin(), ev.headers().end());
+        headers.push_back({dead_letter_header::reason, d.reason});
+        headers.push_back({dead_letter_header::attempts, attempts});
+        headers.push_back({dead_letter_header::consumer, name_});
+        headers.push_back({dead_letter_header::offset, offset});
+        headers.push_back({dead_letter_header::topic, ev.topic()});
+        publish_options opts;
+        opts.source = ev.source();
+        opts.correlation_id = ev.correlation_id();
+        opts.prio = ev.priority();
+        opts.headers = headers;
+        T copy = ev.payload();
+        bus_.publish(options_.dead_letter_prefix + "." + std::string(ev.topic()), std::move(copy), opts);
+        published = true;
+      } catch (...) {
+      }
+      std::lock_guard lock(mutex_);
+      entry* e = find(d.offset);
+      if (e == nullptr || e->state != entry_state::dying) continue;
+      if (published) {
+        ++counters_.dead_lettered;
+        auto [it, fresh] = counters_.dead_letters_by_topic.try_emplace(std::string(d.event->topic()), 0);
+        ++it->second;
+        (void)fresh;
+        mark_settled(*e);
+      } else {  // try again later
+        ++counters_.dead_letter_failures;
+        e->state = entry_state::waiting;
+        e->when = clock_.now() + backoff_for(e->attempts);
+        push_timer(*e);
+      }
+    }
+    dead.clear();
+    std::lock_guard lock(mutex_);
+    if (dirty_) persist_locked();
+  }
+
+  void persist_locked() {
+    dirty_ = false;
+    if (!file_) return;
+    cursor_state s;
+    s.floor = floor_locked();
+    s.delivered_end = delivered_end_;
+    s.writes = ++writes_;
+    s.pattern = pattern_text_;
+    s.schema = std::string(event_traits<T>::name());
+    for (const entry& e : pending_) {
+      if (e.state == entry_state::settled)
+        s.settled.push_back(e.offset);
+      else if (e.attempts > 0)
+        s.attempts.emplace_back(e.offset, e.attempts);
+    }
+    if (restored_) {  // what the cursor has not read again yet stays on record
+      s.delivered_end = std::max(s.delivered_end, restored_->delivered_end);
+      s.settled.insert(s.settled.end(), restored_->settled.begin(), restored_->settled.end());
+      s.attempts.insert(s.attempts.end(), restored_->attempts.begin(), restored_->attempts.end());
+      std::sort(s.settled.begin(), s.settled.end());
+      std::sort(s.attempts.begin(), s.attempts.end());
+    }
+    file_->store(s);
+    ++counters_.cursor_writes;
+  }
+
+  Bus& bus_;
+  std::shared_ptr<store_type> store_;
+  std::string name_;
+  std::string pattern_text_;
+  topic_pattern pattern_;
+  consumer_options options_;
+  clock_source& clock_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::optional<cursor_type> cursor_;
+  std::uint64_t position_ = 0;
+  std::deque<entry> pending_;
+  std::size_t unsettled_ = 0;
+  std::vector<timer> timers_;
+  std::deque<member> members_;  // stable addresses: a poll reads its member's name outside the mutex
+  std::size_t live_members_ = 0;
+  std::optional<cursor_file> file_;
+  std::optional<restored_state> restored_;
+  std::uint64_t delivered_end_ = 0;
+  std::uint64_t writes_ = 0;
+  bool dirty_ = false;
+  std::uint64_t rng_ = 0;
+  consumer_info counters_;
+  std::weak_ptr<settle_sink> self_;
+  std::atomic<std::uint64_t> arrivals_{0};
+  std::atomic<int> sleepers_{0};
+  subscription doorbell_;  // last: ended first, before anything its handler touches
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_CONSUMER_DETAIL_ENGINE_HPP

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+// durable_consumer: acks, nacks and backoff, ack deadlines, term, dead letters, deferred acks,
+// flow control, start positions, and what a restart of a journal bus resumes. Time is a
+// manual_clock: no test sleeps for a deadline.
+#include <agentbus/agentbus.hpp>
+#include <agentbus/consumer/durable.hpp>
+#include <agentbus/storage/journal.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "support/journal_dir.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using ring_bus = agentbus::basic_bus<agentbus::storage::memory_ring<1024>>;
+using journal_bus = agentbus::basic_bus<agentbus::storage::journal>;
+
+struct job {
+  static constexpr bool agentbus_bitwise_codec = true;
+  static constexpr std::string_view event_name = "test.job";
+  std::uint64_t n = 0;
+};
+
+// Exact timing: no jitter, 1 s then 2 s, 4 s, ...
+agentbus::consumer_options exact(agentbus::manual_clock& clock) {
+  agentbus::consumer_options o;
+  o.clock = &clock;
+  o.ack_wait = 10s;
+  o.backoff = {.initial = 1s, .multiplier = 2.0, .max = 60s, .jitter = 0.0};
+  return o;
+}
+
+template <class Bus>
+void publish_jobs(Bus& bus, std::uint64_t from, std::uint64_t to, std::string_view topic = "jobs.a") {
+  for (std::uint64_t i = from; i < to; ++i) bus.publish(topic, job{i});
+}
+
+}  // namespace
+
+TEST_CASE("a void handler acks every event once; a second poll finds nothing") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 10);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  std::vector<std::uint64_t> seen;
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) {
+    CHECK(d.attempt() == 1);
+    CHECK(d.consumer() == "worker");
+    CHECK(d.offset() == d.payload().n);
+    seen.push_back(d.payload().n);
+  }) == 10);
+  CHECK(seen == std::vector<std::uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(c.poll([](const agentbus::delivered<job>&) { FAIL("delivered again"); }) == 0);
+  const agentbus::consumer_info info = c.info();
+  CHECK(info.acked == 10);
+  CHECK(info.delivered == 10);
+  CHECK(info.pending == 0);
+  CHECK(info.floor == 10);
+  CHECK(info.lag == 0);
+  publish_jobs(bus, 10, 12);  // live events after the first poll come on the next
+  CHECK(c.poll([](const agentbus::delivered<job>&) {}) == 2);
+}
+
+TEST_CASE("a nack is redelivered after the backoff, which grows per attempt") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 1);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  std::vector<std::uint32_t> attempts;
+  auto fail = [&](const agentbus::delivered<job>& d) {
+    attempts.push_back(d.attempt());
+    return agentbus::outcome::nack("not yet");
+  };
+  CHECK(c.poll(fail) == 1);
+  CHECK(c.poll(fail) == 0);  // waiting for its backoff: 1 s
+  clock.advance(999ms);
+  CHECK(c.poll(fail) == 0);
+  clock.advance(1ms);
+  CHECK(c.poll(fail) == 1);  // attempt 2, then 2 s
+  clock.advance(1999ms);
+  CHECK(c.poll(fail) == 0);
+  clock.advance(1ms);
+  CHECK(c.poll(fail) == 1);  // attempt 3, then 4 s
+  clock.advance(4s);
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) { attempts.push_back(d.attempt()); }) == 1);
+  CHECK(attempts == std::vector<std::uint32_t>{1, 2, 3, 4});
+  const auto info = c.info();
+  CHECK(info.nacked == 3);
+  CHECK(info.redelivered == 3);
+  CHECK(info.acked == 1);
+  CHECK(info.pending == 0);
+}
+
+TEST_CASE("nack_after uses its own delay; a throwing handler is a nack with the exception's text") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 1);
+  auto options = exact(clock);
+  options.max_deliver = 2;
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
+  CHECK(c.poll([](const agentbus::delivered<job>&) { return agentbus::outcome::nack_after(5s); }) == 1);
+  clock.advance(4s);
+  CHECK(c.poll([](const agentbus::delivered<job>&) {}) == 0);
+  clock.advance(1s);
+  std::optional<std::string> reason;
+  auto dlq = bus.subscribe<job>("$dlq.>", [&](const agentbus::event<job>& ev) {
+    reason = std::string(ev.header_value(agentbus::dead_letter_header::reason).value_or(""));
+  });
+  CHECK(c.poll([](const agentbus::delivered<job>&) { throw std::runtime_error("disk full"); }) == 1);
+  REQUIRE(reason.has_value());  // the second attempt was the last (max_deliver 2)
+  CHECK(reason->find("disk full") != std::string::npos);
+  CHECK(c.info().handler_failures == 1);
+}
+
+TEST_CASE("after max_deliver failed attempts the event goes to $dlq.<topic> with its headers") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  auto options = exact(clock);
+  options.max_deliver = 3;
+  agentbus::durable_consumer<job> c(bus, "billing", "jobs.>", options);
+  const agentbus::header trace{"traceparent", "00-abc-01"};
+  bus.publish("jobs.pay", job{42}, agentbus::publish_options{.headers = {&trace, 1}});
+  std::vector<std::string> dead;
+  auto dlq = bus.subscribe<job>("$dlq.>", [&](const agentbus::event<job>& ev) {
+    namespace h = agentbus::dead_letter_header;
+    CHECK(ev.payload().n == 42);
+    CHECK(ev.header_value(h::attempts) == "3");
+    CHECK(ev.header_value(h::consumer) == "billing");
+    CHECK(ev.header_value(h::topic) == "jobs.pay");
+    CHECK(ev.header_value(h::offset) == "0");
+    CHECK(ev.header_value("traceparent") == "00-abc-01");
+    dead.emplace_back(ev.topic());
+  });
+  auto fail = [](const agentbus::delivered<job>&) { return agentbus::outcome::nack(); };
+  CHECK(c.poll(fail) == 1);
+  clock.advance(1s);
+  CHECK(c.poll(fail) == 1);
+  clock.advance(2s);
+  CHECK(dead.empty());
+  CHECK(c.poll(fail) == 1);
+  CHECK(dead == std::vector<std::string>{"$dlq.jobs.pay"});
+  clock.advance(1h);
+  CHECK(c.poll(fail) == 0);  // never again
+  const auto info = c.info();
+  CHECK(info.dead_lettered == 1);
+  CHECK(info.dead_letters_by_topic.at("jobs.pay") == 1);
+  CHECK(info.pending == 0);
+  CHECK(info.floor == 2);  // the dead letter itself is offset 1, on another topic
+}
+
+TEST_CASE("term dead-letters at once, whatever the attempt") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 2);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  std::vector<std::string> reasons;
+  auto dlq = bus.subscribe<job>("$dlq.jobs.*", [&](const agentbus::event<job>& ev) {
+    reasons.emplace_back(ev.header_value(agentbus::dead_letter_header::reason).value_or(""));
+  });
+  CHECK(c.poll([](const agentbus::delivered<job>& d) {
+    return d.payload().n == 0 ? agentbus::outcome::term("malformed") : agentbus::outcome::ack();
+  }) == 2);
+  CHECK(reasons == std::vector<std::string>{"term: malformed"});
+  CHECK(c.info().terminated == 1);
+  CHECK(c.info().acked == 1);
+}
+
+TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff; in_progress extends it") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 1);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  std::optional<agentbus::ack_token> token;
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) { token = d.defer(); }) == 1);
+  clock.advance(9s);
+  CHECK(token->in_progress() == agentbus::ack_status::accepted);  // deadline: now + 10 s
+  clock.advance(9s);
+  CHECK(c.poll([](const agentbus::delivered<job>&) { FAIL("redelivered before its deadline"); }) == 0);
+  clock.advance(1s);  // deadline passed; backoff 1 s from the deadline
+  CHECK(c.poll([](const agentbus::delivered<job>&) { FAIL("redelivered before its backoff"); }) == 0);
+  CHECK(c.info().ack_timeouts == 1);
+  CHECK(token->in_progress() == agentbus::ack_status::stale);
+  clock.advance(1s);
+  std::uint32_t attempt = 0;
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) { attempt = d.attempt(); }) == 1);
+  CHECK(attempt == 2);
+  // The first attempt's late ack is harmless and says so.
+  CHECK(token->ack() == agentbus::ack_status::already);
+  CHECK(token->nack() == agentbus::ack_status::already);
+}
+
+TEST_CASE("a deferred ack settles from another thread; a repeated one says already; a late one after the consumer says gone") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 3);
+  std::vector<agentbus::ack_token> tokens;
+  {
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+    CHECK(c.poll([&](const agentbus::delivered<job>& d) {
+      tokens.push_back(d.defer());
+      return agentbus::outcome::term("ignored: deferred");  // the token decides, not the return value
+    }) == 3);
+    CHECK(c.info().pending == 3);
+    std::thread io([&] {
+      CHECK(tokens[0].ack() == agentbus::ack_status::accepted);
+      CHECK(tokens[2].ack() == agentbus::ack_status::accepted);
+    });
+    io.join();
+    CHECK(tokens[0].ack() == agentbus::ack_status::already);
+    const auto info = c.info();
+    CHECK(info.acked == 2);
+    CHECK(info.pending == 1);
+    CHECK(info.floor == 1);  // offset 1 is still out
+    CHECK(info.terminated == 0);
+    CHECK(info.repeated_settles == 1);
+  }
+  CHECK(tokens[1].ack() == agentbus::ack_status::gone);
+}
+
+TEST_CASE("max_ack_pending stops new deliveries until something is settled") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 10);
+  auto options = exact(clock);
+  options.max_ack_pending = 3;
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
+  std::vector<agentbus::ack_token> tokens;
+  auto hold = [&](const agentbus::delivered<job>& d) { tokens.push_back(d.defer()); };
+  CHECK(c.poll(hold) == 3);
+  CHECK(c.poll(hold) == 0);
+  CHECK(tokens[1].ack() == agentbus::ack_status::accepted);
+  CHECK(c.poll(hold) == 1);
+  CHECK(tokens.back().offset() == 3);
+}
+
+TEST_CASE("start positions: only new events, or from an offset") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  publish_jobs(bus, 0, 5);
+  auto options = exact(clock);
+  options.start = agentbus::consumer_start::only_new();
+  agentbus::durable_consumer<job> fresh(bus, "fresh", "jobs.>", options);
+  options.start = agentbus::consumer_start::at(3);
+  agentbus::durable_consumer<job> late(bus, "late", "jobs.>", options);
+  publish_jobs(bus, 5, 6);
+  std::vector<std::uint64_t> a, b;
+  fresh.poll([&](const agentbus::delivered<job>& d) { a.push_back(d.payload().n); });
+  late.poll([&](const agentbus::delivered<job>& d) { b.push_back(d.payload().n); });
+  CHECK(a == std::vector<std::uint64_t>{5});
+  CHECK(b == std::vector<std::uint64_t>{3, 4, 5});
+}
+
+TEST_CASE("a consumer of > does not receive $ topics (dead letters); one of $dlq.> does") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  bus.publish("$dlq.jobs.a", job{1});
+  bus.publish("jobs.a", job{2});
+  agentbus::durable_consumer<job> all(bus, "all", ">", exact(clock));
+  agentbus::durable_consumer<job> dlq(bus, "dlq", "$dlq.>", exact(clock));
+  std::vector<std::uint64_t> a, d;
+  all.poll([&](const agentbus::delivered<job>& x) { a.push_back(x.payload().n); });
+  dlq.poll([&](const agentbus::delivered<job>& x) { d.push_back(x.payload().n); });
+  CHECK(a == std::vector<std::uint64_t>{2});
+  CHECK(d == std::vector<std::uint64_t>{1});
+}
+
+TEST_CASE("bad consumer names and bad patterns are refused clearly") {
+  ring_bus bus;
+  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "", "jobs.>")), Catch::Contains("not valid"));
+  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "a/b", "jobs.>")), Catch::Contains("not valid"));
+  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "..", "jobs.>")), Catch::Contains("not valid"));
+  CHECK_THROWS_AS((agentbus::durable_consumer<job>(bus, "ok", "jobs..x")), agentbus::topic_error);
+}
+
+TEST_CASE("a moved-from consumer polls nothing") {
+  ring_bus bus;
+  publish_jobs(bus, 0, 2);
+  agentbus::durable_consumer<job> a(bus, "worker", "jobs.>");
+  agentbus::durable_consumer<job> b(std::move(a));
+  CHECK(a.poll([](const agentbus::delivered<job>&) {}) == 0);  // NOLINT(bugprone-use-after-move): documented
+  CHECK(b.poll([](const agentbus::delivered<job>&) {}) == 2);
+}
+
+// ---- journal bus: the cursor survives the process ----
+
+TEST_CASE("after a restart a durable consumer resumes at its first unacked event; acked ones never come again") {
+  agentbus::test::journal_dir dir("consumer_resume");
+  agentbus::manual_clock clock;
+  {
+    journal_bus bus(dir.options());
+    publish_jobs(bus, 0, 10);
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+    // Acks everything but 4 and 6, which stay out (as if the process died while handling them).
+    c.poll([](const agentbus::delivered<job>& d) {
+      if (d.payload().n == 4 || d.payload().n == 6) (void)d.defer();
+    });
+    CHECK(c.info().floor == 4);
+    CHECK(std::filesystem::exists(c.cursor_path()));
+  }
+  journal_bus bus(dir.options());
+  publish_jobs(bus, 10, 12);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  CHECK(c.info().resumed);
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> seen;
+  c.poll([&](const agentbus::delivered<job>& d) { seen.emplace_back(d.payload().n, d.attempt()); });
+  CHECK(seen == std::vector<std::pair<std::uint64_t, std::uint32_t>>{{4, 2}, {6, 2}, {10, 1}, {11, 1}});
+  CHECK(c.info().floor == 12);
+}
+
+TEST_CASE("an event that is never settled across restarts is dead-lettered after max_deliver (poison)") {
+  agentbus::test::journal_dir dir("consumer_poison");
+  agentbus::manual_clock clock;
+  auto options = exact(clock);
+  options.max_deliver = 2;
+  {
+    journal_bus bus(dir.options());
+    publish_jobs(bus, 0, 1);
+  }
+  for (int restart = 0; restart < 2; ++restart) {
+    journal_bus bus(dir.options());
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
+    std::uint32_t attempt = 0;
+    CHECK(c.poll([&](const agentbus::delivered<job>& d) {
+      attempt = d.attempt();
+      (void)d.defer();  // "crashes" before settling
+    }) == 1);
+    CHECK(attempt == static_cast<std::uint32_t>(restart + 1));
+  }
+  journal_bus bus(dir.options());
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
+  CHECK(c.poll([](const agentbus::delivered<job>&) { FAIL("a poison event delivered a third time"); }) == 0);
+  CHECK(c.info().dead_lettered == 1);
+  std::size_t dead = 0;
+  for (const auto& ev : bus.records<job>(agentbus::history::all(), "$dlq.>")) {
+    CHECK(ev.payload().n == 0);
+    CHECK(ev.header_value(agentbus::dead_letter_header::reason).value_or("").find("restart") != std::string_view::npos);
+    ++dead;
+  }
+  CHECK(dead == 1);
+}
+
+TEST_CASE("a consumer name reopened with another pattern is refused; list_consumers and remove_consumer") {
+  agentbus::test::journal_dir dir("consumer_list");
+  journal_bus bus(dir.options());
+  publish_jobs(bus, 0, 3);
+  {
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
+    c.poll([](const agentbus::delivered<job>& d) {
+      if (d.payload().n == 1) (void)d.defer();
+    });
+  }
+  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "worker", "other.>")), Catch::Contains("exists for pattern 'jobs.>'"));
+  const auto listed = agentbus::list_consumers(dir.path / "consumers");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].name == "worker");
+  CHECK(listed[0].pattern == "jobs.>");
+  CHECK(listed[0].schema == "test.job");
+  CHECK(listed[0].floor == 1);
+  CHECK(listed[0].settled_above == 1);
+  CHECK(listed[0].unsettled == 1);
+  CHECK(listed[0].problem.empty());
+  CHECK(agentbus::remove_consumer(dir.path / "consumers", "worker"));
+  CHECK(agentbus::list_consumers(dir.path / "consumers").empty());
+  agentbus::durable_consumer<job> again(bus, "worker", "other.>");  // a new consumer of that name
+  CHECK_FALSE(again.info().resumed);
+}
+
+TEST_CASE("a damaged cursor file is reported and the consumer starts again from its start (duplicates, no loss)") {
+  agentbus::test::journal_dir dir("consumer_damaged");
+  journal_bus bus(dir.options());
+  publish_jobs(bus, 0, 3);
+  std::filesystem::path cursor;
+  {
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
+    c.poll([](const agentbus::delivered<job>&) {});
+    cursor = c.cursor_path();
+  }
+  {
+    std::fstream f(cursor, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+  }
+  CHECK(agentbus::list_consumers(dir.path / "consumers").at(0).problem.find("checksum") != std::string::npos);
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
+  CHECK(c.info().cursor_problem.find("checksum") != std::string::npos);
+  CHECK(c.poll([](const agentbus::delivered<job>&) {}) == 3);
+}
+
+TEST_CASE("poll_for wakes for a publish from another thread and for a redelivery time on the manual clock",
+          "[concurrency]") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  std::thread publisher([&] {
+    while (clock.waiting() == 0) std::this_thread::yield();
+    bus.publish("jobs.a", job{7});
+  });
+  std::uint64_t got = 0;
+  CHECK(c.poll_for([&](const agentbus::delivered<job>& d) {
+    got = d.payload().n;
+    return agentbus::outcome::nack();
+  }, 1h) == 1);
+  publisher.join();
+  CHECK(got == 7);
+  std::thread ticker([&] {
+    while (clock.waiting() == 0) std::this_thread::yield();
+    clock.advance(1s);  // the nack's backoff
+  });
+  std::uint32_t attempt = 0;
+  CHECK(c.poll_for([&](const agentbus::delivered<job>& d) { attempt = d.attempt(); }, 1h) == 1);
+  ticker.join();
+  CHECK(attempt == 2);
+}
