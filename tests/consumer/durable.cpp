@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "consumer/common.hpp"
+
 #include "support/journal_dir.hpp"
 
 #include <chrono>
@@ -31,15 +33,6 @@ struct job {
   std::uint64_t n = 0;
 };
 
-// Exact timing: no jitter, 1 s then 2 s, 4 s, ...
-agentbus::consumer_options exact(agentbus::manual_clock& clock) {
-  agentbus::consumer_options o;
-  o.clock = &clock;
-  o.ack_wait = 10s;
-  o.backoff = {.initial = 1s, .multiplier = 2.0, .max = 60s, .jitter = 0.0};
-  return o;
-}
-
 template <class Bus>
 void publish_jobs(Bus& bus, std::uint64_t from, std::uint64_t to, std::string_view topic = "jobs.a") {
   for (std::uint64_t i = from; i < to; ++i) bus.publish(topic, job{i});
@@ -51,7 +44,7 @@ TEST_CASE("a void handler acks every event once; a second poll finds nothing") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 10);
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   std::vector<std::uint64_t> seen;
   CHECK(c.poll([&](const agentbus::delivered<job>& d) {
     CHECK(d.attempt() == 1);
@@ -75,7 +68,7 @@ TEST_CASE("a nack is redelivered after the backoff, which grows per attempt") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 1);
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   std::vector<std::uint32_t> attempts;
   auto fail = [&](const agentbus::delivered<job>& d) {
     attempts.push_back(d.attempt());
@@ -105,7 +98,7 @@ TEST_CASE("nack_after uses its own delay; a throwing handler is a nack with the 
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 1);
-  auto options = exact(clock);
+  auto options = agentbus::test::exact_timing(clock);
   options.max_deliver = 2;
   agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
   CHECK(c.poll([](const agentbus::delivered<job>&) { return agentbus::outcome::nack_after(5s); }) == 1);
@@ -125,7 +118,7 @@ TEST_CASE("nack_after uses its own delay; a throwing handler is a nack with the 
 TEST_CASE("after max_deliver failed attempts the event goes to $dlq.<topic> with its headers") {
   agentbus::manual_clock clock;
   ring_bus bus;
-  auto options = exact(clock);
+  auto options = agentbus::test::exact_timing(clock);
   options.max_deliver = 3;
   agentbus::durable_consumer<job> c(bus, "billing", "jobs.>", options);
   const agentbus::header trace{"traceparent", "00-abc-01"};
@@ -162,7 +155,7 @@ TEST_CASE("term dead-letters at once, whatever the attempt") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 2);
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   std::vector<std::string> reasons;
   auto dlq = bus.subscribe<job>("$dlq.jobs.*", [&](const agentbus::event<job>& ev) {
     reasons.emplace_back(ev.header_value(agentbus::dead_letter_header::reason).value_or(""));
@@ -179,7 +172,7 @@ TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff;
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 1);
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   std::optional<agentbus::ack_token> token;
   CHECK(c.poll([&](const agentbus::delivered<job>& d) { token = d.defer(); }) == 1);
   clock.advance(9s);
@@ -205,7 +198,7 @@ TEST_CASE("a deferred ack settles from another thread; a repeated one says alrea
   publish_jobs(bus, 0, 3);
   std::vector<agentbus::ack_token> tokens;
   {
-    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
     CHECK(c.poll([&](const agentbus::delivered<job>& d) {
       tokens.push_back(d.defer());
       return agentbus::outcome::term("ignored: deferred");  // the token decides, not the return value
@@ -231,7 +224,7 @@ TEST_CASE("max_ack_pending stops new deliveries until something is settled") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 10);
-  auto options = exact(clock);
+  auto options = agentbus::test::exact_timing(clock);
   options.max_ack_pending = 3;
   agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", options);
   std::vector<agentbus::ack_token> tokens;
@@ -247,7 +240,7 @@ TEST_CASE("start positions: only new events, or from an offset") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 5);
-  auto options = exact(clock);
+  auto options = agentbus::test::exact_timing(clock);
   options.start = agentbus::consumer_start::only_new();
   agentbus::durable_consumer<job> fresh(bus, "fresh", "jobs.>", options);
   options.start = agentbus::consumer_start::at(3);
@@ -265,8 +258,8 @@ TEST_CASE("a consumer of > does not receive $ topics (dead letters); one of $dlq
   ring_bus bus;
   bus.publish("$dlq.jobs.a", job{1});
   bus.publish("jobs.a", job{2});
-  agentbus::durable_consumer<job> all(bus, "all", ">", exact(clock));
-  agentbus::durable_consumer<job> dlq(bus, "dlq", "$dlq.>", exact(clock));
+  agentbus::durable_consumer<job> all(bus, "all", ">", agentbus::test::exact_timing(clock));
+  agentbus::durable_consumer<job> dlq(bus, "dlq", "$dlq.>", agentbus::test::exact_timing(clock));
   std::vector<std::uint64_t> a, d;
   all.poll([&](const agentbus::delivered<job>& x) { a.push_back(x.payload().n); });
   dlq.poll([&](const agentbus::delivered<job>& x) { d.push_back(x.payload().n); });
@@ -299,7 +292,7 @@ TEST_CASE("after a restart a durable consumer resumes at its first unacked event
   {
     journal_bus bus(dir.options());
     publish_jobs(bus, 0, 10);
-    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
     // Acks everything but 4 and 6, which stay out (as if the process died while handling them).
     c.poll([](const agentbus::delivered<job>& d) {
       if (d.payload().n == 4 || d.payload().n == 6) (void)d.defer();
@@ -309,7 +302,7 @@ TEST_CASE("after a restart a durable consumer resumes at its first unacked event
   }
   journal_bus bus(dir.options());
   publish_jobs(bus, 10, 12);
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   CHECK(c.info().resumed);
   std::vector<std::pair<std::uint64_t, std::uint32_t>> seen;
   c.poll([&](const agentbus::delivered<job>& d) { seen.emplace_back(d.payload().n, d.attempt()); });
@@ -320,7 +313,7 @@ TEST_CASE("after a restart a durable consumer resumes at its first unacked event
 TEST_CASE("an event that is never settled across restarts is dead-lettered after max_deliver (poison)") {
   agentbus::test::journal_dir dir("consumer_poison");
   agentbus::manual_clock clock;
-  auto options = exact(clock);
+  auto options = agentbus::test::exact_timing(clock);
   options.max_deliver = 2;
   {
     journal_bus bus(dir.options());
@@ -400,7 +393,7 @@ TEST_CASE("poll_for wakes for a publish from another thread and for a redelivery
           "[concurrency]") {
   agentbus::manual_clock clock;
   ring_bus bus;
-  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", exact(clock));
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
   std::thread publisher([&] {
     while (clock.waiting() == 0) std::this_thread::yield();
     bus.publish("jobs.a", job{7});

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+// Replaying dead letters: once, to the original topic, with new attempts; across a restart.
+#include <agentbus/agentbus.hpp>
+#include <agentbus/consumer/dead_letters.hpp>
+#include <agentbus/storage/journal.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "consumer/common.hpp"
+#include "support/journal_dir.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace {
+
+using dl_ring_bus = agentbus::basic_bus<agentbus::storage::memory_ring<1024>>;
+using dl_journal_bus = agentbus::basic_bus<agentbus::storage::journal>;
+
+struct letter {
+  static constexpr bool agentbus_bitwise_codec = true;
+  static constexpr std::string_view event_name = "test.letter";
+  std::uint64_t n = 0;
+};
+
+// Consumer options that dead-letter at the first failure.
+agentbus::consumer_options one_try(agentbus::manual_clock& clock) {
+  auto o = agentbus::test::exact_timing(clock);
+  o.max_deliver = 1;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a replayed dead letter goes back to its original topic once, as a new event with new attempts") {
+  agentbus::manual_clock clock;
+  dl_ring_bus bus;
+  agentbus::durable_consumer<letter> c(bus, "worker", "mail.>", one_try(clock));
+  bus.publish("mail.in", letter{1});
+  bus.publish("other.in", letter{2});
+  agentbus::durable_consumer<letter> other(bus, "other", "other.>", one_try(clock));
+  bool broken = true;
+  auto handle = [&](const agentbus::delivered<letter>&) {
+    if (broken) throw std::runtime_error("bug");
+  };
+  CHECK(c.poll(handle) == 1);
+  CHECK(other.poll(handle) == 1);
+  CHECK(c.info().dead_lettered == 1);
+
+  broken = false;
+  agentbus::dead_letter_replayer<letter> replayer(bus, "mail.>");
+  std::vector<std::string> replayed_from;
+  auto sub = bus.subscribe<letter>("mail.>", [&](const agentbus::event<letter>& ev) {
+    replayed_from.emplace_back(ev.header_value(agentbus::replayed_from_header).value_or("?"));
+    CHECK_FALSE(ev.header_value(agentbus::dead_letter_header::reason).has_value());
+  });
+  CHECK(replayer.replay() == 1);  // only mail.>'s dead letter
+  CHECK(replayed_from == std::vector<std::string>{"2"});  // the dead letter's offset
+  CHECK(replayer.replay() == 0);                           // once
+  std::uint32_t attempt = 0;
+  CHECK(c.poll([&](const agentbus::delivered<letter>& d) { attempt = d.attempt(); }) == 1);
+  CHECK(attempt == 1);
+  CHECK(c.info().acked == 1);
+}
+
+TEST_CASE("replay_dead_letters on a journal bus replays each dead letter once across restarts") {
+  agentbus::test::journal_dir dir("dead_letters");
+  agentbus::manual_clock clock;
+  {
+    dl_journal_bus bus(dir.options());
+    agentbus::durable_consumer<letter> c(bus, "worker", "mail.>", one_try(clock));
+    bus.publish("mail.in", letter{7});
+    c.poll([](const agentbus::delivered<letter>&) { return agentbus::outcome::term("bad"); });
+    CHECK(agentbus::replay_dead_letters<letter>(bus, "mail.>") == 1);
+  }
+  dl_journal_bus bus(dir.options());
+  CHECK(agentbus::replay_dead_letters<letter>(bus, "mail.>") == 0);
+  agentbus::durable_consumer<letter> c(bus, "worker", "mail.>", one_try(clock));
+  std::vector<std::uint64_t> got;
+  c.poll([&](const agentbus::delivered<letter>& d) { got.push_back(d.payload().n); });
+  CHECK(got == std::vector<std::uint64_t>{7});  // the replayed copy; the original was settled
+}
