@@ -16,6 +16,8 @@ structs=(
   executor_options:agent/executor.hpp
   journal_options:journal/options.hpp
   retention:journal/options.hpp
+  consumer_options:consumer/options.hpp
+  backoff:consumer/options.hpp
 )
 missing=0 checked=0
 for entry in "${structs[@]}"; do
