@@ -104,7 +104,7 @@ inline std::vector<stored_consumer> list_consumers(const std::filesystem::path& 
       c.floor = s.floor;
       c.delivered_end = s.delivered_end;
       c.settled_above = s.settled.size();
-      c.unsettled = s.attempts.size();
+      c.retrying = s.attempts.size();
       c.writes = s.writes;
     }
     out.push_back(std::move(c));

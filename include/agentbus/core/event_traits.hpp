@@ -31,6 +31,11 @@ constexpr std::string_view compiler_type_name() noexcept {
   return f.substr(start, end - start);
 }
 
+/// compiler_type_name<T>() computed once, at compile time (a call at run time would search
+/// the function's signature on every record a journal reads or writes).
+template <class T>
+inline constexpr std::string_view compiler_type_name_v = compiler_type_name<T>();
+
 /// One object per type; its address is the type's identity. Static data members of class
 /// templates are inline, so every translation unit sees the same address.
 template <class T>
@@ -63,7 +68,7 @@ struct event_traits {
     if constexpr (requires { { T::event_name } -> std::convertible_to<std::string_view>; })
       return std::string_view{T::event_name};
     else
-      return detail::compiler_type_name<T>();
+      return detail::compiler_type_name_v<T>;
   }
   /// @brief Schema version of T (1 unless T declares event_version).
   static constexpr std::uint32_t version() noexcept {

@@ -317,10 +317,17 @@ T decode(std::span<const std::byte> bytes) {
   return value;
 }
 
+namespace detail {
+/// codec<T>::fingerprint(), computed at compile time: a call at run time may hash on every
+/// record that is written or read.
+template <class T>
+inline constexpr std::uint64_t codec_fingerprint_v = codec<T>::fingerprint();
+}  // namespace detail
+
 /// @brief The fingerprint of T's codec.
 template <class T>
 constexpr std::uint64_t codec_fingerprint() noexcept {
-  return codec<T>::fingerprint();
+  return detail::codec_fingerprint_v<T>;
 }
 
 }  // namespace agentbus

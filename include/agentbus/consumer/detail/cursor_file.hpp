@@ -19,7 +19,8 @@
 //                  attempt: an event that kills the process on every delivery reaches
 //                  max_deliver and is dead-lettered instead of looping across restarts)
 //   settled        offsets at or above floor already settled (acks out of order)
-//   attempts       unsettled offsets and the deliveries each had so far
+//   attempts       unsettled offsets delivered more than once, and how often (once is implied
+//                  by delivered_end)
 // plus the consumer's pattern and event type, which a reopen must match.
 //
 // Layout (little-endian): "AGBCURS1" | u32 format version (1) | u32 body bytes | body | u32

@@ -17,8 +17,11 @@
 //   pending_   deliveries not settled yet plus settled ones above the floor, in offset order
 //              (a deque: appended at the back as the cursor reads, popped at the front as the
 //              floor advances; found by binary search)
-//   timers_    a min-heap of (time, offset, attempt): an ack deadline of a delivery that is out,
-//              or the due time of one waiting for redelivery; stale entries are skipped lazily
+//   deadlines_ the ack deadlines of fresh deliveries, one per batch (first..last offset): a FIFO,
+//              since a batch handed out later has a later deadline; no per-event timer
+//   timers_    a min-heap of (time, offset, attempt) for the rest: the due time of a delivery
+//              waiting for redelivery, the deadline of a redelivery or an extended one; stale
+//              entries (settled, re-timed) are skipped lazily
 //   restored_  what the stored cursor said about offsets the cursor has not reached again
 //
 // Handlers never run under the mutex: poll takes a batch under it, runs the handlers, then
@@ -100,7 +103,7 @@ struct stored_consumer {
   std::uint64_t floor = 0;          ///< every matching offset below this is settled
   std::uint64_t delivered_end = 0;  ///< offsets below this were handed out at least once
   std::size_t settled_above = 0;    ///< settled offsets at or above the floor (acks out of order)
-  std::size_t unsettled = 0;        ///< deliveries that were out or failed when it was written
+  std::size_t retrying = 0;         ///< unsettled events delivered more than once when it was written
   std::uint64_t writes = 0;         ///< how many times it was written
   std::string problem;              ///< non-empty: the file is damaged (what was wrong)
 };
@@ -256,26 +259,33 @@ class consumer_engine final : public consumer_core<T>,
     publish_dead(dead);
     if (batch.empty()) return 0;
 
-    std::vector<settlement> results;
-    results.reserve(batch.size());
+    // Acks, the common outcome, are kept apart from the rest: no outcome object each.
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> acks;
+    acks.reserve(batch.size());
+    std::vector<settlement> others;
     const std::string_view member = members_[id].name;
     for (handout& h : batch) {
       delivered<T> d(*h.event, h.offset, h.attempt, h.first, name_, member, self_);
       try {
         outcome o = handler(d);
-        if (!d.deferred()) results.push_back({h.offset, h.attempt, std::move(o), false});
+        if (d.deferred()) continue;
+        if (o.decision() == outcome::kind::ack)
+          acks.emplace_back(h.offset, h.attempt);
+        else
+          others.push_back({h.offset, h.attempt, std::move(o), false});
       } catch (const std::exception& e) {
-        if (!d.deferred()) results.push_back({h.offset, h.attempt, outcome::nack(e.what()), true});
+        if (!d.deferred()) others.push_back({h.offset, h.attempt, outcome::nack(e.what()), true});
       } catch (...) {
-        if (!d.deferred()) results.push_back({h.offset, h.attempt, outcome::nack("a non-standard exception"), true});
+        if (!d.deferred()) others.push_back({h.offset, h.attempt, outcome::nack("a non-standard exception"), true});
       }
     }
     const std::size_t handled = batch.size();
     batch.clear();
     {
       std::lock_guard lock(mutex_);
+      for (const auto& [offset, attempt] : acks) ack_locked(offset);
       const time_point now = clock_.now();
-      for (settlement& s : results) {
+      for (settlement& s : others) {
         if (s.threw) ++counters_.handler_failures;
         settle_locked(s.offset, s.attempt, std::move(s.decision), now, dead);
       }
@@ -298,6 +308,7 @@ class consumer_engine final : public consumer_core<T>,
       if (arrivals_.load(std::memory_order_acquire) != seen) continue;  // something came meanwhile
       time_point wake_at = until;
       if (!timers_.empty()) wake_at = std::min(wake_at, timers_.front().when);
+      if (!deadlines_.empty()) wake_at = std::min(wake_at, deadlines_.front().when);
       if (wake_at <= now) continue;
       sleepers_.fetch_add(1);
       if (arrivals_.load() == seen) clock_.wait_until(lock, wake_, wake_at);
@@ -371,6 +382,11 @@ class consumer_engine final : public consumer_core<T>,
     std::uint64_t offset;
     std::uint32_t attempts;
     friend bool operator>(const timer& a, const timer& b) noexcept { return a.when > b.when; }
+  };
+  struct batch_deadline {
+    time_point when;
+    std::uint64_t first;
+    std::uint64_t last;
   };
   struct handout {
     shared_event<T> event;
@@ -455,10 +471,21 @@ class consumer_engine final : public consumer_core<T>,
     return clock_source::duration(static_cast<clock_source::duration::rep>(std::max(0.0, wait)));
   }
 
+  // The first entry at or after `offset`. Offsets are dense when the pattern matches every
+  // stored event, so the direct guess usually hits; else binary search.
+  std::size_t index_of(std::uint64_t offset) const {
+    if (pending_.empty() || offset <= pending_.front().offset) return 0;
+    const std::uint64_t guess = offset - pending_.front().offset;
+    if (guess < pending_.size() && pending_[static_cast<std::size_t>(guess)].offset == offset)
+      return static_cast<std::size_t>(guess);
+    return static_cast<std::size_t>(std::lower_bound(pending_.begin(), pending_.end(), offset,
+                                                     [](const entry& e, std::uint64_t o) { return e.offset < o; }) -
+                                    pending_.begin());
+  }
+
   entry* find(std::uint64_t offset) {
-    auto it = std::lower_bound(pending_.begin(), pending_.end(), offset,
-                               [](const entry& e, std::uint64_t o) { return e.offset < o; });
-    return it != pending_.end() && it->offset == offset ? &*it : nullptr;
+    const std::size_t i = index_of(offset);
+    return i < pending_.size() && pending_[i].offset == offset ? &pending_[i] : nullptr;
   }
 
   void push_timer(const entry& e) {
@@ -468,11 +495,19 @@ class consumer_engine final : public consumer_core<T>,
 
   std::uint64_t floor_locked() const noexcept { return pending_.empty() ? position_ : pending_.front().offset; }
 
-  void hand_out(entry& e, member_id id, time_point now, std::vector<handout>& batch) {
+  // A fresh delivery's deadline is its batch's (deadlines_); a redelivery gets a timer.
+  void hand_out(entry& e, member_id id, time_point now, std::vector<handout>& batch, bool fresh) {
     e.state = entry_state::out;
     e.member = id;
     e.when = now + options_.ack_wait;
-    push_timer(e);
+    if (fresh) {
+      if (!deadlines_.empty() && deadlines_.back().when == e.when)
+        deadlines_.back().last = e.offset;
+      else
+        deadlines_.push_back({e.when, e.offset, e.offset});
+    } else {
+      push_timer(e);
+    }
     batch.push_back({e.event, e.offset, e.attempts, e.first});
     ++counters_.delivered;
     if (e.attempts > 1) ++counters_.redelivered;
@@ -485,9 +520,30 @@ class consumer_engine final : public consumer_core<T>,
     dead.push_back({e.event, e.offset, e.attempts, std::move(reason)});
   }
 
-  // Timers that are due: ack deadlines that passed (the attempt failed) and redeliveries.
+  // The ack deadline of an attempt that is out passed: that attempt failed.
+  void expire(entry& e, std::vector<dead_letter>& dead) {
+    ++counters_.ack_timeouts;
+    if (options_.max_deliver != 0 && e.attempts >= options_.max_deliver) {
+      kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one not settled within ack_wait", dead);
+      return;
+    }
+    e.state = entry_state::waiting;
+    e.when = e.when + backoff_for(e.attempts);
+    push_timer(e);
+    dirty_ = true;
+  }
+
+  // Deadlines and timers that are due: failed attempts, then redeliveries (up to max).
   void take_due(member_id id, time_point now, std::size_t max, std::vector<handout>& batch,
                 std::vector<dead_letter>& dead) {
+    while (!deadlines_.empty() && deadlines_.front().when <= now) {
+      const batch_deadline d = deadlines_.front();
+      deadlines_.pop_front();
+      for (std::size_t i = index_of(d.first); i < pending_.size() && pending_[i].offset <= d.last; ++i) {
+        entry& e = pending_[i];
+        if (e.state == entry_state::out && e.when == d.when) expire(e, dead);  // else settled or re-timed since
+      }
+    }
     while (!timers_.empty() && timers_.front().when <= now) {
       const timer t = timers_.front();
       entry* e = find(t.offset);
@@ -498,26 +554,17 @@ class consumer_engine final : public consumer_core<T>,
         timers_.pop_back();
         continue;
       }
-      if (e->state == entry_state::out) {  // the ack deadline passed: that attempt failed
+      if (e->state == entry_state::out) {
         std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
         timers_.pop_back();
-        ++counters_.ack_timeouts;
-        if (options_.max_deliver != 0 && e->attempts >= options_.max_deliver) {
-          kill(*e, "max_deliver: " + std::to_string(e->attempts) + " attempts, the last one not settled within ack_wait",
-               dead);
-          continue;
-        }
-        e->state = entry_state::waiting;
-        e->when = e->when + backoff_for(e->attempts);
-        push_timer(*e);
-        dirty_ = true;
+        expire(*e, dead);
         continue;
       }
       if (batch.size() >= max) return;
       std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
       timers_.pop_back();
       ++e->attempts;
-      hand_out(*e, id, now, batch);
+      hand_out(*e, id, now, batch, /*fresh=*/false);
     }
   }
 
@@ -554,7 +601,7 @@ class consumer_engine final : public consumer_core<T>,
         continue;
       }
       ++e.attempts;
-      hand_out(e, id, now, batch);
+      hand_out(e, id, now, batch, /*fresh=*/true);
     }
   }
 
@@ -568,6 +615,7 @@ class consumer_engine final : public consumer_core<T>,
 
   ack_status settle_locked(std::uint64_t offset, std::uint32_t attempt, outcome decision, time_point now,
                            std::vector<dead_letter>& dead) {
+    if (decision.decision() == outcome::kind::ack) return ack_locked(offset);
     entry* e = find(offset);
     if (e == nullptr || e->state == entry_state::settled || e->state == entry_state::dying) {
       ++counters_.repeated_settles;
@@ -575,9 +623,7 @@ class consumer_engine final : public consumer_core<T>,
     }
     switch (decision.decision()) {
       case outcome::kind::ack:
-        ++counters_.acked;
-        mark_settled(*e);
-        return ack_status::accepted;
+        break;  // above
       case outcome::kind::nack:
         if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
         ++counters_.nacked;
@@ -601,6 +647,18 @@ class consumer_engine final : public consumer_core<T>,
         return ack_status::accepted;
     }
     return ack_status::stale;
+  }
+
+  // An ack of any attempt is accepted while the event is unsettled: the work was done.
+  ack_status ack_locked(std::uint64_t offset) {
+    entry* e = find(offset);
+    if (e == nullptr || e->state == entry_state::settled || e->state == entry_state::dying) {
+      ++counters_.repeated_settles;
+      return ack_status::already;
+    }
+    ++counters_.acked;
+    mark_settled(*e);
+    return ack_status::accepted;
   }
 
   void mark_settled(entry& e) {
@@ -670,7 +728,7 @@ class consumer_engine final : public consumer_core<T>,
     for (const entry& e : pending_) {
       if (e.state == entry_state::settled)
         s.settled.push_back(e.offset);
-      else if (e.attempts > 0)
+      else if (e.attempts > 1)  // one delivery is implied by delivered_end
         s.attempts.emplace_back(e.offset, e.attempts);
     }
     if (restored_) {  // what the cursor has not read again yet stays on record
@@ -698,6 +756,7 @@ class consumer_engine final : public consumer_core<T>,
   std::uint64_t position_ = 0;
   std::deque<entry> pending_;
   std::size_t unsettled_ = 0;
+  std::deque<batch_deadline> deadlines_;
   std::vector<timer> timers_;
   std::deque<member> members_;  // stable addresses: a poll reads its member's name outside the mutex
   std::size_t live_members_ = 0;
