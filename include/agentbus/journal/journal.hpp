@@ -40,7 +40,8 @@
 ///   open_journal_reader_since()), while it appends.
 ///
 /// ## How (docs/journal-format.md has the byte-level format)
-/// - Segment files `<first offset, 20 digits>.log`, pre-allocated to segment_bytes and mapped:
+/// - Segment files `<first offset, 20 digits>.log`, segment_bytes long, allocated in steps ahead
+///   of the writer (journal_options::preallocate_segments) and mapped:
 ///   an append encodes the record straight into the mapping inside one short critical section
 ///   (no system call, no allocation). Each record is framed by a length word and a CRC32C;
 ///   the length word is written last and is what publishes the record.
@@ -363,7 +364,7 @@ class journal {
  public:
   /// @brief Opens (creating it if needed) the journal in options.directory: takes the
   /// directory's lock (journal_error{locked} if another writer, in this process or another,
-  /// has it), recovers (see recovery()) and starts the background thread that pre-allocates
+  /// has it), recovers (see recovery()) and starts the background thread that allocates
   /// segments and flushes. Throws journal_error{invalid_options} for unusable options,
   /// journal_error{io} when the directory cannot be used.
   explicit journal(journal_options options) {

@@ -82,7 +82,10 @@ struct durability {
 /// first; the segment being written is never deleted. 0 = unlimited.
 struct retention {
   /// Total bytes of records (all segments, the active one included) above which the oldest
-  /// sealed segments are deleted. Disk use is this plus up to two pre-allocated segments.
+  /// sealed segments are deleted. Disk use is this plus the space allocated ahead of the
+  /// writer (journal_options::preallocate_segments): by default up to 8 MiB beyond the last
+  /// record and the prepared next segment as far as the active one is filled, at most about
+  /// one segment in all; up to two whole segments when pre-allocating.
   std::uint64_t max_bytes = 0;
   /// Sealed segments whose newest record (by publish time) is older than this are deleted.
   std::chrono::seconds max_age{0};
@@ -92,11 +95,29 @@ struct retention {
 struct journal_options {
   /// Where the segment files live; created (with parents) if missing.
   std::filesystem::path directory{};
-  /// Size at which a segment is sealed and a new one started. Segments are pre-allocated to
-  /// this size (rounded up to 4 KiB; at least 4 KiB). A record bigger than a segment gets a
-  /// segment of its own. Applies to the segments a writer creates: existing ones, the active
-  /// segment of a reopened journal included, keep the size they were created with.
+  /// Size at which a segment is sealed and a new one started (rounded up to 4 KiB; at least
+  /// 4 KiB; default 64 MiB). A segment file has this size from the start, but its disk space
+  /// is allocated in steps as it fills (see preallocate_segments). A record bigger than a
+  /// segment gets a segment of its own. Applies to the segments a writer creates: existing
+  /// ones, the active segment of a reopened journal included, keep the size they were created
+  /// with.
   std::uint64_t segment_bytes = 64ull << 20;
+  /// How a segment's disk space is allocated. false (the default): in steps ahead of the
+  /// writer. A new segment gets its first 64 KiB (and its index file what those need); the
+  /// journal's background thread then keeps as many bytes allocated beyond the last record as
+  /// the segment already holds (doubling), at least 64 KiB and at most 8 MiB ahead, and the
+  /// prepared next segment as far as the active one is filled (a busy writer rolls into
+  /// allocated, populated space); the rest of each file is sparse (a hole: no disk space,
+  /// reads as zeros). A journal of five events thus takes about 140 KiB of disk (the active
+  /// segment, the prepared next one, their indexes), not 129 MiB, and the append path keeps
+  /// writing into allocated space: when the background thread falls behind, the append
+  /// allocates for itself, and a full disk is journal_error{io} from append() (nothing is
+  /// appended), never a crash. `ls -l` shows the files' full size; `du` and st_blocks what
+  /// they take. true: every segment is allocated
+  /// whole when it is created (disk use grows by segment_bytes at a time, as it always did
+  /// before this option; a full disk is then found at a roll rather than within a segment).
+  /// Either way, journals written with the other setting open as they are.
+  bool preallocate_segments = false;
   /// When appended records reach the disk.
   agentbus::durability durability = durability::never();
   /// How much history is kept.

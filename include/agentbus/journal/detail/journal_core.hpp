@@ -11,9 +11,15 @@
 // length word last, with release: that is the commit readers see), maybe write an index entry,
 // publish next_offset. Durability work happens after the lock is released.
 //
+// Allocation: segment files have their full size from the start but their blocks are
+// allocated in steps (segment::allocate_to), the background thread keeping allocation_ahead
+// bytes allocated beyond the writer; an append that finds too little allocated allocates for
+// itself (a system call, rarely taken), and fails with journal_error{io} when the disk is full.
+// journal_options::preallocate_segments allocates every segment whole instead.
+//
 // Rolls: when a record does not fit, the segment is sealed (a seal marker after its last
-// record) and a segment the background thread prepared in advance (created, pre-allocated and
-// mapped under a temporary name) is renamed into place. The new segment is in the catalog
+// record) and a segment the background thread prepared in advance (created, allocated as far
+// as its first step and mapped under a temporary name) is renamed into place. The new segment is in the catalog
 // before the seal is written, so a reader that sees the seal finds what follows.
 //
 // Locks, always taken in this order: append_mutex_ -> catalog_mutex_ -> bg_mutex_.
@@ -92,7 +98,7 @@ class journal_core final : public segment_source {
   explicit journal_core(journal_options o)
       : opts_(std::move(o)), idx_bytes_(index_file_bytes(opts_.segment_bytes, opts_.index_interval_bytes)) {
     recovered_journal r = recover_journal(opts_.directory, opts_.segment_bytes, opts_.index_interval_bytes,
-                                          opts_.verify_on_open, opts_.file_mode);
+                                          opts_.verify_on_open, opts_.file_mode, first_allocation(opts_.segment_bytes));
     report_ = std::move(r.report);
     catalog_ = std::move(r.catalog);
     active_ = catalog_.back().pinned;
@@ -104,6 +110,13 @@ class journal_core final : public segment_source {
         last_time_.store(t, std::memory_order_relaxed);
         break;
       }
+    }
+    // Space ahead of the writer in a reopened active segment. Best effort: a full disk must
+    // not keep a journal from opening (recovery needs no space); the first append that needs
+    // the space tries again and reports the failure.
+    try {
+      active_->allocate_ahead(active_->end.load(std::memory_order_relaxed), opts_.preallocate_segments);
+    } catch (const journal_error&) {
     }
     commit_ = std::make_unique<group_commit>(active_->next_offset);
     populating_ = active_;
@@ -174,6 +187,8 @@ class journal_core final : public segment_source {
         seg = active_.get();
         pos = seg->end.load(std::memory_order_relaxed);
       }
+      if (pos + size + seal_bytes > seg->allocated()) [[unlikely]]  // the background thread fell behind
+        seg->allocate_to(pos + size + seal_bytes + allocation_ahead(pos + size));  // throws: nothing appended
       offset = seg->next_offset++;
       encode_record(seg->writable_data() + pos, in, offset, body);
       if (in.published_ns > seg->running_max) {
@@ -354,6 +369,8 @@ class journal_core final : public segment_source {
     if (!seg) {  // none ready (or too small for this record): make one now
       const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
       seg = segment::create_prepared(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
+                                     opts_.preallocate_segments ? log_bytes : needed + allocation_ahead(needed),
+                                     opts_.index_interval_bytes,
                                      prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
     }
     segment& old = *active_;
@@ -425,14 +442,40 @@ class journal_core final : public segment_source {
     return target;
   }
 
-  // The background thread, in order of urgency: retire sealed segments (start their write-back,
-  // unmap them), keep a prepared segment ready, and populate pages ahead of the writer (the
-  // active segment, then the prepared one).
+  // The first allocation of a segment the writer creates: its first step, or all of it.
+  std::uint64_t first_allocation(std::uint64_t log_bytes) const noexcept {
+    return opts_.preallocate_segments ? log_bytes : allocation_min_step;
+  }
+
+  // The background thread, in order of urgency: allocate ahead of the writer, retire sealed
+  // segments (start their write-back, unmap them), keep a prepared segment ready, and populate
+  // pages ahead of the writer (the active segment, then the prepared one).
   void background() {
     constexpr std::size_t populate_chunk = std::size_t{1} << 20;
     constexpr std::size_t write_window_bytes = 256 * 1024;
     std::unique_lock lock(bg_mutex_);
     while (!bg_stop_) {
+      if (window_seg_) {
+        auto seg = window_seg_;
+        auto next = prepared_;
+        lock.unlock();
+        bool did = false, next_did = false;
+        try {
+          const std::uint64_t at = seg->end.load(std::memory_order_relaxed);
+          did = seg->allocate_ahead(at, opts_.preallocate_segments);
+          // The next segment as far as this one is filled (see segment::allocate_ahead).
+          if (next) next_did = next->allocate_ahead(at, opts_.preallocate_segments);
+        } catch (...) {  // the disk is full: the append that needs the space reports it
+        }
+        // Where the writer wakes us for the next step (the write window, below, folds it in).
+        if (!write_window_) seg->wake_at.store(seg->allocation_wake_point(), std::memory_order_relaxed);
+        lock.lock();
+        if (next_did && next == prepared_) prepared_populated_ = false;  // more pages to populate
+        if (did || next_did) {
+          if (did && seg == window_seg_ && !populating_) populating_ = seg;
+          continue;
+        }
+      }
       if (!retired_.empty()) {
         auto retired = std::move(retired_);
         retired_.clear();
@@ -463,6 +506,7 @@ class journal_core final : public segment_source {
         std::shared_ptr<segment> p;
         try {
           p = segment::create_prepared(opts_.directory, opts_.segment_bytes, idx_bytes_,
+                                       first_allocation(opts_.segment_bytes), opts_.index_interval_bytes,
                                        prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
         } catch (...) {  // the roll makes its own and reports the error to the appender
         }
@@ -548,7 +592,7 @@ class journal_core final : public segment_source {
   std::shared_ptr<segment> prepared_;          // the next segment, ready to be adopted
   bool prepared_populated_ = false;            // prepared_ is fully populated
   std::shared_ptr<segment> populating_;        // the active segment while it is being populated
-  std::shared_ptr<segment> window_seg_;        // the active segment, for the write window
+  std::shared_ptr<segment> window_seg_;        // the active segment, for allocation and the write window
   bool write_window_ = false;                  // keep a write window (never/interval)
   std::uint64_t window_syncs_ = 0;             // syncs_ when the window was last refreshed
   std::vector<std::filesystem::path> unsynced_;  // sealed segments not flushed yet

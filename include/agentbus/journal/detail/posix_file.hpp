@@ -96,14 +96,26 @@ inline std::uint64_t file_size(int fd, const std::filesystem::path& path) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-/// @brief Makes the file at least `bytes` long with its blocks allocated, so that writes through
-/// a mapping never hit a hole (no SIGBUS on a full disk) and fdatasync has no size change to
-/// flush for every append.
-inline void preallocate(int fd, std::uint64_t bytes, const std::filesystem::path& path) {
+/// @brief Sets the file's size to `bytes` without allocating anything: growing it leaves a
+/// hole (reads as zeros, takes no disk space) that allocate_range fills in later.
+inline void resize_file(int fd, std::uint64_t bytes, const std::filesystem::path& path) {
+  int rc;
+  do rc = ::ftruncate(fd, static_cast<off_t>(bytes));
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) throw_io("set the size (" + std::to_string(bytes) + " bytes) of", path, errno);
+}
+
+/// @brief Allocates the blocks of [offset, offset + bytes) of the file (which must already be
+/// at least that long), so that writes through a mapping there never hit a hole: no SIGBUS on
+/// a full disk, the failure is this call's journal_error{io} instead. Blocks already allocated
+/// are left as they are (their bytes too).
+inline void allocate_range(int fd, std::uint64_t offset, std::uint64_t bytes, const std::filesystem::path& path) {
+  if (bytes == 0) return;
   int err;
-  do err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  do err = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(bytes));
   while (err == EINTR);
-  if (err != 0) throw_io("pre-allocate " + std::to_string(bytes) + " bytes for", path, err);
+  if (err != 0)
+    throw_io("allocate " + std::to_string(bytes) + " bytes (from byte " + std::to_string(offset) + ") of", path, err);
 }
 
 /// @brief fdatasync, retried on EINTR; throws journal_error{io} on failure.
@@ -137,7 +149,7 @@ inline void write_at(int fd, std::span<const std::byte> bytes, std::uint64_t off
 }
 
 /// @brief End of the last region of the file that holds data (per SEEK_DATA/SEEK_HOLE), which
-/// lets recovery skip the untouched pre-allocated tail of a segment without reading it. Falls
+/// lets recovery skip the untouched (allocated or sparse) tail of a segment without reading it. Falls
 /// back to the file size when the file system cannot tell.
 inline std::uint64_t data_extent_end(int fd, std::uint64_t size) noexcept {
   std::uint64_t end = 0;
@@ -175,7 +187,7 @@ inline bool datasync_path(const std::filesystem::path& path) {
 }
 
 /// @brief Fills the page tables of [p, p + n) (page aligned) by read faults, which brings the
-/// pages into the page cache (zero-filled for pre-allocated space) without dirtying them.
+/// pages into the page cache (zero-filled for allocated space and holes) without dirtying them.
 /// Done by the background thread ahead of the writer: instantiating a page costs a zeroing
 /// and a fault, which is most of what an append into a fresh page would otherwise pay.
 inline void populate_pages(std::byte* p, std::size_t n) noexcept {

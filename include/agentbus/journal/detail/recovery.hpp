@@ -29,6 +29,10 @@
 //   that may have been acknowledged: past the last entry's offset plus the most records that
 //   can follow an entry (max_records_after_index_entry). Offsets are never used twice.
 //
+// - Segment files are sparse beyond what their writer allocated (segment::allocate_to): a
+//   repair allocates the bytes it writes first (a full disk is then journal_error{io}, never a
+//   SIGBUS), and a new segment (a fresh journal's, a successor) gets `first_allocation` bytes.
+//
 // Every repair is flushed before the journal accepts appends.
 
 #include <array>
@@ -76,10 +80,15 @@ inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<inde
     changed = true;
   }
   std::array<std::byte, index_entry_bytes> entry{};
+  bool allocated = false;  // the slots written, allocated first (the file may be sparse there)
   for (std::size_t i = 0; i < added.size(); ++i) {
     write_index_entry(entry.data(), added[i]);
     std::byte* slot = seg.index_entry_slot(kept + i);
     if (std::memcmp(slot, entry.data(), index_entry_bytes) != 0) {
+      if (!allocated)
+        seg.allocate_index_range(file_header_bytes + (kept + i) * index_entry_bytes,
+                                 file_header_bytes + needed * index_entry_bytes);
+      allocated = true;
       std::memcpy(slot, entry.data(), index_entry_bytes);
       changed = true;
     }
@@ -117,9 +126,11 @@ constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) no
 }
 
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
-/// normalized option. Throws journal_error on I/O failure or a segment of a newer format.
+/// normalized option; `first_allocation` the bytes allocated in a segment recovery creates.
+/// Throws journal_error on I/O failure or a segment of a newer format.
 inline recovered_journal recover_journal(const std::filesystem::path& dir, std::uint64_t segment_bytes,
-                                         std::uint32_t interval, bool verify_all, unsigned file_mode) {
+                                         std::uint32_t interval, bool verify_all, unsigned file_mode,
+                                         std::uint64_t first_allocation) {
   recovered_journal out;
   auto& report = out.report;
   std::error_code ec;
@@ -138,7 +149,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   if (bases.empty()) {
     // A new journal: segment 0, created under a temporary name so that no reader ever sees a
     // half-made file.
-    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0, file_mode);
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, first_allocation, interval, 0, file_mode);
     try {
       seg->adopt(0, interval);
     } catch (...) {
@@ -192,6 +203,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
           throw journal_error(journal_error::code::corrupt,
                               "agentbus journal: segment '" + seg->log_path().string() +
                                   "' is too short to be a segment: move it out of the directory");
+        seg->allocate_log_range(0, file_header_bytes);
         write_file_header(data, {file_kind::segment, journal_format_version, base, 0});
         modified = true;
         break;
@@ -230,6 +242,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       if (seg->index_file_bytes_view().size() < own_idx_bytes) seg->grow_index(own_idx_bytes);
     }
     if (!index_header_ok || ih.parameter != seg_interval) {
+      seg->allocate_index_range(0, file_header_bytes);
       write_file_header(seg->writable_index_file(), {file_kind::index, journal_format_version, base, seg_interval});
       if (!index_header_ok) valid_entries = 0;
       modified = true;
@@ -328,8 +341,8 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     if (continue_at > s.next_offset) {
       report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
                                 " in a new segment, so that no acknowledged offset is used twice");
-      successor =
-          segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0, file_mode);
+      successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval),
+                                           first_allocation, interval, 0, file_mode);
       try {
         successor->adopt(continue_at, interval);
       } catch (...) {
@@ -389,6 +402,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         // Sealed, yet nothing follows it (the next segment was removed by hand?): remove the
         // seal and write on here; whatever lies beyond it is a torn tail like any other.
         const std::uint64_t nz = last_nonzero_end(seg->bytes(), s.end + seal_bytes, seg->data_extent());
+        seg->allocate_log_range(s.end, nz);
         std::memset(data + s.end, 0, static_cast<std::size_t>(nz - s.end));
         if (nz > s.end + seal_bytes) {
           report.truncated_bytes += nz - s.end - seal_bytes;
@@ -397,6 +411,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         modified = true;
       }
       if (s.torn_end > s.torn_begin) {
+        seg->allocate_log_range(s.torn_begin, s.torn_end);
         std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
         report.truncated_bytes += s.torn_end - s.torn_begin;
         report.truncated_records += s.torn_records;
@@ -406,6 +421,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       if (successor) {
         // What was cut is a tail like any other: zeroed (counted above, through the index).
         if (s.torn_end > s.torn_begin) {
+          seg->allocate_log_range(s.torn_begin, s.torn_end);
           std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
           report.truncated_bytes += s.torn_end - s.torn_begin;
         }
@@ -418,6 +434,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       // The roll was cut short, or the tail was damaged: seal it here (a segment filled to the
       // last byte needs no seal: readers move on at its end).
       if (!s.sealed && s.end + seal_bytes <= seg->capacity()) {
+        seg->allocate_log_range(s.end, s.end + seal_bytes);
         std::memset(data + s.end + 4, 0, 4);
         store_release_u32(data + s.end, seal_marker);
         modified = true;

@@ -8,9 +8,14 @@
 // The writer maps the segment it appends to read-write and appends by copying records into the
 // mapping: a memcpy into the page cache, no system call, and the record survives the death of
 // the process as soon as it is copied. fdatasync on the file descriptor flushes those pages
-// (on Linux it covers pages dirtied through a shared mapping). Segment files are pre-allocated,
-// so the mapping never meets a hole and the size never changes while appending; the journal's
-// background thread populates the pages ahead of the writer (populate_step).
+// (on Linux it covers pages dirtied through a shared mapping). A segment file has its full
+// size (its capacity) from the start, so the size never changes while appending, but its
+// blocks are allocated in steps ahead of the writer (allocate_to, allocation_ahead): the
+// writer only ever writes below allocated(), so the mapping never meets a hole (no SIGBUS on a
+// full disk: a failed allocation is an append's journal_error), and a journal of five events
+// takes a few KiB of disk, not a whole segment. The index file is allocated along with it. The
+// journal's background thread allocates and populates the pages ahead of the writer
+// (populate_step), so that the append path rarely pays for either.
 //
 // The same object is what readers in the writer's process read from (they share the mapping,
 // and synchronize with the writer through the records' length words and index_count); readers
@@ -27,6 +32,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,6 +77,20 @@ inline std::optional<std::uint64_t> parse_segment_file_name(std::string_view nam
   const auto [ptr, ec] = std::from_chars(first, last, base);
   if (ec != std::errc() || ptr != last) return std::nullopt;
   return base;
+}
+
+/// @brief Smallest step in which a writer's segment files are allocated (64 KiB): the first
+/// allocation of a new segment, and the least it keeps allocated ahead of its last record.
+inline constexpr std::uint64_t allocation_min_step = std::uint64_t{64} << 10;
+/// @brief Largest step (8 MiB): beyond that much written, allocation keeps this far ahead.
+inline constexpr std::uint64_t allocation_max_step = std::uint64_t{8} << 20;
+
+/// @brief How far beyond `end` (the end of its records) a writer's segment keeps its files
+/// allocated: as much as is written already (so allocation doubles), within
+/// [allocation_min_step, allocation_max_step].
+constexpr std::uint64_t allocation_ahead(std::uint64_t end) noexcept {
+  const std::uint64_t rounded = (end + 4095) & ~std::uint64_t{4095};
+  return rounded < allocation_min_step ? allocation_min_step : rounded > allocation_max_step ? allocation_max_step : rounded;
 }
 
 /// @brief One segment's mapped files, shared by the writer and in-process readers.
@@ -147,7 +167,8 @@ class segment {
   }
 
   /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
-  /// least the given sizes, and maps them. A file created gets `file_mode`.
+  /// least the given sizes (sparsely: nothing is allocated, see allocate_to), and maps them.
+  /// A file created gets `file_mode`. Nothing is known allocated yet (allocated() is 0).
   void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, unsigned file_mode) {
     live_ = true;
     log_fd_ = open_file(log_path_, O_RDWR | O_CREAT, false, file_mode);
@@ -155,38 +176,107 @@ class segment {
     // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
     size_found_ = size;
-    if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
+    if (size < min_log_bytes) resize_file(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
     idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
-    if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
+    if (isize < min_idx_bytes) resize_file(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
   }
 
-  /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
-  /// pre-allocated and mapped but not yet populated: what the background thread keeps ready
-  /// so that a roll costs two renames instead of a 64 MiB allocation on the append path.
-  /// Both files get `file_mode` (journal_options::file_mode).
+  /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx), at
+  /// their full sizes but allocated only up to `allocate_bytes` of the .log (and the index
+  /// that needs; see allocate_to), mapped but not yet populated: what the background thread
+  /// keeps ready so that a roll costs two renames instead of file creation on the append
+  /// path. `interval` is the index interval the segment will be adopted with. Both files get
+  /// `file_mode` (journal_options::file_mode).
   static std::shared_ptr<segment> create_prepared(const std::filesystem::path& dir, std::uint64_t log_bytes,
-                                                  std::uint64_t idx_bytes, unsigned serial, unsigned file_mode) {
+                                                  std::uint64_t idx_bytes, std::uint64_t allocate_bytes,
+                                                  std::uint32_t interval, unsigned serial, unsigned file_mode) {
     auto seg = std::make_shared<segment>(dir, std::numeric_limits<std::uint64_t>::max());
     const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
     seg->log_path_ = dir / (stem + std::string(segment_extension));
     seg->idx_path_ = dir / (stem + std::string(index_extension));
     seg->live_ = true;
+    seg->index_interval = interval;
     try {
       seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
-      preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
+      resize_file(seg->log_fd_.get(), log_bytes, seg->log_path_);
       seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, seg->log_path_);
       seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
-      preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
+      resize_file(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
       seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, seg->idx_path_);
+      seg->allocate_to(allocate_bytes);
     } catch (...) {
       seg->discard_prepared();
       throw;
     }
     return seg;
+  }
+
+  /// @brief Bytes of the .log file, from its start, whose blocks are known to be allocated
+  /// (the writer's segments): the writer writes below this only. The index file is allocated
+  /// as far as that many bytes of records can need.
+  std::uint64_t allocated() const noexcept { return allocated_.load(std::memory_order_acquire); }
+
+  /// @brief Allocates the .log file up to `log_bytes` (rounded up to 4 KiB, at most its
+  /// capacity) and the index as far as that many bytes of records can need (index_file_bytes
+  /// with the segment's own interval, at most its size). Nothing when already that far.
+  /// Called by the writer (under its append lock) and the background thread; throws
+  /// journal_error{io} when the disk is full (allocated() is then unchanged).
+  void allocate_to(std::uint64_t log_bytes) {
+    std::lock_guard lock(allocation_mutex_);
+    const std::uint64_t have = allocated_.load(std::memory_order_relaxed);
+    const std::uint64_t target = std::min<std::uint64_t>((log_bytes + 4095) & ~std::uint64_t{4095}, data_.size());
+    if (target <= have || !log_fd_) return;
+    const std::uint64_t idx_target =
+        std::min<std::uint64_t>(index_file_bytes(target, index_interval), index_.size());
+    if (idx_target > index_allocated_ && idx_fd_) {
+      allocate_range(idx_fd_.get(), index_allocated_, idx_target - index_allocated_, idx_path_);
+      index_allocated_ = idx_target;
+    }
+    allocate_range(log_fd_.get(), have, target - have, log_path_);
+    allocated_.store(target, std::memory_order_release);
+  }
+
+  /// @brief Allocates the blocks of [from, to) of the .log file (recovery, before it writes
+  /// there: a seal, a header, zeros over a torn tail). Throws journal_error{io}.
+  void allocate_log_range(std::uint64_t from, std::uint64_t to) {
+    to = std::min<std::uint64_t>(to, data_.size());
+    if (to > from && log_fd_) allocate_range(log_fd_.get(), from, to - from, log_path_);
+  }
+
+  /// @brief Allocates the blocks of [from, to) of the .idx file (recovery, before it writes
+  /// there: a header, entries). Throws journal_error{io}.
+  void allocate_index_range(std::uint64_t from, std::uint64_t to) {
+    to = std::min<std::uint64_t>(to, index_.size());
+    if (to > from && idx_fd_) allocate_range(idx_fd_.get(), from, to - from, idx_path_);
+  }
+
+  /// @brief Background thread: when less than half of allocation_ahead(at) is left allocated
+  /// beyond `at`, allocates that far ahead of it (the whole segment when `whole`). `at` is
+  /// the writer's end in this segment, or, for the prepared next segment, the writer's end in
+  /// the active one: the next segment is allocated as far as the active one is filled, so a
+  /// busy writer rolls into allocated (and populated) space while a small journal's next
+  /// segment stays small. Returns true when it allocated. Throws journal_error{io} (the writer
+  /// then allocates for itself when it needs to, and reports the error to its caller).
+  bool allocate_ahead(std::uint64_t at, bool whole) {
+    const std::uint64_t have = allocated();
+    if (have >= data_.size()) return false;
+    const std::uint64_t ahead = allocation_ahead(at);
+    if (!whole && have >= std::min<std::uint64_t>(at + ahead / 2, data_.size())) return false;
+    allocate_to(whole ? data_.size() : at + ahead);
+    return true;
+  }
+
+  /// @brief Where the writer should wake the background thread for the next allocation step:
+  /// once its records pass half of the allocated space ahead of them (max: nothing left to allocate).
+  std::uint64_t allocation_wake_point() const noexcept {
+    const std::uint64_t have = allocated();
+    if (have >= data_.size()) return std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t half = allocation_ahead(end.load(std::memory_order_relaxed)) / 2;
+    return have > half ? have - half : 0;
   }
 
   /// @brief Turns a prepared segment into the segment based at `base`: writes the file headers
@@ -221,13 +311,14 @@ class segment {
     std::filesystem::remove(idx_path_, ec);
   }
 
-  /// @brief Populates the next chunk of pages ahead of the writer (background thread only);
-  /// false when the whole mapping is populated.
+  /// @brief Populates the next chunk of pages ahead of the writer (background thread only),
+  /// as far as the file is allocated; false when all of that is populated.
   bool populate_step(std::size_t chunk) noexcept {
     const std::uint64_t written = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
+    const std::uint64_t limit = allocated();
     if (populated_ < written) populated_ = written;  // the writer got there first: skip ahead
-    if (populated_ >= data_.size()) return false;
-    const std::uint64_t n = std::min<std::uint64_t>(chunk, data_.size() - populated_);
+    if (populated_ >= limit) return false;
+    const std::uint64_t n = std::min<std::uint64_t>(chunk, limit - populated_);
     populate_pages(data_.data() + populated_, static_cast<std::size_t>(n));
     populated_ += n;
     return true;
@@ -241,15 +332,22 @@ class segment {
     return true;
   }
 
-  /// @brief Makes the `window` bytes after the writer's position writable ahead of it
-  /// (background thread only; see populate_pages_for_write). `refresh`: a flush has
-  /// write-protected the pages again, redo the whole window. Sets wake_at, the position past
-  /// which the writer asks for the next window. False when there was nothing to do.
+  /// @brief Makes the `window` bytes after the writer's position writable ahead of it, as far
+  /// as the file is allocated (background thread only; see populate_pages_for_write).
+  /// `refresh`: a flush has write-protected the pages again, redo the whole window. Sets
+  /// wake_at, the position past which the writer asks for the next window (or allocation
+  /// step). False when there was nothing to do.
   bool prepare_write_window(std::size_t window, bool refresh) noexcept {
     const std::uint64_t at = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
-    const std::uint64_t target = std::min<std::uint64_t>(at + window, data_.size());
+    const std::uint64_t limit = allocated();
+    const std::uint64_t target = std::min<std::uint64_t>(at + window, limit);
     const std::uint64_t from = refresh ? at : std::max(window_done_, at);
-    wake_at.store(target > at + window / 2 ? target - window / 2 : at, std::memory_order_relaxed);
+    // Cut short by the allocation: the next allocation step (allocation_wake_point) is what
+    // widens it, so that is when to wake.
+    const std::uint64_t window_wake = target > at + window / 2 ? target - window / 2
+                                      : target < at + window && limit < data_.size() ? allocation_wake_point()
+                                                                                     : at;
+    wake_at.store(std::min(window_wake, allocation_wake_point()), std::memory_order_relaxed);
     if (from >= target) return false;
     populate_pages_for_write(data_.data() + from, static_cast<std::size_t>(target - from));
     window_done_ = target;
@@ -280,15 +378,16 @@ class segment {
     idx_fd_.reset();
   }
 
-  /// @brief Replaces the index mapping with a bigger file (recovery rebuilding an index).
+  /// @brief Replaces the index mapping with a bigger file (recovery rebuilding an index),
+  /// grown sparsely: recovery allocates the slots it writes (allocate_index_slots).
   void grow_index(std::uint64_t bytes) {
     index_.reset();
-    preallocate(idx_fd_.get(), bytes, idx_path_);
+    if (file_size(idx_fd_.get(), idx_path_) < bytes) resize_file(idx_fd_.get(), bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), bytes, true, idx_path_);
   }
 
   /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
-  /// the file held only zeros (lets recovery skip the untouched pre-allocated tail).
+  /// the file held only zeros (lets recovery skip the untouched tail, allocated or sparse).
   std::uint64_t data_extent() const noexcept { return data_extent_; }
   /// @brief Size of the .log file when open_for_writing found it (before growing it).
   std::uint64_t size_found() const noexcept { return size_found_; }
@@ -305,7 +404,8 @@ class segment {
   std::atomic<std::uint64_t> end{file_header_bytes};  ///< bytes up to the end of the last record
   std::atomic<std::int64_t> max_time{std::numeric_limits<std::int64_t>::min()};  ///< newest publish time
   std::atomic<std::int64_t> first_time{0};   ///< publish time of the first record (0 if none)
-  /// The writer wakes the background thread when it appends past this (write window).
+  /// The writer wakes the background thread when it appends past this (write window, next
+  /// allocation step).
   std::atomic<std::uint64_t> wake_at{std::numeric_limits<std::uint64_t>::max()};
 
   // Writer-only state (under the journal's append lock).
@@ -321,6 +421,9 @@ class segment {
   std::uint64_t populated_ = 0;    // bytes from the start known populated (background thread only)
   std::uint64_t window_done_ = 0;  // end of the write window populated last (background thread only)
   std::atomic<std::uint64_t> dropped_{0};  // page-table entries dropped below this (drop_written_pages)
+  std::mutex allocation_mutex_;             // allocate_to: the writer and the background thread
+  std::atomic<std::uint64_t> allocated_{0};  // .log bytes known allocated (allocate_to)
+  std::uint64_t index_allocated_ = 0;       // .idx bytes allocated by allocate_to (under allocation_mutex_)
   std::filesystem::path log_path_;
   std::filesystem::path idx_path_;
   mapping data_;
