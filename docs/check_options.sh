@@ -11,9 +11,12 @@ readme="$root/README.md"
 structs=(
   publish_options:core/event.hpp
   bus_options:bus/options.hpp
+  dedup_options:storage/dedup.hpp
   subscribe_options:bus/options.hpp
   mailbox_options:delivery/mailbox_options.hpp
   executor_options:agent/executor.hpp
+  request_options:reply/request.hpp
+  breaker_options:reply/breaker.hpp
   journal_options:journal/options.hpp
   retention:journal/options.hpp
   consumer_options:consumer/options.hpp

@@ -186,8 +186,12 @@ class basic_bus {
   /// journal_error for a locked journal directory) propagates.
   explicit basic_bus(const storage_options& storage, const bus_options& options = {})
       : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
-    if constexpr (stores) storage_.store = std::make_shared<typename Storage::store>(storage);
-    else (void)storage;
+    if constexpr (stores) {
+      storage_.store = std::make_shared<typename Storage::store>(storage);
+      if constexpr (requires { storage_.store->open_dedup(options.dedup); }) storage_.store->open_dedup(options.dedup);
+    } else {
+      (void)storage;
+    }
   }
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
@@ -320,6 +324,8 @@ class basic_bus {
     if constexpr (stores)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
                                     std::forward<P>(payload), options, slot);
+    else if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty()))
+      detail::throw_key_without_storage();
     else if (AGENTBUS_LIKELY(node != nullptr))
       return detail::publish(*router_, *node, std::forward<P>(payload), options, slot);
     else

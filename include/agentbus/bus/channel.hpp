@@ -83,8 +83,10 @@ class channel {
   template <class P>
   AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
     detail::read_guard guard;
-    if constexpr (std::is_void_v<Store>)
+    if constexpr (std::is_void_v<Store>) {
+      if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty())) detail::throw_key_without_storage();
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
+    }
     else
       return detail::publish_stored(*router_, *store_.store, node_, node_->name, std::forward<P>(payload), options,
                                     guard.slot());

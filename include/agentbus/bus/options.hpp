@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <optional>
 
+#include "agentbus/storage/dedup.hpp"
 #include "agentbus/storage/history.hpp"
 
 namespace agentbus {
@@ -20,6 +21,9 @@ struct bus_options {
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
   std::size_t max_cached_topics = std::size_t{1} << 16;
+  /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
+  /// storage/dedup.hpp): how many keys, for how long.
+  dedup_options dedup{};
 };
 
 /// @brief Settings of one subscription (the last argument of subscribe()).

@@ -54,6 +54,9 @@ struct publish_options {
   priority prio = priority::normal;              ///< delivery priority
   deadline_clock::duration ttl{0};               ///< time to live; zero = no deadline
   std::span<const header> headers{};             ///< extra string headers
+  /// Idempotency key (a bus that stores events): a second publish with the same key within the
+  /// bus's dedup window is not stored or delivered (storage/dedup.hpp). Empty = none.
+  std::string_view idempotency_key{};
 };
 
 /// @brief The envelope of an event as a plain value: what the error hook and tools see.

@@ -23,7 +23,8 @@ static_assert(sizeof(publish_result) == 16, "publish_result should fit in two re
 /// @brief What publish returns on a bus that stores events: the delivery counts and the
 /// offset the storage gave the event.
 struct stored_publish_result : publish_result {
-  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
+  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage (a duplicate: the first one's)
+  bool duplicate = false;    ///< the idempotency key was seen within the dedup window: nothing was stored or delivered
 };
 
 /// @brief Counters of a bus, read with bus.stats().

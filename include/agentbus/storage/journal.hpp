@@ -13,6 +13,7 @@
 //   - other version: an upcaster registered with upcast<T>(from_version, fn) converts it,
 //     else it is reported.
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -27,6 +28,7 @@
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/codec.hpp"
+#include "agentbus/storage/dedup.hpp"
 #include "agentbus/storage/history.hpp"
 #include "agentbus/storage/policy.hpp"
 #include "agentbus/journal/journal.hpp"
@@ -36,7 +38,7 @@ namespace agentbus {
 namespace detail {
 
 /// The bus's side of a journal: typed appends and typed readers over the byte-level engine.
-class journal_store {
+class journal_store : public dedup_store {
  public:
   /// Events are encoded from the publisher's stack event; no shared block is needed.
   static constexpr bool keeps_blocks = false;
@@ -74,6 +76,31 @@ class journal_store {
 
   /// The offset the next event will get.
   std::uint64_t next_offset() const noexcept { return journal_.next_offset(); }
+
+  /// Configures the dedup window and refills it from the newest records (at most max_keys of
+  /// them, and only those stored within the window), so that it survives a restart.
+  void open_dedup(const dedup_options& options) {
+    dedup_.configure(options);
+    if (options.max_keys == 0) return;
+    const std::uint64_t next = journal_.next_offset();
+    const std::uint64_t first = journal_.first_offset();
+    const std::uint64_t from = next - first > options.max_keys ? next - options.max_keys : first;
+    const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    journal_reader reader = journal_.read(from);
+    record r{};
+    for (;;) {
+      const read_status status = reader.next(r);
+      if (status == read_status::end) break;
+      if (status != read_status::ok) continue;  // damage is the readers' to report; skip it here
+      for (const header& h : r.headers) {
+        if (h.key != idempotency_header) continue;
+        const std::chrono::nanoseconds age = now_ns - std::chrono::nanoseconds(r.published_ns);
+        if (age < options.window) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
+        break;
+      }
+    }
+  }
   /// The journal itself: sync(), stats(), recovery(), first_offset(), ...
   agentbus::journal& engine() noexcept { return journal_; }
   /// The journal itself.

@@ -23,6 +23,7 @@
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
+#include "agentbus/storage/dedup.hpp"
 #include "agentbus/storage/history.hpp"
 #include "agentbus/storage/policy.hpp"
 
@@ -31,7 +32,7 @@ namespace agentbus {
 namespace detail {
 
 /// The ring itself, independent of N (the capacity is a constructor argument).
-class ring_store {
+class ring_store : public dedup_store {
   struct entry {
     std::uint64_t offset = 0;
     type_id type = nullptr;

@@ -26,6 +26,7 @@
 // published as an rvalue reaches a mailbox on any of them.
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string_view>
 #include <type_traits>
@@ -39,6 +40,7 @@
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/router/detail/topic_table.hpp"
 #include "agentbus/router/router.hpp"
+#include "agentbus/storage/dedup.hpp"
 
 namespace agentbus::detail {
 
@@ -127,11 +129,13 @@ AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view to
 
 // ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
 
-/// Stores, then delivers. `node` may be null (a topic beyond the router's cache); `topic` must
-/// outlive the call. Inside a read section (`slot`).
-template <class Store, class P>
-stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
-                                     P&& payload, const publish_options& options, reader_slot* slot) {
+/// Stores, calls `stored(offset)` (the dedup window's bookkeeping), then delivers. `node` may
+/// be null (a topic beyond the router's cache); `topic` must outlive the call. Inside a read
+/// section (`slot`).
+template <class Store, class P, class Stored>
+stored_publish_result store_and_dispatch(router& r, Store& store, const topic_node* node, std::string_view topic,
+                                         P&& payload, const publish_options& options, reader_slot* slot,
+                                         Stored&& stored) {
   using T = std::remove_cvref_t<P>;
   const std::uint64_t id = slot->next_event_id();
   stored_publish_result out;
@@ -143,12 +147,14 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
+    stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
+    stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
@@ -158,6 +164,53 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     });
   }
   return out;
+}
+
+// A publish with an idempotency key (storage/dedup.hpp): checked against the window and stored
+// under its mutex, so two concurrent publishes of one key store it once; the key travels as a
+// header. Delivery happens after the mutex is released.
+template <class Store, class P>
+AGENTBUS_NOINLINE stored_publish_result publish_keyed(router& r, Store& store, const topic_node* node,
+                                                      std::string_view topic, P&& payload,
+                                                      const publish_options& options, reader_slot* slot) {
+  if constexpr (!requires { store.dedup(); }) {
+    throw std::invalid_argument("agentbus: publish_options::idempotency_key: this storage policy does not deduplicate");
+  } else {
+    dedup_window& window = store.dedup();
+    std::unique_lock lock(window.mutex());
+    const auto now = window.now();
+    if (window.enabled())
+      if (const auto first = window.find(options.idempotency_key, now)) {
+        stored_publish_result dup;
+        dup.offset = *first;
+        dup.duplicate = true;
+        return dup;
+      }
+    std::vector<header> headers(options.headers.begin(), options.headers.end());
+    headers.push_back({idempotency_header, options.idempotency_key});
+    publish_options keyed = options;
+    keyed.headers = headers;
+    return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), keyed, slot, [&](std::uint64_t offset) {
+      window.insert(options.idempotency_key, offset, now);
+      lock.unlock();
+    });
+  }
+}
+
+/// Publishes on a bus that stores events: store (which gives the offset), then deliver.
+template <class Store, class P>
+stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
+                                     P&& payload, const publish_options& options, reader_slot* slot) {
+  if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty()))
+    return publish_keyed(r, store, node, topic, std::forward<P>(payload), options, slot);
+  return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), options, slot, [](std::uint64_t) {});
+}
+
+/// A bus without storage cannot deduplicate: a key there is a mistake, said at once.
+[[noreturn]] AGENTBUS_NOINLINE inline void throw_key_without_storage() {
+  throw std::invalid_argument(
+      "agentbus: publish_options::idempotency_key needs a bus that stores events (storage::memory_ring<N> or "
+      "storage::journal): this bus keeps nothing to deduplicate against");
 }
 
 }  // namespace agentbus::detail
