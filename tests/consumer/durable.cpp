@@ -414,3 +414,24 @@ TEST_CASE("poll_for wakes for a publish from another thread and for a redelivery
   ticker.join();
   CHECK(attempt == 2);
 }
+
+TEST_CASE("an event whose ttl passed is not delivered, also when it was stored before a restart") {
+  agentbus::test::journal_dir dir("consumer_ttl");
+  {
+    journal_bus bus(dir.options());
+    bus.publish("jobs.a", job{1}, agentbus::publish_options{.ttl = std::chrono::milliseconds(1)});
+    bus.publish("jobs.a", job{2}, agentbus::publish_options{.ttl = std::chrono::hours(1)});
+  }
+  std::this_thread::sleep_for(3ms);  // the first event's deadline passes
+  journal_bus bus(dir.options());
+  for (const auto& ev : bus.records<job>(agentbus::history::all())) {
+    REQUIRE(ev.deadline().has_value());  // the journal kept it
+    CHECK(ev.expired() == (ev.payload().n == 1));
+  }
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
+  std::vector<std::uint64_t> got;
+  c.poll([&](const agentbus::delivered<job>& d) { got.push_back(d.payload().n); });
+  CHECK(got == std::vector<std::uint64_t>{2});
+  CHECK(c.info().expired == 1);
+  CHECK(c.info().floor == 2);
+}

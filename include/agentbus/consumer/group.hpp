@@ -28,6 +28,9 @@
 //   - Order: events are handed out in offset order, but a redelivery comes when it is due,
 //     after events that were handed out meanwhile: a consumer keeps order only while nothing
 //     fails (or with max_ack_pending = 1, which hands out one event at a time).
+//   - Stale events: an event whose deadline (publish_options::ttl) has passed when it is read or
+//     due again is settled without delivery and counted (info().expired), as a mailbox drops
+//     it; a journal keeps deadlines, so this holds across a restart too.
 //   - Exactly once per live member between failures: an event is with one member at a time; a
 //     second member gets it only after the first one's deadline passed or it left. A late ack
 //     from the first member is still accepted (the work was done); its late nack is ignored.

@@ -35,6 +35,10 @@
 
 namespace agentbus {
 
+/// @brief The header in which a journal keeps an event's deadline (publish_options::ttl), as
+/// nanoseconds of wall-clock time since the epoch: replayed events keep their deadline.
+inline constexpr std::string_view deadline_header = "agentbus-deadline";
+
 namespace detail {
 
 /// The bus's side of a journal: typed appends and typed readers over the byte-level engine.
@@ -67,6 +71,19 @@ class journal_store : public dedup_store {
       in.source = ev.source();
       in.priority = static_cast<std::uint8_t>(ev.priority());
       in.headers = ev.headers();
+      // A deadline (publish_options::ttl) is kept as a header holding the wall-clock time, so
+      // that an event read back after a restart is still known to be stale.
+      thread_local std::vector<header> with_deadline;
+      thread_local std::string deadline_text;
+      if (const auto deadline = ev.deadline()) {
+        const auto left = *deadline - deadline_clock::now();
+        deadline_text = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           (std::chrono::system_clock::now() + left).time_since_epoch())
+                                           .count());
+        with_deadline.assign(ev.headers().begin(), ev.headers().end());
+        with_deadline.push_back({deadline_header, deadline_text});
+        in.headers = with_deadline;
+      }
       in.payload = buffer.bytes();
       const std::uint64_t offset = journal_.append(in);
       offset_setter::set(ev, offset);
@@ -165,7 +182,7 @@ class journal_store : public dedup_store {
         options_.correlation_id = record_.correlation_id;
         options_.prio = static_cast<priority>(record_.priority > 2 ? 1 : record_.priority);
         options_.headers = record_.headers;
-        event_.emplace(*value_, record_.topic, options_, record_.event_id, no_deadline, nullptr, record_.offset);
+        event_.emplace(*value_, record_.topic, options_, record_.event_id, stored_deadline(), nullptr, record_.offset);
         offset_setter::set_published(*event_, record_.published_ns == 0 ? 1 : record_.published_ns);
         ++stats_.delivered;
         return true;
@@ -188,6 +205,24 @@ class journal_store : public dedup_store {
     replay_stats& stats() noexcept { return stats_; }
 
    private:
+    // The deadline a record was stored with (the header append writes), on this process's
+    // steady clock; none when it had none or the header does not parse.
+    deadline_clock::time_point stored_deadline() const {
+      for (const header& h : record_.headers) {
+        if (h.key != deadline_header) continue;
+        std::int64_t ns = 0;
+        for (char c : h.value) {
+          if (c < '0' || c > '9') return no_deadline;
+          ns = ns * 10 + (c - '0');
+        }
+        const auto left = std::chrono::nanoseconds(ns) -
+                          std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch());
+        return deadline_clock::now() + std::chrono::duration_cast<deadline_clock::duration>(left);
+      }
+      return no_deadline;
+    }
+
     // Consecutive records are often on one topic: the last answer is kept (a comparison of
     // the topic's bytes is cheaper than matching the pattern again).
     bool matches_filter(std::string_view topic) {

@@ -86,6 +86,7 @@ struct consumer_info {
   std::uint64_t handler_failures = 0;  ///< of those, handlers that threw
   std::uint64_t ack_timeouts = 0;      ///< attempts whose ack deadline passed
   std::uint64_t terminated = 0;        ///< events given up by term
+  std::uint64_t expired = 0;           ///< events not delivered (again): their deadline (publish_options::ttl) had passed
   std::uint64_t dead_lettered = 0;     ///< events published to the dead-letter topic
   std::uint64_t dead_letter_failures = 0;  ///< dead-letter publishes that threw (retried later)
   std::uint64_t repeated_settles = 0;  ///< settles that found the event already settled (ack_status::already)
@@ -563,6 +564,11 @@ class consumer_engine final : public consumer_core<T>,
       if (batch.size() >= max) return;
       std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
       timers_.pop_back();
+      if (e->event->expired()) {  // went stale while waiting for its redelivery
+        ++counters_.expired;
+        mark_settled(*e);
+        continue;
+      }
       ++e->attempts;
       hand_out(*e, id, now, batch, /*fresh=*/false);
     }
@@ -580,6 +586,11 @@ class consumer_engine final : public consumer_core<T>,
       const std::uint64_t offset = ev.offset().value_or(cursor_->position() - 1);
       position_ = cursor_->position();
       if (!reaches(pattern_text_, ev.topic())) continue;
+      if (ev.expired()) {  // stale (its ttl passed): settled without delivery, like a mailbox drops it
+        ++counters_.expired;
+        dirty_ = true;
+        continue;
+      }
       std::uint32_t before = 0;  // deliveries before this process, from the stored cursor
       if (restored_) {
         const auto& settled = restored_->settled;
