@@ -86,6 +86,13 @@ run_stats() {
   check_contains "stats: time range" "$out" "2024-05-01T12:00:00.000000000Z .. 2024-05-01T12:00:00.999000000Z"
   check_contains "stats: corrupt" "$out" "corrupt      0"
   check_contains "stats: topic count" "$out" "topics       4"
+  # Files (a segment file's size is its capacity) and what they take on disk (they are sparse
+  # beyond what the writer allocated): both, and disk use no more than the files.
+  if [[ $out =~ segments\ +[0-9]+\ \(([0-9.]+\ [KMG]?i?B)\ of\ files,\ ([0-9.]+\ [KMG]?i?B)\ on\ disk\) ]]; then
+    pass "stats: file bytes and disk use"
+  else
+    fail "stats: no '(... of files, ... on disk)' on the segments line"$'\n'"$out"
+  fi
   local segs
   segs=$(sed -n 's/^segments *\([0-9]*\).*/\1/p' <<<"$out")
   if [[ -n "$segs" && "$segs" -ge 2 ]]; then pass "stats: several segments ($segs)"; else fail "stats: segments '$segs'"; fi
@@ -100,6 +107,7 @@ s = json.load(sys.stdin)
 assert s["records"] == 1000, s
 assert s["first_offset"] == 0 and s["last_offset"] == 999, s
 assert s["topics"][0] == {"topic": "tasks.planner.created", "records": 500}, s["topics"]
+assert 0 < s["disk_bytes"] <= s["file_bytes"] + 65536, s
 '
     check "stats --json parses and counts" 0 $?
   fi
