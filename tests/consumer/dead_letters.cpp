@@ -55,9 +55,9 @@ TEST_CASE("a replayed dead letter goes back to its original topic once, as a new
     replayed_from.emplace_back(ev.header_value(agentbus::replayed_from_header).value_or("?"));
     CHECK_FALSE(ev.header_value(agentbus::dead_letter_header::reason).has_value());
   });
-  CHECK(replayer.replay() == 1);  // only mail.>'s dead letter
+  CHECK(replayer.replay() == 1);                          // only mail.>'s dead letter
   CHECK(replayed_from == std::vector<std::string>{"2"});  // the dead letter's offset
-  CHECK(replayer.replay() == 0);                           // once
+  CHECK(replayer.replay() == 0);                          // once
   std::uint32_t attempt = 0;
   CHECK(c.poll([&](const agentbus::delivered<letter>& d) { attempt = d.attempt(); }) == 1);
   CHECK(attempt == 1);

@@ -192,7 +192,9 @@ TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff;
   CHECK(token->nack() == agentbus::ack_status::already);
 }
 
-TEST_CASE("a deferred ack settles from another thread; a repeated one says already; a late one after the consumer says gone") {
+TEST_CASE(
+    "a deferred ack settles from another thread; a repeated one says already; a late one after the consumer says "
+    "gone") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 3);
@@ -352,7 +354,8 @@ TEST_CASE("a consumer name reopened with another pattern is refused; list_consum
       if (d.payload().n == 1) (void)d.defer();
     });
   }
-  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "worker", "other.>")), Catch::Contains("exists for pattern 'jobs.>'"));
+  CHECK_THROWS_WITH((agentbus::durable_consumer<job>(bus, "worker", "other.>")),
+                    Catch::Contains("exists for pattern 'jobs.>'"));
   const auto listed = agentbus::list_consumers(dir.path / "consumers");
   REQUIRE(listed.size() == 1);
   CHECK(listed[0].name == "worker");
@@ -399,10 +402,12 @@ TEST_CASE("poll_for wakes for a publish from another thread and for a redelivery
     bus.publish("jobs.a", job{7});
   });
   std::uint64_t got = 0;
-  CHECK(c.poll_for([&](const agentbus::delivered<job>& d) {
-    got = d.payload().n;
-    return agentbus::outcome::nack();
-  }, 1h) == 1);
+  CHECK(c.poll_for(
+            [&](const agentbus::delivered<job>& d) {
+              got = d.payload().n;
+              return agentbus::outcome::nack();
+            },
+            1h) == 1);
   publisher.join();
   CHECK(got == 7);
   std::thread ticker([&] {

@@ -37,11 +37,13 @@ TEST_CASE("members of a group share the events: each goes to one member") {
   auto a = group.join("a");
   auto b = group.join("b");
   std::vector<std::uint64_t> got_a, got_b;
-  CHECK(a.poll([&](const agentbus::delivered<task>& d) {
-    CHECK(d.member() == "a");
-    CHECK(d.consumer() == "workers");
-    got_a.push_back(d.payload().n);
-  }, 4) == 4);
+  CHECK(a.poll(
+            [&](const agentbus::delivered<task>& d) {
+              CHECK(d.member() == "a");
+              CHECK(d.consumer() == "workers");
+              got_a.push_back(d.payload().n);
+            },
+            4) == 4);
   CHECK(b.poll([&](const agentbus::delivered<task>& d) { got_b.push_back(d.payload().n); }) == 5);
   CHECK(got_a == std::vector<std::uint64_t>{0, 1, 2, 3});
   CHECK(got_b == std::vector<std::uint64_t>{4, 5, 6, 7, 8});
@@ -112,11 +114,13 @@ TEST_CASE("four members and two publishers: every event acked exactly once", "[c
     threads.emplace_back([&, m] {
       auto member = group.join("m" + std::to_string(m));
       while ((!published.load() || handled.load() < 2 * per_publisher) && std::chrono::steady_clock::now() < give_up) {
-        member.poll_for([&](const agentbus::delivered<task>& d) {
-          std::lock_guard lock(seen_mutex);
-          ++seen[d.payload().n];
-          handled.fetch_add(1);
-        }, 20ms, 64);
+        member.poll_for(
+            [&](const agentbus::delivered<task>& d) {
+              std::lock_guard lock(seen_mutex);
+              ++seen[d.payload().n];
+              handled.fetch_add(1);
+            },
+            20ms, 64);
       }
     });
   std::vector<std::thread> publishers;

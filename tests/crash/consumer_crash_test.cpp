@@ -47,8 +47,9 @@ agentbus::journal_options journal_at(const std::filesystem::path& dir) {
 agentbus::consumer_options consumer_settings() {
   agentbus::consumer_options o;
   o.ack_wait = std::chrono::hours(1);
-  o.max_deliver = 0;                                    // never dead-letter here: every event must be handled
-  o.backoff = {.initial = std::chrono::nanoseconds(0), .multiplier = 1.0, .max = std::chrono::nanoseconds(0), .jitter = 0};
+  o.max_deliver = 0;  // never dead-letter here: every event must be handled
+  o.backoff = {
+      .initial = std::chrono::nanoseconds(0), .multiplier = 1.0, .max = std::chrono::nanoseconds(0), .jitter = 0};
   return o;
 }
 
@@ -59,13 +60,15 @@ agentbus::consumer_options consumer_settings() {
   const char ready = 'r';
   if (::write(out, &ready, 1) != 1) std::_Exit(3);
   for (;;) {
-    c.poll([&](const agentbus::delivered<work>& d) -> agentbus::outcome {
-      if (rng() % 20 == 0) return agentbus::outcome::nack("crash test: try again");  // attempts > 1 get stored
-      const std::uint64_t offset = d.offset();
-      // Reported before the ack: the parent may see handled events that were not acked, never the reverse.
-      if (::write(out, &offset, sizeof offset) != sizeof offset) std::_Exit(3);
-      return agentbus::outcome::ack();
-    }, 1 + rng() % 8);
+    c.poll(
+        [&](const agentbus::delivered<work>& d) -> agentbus::outcome {
+          if (rng() % 20 == 0) return agentbus::outcome::nack("crash test: try again");  // attempts > 1 get stored
+          const std::uint64_t offset = d.offset();
+          // Reported before the ack: the parent may see handled events that were not acked, never the reverse.
+          if (::write(out, &offset, sizeof offset) != sizeof offset) std::_Exit(3);
+          return agentbus::outcome::ack();
+        },
+        1 + rng() % 8);
   }
 }
 
@@ -76,8 +79,10 @@ int main(int argc, char** argv) {
   std::uint64_t events = 4000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--cycles") cycles = std::atoi(argv[i + 1]);
-    else if (a == "--events") events = std::strtoull(argv[i + 1], nullptr, 10);
+    if (a == "--cycles")
+      cycles = std::atoi(argv[i + 1]);
+    else if (a == "--events")
+      events = std::strtoull(argv[i + 1], nullptr, 10);
   }
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("agentbus_consumer_crash_" + std::to_string(::getpid()));
@@ -150,8 +155,7 @@ int main(int argc, char** argv) {
       handled.insert(d.offset());
       ++reports;
       ++finished;
-    }) != 0) {
-    }
+    }) != 0) {}
     if (c.info().floor != events) {
       std::fprintf(stderr, "the final floor is %llu, not %llu\n", static_cast<unsigned long long>(c.info().floor),
                    static_cast<unsigned long long>(events));
@@ -163,10 +167,11 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(events));
     return 1;
   }
-  std::printf("consumer crash: %d cycles, %llu events, last floor before finishing %llu, finished %llu in-process, "
-              "duplicates %llu\n",
-              cycles, static_cast<unsigned long long>(events), static_cast<unsigned long long>(checked_floor),
-              static_cast<unsigned long long>(finished), static_cast<unsigned long long>(reports - events));
+  std::printf(
+      "consumer crash: %d cycles, %llu events, last floor before finishing %llu, finished %llu in-process, "
+      "duplicates %llu\n",
+      cycles, static_cast<unsigned long long>(events), static_cast<unsigned long long>(checked_floor),
+      static_cast<unsigned long long>(finished), static_cast<unsigned long long>(reports - events));
   if (checked_floor == 0) {
     std::fprintf(stderr, "no cycle got far enough to store a floor: the test did not test\n");
     return 1;

@@ -106,7 +106,8 @@ TEST_CASE("on a journal bus the window survives a restart; a key older than the 
 
 TEST_CASE("a bus without storage refuses an idempotency key, on publish and on a channel") {
   agentbus::bus bus;
-  CHECK_THROWS_WITH(bus.publish("pay.in", payment{}, {.idempotency_key = "a"}), Catch::Contains("needs a bus that stores"));
+  CHECK_THROWS_WITH(bus.publish("pay.in", payment{}, {.idempotency_key = "a"}),
+                    Catch::Contains("needs a bus that stores"));
   auto ch = bus.channel<payment>("pay.in");
   CHECK_THROWS_AS(ch.publish(payment{}, {.idempotency_key = "a"}), std::invalid_argument);
 }

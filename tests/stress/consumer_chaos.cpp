@@ -68,14 +68,23 @@ void run_phase(chaos_bus& bus, std::uint32_t first_seq, ledger& book, std::uint6
       auto handler = [&](const agentbus::delivered<chaos_event>& d) -> agentbus::outcome {
         const auto roll = rng() % 100;
         if (roll < 8) {
-          { std::lock_guard l(book.mutex); ++book.outcomes[1]; }
+          {
+            std::lock_guard l(book.mutex);
+            ++book.outcomes[1];
+          }
           throw std::runtime_error("chaos: thrown");
         }
         if (roll < 12) {  // hang past the deadline, then ack late (usually already reclaimed)
-          { std::lock_guard l(book.mutex); ++book.outcomes[2]; }
+          {
+            std::lock_guard l(book.mutex);
+            ++book.outcomes[2];
+          }
           std::this_thread::sleep_for(40ms);
         } else if (roll < 20) {
-          { std::lock_guard l(book.mutex); ++book.outcomes[3]; }
+          {
+            std::lock_guard l(book.mutex);
+            ++book.outcomes[3];
+          }
           return agentbus::outcome::nack("chaos: nacked");
         }
         const auto status = d.defer().ack();

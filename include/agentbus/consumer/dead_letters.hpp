@@ -19,8 +19,8 @@
 // attempts; it is dead-lettered again only if those fail too. It keeps the original headers
 // (not the dead-letter ones) and carries `agentbus-replayed-from: <dead letter's offset>`.
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -45,8 +45,8 @@ namespace detail {
 inline std::string dead_letter_replay_name(std::string_view pattern) {
   std::string name = "dlq-replay.";
   for (char c : pattern) {
-    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                       c == '-' || c == '_';
+    const bool plain =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
     name += plain ? c : c == '>' ? '-' : '_';  // '*' and anything else: '_'
   }
   if (name.size() > 100) name.resize(100);
@@ -68,8 +68,8 @@ class dead_letter_replayer {
   /// are the replay consumer's (its prefix, directory and clock are used).
   template <class Bus>
   explicit dead_letter_replayer(Bus& bus, std::string_view pattern = ">", const consumer_options& options = {})
-      : consumer_(bus, detail::dead_letter_replay_name(pattern), options.dead_letter_prefix + "." + std::string(pattern),
-                  replay_options(options)),
+      : consumer_(bus, detail::dead_letter_replay_name(pattern),
+                  options.dead_letter_prefix + "." + std::string(pattern), replay_options(options)),
         republish_([&bus](std::string_view topic, const T& payload, const publish_options& opts) {
           T copy = payload;
           bus.publish(topic, std::move(copy), opts);

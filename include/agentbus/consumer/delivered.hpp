@@ -112,9 +112,13 @@ class delivered {
 
   /// @brief Internal: made by the consumer.
   delivered(const agentbus::event<T>& ev, std::uint64_t offset, std::uint32_t attempt, clock_source::time_point first,
-            std::string_view consumer, std::string_view member,
-            const std::weak_ptr<detail::settle_sink>& sink) noexcept
-      : event_(ev), offset_(offset), attempt_(attempt), first_(first), consumer_(consumer), member_(member),
+            std::string_view consumer, std::string_view member, const std::weak_ptr<detail::settle_sink>& sink) noexcept
+      : event_(ev),
+        offset_(offset),
+        attempt_(attempt),
+        first_(first),
+        consumer_(consumer),
+        member_(member),
         sink_(&sink) {}
 
  private:

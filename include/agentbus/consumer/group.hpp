@@ -93,8 +93,7 @@ template <class T>
 class group_member {
  public:
   group_member() = default;
-  group_member(group_member&& other) noexcept
-      : core_(std::move(other.core_)), id_(other.id_) {}
+  group_member(group_member&& other) noexcept : core_(std::move(other.core_)), id_(other.id_) {}
   group_member& operator=(group_member&& other) noexcept {
     if (this != &other) {
       leave();
@@ -161,7 +160,8 @@ class consumer_group {
     static_assert(detail::bus_stores_events<Bus>,
                   "agentbus: consumer groups and durable consumers need a bus that stores events: "
                   "basic_bus<storage::journal> or basic_bus<storage::memory_ring<N>>");
-    if constexpr (detail::bus_stores_events<Bus>) core_ = detail::make_consumer<T>(bus, std::move(name), pattern, options);
+    if constexpr (detail::bus_stores_events<Bus>)
+      core_ = detail::make_consumer<T>(bus, std::move(name), pattern, options);
   }
 
   /// @brief A new member named `member_name` (shown on its deliveries: delivered::member()).

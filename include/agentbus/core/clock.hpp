@@ -155,8 +155,8 @@ class manual_clock final : public clock_source {
  private:
   struct waiter {
     std::condition_variable* cv;
-    std::mutex* mutex;   // the waiter's own mutex, taken to notify (see wait_until)
-    int notifying = 0;   // advance() calls between reading this entry and notifying it
+    std::mutex* mutex;  // the waiter's own mutex, taken to notify (see wait_until)
+    int notifying = 0;  // advance() calls between reading this entry and notifying it
   };
 
   void notify_waiters() {

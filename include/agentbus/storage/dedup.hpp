@@ -38,9 +38,10 @@ inline constexpr std::string_view idempotency_header = "agentbus-msg-id";
 
 /// @brief Settings of publish-side deduplication (bus_options::dedup; see storage/dedup.hpp).
 struct dedup_options {
-  std::size_t max_keys = 65536;                        ///< keys remembered at most (the oldest go first); 0 turns dedup off
-  std::chrono::milliseconds window = std::chrono::minutes(2);  ///< how long a key is remembered after its event was stored
-  clock_source* clock = nullptr;                       ///< the window's clock (null: clock_source::steady())
+  std::size_t max_keys = 65536;  ///< keys remembered at most (the oldest go first); 0 turns dedup off
+  std::chrono::milliseconds window =
+      std::chrono::minutes(2);    ///< how long a key is remembered after its event was stored
+  clock_source* clock = nullptr;  ///< the window's clock (null: clock_source::steady())
 };
 
 namespace detail {

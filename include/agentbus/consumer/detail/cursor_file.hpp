@@ -55,7 +55,7 @@ struct cursor_state {
   std::uint64_t writes = 0;  // how many times this cursor was written (for tools)
   std::string pattern;
   std::string schema;
-  std::vector<std::uint64_t> settled;                               // ascending, each >= floor
+  std::vector<std::uint64_t> settled;                             // ascending, each >= floor
   std::vector<std::pair<std::uint64_t, std::uint32_t>> attempts;  // ascending offsets
 };
 
@@ -75,8 +75,8 @@ inline constexpr std::uint32_t cursor_format_version = 1;
 inline bool valid_consumer_name(std::string_view name) noexcept {
   if (name.empty() || name.size() > 128 || name.front() == '.') return false;
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                    c == '-' || c == '.';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
     if (!ok) return false;
   }
   return true;

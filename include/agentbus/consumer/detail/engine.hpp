@@ -62,7 +62,7 @@ namespace agentbus {
 
 /// @brief Header names on a dead-lettered event (published on `$dlq.<original topic>`).
 namespace dead_letter_header {
-inline constexpr std::string_view reason = "agentbus-dlq-reason";      ///< why: "max_deliver: <last error>", "term: ..."
+inline constexpr std::string_view reason = "agentbus-dlq-reason";  ///< why: "max_deliver: <last error>", "term: ..."
 inline constexpr std::string_view attempts = "agentbus-dlq-attempts";  ///< deliveries it had
 inline constexpr std::string_view consumer = "agentbus-dlq-consumer";  ///< the consumer or group that gave up
 inline constexpr std::string_view offset = "agentbus-dlq-offset";      ///< its offset in storage
@@ -86,13 +86,13 @@ struct consumer_info {
   std::uint64_t handler_failures = 0;  ///< of those, handlers that threw
   std::uint64_t ack_timeouts = 0;      ///< attempts whose ack deadline passed
   std::uint64_t terminated = 0;        ///< events given up by term
-  std::uint64_t expired = 0;           ///< events not delivered (again): their deadline (publish_options::ttl) had passed
-  std::uint64_t dead_lettered = 0;     ///< events published to the dead-letter topic
+  std::uint64_t expired = 0;        ///< events not delivered (again): their deadline (publish_options::ttl) had passed
+  std::uint64_t dead_lettered = 0;  ///< events published to the dead-letter topic
   std::uint64_t dead_letter_failures = 0;  ///< dead-letter publishes that threw (retried later)
-  std::uint64_t repeated_settles = 0;  ///< settles that found the event already settled (ack_status::already)
-  std::uint64_t cursor_writes = 0;     ///< cursor files written by this process
-  bool resumed = false;                ///< a stored cursor was found when the consumer opened
-  std::string cursor_problem;          ///< when the stored cursor was damaged: what was wrong (it restarted from its start)
+  std::uint64_t repeated_settles = 0;      ///< settles that found the event already settled (ack_status::already)
+  std::uint64_t cursor_writes = 0;         ///< cursor files written by this process
+  bool resumed = false;                    ///< a stored cursor was found when the consumer opened
+  std::string cursor_problem;  ///< when the stored cursor was damaged: what was wrong (it restarted from its start)
   std::map<std::string, std::uint64_t, std::less<>> dead_letters_by_topic;  ///< dead letters per original topic
 };
 
@@ -138,9 +138,8 @@ class handler_ref {
  public:
   template <class F>
   explicit handler_ref(F& f) noexcept
-      : target_(std::addressof(f)), call_([](void* t, const delivered<T>& d) {
-          return run_durable_handler<T>(*static_cast<F*>(t), d);
-        }) {}
+      : target_(std::addressof(f)),
+        call_([](void* t, const delivered<T>& d) { return run_durable_handler<T>(*static_cast<F*>(t), d); }) {}
   outcome operator()(const delivered<T>& d) const { return call_(target_, d); }
 
  private:
@@ -171,19 +170,26 @@ class consumer_engine final : public consumer_core<T>,
                               public settle_sink,
                               public std::enable_shared_from_this<consumer_engine<T, Bus>> {
   using store_type = typename std::remove_cvref_t<decltype(*bus_access::store_of(std::declval<Bus&>()))>;
-  using cursor_type = decltype(std::declval<const store_type&>().template open<T>(history{}, std::optional<topic_pattern>{}));
+  using cursor_type =
+      decltype(std::declval<const store_type&>().template open<T>(history{}, std::optional<topic_pattern>{}));
   using time_point = clock_source::time_point;
 
  public:
   consumer_engine(Bus& bus, std::string name, std::string_view pattern, consumer_options options)
-      : bus_(bus), store_(bus_access::store_of(bus)), name_(std::move(name)), pattern_text_(pattern),
-        pattern_(pattern), options_(std::move(options)), clock_(clock_source::or_steady(options_.clock)) {
+      : bus_(bus),
+        store_(bus_access::store_of(bus)),
+        name_(std::move(name)),
+        pattern_text_(pattern),
+        pattern_(pattern),
+        options_(std::move(options)),
+        clock_(clock_source::or_steady(options_.clock)) {
     if (!valid_consumer_name(name_))
       throw std::invalid_argument("agentbus: consumer name '" + name_ +
                                   "' is not valid: use 1-128 characters of [A-Za-z0-9_.-], not starting with '.'");
-    rng_ = options_.jitter_seed != 0 ? options_.jitter_seed
-                                     : reinterpret_cast<std::uintptr_t>(this) ^
-                                           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    rng_ = options_.jitter_seed != 0
+               ? options_.jitter_seed
+               : reinterpret_cast<std::uintptr_t>(this) ^
+                     static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     open_cursor_file();
     history from = options_.start.from;
     if (restored_) {
@@ -212,7 +218,7 @@ class consumer_engine final : public consumer_core<T>,
   ~consumer_engine() override {
     doorbell_.unsubscribe();
     try {
-      flush();  // settles made by tokens since the last poll
+      flush();       // settles made by tokens since the last poll
     } catch (...) {  // a destructor must not throw; the next open redelivers what was not recorded
     }
   }
@@ -414,7 +420,7 @@ class consumer_engine final : public consumer_core<T>,
   struct restored_state {
     std::uint64_t floor;
     std::uint64_t delivered_end;
-    std::vector<std::uint64_t> settled;                               // not reached again yet
+    std::vector<std::uint64_t> settled;                             // not reached again yet
     std::vector<std::pair<std::uint64_t, std::uint32_t>> attempts;  // not reached again yet
   };
 
@@ -525,7 +531,8 @@ class consumer_engine final : public consumer_core<T>,
   void expire(entry& e, std::vector<dead_letter>& dead) {
     ++counters_.ack_timeouts;
     if (options_.max_deliver != 0 && e.attempts >= options_.max_deliver) {
-      kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one not settled within ack_wait", dead);
+      kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one not settled within ack_wait",
+           dead);
       return;
     }
     e.state = entry_state::waiting;
@@ -633,15 +640,14 @@ class consumer_engine final : public consumer_core<T>,
       return ack_status::already;
     }
     switch (decision.decision()) {
-      case outcome::kind::ack:
-        break;  // above
+      case outcome::kind::ack: break;  // above
       case outcome::kind::nack:
         if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
         ++counters_.nacked;
         if (options_.max_deliver != 0 && e->attempts >= options_.max_deliver) {
           kill(*e,
-               "max_deliver: " + std::to_string(e->attempts) + " attempts, the last: " +
-                   (decision.reason().empty() ? std::string("nack") : decision.reason()),
+               "max_deliver: " + std::to_string(e->attempts) +
+                   " attempts, the last: " + (decision.reason().empty() ? std::string("nack") : decision.reason()),
                dead);
           return ack_status::accepted;
         }
@@ -704,8 +710,7 @@ class consumer_engine final : public consumer_core<T>,
         T copy = ev.payload();
         bus_.publish(options_.dead_letter_prefix + "." + std::string(ev.topic()), std::move(copy), opts);
         published = true;
-      } catch (...) {
-      }
+      } catch (...) {}
       std::lock_guard lock(mutex_);
       entry* e = find(d.offset);
       if (e == nullptr || e->state != entry_state::dying) continue;
