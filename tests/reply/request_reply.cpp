@@ -59,7 +59,7 @@ TEST_CASE("request/reply: no server is no_responders at once, without waiting fo
   CHECK_THROWS_AS(again.get(), agentbus::request_error);
 }
 
-TEST_CASE("request/reply: no reply before the deadline is a timeout; a later reply is dropped and counted",
+TEST_CASE("request/reply: no reply before the deadline is a timeout, a later reply is dropped and counted",
           "[reply][concurrency]") {
   agentbus::bus bus;
   std::optional<agentbus::responder<quote>> held;
@@ -101,7 +101,7 @@ TEST_CASE("request/reply: a server on an agent replies later, from the agent's t
   pricer.stop();
 }
 
-TEST_CASE("request/reply: a throwing server answers server_failed; a dropped responder abandoned", "[reply]") {
+TEST_CASE("request/reply: a throwing server answers server_failed, a dropped responder abandoned", "[reply]") {
   agentbus::bus bus;
   auto failing = agentbus::serve<quote_request, quote>(bus, "pricing.fail", [](const quote_request&) -> quote {
     throw std::runtime_error("market closed");
@@ -125,7 +125,7 @@ TEST_CASE("request/reply: a throwing server answers server_failed; a dropped res
   }
 }
 
-TEST_CASE("request/reply: the first reply wins; cancel releases the request", "[reply]") {
+TEST_CASE("request/reply: the first reply wins, cancel releases the request", "[reply]") {
   agentbus::bus bus;
   auto a = agentbus::serve<quote_request, quote>(bus, "pricing.multi", [](const quote_request&) { return quote{"a", 1}; });
   auto b = agentbus::serve<quote_request, quote>(bus, "pricing.*", [](const quote_request&) { return quote{"b", 2}; });
@@ -181,7 +181,7 @@ TEST_CASE("request/reply: replies are moved to the requester, never copied", "[r
   CHECK(copy_counter::copies.load() == 0);
 }
 
-TEST_CASE("request/reply: a plain event on a served topic reaches the handler; its reply goes nowhere", "[reply]") {
+TEST_CASE("request/reply: a plain event on a served topic reaches the handler, its reply goes nowhere", "[reply]") {
   agentbus::bus bus;
   int calls = 0;
   auto server = agentbus::serve<quote_request, quote>(bus, "pricing.plain", [&](const quote_request&) {

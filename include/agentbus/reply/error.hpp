@@ -18,6 +18,7 @@ enum class request_errc : std::uint8_t {
   server_failed,  ///< the server's handler threw (what() carries its message)
   abandoned,      ///< the server dropped its responder without replying
   wrong_type,     ///< a server replied with another type than the requester expects
+  circuit_open,   ///< a circuit breaker failed the request fast: its target failed too often (reply/breaker.hpp)
 };
 
 /// @brief The name of an error code ("no_responders", "timeout", ...).
@@ -30,6 +31,7 @@ constexpr const char* to_string(request_errc e) noexcept {
     case request_errc::server_failed: return "server_failed";
     case request_errc::abandoned: return "abandoned";
     case request_errc::wrong_type: return "wrong_type";
+    case request_errc::circuit_open: return "circuit_open";
   }
   return "unknown";
 }

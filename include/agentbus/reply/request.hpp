@@ -8,27 +8,62 @@
 //   auto answer = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms);
 //   quote q = answer.get();  // waits for the reply; throws request_error when there is none
 //
+//   // The callback form: no thread waits; the callback is called exactly once.
+//   agentbus::request_handle pending = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms,
+//       [](agentbus::reply_result<quote> r) { if (r) use(*r); else log(r.error().what()); });
+//
+//   // The timeout measured on another clock (tests: a manual clock, no sleeping).
+//   agentbus::manual_clock clock;
+//   auto later = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms, {.clock = &clock});
+//   clock.advance(50ms);  // `later` has timed out
+//
 // A request is an ordinary publish whose correlation id names a waiting state (see
 // detail/pending.hpp): any subscriber made with serve() can answer it, from inside the publish
 // (a synchronous server: the future is ready when request() returns) or later from an agent's
 // thread. The first reply wins; request_all() collects several (scatter-gather). A reply is
 // moved, never copied, from the server to the requester. Errors are values of request_errc:
 // no_responders is known at once (nothing took the request), timeout when the deadline passes.
+//
+// Time: a request's deadline is `timeout` after request() on its clock (request_options::clock,
+// null meaning clock_source::steady()). A future's deadline is noticed by get() (and ready());
+// a callback request's by the request timer of its clock (reply/detail/timer.hpp): one thread
+// per clock, process-wide, started on first use, that sleeps on that clock until the earliest
+// deadline; with a manual_clock, advance() wakes it and the due callbacks run. The clock must
+// outlive the requests measured on it.
+//
+// The callback form: callback(reply_result<Rep>) is called exactly once, on
+//   - the replying thread: a reply, server_failed, abandoned, wrong_type (the server's thread;
+//     for a synchronous server that is the requesting thread, inside request());
+//   - the requesting thread, inside request(): no_responders, rejected;
+//   - the timer thread of the request's clock: timeout;
+//   - the thread that calls cancel() or destroys the request_handle: cancelled.
+// Keep callbacks short (a timeout callback that blocks delays every other timeout of its
+// clock). A callback may make requests and cancel any request, its own included. When cancel()
+// returns, the callback has returned (wherever it ran) and everything the request held is
+// released: its table and timer entries, the callback and what it captured. If request()
+// throws (an invalid topic), the callback is not called.
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
+#include "agentbus/core/clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/reply/detail/pending.hpp"
+#include "agentbus/reply/detail/timer.hpp"
 #include "agentbus/reply/error.hpp"
 
 namespace agentbus {
@@ -40,6 +75,7 @@ struct reply_stats {
   std::uint64_t late_replies = 0;        ///< replies that came after the request was done (timed out, answered, cancelled)
   std::uint64_t timeouts = 0;            ///< requests that reached their deadline without a reply
   std::uint64_t wrong_type_replies = 0;  ///< replies of another type than the requester expected
+  std::uint64_t callback_failures = 0;   ///< request callbacks that threw (the exception is swallowed)
   std::size_t waiting = 0;               ///< requests waiting now
 };
 
@@ -52,15 +88,130 @@ inline reply_stats request_reply_stats() {
   s.late_replies = t.counters.late_replies.load(std::memory_order_relaxed);
   s.timeouts = t.counters.timeouts.load(std::memory_order_relaxed);
   s.wrong_type_replies = t.counters.wrong_type_replies.load(std::memory_order_relaxed);
+  s.callback_failures = t.counters.callback_failures.load(std::memory_order_relaxed);
   s.waiting = t.waiting();
   return s;
 }
+
+/// @brief How a request is made, beyond its timeout: `request<Rep>(bus, topic, req, 50ms, {.clock = &clock})`.
+struct request_options {
+  clock_source* clock = nullptr;  ///< measures the timeout; null: clock_source::steady(); must outlive the request
+  publish_options publish{};      ///< the request event's options (its correlation_id becomes the request's id)
+};
+
+/// @brief A reply or why there is none: what a request's callback receives.
+template <class Rep>
+class reply_result {
+ public:
+  /// @brief A result holding `reply`.
+  explicit reply_result(Rep reply) noexcept(std::is_nothrow_move_constructible_v<Rep>)
+      : v_(std::in_place_index<0>, std::move(reply)) {}
+  /// @brief A result holding no reply, for the reason `error` gives.
+  explicit reply_result(request_error error) noexcept : v_(std::in_place_index<1>, std::move(error)) {}
+
+  /// @brief True when there is a reply.
+  bool has_value() const noexcept { return v_.index() == 0; }
+  /// @brief True when there is a reply.
+  explicit operator bool() const noexcept { return has_value(); }
+
+  /// @brief The reply; throws the request_error when there is none.
+  Rep& value() & { return *checked(); }
+  /// @brief The reply; throws the request_error when there is none.
+  const Rep& value() const& { return *checked(); }
+  /// @brief The reply, moved out; throws the request_error when there is none.
+  Rep&& value() && { return std::move(*checked()); }
+  /// @brief The reply (there must be one).
+  Rep& operator*() noexcept { return *std::get_if<0>(&v_); }
+  /// @brief The reply (there must be one).
+  const Rep& operator*() const noexcept { return *std::get_if<0>(&v_); }
+  /// @brief The reply's members (there must be one).
+  Rep* operator->() noexcept { return std::get_if<0>(&v_); }
+  /// @brief The reply's members (there must be one).
+  const Rep* operator->() const noexcept { return std::get_if<0>(&v_); }
+
+  /// @brief Why there is no reply (there must be none): code() and what().
+  const request_error& error() const { return std::get<1>(v_); }
+
+ private:
+  Rep* checked() {
+    if (v_.index() != 0) throw std::get<1>(v_);
+    return std::get_if<0>(&v_);
+  }
+  const Rep* checked() const {
+    if (v_.index() != 0) throw std::get<1>(v_);
+    return std::get_if<0>(&v_);
+  }
+  std::variant<Rep, request_error> v_;
+};
+
+namespace detail {
+struct reply_access;
+}  // namespace detail
+
+/// @brief The handle of a callback request (from the callback form of agentbus::request):
+/// move-only; destroying it, or cancel(), cancels the request unless it has ended already.
+class request_handle {
+ public:
+  /// @brief A handle of no request (done() is true).
+  request_handle() noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  request_handle(request_handle&& other) noexcept : state_(std::move(other.state_)) {}
+  /// @brief Cancels this handle's own request, then takes over `other`'s.
+  request_handle& operator=(request_handle&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  request_handle(const request_handle&) = delete;
+  request_handle& operator=(const request_handle&) = delete;
+  /// @brief Cancels the request (see cancel()).
+  ~request_handle() { cancel(); }
+
+  /// @brief Cancels the request: unless it has ended already, its callback is called here with
+  /// request_errc::cancelled. When cancel() returns the callback has returned, wherever it ran
+  /// (unless cancel() is called from inside it), and the request holds nothing any more. A
+  /// reply that comes later is dropped and counted. Idempotent; the handle is empty afterwards.
+  void cancel() noexcept {
+    auto state = std::move(state_);
+    if (!state) return;
+    state->end(request_errc::cancelled);
+    std::unique_lock lock(state->mutex);
+    state->wait_finished(lock);
+  }
+  /// @brief Lets the request run on without this handle: its callback will still be called
+  /// exactly once. The handle is empty afterwards.
+  void detach() noexcept { state_.reset(); }
+  /// @brief True when the request has ended (its callback has been called, or is being
+  /// called), or the handle is empty.
+  bool done() const noexcept {
+    if (!state_) return true;
+    std::lock_guard lock(state_->mutex);
+    return state_->closed;
+  }
+  /// @brief The request's id (its event's correlation id); 0 for an empty handle.
+  std::uint64_t id() const noexcept { return state_ ? state_->id : 0; }
+
+ private:
+  friend struct detail::reply_access;
+  explicit request_handle(std::shared_ptr<detail::pending_reply> s) noexcept : state_(std::move(s)) {}
+  std::shared_ptr<detail::pending_reply> state_;
+};
+
+template <class Rep>
+class reply_future;
+template <class Rep>
+class gathered_replies;
 
 namespace detail {
 
 /// How many pauses get() spins for a reply before it sleeps: a microsecond or a few (pause
 /// latency varies by CPU), about a cross-thread round trip when the server's thread is awake.
 inline constexpr unsigned reply_spins = 512;
+
+/// The clock a future waits on: null for the steady clock, which it reads directly.
+inline clock_source* future_clock(clock_source* c) noexcept { return c == &clock_source::steady() ? nullptr : c; }
 
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
@@ -76,7 +227,7 @@ class reply_future_base {
     if (!state_) return true;
     std::lock_guard lock(state_->mutex);
     return state_->closed || (state_->failure.has_value() && state_->wanted == 1) ||
-           deadline_clock::now() >= deadline_;
+           (clock_ == nullptr ? deadline_clock::now() : clock_->now()) >= deadline_;
   }
   /// @brief Gives up the request: replies that come later are dropped (and counted);
   /// get() then throws request_error(cancelled). Idempotent.
@@ -87,16 +238,18 @@ class reply_future_base {
 
  protected:
   reply_future_base() = default;
-  reply_future_base(std::shared_ptr<pending_reply_of<Rep>> s, std::uint64_t id, deadline_clock::time_point d) noexcept
-      : state_(std::move(s)), id_(id), deadline_(d) {}
+  reply_future_base(std::shared_ptr<pending_reply_of<Rep>> s, std::uint64_t id, clock_source::time_point d,
+                    clock_source* clock) noexcept
+      : state_(std::move(s)), id_(id), deadline_(d), clock_(future_clock(clock)) {}
   reply_future_base(reply_future_base&& o) noexcept
-      : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)), deadline_(o.deadline_) {}
+      : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)), deadline_(o.deadline_), clock_(o.clock_) {}
   reply_future_base& operator=(reply_future_base&& o) noexcept {
     if (this != &o) {
       release();
       state_ = std::move(o.state_);
       id_ = std::exchange(o.id_, 0);
       deadline_ = o.deadline_;
+      clock_ = o.clock_;
     }
     return *this;
   }
@@ -106,22 +259,30 @@ class reply_future_base {
   // forgets it. Returns with the state's mutex held through `lock`.
   template <class Done>
   void wait_and_close(std::unique_lock<std::mutex>& lock, Done done) {
-    if (!done(*state_) && state_->wanted == 1) {
+    pending_reply_of<Rep>& s = *state_;
+    if (!done(s) && s.wanted == 1) {
       // A reply from another thread often comes sooner than a sleeping thread wakes up (a few
       // microseconds): pause-spin briefly first (bounded by reply_spins: no yield, no clock read,
       // so that on a loaded machine the spin stays short).
       lock.unlock();
-      for (unsigned spins = 0; spins < reply_spins && !state_->news.load(std::memory_order_acquire); ++spins) cpu_relax();
+      for (unsigned spins = 0; spins < reply_spins && !s.news.load(std::memory_order_acquire); ++spins) cpu_relax();
       lock.lock();
     }
-    if (!state_->arrived.wait_until(lock, deadline_, [&] { return done(*state_); }) && !state_->closed) {
-      state_->closed = true;
-      if (state_->got == 0 && !state_->failure) {
-        state_->failure = request_errc::timeout;
-        reply_table::instance().counters.timeouts.fetch_add(1, std::memory_order_relaxed);
-      }
+    if (clock_ == nullptr) {
+      s.arrived.wait_until(lock, deadline_, [&] { return done(s); });
+    } else {
+      while (!done(s) && clock_->now() < deadline_) clock_->wait_until(lock, s.arrived, deadline_);
     }
-    state_->closed = true;
+    if (s.end_locked(request_errc::timeout)) {
+      // This thread ended it: one that someone observes (a breaker) hears of it before get() returns.
+      if (s.observed) {
+        lock.unlock();
+        s.after_close();
+        lock.lock();
+      }
+    } else {
+      s.wait_finished(lock);
+    }
     forget();
   }
 
@@ -129,13 +290,7 @@ class reply_future_base {
     if (id_ != 0) reply_table::instance().remove(std::exchange(id_, 0));
   }
   void close(request_errc why) noexcept {
-    {
-      std::lock_guard lock(state_->mutex);
-      if (!state_->closed) {
-        state_->closed = true;
-        if (!state_->failure && state_->got == 0) state_->failure = why;
-      }
-    }
+    state_->end(why);
     forget();
   }
   void release() noexcept {
@@ -145,32 +300,109 @@ class reply_future_base {
 
   std::shared_ptr<pending_reply_of<Rep>> state_;
   std::uint64_t id_ = 0;
-  deadline_clock::time_point deadline_{};
+  clock_source::time_point deadline_{};
+  clock_source* clock_ = nullptr;  // null: the steady clock
 };
 
-/// Publishes `request` with a fresh request id as its correlation id; registers the state first
-/// (a synchronous server answers inside the publish). Fails the state at once when nothing
-/// took the request.
-template <class Rep, class Bus, class Req>
-std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& on, std::string_view topic,
-                                                                              Req&& request, std::size_t wanted,
-                                                                              publish_options options) {
-  auto state = std::make_shared<pending_reply_of<Rep>>(wanted);
+/// Registers `state` under a fresh request id (and on `timer`, when there is one and the
+/// deadline is not never), then publishes `request` with that id as its correlation id; a
+/// synchronous server answers inside the publish. Fails the state at once when nothing took
+/// the request. If the publish throws, the request is ended silently and released.
+template <class Bus, class Req>
+void send_request(Bus& on, std::string_view topic, Req&& request, const std::shared_ptr<pending_reply>& state,
+                  publish_options options, request_timer* timer = nullptr,
+                  clock_source::time_point deadline = clock_source::time_point::max()) {
   auto& table = reply_table::instance();
-  const std::uint64_t id = table.add(state);
-  options.correlation_id = id;
-  table.counters.requests.fetch_add(1, std::memory_order_relaxed);
+  options.correlation_id = table.add(state);
   try {
+    if (timer != nullptr && deadline != clock_source::time_point::max()) timer->arm(state, deadline);
+    table.counters.requests.fetch_add(1, std::memory_order_relaxed);
     const auto result = on.publish(topic, std::forward<Req>(request), options);
     if (result.delivered == 0 && result.failed == 0)
-      state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders,
-                  std::string(topic));
+      state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders, std::string(topic));
   } catch (...) {
-    table.remove(id);
+    state->close_silently();
+    release_request(*state);
     throw;
   }
-  return {std::move(state), id};
 }
+
+/// The end of a callback request: takes the reply (or the error) out of the state, releases
+/// the request, then calls the callback (an exception from it is counted and swallowed).
+template <class Rep, class F>
+struct callback_hook {
+  F callback;
+  void operator()(pending_reply_of<Rep>& s) noexcept {
+    std::optional<reply_result<Rep>> result;
+    {
+      std::lock_guard lock(s.mutex);
+      if (s.got != 0) result.emplace(std::move(s.replies.front()));
+      else result.emplace(request_error(s.failure.value_or(request_errc::cancelled), s.failure_detail));
+    }
+    release_request(s);
+    auto& counters = reply_counters::instance();
+    if (result->has_value()) counters.replies.fetch_add(1, std::memory_order_relaxed);
+    try {
+      std::invoke(callback, std::move(*result));
+    } catch (...) {
+      counters.callback_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+template <class Rep, class F>
+constexpr bool request_callback_ok() {
+  static_assert(std::is_invocable_v<std::decay_t<F>&, reply_result<Rep>&&>,
+                "agentbus: request<Rep>(bus, topic, req, timeout, callback): the callback must be callable as "
+                "`void(agentbus::reply_result<Rep>)`");
+  static_assert(std::is_move_constructible_v<std::decay_t<F>>,
+                "agentbus: request<Rep>(..., callback): the callback must be movable (kept until the request ends)");
+  return std::is_invocable_v<std::decay_t<F>&, reply_result<Rep>&&> && std::is_move_constructible_v<std::decay_t<F>>;
+}
+
+/// A 5th argument of request() that is neither options struct: the callback.
+template <class F>
+concept request_callback = !std::convertible_to<F, publish_options> && !std::same_as<std::decay_t<F>, request_options>;
+
+/// How the modules of reply/ (circuit breakers) make futures and handles of their own states.
+struct reply_access {
+  template <class Rep>
+  static reply_future<Rep> future(std::shared_ptr<pending_reply_of<Rep>> s, clock_source::time_point deadline,
+                                  clock_source* clock) {
+    const std::uint64_t id = s->id;
+    return reply_future<Rep>(std::move(s), id, deadline, clock);
+  }
+  template <class Rep>
+  static gathered_replies<Rep> gathered(std::shared_ptr<pending_reply_of<Rep>> s, clock_source::time_point deadline,
+                                        clock_source* clock) {
+    const std::uint64_t id = s->id;
+    return gathered_replies<Rep>(std::move(s), id, deadline, clock);
+  }
+  static request_handle handle(std::shared_ptr<pending_reply> s) noexcept { return request_handle(std::move(s)); }
+
+  /// A future that has failed already with `why` (no request was sent).
+  template <class Rep>
+  static reply_future<Rep> failed(request_errc why, std::string detail) {
+    auto s = std::make_shared<pending_reply_of<Rep>>(1);
+    s->failure = why;
+    s->failure_detail = std::move(detail);
+    s->closed = true;
+    return future<Rep>(std::move(s), clock_source::time_point::min(), nullptr);
+  }
+
+  /// Sends a callback request whose state is `state` (a hooked_reply): registered, armed on the
+  /// timer of `clock` for `timeout`, published.
+  template <class Bus, class Req>
+  static request_handle send_callback(Bus& on, std::string_view topic, Req&& request,
+                                      std::shared_ptr<pending_reply> state, clock_source::duration timeout,
+                                      const request_options& options) {
+    clock_source& clock = clock_source::or_steady(options.clock);
+    const auto deadline = deadline_after(clock.now(), timeout);
+    send_request(on, topic, std::forward<Req>(request), state, options.publish, &request_timer::of(options.clock),
+                 deadline);
+    return request_handle(std::move(state));
+  }
+};
 
 }  // namespace detail
 
@@ -188,9 +420,9 @@ class reply_future : public detail::reply_future_base<Rep> {
   /// @brief Takes over `other`'s request; `other` is left empty.
   reply_future& operator=(reply_future&&) noexcept = default;
 
-  /// @brief Waits for the reply (until the request's deadline) and returns it, moved; throws
-  /// request_error when there is none (no_responders, rejected, timeout, cancelled,
-  /// server_failed, abandoned, wrong_type). Call once.
+  /// @brief Waits for the reply (until the request's deadline, on its clock) and returns it,
+  /// moved; throws request_error when there is none (no_responders, rejected, timeout,
+  /// cancelled, server_failed, abandoned, wrong_type, circuit_open). Call once.
   Rep get() {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty reply_future");
     auto state = this->state_;
@@ -210,8 +442,7 @@ class reply_future : public detail::reply_future_base<Rep> {
   }
 
  private:
-  template <class R, class Bus, class Req>
-  friend reply_future<R> request(Bus&, std::string_view, Req&&, deadline_clock::duration, publish_options);
+  friend struct detail::reply_access;
   using base::base;
 };
 
@@ -250,33 +481,85 @@ class gathered_replies : public detail::reply_future_base<Rep> {
   }
 
  private:
-  template <class R, class Bus, class Req>
-  friend gathered_replies<R> request_all(Bus&, std::string_view, Req&&, std::size_t, deadline_clock::duration,
-                                         publish_options);
+  friend struct detail::reply_access;
   using base::base;
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
-/// due within `timeout`. `options` are those of any publish (their correlation_id is replaced
-/// by the request's id). Thread-safe; any number of requests may be in flight.
+/// due within `timeout` (on the steady clock). `options` are those of any publish (their
+/// correlation_id is replaced by the request's id). Thread-safe; any number of requests may be in flight.
 template <class Rep, class Bus, class Req>
 reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
                           publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
-  const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), 1, options);
-  return reply_future<Rep>(std::move(state), id, deadline);
+  const auto deadline = detail::deadline_after(deadline_clock::now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(1);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options);
+  return detail::reply_access::future<Rep>(std::move(state), deadline, nullptr);
+}
+
+/// @brief request() with options: `timeout` measured on `options.clock`, `options.publish` for
+/// the request event (`request<Rep>(bus, topic, req, 50ms, {.clock = &clock})`).
+template <class Rep, class Bus, class Req, class Options = request_options>
+  requires std::same_as<Options, request_options>
+reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
+                          const Options& options) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
+  const auto deadline = detail::deadline_after(clock_source::or_steady(options.clock).now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(1);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options.publish);
+  return detail::reply_access::future<Rep>(std::move(state), deadline, options.clock);
+}
+
+/// @brief The callback form: publishes `request` and calls `callback(reply_result<Rep>)` exactly
+/// once, with the reply or why there is none (see the top of reply/request.hpp for the thread
+/// each case runs on). No thread waits for the reply. Returns the request's handle: destroying
+/// it cancels the request (call detach() to let it run on).
+template <class Rep, class Bus, class Req, class F, class Options = request_options>
+  requires std::same_as<Options, request_options> && detail::request_callback<F>
+[[nodiscard("destroying the handle cancels the request: keep it, or call detach()")]] request_handle request(
+    Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout, const Options& options,
+    F&& callback) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
+  if constexpr (detail::request_callback_ok<Rep, F>()) {
+    using hook = detail::callback_hook<Rep, std::decay_t<F>>;
+    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(hook{std::forward<F>(callback)});
+    return detail::reply_access::send_callback(on, topic, std::forward<Req>(request), std::move(state), timeout,
+                                               options);
+  } else {
+    return {};
+  }
+}
+
+/// @brief The callback form with default options (the steady clock).
+template <class Rep, class Bus, class Req, class F>
+  requires detail::request_callback<F>
+[[nodiscard("destroying the handle cancels the request: keep it, or call detach()")]] request_handle request(
+    Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout, F&& callback) {
+  return agentbus::request<Rep>(on, topic, std::forward<Req>(request), timeout, request_options{},
+                                std::forward<F>(callback));
 }
 
 /// @brief Scatter-gather: publishes `request` and collects up to `count` replies of type Rep
-/// (one per server, or more if servers reply several times) until the deadline.
+/// (one per server, or more if servers reply several times) until the deadline, measured on
+/// `options.clock`.
+template <class Rep, class Bus, class Req, class Options = request_options>
+  requires std::same_as<Options, request_options>
+gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
+                                  deadline_clock::duration timeout, const Options& options) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
+  const auto deadline = detail::deadline_after(clock_source::or_steady(options.clock).now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(count == 0 ? 1 : count);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options.publish);
+  return detail::reply_access::gathered<Rep>(std::move(state), deadline, options.clock);
+}
+
+/// @brief Scatter-gather with publish options, on the steady clock.
 template <class Rep, class Bus, class Req>
 gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
                                   deadline_clock::duration timeout, publish_options options = {}) {
-  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
-  const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
-  return gathered_replies<Rep>(std::move(state), id, deadline);
+  return agentbus::request_all<Rep>(on, topic, std::forward<Req>(request), count, timeout,
+                                    request_options{.publish = options});
 }
 
 }  // namespace agentbus
