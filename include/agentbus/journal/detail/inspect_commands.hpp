@@ -271,20 +271,19 @@ struct options {
   unsigned poll_ms = 50;
 };
 
-inline std::uint64_t parse_unsigned(std::string_view flag, std::string_view v) {
-  std::uint64_t n = 0;
+/// `v` as an integer of type I; usage_error naming `flag` and `what` it expects otherwise.
+template <class I>
+I parse_integer(std::string_view flag, std::string_view v, std::string_view what) {
+  I n = 0;
   const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc{} || p != v.data() + v.size())
-    throw usage_error(cat(flag, " expects a non-negative integer, got '", escaped(v), "'"));
+  if (ec != std::errc{} || p != v.data() + v.size()) throw usage_error(cat(flag, " expects ", what, ", got '", escaped(v), "'"));
   return n;
 }
-
+inline std::uint64_t parse_unsigned(std::string_view flag, std::string_view v) {
+  return parse_integer<std::uint64_t>(flag, v, "a non-negative integer");
+}
 inline std::int64_t parse_signed(std::string_view flag, std::string_view v) {
-  std::int64_t n = 0;
-  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc{} || p != v.data() + v.size())
-    throw usage_error(cat(flag, " expects an integer, got '", escaped(v), "'"));
-  return n;
+  return parse_integer<std::int64_t>(flag, v, "an integer");
 }
 
 /// The command line without the program name.

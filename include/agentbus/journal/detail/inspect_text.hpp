@@ -196,10 +196,34 @@ inline bool is_printable_text(std::string_view s) {
   return true;
 }
 
+/// @brief Appends the escape of byte `c`: its short form (\n, \t, \r, \\, \", and with
+/// `json` \b, \f) or `prefix` and two hex digits (\x for one-line text, \u00 for JSON).
+inline void append_escape(std::string& out, unsigned char c, std::string_view prefix, bool json) {
+  static constexpr char hex[] = "0123456789abcdef";
+  switch (c) {
+    case '\n': out += "\\n"; return;
+    case '\t': out += "\\t"; return;
+    case '\r': out += "\\r"; return;
+    case '\\': out += "\\\\"; return;
+    case '"': out += "\\\""; return;
+    case '\b':
+    case '\f':
+      if (json) {
+        out += c == '\b' ? "\\b" : "\\f";
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  out.append(prefix);
+  out += hex[c >> 4];
+  out += hex[c & 15];
+}
+
 /// @brief For one-line output: control characters, backslash and invalid UTF-8 as \n, \xNN,
 /// ...; with `quoted`, also '"' (the text goes between quotes).
 inline void append_escaped(std::string& out, std::string_view s, bool quoted = false) {
-  static constexpr char hex[] = "0123456789abcdef";
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
     const bool special = c < 0x20 || c == 0x7F || c == '\\' || (quoted && c == '"');
@@ -209,17 +233,7 @@ inline void append_escaped(std::string& out, std::string_view s, bool quoted = f
       i += n;
       continue;
     }
-    switch (c) {
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      default:
-        out += "\\x";
-        out += hex[c >> 4];
-        out += hex[c & 15];
-    }
+    append_escape(out, c, "\\x", false);
     ++i;
   }
 }
@@ -233,26 +247,11 @@ inline std::string escaped(std::string_view s) {
 
 /// @brief A JSON string literal. Invalid UTF-8 becomes U+FFFD (JSON text must be Unicode).
 inline void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
-        case '\r': out += "\\r"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-      }
+    if (c == '"' || c == '\\' || c < 0x20 || c == 0x7F) {
+      append_escape(out, c, "\\u00", true);
       ++i;
     } else if (const std::size_t n = utf8_sequence(s, i); n > 0) {
       out.append(s.substr(i, n));
