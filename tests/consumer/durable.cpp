@@ -371,7 +371,7 @@ TEST_CASE("a consumer name reopened with another pattern is refused; list_consum
   CHECK_FALSE(again.info().resumed);
 }
 
-TEST_CASE("a damaged cursor file is reported and the consumer starts again from its start (duplicates, no loss)") {
+TEST_CASE("a damaged newest cursor copy falls back to the older one; both damaged: reported, started again") {
   agentbus::test::journal_dir dir("consumer_damaged");
   journal_bus bus(dir.options());
   publish_jobs(bus, 0, 3);
@@ -381,14 +381,31 @@ TEST_CASE("a damaged cursor file is reported and the consumer starts again from 
     c.poll([](const agentbus::delivered<job>&) {});
     cursor = c.cursor_path();
   }
-  {
-    std::fstream f(cursor, std::ios::in | std::ios::out | std::ios::binary);
+  const auto damage = [](const std::filesystem::path& p) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(20);
     f.put('\x7f');
+  };
+  const std::filesystem::path other = cursor.string() + ".b";
+  REQUIRE(std::filesystem::exists(other));
+  // Three writes (created, before the batch, after it): the first copy holds the newest.
+  damage(cursor);
+  {
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
+    CHECK(c.info().resumed);
+    CHECK(c.info().cursor_problem.empty());
+    // The older copy was written before the batch was handed out: all three come again, as
+    // redeliveries (duplicates, never loss).
+    std::vector<std::uint32_t> attempts;
+    CHECK(c.poll([&](const agentbus::delivered<job>& d) { attempts.push_back(d.attempt()); }) == 3);
+    CHECK(attempts == std::vector<std::uint32_t>{2, 2, 2});
   }
+  damage(cursor);
+  damage(other);
   CHECK(agentbus::list_consumers(dir.path / "consumers").at(0).problem.find("checksum") != std::string::npos);
   agentbus::durable_consumer<job> c(bus, "worker", "jobs.>");
   CHECK(c.info().cursor_problem.find("checksum") != std::string::npos);
+  CHECK_FALSE(c.info().resumed);
   CHECK(c.poll([](const agentbus::delivered<job>&) {}) == 3);
 }
 

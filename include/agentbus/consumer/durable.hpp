@@ -21,8 +21,9 @@
 // promised, and the choices where brokers differ: consumer/group.hpp (a durable consumer is a
 // consumer group of one member).
 //
-// Cursor crash safety: the stored cursor is replaced atomically (detail/cursor_file.hpp): a
-// SIGKILL never moves it past an unacknowledged event and never corrupts it. Acks made since
+// Cursor crash safety: the stored cursor is two checksummed copies written in turn
+// (detail/cursor_file.hpp): a SIGKILL never moves it past an unacknowledged event and never
+// leaves it unreadable. Acks made since
 // the last write are lost by a crash, so those events come again (duplicates, never loss);
 // each poll writes the cursor before handing out its batch and after settling it.
 //
