@@ -308,8 +308,9 @@ class reply_future_base {
 /// deadline is not never), then publishes `request` with that id as its correlation id; a
 /// synchronous server answers inside the publish. Fails the state at once when nothing took
 /// the request. If the publish throws, the request is ended silently and released.
-template <class Bus, class Req>
-void send_request(Bus& on, std::string_view topic, Req&& request, const std::shared_ptr<pending_reply>& state,
+/// (`State` is the state's own type, so that passing it costs no reference count.)
+template <class Bus, class Req, class State>
+void send_request(Bus& on, std::string_view topic, Req&& request, const std::shared_ptr<State>& state,
                   publish_options options, request_timer* timer = nullptr,
                   clock_source::time_point deadline = clock_source::time_point::max()) {
   auto& table = reply_table::instance();

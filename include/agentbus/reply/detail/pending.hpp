@@ -68,22 +68,24 @@ struct pending_reply {
   pending_reply& operator=(const pending_reply&) = delete;
   virtual ~pending_reply() = default;
 
-  const type_id type;          // the reply type the requester expects
-  const std::size_t wanted;    // replies that complete the request (1, or a gather's count)
-  const bool observed;         // finish() does something: run it, and tell when it has returned
-  std::uint64_t id = 0;        // the request id (set before the request is published)
+  // The fields a request and its reply touch first, in the order they had before the fields
+  // of callbacks and timers were added (those come last, off the reply's path).
+  const type_id type;        // the reply type the requester expects
+  const std::size_t wanted;  // replies that complete the request (1, or a gather's count)
   std::mutex mutex;
   std::condition_variable arrived;
-  std::size_t got = 0;         // replies moved in (guarded by mutex)
-  bool closed = false;         // no more replies are taken (guarded by mutex)
-  bool finished = false;       // observed: finish() has returned (guarded by mutex)
-  std::thread::id closer{};    // observed: the thread that closed it, which runs finish() (guarded by mutex)
+  std::size_t got = 0;                  // replies moved in (guarded by mutex)
+  bool closed = false;                  // no more replies are taken (guarded by mutex)
+  const bool observed;                  // finish() does something: run it, and tell when it has returned
+  bool finished = false;                // observed: finish() has returned (guarded by mutex)
   std::optional<request_errc> failure;  // why there is no reply, when there is none
   std::string failure_detail;
   /// Set (after the mutex is released) whenever a reply or a failure came: a requester spins
   /// on it briefly before sleeping on `arrived`, since a cross-thread reply often takes less
   /// time than waking a sleeping thread.
   std::atomic<bool> news{false};
+  std::uint64_t id = 0;      // the request id (set before the request is published)
+  std::thread::id closer{};  // observed: the thread that closed it, which runs finish() (guarded by mutex)
   /// The timer that will end it at its deadline, if one was armed (request_timer's own
   /// fields: set by arm(), read by disarm()).
   request_timer* timer = nullptr;
