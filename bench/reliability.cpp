@@ -6,6 +6,10 @@
 //   agentbus (in process)      request/reply, same thread: a synchronous server, the reply is
 //                              ready when request() returns; cross-thread: a server on an agent
 //                              with its own thread, one request in flight; and 4 in flight
+//   agentbus (journal,         a basic_bus<storage::journal> with durability::interval(50 ms); the
+//     interval)                acked rows: a consumer_group (a durable consumer is a group of one
+//                              member), each member polling batches of 1000 on its own thread,
+//                              every event acked; the cursor stored beside the journal
 //   Redis Streams              redis-server started by this program, AOF with appendfsync
 //     (AOF everysec / no AOF)  everysec, and again without AOF. Acked rows (below): XREADGROUP
 //                              COUNT 1000 with BLOCK, each batch's XACK pipelined with the next
@@ -42,12 +46,17 @@
 //   --only     run only the rows whose "system: name" contains TEXT (e.g. "JetStream (file): acked, 4")
 
 #include <agentbus/agentbus.hpp>
+#include <agentbus/consumer/group.hpp>
+#include <agentbus/storage/journal.hpp>
 
 #include "support/server_process.hpp"
 
 #include <fmt/core.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -56,6 +65,7 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -336,6 +346,90 @@ void bus_rows(const settings& s, std::vector<row>& out) {
            [n] { return bus_round_trips(true, 4, n / 3); }},
       },
       s.rounds, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// agentbus, in process: acked throughput of durable consumers on a journal bus
+
+const std::string journal_system = "agentbus (journal, interval)";
+
+/// A payload of N bytes, stored by its bytes.
+template <std::size_t N>
+struct blob {
+  static constexpr bool agentbus_bitwise_codec = true;
+  static constexpr std::string_view event_name = N >= 1024 ? "bench.blob1k" : "bench.blob64";
+  std::array<char, N> bytes{};
+};
+
+using journal_bus = agentbus::basic_bus<agentbus::storage::journal>;
+
+/// A fresh journal directory, removed afterwards; durability interval(50 ms), as the issue asks.
+struct bench_journal {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              fmt::format("agentbus-bench-journal-{}-{}", ::getpid(), next_id());
+  agentbus::journal_options options() const {
+    agentbus::journal_options o;
+    o.directory = dir;
+    o.durability = agentbus::durability::interval(50ms);
+    return o;
+  }
+  ~bench_journal() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+/// One acked workload: events are stored on a journal bus (before the clock starts, unless a
+/// live producer publishes them while the consumers run), then consumed by a consumer group of
+/// `consumers` members (a durable consumer is a group of one), each polling batches of 1000 on
+/// its own thread and acking every event; the run ends at the last ack.
+template <std::size_t N>
+measurement journal_acked(const acked_workload& w, std::size_t events, std::chrono::seconds limit) {
+  bench_journal journal;
+  journal_bus bus(journal.options());
+  blob<N> payload;
+  payload.bytes.fill('x');
+  if (!w.live_producer)
+    for (std::size_t i = 0; i < events; ++i) bus.publish("bench.events", payload);
+  agentbus::consumer_group<blob<N>> group(bus, "bench", "bench.>");
+  std::atomic<std::size_t> acked{0};
+  std::atomic<bool> abort{false};
+  std::vector<consumer_result> results(static_cast<std::size_t>(w.consumers));
+  std::thread producer;
+  const auto give_up = clock_type::now() + limit;
+  const auto start = run_threads(w.consumers + (w.live_producer ? 1 : 0), abort, [&](int i, auto ready) {
+    if (i == w.consumers) {  // the live producer
+      ready();
+      for (std::size_t k = 0; k < events && !abort; ++k) bus.publish("bench.events", payload);
+      return;
+    }
+    auto member = group.join(fmt::format("m{}", i));
+    consumer_result& mine = results[static_cast<std::size_t>(i)];
+    ready();
+    while (acked.load(std::memory_order_relaxed) < events && !abort) {
+      const std::size_t n = member.poll_for([](const agentbus::delivered<blob<N>>&) {}, 10ms, 1000);
+      if (n != 0) {
+        mine.acked += n;
+        mine.last_ack = clock_type::now();
+        acked.fetch_add(n, std::memory_order_relaxed);
+      }
+      if (clock_type::now() > give_up) throw std::runtime_error("not every event acked within the row's limit");
+    }
+  });
+  const agentbus::consumer_info info = group.info();
+  if (info.acked != events || info.redelivered != 0)
+    throw std::runtime_error(fmt::format("{} of {} acked, {} redelivered", info.acked, events, info.redelivered));
+  return acked_measurement(events, start, results);
+}
+
+void journal_rows(const settings& s, std::vector<row>& out) {
+  std::vector<job> jobs;
+  for (const acked_workload& w : acked_workloads())
+    jobs.push_back({journal_system, row_name(w), metric::acked, [w, &s] {
+                      return w.payload >= 1024 ? journal_acked<1024>(w, s.events, s.row_limit)
+                                               : journal_acked<64>(w, s.events, s.row_limit);
+                    }});
+  run_jobs(s, jobs, s.rounds, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -924,12 +1018,26 @@ void print_table(const settings& s, const std::vector<row>& rows) {
   const auto cross = std::find_if(rows.begin(), rows.end(), [](const row& r) {
     return r.system == bus_system && r.name == "request/reply, cross-thread" && r.skipped.empty();
   });
+  fmt::print("\ntargets (same run, issue 13):\n");
   if (cross != rows.end()) {
     const auto& x = cross->m;
-    fmt::print("\ntargets (same run, issue 13):\n");
     fmt::print("  cross-thread p50 <= 5 us: {:.2f} us {}\n", x.p50_ns / 1000, x.p50_ns <= 5000 ? "met" : "NOT met");
     fmt::print("  cross-thread >= 200 k round trips/s: {:.0f} k {}\n", x.per_s / 1000,
                x.per_s >= 200000 ? "met" : "NOT met");
+  }
+  // Acked throughput at 64 B: at least 10x the faster durable peer (Redis with AOF everysec, or
+  // JetStream), for one consumer and for the 4-member group.
+  const auto rate = [&](const std::string& system, const std::string& name) {
+    const auto it = std::find_if(rows.begin(), rows.end(),
+                                 [&](const row& r) { return r.system == system && r.name == name && r.skipped.empty(); });
+    return it == rows.end() ? -1.0 : it->m.per_s;
+  };
+  for (const char* name : {"acked, 1 consumer, 64 B", "acked, 4-consumer group, 64 B"}) {
+    const double ours = rate(journal_system, name);
+    const double peer = std::max(rate("Redis Streams (AOF everysec)", name), rate("NATS JetStream (file)", name));
+    if (ours < 0 || peer <= 0) continue;
+    fmt::print("  {}: {:.1f}x the faster durable peer (>= 10x): {}\n", name, ours / peer,
+               ours >= 10 * peer ? "met" : "NOT met");
   }
 }
 
@@ -993,6 +1101,7 @@ int main(int argc, char** argv) {
   // the peers' (see redis_rows and nats_rows).
   std::vector<row> rows;
   bus_rows(s, rows);
+  journal_rows(s, rows);
   redis_rows(s, rows);
   nats_rows(s, rows);
 
