@@ -40,7 +40,7 @@ void publish_jobs(Bus& bus, std::uint64_t from, std::uint64_t to, std::string_vi
 
 }  // namespace
 
-TEST_CASE("a void handler acks every event once; a second poll finds nothing") {
+TEST_CASE("a void handler acks every event once, a second poll finds nothing") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 10);
@@ -94,7 +94,7 @@ TEST_CASE("a nack is redelivered after the backoff, which grows per attempt") {
   CHECK(info.pending == 0);
 }
 
-TEST_CASE("nack_after uses its own delay; a throwing handler is a nack with the exception's text") {
+TEST_CASE("nack_after uses its own delay, a throwing handler is a nack with the exception's text") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 1);
@@ -168,7 +168,7 @@ TEST_CASE("term dead-letters at once, whatever the attempt") {
   CHECK(c.info().acked == 1);
 }
 
-TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff; in_progress extends it") {
+TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff, in_progress extends it") {
   agentbus::manual_clock clock;
   ring_bus bus;
   publish_jobs(bus, 0, 1);
@@ -193,7 +193,7 @@ TEST_CASE("an unsettled delivery is redelivered after ack_wait plus the backoff;
 }
 
 TEST_CASE(
-    "a deferred ack settles from another thread; a repeated one says already; a late one after the consumer says "
+    "a deferred ack settles from another thread, a repeated one says already, a late one after the consumer says "
     "gone") {
   agentbus::manual_clock clock;
   ring_bus bus;
@@ -255,7 +255,7 @@ TEST_CASE("start positions: only new events, or from an offset") {
   CHECK(b == std::vector<std::uint64_t>{3, 4, 5});
 }
 
-TEST_CASE("a consumer of > does not receive $ topics (dead letters); one of $dlq.> does") {
+TEST_CASE("a consumer of > does not receive $ topics (dead letters), one of $dlq.> does") {
   agentbus::manual_clock clock;
   ring_bus bus;
   bus.publish("$dlq.jobs.a", job{1});
@@ -288,7 +288,7 @@ TEST_CASE("a moved-from consumer polls nothing") {
 
 // ---- journal bus: the cursor survives the process ----
 
-TEST_CASE("after a restart a durable consumer resumes at its first unacked event; acked ones never come again") {
+TEST_CASE("after a restart a durable consumer resumes at its first unacked event, acked ones never come again") {
   agentbus::test::journal_dir dir("consumer_resume");
   agentbus::manual_clock clock;
   {
@@ -344,7 +344,7 @@ TEST_CASE("an event that is never settled across restarts is dead-lettered after
   CHECK(dead == 1);
 }
 
-TEST_CASE("a consumer name reopened with another pattern is refused; list_consumers and remove_consumer") {
+TEST_CASE("a consumer name reopened with another pattern is refused, list_consumers and remove_consumer") {
   agentbus::test::journal_dir dir("consumer_list");
   journal_bus bus(dir.options());
   publish_jobs(bus, 0, 3);
@@ -371,7 +371,7 @@ TEST_CASE("a consumer name reopened with another pattern is refused; list_consum
   CHECK_FALSE(again.info().resumed);
 }
 
-TEST_CASE("a damaged newest cursor copy falls back to the older one; both damaged: reported, started again") {
+TEST_CASE("a damaged newest cursor copy falls back to the older one, both damaged: reported, started again") {
   agentbus::test::journal_dir dir("consumer_damaged");
   journal_bus bus(dir.options());
   publish_jobs(bus, 0, 3);

@@ -46,7 +46,7 @@ TEST_CASE("wait_until on a manual clock returns at once when the deadline has pa
   CHECK(clock.waiting() == 0);
 }
 
-TEST_CASE("advance wakes every thread waiting on the manual clock; each wakes once its deadline is reached",
+TEST_CASE("advance wakes every thread waiting on the manual clock, each wakes once its deadline is reached",
           "[concurrency]") {
   agentbus::manual_clock clock;
   std::mutex m;

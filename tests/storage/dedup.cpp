@@ -83,7 +83,7 @@ TEST_CASE("max_keys 0 turns deduplication off (the key still travels as a header
   CHECK(stored_count(bus) == 2);
 }
 
-TEST_CASE("on a journal bus the window survives a restart; a key older than the window does not") {
+TEST_CASE("on a journal bus the window survives a restart, a key older than the window does not") {
   agentbus::test::journal_dir dir("dedup");
   std::uint64_t offset = 0;
   {
