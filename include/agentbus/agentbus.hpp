@@ -5,7 +5,8 @@
 
 // The umbrella header: everything in the core, standard library only. Not included here:
 // the journal (POSIX only: agentbus/journal/ for the engine, agentbus/storage/journal.hpp for
-// the bus's storage::journal policy) and bridges to third-party systems (NATS). The module
+// the bus's storage::journal policy), consumer/ (durable consumers keep files), and bridges to
+// third-party systems (NATS). The module
 // map and the dependency order are in docs/architecture.md.
 
 #include "agentbus/version.hpp"
@@ -34,5 +35,6 @@
 #include "agentbus/reply/error.hpp"
 #include "agentbus/reply/request.hpp"
 #include "agentbus/reply/serve.hpp"
+#include "agentbus/reply/breaker.hpp"
 
 #endif  // AGENTBUS_AGENTBUS_HPP
