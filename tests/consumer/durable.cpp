@@ -457,3 +457,54 @@ TEST_CASE("an event whose ttl passed is not delivered, also when it was stored b
   CHECK(c.info().expired == 1);
   CHECK(c.info().floor == 2);
 }
+
+TEST_CASE("a delayed event is stored at once, reaches no live subscription, and is handed out when due, in due order") {
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  int live = 0;
+  auto sub = bus.subscribe<job>("jobs.>", [&](const job&) { ++live; });
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
+  const auto later = bus.publish("jobs.a", job{1}, {.delay = 10s});
+  bus.publish("jobs.a", job{2}, {.delay = 5s});
+  bus.publish("jobs.a", job{3});
+  CHECK(later.delivered == 0);
+  CHECK(live == 1);  // only the undelayed one
+  std::vector<std::uint64_t> got;
+  auto take = [&](const agentbus::delivered<job>& d) {
+    CHECK(d.attempt() == 1);
+    got.push_back(d.payload().n);
+  };
+  CHECK(c.poll(take) == 1);
+  CHECK(c.info().delayed == 2);
+  CHECK(c.info().pending == 0);
+  clock.advance(5s);
+  CHECK(c.poll(take) == 1);
+  clock.advance(5s);
+  CHECK(c.poll(take) == 1);
+  CHECK(got == std::vector<std::uint64_t>{3, 2, 1});
+  CHECK(c.info().delayed == 0);
+  CHECK(c.info().floor == 3);
+  agentbus::bus plain;
+  CHECK_THROWS_WITH(plain.publish("jobs.a", job{4}, {.delay = 1s}), Catch::Contains("delay needs a bus that stores"));
+}
+
+TEST_CASE("a delayed event survives a restart and keeps its due time") {
+  agentbus::test::journal_dir dir("consumer_delay");
+  agentbus::manual_clock clock;
+  {
+    journal_bus bus(dir.options());
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
+    bus.publish("jobs.a", job{1}, {.delay = 1h});
+    bus.publish("jobs.a", job{2});
+    CHECK(c.poll([](const agentbus::delivered<job>&) {}) == 1);
+    CHECK(c.info().delayed == 1);
+  }
+  journal_bus bus(dir.options());
+  agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
+  CHECK(c.poll([](const agentbus::delivered<job>&) { FAIL("delivered before it was due"); }) == 0);
+  CHECK(c.info().delayed == 1);
+  clock.advance(1h);
+  std::uint32_t attempt = 0;
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) { attempt = d.attempt(); }) == 1);
+  CHECK(attempt == 1);  // not counted as delivered before the restart
+}

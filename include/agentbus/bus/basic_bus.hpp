@@ -324,8 +324,8 @@ class basic_bus {
     if constexpr (stores)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
                                     std::forward<P>(payload), options, slot);
-    else if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty()))
-      detail::throw_key_without_storage();
+    else if (AGENTBUS_UNLIKELY(detail::needs_storage(options)))
+      detail::throw_needs_storage(options);
     else if (AGENTBUS_LIKELY(node != nullptr))
       return detail::publish(*router_, *node, std::forward<P>(payload), options, slot);
     else

@@ -84,7 +84,7 @@ class channel {
   AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
     detail::read_guard guard;
     if constexpr (std::is_void_v<Store>) {
-      if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty())) detail::throw_key_without_storage();
+      if (AGENTBUS_UNLIKELY(detail::needs_storage(options))) detail::throw_needs_storage(options);
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
     }
     else

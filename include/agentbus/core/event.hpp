@@ -57,7 +57,16 @@ struct publish_options {
   /// Idempotency key (a bus that stores events): a second publish with the same key within the
   /// bus's dedup window is not stored or delivered (storage/dedup.hpp). Empty = none.
   std::string_view idempotency_key{};
+  /// Delayed delivery (a bus that stores events): the event is stored at once and handed to
+  /// durable consumers and groups when the delay has passed, in due order, also after a restart
+  /// (the due time travels as the header `agentbus-not-before`, wall-clock nanoseconds). Live
+  /// subscriptions do not receive a delayed event. Zero = deliver now.
+  deadline_clock::duration delay{0};
 };
+
+/// @brief The header that carries a delayed event's due time (publish_options::delay), as
+/// nanoseconds of wall-clock time since the epoch.
+inline constexpr std::string_view not_before_header = "agentbus-not-before";
 
 /// @brief The envelope of an event as a plain value: what the error hook and tools see.
 ///

@@ -210,7 +210,7 @@ struct admission {
 };
 
 /// How a request let through ended, for the breaker.
-enum class outcome : std::uint8_t { success, failure, neutral };
+enum class call_outcome : std::uint8_t { success, failure, neutral };
 
 /// What a circuit_breaker shares with the requests it let through (which may outlive it).
 template <class Bus>
@@ -277,24 +277,24 @@ class breaker_core {
   }
 
   /// Records how a request let through with `a` ended.
-  void record(circuit& c, const admission& a, outcome o, std::optional<request_errc> cause) noexcept {
+  void record(circuit& c, const admission& a, call_outcome o, std::optional<request_errc> cause) noexcept {
     std::optional<breaker_event> event;
     {
       std::lock_guard lock(c.mutex);
-      if (o == outcome::success) ++c.counts.successes;
-      if (o == outcome::failure) ++c.counts.failures;
+      if (o == call_outcome::success) ++c.counts.successes;
+      if (o == call_outcome::failure) ++c.counts.failures;
       if (a.generation != c.generation) return;  // let through before the last transition
       const auto now = clock().now();
-      if (c.state == breaker_state::closed && o == outcome::failure) {
+      if (c.state == breaker_state::closed && o == call_outcome::failure) {
         c.failures.push_back(now);
         forget_old_failures(c, now);
         if (c.failures.size() >= options_.failure_threshold)
           event = transition(c, breaker_state::open, now, static_cast<std::uint32_t>(c.failures.size()), cause);
       } else if (c.state == breaker_state::half_open && a.probe) {
         if (c.probes > 0) --c.probes;
-        if (o == outcome::success)
+        if (o == call_outcome::success)
           event = transition(c, breaker_state::closed, now, 0, std::nullopt);
-        else if (o == outcome::failure)
+        else if (o == call_outcome::failure)
           event = transition(c, breaker_state::open, now, 1, cause);
       }
     }
@@ -399,10 +399,10 @@ class breaker_core {
   std::map<std::string, std::shared_ptr<circuit>, std::less<>> circuits_;
 };
 
-inline outcome outcome_of(const pending_reply& s) noexcept {
-  if (s.got != 0) return outcome::success;
-  if (!s.failure || *s.failure == request_errc::cancelled) return outcome::neutral;
-  return outcome::failure;
+inline call_outcome outcome_of(const pending_reply& s) noexcept {
+  if (s.got != 0) return call_outcome::success;
+  if (!s.failure || *s.failure == request_errc::cancelled) return call_outcome::neutral;
+  return call_outcome::failure;
 }
 
 /// The end of a future request through a breaker: records its outcome, releases it.
@@ -413,7 +413,7 @@ struct breaker_hook {
   admission passed;
   template <class Rep>
   void operator()(pending_reply_of<Rep>& s) noexcept {
-    outcome o;
+    call_outcome o;
     std::optional<request_errc> cause;
     {
       std::lock_guard lock(s.mutex);
@@ -433,9 +433,9 @@ struct breaker_callback {
   admission passed;
   F callback;
   void operator()(reply_result<Rep>&& r) {
-    const outcome o = r.has_value()                                 ? outcome::success
-                      : r.error().code() == request_errc::cancelled ? outcome::neutral
-                                                                    : outcome::failure;
+    const call_outcome o = r.has_value()                                 ? call_outcome::success
+                      : r.error().code() == request_errc::cancelled ? call_outcome::neutral
+                                                                    : call_outcome::failure;
     core->record(*target, passed, o, r.has_value() ? std::nullopt : std::optional(r.error().code()));
     std::invoke(callback, std::move(r));
   }
@@ -491,7 +491,7 @@ class circuit_breaker {
       detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
                            &detail::request_timer::of(clock), deadline);
     } catch (...) {
-      core_->record(*target, passed, detail::outcome::neutral, std::nullopt);
+      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
       throw;
     }
     return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
@@ -528,7 +528,7 @@ class circuit_breaker {
             core_bus(), topic, std::forward<Req>(request), std::move(state), timeout,
             request_options{.clock = core_->options().clock, .publish = options});
       } catch (...) {
-        core_->record(*target, passed, detail::outcome::neutral, std::nullopt);
+        core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
         throw;
       }
     } else {

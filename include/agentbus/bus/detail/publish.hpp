@@ -25,9 +25,11 @@
 // The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
 // published as an rvalue reaches a mailbox on any of them.
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -135,7 +137,7 @@ AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view to
 template <class Store, class P, class Stored>
 stored_publish_result store_and_dispatch(router& r, Store& store, const topic_node* node, std::string_view topic,
                                          P&& payload, const publish_options& options, reader_slot* slot,
-                                         Stored&& stored) {
+                                         Stored&& stored, bool deliver = true) {
   using T = std::remove_cvref_t<P>;
   const std::uint64_t id = slot->next_event_id();
   stored_publish_result out;
@@ -148,6 +150,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     stored(out.offset);
+    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
@@ -155,6 +158,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     stored(out.offset);
+    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
@@ -166,13 +170,30 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
   return out;
 }
 
-// A publish with an idempotency key (storage/dedup.hpp): checked against the window and stored
-// under its mutex, so two concurrent publishes of one key store it once; the key travels as a
-// header. Delivery happens after the mutex is released.
+// A publish with an idempotency key (storage/dedup.hpp) or a delay: both travel as headers
+// added to the caller's. A key is checked against the window and stored under its mutex, so two
+// concurrent publishes of one key store it once; delivery happens after the mutex is released.
+// A delayed event is stored and not dispatched: durable consumers hand it out when due.
 template <class Store, class P>
-AGENTBUS_NOINLINE stored_publish_result publish_keyed(router& r, Store& store, const topic_node* node,
-                                                      std::string_view topic, P&& payload,
-                                                      const publish_options& options, reader_slot* slot) {
+AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, const topic_node* node,
+                                                       std::string_view topic, P&& payload,
+                                                       const publish_options& options, reader_slot* slot) {
+  std::vector<header> headers(options.headers.begin(), options.headers.end());
+  std::string due;
+  const bool delayed = options.delay > deadline_clock::duration::zero();
+  if (delayed) {
+    due = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             (std::chrono::system_clock::now() + options.delay).time_since_epoch())
+                             .count());
+    headers.push_back({not_before_header, due});
+  }
+  const std::string_view key = options.idempotency_key;
+  if (!key.empty()) headers.push_back({idempotency_header, key});
+  publish_options marked = options;
+  marked.headers = headers;
+  if (key.empty())
+    return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), marked, slot, [](std::uint64_t) {},
+                              !delayed);
   if constexpr (!requires { store.dedup(); }) {
     throw std::invalid_argument("agentbus: publish_options::idempotency_key: this storage policy does not deduplicate");
   } else {
@@ -180,20 +201,19 @@ AGENTBUS_NOINLINE stored_publish_result publish_keyed(router& r, Store& store, c
     std::unique_lock lock(window.mutex());
     const auto now = window.now();
     if (window.enabled())
-      if (const auto first = window.find(options.idempotency_key, now)) {
+      if (const auto first = window.find(key, now)) {
         stored_publish_result dup;
         dup.offset = *first;
         dup.duplicate = true;
         return dup;
       }
-    std::vector<header> headers(options.headers.begin(), options.headers.end());
-    headers.push_back({idempotency_header, options.idempotency_key});
-    publish_options keyed = options;
-    keyed.headers = headers;
-    return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), keyed, slot, [&](std::uint64_t offset) {
-      window.insert(options.idempotency_key, offset, now);
-      lock.unlock();
-    });
+    return store_and_dispatch(
+        r, store, node, topic, std::forward<P>(payload), marked, slot,
+        [&](std::uint64_t offset) {
+          window.insert(key, offset, now);
+          lock.unlock();
+        },
+        !delayed);
   }
 }
 
@@ -201,16 +221,22 @@ AGENTBUS_NOINLINE stored_publish_result publish_keyed(router& r, Store& store, c
 template <class Store, class P>
 stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
                                      P&& payload, const publish_options& options, reader_slot* slot) {
-  if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty()))
-    return publish_keyed(r, store, node, topic, std::forward<P>(payload), options, slot);
+  if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty() || options.delay > deadline_clock::duration::zero()))
+    return publish_marked(r, store, node, topic, std::forward<P>(payload), options, slot);
   return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), options, slot, [](std::uint64_t) {});
 }
 
-/// A bus without storage cannot deduplicate: a key there is a mistake, said at once.
-[[noreturn]] AGENTBUS_NOINLINE inline void throw_key_without_storage() {
-  throw std::invalid_argument(
-      "agentbus: publish_options::idempotency_key needs a bus that stores events (storage::memory_ring<N> or "
-      "storage::journal): this bus keeps nothing to deduplicate against");
+/// True for options only a bus that stores events can honour (an idempotency key, a delay).
+inline bool needs_storage(const publish_options& options) noexcept {
+  return !options.idempotency_key.empty() || options.delay > deadline_clock::duration::zero();
+}
+
+/// A bus without storage can neither deduplicate nor delay: said at once.
+[[noreturn]] AGENTBUS_NOINLINE inline void throw_needs_storage(const publish_options& options) {
+  throw std::invalid_argument(std::string("agentbus: publish_options::") +
+                              (options.idempotency_key.empty() ? "delay" : "idempotency_key") +
+                              " needs a bus that stores events (storage::memory_ring<N> or storage::journal): this "
+                              "bus keeps nothing to deduplicate against or to deliver later");
 }
 
 }  // namespace agentbus::detail

@@ -24,7 +24,7 @@
 //                  max_deliver and is dead-lettered instead of looping across restarts)
 //   settled        offsets at or above floor already settled (acks out of order)
 //   attempts       unsettled offsets delivered more than once, and how often (once is implied
-//                  by delivered_end)
+//                  by delivered_end; 0 for a delayed event below it that was not due yet)
 // plus the consumer's pattern and event type, which a reopen must match.
 //
 // Layout of a copy (little-endian): "AGBCURS1" | u32 format version (1) | u32 body bytes | body

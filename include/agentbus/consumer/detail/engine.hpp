@@ -78,6 +78,7 @@ struct consumer_info {
   std::uint64_t lag = 0;               ///< stored records not read yet (storage's next offset − position)
   std::size_t pending = 0;             ///< unsettled deliveries: out, or waiting for redelivery
   std::size_t waiting = 0;             ///< of those, waiting for their redelivery time
+  std::size_t delayed = 0;             ///< delayed events (publish_options::delay) read but not due yet
   std::size_t members = 0;             ///< members joined (1 for a durable_consumer)
   std::uint64_t delivered = 0;         ///< deliveries handed out (first ones and redeliveries)
   std::uint64_t redelivered = 0;       ///< of those, redeliveries
@@ -362,6 +363,10 @@ class consumer_engine final : public consumer_core<T>,
     out.lag = next > position_ ? next - position_ : 0;
     for (const entry& e : pending_)
       if (e.state == entry_state::out || e.state == entry_state::waiting || e.state == entry_state::dying) {
+        if (e.delayed) {
+          ++out.delayed;
+          continue;
+        }
         ++out.pending;
         if (e.state == entry_state::waiting) ++out.waiting;
       }
@@ -382,7 +387,8 @@ class consumer_engine final : public consumer_core<T>,
     entry_state state;
     member_id member;
     time_point first;
-    time_point when;  // out: the ack deadline; waiting: the redelivery time
+    time_point when;  // out: the ack deadline; waiting: the redelivery time (or a delayed event's due time)
+    bool delayed = false;  // waiting for publish_options::delay, never handed out yet
   };
   struct timer {
     time_point when;
@@ -476,6 +482,22 @@ class consumer_engine final : public consumer_core<T>,
       wait *= 1.0 + b.jitter * (2.0 * unit - 1.0);
     }
     return clock_source::duration(static_cast<clock_source::duration::rep>(std::max(0.0, wait)));
+  }
+
+  // A delayed event's due time on this consumer's clock (the header publish_marked writes);
+  // none when it is due already or has no delay.
+  std::optional<time_point> due_time(const agentbus::event<T>& ev, time_point now) const {
+    const auto text = ev.header_value(not_before_header);
+    if (!text) return std::nullopt;
+    std::int64_t ns = 0;
+    for (char c : *text) {
+      if (c < '0' || c > '9') return std::nullopt;  // not ours: deliver now
+      ns = ns * 10 + (c - '0');
+    }
+    const auto left = std::chrono::nanoseconds(ns) - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                         std::chrono::system_clock::now().time_since_epoch());
+    if (left <= std::chrono::nanoseconds::zero()) return std::nullopt;
+    return now + std::chrono::duration_cast<clock_source::duration>(left);
   }
 
   // The first entry at or after `offset`. Offsets are dense when the pattern matches every
@@ -576,6 +598,10 @@ class consumer_engine final : public consumer_core<T>,
         mark_settled(*e);
         continue;
       }
+      if (e->delayed) {  // its due time came: a first delivery
+        e->delayed = false;
+        --delayed_;
+      }
       ++e->attempts;
       hand_out(*e, id, now, batch, /*fresh=*/false);
     }
@@ -584,7 +610,7 @@ class consumer_engine final : public consumer_core<T>,
   // New events from the cursor, up to max in the batch and max_ack_pending unsettled.
   void take_new(member_id id, time_point now, std::size_t max, std::vector<handout>& batch,
                 std::vector<dead_letter>& dead) {
-    while (batch.size() < max && (options_.max_ack_pending == 0 || unsettled_ < options_.max_ack_pending)) {
+    while (batch.size() < max && (options_.max_ack_pending == 0 || unsettled_ - delayed_ < options_.max_ack_pending)) {
       if (!cursor_->next()) {
         position_ = cursor_->position();
         break;
@@ -598,6 +624,7 @@ class consumer_engine final : public consumer_core<T>,
         dirty_ = true;
         continue;
       }
+      const std::optional<time_point> due = due_time(ev, now);
       std::uint32_t before = 0;  // deliveries before this process, from the stored cursor
       if (restored_) {
         const auto& settled = restored_->settled;
@@ -606,7 +633,7 @@ class consumer_engine final : public consumer_core<T>,
           before = 1;  // handed out at least once; the stored count says how often
           const auto& a = restored_->attempts;
           auto it = std::lower_bound(a.begin(), a.end(), std::pair<std::uint64_t, std::uint32_t>{offset, 0});
-          if (it != a.end() && it->first == offset) before = std::max<std::uint32_t>(it->second, 1);
+          if (it != a.end() && it->first == offset) before = it->second;  // 0: a delayed event not handed out yet
         }
         forget_restored_below(offset + 1);
         if (was_settled) continue;  // acked before the restart
@@ -614,6 +641,13 @@ class consumer_engine final : public consumer_core<T>,
       pending_.push_back(entry{offset, cursor_->share(), before, entry_state::waiting, 0, now, now});
       ++unsettled_;
       entry& e = pending_.back();
+      if (due) {  // delayed: waits for its due time like a redelivery, in due order
+        e.delayed = true;
+        e.when = *due;
+        ++delayed_;
+        push_timer(e);
+        continue;
+      }
       if (options_.max_deliver != 0 && before >= options_.max_deliver) {
         kill(e, "max_deliver: " + std::to_string(before) + " attempts before a restart, none settled", dead);
         continue;
@@ -679,6 +713,10 @@ class consumer_engine final : public consumer_core<T>,
   }
 
   void mark_settled(entry& e) {
+    if (e.delayed) {
+      e.delayed = false;
+      --delayed_;
+    }
     e.state = entry_state::settled;
     e.event = {};
     --unsettled_;
@@ -744,8 +782,8 @@ class consumer_engine final : public consumer_core<T>,
     for (const entry& e : pending_) {
       if (e.state == entry_state::settled)
         s.settled.push_back(e.offset);
-      else if (e.attempts > 1)  // one delivery is implied by delivered_end
-        s.attempts.emplace_back(e.offset, e.attempts);
+      else if (e.attempts > 1 || (e.attempts == 0 && e.offset < delivered_end_))
+        s.attempts.emplace_back(e.offset, e.attempts);  // one delivery below delivered_end is implied
     }
     if (restored_) {  // what the cursor has not read again yet stays on record
       s.delivered_end = std::max(s.delivered_end, restored_->delivered_end);
@@ -771,7 +809,8 @@ class consumer_engine final : public consumer_core<T>,
   std::optional<cursor_type> cursor_;
   std::uint64_t position_ = 0;
   std::deque<entry> pending_;
-  std::size_t unsettled_ = 0;
+  std::size_t unsettled_ = 0;  // entries not settled, delayed ones included
+  std::size_t delayed_ = 0;    // of those, delayed events not due yet
   std::deque<batch_deadline> deadlines_;
   std::vector<timer> timers_;
   std::deque<member> members_;  // stable addresses: a poll reads its member's name outside the mutex
