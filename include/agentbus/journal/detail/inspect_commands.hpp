@@ -50,6 +50,7 @@
 
 #include "agentbus/journal/detail/file_header.hpp"
 #include "agentbus/journal/detail/inspect_text.hpp"
+#include "agentbus/journal/detail/posix_file.hpp"
 #include "agentbus/journal/detail/record_format.hpp"
 #include "agentbus/journal/detail/segment.hpp"
 #include "agentbus/journal/detail/segment_catalog.hpp"
@@ -770,6 +771,7 @@ class mapped_file {
       return;
     }
     data_ = static_cast<const std::byte*>(p);
+    extent_ = data_extent_end(fd_, size_);
   }
   ~mapped_file() {
     if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
@@ -782,11 +784,16 @@ class mapped_file {
   bool missing() const noexcept { return missing_; }
   const std::string& error() const noexcept { return error_; }
   std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  /// The bytes up to the end of the file's last data region (SEEK_DATA/SEEK_HOLE; the whole
+  /// file where the file system cannot tell): beyond, a hole, zeros. Not read: the files are
+  /// sparse, and on tmpfs reading a hole through a mapping allocates a page (SIGBUS when full).
+  std::span<const std::byte> data_bytes() const noexcept { return {data_, static_cast<std::size_t>(extent_)}; }
 
  private:
   int fd_ = -1;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  std::uint64_t extent_ = 0;
   std::string error_;
   bool missing_ = false;
 };
@@ -839,15 +846,19 @@ inline std::vector<std::string> check_index(const segment_file& seg, std::span<c
   // Index files are created and grown in whole 4 KiB pages.
   if (bytes.size() % 4096 != 0)
     warn(bytes.size(), cat("file of ", bytes.size(), " bytes, not a whole number of 4 KiB pages: shortened"));
+  // Slots beyond the file's data are a hole: zeros, not read (mapped_file::data_bytes).
   const std::size_t capacity = (bytes.size() - file_header_bytes) / index_entry_bytes;
+  const std::size_t data_size = idx.data_bytes().size();
+  const std::size_t with_data =
+      data_size <= file_header_bytes ? 0 : std::min(capacity, (data_size - file_header_bytes + index_entry_bytes - 1) / index_entry_bytes);
   const std::byte* entries = bytes.data() + file_header_bytes;
-  const std::size_t n = count_valid_index_entries(entries, capacity);
+  const std::size_t n = count_valid_index_entries(entries, with_data);
   const index_view view{entries, n};
   // After the valid entries, only zeros: anything else is a damaged (or out-of-order) entry,
   // and the entries after it are lost to readers. In the active segment, the slot right after
   // the valid entries may be one a crashed writer was writing: harmless, the next writer clears it.
   auto nonzero_slot = [&](std::size_t from) {
-    for (std::size_t k = from; k < capacity; ++k)
+    for (std::size_t k = from; k < with_data; ++k)
       if (std::any_of(entries + k * index_entry_bytes, entries + (k + 1) * index_entry_bytes,
                       [](std::byte b) { return b != std::byte{0}; }))
         return k;
@@ -921,9 +932,8 @@ inline void verify_segment(const segment_file& seg, bool is_last, verify_state& 
     return;
   }
   ++v.segments;
-  const auto bytes = f.bytes();
   file_header h;
-  const auto hs = read_file_header(bytes, h);
+  const auto hs = read_file_header(f.bytes(), h);
   if (hs == header_status::zero) {
     // A segment being created: header not written yet. Fine for the newest only.
     if (!is_last) v.problem(seg.path, 0, "file header is all zero (a segment that was never written)");
@@ -946,6 +956,8 @@ inline void verify_segment(const segment_file& seg, bool is_last, verify_state& 
       v.problem(seg.path, 0, cat("segment starts at offset ", seg.base, ", but offset ", *v.last_offset,
                                  " is already in an older segment"));
   }
+  // Up to the end of the file's data: beyond, a hole (zeros), not read (see data_bytes).
+  const auto bytes = f.data_bytes();
   std::uint64_t expected = seg.base;
   std::size_t pos = file_header_bytes;
   v.damaged_at.clear();

@@ -63,6 +63,15 @@ struct recovered_journal {
   recovery_report report;              ///< what was found and repaired
 };
 
+/// @brief The index slots of `seg` that may hold something: those below the end of the data
+/// its .idx file held when opened (beyond, a hole; see segment::index_data_extent).
+inline std::size_t index_slots_with_data(const segment& seg) noexcept {
+  const std::uint64_t extent = seg.index_data_extent();
+  const std::size_t slots =
+      extent <= file_header_bytes ? 0 : static_cast<std::size_t>((extent - file_header_bytes + index_entry_bytes - 1) / index_entry_bytes);
+  return std::min(slots, seg.index_capacity_entries());
+}
+
 /// @brief Writes a segment's index from `kept` existing entries plus `added`, growing the file
 /// if needed and clearing whatever stale entries follow (a reader must never pick them up).
 /// Only slots whose bytes differ are written, so an index that was right is left untouched
@@ -93,7 +102,9 @@ inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<inde
       changed = true;
     }
   }
-  const std::size_t cap = seg.index_capacity_entries();
+  // Stale entries can only be where the file held data when it was opened (beyond, a hole:
+  // zeros, not read, see segment::index_data_extent).
+  const std::size_t cap = index_slots_with_data(seg);
   for (std::size_t i = needed; i < cap; ++i) {
     std::byte* slot = seg.index_entry_slot(i);
     bool zero = true;
@@ -109,7 +120,7 @@ inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<inde
 
 /// @brief The first index slot at or after `from` that is not all zero, or SIZE_MAX.
 inline std::size_t first_nonzero_index_slot(const segment& seg, std::size_t from) noexcept {
-  for (std::size_t k = from; k < seg.index_capacity_entries(); ++k) {
+  for (std::size_t k = from; k < index_slots_with_data(seg); ++k) {
     const std::byte* slot = seg.index_entry_slot(k);
     for (std::size_t b = 0; b < index_entry_bytes; ++b)
       if (slot[b] != std::byte{0}) return k;
@@ -221,7 +232,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     std::size_t valid_entries = 0;
     std::string index_damage;  // why the index is rebuilt (empty: it was fine)
     if (index_header_ok) {
-      valid_entries = count_valid_index_entries(seg->index_entry_slot(0), seg->index_capacity_entries());
+      valid_entries = count_valid_index_entries(seg->index_entry_slot(0), index_slots_with_data(*seg));
       const std::size_t junk = first_nonzero_index_slot(*seg, valid_entries);
       // The active segment's entry right after the valid ones may be torn by a crash (the
       // writer died while writing it): harmless and cleared. Anything else is damage.

@@ -181,6 +181,7 @@ class segment {
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
     idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
+    index_extent_ = data_extent_end(idx_fd_.get(), isize);
     if (isize < min_idx_bytes) resize_file(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
   }
@@ -389,6 +390,10 @@ class segment {
   /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
   /// the file held only zeros (lets recovery skip the untouched tail, allocated or sparse).
   std::uint64_t data_extent() const noexcept { return data_extent_; }
+  /// @brief The same for the .idx file: beyond it, only zeros (a hole, or never written).
+  /// Recovery reads no further: on tmpfs, reading a hole through a mapping allocates a page,
+  /// and on a full one fails with SIGBUS.
+  std::uint64_t index_data_extent() const noexcept { return index_extent_; }
   /// @brief Size of the .log file when open_for_writing found it (before growing it).
   std::uint64_t size_found() const noexcept { return size_found_; }
   /// @brief The mapped .idx file (header included).
@@ -432,6 +437,7 @@ class segment {
   unique_fd idx_fd_;
   bool live_ = false;
   std::uint64_t data_extent_ = 0;
+  std::uint64_t index_extent_ = 0;
   std::uint64_t size_found_ = 0;
   std::atomic<std::size_t> reader_index_count_{0};  // validated entries (reader-opened segments)
 };
