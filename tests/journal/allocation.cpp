@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -102,6 +104,15 @@ TEST_CASE("journal of five events takes little disk with the default 64 MiB segm
     journal j(o);
     for (std::uint64_t i = 0; i < 5;) append_next(j, i, 40);
     j.sync();
+    // The background thread prepares the next segment soon after opening: count it too.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto prepared = [&] {
+      for (const auto& e : fs::directory_iterator(dir.path))
+        if (e.path().filename().string().starts_with("prepared-") && e.path().extension() == ".idx") return true;
+      return false;
+    };
+    while (!prepared() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(prepared());  // its .log, made first, has its size
     const disk_use u = disk_use_of(dir.path);
     INFO("allocated " << u.allocated << " bytes, files " << u.size << " bytes");
     // The active segment and the prepared next one, each 64 MiB long (the format: a segment's
