@@ -16,7 +16,8 @@
 
 // The umbrella header: everything in the core, standard library only. Not included here:
 // the journal (POSIX only: agentbus/journal/ for the engine, agentbus/storage/journal.hpp for
-// the bus's storage::journal policy) and bridges to third-party systems (NATS). The module
+// the bus's storage::journal policy), consumer/ (durable consumers keep files), and bridges to
+// third-party systems (NATS). The module
 // map and the dependency order are in docs/architecture.md.
 
 #ifndef AGENTBUS_VERSION_HPP
@@ -103,6 +104,11 @@ constexpr std::string_view compiler_type_name() noexcept {
   return f.substr(start, end - start);
 }
 
+/// compiler_type_name<T>() computed once, at compile time (a call at run time would search
+/// the function's signature on every record a journal reads or writes).
+template <class T>
+inline constexpr std::string_view compiler_type_name_v = compiler_type_name<T>();
+
 /// One object per type; its address is the type's identity. Static data members of class
 /// templates are inline, so every translation unit sees the same address.
 template <class T>
@@ -135,7 +141,7 @@ struct event_traits {
     if constexpr (requires { { T::event_name } -> std::convertible_to<std::string_view>; })
       return std::string_view{T::event_name};
     else
-      return detail::compiler_type_name<T>();
+      return detail::compiler_type_name_v<T>;
   }
   /// @brief Schema version of T (1 unless T declares event_version).
   static constexpr std::uint32_t version() noexcept {
@@ -565,7 +571,19 @@ struct publish_options {
   priority prio = priority::normal;              ///< delivery priority
   deadline_clock::duration ttl{0};               ///< time to live; zero = no deadline
   std::span<const header> headers{};             ///< extra string headers
+  /// Idempotency key (a bus that stores events): a second publish with the same key within the
+  /// bus's dedup window is not stored or delivered (storage/dedup.hpp). Empty = none.
+  std::string_view idempotency_key{};
+  /// Delayed delivery (a bus that stores events): the event is stored at once and handed to
+  /// durable consumers and groups when the delay has passed, in due order, also after a restart
+  /// (the due time travels as the header `agentbus-not-before`, wall-clock nanoseconds). Live
+  /// subscriptions do not receive a delayed event. Zero = deliver now.
+  deadline_clock::duration delay{0};
 };
+
+/// @brief The header that carries a delayed event's due time (publish_options::delay), as
+/// nanoseconds of wall-clock time since the epoch.
+inline constexpr std::string_view not_before_header = "agentbus-not-before";
 
 /// @brief The envelope of an event as a plain value: what the error hook and tools see.
 ///
@@ -945,7 +963,8 @@ static_assert(sizeof(publish_result) == 16, "publish_result should fit in two re
 /// @brief What publish returns on a bus that stores events: the delivery counts and the
 /// offset the storage gave the event.
 struct stored_publish_result : publish_result {
-  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage
+  std::uint64_t offset = 0;  ///< the event's offset in the bus's storage (a duplicate: the first one's)
+  bool duplicate = false;    ///< the idempotency key was seen within the dedup window: nothing was stored or delivered
 };
 
 /// @brief Counters of a bus, read with bus.stats().
@@ -2710,10 +2729,17 @@ T decode(std::span<const std::byte> bytes) {
   return value;
 }
 
+namespace detail {
+/// codec<T>::fingerprint(), computed at compile time: a call at run time may hash on every
+/// record that is written or read.
+template <class T>
+inline constexpr std::uint64_t codec_fingerprint_v = codec<T>::fingerprint();
+}  // namespace detail
+
 /// @brief The fingerprint of T's codec.
 template <class T>
 constexpr std::uint64_t codec_fingerprint() noexcept {
-  return codec<T>::fingerprint();
+  return detail::codec_fingerprint_v<T>;
 }
 
 }  // namespace agentbus
@@ -2739,13 +2765,332 @@ constexpr std::uint64_t codec_fingerprint() noexcept {
 #include <utility>
 #include <vector>
 
+#ifndef AGENTBUS_STORAGE_DEDUP_HPP
+#define AGENTBUS_STORAGE_DEDUP_HPP
+
+// Publish-side deduplication on a bus that stores events:
+//
+//   auto r = bus.publish("orders.placed", o, {.idempotency_key = "order-4711"});
+//   if (r.duplicate) ...  // a publish with that key was stored within the window: r.offset is its offset
+//
+// Within the window (dedup_options: the last max_keys keys, each for `window` after it was
+// stored) a second publish with the same key is neither stored nor delivered; it returns the
+// first one's offset with `duplicate` set. The key travels with the event as the header
+// `agentbus-msg-id` (as Nats-Msg-Id does for JetStream), so a journal bus rebuilds the window
+// from its newest records when it opens: it survives a restart. Publishes without a key do
+// not touch the window.
+//
+// Thread safety: keyed publishes of one bus take the window's mutex from the check to the
+// store (two concurrent publishes of one key store it once); unkeyed ones never take it.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#ifndef AGENTBUS_CORE_CLOCK_HPP
+#define AGENTBUS_CORE_CLOCK_HPP
+
+// The one clock everything time-driven reads (ack deadlines, redelivery backoff, request
+// timeouts, breaker cool-downs), so that a test can replace it:
+//
+//   agentbus::manual_clock clock;                          // starts at an arbitrary epoch
+//   agentbus::durable_consumer<order> c(bus, "billing", "orders.>", {.clock = &clock});
+//   ... clock.advance(5s); c.poll(handler);                // the deadline has passed: no sleep
+//
+// A component takes a `clock_source*` in its options (field `clock`); null means
+// clock_source::steady(), the process's monotonic clock. (Not named `clock`: that would
+// collide with ::clock() from <ctime> under `using namespace agentbus`.) A clock must outlive
+// every component that reads it.
+//
+// Waiting: a component that blocks until a deadline of this clock calls wait_until(). The
+// steady clock waits on the condition variable with that deadline; a manual clock waits until
+// it is advanced (or the condition variable is notified), since no amount of real time brings a
+// manual deadline closer. Either way the caller re-checks its condition afterwards (spurious
+// wake-ups are allowed, as for std::condition_variable).
+//
+// Thread safety: now(), advance() and wait_until() may be called from any thread concurrently.
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <vector>
+
+namespace agentbus {
+
+/// @brief A source of monotonic time (see the top of core/clock.hpp).
+class clock_source {
+ public:
+  /// @brief Durations of this clock: those of std::chrono::steady_clock.
+  using duration = std::chrono::steady_clock::duration;
+  /// @brief Points of this clock, on steady_clock's time line (a manual clock starts anywhere on it).
+  using time_point = std::chrono::steady_clock::time_point;
+
+  clock_source() = default;
+  clock_source(const clock_source&) = delete;
+  clock_source& operator=(const clock_source&) = delete;
+  virtual ~clock_source() = default;
+
+  /// @brief The current time.
+  virtual time_point now() const noexcept = 0;
+
+  /// @brief Blocks on `cv` (whose mutex `lock` holds) until `deadline` of this clock may have
+  /// passed or `cv` is notified; the caller re-checks what it waits for.
+  virtual void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, time_point deadline) = 0;
+
+  /// @brief The process's monotonic clock (std::chrono::steady_clock): the default.
+  static clock_source& steady() noexcept;
+
+  /// @brief `c` when not null, else steady(): what a component does with its options' clock.
+  static clock_source& or_steady(clock_source* c) noexcept { return c != nullptr ? *c : steady(); }
+};
+
+namespace detail {
+
+class steady_clock_source final : public clock_source {
+ public:
+  time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+  void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, time_point deadline) override {
+    cv.wait_until(lock, deadline);
+  }
+};
+
+}  // namespace detail
+
+inline clock_source& clock_source::steady() noexcept {
+  static detail::steady_clock_source source;
+  return source;
+}
+
+/// @brief A clock that moves only when told to: for tests of anything time-driven.
+///
+/// Starts at `start` (default: the steady clock's reading when it is made, so that events
+/// stamped by the real clock and by this one are comparable). advance() wakes every thread
+/// blocked in wait_until() on this clock.
+class manual_clock final : public clock_source {
+ public:
+  /// @brief A manual clock reading the steady clock's current time.
+  manual_clock() : now_(std::chrono::steady_clock::now()) {}
+  /// @brief A manual clock reading `start`.
+  explicit manual_clock(time_point start) : now_(start) {}
+
+  /// @brief The time this clock was set or advanced to.
+  time_point now() const noexcept override {
+    std::lock_guard guard(mutex_);
+    return now_;
+  }
+
+  /// @brief Moves the clock forward by `by` (a negative duration is ignored: time is
+  /// monotonic) and wakes every waiter.
+  void advance(duration by) {
+    {
+      std::lock_guard guard(mutex_);
+      if (by > duration::zero()) now_ += by;
+      ++generation_;
+    }
+    notify_waiters();
+  }
+
+  /// @brief Sets the clock to `to` when that is later than now, and wakes every waiter.
+  void set(time_point to) {
+    {
+      std::lock_guard guard(mutex_);
+      now_ = std::max(now_, to);
+      ++generation_;
+    }
+    notify_waiters();
+  }
+
+  /// @brief How many times the clock was advanced or set (tests use it to tell that a
+  /// component is waiting on this clock).
+  std::uint64_t generation() const noexcept {
+    std::lock_guard guard(mutex_);
+    return generation_;
+  }
+
+  /// @brief Threads blocked in wait_until() on this clock now.
+  std::size_t waiting() const noexcept {
+    std::lock_guard guard(mutex_);
+    return waiters_.size();
+  }
+
+  void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, time_point deadline) override {
+    std::list<waiter>::iterator self;
+    {
+      std::lock_guard guard(mutex_);
+      if (now_ >= deadline) return;
+      self = waiters_.insert(waiters_.end(), waiter{&cv, lock.mutex()});
+    }
+    // Registered while the caller's mutex is held, and advance() notifies under that mutex: an
+    // advance between here and the wait finds this thread already waiting, so its wake-up
+    // cannot be missed.
+    cv.wait(lock);
+    // Leave the list only once no advance() is between reading it and notifying (it may still
+    // be about to lock the caller's mutex): the entry must outlive that. The caller's mutex is
+    // released meanwhile, which that advance() may need.
+    lock.unlock();
+    {
+      std::unique_lock guard(mutex_);
+      notified_.wait(guard, [&] { return self->notifying == 0; });
+      waiters_.erase(self);
+    }
+    lock.lock();
+  }
+
+ private:
+  struct waiter {
+    std::condition_variable* cv;
+    std::mutex* mutex;  // the waiter's own mutex, taken to notify (see wait_until)
+    int notifying = 0;  // advance() calls between reading this entry and notifying it
+  };
+
+  void notify_waiters() {
+    std::vector<waiter*> targets;
+    {
+      std::lock_guard guard(mutex_);
+      for (waiter& w : waiters_) {
+        ++w.notifying;
+        targets.push_back(&w);
+      }
+    }
+    for (waiter* w : targets) {
+      std::lock_guard caller(*w->mutex);
+      w->cv->notify_all();
+    }
+    {
+      std::lock_guard guard(mutex_);
+      for (waiter* w : targets) --w->notifying;
+    }
+    notified_.notify_all();
+  }
+
+  mutable std::mutex mutex_;
+  time_point now_;
+  std::uint64_t generation_ = 0;
+  std::list<waiter> waiters_;  // stable addresses: notify_waiters holds pointers
+  std::condition_variable notified_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_CORE_CLOCK_HPP
+
+namespace agentbus {
+
+/// @brief The header that carries a publish's idempotency key.
+inline constexpr std::string_view idempotency_header = "agentbus-msg-id";
+
+/// @brief Settings of publish-side deduplication (bus_options::dedup; see storage/dedup.hpp).
+struct dedup_options {
+  std::size_t max_keys = 65536;  ///< keys remembered at most (the oldest go first); 0 turns dedup off
+  std::chrono::milliseconds window =
+      std::chrono::minutes(2);    ///< how long a key is remembered after its event was stored
+  clock_source* clock = nullptr;  ///< the window's clock (null: clock_source::steady())
+};
+
+namespace detail {
+
+/// The keys seen recently, with the offsets their events were stored at.
+class dedup_window {
+ public:
+  using time_point = clock_source::time_point;
+
+  void configure(const dedup_options& options) {
+    std::lock_guard lock(mutex_);
+    options_ = options;
+    clock_ = &clock_source::or_steady(options.clock);
+    evict(clock_->now());
+  }
+
+  bool enabled() const noexcept { return options_.max_keys != 0; }
+  std::mutex& mutex() noexcept { return mutex_; }
+  time_point now() const noexcept { return clock_->now(); }
+
+  /// The offset a publish with `key` was stored at within the window (caller holds mutex()).
+  std::optional<std::uint64_t> find(std::string_view key, time_point now) {
+    evict(now);
+    const auto it = offsets_.find(key);
+    if (it == offsets_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /// Remembers `key` (caller holds mutex()), stored at `at` (a time of this window's clock).
+  void insert(std::string_view key, std::uint64_t offset, time_point at) {
+    if (!enabled()) return;
+    auto [it, fresh] = offsets_.try_emplace(std::string(key), offset);
+    if (!fresh) return;
+    order_.push_back({&it->first, at});
+    evict(now());
+  }
+
+  /// Remembers a key found in storage when the bus opened, stored `age` ago.
+  void restore(std::string_view key, std::uint64_t offset, std::chrono::nanoseconds age) {
+    std::lock_guard lock(mutex_);
+    insert(key, offset, clock_->now() - std::chrono::duration_cast<clock_source::duration>(age));
+  }
+
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return offsets_.size();
+  }
+
+ private:
+  struct transparent_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  struct stamp {
+    const std::string* key;  // the map's own key (node-based map: stable)
+    time_point at;
+  };
+
+  void evict(time_point now) {
+    while (!order_.empty() && (order_.size() > options_.max_keys || now - order_.front().at >= options_.window)) {
+      offsets_.erase(*order_.front().key);
+      order_.pop_front();
+    }
+  }
+
+  mutable std::mutex mutex_;
+  dedup_options options_{};
+  clock_source* clock_ = &clock_source::steady();
+  std::unordered_map<std::string, std::uint64_t, transparent_hash, std::equal_to<>> offsets_;
+  std::deque<stamp> order_;  // insertion order = storage order
+};
+
+/// What the bus's stores derive from: their dedup window. A store that keeps events beyond
+/// the process (the journal) also refills it from its newest records in open_dedup.
+class dedup_store {
+ public:
+  dedup_window& dedup() noexcept { return dedup_; }
+  /// Called once by the bus after opening the store.
+  void open_dedup(const dedup_options& options) { dedup_.configure(options); }
+
+ protected:
+  ~dedup_store() = default;
+  dedup_window dedup_;
+};
+
+}  // namespace detail
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_DEDUP_HPP
 
 namespace agentbus {
 
 namespace detail {
 
 /// The ring itself, independent of N (the capacity is a constructor argument).
-class ring_store {
+class ring_store : public dedup_store {
   struct entry {
     std::uint64_t offset = 0;
     type_id type = nullptr;
@@ -5339,6 +5684,9 @@ struct bus_options {
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
   std::size_t max_cached_topics = std::size_t{1} << 16;
+  /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
+  /// storage/dedup.hpp): how many keys, for how long.
+  dedup_options dedup{};
 };
 
 /// @brief Settings of one subscription (the last argument of subscribe()).
@@ -5587,8 +5935,11 @@ class subscription_set {
 // The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
 // published as an rvalue reaches a mailbox on any of them.
 
+#include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -5682,11 +6033,13 @@ AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view to
 
 // ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
 
-/// Stores, then delivers. `node` may be null (a topic beyond the router's cache); `topic` must
-/// outlive the call. Inside a read section (`slot`).
-template <class Store, class P>
-stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
-                                     P&& payload, const publish_options& options, reader_slot* slot) {
+/// Stores, calls `stored(offset)` (the dedup window's bookkeeping), then delivers. `node` may
+/// be null (a topic beyond the router's cache); `topic` must outlive the call. Inside a read
+/// section (`slot`).
+template <class Store, class P, class Stored>
+stored_publish_result store_and_dispatch(router& r, Store& store, const topic_node* node, std::string_view topic,
+                                         P&& payload, const publish_options& options, reader_slot* slot,
+                                         Stored&& stored, bool deliver = true) {
   using T = std::remove_cvref_t<P>;
   const std::uint64_t id = slot->next_event_id();
   stored_publish_result out;
@@ -5698,12 +6051,16 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr);
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
+    stored(out.offset);
+    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
+    stored(out.offset);
+    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
@@ -5713,6 +6070,75 @@ stored_publish_result publish_stored(router& r, Store& store, const topic_node* 
     });
   }
   return out;
+}
+
+// A publish with an idempotency key (storage/dedup.hpp) or a delay: both travel as headers
+// added to the caller's. A key is checked against the window and stored under its mutex, so two
+// concurrent publishes of one key store it once; delivery happens after the mutex is released.
+// A delayed event is stored and not dispatched: durable consumers hand it out when due.
+template <class Store, class P>
+AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, const topic_node* node,
+                                                       std::string_view topic, P&& payload,
+                                                       const publish_options& options, reader_slot* slot) {
+  std::vector<header> headers(options.headers.begin(), options.headers.end());
+  std::string due;
+  const bool delayed = options.delay > deadline_clock::duration::zero();
+  if (delayed) {
+    due = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             (std::chrono::system_clock::now() + options.delay).time_since_epoch())
+                             .count());
+    headers.push_back({not_before_header, due});
+  }
+  const std::string_view key = options.idempotency_key;
+  if (!key.empty()) headers.push_back({idempotency_header, key});
+  publish_options marked = options;
+  marked.headers = headers;
+  if (key.empty())
+    return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), marked, slot, [](std::uint64_t) {},
+                              !delayed);
+  if constexpr (!requires { store.dedup(); }) {
+    throw std::invalid_argument("agentbus: publish_options::idempotency_key: this storage policy does not deduplicate");
+  } else {
+    dedup_window& window = store.dedup();
+    std::unique_lock lock(window.mutex());
+    const auto now = window.now();
+    if (window.enabled())
+      if (const auto first = window.find(key, now)) {
+        stored_publish_result dup;
+        dup.offset = *first;
+        dup.duplicate = true;
+        return dup;
+      }
+    return store_and_dispatch(
+        r, store, node, topic, std::forward<P>(payload), marked, slot,
+        [&](std::uint64_t offset) {
+          window.insert(key, offset, now);
+          lock.unlock();
+        },
+        !delayed);
+  }
+}
+
+/// Publishes on a bus that stores events: store (which gives the offset), then deliver.
+template <class Store, class P>
+stored_publish_result publish_stored(router& r, Store& store, const topic_node* node, std::string_view topic,
+                                     P&& payload, const publish_options& options, reader_slot* slot) {
+  if (AGENTBUS_UNLIKELY(!options.idempotency_key.empty() || options.delay > deadline_clock::duration::zero()))
+    return publish_marked(r, store, node, topic, std::forward<P>(payload), options, slot);
+  return store_and_dispatch(r, store, node, topic, std::forward<P>(payload), options, slot, [](std::uint64_t) {});
+}
+
+/// True for options only a bus that stores events can honour (an idempotency key, a delay).
+inline bool needs_storage(const publish_options& options) noexcept {
+  return !options.idempotency_key.empty() || options.delay > deadline_clock::duration::zero();
+}
+
+/// A bus without storage can neither deduplicate nor delay: said at once.
+[[noreturn]] AGENTBUS_NOINLINE inline void throw_needs_storage(const publish_options& options) {
+  throw std::invalid_argument(std::string("agentbus: publish_options::") +
+                              (options.idempotency_key.empty() ? "delay" : "idempotency_key") +
+                              " needs a bus that stores events (storage::memory_ring<N> or storage::journal): this "
+                              "bus keeps nothing to deduplicate against or to deliver later");
 }
 
 }  // namespace agentbus::detail
@@ -5782,8 +6208,10 @@ class channel {
   template <class P>
   AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
     detail::read_guard guard;
-    if constexpr (std::is_void_v<Store>)
+    if constexpr (std::is_void_v<Store>) {
+      if (AGENTBUS_UNLIKELY(detail::needs_storage(options))) detail::throw_needs_storage(options);
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
+    }
     else
       return detail::publish_stored(*router_, *store_.store, node_, node_->name, std::forward<P>(payload), options,
                                     guard.slot());
@@ -6257,8 +6685,12 @@ class basic_bus {
   /// journal_error for a locked journal directory) propagates.
   explicit basic_bus(const storage_options& storage, const bus_options& options = {})
       : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
-    if constexpr (stores) storage_.store = std::make_shared<typename Storage::store>(storage);
-    else (void)storage;
+    if constexpr (stores) {
+      storage_.store = std::make_shared<typename Storage::store>(storage);
+      if constexpr (requires { storage_.store->open_dedup(options.dedup); }) storage_.store->open_dedup(options.dedup);
+    } else {
+      (void)storage;
+    }
   }
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
@@ -6391,6 +6823,8 @@ class basic_bus {
     if constexpr (stores)
       return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
                                     std::forward<P>(payload), options, slot);
+    else if (AGENTBUS_UNLIKELY(detail::needs_storage(options)))
+      detail::throw_needs_storage(options);
     else if (AGENTBUS_LIKELY(node != nullptr))
       return detail::publish(*router_, *node, std::forward<P>(payload), options, slot);
     else
@@ -6914,6 +7348,7 @@ enum class request_errc : std::uint8_t {
   server_failed,  ///< the server's handler threw (what() carries its message)
   abandoned,      ///< the server dropped its responder without replying
   wrong_type,     ///< a server replied with another type than the requester expects
+  circuit_open,   ///< a circuit breaker failed the request fast: its target failed too often (reply/breaker.hpp)
 };
 
 /// @brief The name of an error code ("no_responders", "timeout", ...).
@@ -6926,6 +7361,7 @@ constexpr const char* to_string(request_errc e) noexcept {
     case request_errc::server_failed: return "server_failed";
     case request_errc::abandoned: return "abandoned";
     case request_errc::wrong_type: return "wrong_type";
+    case request_errc::circuit_open: return "circuit_open";
   }
   return "unknown";
 }
@@ -6956,22 +7392,55 @@ class request_error : public std::runtime_error {
 //   auto answer = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms);
 //   quote q = answer.get();  // waits for the reply; throws request_error when there is none
 //
+//   // The callback form: no thread waits; the callback is called exactly once.
+//   agentbus::request_handle pending = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms,
+//       [](agentbus::reply_result<quote> r) { if (r) use(*r); else log(r.error().what()); });
+//
+//   // The timeout measured on another clock (tests: a manual clock, no sleeping).
+//   agentbus::manual_clock clock;
+//   auto later = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms, {.clock = &clock});
+//   clock.advance(50ms);  // `later` has timed out
+//
 // A request is an ordinary publish whose correlation id names a waiting state (see
 // detail/pending.hpp): any subscriber made with serve() can answer it, from inside the publish
 // (a synchronous server: the future is ready when request() returns) or later from an agent's
 // thread. The first reply wins; request_all() collects several (scatter-gather). A reply is
 // moved, never copied, from the server to the requester. Errors are values of request_errc:
 // no_responders is known at once (nothing took the request), timeout when the deadline passes.
+//
+// Time: a request's deadline is `timeout` after request() on its clock (request_options::clock,
+// null meaning clock_source::steady()). A future's deadline is noticed by get() (and ready());
+// a callback request's by the request timer of its clock (reply/detail/timer.hpp): one thread
+// per clock, process-wide, started on first use, that sleeps on that clock until the earliest
+// deadline; with a manual_clock, advance() wakes it and the due callbacks run. The clock must
+// outlive the requests measured on it.
+//
+// The callback form: callback(reply_result<Rep>) is called exactly once, on
+//   - the replying thread: a reply, server_failed, abandoned, wrong_type (the server's thread;
+//     for a synchronous server that is the requesting thread, inside request());
+//   - the requesting thread, inside request(): no_responders, rejected;
+//   - the timer thread of the request's clock: timeout;
+//   - the thread that calls cancel() or destroys the request_handle: cancelled.
+// Keep callbacks short (a timeout callback that blocks delays every other timeout of its
+// clock). A callback may make requests and cancel any request, its own included. When cancel()
+// returns, the callback has returned (wherever it ran) and everything the request held is
+// released: its table and timer entries, the callback and what it captured. If request()
+// throws (an invalid topic), the callback is not called.
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #ifndef AGENTBUS_REPLY_DETAIL_PENDING_HPP
@@ -6985,6 +7454,12 @@ class request_error : public std::runtime_error {
 // one hash lookup in a sharded table, whatever the number of requests in flight, and creates
 // no topic. The requester's future removes the id when it is done with it (reply taken,
 // timeout, cancel, destruction); a reply that comes later finds nothing and is counted.
+//
+// Ending a request: a state is *closed* once (a reply, a failure, the deadline, a cancel: the
+// first wins, under the state's mutex). A state that someone must hear about when it ends (a
+// callback request, a request through a circuit breaker: `observed`) has finish() called once,
+// on the thread that closed it, outside every lock; `finished` tells the others when it has
+// returned. Plain futures are not observed: closing them costs nothing more than before.
 
 #include <array>
 #include <atomic>
@@ -6995,6 +7470,7 @@ class request_error : public std::runtime_error {
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -7006,63 +7482,6 @@ namespace agentbus::detail {
 /// never taken for a request's.
 inline constexpr std::uint64_t request_id_bit = std::uint64_t{1} << 63;
 
-/// One request's state, without the reply type (what the table holds).
-struct pending_reply {
-  pending_reply(type_id reply_type, std::size_t wanted_replies) noexcept : type(reply_type), wanted(wanted_replies) {}
-  virtual ~pending_reply() = default;
-
-  const type_id type;          // the reply type the requester expects
-  const std::size_t wanted;    // replies that complete the request (1, or a gather's count)
-  std::mutex mutex;
-  std::condition_variable arrived;
-  std::size_t got = 0;         // replies moved in (guarded by mutex)
-  bool closed = false;         // no more replies are taken (guarded by mutex)
-  std::optional<request_errc> failure;  // why there is no reply, when there is none
-  std::string failure_detail;
-  /// Set (after the mutex is released) whenever a reply or a failure came: a requester spins
-  /// on it briefly before sleeping on `arrived`, since a cross-thread reply often takes less
-  /// time than waking a sleeping thread.
-  std::atomic<bool> news{false};
-
-  void announce() noexcept {
-    news.store(true, std::memory_order_release);
-    arrived.notify_all();
-  }
-
-  /// Records a failure unless a reply or another failure came first; wakes the requester.
-  void fail(request_errc why, std::string detail = {}) {
-    {
-      std::lock_guard lock(mutex);
-      if (closed || got != 0 || failure) return;
-      failure = why;
-      failure_detail = std::move(detail);
-      if (wanted == 1) closed = true;
-    }
-    announce();
-  }
-};
-
-template <class Rep>
-struct pending_reply_of final : pending_reply {
-  explicit pending_reply_of(std::size_t wanted_replies) : pending_reply(type_id_of<Rep>(), wanted_replies) {
-    replies.reserve(wanted_replies == 1 ? 1 : 0);
-  }
-  std::vector<Rep> replies;  // guarded by mutex
-
-  /// Moves a reply in; false when the request takes no more (answered, timed out, cancelled).
-  template <class R>
-  bool offer(R&& reply) {
-    {
-      std::lock_guard lock(mutex);
-      if (closed) return false;
-      replies.push_back(std::forward<R>(reply));
-      if (++got >= wanted) closed = true;
-    }
-    announce();
-    return true;
-  }
-};
-
 /// Process-wide counters of request/reply (reply_stats()).
 struct reply_counters {
   std::atomic<std::uint64_t> requests{0};
@@ -7070,6 +7489,171 @@ struct reply_counters {
   std::atomic<std::uint64_t> late_replies{0};
   std::atomic<std::uint64_t> timeouts{0};
   std::atomic<std::uint64_t> wrong_type_replies{0};
+  std::atomic<std::uint64_t> callback_failures{0};
+
+  static reply_counters& instance() noexcept {
+    static reply_counters* c = new reply_counters;  // immortal: requests may end during static destruction
+    return *c;
+  }
+};
+
+class request_timer;
+
+/// One request's state, without the reply type (what the table holds).
+struct pending_reply {
+  pending_reply(type_id reply_type, std::size_t wanted_replies, bool observed_end) noexcept
+      : type(reply_type), wanted(wanted_replies), observed(observed_end) {}
+  pending_reply(const pending_reply&) = delete;
+  pending_reply& operator=(const pending_reply&) = delete;
+  virtual ~pending_reply() = default;
+
+  // The fields a request and its reply touch first, in the order they had before the fields
+  // of callbacks and timers were added (those come last, off the reply's path).
+  const type_id type;        // the reply type the requester expects
+  const std::size_t wanted;  // replies that complete the request (1, or a gather's count)
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::size_t got = 0;                  // replies moved in (guarded by mutex)
+  bool closed = false;                  // no more replies are taken (guarded by mutex)
+  const bool observed;                  // finish() does something: run it, and tell when it has returned
+  bool finished = false;                // observed: finish() has returned (guarded by mutex)
+  std::optional<request_errc> failure;  // why there is no reply, when there is none
+  std::string failure_detail;
+  /// Set (after the mutex is released) whenever a reply or a failure came: a requester spins
+  /// on it briefly before sleeping on `arrived`, since a cross-thread reply often takes less
+  /// time than waking a sleeping thread.
+  std::atomic<bool> news{false};
+  std::uint64_t id = 0;      // the request id (set before the request is published)
+  std::thread::id closer{};  // observed: the thread that closed it, which runs finish() (guarded by mutex)
+  /// The timer that will end it at its deadline, if one was armed (request_timer's own
+  /// fields: set by arm(), read by disarm()).
+  request_timer* timer = nullptr;
+  clock_source::time_point deadline{};
+
+  void announce() noexcept {
+    news.store(true, std::memory_order_release);
+    arrived.notify_all();
+  }
+
+  /// Marks the state closed (mutex held) and notes who closed it, for finish().
+  void close_locked() noexcept {
+    closed = true;
+    if (observed) closer = std::this_thread::get_id();
+  }
+
+  /// Runs after this state was closed, once, by the thread that closed it, outside every lock.
+  virtual void finish() noexcept {}
+
+  /// What the thread that closed the state does once it released the mutex.
+  void after_close() noexcept {
+    announce();
+    if (!observed) return;
+    finish();
+    {
+      std::lock_guard lock(mutex);
+      finished = true;
+    }
+    arrived.notify_all();
+  }
+
+  /// Waits (mutex held through `lock`) until finish() has returned, unless this thread is the
+  /// one running it (a callback that cancels its own request).
+  void wait_finished(std::unique_lock<std::mutex>& lock) {
+    if (!observed || !closed || closer == std::this_thread::get_id()) return;
+    arrived.wait(lock, [&] { return finished; });
+  }
+
+  /// Records a failure unless a reply or another failure came first; wakes the requester.
+  void fail(request_errc why, std::string detail = {}) {
+    bool closed_now = false;
+    {
+      std::lock_guard lock(mutex);
+      if (closed || got != 0 || failure) return;
+      failure = why;
+      failure_detail = std::move(detail);
+      if (wanted == 1) {
+        close_locked();
+        closed_now = true;
+      }
+    }
+    if (closed_now) after_close();
+    else announce();
+  }
+
+  /// Closes the request with `why` (timeout, cancelled) unless it is closed already (the
+  /// first end wins). A request closed with replies keeps them (a gather's partial result).
+  /// Returns true when this call closed it.
+  bool end(request_errc why) noexcept {
+    {
+      std::lock_guard lock(mutex);
+      if (!end_locked(why)) return false;
+    }
+    after_close();
+    return true;
+  }
+
+  /// end() with the mutex held; the caller calls after_close() once it released it.
+  bool end_locked(request_errc why) noexcept {
+    if (closed) return false;
+    close_locked();
+    if (got == 0 && !failure) {
+      failure = why;
+      if (why == request_errc::timeout) reply_counters::instance().timeouts.fetch_add(1, std::memory_order_relaxed);
+    }
+    return true;
+  }
+
+  /// Closes the request without telling anyone (finish() never runs): request() throwing
+  /// before the request was sent. True when this call closed it.
+  bool close_silently() noexcept {
+    std::lock_guard lock(mutex);
+    if (closed) return false;
+    closed = true;
+    finished = true;  // nothing will run: nobody waits for it
+    return true;
+  }
+};
+
+template <class Rep>
+struct pending_reply_of : pending_reply {
+  explicit pending_reply_of(std::size_t wanted_replies, bool observed_end = false)
+      : pending_reply(type_id_of<Rep>(), wanted_replies, observed_end) {
+    replies.reserve(wanted_replies == 1 ? 1 : 0);
+  }
+  std::vector<Rep> replies;  // guarded by mutex
+
+  /// Moves a reply in; false when the request takes no more (answered, timed out, cancelled).
+  template <class R>
+  bool offer(R&& reply) {
+    bool closed_now = false;
+    {
+      std::lock_guard lock(mutex);
+      if (closed) return false;
+      replies.push_back(std::forward<R>(reply));
+      if (++got >= wanted) {
+        close_locked();
+        closed_now = true;
+      }
+    }
+    if (closed_now) after_close();
+    else announce();
+    return true;
+  }
+};
+
+/// A request whose end runs `Hook` (`void(pending_reply_of<Rep>&) noexcept`), once, on the
+/// thread that ended it: callback requests, requests through a circuit breaker. The hook is
+/// destroyed right after it ran, so that what it captured is released with the request.
+template <class Rep, class Hook>
+struct hooked_reply final : pending_reply_of<Rep> {
+  template <class H>
+  explicit hooked_reply(H&& h) : pending_reply_of<Rep>(1, true), hook(std::forward<H>(h)) {}
+  std::optional<Hook> hook;
+  void finish() noexcept override {
+    if (!hook) return;
+    (*hook)(*this);
+    hook.reset();
+  }
 };
 
 class reply_table {
@@ -7079,9 +7663,10 @@ class reply_table {
     return *t;
   }
 
-  /// Registers `p` under a fresh request id.
+  /// Registers `p` under a fresh request id (also stored in p->id).
   std::uint64_t add(std::shared_ptr<pending_reply> p) {
     const std::uint64_t id = request_id_bit | (next_.fetch_add(1, std::memory_order_relaxed) + 1);
+    p->id = id;
     shard& s = shard_of(id);
     std::lock_guard lock(s.mutex);
     s.map.emplace(id, std::move(p));
@@ -7097,6 +7682,7 @@ class reply_table {
   }
   /// Forgets `id` (the requester is done with it).
   void remove(std::uint64_t id) noexcept {
+    if (id == 0) return;
     shard& s = shard_of(id);
     std::shared_ptr<pending_reply> gone;  // released outside the lock
     std::lock_guard lock(s.mutex);
@@ -7115,7 +7701,7 @@ class reply_table {
     return n;
   }
 
-  reply_counters counters;
+  reply_counters& counters = reply_counters::instance();
 
  private:
   struct shard {
@@ -7131,6 +7717,183 @@ class reply_table {
 }  // namespace agentbus::detail
 
 #endif  // AGENTBUS_REPLY_DETAIL_PENDING_HPP
+#ifndef AGENTBUS_REPLY_DETAIL_TIMER_HPP
+#define AGENTBUS_REPLY_DETAIL_TIMER_HPP
+
+// What notices a deadline nobody waits for: the request timer.
+//
+// A future's deadline is noticed by the thread waiting in get(). A callback request (and a
+// request through a circuit breaker) has no such thread, so it is armed on the timer of the
+// clock_source its timeout is measured on: one timer per clock, process-wide, made on first
+// use, each with one thread ("the timer thread") that sleeps on that clock until the earliest
+// deadline and then ends every request that is due with request_errc::timeout, which runs
+// their callbacks on the timer thread. The steady clock's timer sleeps on a condition variable
+// with that deadline; a manual clock's timer sleeps in manual_clock::wait_until(), so that
+// advance() wakes it and due timeouts fire without any real time passing.
+//
+// A request that ends otherwise (a reply, a failure, a cancel) is disarmed: its entry goes, so
+// nothing of it stays behind. The timer thread waits on the clock only while requests are
+// armed on it; disarming the last one of a clock other than the steady one waits until the
+// timer thread has left the clock (a few microseconds), so that the clock may be destroyed
+// once its last request has ended. Timers and their threads are never destroyed (one per
+// clock object address the process ever armed a request on; an idle one sleeps on its own
+// condition variable and reads no clock).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+
+namespace agentbus::detail {
+
+/// `now + d` without overflow: time_point::max() (never) for a timeout too long to represent.
+inline clock_source::time_point deadline_after(clock_source::time_point now, clock_source::duration d) noexcept {
+  if (d > clock_source::time_point::max() - now) return clock_source::time_point::max();
+  return now + d;
+}
+
+class request_timer {
+ public:
+  using time_point = clock_source::time_point;
+
+  /// The timer of `clock` (null: the steady clock's).
+  static request_timer& of(clock_source* clock) {
+    if (clock == nullptr || clock == &clock_source::steady()) {
+      static request_timer* steady = new request_timer(nullptr);  // immortal, like its thread
+      return *steady;
+    }
+    static registry* timers = new registry;
+    std::lock_guard lock(timers->mutex);
+    for (request_timer* t : timers->all)
+      if (t->clock_ == clock) return *t;
+    timers->all.push_back(new request_timer(clock));
+    return *timers->all.back();
+  }
+
+  request_timer(const request_timer&) = delete;
+  request_timer& operator=(const request_timer&) = delete;
+
+  /// Ends `state` with timeout at `deadline` (on this timer's clock) unless disarmed first.
+  /// Starts the timer thread on first use (std::system_error if it cannot).
+  void arm(std::shared_ptr<pending_reply> state, time_point deadline) {
+    std::lock_guard lock(mutex_);
+    if (!started_) {
+      std::thread([this] { run(); }).detach();
+      started_ = true;
+    }
+    state->timer = this;
+    state->deadline = deadline;
+    const bool earliest = entries_.empty() || deadline < entries_.begin()->first.first;
+    entries_.emplace(key{deadline, state->id}, std::move(state));
+    if (earliest) wake_.notify_one();
+  }
+
+  /// Forgets `state` (it ended before its deadline). Called by whoever ended it.
+  void disarm(const pending_reply& state) noexcept {
+    std::shared_ptr<pending_reply> gone;  // released outside the lock
+    std::unique_lock lock(mutex_);
+    const auto it = entries_.find(key{state.deadline, state.id});
+    if (it == entries_.end()) return;  // expired (the timer thread took it) or never armed
+    gone = std::move(it->second);
+    entries_.erase(it);
+    if (entries_.empty() && clock_ != nullptr && in_clock_wait_ && std::this_thread::get_id() != thread_) {
+      // The last request on this clock: the clock may be destroyed as soon as it has ended,
+      // so the timer thread must leave its wait_until() first. (If other requests are armed
+      // meanwhile it goes back to waiting on the clock, which they keep alive: what counts is
+      // that it has left the wait it was in.)
+      const std::uint64_t exits = clock_exits_;
+      wake_.notify_all();
+      left_clock_.wait(lock, [&] { return !in_clock_wait_ || clock_exits_ != exits; });
+    }
+    lock.unlock();
+  }
+
+  /// Requests armed now (tests).
+  std::size_t armed() const {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+  }
+  /// How many times the timer thread has looked for due requests (tests: that it has seen an
+  /// advance of a manual clock).
+  std::uint64_t passes() const {
+    std::lock_guard lock(mutex_);
+    return passes_;
+  }
+
+ private:
+  struct registry {
+    std::mutex mutex;
+    std::vector<request_timer*> all;
+  };
+  using key = std::pair<time_point, std::uint64_t>;  // (deadline, request id): unique
+
+  explicit request_timer(clock_source* clock) noexcept : clock_(clock) {}
+
+  time_point now() const noexcept { return clock_ == nullptr ? std::chrono::steady_clock::now() : clock_->now(); }
+
+  void run() noexcept {
+    std::unique_lock lock(mutex_);
+    thread_ = std::this_thread::get_id();
+    std::vector<std::shared_ptr<pending_reply>> due;
+    for (;;) {
+      if (entries_.empty()) {
+        wake_.wait(lock);  // idle: no clock is read
+        continue;
+      }
+      const time_point t = now();
+      ++passes_;
+      while (!entries_.empty() && entries_.begin()->first.first <= t) {
+        due.push_back(std::move(entries_.begin()->second));
+        entries_.erase(entries_.begin());
+      }
+      if (!due.empty()) {
+        lock.unlock();
+        for (auto& s : due) s->end(request_errc::timeout);  // runs callbacks: no lock held
+        due.clear();
+        lock.lock();
+        continue;
+      }
+      const time_point next = entries_.begin()->first.first;
+      if (clock_ == nullptr) {
+        wake_.wait_until(lock, next);
+      } else {
+        in_clock_wait_ = true;
+        clock_->wait_until(lock, wake_, next);
+        in_clock_wait_ = false;
+        ++clock_exits_;
+        left_clock_.notify_all();
+      }
+    }
+  }
+
+  clock_source* const clock_;  // null: the steady clock (read directly: it is never destroyed)
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;        // a new earliest deadline, or the last entry gone
+  std::condition_variable left_clock_;  // the thread left clock_->wait_until()
+  std::map<key, std::shared_ptr<pending_reply>> entries_;
+  bool started_ = false;
+  bool in_clock_wait_ = false;
+  std::uint64_t clock_exits_ = 0;  // returns from clock_->wait_until()
+  std::thread::id thread_{};
+  std::uint64_t passes_ = 0;
+};
+
+/// Releases what a request holds in the process once it has ended: its timer entry and its
+/// table entry (replies that come later find nothing and are counted as late).
+inline void release_request(const pending_reply& state) noexcept {
+  if (state.timer != nullptr) state.timer->disarm(state);
+  reply_table::instance().remove(state.id);
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_REPLY_DETAIL_TIMER_HPP
 
 namespace agentbus {
 
@@ -7141,6 +7904,7 @@ struct reply_stats {
   std::uint64_t late_replies = 0;        ///< replies that came after the request was done (timed out, answered, cancelled)
   std::uint64_t timeouts = 0;            ///< requests that reached their deadline without a reply
   std::uint64_t wrong_type_replies = 0;  ///< replies of another type than the requester expected
+  std::uint64_t callback_failures = 0;   ///< request callbacks that threw (the exception is swallowed)
   std::size_t waiting = 0;               ///< requests waiting now
 };
 
@@ -7153,15 +7917,130 @@ inline reply_stats request_reply_stats() {
   s.late_replies = t.counters.late_replies.load(std::memory_order_relaxed);
   s.timeouts = t.counters.timeouts.load(std::memory_order_relaxed);
   s.wrong_type_replies = t.counters.wrong_type_replies.load(std::memory_order_relaxed);
+  s.callback_failures = t.counters.callback_failures.load(std::memory_order_relaxed);
   s.waiting = t.waiting();
   return s;
 }
+
+/// @brief How a request is made, beyond its timeout: `request<Rep>(bus, topic, req, 50ms, {.clock = &clock})`.
+struct request_options {
+  clock_source* clock = nullptr;  ///< measures the timeout; null: clock_source::steady(); must outlive the request
+  publish_options publish{};      ///< the request event's options (its correlation_id becomes the request's id)
+};
+
+/// @brief A reply or why there is none: what a request's callback receives.
+template <class Rep>
+class reply_result {
+ public:
+  /// @brief A result holding `reply`.
+  explicit reply_result(Rep reply) noexcept(std::is_nothrow_move_constructible_v<Rep>)
+      : v_(std::in_place_index<0>, std::move(reply)) {}
+  /// @brief A result holding no reply, for the reason `error` gives.
+  explicit reply_result(request_error error) noexcept : v_(std::in_place_index<1>, std::move(error)) {}
+
+  /// @brief True when there is a reply.
+  bool has_value() const noexcept { return v_.index() == 0; }
+  /// @brief True when there is a reply.
+  explicit operator bool() const noexcept { return has_value(); }
+
+  /// @brief The reply; throws the request_error when there is none.
+  Rep& value() & { return *checked(); }
+  /// @brief The reply; throws the request_error when there is none.
+  const Rep& value() const& { return *checked(); }
+  /// @brief The reply, moved out; throws the request_error when there is none.
+  Rep&& value() && { return std::move(*checked()); }
+  /// @brief The reply (there must be one).
+  Rep& operator*() noexcept { return *std::get_if<0>(&v_); }
+  /// @brief The reply (there must be one).
+  const Rep& operator*() const noexcept { return *std::get_if<0>(&v_); }
+  /// @brief The reply's members (there must be one).
+  Rep* operator->() noexcept { return std::get_if<0>(&v_); }
+  /// @brief The reply's members (there must be one).
+  const Rep* operator->() const noexcept { return std::get_if<0>(&v_); }
+
+  /// @brief Why there is no reply (there must be none): code() and what().
+  const request_error& error() const { return std::get<1>(v_); }
+
+ private:
+  Rep* checked() {
+    if (v_.index() != 0) throw std::get<1>(v_);
+    return std::get_if<0>(&v_);
+  }
+  const Rep* checked() const {
+    if (v_.index() != 0) throw std::get<1>(v_);
+    return std::get_if<0>(&v_);
+  }
+  std::variant<Rep, request_error> v_;
+};
+
+namespace detail {
+struct reply_access;
+}  // namespace detail
+
+/// @brief The handle of a callback request (from the callback form of agentbus::request):
+/// move-only; destroying it, or cancel(), cancels the request unless it has ended already.
+class request_handle {
+ public:
+  /// @brief A handle of no request (done() is true).
+  request_handle() noexcept = default;
+  /// @brief Takes over `other`'s request; `other` is left empty.
+  request_handle(request_handle&& other) noexcept : state_(std::move(other.state_)) {}
+  /// @brief Cancels this handle's own request, then takes over `other`'s.
+  request_handle& operator=(request_handle&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  request_handle(const request_handle&) = delete;
+  request_handle& operator=(const request_handle&) = delete;
+  /// @brief Cancels the request (see cancel()).
+  ~request_handle() { cancel(); }
+
+  /// @brief Cancels the request: unless it has ended already, its callback is called here with
+  /// request_errc::cancelled. When cancel() returns the callback has returned, wherever it ran
+  /// (unless cancel() is called from inside it), and the request holds nothing any more. A
+  /// reply that comes later is dropped and counted. Idempotent; the handle is empty afterwards.
+  void cancel() noexcept {
+    auto state = std::move(state_);
+    if (!state) return;
+    state->end(request_errc::cancelled);
+    std::unique_lock lock(state->mutex);
+    state->wait_finished(lock);
+  }
+  /// @brief Lets the request run on without this handle: its callback will still be called
+  /// exactly once. The handle is empty afterwards.
+  void detach() noexcept { state_.reset(); }
+  /// @brief True when the request has ended (its callback has been called, or is being
+  /// called), or the handle is empty.
+  bool done() const noexcept {
+    if (!state_) return true;
+    std::lock_guard lock(state_->mutex);
+    return state_->closed;
+  }
+  /// @brief The request's id (its event's correlation id); 0 for an empty handle.
+  std::uint64_t id() const noexcept { return state_ ? state_->id : 0; }
+
+ private:
+  friend struct detail::reply_access;
+  explicit request_handle(std::shared_ptr<detail::pending_reply> s) noexcept : state_(std::move(s)) {}
+  std::shared_ptr<detail::pending_reply> state_;
+};
+
+template <class Rep>
+class reply_future;
+template <class Rep>
+class gathered_replies;
 
 namespace detail {
 
 /// How many pauses get() spins for a reply before it sleeps: a microsecond or a few (pause
 /// latency varies by CPU), about a cross-thread round trip when the server's thread is awake.
 inline constexpr unsigned reply_spins = 512;
+
+/// The clock a future waits on: null for the steady clock, which it reads directly.
+inline clock_source* future_clock(clock_source* c) noexcept { return c == &clock_source::steady() ? nullptr : c; }
 
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
@@ -7177,7 +8056,7 @@ class reply_future_base {
     if (!state_) return true;
     std::lock_guard lock(state_->mutex);
     return state_->closed || (state_->failure.has_value() && state_->wanted == 1) ||
-           deadline_clock::now() >= deadline_;
+           (clock_ == nullptr ? deadline_clock::now() : clock_->now()) >= deadline_;
   }
   /// @brief Gives up the request: replies that come later are dropped (and counted);
   /// get() then throws request_error(cancelled). Idempotent.
@@ -7188,16 +8067,18 @@ class reply_future_base {
 
  protected:
   reply_future_base() = default;
-  reply_future_base(std::shared_ptr<pending_reply_of<Rep>> s, std::uint64_t id, deadline_clock::time_point d) noexcept
-      : state_(std::move(s)), id_(id), deadline_(d) {}
+  reply_future_base(std::shared_ptr<pending_reply_of<Rep>> s, std::uint64_t id, clock_source::time_point d,
+                    clock_source* clock) noexcept
+      : state_(std::move(s)), id_(id), deadline_(d), clock_(future_clock(clock)) {}
   reply_future_base(reply_future_base&& o) noexcept
-      : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)), deadline_(o.deadline_) {}
+      : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)), deadline_(o.deadline_), clock_(o.clock_) {}
   reply_future_base& operator=(reply_future_base&& o) noexcept {
     if (this != &o) {
       release();
       state_ = std::move(o.state_);
       id_ = std::exchange(o.id_, 0);
       deadline_ = o.deadline_;
+      clock_ = o.clock_;
     }
     return *this;
   }
@@ -7207,22 +8088,30 @@ class reply_future_base {
   // forgets it. Returns with the state's mutex held through `lock`.
   template <class Done>
   void wait_and_close(std::unique_lock<std::mutex>& lock, Done done) {
-    if (!done(*state_) && state_->wanted == 1) {
+    pending_reply_of<Rep>& s = *state_;
+    if (!done(s) && s.wanted == 1) {
       // A reply from another thread often comes sooner than a sleeping thread wakes up (a few
       // microseconds): pause-spin briefly first (bounded by reply_spins: no yield, no clock read,
       // so that on a loaded machine the spin stays short).
       lock.unlock();
-      for (unsigned spins = 0; spins < reply_spins && !state_->news.load(std::memory_order_acquire); ++spins) cpu_relax();
+      for (unsigned spins = 0; spins < reply_spins && !s.news.load(std::memory_order_acquire); ++spins) cpu_relax();
       lock.lock();
     }
-    if (!state_->arrived.wait_until(lock, deadline_, [&] { return done(*state_); }) && !state_->closed) {
-      state_->closed = true;
-      if (state_->got == 0 && !state_->failure) {
-        state_->failure = request_errc::timeout;
-        reply_table::instance().counters.timeouts.fetch_add(1, std::memory_order_relaxed);
-      }
+    if (clock_ == nullptr) {
+      s.arrived.wait_until(lock, deadline_, [&] { return done(s); });
+    } else {
+      while (!done(s) && clock_->now() < deadline_) clock_->wait_until(lock, s.arrived, deadline_);
     }
-    state_->closed = true;
+    if (s.end_locked(request_errc::timeout)) {
+      // This thread ended it: one that someone observes (a breaker) hears of it before get() returns.
+      if (s.observed) {
+        lock.unlock();
+        s.after_close();
+        lock.lock();
+      }
+    } else {
+      s.wait_finished(lock);
+    }
     forget();
   }
 
@@ -7230,13 +8119,7 @@ class reply_future_base {
     if (id_ != 0) reply_table::instance().remove(std::exchange(id_, 0));
   }
   void close(request_errc why) noexcept {
-    {
-      std::lock_guard lock(state_->mutex);
-      if (!state_->closed) {
-        state_->closed = true;
-        if (!state_->failure && state_->got == 0) state_->failure = why;
-      }
-    }
+    state_->end(why);
     forget();
   }
   void release() noexcept {
@@ -7246,32 +8129,110 @@ class reply_future_base {
 
   std::shared_ptr<pending_reply_of<Rep>> state_;
   std::uint64_t id_ = 0;
-  deadline_clock::time_point deadline_{};
+  clock_source::time_point deadline_{};
+  clock_source* clock_ = nullptr;  // null: the steady clock
 };
 
-/// Publishes `request` with a fresh request id as its correlation id; registers the state first
-/// (a synchronous server answers inside the publish). Fails the state at once when nothing
-/// took the request.
-template <class Rep, class Bus, class Req>
-std::pair<std::shared_ptr<pending_reply_of<Rep>>, std::uint64_t> send_request(Bus& on, std::string_view topic,
-                                                                              Req&& request, std::size_t wanted,
-                                                                              publish_options options) {
-  auto state = std::make_shared<pending_reply_of<Rep>>(wanted);
+/// Registers `state` under a fresh request id (and on `timer`, when there is one and the
+/// deadline is not never), then publishes `request` with that id as its correlation id; a
+/// synchronous server answers inside the publish. Fails the state at once when nothing took
+/// the request. If the publish throws, the request is ended silently and released.
+/// (`State` is the state's own type, so that passing it costs no reference count.)
+template <class Bus, class Req, class State>
+void send_request(Bus& on, std::string_view topic, Req&& request, const std::shared_ptr<State>& state,
+                  publish_options options, request_timer* timer = nullptr,
+                  clock_source::time_point deadline = clock_source::time_point::max()) {
   auto& table = reply_table::instance();
-  const std::uint64_t id = table.add(state);
-  options.correlation_id = id;
-  table.counters.requests.fetch_add(1, std::memory_order_relaxed);
+  options.correlation_id = table.add(state);
   try {
+    if (timer != nullptr && deadline != clock_source::time_point::max()) timer->arm(state, deadline);
+    table.counters.requests.fetch_add(1, std::memory_order_relaxed);
     const auto result = on.publish(topic, std::forward<Req>(request), options);
     if (result.delivered == 0 && result.failed == 0)
-      state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders,
-                  std::string(topic));
+      state->fail(result.rejected != 0 ? request_errc::rejected : request_errc::no_responders, std::string(topic));
   } catch (...) {
-    table.remove(id);
+    state->close_silently();
+    release_request(*state);
     throw;
   }
-  return {std::move(state), id};
 }
+
+/// The end of a callback request: takes the reply (or the error) out of the state, releases
+/// the request, then calls the callback (an exception from it is counted and swallowed).
+template <class Rep, class F>
+struct callback_hook {
+  F callback;
+  void operator()(pending_reply_of<Rep>& s) noexcept {
+    std::optional<reply_result<Rep>> result;
+    {
+      std::lock_guard lock(s.mutex);
+      if (s.got != 0) result.emplace(std::move(s.replies.front()));
+      else result.emplace(request_error(s.failure.value_or(request_errc::cancelled), s.failure_detail));
+    }
+    release_request(s);
+    auto& counters = reply_counters::instance();
+    if (result->has_value()) counters.replies.fetch_add(1, std::memory_order_relaxed);
+    try {
+      std::invoke(callback, std::move(*result));
+    } catch (...) {
+      counters.callback_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+template <class Rep, class F>
+constexpr bool request_callback_ok() {
+  static_assert(std::is_invocable_v<std::decay_t<F>&, reply_result<Rep>&&>,
+                "agentbus: request<Rep>(bus, topic, req, timeout, callback): the callback must be callable as "
+                "`void(agentbus::reply_result<Rep>)`");
+  static_assert(std::is_move_constructible_v<std::decay_t<F>>,
+                "agentbus: request<Rep>(..., callback): the callback must be movable (kept until the request ends)");
+  return std::is_invocable_v<std::decay_t<F>&, reply_result<Rep>&&> && std::is_move_constructible_v<std::decay_t<F>>;
+}
+
+/// A 5th argument of request() that is neither options struct: the callback.
+template <class F>
+concept request_callback = !std::convertible_to<F, publish_options> && !std::same_as<std::decay_t<F>, request_options>;
+
+/// How the modules of reply/ (circuit breakers) make futures and handles of their own states.
+struct reply_access {
+  template <class Rep>
+  static reply_future<Rep> future(std::shared_ptr<pending_reply_of<Rep>> s, clock_source::time_point deadline,
+                                  clock_source* clock) {
+    const std::uint64_t id = s->id;
+    return reply_future<Rep>(std::move(s), id, deadline, clock);
+  }
+  template <class Rep>
+  static gathered_replies<Rep> gathered(std::shared_ptr<pending_reply_of<Rep>> s, clock_source::time_point deadline,
+                                        clock_source* clock) {
+    const std::uint64_t id = s->id;
+    return gathered_replies<Rep>(std::move(s), id, deadline, clock);
+  }
+  static request_handle handle(std::shared_ptr<pending_reply> s) noexcept { return request_handle(std::move(s)); }
+
+  /// A future that has failed already with `why` (no request was sent).
+  template <class Rep>
+  static reply_future<Rep> failed(request_errc why, std::string detail) {
+    auto s = std::make_shared<pending_reply_of<Rep>>(1);
+    s->failure = why;
+    s->failure_detail = std::move(detail);
+    s->closed = true;
+    return future<Rep>(std::move(s), clock_source::time_point::min(), nullptr);
+  }
+
+  /// Sends a callback request whose state is `state` (a hooked_reply): registered, armed on the
+  /// timer of `clock` for `timeout`, published.
+  template <class Bus, class Req>
+  static request_handle send_callback(Bus& on, std::string_view topic, Req&& request,
+                                      std::shared_ptr<pending_reply> state, clock_source::duration timeout,
+                                      const request_options& options) {
+    clock_source& clock = clock_source::or_steady(options.clock);
+    const auto deadline = deadline_after(clock.now(), timeout);
+    send_request(on, topic, std::forward<Req>(request), state, options.publish, &request_timer::of(options.clock),
+                 deadline);
+    return request_handle(std::move(state));
+  }
+};
 
 }  // namespace detail
 
@@ -7289,9 +8250,9 @@ class reply_future : public detail::reply_future_base<Rep> {
   /// @brief Takes over `other`'s request; `other` is left empty.
   reply_future& operator=(reply_future&&) noexcept = default;
 
-  /// @brief Waits for the reply (until the request's deadline) and returns it, moved; throws
-  /// request_error when there is none (no_responders, rejected, timeout, cancelled,
-  /// server_failed, abandoned, wrong_type). Call once.
+  /// @brief Waits for the reply (until the request's deadline, on its clock) and returns it,
+  /// moved; throws request_error when there is none (no_responders, rejected, timeout,
+  /// cancelled, server_failed, abandoned, wrong_type, circuit_open). Call once.
   Rep get() {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty reply_future");
     auto state = this->state_;
@@ -7311,8 +8272,7 @@ class reply_future : public detail::reply_future_base<Rep> {
   }
 
  private:
-  template <class R, class Bus, class Req>
-  friend reply_future<R> request(Bus&, std::string_view, Req&&, deadline_clock::duration, publish_options);
+  friend struct detail::reply_access;
   using base::base;
 };
 
@@ -7351,33 +8311,85 @@ class gathered_replies : public detail::reply_future_base<Rep> {
   }
 
  private:
-  template <class R, class Bus, class Req>
-  friend gathered_replies<R> request_all(Bus&, std::string_view, Req&&, std::size_t, deadline_clock::duration,
-                                         publish_options);
+  friend struct detail::reply_access;
   using base::base;
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
-/// due within `timeout`. `options` are those of any publish (their correlation_id is replaced
-/// by the request's id). Thread-safe; any number of requests may be in flight.
+/// due within `timeout` (on the steady clock). `options` are those of any publish (their
+/// correlation_id is replaced by the request's id). Thread-safe; any number of requests may be in flight.
 template <class Rep, class Bus, class Req>
 reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
                           publish_options options = {}) {
   static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
-  const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), 1, options);
-  return reply_future<Rep>(std::move(state), id, deadline);
+  const auto deadline = detail::deadline_after(deadline_clock::now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(1);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options);
+  return detail::reply_access::future<Rep>(std::move(state), deadline, nullptr);
+}
+
+/// @brief request() with options: `timeout` measured on `options.clock`, `options.publish` for
+/// the request event (`request<Rep>(bus, topic, req, 50ms, {.clock = &clock})`).
+template <class Rep, class Bus, class Req, class Options = request_options>
+  requires std::same_as<Options, request_options>
+reply_future<Rep> request(Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout,
+                          const Options& options) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
+  const auto deadline = detail::deadline_after(clock_source::or_steady(options.clock).now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(1);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options.publish);
+  return detail::reply_access::future<Rep>(std::move(state), deadline, options.clock);
+}
+
+/// @brief The callback form: publishes `request` and calls `callback(reply_result<Rep>)` exactly
+/// once, with the reply or why there is none (see the top of reply/request.hpp for the thread
+/// each case runs on). No thread waits for the reply. Returns the request's handle: destroying
+/// it cancels the request (call detach() to let it run on).
+template <class Rep, class Bus, class Req, class F, class Options = request_options>
+  requires std::same_as<Options, request_options> && detail::request_callback<F>
+[[nodiscard("destroying the handle cancels the request: keep it, or call detach()")]] request_handle request(
+    Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout, const Options& options,
+    F&& callback) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request<Rep>: the reply type must be movable");
+  if constexpr (detail::request_callback_ok<Rep, F>()) {
+    using hook = detail::callback_hook<Rep, std::decay_t<F>>;
+    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(hook{std::forward<F>(callback)});
+    return detail::reply_access::send_callback(on, topic, std::forward<Req>(request), std::move(state), timeout,
+                                               options);
+  } else {
+    return {};
+  }
+}
+
+/// @brief The callback form with default options (the steady clock).
+template <class Rep, class Bus, class Req, class F>
+  requires detail::request_callback<F>
+[[nodiscard("destroying the handle cancels the request: keep it, or call detach()")]] request_handle request(
+    Bus& on, std::string_view topic, Req&& request, deadline_clock::duration timeout, F&& callback) {
+  return agentbus::request<Rep>(on, topic, std::forward<Req>(request), timeout, request_options{},
+                                std::forward<F>(callback));
 }
 
 /// @brief Scatter-gather: publishes `request` and collects up to `count` replies of type Rep
-/// (one per server, or more if servers reply several times) until the deadline.
+/// (one per server, or more if servers reply several times) until the deadline, measured on
+/// `options.clock`.
+template <class Rep, class Bus, class Req, class Options = request_options>
+  requires std::same_as<Options, request_options>
+gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
+                                  deadline_clock::duration timeout, const Options& options) {
+  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
+  const auto deadline = detail::deadline_after(clock_source::or_steady(options.clock).now(), timeout);
+  auto state = std::make_shared<detail::pending_reply_of<Rep>>(count == 0 ? 1 : count);
+  detail::send_request(on, topic, std::forward<Req>(request), state, options.publish);
+  return detail::reply_access::gathered<Rep>(std::move(state), deadline, options.clock);
+}
+
+/// @brief Scatter-gather with publish options, on the steady clock.
 template <class Rep, class Bus, class Req>
 gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request, std::size_t count,
                                   deadline_clock::duration timeout, publish_options options = {}) {
-  static_assert(std::is_move_constructible_v<Rep>, "agentbus: request_all<Rep>: the reply type must be movable");
-  const auto deadline = deadline_clock::now() + timeout;
-  auto [state, id] = detail::send_request<Rep>(on, topic, std::forward<Req>(request), count == 0 ? 1 : count, options);
-  return gathered_replies<Rep>(std::move(state), id, deadline);
+  return agentbus::request_all<Rep>(on, topic, std::forward<Req>(request), count, timeout,
+                                    request_options{.publish = options});
 }
 
 }  // namespace agentbus
@@ -7525,6 +8537,589 @@ template <class Req, class Rep, class Bus, class F, class... With>
 }  // namespace agentbus
 
 #endif  // AGENTBUS_REPLY_SERVE_HPP
+#ifndef AGENTBUS_REPLY_BREAKER_HPP
+#define AGENTBUS_REPLY_BREAKER_HPP
+
+// Circuit breakers: requests to a target that keeps failing fail fast instead of waiting.
+//
+//   agentbus::circuit_breaker breakers(bus, {.failure_threshold = 5, .window = 10s, .cool_down = 30s});
+//   auto watch = bus.subscribe<agentbus::breaker_event>("$breaker.>", [](const agentbus::breaker_event& e) {
+//     log("{} {} -> {}", e.topic, to_string(e.from), to_string(e.to));
+//   });
+//   try {
+//     quote q = breakers.request<quote>("pricing.quote", quote_request{"ACME"}, 50ms).get();
+//   } catch (const agentbus::request_error& e) {
+//     if (e.code() == agentbus::request_errc::circuit_open) use_the_cached_quote();  // failed fast: no request sent
+//   }
+//   // No waiting thread: breakers.request<quote>(topic, req, 50ms, [](agentbus::reply_result<quote> r) {...});
+//
+// One circuit per target topic (the concrete topic requests are published on), made on the
+// first request to it and kept as long as the breaker (a few hundred bytes each: guard a set of
+// services, not one topic per request):
+//   - closed: requests go through. A failure is any end but a reply or a cancel (timeout,
+//     no_responders, rejected, server_failed, abandoned, wrong_type). `failure_threshold`
+//     failures within the last `window` open the circuit; older failures are forgotten.
+//     Replies do not reset the count (it counts failures in a window, not in a row).
+//   - open: requests fail at once with request_errc::circuit_open (nothing is published; the
+//     error's text names the topic and when probes start). After `cool_down` the circuit is
+//     half-open. That transition happens on the next request or state() call after the
+//     cool-down (nothing runs in the background for it).
+//   - half-open: up to `half_open_probes` requests are let through at once (the others fail
+//     fast). A probe's reply closes the circuit; a probe's failure opens it again for another
+//     cool-down; a cancelled probe frees its place.
+// Outcomes of requests let through before the circuit's last transition do not move it (a
+// slow request sent while closed that times out after the circuit opened is counted in the
+// stats, not as a probe).
+//
+// Events: every transition is published on the bus as a breaker_event on the topic
+// `$breaker.<target topic>` (subscribe to `$breaker.>` for all). The router treats `$` as an
+// ordinary character: such topics are valid, and a catch-all `>` subscription matches them too
+// (a subscriber of another type skips them, counted in bus_stats::type_mismatches). The NATS
+// bridge never bridges `$` topics, so breaker events stay in the process. Events are published
+// outside the breaker's locks, on the thread that caused the transition (a request that ended,
+// or a call after the cool-down); two transitions of one circuit on two threads may be
+// delivered out of order: breaker_event::sequence orders them. A breaker_event has a codec, so
+// a storing bus persists it like any event.
+//
+// Time: failures, windows and cool-downs are read on breaker_options::clock, and so are the
+// timeouts of the requests made through the breaker. Every request let through, futures
+// included, is armed on that clock's request timer (reply/detail/timer.hpp), so a timeout
+// counts at its deadline whether or not anyone calls get(). With a manual_clock a test moves a
+// circuit from open to half-open with advance(), and times requests out the same way, without
+// sleeping.
+//
+// Thread safety: every member function may be called from any thread, concurrently with any
+// other (requests, state(), stats(), reset()), and from inside request callbacks and event
+// handlers; outcomes are recorded on the thread that ends each request. Destroying (or moving
+// from) the breaker must not run concurrently with its other calls, nor inside a handler of its
+// own events (it waits for the events being published); requests still in flight then stay
+// valid, their outcomes are dropped and no event is published after the destructor returns.
+// The bus must outlive the breaker; the clock must outlive the breaker and its requests.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+
+namespace agentbus {
+
+/// @brief Where a circuit is: requests pass (closed), fail fast (open), or probe (half_open).
+enum class breaker_state : std::uint8_t {
+  closed,     ///< requests go through; failures are counted
+  open,       ///< requests fail fast with request_errc::circuit_open until the cool-down has passed
+  half_open,  ///< a few probe requests go through; a reply closes, a failure re-opens
+};
+
+/// @brief The name of a breaker state ("closed", "open", "half_open").
+constexpr const char* to_string(breaker_state s) noexcept {
+  switch (s) {
+    case breaker_state::closed: return "closed";
+    case breaker_state::open: return "open";
+    case breaker_state::half_open: return "half_open";
+  }
+  return "unknown";
+}
+
+/// @brief How a circuit_breaker trips and recovers (the same for every target topic).
+struct breaker_options {
+  std::size_t failure_threshold = 5;  ///< failures within `window` that open a closed circuit (at least 1)
+  clock_source::duration window = std::chrono::seconds(10);    ///< how long a failure counts (positive)
+  clock_source::duration cool_down = std::chrono::seconds(5);  ///< how long a circuit stays open before probing
+  std::size_t half_open_probes = 1;  ///< requests let through at once while half-open (at least 1)
+  clock_source* clock = nullptr;     ///< measures all of the above and the requests' timeouts; null: steady
+  bool publish_events = true;        ///< publish every transition on `$breaker.<topic>`
+};
+
+/// @brief A circuit's transition, published on `$breaker.<topic>`.
+struct breaker_event {
+  /// @brief Stable schema name (breaker events may be stored).
+  static constexpr std::string_view event_name = "agentbus.breaker_event";
+
+  std::string topic;                           ///< the target topic whose circuit moved
+  breaker_state from = breaker_state::closed;  ///< the state it left
+  breaker_state to = breaker_state::closed;    ///< the state it entered
+  std::uint32_t failures = 0;  ///< to open: the failures that opened it (those in the window, or 1 for a probe); else 0
+  std::optional<request_errc> cause;  ///< to open: the failure that tripped it; else none
+  std::uint64_t sequence = 0;         ///< the circuit's transitions so far, this one included (orders events)
+  clock_source::time_point at{};      ///< when, on the breaker's clock
+};
+
+/// @brief Counters of a circuit_breaker (all its circuits, or one: circuit_breaker::stats()).
+struct breaker_stats {
+  std::uint64_t requests = 0;       ///< requests let through (probes included)
+  std::uint64_t fast_failures = 0;  ///< requests failed at once with circuit_open (nothing sent)
+  std::uint64_t successes = 0;      ///< requests let through that got a reply
+  std::uint64_t failures = 0;       ///< requests let through that failed (timeouts, errors; cancels are neither)
+  std::uint64_t opened = 0;         ///< transitions to open (from closed or half-open)
+  std::uint64_t half_opened = 0;    ///< transitions from open to half-open
+  std::uint64_t closed = 0;         ///< transitions to closed (a probe's reply, or reset())
+  std::uint64_t events_failed = 0;  ///< transition events whose publish threw (swallowed)
+  std::size_t circuits = 0;         ///< target topics with a circuit
+  std::size_t open_now = 0;         ///< circuits open or half-open now
+};
+
+/// @brief A breaker_event's bytes: topic, states, failures, cause, sequence, time.
+inline void agentbus_encode(byte_writer& out, const breaker_event& e) {
+  out.write_string(e.topic);
+  out.write_value(static_cast<std::uint8_t>(e.from));
+  out.write_value(static_cast<std::uint8_t>(e.to));
+  out.write_value(e.failures);
+  out.write_value(static_cast<std::uint8_t>(e.cause ? static_cast<std::uint8_t>(*e.cause) : 0xffu));
+  out.write_value(e.sequence);
+  out.write_value(
+      static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(e.at.time_since_epoch()).count()));
+}
+
+/// @brief A breaker_event from its bytes (codec_error for values out of range).
+inline breaker_event agentbus_decode(byte_reader& in, codec_tag<breaker_event>) {
+  breaker_event e;
+  e.topic = in.read_string();
+  const auto state = [&] {
+    const auto v = in.read_value<std::uint8_t>();
+    if (v > static_cast<std::uint8_t>(breaker_state::half_open))
+      throw codec_error("agentbus: breaker_event: bad state");
+    return static_cast<breaker_state>(v);
+  };
+  e.from = state();
+  e.to = state();
+  e.failures = in.read_value<std::uint32_t>();
+  const auto cause = in.read_value<std::uint8_t>();
+  if (cause != 0xffu) {
+    if (cause > static_cast<std::uint8_t>(request_errc::circuit_open))
+      throw codec_error("agentbus: breaker_event: bad cause");
+    e.cause = static_cast<request_errc>(cause);
+  }
+  e.sequence = in.read_value<std::uint64_t>();
+  e.at = clock_source::time_point(
+      std::chrono::duration_cast<clock_source::duration>(std::chrono::nanoseconds(in.read_value<std::int64_t>())));
+  return e;
+}
+
+namespace detail {
+
+/// One target topic's circuit. Everything but the names is guarded by `mutex`.
+struct circuit {
+  explicit circuit(std::string target) : topic(std::move(target)), event_topic(check_event_topic(topic)) {}
+
+  const std::string topic;
+  const agentbus::topic event_topic;  // $breaker.<topic>
+  std::mutex mutex;
+  breaker_state state = breaker_state::closed;
+  std::uint64_t generation = 0;                   // transitions so far
+  std::deque<clock_source::time_point> failures;  // closed: when the failures in the window happened
+  clock_source::time_point opened_at{};
+  std::size_t probes = 0;  // half-open: probes in flight
+  breaker_stats counts;    // circuits and open_now unused here
+
+  static std::string check_event_topic(const std::string& target) {
+    if (const auto c = agentbus::topic::validate(target); !c) throw topic_error(target, c);
+    return "$breaker." + target;
+  }
+};
+
+/// What admit() decided for one request.
+struct admission {
+  bool passed = false;
+  bool probe = false;            // let through as a half-open probe
+  std::uint64_t generation = 0;  // the circuit's generation it was let through in
+  std::string refusal;           // why not (circuit_open's detail)
+};
+
+/// How a request let through ended, for the breaker.
+enum class call_outcome : std::uint8_t { success, failure, neutral };
+
+/// What a circuit_breaker shares with the requests it let through (which may outlive it).
+template <class Bus>
+class breaker_core {
+ public:
+  breaker_core(Bus& on, const breaker_options& options) : bus_(&on), options_(options) {
+    if (options.failure_threshold == 0)
+      throw std::invalid_argument("agentbus: breaker_options::failure_threshold must be at least 1");
+    if (options.half_open_probes == 0)
+      throw std::invalid_argument("agentbus: breaker_options::half_open_probes must be at least 1");
+    if (options.window <= clock_source::duration::zero())
+      throw std::invalid_argument("agentbus: breaker_options::window must be positive");
+    if (options.cool_down < clock_source::duration::zero())
+      throw std::invalid_argument("agentbus: breaker_options::cool_down must not be negative");
+  }
+
+  const breaker_options& options() const noexcept { return options_; }
+  clock_source& clock() const noexcept { return clock_source::or_steady(options_.clock); }
+
+  /// The circuit of `topic`, made on first use (topic_error for an invalid topic).
+  std::shared_ptr<circuit> circuit_for(std::string_view topic) {
+    {
+      std::shared_lock lock(circuits_mutex_);
+      if (const auto it = circuits_.find(topic); it != circuits_.end()) return it->second;
+    }
+    auto made = std::make_shared<circuit>(std::string(topic));
+    std::unique_lock lock(circuits_mutex_);
+    return circuits_.try_emplace(made->topic, made).first->second;
+  }
+  /// The circuit of `topic` if there is one.
+  std::shared_ptr<circuit> find(std::string_view topic) const {
+    std::shared_lock lock(circuits_mutex_);
+    const auto it = circuits_.find(topic);
+    return it == circuits_.end() ? nullptr : it->second;
+  }
+  template <class F>
+  void for_each(F f) const {
+    std::shared_lock lock(circuits_mutex_);
+    for (const auto& [name, c] : circuits_) f(*c);
+  }
+
+  /// Lets a request through `c`, or not.
+  admission admit(circuit& c) {
+    admission a;
+    std::optional<breaker_event> event;
+    {
+      std::lock_guard lock(c.mutex);
+      const auto now = clock().now();
+      event = half_open_if_due(c, now);
+      if (c.state == breaker_state::closed ||
+          (c.state == breaker_state::half_open && c.probes < options_.half_open_probes)) {
+        a.passed = true;
+        a.probe = c.state == breaker_state::half_open;
+        if (a.probe) ++c.probes;
+        a.generation = c.generation;
+        ++c.counts.requests;
+      } else {
+        ++c.counts.fast_failures;
+        a.refusal = refusal(c, now);
+      }
+    }
+    if (event) publish(c, std::move(*event));
+    return a;
+  }
+
+  /// Records how a request let through with `a` ended.
+  void record(circuit& c, const admission& a, call_outcome o, std::optional<request_errc> cause) noexcept {
+    std::optional<breaker_event> event;
+    {
+      std::lock_guard lock(c.mutex);
+      if (o == call_outcome::success) ++c.counts.successes;
+      if (o == call_outcome::failure) ++c.counts.failures;
+      if (a.generation != c.generation) return;  // let through before the last transition
+      const auto now = clock().now();
+      if (c.state == breaker_state::closed && o == call_outcome::failure) {
+        c.failures.push_back(now);
+        forget_old_failures(c, now);
+        if (c.failures.size() >= options_.failure_threshold)
+          event = transition(c, breaker_state::open, now, static_cast<std::uint32_t>(c.failures.size()), cause);
+      } else if (c.state == breaker_state::half_open && a.probe) {
+        if (c.probes > 0) --c.probes;
+        if (o == call_outcome::success)
+          event = transition(c, breaker_state::closed, now, 0, std::nullopt);
+        else if (o == call_outcome::failure)
+          event = transition(c, breaker_state::open, now, 1, cause);
+      }
+    }
+    if (event) publish(c, std::move(*event));
+  }
+
+  /// `c`'s state now (moves an open circuit whose cool-down has passed to half-open).
+  breaker_state state(circuit& c) {
+    std::optional<breaker_event> event;
+    breaker_state s;
+    {
+      std::lock_guard lock(c.mutex);
+      event = half_open_if_due(c, clock().now());
+      s = c.state;
+    }
+    if (event) publish(c, std::move(*event));
+    return s;
+  }
+
+  /// Closes `c` and forgets its failures.
+  void reset(circuit& c) {
+    std::optional<breaker_event> event;
+    {
+      std::lock_guard lock(c.mutex);
+      c.failures.clear();
+      if (c.state != breaker_state::closed)
+        event = transition(c, breaker_state::closed, clock().now(), 0, std::nullopt);
+    }
+    if (event) publish(c, std::move(*event));
+  }
+
+  /// Counts the failures of `c` in the window now.
+  std::size_t failures_in_window(circuit& c) const {
+    std::lock_guard lock(c.mutex);
+    if (c.state != breaker_state::closed) return 0;
+    forget_old_failures(c, clock().now());
+    return c.failures.size();
+  }
+
+  /// The breaker is gone: no event is published after this returns.
+  void detach() noexcept {
+    bus_.store(nullptr, std::memory_order_seq_cst);
+    for (int n = publishing_.load(std::memory_order_seq_cst); n != 0; n = publishing_.load(std::memory_order_seq_cst))
+      publishing_.wait(n, std::memory_order_seq_cst);
+  }
+
+ private:
+  void forget_old_failures(circuit& c, clock_source::time_point now) const {
+    while (!c.failures.empty() && now - c.failures.front() >= options_.window) c.failures.pop_front();
+  }
+
+  std::optional<breaker_event> half_open_if_due(circuit& c, clock_source::time_point now) {
+    if (c.state != breaker_state::open || now - c.opened_at < options_.cool_down) return std::nullopt;
+    return transition(c, breaker_state::half_open, now, 0, std::nullopt);
+  }
+
+  breaker_event transition(circuit& c, breaker_state to, clock_source::time_point now, std::uint32_t failures,
+                           std::optional<request_errc> cause) {
+    breaker_event e{c.topic, c.state, to, failures, cause, ++c.generation, now};
+    c.state = to;
+    c.probes = 0;
+    c.failures.clear();
+    switch (to) {
+      case breaker_state::open:
+        c.opened_at = now;
+        ++c.counts.opened;
+        break;
+      case breaker_state::half_open: ++c.counts.half_opened; break;
+      case breaker_state::closed: ++c.counts.closed; break;
+    }
+    return e;
+  }
+
+  std::string refusal(const circuit& c, clock_source::time_point now) const {
+    if (c.state == breaker_state::half_open)
+      return "the circuit of " + c.topic + " is half-open and its " + std::to_string(options_.half_open_probes) +
+             " probe(s) are in flight";
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.opened_at + options_.cool_down - now);
+    return "the circuit of " + c.topic + " is open; probes start in " + std::to_string(left.count()) + " ms";
+  }
+
+  void publish(circuit& c, breaker_event e) noexcept {
+    if (!options_.publish_events) return;
+    // Counted in before the bus is read, so that detach() (which clears the bus first) waits
+    // for every publish that may have seen it. A counter, not a lock: an event's handler may
+    // cause another transition, whose publish nests in this one.
+    publishing_.fetch_add(1, std::memory_order_seq_cst);
+    try {
+      if (Bus* bus = bus_.load(std::memory_order_seq_cst))
+        bus->publish(c.event_topic, std::move(e), publish_options{.source = "agentbus.breaker"});
+    } catch (...) {
+      std::lock_guard lock(c.mutex);
+      ++c.counts.events_failed;
+    }
+    if (publishing_.fetch_sub(1, std::memory_order_seq_cst) == 1) publishing_.notify_all();
+  }
+
+  std::atomic<Bus*> bus_;
+  std::atomic<int> publishing_{0};  // publishes in progress
+  const breaker_options options_;
+  mutable std::shared_mutex circuits_mutex_;
+  std::map<std::string, std::shared_ptr<circuit>, std::less<>> circuits_;
+};
+
+inline call_outcome outcome_of(const pending_reply& s) noexcept {
+  if (s.got != 0) return call_outcome::success;
+  if (!s.failure || *s.failure == request_errc::cancelled) return call_outcome::neutral;
+  return call_outcome::failure;
+}
+
+/// The end of a future request through a breaker: records its outcome, releases it.
+template <class Bus>
+struct breaker_hook {
+  std::shared_ptr<breaker_core<Bus>> core;
+  std::shared_ptr<circuit> target;
+  admission passed;
+  template <class Rep>
+  void operator()(pending_reply_of<Rep>& s) noexcept {
+    call_outcome o;
+    std::optional<request_errc> cause;
+    {
+      std::lock_guard lock(s.mutex);
+      o = outcome_of(s);
+      cause = s.failure;
+    }
+    release_request(s);
+    core->record(*target, passed, o, cause);
+  }
+};
+
+/// The callback of a callback request through a breaker: records, then calls the user's.
+template <class Bus, class Rep, class F>
+struct breaker_callback {
+  std::shared_ptr<breaker_core<Bus>> core;
+  std::shared_ptr<circuit> target;
+  admission passed;
+  F callback;
+  void operator()(reply_result<Rep>&& r) {
+    const call_outcome o = r.has_value()                                 ? call_outcome::success
+                      : r.error().code() == request_errc::cancelled ? call_outcome::neutral
+                                                                    : call_outcome::failure;
+    core->record(*target, passed, o, r.has_value() ? std::nullopt : std::optional(r.error().code()));
+    std::invoke(callback, std::move(r));
+  }
+};
+
+}  // namespace detail
+
+/// @brief Circuit breakers for requests on the bus `Bus`, one per target topic (see the top of
+/// reply/breaker.hpp): `circuit_breaker breakers(bus, {.failure_threshold = 3});`.
+template <class Bus>
+class circuit_breaker {
+ public:
+  /// @brief Breakers for requests on the bus `on` (which must outlive this object). Throws
+  /// std::invalid_argument for options out of range.
+  explicit circuit_breaker(Bus& on, const breaker_options& options = {})
+      : bus_(&on), core_(std::make_shared<detail::breaker_core<Bus>>(on, options)) {}
+  circuit_breaker(const circuit_breaker&) = delete;
+  circuit_breaker& operator=(const circuit_breaker&) = delete;
+  /// @brief Takes over `other`'s circuits; `other` is left empty (use only to destroy or assign).
+  circuit_breaker(circuit_breaker&&) noexcept = default;
+  /// @brief Detaches this breaker's circuits (see ~circuit_breaker), then takes over `other`'s.
+  circuit_breaker& operator=(circuit_breaker&& other) noexcept {
+    if (this != &other) {
+      if (core_) core_->detach();
+      core_ = std::move(other.core_);
+      bus_ = other.bus_;
+    }
+    return *this;
+  }
+  /// @brief Requests still in flight stay valid; their outcomes are dropped and no event is
+  /// published after this returns.
+  ~circuit_breaker() {
+    if (core_) core_->detach();
+  }
+
+  /// @brief agentbus::request() through the circuit of `topic`: fails fast with
+  /// request_errc::circuit_open when it is open (or half-open with its probes in flight), else
+  /// sends the request, whose outcome moves the circuit. `timeout` is measured on the
+  /// breaker's clock. Throws topic_error for an invalid topic.
+  template <class Rep, class Req>
+  reply_future<Rep> request(std::string_view topic, Req&& request, clock_source::duration timeout,
+                            publish_options options = {}) {
+    static_assert(std::is_move_constructible_v<Rep>,
+                  "agentbus: circuit_breaker::request<Rep>: the reply type must be movable");
+    auto target = core_->circuit_for(topic);
+    detail::admission passed = core_->admit(*target);
+    if (!passed.passed) return detail::reply_access::failed<Rep>(request_errc::circuit_open, std::move(passed.refusal));
+    clock_source* const clock = core_->options().clock;
+    const auto deadline = detail::deadline_after(clock_source::or_steady(clock).now(), timeout);
+    using hook = detail::breaker_hook<Bus>;
+    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(hook{core_, target, passed});
+    try {
+      detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
+                           &detail::request_timer::of(clock), deadline);
+    } catch (...) {
+      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
+      throw;
+    }
+    return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
+  }
+
+  /// @brief The callback form of request() through the circuit of `topic`: `callback(reply_result<Rep>)`
+  /// is called exactly once (reply/request.hpp says on which thread); when the circuit is open
+  /// that is at once, on this thread, with circuit_open, and the handle returned is empty. The
+  /// breaker has recorded the outcome when the callback runs.
+  template <class Rep, class Req, class F>
+    requires detail::request_callback<F>
+  [[nodiscard("destroying the handle cancels the request: keep it, or call detach()")]] request_handle request(
+      std::string_view topic, Req&& request, clock_source::duration timeout, F&& callback,
+      publish_options options = {}) {
+    static_assert(std::is_move_constructible_v<Rep>,
+                  "agentbus: circuit_breaker::request<Rep>: the reply type must be movable");
+    if constexpr (detail::request_callback_ok<Rep, F>()) {
+      auto target = core_->circuit_for(topic);
+      detail::admission passed = core_->admit(*target);
+      if (!passed.passed) {
+        try {
+          std::invoke(callback, reply_result<Rep>(request_error(request_errc::circuit_open, passed.refusal)));
+        } catch (...) {
+          detail::reply_counters::instance().callback_failures.fetch_add(1, std::memory_order_relaxed);
+        }
+        return {};
+      }
+      using wrapped = detail::breaker_callback<Bus, Rep, std::decay_t<F>>;
+      using hook = detail::callback_hook<Rep, wrapped>;
+      auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(
+          hook{wrapped{core_, target, passed, std::forward<F>(callback)}});
+      try {
+        return detail::reply_access::send_callback(
+            core_bus(), topic, std::forward<Req>(request), std::move(state), timeout,
+            request_options{.clock = core_->options().clock, .publish = options});
+      } catch (...) {
+        core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
+        throw;
+      }
+    } else {
+      return {};
+    }
+  }
+
+  /// @brief The state of the circuit of `topic` now (closed when it has none yet). An open
+  /// circuit whose cool-down has passed becomes half-open here (and its event is published).
+  breaker_state state(std::string_view topic) {
+    const auto c = core_->find(topic);
+    return c ? core_->state(*c) : breaker_state::closed;
+  }
+  /// @brief Failures of `topic`'s circuit in the window now (0 unless closed, or without a circuit).
+  std::size_t failures(std::string_view topic) const {
+    const auto c = core_->find(topic);
+    return c ? core_->failures_in_window(*c) : 0;
+  }
+  /// @brief Closes the circuit of `topic` and forgets its failures (an operator's override);
+  /// publishes the transition when it was not closed.
+  void reset(std::string_view topic) {
+    if (const auto c = core_->find(topic)) core_->reset(*c);
+  }
+
+  /// @brief The counters of every circuit, summed.
+  breaker_stats stats() const {
+    breaker_stats total;
+    core_->for_each([&](detail::circuit& c) { add(total, c); });
+    return total;
+  }
+  /// @brief The counters of the circuit of `topic` (all zero when it has none).
+  breaker_stats stats(std::string_view topic) const {
+    breaker_stats one;
+    if (const auto c = core_->find(topic)) add(one, *c);
+    return one;
+  }
+  /// @brief The options it was made with.
+  const breaker_options& options() const noexcept { return core_->options(); }
+
+ private:
+  Bus& core_bus() const noexcept { return *bus_; }
+  static void add(breaker_stats& to, detail::circuit& c) {
+    std::lock_guard lock(c.mutex);
+    to.requests += c.counts.requests;
+    to.fast_failures += c.counts.fast_failures;
+    to.successes += c.counts.successes;
+    to.failures += c.counts.failures;
+    to.opened += c.counts.opened;
+    to.half_opened += c.counts.half_opened;
+    to.closed += c.counts.closed;
+    to.events_failed += c.counts.events_failed;
+    to.circuits += 1;
+    to.open_now += c.state != breaker_state::closed ? 1 : 0;
+  }
+
+  Bus* bus_;
+  std::shared_ptr<detail::breaker_core<Bus>> core_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_REPLY_BREAKER_HPP
 
 #endif  // AGENTBUS_AGENTBUS_HPP
 #ifndef AGENTBUS_JOURNAL_JOURNAL_HPP
@@ -7567,7 +9162,8 @@ template <class Req, class Rep, class Bus, class F, class... With>
 ///   open_journal_reader_since()), while it appends.
 ///
 /// ## How (docs/journal-format.md has the byte-level format)
-/// - Segment files `<first offset, 20 digits>.log`, pre-allocated to segment_bytes and mapped:
+/// - Segment files `<first offset, 20 digits>.log`, segment_bytes long, allocated in steps ahead
+///   of the writer (journal_options::preallocate_segments) and mapped:
 ///   an append encodes the record straight into the mapping inside one short critical section
 ///   (no system call, no allocation). Each record is framed by a length word and a CRC32C;
 ///   the length word is written last and is what publishes the record.
@@ -7699,7 +9295,10 @@ struct durability {
 /// first; the segment being written is never deleted. 0 = unlimited.
 struct retention {
   /// Total bytes of records (all segments, the active one included) above which the oldest
-  /// sealed segments are deleted. Disk use is this plus up to two pre-allocated segments.
+  /// sealed segments are deleted. Disk use is this plus the space allocated ahead of the
+  /// writer (journal_options::preallocate_segments): by default up to 8 MiB beyond the last
+  /// record and the prepared next segment as far as the active one is filled, at most about
+  /// one segment in all; up to two whole segments when pre-allocating.
   std::uint64_t max_bytes = 0;
   /// Sealed segments whose newest record (by publish time) is older than this are deleted.
   std::chrono::seconds max_age{0};
@@ -7709,11 +9308,29 @@ struct retention {
 struct journal_options {
   /// Where the segment files live; created (with parents) if missing.
   std::filesystem::path directory{};
-  /// Size at which a segment is sealed and a new one started. Segments are pre-allocated to
-  /// this size (rounded up to 4 KiB; at least 4 KiB). A record bigger than a segment gets a
-  /// segment of its own. Applies to the segments a writer creates: existing ones, the active
-  /// segment of a reopened journal included, keep the size they were created with.
+  /// Size at which a segment is sealed and a new one started (rounded up to 4 KiB; at least
+  /// 4 KiB; default 64 MiB). A segment file has this size from the start, but its disk space
+  /// is allocated in steps as it fills (see preallocate_segments). A record bigger than a
+  /// segment gets a segment of its own. Applies to the segments a writer creates: existing
+  /// ones, the active segment of a reopened journal included, keep the size they were created
+  /// with.
   std::uint64_t segment_bytes = 64ull << 20;
+  /// How a segment's disk space is allocated. false (the default): in steps ahead of the
+  /// writer. A new segment gets its first 64 KiB (and its index file what those need); the
+  /// journal's background thread then keeps as many bytes allocated beyond the last record as
+  /// the segment already holds (doubling), at least 64 KiB and at most 8 MiB ahead, and the
+  /// prepared next segment as far as the active one is filled (a busy writer rolls into
+  /// allocated, populated space); the rest of each file is sparse (a hole: no disk space,
+  /// reads as zeros). A journal of five events thus takes about 140 KiB of disk (the active
+  /// segment, the prepared next one, their indexes), not 129 MiB, and the append path keeps
+  /// writing into allocated space: when the background thread falls behind, the append
+  /// allocates for itself, and a full disk is journal_error{io} from append() (nothing is
+  /// appended), never a crash. `ls -l` shows the files' full size; `du` and st_blocks what
+  /// they take. true: every segment is allocated
+  /// whole when it is created (disk use grows by segment_bytes at a time, as it always did
+  /// before this option; a full disk is then found at a roll rather than within a segment).
+  /// Either way, journals written with the other setting open as they are.
+  bool preallocate_segments = false;
   /// When appended records reach the disk.
   agentbus::durability durability = durability::never();
   /// How much history is kept.
@@ -7923,14 +9540,26 @@ inline std::uint64_t file_size(int fd, const std::filesystem::path& path) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-/// @brief Makes the file at least `bytes` long with its blocks allocated, so that writes through
-/// a mapping never hit a hole (no SIGBUS on a full disk) and fdatasync has no size change to
-/// flush for every append.
-inline void preallocate(int fd, std::uint64_t bytes, const std::filesystem::path& path) {
+/// @brief Sets the file's size to `bytes` without allocating anything: growing it leaves a
+/// hole (reads as zeros, takes no disk space) that allocate_range fills in later.
+inline void resize_file(int fd, std::uint64_t bytes, const std::filesystem::path& path) {
+  int rc;
+  do rc = ::ftruncate(fd, static_cast<off_t>(bytes));
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) throw_io("set the size (" + std::to_string(bytes) + " bytes) of", path, errno);
+}
+
+/// @brief Allocates the blocks of [offset, offset + bytes) of the file (which must already be
+/// at least that long), so that writes through a mapping there never hit a hole: no SIGBUS on
+/// a full disk, the failure is this call's journal_error{io} instead. Blocks already allocated
+/// are left as they are (their bytes too).
+inline void allocate_range(int fd, std::uint64_t offset, std::uint64_t bytes, const std::filesystem::path& path) {
+  if (bytes == 0) return;
   int err;
-  do err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  do err = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(bytes));
   while (err == EINTR);
-  if (err != 0) throw_io("pre-allocate " + std::to_string(bytes) + " bytes for", path, err);
+  if (err != 0)
+    throw_io("allocate " + std::to_string(bytes) + " bytes (from byte " + std::to_string(offset) + ") of", path, err);
 }
 
 /// @brief fdatasync, retried on EINTR; throws journal_error{io} on failure.
@@ -7964,7 +9593,7 @@ inline void write_at(int fd, std::span<const std::byte> bytes, std::uint64_t off
 }
 
 /// @brief End of the last region of the file that holds data (per SEEK_DATA/SEEK_HOLE), which
-/// lets recovery skip the untouched pre-allocated tail of a segment without reading it. Falls
+/// lets recovery skip the untouched (allocated or sparse) tail of a segment without reading it. Falls
 /// back to the file size when the file system cannot tell.
 inline std::uint64_t data_extent_end(int fd, std::uint64_t size) noexcept {
   std::uint64_t end = 0;
@@ -8002,7 +9631,7 @@ inline bool datasync_path(const std::filesystem::path& path) {
 }
 
 /// @brief Fills the page tables of [p, p + n) (page aligned) by read faults, which brings the
-/// pages into the page cache (zero-filled for pre-allocated space) without dirtying them.
+/// pages into the page cache (zero-filled for allocated space and holes) without dirtying them.
 /// Done by the background thread ahead of the writer: instantiating a page costs a zeroing
 /// and a fault, which is most of what an append into a fresh page would otherwise pay.
 inline void populate_pages(std::byte* p, std::size_t n) noexcept {
@@ -8168,9 +9797,15 @@ inline bool writer_may_be_running(const std::filesystem::path& dir) noexcept {
 // length word last, with release: that is the commit readers see), maybe write an index entry,
 // publish next_offset. Durability work happens after the lock is released.
 //
+// Allocation: segment files have their full size from the start but their blocks are
+// allocated in steps (segment::allocate_to), the background thread keeping allocation_ahead
+// bytes allocated beyond the writer; an append that finds too little allocated allocates for
+// itself (a system call, rarely taken), and fails with journal_error{io} when the disk is full.
+// journal_options::preallocate_segments allocates every segment whole instead.
+//
 // Rolls: when a record does not fit, the segment is sealed (a seal marker after its last
-// record) and a segment the background thread prepared in advance (created, pre-allocated and
-// mapped under a temporary name) is renamed into place. The new segment is in the catalog
+// record) and a segment the background thread prepared in advance (created, allocated as far
+// as its first step and mapped under a temporary name) is renamed into place. The new segment is in the catalog
 // before the seal is written, so a reader that sees the seal finds what follows.
 //
 // Locks, always taken in this order: append_mutex_ -> catalog_mutex_ -> bg_mutex_.
@@ -8921,6 +10556,10 @@ inline decode_result decode_record(std::span<const std::byte> bytes,
 //   that may have been acknowledged: past the last entry's offset plus the most records that
 //   can follow an entry (max_records_after_index_entry). Offsets are never used twice.
 //
+// - Segment files are sparse beyond what their writer allocated (segment::allocate_to): a
+//   repair allocates the bytes it writes first (a full disk is then journal_error{io}, never a
+//   SIGBUS), and a new segment (a fresh journal's, a successor) gets `first_allocation` bytes.
+//
 // Every repair is flushed before the journal accepts appends.
 
 #include <array>
@@ -9024,9 +10663,14 @@ inline header_status read_file_header(std::span<const std::byte> in, file_header
 // The writer maps the segment it appends to read-write and appends by copying records into the
 // mapping: a memcpy into the page cache, no system call, and the record survives the death of
 // the process as soon as it is copied. fdatasync on the file descriptor flushes those pages
-// (on Linux it covers pages dirtied through a shared mapping). Segment files are pre-allocated,
-// so the mapping never meets a hole and the size never changes while appending; the journal's
-// background thread populates the pages ahead of the writer (populate_step).
+// (on Linux it covers pages dirtied through a shared mapping). A segment file has its full
+// size (its capacity) from the start, so the size never changes while appending, but its
+// blocks are allocated in steps ahead of the writer (allocate_to, allocation_ahead): the
+// writer only ever writes below allocated(), so the mapping never meets a hole (no SIGBUS on a
+// full disk: a failed allocation is an append's journal_error), and a journal of five events
+// takes a few KiB of disk, not a whole segment. The index file is allocated along with it. The
+// journal's background thread allocates and populates the pages ahead of the writer
+// (populate_step), so that the append path rarely pays for either.
 //
 // The same object is what readers in the writer's process read from (they share the mapping,
 // and synchronize with the writer through the records' length words and index_count); readers
@@ -9043,6 +10687,7 @@ inline header_status read_file_header(std::span<const std::byte> in, file_header
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9228,6 +10873,20 @@ inline std::optional<std::uint64_t> parse_segment_file_name(std::string_view nam
   return base;
 }
 
+/// @brief Smallest step in which a writer's segment files are allocated (64 KiB): the first
+/// allocation of a new segment, and the least it keeps allocated ahead of its last record.
+inline constexpr std::uint64_t allocation_min_step = std::uint64_t{64} << 10;
+/// @brief Largest step (8 MiB): beyond that much written, allocation keeps this far ahead.
+inline constexpr std::uint64_t allocation_max_step = std::uint64_t{8} << 20;
+
+/// @brief How far beyond `end` (the end of its records) a writer's segment keeps its files
+/// allocated: as much as is written already (so allocation doubles), within
+/// [allocation_min_step, allocation_max_step].
+constexpr std::uint64_t allocation_ahead(std::uint64_t end) noexcept {
+  const std::uint64_t rounded = (end + 4095) & ~std::uint64_t{4095};
+  return rounded < allocation_min_step ? allocation_min_step : rounded > allocation_max_step ? allocation_max_step : rounded;
+}
+
 /// @brief One segment's mapped files, shared by the writer and in-process readers.
 class segment {
  public:
@@ -9302,7 +10961,8 @@ class segment {
   }
 
   /// @brief Opens (creating if needed) both files read-write for the writer, grows them to at
-  /// least the given sizes, and maps them. A file created gets `file_mode`.
+  /// least the given sizes (sparsely: nothing is allocated, see allocate_to), and maps them.
+  /// A file created gets `file_mode`. Nothing is known allocated yet (allocated() is 0).
   void open_for_writing(std::uint64_t min_log_bytes, std::uint64_t min_idx_bytes, unsigned file_mode) {
     live_ = true;
     log_fd_ = open_file(log_path_, O_RDWR | O_CREAT, false, file_mode);
@@ -9310,38 +10970,108 @@ class segment {
     // Before the pages are populated: populated pages make the whole file look like data.
     data_extent_ = data_extent_end(log_fd_.get(), size);
     size_found_ = size;
-    if (size < min_log_bytes) preallocate(log_fd_.get(), size = min_log_bytes, log_path_);
+    if (size < min_log_bytes) resize_file(log_fd_.get(), size = min_log_bytes, log_path_);
     size &= ~std::uint64_t{7};  // frames are 8-byte aligned: a ragged end is unusable
     data_ = mapping::map(log_fd_.get(), size, true, log_path_);
     idx_fd_ = open_file(idx_path_, O_RDWR | O_CREAT, false, file_mode);
     std::uint64_t isize = file_size(idx_fd_.get(), idx_path_);
-    if (isize < min_idx_bytes) preallocate(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
+    index_extent_ = data_extent_end(idx_fd_.get(), isize);
+    if (isize < min_idx_bytes) resize_file(idx_fd_.get(), isize = min_idx_bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), isize, true, idx_path_);
   }
 
-  /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx),
-  /// pre-allocated and mapped but not yet populated: what the background thread keeps ready
-  /// so that a roll costs two renames instead of a 64 MiB allocation on the append path.
-  /// Both files get `file_mode` (journal_options::file_mode).
+  /// @brief Creates a segment's files under temporary names (prepared-<serial>.log/.idx), at
+  /// their full sizes but allocated only up to `allocate_bytes` of the .log (and the index
+  /// that needs; see allocate_to), mapped but not yet populated: what the background thread
+  /// keeps ready so that a roll costs two renames instead of file creation on the append
+  /// path. `interval` is the index interval the segment will be adopted with. Both files get
+  /// `file_mode` (journal_options::file_mode).
   static std::shared_ptr<segment> create_prepared(const std::filesystem::path& dir, std::uint64_t log_bytes,
-                                                  std::uint64_t idx_bytes, unsigned serial, unsigned file_mode) {
+                                                  std::uint64_t idx_bytes, std::uint64_t allocate_bytes,
+                                                  std::uint32_t interval, unsigned serial, unsigned file_mode) {
     auto seg = std::make_shared<segment>(dir, std::numeric_limits<std::uint64_t>::max());
     const std::string stem = std::string(prepared_prefix) + std::to_string(serial);
     seg->log_path_ = dir / (stem + std::string(segment_extension));
     seg->idx_path_ = dir / (stem + std::string(index_extension));
     seg->live_ = true;
+    seg->index_interval = interval;
     try {
       seg->log_fd_ = open_file(seg->log_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
-      preallocate(seg->log_fd_.get(), log_bytes, seg->log_path_);
+      resize_file(seg->log_fd_.get(), log_bytes, seg->log_path_);
       seg->data_ = mapping::map(seg->log_fd_.get(), log_bytes, true, seg->log_path_);
       seg->idx_fd_ = open_file(seg->idx_path_, O_RDWR | O_CREAT | O_TRUNC, false, file_mode);
-      preallocate(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
+      resize_file(seg->idx_fd_.get(), idx_bytes, seg->idx_path_);
       seg->index_ = mapping::map(seg->idx_fd_.get(), idx_bytes, true, seg->idx_path_);
+      seg->allocate_to(allocate_bytes);
     } catch (...) {
       seg->discard_prepared();
       throw;
     }
     return seg;
+  }
+
+  /// @brief Bytes of the .log file, from its start, whose blocks are known to be allocated
+  /// (the writer's segments): the writer writes below this only. The index file is allocated
+  /// as far as that many bytes of records can need.
+  std::uint64_t allocated() const noexcept { return allocated_.load(std::memory_order_acquire); }
+
+  /// @brief Allocates the .log file up to `log_bytes` (rounded up to 4 KiB, at most its
+  /// capacity) and the index as far as that many bytes of records can need (index_file_bytes
+  /// with the segment's own interval, at most its size). Nothing when already that far.
+  /// Called by the writer (under its append lock) and the background thread; throws
+  /// journal_error{io} when the disk is full (allocated() is then unchanged).
+  void allocate_to(std::uint64_t log_bytes) {
+    std::lock_guard lock(allocation_mutex_);
+    const std::uint64_t have = allocated_.load(std::memory_order_relaxed);
+    const std::uint64_t target = std::min<std::uint64_t>((log_bytes + 4095) & ~std::uint64_t{4095}, data_.size());
+    if (target <= have || !log_fd_) return;
+    const std::uint64_t idx_target =
+        std::min<std::uint64_t>(index_file_bytes(target, index_interval), index_.size());
+    if (idx_target > index_allocated_ && idx_fd_) {
+      allocate_range(idx_fd_.get(), index_allocated_, idx_target - index_allocated_, idx_path_);
+      index_allocated_ = idx_target;
+    }
+    allocate_range(log_fd_.get(), have, target - have, log_path_);
+    allocated_.store(target, std::memory_order_release);
+  }
+
+  /// @brief Allocates the blocks of [from, to) of the .log file (recovery, before it writes
+  /// there: a seal, a header, zeros over a torn tail). Throws journal_error{io}.
+  void allocate_log_range(std::uint64_t from, std::uint64_t to) {
+    to = std::min<std::uint64_t>(to, data_.size());
+    if (to > from && log_fd_) allocate_range(log_fd_.get(), from, to - from, log_path_);
+  }
+
+  /// @brief Allocates the blocks of [from, to) of the .idx file (recovery, before it writes
+  /// there: a header, entries). Throws journal_error{io}.
+  void allocate_index_range(std::uint64_t from, std::uint64_t to) {
+    to = std::min<std::uint64_t>(to, index_.size());
+    if (to > from && idx_fd_) allocate_range(idx_fd_.get(), from, to - from, idx_path_);
+  }
+
+  /// @brief Background thread: when less than half of allocation_ahead(at) is left allocated
+  /// beyond `at`, allocates that far ahead of it (the whole segment when `whole`). `at` is
+  /// the writer's end in this segment, or, for the prepared next segment, the writer's end in
+  /// the active one: the next segment is allocated as far as the active one is filled, so a
+  /// busy writer rolls into allocated (and populated) space while a small journal's next
+  /// segment stays small. Returns true when it allocated. Throws journal_error{io} (the writer
+  /// then allocates for itself when it needs to, and reports the error to its caller).
+  bool allocate_ahead(std::uint64_t at, bool whole) {
+    const std::uint64_t have = allocated();
+    if (have >= data_.size()) return false;
+    const std::uint64_t ahead = allocation_ahead(at);
+    if (!whole && have >= std::min<std::uint64_t>(at + ahead / 2, data_.size())) return false;
+    allocate_to(whole ? data_.size() : at + ahead);
+    return true;
+  }
+
+  /// @brief Where the writer should wake the background thread for the next allocation step:
+  /// once its records pass half of the allocated space ahead of them (max: nothing left to allocate).
+  std::uint64_t allocation_wake_point() const noexcept {
+    const std::uint64_t have = allocated();
+    if (have >= data_.size()) return std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t half = allocation_ahead(end.load(std::memory_order_relaxed)) / 2;
+    return have > half ? have - half : 0;
   }
 
   /// @brief Turns a prepared segment into the segment based at `base`: writes the file headers
@@ -9376,13 +11106,14 @@ class segment {
     std::filesystem::remove(idx_path_, ec);
   }
 
-  /// @brief Populates the next chunk of pages ahead of the writer (background thread only);
-  /// false when the whole mapping is populated.
+  /// @brief Populates the next chunk of pages ahead of the writer (background thread only),
+  /// as far as the file is allocated; false when all of that is populated.
   bool populate_step(std::size_t chunk) noexcept {
     const std::uint64_t written = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
+    const std::uint64_t limit = allocated();
     if (populated_ < written) populated_ = written;  // the writer got there first: skip ahead
-    if (populated_ >= data_.size()) return false;
-    const std::uint64_t n = std::min<std::uint64_t>(chunk, data_.size() - populated_);
+    if (populated_ >= limit) return false;
+    const std::uint64_t n = std::min<std::uint64_t>(chunk, limit - populated_);
     populate_pages(data_.data() + populated_, static_cast<std::size_t>(n));
     populated_ += n;
     return true;
@@ -9396,15 +11127,22 @@ class segment {
     return true;
   }
 
-  /// @brief Makes the `window` bytes after the writer's position writable ahead of it
-  /// (background thread only; see populate_pages_for_write). `refresh`: a flush has
-  /// write-protected the pages again, redo the whole window. Sets wake_at, the position past
-  /// which the writer asks for the next window. False when there was nothing to do.
+  /// @brief Makes the `window` bytes after the writer's position writable ahead of it, as far
+  /// as the file is allocated (background thread only; see populate_pages_for_write).
+  /// `refresh`: a flush has write-protected the pages again, redo the whole window. Sets
+  /// wake_at, the position past which the writer asks for the next window (or allocation
+  /// step). False when there was nothing to do.
   bool prepare_write_window(std::size_t window, bool refresh) noexcept {
     const std::uint64_t at = end.load(std::memory_order_relaxed) & ~std::uint64_t{4095};
-    const std::uint64_t target = std::min<std::uint64_t>(at + window, data_.size());
+    const std::uint64_t limit = allocated();
+    const std::uint64_t target = std::min<std::uint64_t>(at + window, limit);
     const std::uint64_t from = refresh ? at : std::max(window_done_, at);
-    wake_at.store(target > at + window / 2 ? target - window / 2 : at, std::memory_order_relaxed);
+    // Cut short by the allocation: the next allocation step (allocation_wake_point) is what
+    // widens it, so that is when to wake.
+    const std::uint64_t window_wake = target > at + window / 2 ? target - window / 2
+                                      : target < at + window && limit < data_.size() ? allocation_wake_point()
+                                                                                     : at;
+    wake_at.store(std::min(window_wake, allocation_wake_point()), std::memory_order_relaxed);
     if (from >= target) return false;
     populate_pages_for_write(data_.data() + from, static_cast<std::size_t>(target - from));
     window_done_ = target;
@@ -9435,16 +11173,21 @@ class segment {
     idx_fd_.reset();
   }
 
-  /// @brief Replaces the index mapping with a bigger file (recovery rebuilding an index).
+  /// @brief Replaces the index mapping with a bigger file (recovery rebuilding an index),
+  /// grown sparsely: recovery allocates the slots it writes (allocate_index_slots).
   void grow_index(std::uint64_t bytes) {
     index_.reset();
-    preallocate(idx_fd_.get(), bytes, idx_path_);
+    if (file_size(idx_fd_.get(), idx_path_) < bytes) resize_file(idx_fd_.get(), bytes, idx_path_);
     index_ = mapping::map(idx_fd_.get(), bytes, true, idx_path_);
   }
 
   /// @brief End of the .log file's data extents when open_for_writing opened it: beyond it
-  /// the file held only zeros (lets recovery skip the untouched pre-allocated tail).
+  /// the file held only zeros (lets recovery skip the untouched tail, allocated or sparse).
   std::uint64_t data_extent() const noexcept { return data_extent_; }
+  /// @brief The same for the .idx file: beyond it, only zeros (a hole, or never written).
+  /// Recovery reads no further: on tmpfs, reading a hole through a mapping allocates a page,
+  /// and on a full one fails with SIGBUS.
+  std::uint64_t index_data_extent() const noexcept { return index_extent_; }
   /// @brief Size of the .log file when open_for_writing found it (before growing it).
   std::uint64_t size_found() const noexcept { return size_found_; }
   /// @brief The mapped .idx file (header included).
@@ -9460,7 +11203,8 @@ class segment {
   std::atomic<std::uint64_t> end{file_header_bytes};  ///< bytes up to the end of the last record
   std::atomic<std::int64_t> max_time{std::numeric_limits<std::int64_t>::min()};  ///< newest publish time
   std::atomic<std::int64_t> first_time{0};   ///< publish time of the first record (0 if none)
-  /// The writer wakes the background thread when it appends past this (write window).
+  /// The writer wakes the background thread when it appends past this (write window, next
+  /// allocation step).
   std::atomic<std::uint64_t> wake_at{std::numeric_limits<std::uint64_t>::max()};
 
   // Writer-only state (under the journal's append lock).
@@ -9476,6 +11220,9 @@ class segment {
   std::uint64_t populated_ = 0;    // bytes from the start known populated (background thread only)
   std::uint64_t window_done_ = 0;  // end of the write window populated last (background thread only)
   std::atomic<std::uint64_t> dropped_{0};  // page-table entries dropped below this (drop_written_pages)
+  std::mutex allocation_mutex_;             // allocate_to: the writer and the background thread
+  std::atomic<std::uint64_t> allocated_{0};  // .log bytes known allocated (allocate_to)
+  std::uint64_t index_allocated_ = 0;       // .idx bytes allocated by allocate_to (under allocation_mutex_)
   std::filesystem::path log_path_;
   std::filesystem::path idx_path_;
   mapping data_;
@@ -9484,6 +11231,7 @@ class segment {
   unique_fd idx_fd_;
   bool live_ = false;
   std::uint64_t data_extent_ = 0;
+  std::uint64_t index_extent_ = 0;
   std::uint64_t size_found_ = 0;
   std::atomic<std::size_t> reader_index_count_{0};  // validated entries (reader-opened segments)
 };
@@ -9855,6 +11603,15 @@ struct recovered_journal {
   recovery_report report;              ///< what was found and repaired
 };
 
+/// @brief The index slots of `seg` that may hold something: those below the end of the data
+/// its .idx file held when opened (beyond, a hole; see segment::index_data_extent).
+inline std::size_t index_slots_with_data(const segment& seg) noexcept {
+  const std::uint64_t extent = seg.index_data_extent();
+  const std::size_t slots =
+      extent <= file_header_bytes ? 0 : static_cast<std::size_t>((extent - file_header_bytes + index_entry_bytes - 1) / index_entry_bytes);
+  return std::min(slots, seg.index_capacity_entries());
+}
+
 /// @brief Writes a segment's index from `kept` existing entries plus `added`, growing the file
 /// if needed and clearing whatever stale entries follow (a reader must never pick them up).
 /// Only slots whose bytes differ are written, so an index that was right is left untouched
@@ -9872,15 +11629,22 @@ inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<inde
     changed = true;
   }
   std::array<std::byte, index_entry_bytes> entry{};
+  bool allocated = false;  // the slots written, allocated first (the file may be sparse there)
   for (std::size_t i = 0; i < added.size(); ++i) {
     write_index_entry(entry.data(), added[i]);
     std::byte* slot = seg.index_entry_slot(kept + i);
     if (std::memcmp(slot, entry.data(), index_entry_bytes) != 0) {
+      if (!allocated)
+        seg.allocate_index_range(file_header_bytes + (kept + i) * index_entry_bytes,
+                                 file_header_bytes + needed * index_entry_bytes);
+      allocated = true;
       std::memcpy(slot, entry.data(), index_entry_bytes);
       changed = true;
     }
   }
-  const std::size_t cap = seg.index_capacity_entries();
+  // Stale entries can only be where the file held data when it was opened (beyond, a hole:
+  // zeros, not read, see segment::index_data_extent).
+  const std::size_t cap = index_slots_with_data(seg);
   for (std::size_t i = needed; i < cap; ++i) {
     std::byte* slot = seg.index_entry_slot(i);
     bool zero = true;
@@ -9896,7 +11660,7 @@ inline bool rewrite_index(segment& seg, std::size_t kept, const std::vector<inde
 
 /// @brief The first index slot at or after `from` that is not all zero, or SIZE_MAX.
 inline std::size_t first_nonzero_index_slot(const segment& seg, std::size_t from) noexcept {
-  for (std::size_t k = from; k < seg.index_capacity_entries(); ++k) {
+  for (std::size_t k = from; k < index_slots_with_data(seg); ++k) {
     const std::byte* slot = seg.index_entry_slot(k);
     for (std::size_t b = 0; b < index_entry_bytes; ++b)
       if (slot[b] != std::byte{0}) return k;
@@ -9913,9 +11677,11 @@ constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) no
 }
 
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
-/// normalized option. Throws journal_error on I/O failure or a segment of a newer format.
+/// normalized option; `first_allocation` the bytes allocated in a segment recovery creates.
+/// Throws journal_error on I/O failure or a segment of a newer format.
 inline recovered_journal recover_journal(const std::filesystem::path& dir, std::uint64_t segment_bytes,
-                                         std::uint32_t interval, bool verify_all, unsigned file_mode) {
+                                         std::uint32_t interval, bool verify_all, unsigned file_mode,
+                                         std::uint64_t first_allocation) {
   recovered_journal out;
   auto& report = out.report;
   std::error_code ec;
@@ -9934,7 +11700,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   if (bases.empty()) {
     // A new journal: segment 0, created under a temporary name so that no reader ever sees a
     // half-made file.
-    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, 0, file_mode);
+    auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, first_allocation, interval, 0, file_mode);
     try {
       seg->adopt(0, interval);
     } catch (...) {
@@ -9988,6 +11754,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
           throw journal_error(journal_error::code::corrupt,
                               "agentbus journal: segment '" + seg->log_path().string() +
                                   "' is too short to be a segment: move it out of the directory");
+        seg->allocate_log_range(0, file_header_bytes);
         write_file_header(data, {file_kind::segment, journal_format_version, base, 0});
         modified = true;
         break;
@@ -10005,7 +11772,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     std::size_t valid_entries = 0;
     std::string index_damage;  // why the index is rebuilt (empty: it was fine)
     if (index_header_ok) {
-      valid_entries = count_valid_index_entries(seg->index_entry_slot(0), seg->index_capacity_entries());
+      valid_entries = count_valid_index_entries(seg->index_entry_slot(0), index_slots_with_data(*seg));
       const std::size_t junk = first_nonzero_index_slot(*seg, valid_entries);
       // The active segment's entry right after the valid ones may be torn by a crash (the
       // writer died while writing it): harmless and cleared. Anything else is damage.
@@ -10026,6 +11793,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       if (seg->index_file_bytes_view().size() < own_idx_bytes) seg->grow_index(own_idx_bytes);
     }
     if (!index_header_ok || ih.parameter != seg_interval) {
+      seg->allocate_index_range(0, file_header_bytes);
       write_file_header(seg->writable_index_file(), {file_kind::index, journal_format_version, base, seg_interval});
       if (!index_header_ok) valid_entries = 0;
       modified = true;
@@ -10124,8 +11892,8 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
     if (continue_at > s.next_offset) {
       report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
                                 " in a new segment, so that no acknowledged offset is used twice");
-      successor =
-          segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval), 0, file_mode);
+      successor = segment::create_prepared(dir, segment_bytes, index_file_bytes(segment_bytes, interval),
+                                           first_allocation, interval, 0, file_mode);
       try {
         successor->adopt(continue_at, interval);
       } catch (...) {
@@ -10185,6 +11953,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         // Sealed, yet nothing follows it (the next segment was removed by hand?): remove the
         // seal and write on here; whatever lies beyond it is a torn tail like any other.
         const std::uint64_t nz = last_nonzero_end(seg->bytes(), s.end + seal_bytes, seg->data_extent());
+        seg->allocate_log_range(s.end, nz);
         std::memset(data + s.end, 0, static_cast<std::size_t>(nz - s.end));
         if (nz > s.end + seal_bytes) {
           report.truncated_bytes += nz - s.end - seal_bytes;
@@ -10193,6 +11962,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         modified = true;
       }
       if (s.torn_end > s.torn_begin) {
+        seg->allocate_log_range(s.torn_begin, s.torn_end);
         std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
         report.truncated_bytes += s.torn_end - s.torn_begin;
         report.truncated_records += s.torn_records;
@@ -10202,6 +11972,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       if (successor) {
         // What was cut is a tail like any other: zeroed (counted above, through the index).
         if (s.torn_end > s.torn_begin) {
+          seg->allocate_log_range(s.torn_begin, s.torn_end);
           std::memset(data + s.torn_begin, 0, static_cast<std::size_t>(s.torn_end - s.torn_begin));
           report.truncated_bytes += s.torn_end - s.torn_begin;
         }
@@ -10214,6 +11985,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       // The roll was cut short, or the tail was damaged: seal it here (a segment filled to the
       // last byte needs no seal: readers move on at its end).
       if (!s.sealed && s.end + seal_bytes <= seg->capacity()) {
+        seg->allocate_log_range(s.end, s.end + seal_bytes);
         std::memset(data + s.end + 4, 0, 4);
         store_release_u32(data + s.end, seal_marker);
         modified = true;
@@ -10311,7 +12083,7 @@ class journal_core final : public segment_source {
   explicit journal_core(journal_options o)
       : opts_(std::move(o)), idx_bytes_(index_file_bytes(opts_.segment_bytes, opts_.index_interval_bytes)) {
     recovered_journal r = recover_journal(opts_.directory, opts_.segment_bytes, opts_.index_interval_bytes,
-                                          opts_.verify_on_open, opts_.file_mode);
+                                          opts_.verify_on_open, opts_.file_mode, first_allocation(opts_.segment_bytes));
     report_ = std::move(r.report);
     catalog_ = std::move(r.catalog);
     active_ = catalog_.back().pinned;
@@ -10323,6 +12095,13 @@ class journal_core final : public segment_source {
         last_time_.store(t, std::memory_order_relaxed);
         break;
       }
+    }
+    // Space ahead of the writer in a reopened active segment. Best effort: a full disk must
+    // not keep a journal from opening (recovery needs no space); the first append that needs
+    // the space tries again and reports the failure.
+    try {
+      active_->allocate_ahead(active_->end.load(std::memory_order_relaxed), opts_.preallocate_segments);
+    } catch (const journal_error&) {
     }
     commit_ = std::make_unique<group_commit>(active_->next_offset);
     populating_ = active_;
@@ -10393,6 +12172,8 @@ class journal_core final : public segment_source {
         seg = active_.get();
         pos = seg->end.load(std::memory_order_relaxed);
       }
+      if (pos + size + seal_bytes > seg->allocated()) [[unlikely]]  // the background thread fell behind
+        seg->allocate_to(pos + size + seal_bytes + allocation_ahead(pos + size));  // throws: nothing appended
       offset = seg->next_offset++;
       encode_record(seg->writable_data() + pos, in, offset, body);
       if (in.published_ns > seg->running_max) {
@@ -10573,6 +12354,8 @@ class journal_core final : public segment_source {
     if (!seg) {  // none ready (or too small for this record): make one now
       const std::uint64_t log_bytes = std::max(opts_.segment_bytes, (needed + 4095) & ~std::uint64_t{4095});
       seg = segment::create_prepared(opts_.directory, log_bytes, index_file_bytes(log_bytes, opts_.index_interval_bytes),
+                                     opts_.preallocate_segments ? log_bytes : needed + allocation_ahead(needed),
+                                     opts_.index_interval_bytes,
                                      prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
     }
     segment& old = *active_;
@@ -10644,14 +12427,40 @@ class journal_core final : public segment_source {
     return target;
   }
 
-  // The background thread, in order of urgency: retire sealed segments (start their write-back,
-  // unmap them), keep a prepared segment ready, and populate pages ahead of the writer (the
-  // active segment, then the prepared one).
+  // The first allocation of a segment the writer creates: its first step, or all of it.
+  std::uint64_t first_allocation(std::uint64_t log_bytes) const noexcept {
+    return opts_.preallocate_segments ? log_bytes : allocation_min_step;
+  }
+
+  // The background thread, in order of urgency: allocate ahead of the writer, retire sealed
+  // segments (start their write-back, unmap them), keep a prepared segment ready, and populate
+  // pages ahead of the writer (the active segment, then the prepared one).
   void background() {
     constexpr std::size_t populate_chunk = std::size_t{1} << 20;
     constexpr std::size_t write_window_bytes = 256 * 1024;
     std::unique_lock lock(bg_mutex_);
     while (!bg_stop_) {
+      if (window_seg_) {
+        auto seg = window_seg_;
+        auto next = prepared_;
+        lock.unlock();
+        bool did = false, next_did = false;
+        try {
+          const std::uint64_t at = seg->end.load(std::memory_order_relaxed);
+          did = seg->allocate_ahead(at, opts_.preallocate_segments);
+          // The next segment as far as this one is filled (see segment::allocate_ahead).
+          if (next) next_did = next->allocate_ahead(at, opts_.preallocate_segments);
+        } catch (...) {  // the disk is full: the append that needs the space reports it
+        }
+        // Where the writer wakes us for the next step (the write window, below, folds it in).
+        if (!write_window_) seg->wake_at.store(seg->allocation_wake_point(), std::memory_order_relaxed);
+        lock.lock();
+        if (next_did && next == prepared_) prepared_populated_ = false;  // more pages to populate
+        if (did || next_did) {
+          if (did && seg == window_seg_ && !populating_) populating_ = seg;
+          continue;
+        }
+      }
       if (!retired_.empty()) {
         auto retired = std::move(retired_);
         retired_.clear();
@@ -10682,6 +12491,7 @@ class journal_core final : public segment_source {
         std::shared_ptr<segment> p;
         try {
           p = segment::create_prepared(opts_.directory, opts_.segment_bytes, idx_bytes_,
+                                       first_allocation(opts_.segment_bytes), opts_.index_interval_bytes,
                                        prepare_serial_.fetch_add(1, std::memory_order_relaxed), opts_.file_mode);
         } catch (...) {  // the roll makes its own and reports the error to the appender
         }
@@ -10767,7 +12577,7 @@ class journal_core final : public segment_source {
   std::shared_ptr<segment> prepared_;          // the next segment, ready to be adopted
   bool prepared_populated_ = false;            // prepared_ is fully populated
   std::shared_ptr<segment> populating_;        // the active segment while it is being populated
-  std::shared_ptr<segment> window_seg_;        // the active segment, for the write window
+  std::shared_ptr<segment> window_seg_;        // the active segment, for allocation and the write window
   bool write_window_ = false;                  // keep a write window (never/interval)
   std::uint64_t window_syncs_ = 0;             // syncs_ when the window was last refreshed
   std::vector<std::filesystem::path> unsynced_;  // sealed segments not flushed yet
@@ -11062,7 +12872,7 @@ class journal {
  public:
   /// @brief Opens (creating it if needed) the journal in options.directory: takes the
   /// directory's lock (journal_error{locked} if another writer, in this process or another,
-  /// has it), recovers (see recovery()) and starts the background thread that pre-allocates
+  /// has it), recovers (see recovery()) and starts the background thread that allocates
   /// segments and flushes. Throws journal_error{invalid_options} for unusable options,
   /// journal_error{io} when the directory cannot be used.
   explicit journal(journal_options options) {
@@ -11218,6 +13028,7 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 //   - other version: an upcaster registered with upcast<T>(from_version, fn) converts it,
 //     else it is reported.
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -11231,10 +13042,14 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 
 namespace agentbus {
 
+/// @brief The header in which a journal keeps an event's deadline (publish_options::ttl), as
+/// nanoseconds of wall-clock time since the epoch: replayed events keep their deadline.
+inline constexpr std::string_view deadline_header = "agentbus-deadline";
+
 namespace detail {
 
 /// The bus's side of a journal: typed appends and typed readers over the byte-level engine.
-class journal_store {
+class journal_store : public dedup_store {
  public:
   /// Events are encoded from the publisher's stack event; no shared block is needed.
   static constexpr bool keeps_blocks = false;
@@ -11256,13 +13071,26 @@ class journal_store {
       in.topic = ev.topic();
       in.schema = event_traits<T>::name();
       in.schema_version = event_traits<T>::version();
-      in.fingerprint = codec<T>::fingerprint();
+      in.fingerprint = codec_fingerprint<T>();
       in.published_ns = offset_setter::published_ns(ev);
       in.event_id = ev.id();
       in.correlation_id = ev.correlation_id();
       in.source = ev.source();
       in.priority = static_cast<std::uint8_t>(ev.priority());
       in.headers = ev.headers();
+      // A deadline (publish_options::ttl) is kept as a header holding the wall-clock time, so
+      // that an event read back after a restart is still known to be stale.
+      thread_local std::vector<header> with_deadline;
+      thread_local std::string deadline_text;
+      if (const auto deadline = ev.deadline()) {
+        const auto left = *deadline - deadline_clock::now();
+        deadline_text = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           (std::chrono::system_clock::now() + left).time_since_epoch())
+                                           .count());
+        with_deadline.assign(ev.headers().begin(), ev.headers().end());
+        with_deadline.push_back({deadline_header, deadline_text});
+        in.headers = with_deadline;
+      }
       in.payload = buffer.bytes();
       const std::uint64_t offset = journal_.append(in);
       offset_setter::set(ev, offset);
@@ -11272,6 +13100,31 @@ class journal_store {
 
   /// The offset the next event will get.
   std::uint64_t next_offset() const noexcept { return journal_.next_offset(); }
+
+  /// Configures the dedup window and refills it from the newest records (at most max_keys of
+  /// them, and only those stored within the window), so that it survives a restart.
+  void open_dedup(const dedup_options& options) {
+    dedup_.configure(options);
+    if (options.max_keys == 0) return;
+    const std::uint64_t next = journal_.next_offset();
+    const std::uint64_t first = journal_.first_offset();
+    const std::uint64_t from = next - first > options.max_keys ? next - options.max_keys : first;
+    const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    journal_reader reader = journal_.read(from);
+    record r{};
+    for (;;) {
+      const read_status status = reader.next(r);
+      if (status == read_status::end) break;
+      if (status != read_status::ok) continue;  // damage is the readers' to report; skip it here
+      for (const header& h : r.headers) {
+        if (h.key != idempotency_header) continue;
+        const std::chrono::nanoseconds age = now_ns - std::chrono::nanoseconds(r.published_ns);
+        if (age < options.window) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
+        break;
+      }
+    }
+  }
   /// The journal itself: sync(), stats(), recovery(), first_offset(), ...
   agentbus::journal& engine() noexcept { return journal_; }
   /// The journal itself.
@@ -11322,7 +13175,7 @@ class journal_store {
         if (start_.from == history::start::time &&
             record_.published_ns < std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time.time_since_epoch()).count())
           continue;
-        if (filter_ && !filter_->matches(record_.topic)) {
+        if (filter_ && !matches_filter(record_.topic)) {
           ++stats_.other_topics;
           continue;
         }
@@ -11336,7 +13189,7 @@ class journal_store {
         options_.correlation_id = record_.correlation_id;
         options_.prio = static_cast<priority>(record_.priority > 2 ? 1 : record_.priority);
         options_.headers = record_.headers;
-        event_.emplace(*value_, record_.topic, options_, record_.event_id, no_deadline, nullptr, record_.offset);
+        event_.emplace(*value_, record_.topic, options_, record_.event_id, stored_deadline(), nullptr, record_.offset);
         offset_setter::set_published(*event_, record_.published_ns == 0 ? 1 : record_.published_ns);
         ++stats_.delivered;
         return true;
@@ -11359,6 +13212,34 @@ class journal_store {
     replay_stats& stats() noexcept { return stats_; }
 
    private:
+    // The deadline a record was stored with (the header append writes), on this process's
+    // steady clock; none when it had none or the header does not parse.
+    deadline_clock::time_point stored_deadline() const {
+      for (const header& h : record_.headers) {
+        if (h.key != deadline_header) continue;
+        std::int64_t ns = 0;
+        for (char c : h.value) {
+          if (c < '0' || c > '9') return no_deadline;
+          ns = ns * 10 + (c - '0');
+        }
+        const auto left = std::chrono::nanoseconds(ns) -
+                          std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch());
+        return deadline_clock::now() + std::chrono::duration_cast<deadline_clock::duration>(left);
+      }
+      return no_deadline;
+    }
+
+    // Consecutive records are often on one topic: the last answer is kept (a comparison of
+    // the topic's bytes is cheaper than matching the pattern again).
+    bool matches_filter(std::string_view topic) {
+      if (topic != last_topic_) {
+        last_topic_.assign(topic);
+        last_match_ = filter_->matches(topic);
+      }
+      return last_match_;
+    }
+
     std::string where() const {
       return "record " + std::to_string(record_.offset) + " (topic '" + std::string(record_.topic) + "', schema '" +
              std::string(record_.schema) + "' version " + std::to_string(record_.schema_version) + ")";
@@ -11369,7 +13250,7 @@ class journal_store {
       value_.reset();
       try {
         if (record_.schema_version == event_traits<T>::version()) {
-          if (record_.fingerprint != codec<T>::fingerprint()) {
+          if (record_.fingerprint != codec_fingerprint<T>()) {
             ++stats_.fingerprint_mismatches;
             stats_.note("agentbus: journal: " + where() +
                         ": the codec fingerprint differs from this program's type at the same schema version (the "
@@ -11402,6 +13283,8 @@ class journal_store {
     journal_reader reader_;
     history start_;
     std::optional<topic_pattern> filter_;
+    std::string last_topic_;  // matches_filter's memo
+    bool last_match_ = false;
     record record_{};
     std::optional<T> value_;
     publish_options options_;
