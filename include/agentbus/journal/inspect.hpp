@@ -111,9 +111,9 @@ class journal_inspector {
   /// when the printer cannot decode it.
   std::optional<std::string> payload_text(const record& r) const {
     auto d = printers_.decode(r);
-    using outcome = detail::inspect::printer_registry::result::outcome;
-    if (d.what == outcome::no_printer) return std::nullopt;
-    if (d.what == outcome::failed) throw std::runtime_error(d.text);
+    using decode_outcome = detail::inspect::printer_registry::result::outcome;
+    if (d.what == decode_outcome::no_printer) return std::nullopt;
+    if (d.what == decode_outcome::failed) throw std::runtime_error(d.text);
     return std::move(d.text);
   }
 
