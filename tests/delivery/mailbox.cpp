@@ -104,6 +104,24 @@ TEST_CASE("expired and live events mixed in one burst: each counted once", "[del
   for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == static_cast<int>(2 * i + 1));
 }
 
+TEST_CASE("a mailbox on a manual clock expires events when the clock passes their deadline, without sleeping",
+          "[delivery][mailbox][ttl]") {
+  agentbus::manual_clock clock;
+  agentbus::bus bus;
+  agentbus::agent a("a", {.clock = &clock});
+  std::vector<int> got;
+  auto s = a.subscribe(bus, "t", [&](const job& j) { got.push_back(j.n); });
+  bus.publish("t", job{1}, {.ttl = 10s});
+  bus.publish("t", job{2}, {.ttl = 1h});
+  CHECK(a.poll(1) == 1);  // not expired: the manual clock has not moved
+  clock.advance(11s);     // past the second one's publish time + 10 s, not + 1 h
+  bus.publish("t", job{3}, {.ttl = 10s});
+  clock.advance(1h);      // job 2 and job 3 are now past their deadlines
+  CHECK(a.poll() == 0);
+  CHECK(got == std::vector<int>{1});
+  CHECK(a.stats().expired == 2);
+}
+
 TEST_CASE("stop(discard) in the middle of a stream counts every event once", "[delivery][mailbox][shutdown][concurrency]") {
   // The handler is slower than the publisher, so a backlog builds up and the stop really
   // discards part of it (a handler that keeps up would leave nothing to discard).

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "agentbus/core/clock.hpp"
 #include "agentbus/core/event.hpp"
 
 namespace agentbus {
@@ -79,6 +80,11 @@ struct mailbox_options {
   /// skip pacing for a while (16 rounds, doubling up to 256 while paces keep losing), so one
   /// event in flight is handled at once. Zero disables pacing.
   std::chrono::nanoseconds pace{1000};
+  /// The clock that decides whether a queued event has expired (publish_options::ttl): an event
+  /// is dropped as expired when this clock reads past its deadline, which publish sets on
+  /// steady_clock's time line. Null: clock_source::steady(). A manual_clock (core/clock.hpp)
+  /// lets a test expire events with advance() instead of sleeping.
+  clock_source* clock = nullptr;
 };
 
 /// @brief Counters of a mailbox.
