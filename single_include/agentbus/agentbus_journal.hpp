@@ -4162,6 +4162,11 @@ struct mailbox_options {
   /// skip pacing for a while (16 rounds, doubling up to 256 while paces keep losing), so one
   /// event in flight is handled at once. Zero disables pacing.
   std::chrono::nanoseconds pace{1000};
+  /// The clock that decides whether a queued event has expired (publish_options::ttl): an event
+  /// is dropped as expired when this clock reads past its deadline, which publish sets on
+  /// steady_clock's time line. Null: clock_source::steady(). A manual_clock (core/clock.hpp)
+  /// lets a test expire events with advance() instead of sleeping.
+  clock_source* clock = nullptr;
 };
 
 /// @brief Counters of a mailbox.
@@ -5499,7 +5504,7 @@ class mailbox {
     // few more handler calls before it is seen are allowed; the stop's own drain sees it).
     if (mode == stop_mode::discard || discarding_.load(std::memory_order_relaxed)) {
       note(undelivered_reason::discarded, ev);
-    } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired()) {
+    } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired(clock_source::or_steady(options_.clock).now())) {
       // The first test is true exactly when the event has a deadline: the clock is read only
       // for those (most events have none).
       note(undelivered_reason::expired, ev);
