@@ -92,8 +92,11 @@ class consumer_group;
 template <class T>
 class group_member {
  public:
+  /// @brief A member of no group: polls nothing.
   group_member() = default;
+  /// @brief Takes over `other`'s membership (`other` then polls nothing).
   group_member(group_member&& other) noexcept : core_(std::move(other.core_)), id_(other.id_) {}
+  /// @brief Leaves this member's group, then takes over `other`'s membership.
   group_member& operator=(group_member&& other) noexcept {
     if (this != &other) {
       leave();
