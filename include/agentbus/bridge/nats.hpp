@@ -44,21 +44,19 @@
 //   the connection. Call export_type / import_type from one thread at a time (any thread).
 
 #include "agentbus/transport/nats.hpp"
+#include "agentbus/bridge/detail/envelope.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
-#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -138,43 +136,6 @@ inline std::string random_bridge_id() {
   std::string id = "agentbus-";
   for (int i = 15; i >= 0; --i) id += hex[(v >> (4 * i)) & 15];
   return id;
-}
-
-inline std::string hex64(std::uint64_t v) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string s(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) s[static_cast<std::size_t>(i)] = hex[v & 15];
-  return s;
-}
-
-template <class N>
-bool parse_number(const char* text, N& out, int base = 10) noexcept {
-  if (text == nullptr) return false;
-  const std::string_view s(text);
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), out, base);
-  return r.ec == std::errc{} && r.ptr == s.data() + s.size();
-}
-
-inline std::int64_t unix_ns(std::chrono::system_clock::time_point t) noexcept {
-  return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
-
-inline bool starts_with_agentbus_prefix(std::string_view key) noexcept {
-  const std::string_view p = nats_header::prefix;
-  if (key.size() < p.size()) return false;
-  for (std::size_t i = 0; i < p.size(); ++i) {
-    char c = key[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    char d = p[i];
-    if (d >= 'A' && d <= 'Z') d = static_cast<char>(d - 'A' + 'a');
-    if (c != d) return false;
-  }
-  return true;
-}
-
-inline const char* nats_header_value(natsMsg* msg, const char* key) noexcept {
-  const char* value = nullptr;
-  return natsMsgHeader_Get(msg, key, &value) == NATS_OK ? value : nullptr;
 }
 
 }  // namespace detail
@@ -360,15 +321,6 @@ class nats_bridge {
     }
   }
 
-  static const char* priority_text(priority p) noexcept {
-    switch (p) {
-      case priority::low: return "low";
-      case priority::high: return "high";
-      case priority::normal: break;
-    }
-    return "normal";
-  }
-
   // Export: runs inside the local publish (a synchronous subscription's handler).
   template <class T>
   void send(const event<T>& e) noexcept {
@@ -383,30 +335,8 @@ class nats_bridge {
     }
     try {
       thread_local byte_writer writer;
-      writer.clear();
-      encode(writer, e.payload());
-      const auto bytes = writer.bytes();
-      detail::nats_message msg(std::string(topic), bytes.data(), bytes.size());
-      natsStatus s = NATS_OK;
-      auto add = [&](const char* key, const std::string& value) {
-        if (s == NATS_OK) s = msg.add_header(key, value.c_str());
-      };
-      add(nats_header::schema, std::string(event_traits<T>::name()));
-      add(nats_header::schema_version, std::to_string(event_traits<T>::version()));
-      add(nats_header::fingerprint, detail::hex64(codec_fingerprint<T>()));
-      add(nats_header::event_id, std::to_string(e.id()));
-      if (e.correlation_id() != 0) add(nats_header::correlation_id, std::to_string(e.correlation_id()));
-      if (!e.source().empty()) add(nats_header::source, std::string(e.source()));
-      add(nats_header::priority, priority_text(e.priority()));
-      if (const auto deadline = e.deadline()) {
-        const auto left = *deadline - deadline_clock::now();
-        add(nats_header::deadline,
-            std::to_string(detail::unix_ns(std::chrono::system_clock::now()) +
-                           std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
-      }
-      add(nats_header::published, std::to_string(detail::unix_ns(e.published())));
-      add(nats_header::origin, id_);
-      for (const header& h : e.headers()) add(std::string(h.key).c_str(), std::string(h.value));
+      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer);
+      natsStatus s = detail::add_envelope_headers(msg, e, id_);
       if (s == NATS_OK) s = natsConnection_PublishMsg(conn_->get(), msg.get());
       if (s != NATS_OK) {
         counters_.dropped.fetch_add(1, std::memory_order_relaxed);
@@ -454,87 +384,33 @@ class nats_bridge {
       return;
     }
 
-    // Schema: name, version and fingerprint must be T's.
-    const char* name = detail::nats_header_value(msg, nats_header::schema);
-    std::uint32_t version = 0;
-    std::uint64_t fingerprint = 0;
-    const bool version_ok = detail::parse_number(detail::nats_header_value(msg, nats_header::schema_version), version);
-    const bool fingerprint_ok =
-        detail::parse_number(detail::nats_header_value(msg, nats_header::fingerprint), fingerprint, 16);
-    if (name == nullptr || event_traits<T>::name() != name || !version_ok || version != event_traits<T>::version() ||
-        !fingerprint_ok || fingerprint != codec_fingerprint<T>()) {
+    if (!detail::schema_matches<T>(msg)) {
       self.counters_.schema_mismatches.fetch_add(1, std::memory_order_relaxed);
-      if (self.on_problem_) {
-        std::string what = "not delivered: expected schema ";
-        what += event_traits<T>::name();
-        what += " v" + std::to_string(event_traits<T>::version()) + " fingerprint " +
-                detail::hex64(codec_fingerprint<T>()) + ", the message has ";
-        if (name == nullptr) {
-          what += "no Agentbus-Schema header";
-        } else {
-          what += name;
-          what += version_ok ? " v" + std::to_string(version) : std::string(" (no valid version)");
-          what += fingerprint_ok ? " fingerprint " + detail::hex64(fingerprint) : std::string(" (no valid fingerprint)");
-        }
-        self.report(nats_problem_kind::schema_mismatch, subject, what);
-      }
+      if (self.on_problem_) self.report(nats_problem_kind::schema_mismatch, subject, detail::schema_mismatch_text<T>(msg));
       return;
     }
 
     // Deadline: the time left becomes the local TTL.
-    publish_options options;
-    std::int64_t deadline_ns = 0;
-    if (detail::parse_number(detail::nats_header_value(msg, nats_header::deadline), deadline_ns)) {
-      const std::int64_t left = deadline_ns - detail::unix_ns(std::chrono::system_clock::now());
-      if (left <= 0) {
-        self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
-        self.report(nats_problem_kind::expired, subject,
-                    "not delivered: its deadline passed " + std::to_string(-left / 1000000) + " ms before it arrived");
-        return;
-      }
-      options.ttl = std::chrono::duration_cast<deadline_clock::duration>(std::chrono::nanoseconds{left});
+    const auto left = detail::time_left(msg);
+    if (left && left->count() <= 0) {
+      self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
+      self.report(nats_problem_kind::expired, subject,
+                  "not delivered: its deadline passed " + std::to_string(-left->count() / 1000000) +
+                      " ms before it arrived");
+      return;
     }
 
     std::optional<T> value;
     try {
-      const char* data = natsMsg_GetData(msg);
-      const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
-      value.emplace(decode<T>(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), data ? size : 0)));
+      value.emplace(detail::decode_payload<T>(msg));
     } catch (const std::exception& ex) {
       self.counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
       self.report(nats_problem_kind::decode_error, subject, std::string("not delivered: ") + ex.what());
       return;
     }
 
-    if (const char* source = detail::nats_header_value(msg, nats_header::source)) options.source = source;
-    std::uint64_t correlation = 0;
-    if (detail::parse_number(detail::nats_header_value(msg, nats_header::correlation_id), correlation))
-      options.correlation_id = correlation;
-    if (const char* p = detail::nats_header_value(msg, nats_header::priority)) {
-      const std::string_view text(p);
-      options.prio = text == "high" ? priority::high : text == "low" ? priority::low : priority::normal;
-    }
-
-    // Headers: the event's own, then the origin (always present on an imported event: loop
-    // prevention) and the sender's event id.
     std::vector<header> headers;
-    const char** keys = nullptr;
-    int key_count = 0;
-    if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
-      for (int k = 0; k < key_count; ++k) {
-        if (detail::starts_with_agentbus_prefix(keys[k])) continue;
-        const char** values = nullptr;
-        int value_count = 0;
-        if (natsMsgHeader_Values(msg, keys[k], &values, &value_count) == NATS_OK) {
-          for (int v = 0; v < value_count; ++v) headers.push_back({keys[k], values[v]});
-          std::free(static_cast<void*>(values));
-        }
-      }
-      std::free(static_cast<void*>(keys));
-    }
-    headers.push_back({nats_header::origin, origin != nullptr ? std::string_view(origin) : std::string_view("nats")});
-    if (const char* id = detail::nats_header_value(msg, nats_header::event_id)) headers.push_back({nats_header::event_id, id});
-    options.headers = headers;
+    const publish_options options = detail::incoming_options(msg, left, headers);
 
     try {
       (void)self.bus_.publish(subject, std::move(*value), options);

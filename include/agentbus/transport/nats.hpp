@@ -36,6 +36,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #if defined(AGENTBUS_NO_NATS)
@@ -83,6 +84,13 @@ inline constexpr const char* deadline = "Agentbus-Deadline";
 inline constexpr const char* published = "Agentbus-Published";
 /// @brief The id of the bridge that sent the event: loop prevention.
 inline constexpr const char* origin = "Agentbus-Origin";
+/// @brief On a reply: why there is no reply value (a request_errc name: timeout, no_responders,
+/// server_failed, ...); the payload is then empty.
+inline constexpr const char* error = "Agentbus-Error";
+/// @brief On a reply with Agentbus-Error: the readable explanation.
+inline constexpr const char* error_detail = "Agentbus-Error-Detail";
+/// @brief JetStream's own deduplication header (the server drops a repeat inside the stream's window).
+inline constexpr const char* msg_id = "Nats-Msg-Id";
 }  // namespace nats_header
 
 /// @brief The NATS client failed: could not connect, publish or subscribe. what() names the
@@ -146,9 +154,10 @@ inline std::string nats_status_text(natsStatus s) {
 /// A natsMsg owned until destroyed.
 class nats_message {
  public:
-  nats_message(const std::string& subject, const void* data, std::size_t size) {
+  /// A message on `subject` with `reply` as its reply subject (none when null).
+  nats_message(const std::string& subject, const void* data, std::size_t size, const char* reply = nullptr) {
     if (size > static_cast<std::size_t>(INT32_MAX)) throw nats_error("agentbus: nats: payload larger than 2 GiB", 0);
-    const natsStatus s = natsMsg_Create(&msg_, subject.c_str(), nullptr, static_cast<const char*>(data),
+    const natsStatus s = natsMsg_Create(&msg_, subject.c_str(), reply, static_cast<const char*>(data),
                                         static_cast<int>(size));
     if (s != NATS_OK) throw_nats("cannot build a message", {}, s);
   }
@@ -159,6 +168,8 @@ class nats_message {
   /// Adds a header (key and value copied by the client).
   natsStatus add_header(const char* key, const char* value) noexcept { return natsMsgHeader_Add(msg_, key, value); }
   natsMsg* get() const noexcept { return msg_; }
+  /// Hands the message over (to a client call that takes ownership, such as js_PublishMsgAsync).
+  natsMsg* release() noexcept { return std::exchange(msg_, nullptr); }
 
  private:
   natsMsg* msg_ = nullptr;

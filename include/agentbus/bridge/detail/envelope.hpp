@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// This file is part of agentbus: https://github.com/agentbus/agentbus
+#ifndef AGENTBUS_BRIDGE_DETAIL_ENVELOPE_HPP
+#define AGENTBUS_BRIDGE_DETAIL_ENVELOPE_HPP
+
+// An event's envelope as NATS headers, both ways: what every path of the NATS bridge writes
+// (pub/sub exports, requests and replies, JetStream publishes) and reads back (imports,
+// replies, JetStream consumers), so that the wire format (docs/wire-format.md, the header
+// names in agentbus/transport/nats.hpp) is written down in one place of the code as well.
+
+#include "agentbus/transport/nats.hpp"
+
+#if AGENTBUS_HAS_NATS
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbus/core/event.hpp"
+#include "agentbus/core/event_traits.hpp"
+#include "agentbus/storage/codec.hpp"
+
+namespace agentbus::detail {
+
+inline std::string hex64(std::uint64_t v) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) s[static_cast<std::size_t>(i)] = hex[v & 15];
+  return s;
+}
+
+template <class N>
+bool parse_number(const char* text, N& out, int base = 10) noexcept {
+  if (text == nullptr) return false;
+  const std::string_view s(text);
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return r.ec == std::errc{} && r.ptr == s.data() + s.size();
+}
+
+inline std::int64_t unix_ns(std::chrono::system_clock::time_point t) noexcept {
+  return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+/// True when `key` starts with "Agentbus-" in any case (NATS header names are case-sensitive
+/// on the wire, but clients in other languages may canonicalize them).
+inline bool starts_with_agentbus_prefix(std::string_view key) noexcept {
+  const std::string_view p = nats_header::prefix;
+  if (key.size() < p.size()) return false;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    char c = key[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    char d = p[i];
+    if (d >= 'A' && d <= 'Z') d = static_cast<char>(d - 'A' + 'a');
+    if (c != d) return false;
+  }
+  return true;
+}
+
+inline const char* nats_header_value(natsMsg* msg, const char* key) noexcept {
+  const char* value = nullptr;
+  return natsMsgHeader_Get(msg, key, &value) == NATS_OK ? value : nullptr;
+}
+
+inline const char* priority_text(priority p) noexcept {
+  switch (p) {
+    case priority::low: return "low";
+    case priority::high: return "high";
+    case priority::normal: break;
+  }
+  return "normal";
+}
+
+/// T's payload bytes (its codec's) as a NATS message on `subject`, with `reply` as the reply
+/// subject when not null. `scratch` is reused between calls to save allocations.
+template <class T>
+nats_message encode_payload(const T& value, const std::string& subject, byte_writer& scratch, const char* reply = nullptr) {
+  scratch.clear();
+  encode(scratch, value);
+  const auto bytes = scratch.bytes();
+  return nats_message(subject, bytes.data(), bytes.size(), reply);
+}
+
+/// Adds the schema headers of T (name, version, codec fingerprint). NATS_OK or the first error.
+template <class T>
+natsStatus add_schema_headers(nats_message& msg) {
+  natsStatus s = msg.add_header(nats_header::schema, std::string(event_traits<T>::name()).c_str());
+  if (s == NATS_OK) s = msg.add_header(nats_header::schema_version, std::to_string(event_traits<T>::version()).c_str());
+  if (s == NATS_OK) s = msg.add_header(nats_header::fingerprint, hex64(codec_fingerprint<T>()).c_str());
+  return s;
+}
+
+/// Adds the envelope of `e` (schema, ids, source, priority, deadline, publish time, origin and
+/// the event's own headers). NATS_OK or the first error.
+template <class T>
+natsStatus add_envelope_headers(nats_message& msg, const event<T>& e, const std::string& origin) {
+  natsStatus s = add_schema_headers<T>(msg);
+  auto add = [&](const char* key, const std::string& value) {
+    if (s == NATS_OK) s = msg.add_header(key, value.c_str());
+  };
+  add(nats_header::event_id, std::to_string(e.id()));
+  if (e.correlation_id() != 0) add(nats_header::correlation_id, std::to_string(e.correlation_id()));
+  if (!e.source().empty()) add(nats_header::source, std::string(e.source()));
+  add(nats_header::priority, priority_text(e.priority()));
+  if (const auto deadline = e.deadline()) {
+    const auto left = *deadline - deadline_clock::now();
+    add(nats_header::deadline, std::to_string(unix_ns(std::chrono::system_clock::now()) +
+                                              std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+  }
+  add(nats_header::published, std::to_string(unix_ns(e.published())));
+  add(nats_header::origin, origin);
+  for (const header& h : e.headers()) add(std::string(h.key).c_str(), std::string(h.value));
+  return s;
+}
+
+/// True when the message carries T's schema name, version and codec fingerprint.
+template <class T>
+bool schema_matches(natsMsg* msg) noexcept {
+  const char* name = nats_header_value(msg, nats_header::schema);
+  std::uint32_t version = 0;
+  std::uint64_t fingerprint = 0;
+  return name != nullptr && event_traits<T>::name() == name &&
+         parse_number(nats_header_value(msg, nats_header::schema_version), version) &&
+         version == event_traits<T>::version() &&
+         parse_number(nats_header_value(msg, nats_header::fingerprint), fingerprint, 16) &&
+         fingerprint == codec_fingerprint<T>();
+}
+
+/// Why the message's schema is not T's (for a message schema_matches<T> refused).
+template <class T>
+std::string schema_mismatch_text(natsMsg* msg) {
+  const char* name = nats_header_value(msg, nats_header::schema);
+  std::uint32_t version = 0;
+  std::uint64_t fingerprint = 0;
+  const bool version_ok = parse_number(nats_header_value(msg, nats_header::schema_version), version);
+  const bool fingerprint_ok = parse_number(nats_header_value(msg, nats_header::fingerprint), fingerprint, 16);
+  std::string what = "not delivered: expected schema ";
+  what += event_traits<T>::name();
+  what += " v" + std::to_string(event_traits<T>::version()) + " fingerprint " + hex64(codec_fingerprint<T>()) +
+          ", the message has ";
+  if (name == nullptr) {
+    what += "no Agentbus-Schema header";
+  } else {
+    what += name;
+    what += version_ok ? " v" + std::to_string(version) : std::string(" (no valid version)");
+    what += fingerprint_ok ? " fingerprint " + hex64(fingerprint) : std::string(" (no valid fingerprint)");
+  }
+  return what;
+}
+
+/// The time left before the message's deadline (negative once it passed); nothing when it has none.
+inline std::optional<std::chrono::nanoseconds> time_left(natsMsg* msg) noexcept {
+  std::int64_t deadline_ns = 0;
+  if (!parse_number(nats_header_value(msg, nats_header::deadline), deadline_ns)) return std::nullopt;
+  return std::chrono::nanoseconds{deadline_ns - unix_ns(std::chrono::system_clock::now())};
+}
+
+/// The message's payload decoded as T (throws what the codec throws for bad bytes).
+template <class T>
+T decode_payload(natsMsg* msg) {
+  const char* data = natsMsg_GetData(msg);
+  const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
+  return decode<T>(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), data ? size : 0));
+}
+
+/// The envelope of an incoming message as publish options for the local bus: source,
+/// correlation id, priority, the time left to its deadline as the TTL (`left`, from
+/// time_left), and its headers: the event's own, then Agentbus-Origin (always present on an
+/// imported event: loop prevention) and the sender's event id. The header views point into
+/// `msg` and `headers`: both must outlive the options' use.
+inline publish_options incoming_options(natsMsg* msg, std::optional<std::chrono::nanoseconds> left,
+                                        std::vector<header>& headers) {
+  publish_options options;
+  if (left) options.ttl = std::chrono::duration_cast<deadline_clock::duration>(*left);
+  if (const char* source = nats_header_value(msg, nats_header::source)) options.source = source;
+  std::uint64_t correlation = 0;
+  if (parse_number(nats_header_value(msg, nats_header::correlation_id), correlation)) options.correlation_id = correlation;
+  if (const char* p = nats_header_value(msg, nats_header::priority)) {
+    const std::string_view text(p);
+    options.prio = text == "high" ? priority::high : text == "low" ? priority::low : priority::normal;
+  }
+  headers.clear();
+  const char** keys = nullptr;
+  int key_count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
+    for (int k = 0; k < key_count; ++k) {
+      if (starts_with_agentbus_prefix(keys[k])) continue;
+      const char** values = nullptr;
+      int value_count = 0;
+      if (natsMsgHeader_Values(msg, keys[k], &values, &value_count) == NATS_OK) {
+        for (int v = 0; v < value_count; ++v) headers.push_back({keys[k], values[v]});
+        std::free(static_cast<void*>(values));
+      }
+    }
+    std::free(static_cast<void*>(keys));
+  }
+  const char* origin = nats_header_value(msg, nats_header::origin);
+  headers.push_back({nats_header::origin, origin != nullptr ? std::string_view(origin) : std::string_view("nats")});
+  if (const char* id = nats_header_value(msg, nats_header::event_id)) headers.push_back({nats_header::event_id, id});
+  options.headers = headers;
+  return options;
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_HAS_NATS
+
+#endif  // AGENTBUS_BRIDGE_DETAIL_ENVELOPE_HPP
