@@ -13,6 +13,11 @@
 //   bridge.export_type<order>("orders.>");   // local publishes of `order` on orders.> go out
 //   bridge.import_type<price>("prices.*");   // NATS messages on prices.* come in as event<price>
 //
+//   // Request/reply across processes, with the in-process API on both sides:
+//   client_bridge.export_requests<quote_request, quote>("pricing.>");   // in the requesting process
+//   server_bridge.import_requests<quote_request, quote>("pricing.>");   // in the serving process
+//   auto q = agentbus::request<quote>(bus, "pricing.quote", quote_request{"ACME"}, 50ms).get();
+//
 // - The bridge attaches to an existing bus through its public API: an export is an ordinary
 //   synchronous subscription (a bus without a bridge is unchanged; local subscribers get local
 //   publishes directly, never through the server). The event goes out with its codec bytes
@@ -39,12 +44,24 @@
 // - Faults: a server that is not there makes the constructor throw nats_error (no hang, no
 //   retry). A connection lost later reconnects as described in agentbus/transport/nats.hpp;
 //   every export that cannot be sent is counted in stats().dropped and reported.
+// - Requests: export_requests sends this bus's requests out with a reply subject on the
+//   bridge's inbox (_INBOX.<bridge id>.<n>); import_requests answers NATS requests with this
+//   bus's servers (agentbus::serve) and sends the reply, or the request_errc that ended the
+//   local request, back (the headers Agentbus-Error and Agentbus-Error-Detail). NATS's own
+//   no-responders status becomes no_responders. Requests and replies use a second connection
+//   that sends at once; bulk publishes stay batched on the first. A request's deadline crosses
+//   as Agentbus-Deadline (its event's TTL, else nats_request_options::timeout), so the serving
+//   process gives up when the requester does.
 // - Lifetime: destroy the bridge before the bus. The destructor ends the exports (waiting for
-//   a send in progress), then the imports (waiting for a delivery in progress), then closes
-//   the connection. Call export_type / import_type from one thread at a time (any thread).
+//   a send in progress), ends the requests still waiting for a reply with cancelled, then the
+//   imports (waiting for a delivery in progress), then closes the connections (a reply to an
+//   imported request that comes later is not sent, and counted in replies_not_sent).
+//   Call export_type / import_type / export_requests / import_requests from one thread at a
+//   time (any thread).
 
 #include "agentbus/transport/nats.hpp"
 #include "agentbus/bridge/detail/envelope.hpp"
+#include "agentbus/bridge/detail/requests.hpp"
 
 #if AGENTBUS_HAS_NATS
 
@@ -67,6 +84,8 @@
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/reply/request.hpp"
+#include "agentbus/reply/serve.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/codec.hpp"
 
@@ -84,6 +103,14 @@ struct nats_bridge_stats {
   std::uint64_t not_sent_back = 0;      ///< local events that came in through a bridge, so not sent out again
   std::uint64_t own_ignored = 0;        ///< NATS messages sent by this bridge itself, ignored
   std::uint64_t reserved_skipped = 0;   ///< events on `$` topics that a wildcard matched, not bridged
+  std::uint64_t requests_sent = 0;      ///< local requests sent to NATS (export_requests)
+  std::uint64_t replies_received = 0;   ///< replies (or remote errors) from NATS handed to local requesters
+  std::uint64_t late_replies = 0;       ///< replies from NATS for requests that had timed out or were answered already
+  std::uint64_t requests_timed_out = 0; ///< requests sent that got no reply from NATS before their deadline
+  std::size_t requests_waiting = 0;     ///< requests sent and waiting for their reply now
+  std::uint64_t requests_received = 0;  ///< NATS requests handed to local servers (import_requests)
+  std::uint64_t replies_sent = 0;       ///< replies (or errors) sent back for them
+  std::uint64_t replies_not_sent = 0;   ///< replies that could not be sent (connection lost, bridge destroyed)
   bool connected = false;               ///< the connection is up (false while reconnecting or once closed)
 };
 
@@ -100,6 +127,20 @@ struct nats_bridge_problem {
   nats_problem_kind kind;   ///< what went wrong
   std::string_view topic;   ///< the topic or subject concerned
   std::string_view what;    ///< a readable explanation
+};
+
+/// @brief How requests cross (nats_bridge::export_requests and import_requests).
+struct nats_request_options {
+  /// How long a request may wait for its reply through NATS when its event has no deadline
+  /// (publish_options::ttl of request_options::publish): export_requests sends it as the
+  /// request's deadline, and fails the local request with timeout when no reply came by then;
+  /// import_requests uses it for the local request when a message carries no deadline. Keep it
+  /// at least as long as the timeouts requesters pass to request().
+  std::chrono::milliseconds timeout{30000};
+  /// import_requests: the NATS queue group; servers in several processes that import the same
+  /// pattern with the same group share the requests (each request goes to one of them). Empty:
+  /// every importing process gets every request (the first reply wins).
+  std::string queue_group{};
 };
 
 /// @brief Receives the bridge's problems, on the thread that met them (a publisher or the client's
@@ -167,6 +208,8 @@ class nats_bridge {
       importers.swap(importers_);
     }
     exports.clear();
+    // Requests still waiting for a reply from NATS end now (the inbox goes with the connection).
+    outstanding_.fail_all(request_errc::cancelled, "the NATS bridge that sent it was destroyed");
     for (auto& imp : importers) {
       (void)natsSubscription_Unsubscribe(imp->sub);
       std::unique_lock wait(imp->mutex);
@@ -181,6 +224,8 @@ class nats_bridge {
       natsSubscription_Destroy(imp->sub);
     }
     importers.clear();
+    if (link_) link_->cut();  // replies of imported requests still running publish nothing
+    request_conn_.reset();
     conn_.reset();
   }
 
@@ -209,26 +254,49 @@ class nats_bridge {
       auto imp = std::make_unique<importer>();
       imp->bridge = this;
       imp->handle = &nats_bridge::receive<T>;
-      const std::string subject(pattern);
-      natsStatus s = natsConnection_Subscribe(&imp->sub, conn_->get(), subject.c_str(), &on_message, imp.get());
-      if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(imp->sub, &on_complete, imp.get());
-      if (s == NATS_OK) s = natsConnection_FlushTimeout(conn_->get(), options_.connect_timeout.count());
-      if (s != NATS_OK) {
-        if (imp->sub != nullptr) {
-          (void)natsSubscription_Unsubscribe(imp->sub);
-          std::unique_lock wait(imp->mutex);
-          if (!imp->cv.wait_for(wait, std::chrono::seconds(10), [&] { return imp->complete; })) {
-            wait.unlock();
-            (void)imp.release();  // see the destructor
-          } else {
-            wait.unlock();
-            natsSubscription_Destroy(imp->sub);
-          }
-        }
-        detail::throw_nats("cannot subscribe to " + subject, conn_->url(), s);
-      }
+      subscribe_importer(std::move(imp), *conn_, pattern, {});
+    }
+  }
+
+  /// @brief Requests of type Req made on this bus (agentbus::request / request_all) on topics
+  /// matching `pattern` go out to NATS, and their replies of type Rep come back to the local
+  /// requester: a process that imports them (import_requests) answers through its own servers.
+  /// The local request API is unchanged: its timeout, cancel and callback form work as in
+  /// process; no_responders (nothing in any process serves the subject), timeout and the remote
+  /// server's errors (server_failed, abandoned, ...) come back as the same request_errc values,
+  /// and a reply of another schema as wrong_type. The requests travel on a second connection
+  /// that sends each message at once (send-asap; see NATS_NOTES), the replies on its inbox.
+  /// A local server on the same pattern still answers locally (the first reply wins), and a
+  /// request that came in through a bridge is not sent back out. Throws like export_type.
+  template <class Req, class Rep>
+  void export_requests(std::string_view pattern, nats_request_options request_options = {}) {
+    if constexpr (detail::require_codec<Req>() && detail::require_codec<Rep>()) {
+      check_pattern(pattern, allowed_.outgoing, "export_requests");
+      open_request_channel();
+      subscription sub = bus_.template subscribe<Req>(
+          pattern, [this, timeout = request_options.timeout](const event<Req>& e) { forward_request<Req, Rep>(e, timeout); });
       std::lock_guard lock(mutex_);
-      importers_.push_back(std::move(imp));
+      exports_.push_back(std::move(sub));
+    }
+  }
+
+  /// @brief NATS requests on subjects matching `pattern` (with a reply subject) are answered by
+  /// this bus's servers (agentbus::serve<Req, Rep>): each comes in as a local request of type
+  /// Req (checked like import_type), on the client's delivery thread, with the time left to its
+  /// deadline as its timeout, and its reply (or why there is none, as a request_errc name) goes
+  /// back to the requester's reply subject. A NATS message without a reply subject is delivered
+  /// as an ordinary event. A request whose schema is not Req's is answered with wrong_type.
+  /// Throws like import_type.
+  template <class Req, class Rep>
+  void import_requests(std::string_view pattern, nats_request_options request_options = {}) {
+    if constexpr (detail::require_codec<Req>() && detail::require_codec<Rep>()) {
+      check_pattern(pattern, allowed_.incoming, "import_requests");
+      open_request_channel();
+      auto imp = std::make_unique<importer>();
+      imp->bridge = this;
+      imp->handle = &nats_bridge::receive_request<Req, Rep>;
+      imp->timeout = request_options.timeout;
+      subscribe_importer(std::move(imp), *request_conn_, pattern, request_options.queue_group);
     }
   }
 
@@ -244,6 +312,14 @@ class nats_bridge {
     s.not_sent_back = counters_.not_sent_back.load(std::memory_order_relaxed);
     s.own_ignored = counters_.own_ignored.load(std::memory_order_relaxed);
     s.reserved_skipped = counters_.reserved_skipped.load(std::memory_order_relaxed);
+    s.requests_sent = counters_.requests_sent.load(std::memory_order_relaxed);
+    s.replies_received = counters_.replies_received.load(std::memory_order_relaxed);
+    s.late_replies = counters_.late_replies.load(std::memory_order_relaxed);
+    s.requests_timed_out = outstanding_.timed_out();
+    s.requests_waiting = outstanding_.size();
+    s.requests_received = counters_.requests_received.load(std::memory_order_relaxed);
+    s.replies_sent = link_ ? link_->sent.load(std::memory_order_relaxed) : 0;
+    s.replies_not_sent = link_ ? link_->not_sent.load(std::memory_order_relaxed) : 0;
     s.connected = conn_->connected();
     std::lock_guard lock(mutex_);
     for (const auto& imp : importers_) {
@@ -265,8 +341,9 @@ class nats_bridge {
 
   struct importer {
     nats_bridge* bridge = nullptr;
-    void (*handle)(nats_bridge&, natsMsg*) = nullptr;
+    void (*handle)(nats_bridge&, const importer&, natsMsg*) = nullptr;
     natsSubscription* sub = nullptr;
+    std::chrono::milliseconds timeout{0};  // import_requests: the local request's timeout without a deadline
     std::mutex mutex;
     std::condition_variable cv;
     bool complete = false;
@@ -274,7 +351,8 @@ class nats_bridge {
 
   struct counters {
     std::atomic<std::uint64_t> sent{0}, received{0}, dropped{0}, decode_errors{0}, schema_mismatches{0}, expired{0},
-        not_sent_back{0}, own_ignored{0}, reserved_skipped{0};
+        not_sent_back{0}, own_ignored{0}, reserved_skipped{0}, requests_sent{0}, replies_received{0}, late_replies{0},
+        requests_received{0};
   };
 
   [[noreturn]] static void refuse(std::string_view call, std::string_view pattern, std::string_view why) {
@@ -356,7 +434,7 @@ class nats_bridge {
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) noexcept {
     auto* imp = static_cast<importer*>(closure);
     try {
-      imp->handle(*imp->bridge, msg);
+      imp->handle(*imp->bridge, *imp, msg);
     } catch (...) {  // receive counts and reports; nothing may escape into the C client
     }
     natsMsg_Destroy(msg);
@@ -371,7 +449,7 @@ class nats_bridge {
 
   // Import: runs on the client's delivery thread for this import.
   template <class T>
-  static void receive(nats_bridge& self, natsMsg* msg) {
+  static void receive(nats_bridge& self, const importer&, natsMsg* msg) {
     const char* subject_c = natsMsg_GetSubject(msg);
     const std::string_view subject = subject_c != nullptr ? subject_c : "";
     const char* origin = detail::nats_header_value(msg, nats_header::origin);
@@ -422,6 +500,197 @@ class nats_bridge {
     self.counters_.received.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // Subscribes `imp` to `pattern` on `conn` (in `queue_group` when not empty); live on the
+  // server when this returns; nats_error (and nothing kept) when it cannot.
+  void subscribe_importer(std::unique_ptr<importer> imp, nats_connection& conn, std::string_view pattern,
+                          const std::string& queue_group) {
+    const std::string subject(pattern);
+    natsStatus s = queue_group.empty()
+                       ? natsConnection_Subscribe(&imp->sub, conn.get(), subject.c_str(), &on_message, imp.get())
+                       : natsConnection_QueueSubscribe(&imp->sub, conn.get(), subject.c_str(), queue_group.c_str(),
+                                                       &on_message, imp.get());
+    if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(imp->sub, &on_complete, imp.get());
+    if (s == NATS_OK) s = natsConnection_FlushTimeout(conn.get(), options_.connect_timeout.count());
+    if (s != NATS_OK) {
+      if (imp->sub != nullptr) {
+        (void)natsSubscription_Unsubscribe(imp->sub);
+        std::unique_lock wait(imp->mutex);
+        if (!imp->cv.wait_for(wait, std::chrono::seconds(10), [&] { return imp->complete; })) {
+          wait.unlock();
+          (void)imp.release();  // see the destructor
+        } else {
+          wait.unlock();
+          natsSubscription_Destroy(imp->sub);
+        }
+      }
+      detail::throw_nats("cannot subscribe to " + subject, conn.url(), s);
+    }
+    std::lock_guard lock(mutex_);
+    importers_.push_back(std::move(imp));
+  }
+
+  // The request channel, on first use: a second connection that sends at once (requests and
+  // replies are latency traffic; the first connection keeps batching bulk publishes), its
+  // inbox subscription for the replies to exported requests, and the link imported requests
+  // reply through.
+  void open_request_channel() {
+    if (request_conn_) return;
+    nats_options request_options = options_;
+    request_options.send_asap = true;
+    if (!request_options.name.empty()) request_options.name += "/requests";
+    auto conn = std::make_unique<nats_connection>(request_options, id_ + "/requests");
+    auto link = std::make_shared<detail::reply_link>();
+    link->connection = conn->get();
+    link->origin = id_;
+    inbox_prefix_ = "_INBOX." + id_ + ".";
+    auto inbox = std::make_unique<importer>();
+    inbox->bridge = this;
+    inbox->handle = &nats_bridge::receive_reply;
+    subscribe_importer(std::move(inbox), *conn, inbox_prefix_ + "*", {});
+    link_ = std::move(link);
+    request_conn_ = std::move(conn);
+  }
+
+  // export_requests: runs inside the local request's publish (a synchronous subscription).
+  template <class Req, class Rep>
+  void forward_request(const event<Req>& e, std::chrono::milliseconds timeout) noexcept {
+    const std::string_view topic = e.topic();
+    if (!topic.empty() && topic.front() == '$') {
+      counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (e.header_value(nats_header::origin)) {  // it came in through a bridge: answered here or not at all
+      counters_.not_sent_back.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    try {
+      responder<Rep> answer(e.correlation_id());
+      thread_local byte_writer writer;
+      std::uint64_t token = 0;
+      std::string reply;
+      if (answer.pending()) {
+        const auto deadline = e.deadline() ? *e.deadline() : deadline_clock::now() + timeout;
+        // A future's own timeout is noticed by get() alone: the request timer ends it at the
+        // bridge's deadline too (a callback request is on its clock's timer already).
+        if (auto state = detail::reply_table::instance().find(e.correlation_id()); state && state->timer == nullptr)
+          detail::request_timer::of(nullptr).arm(std::move(state), deadline);
+        token = outstanding_.add(std::make_unique<detail::remote_waiter_of<Rep>>(std::move(answer)), deadline);
+        reply = inbox_prefix_ + std::to_string(token);
+      }
+      // Not a request of this process (an event published on a request topic): it goes out
+      // as an event, as serve() hands such events to its handler with a reply going nowhere.
+      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer, reply.empty() ? nullptr : reply.c_str());
+      natsStatus s = detail::add_envelope_headers(msg, e, id_);
+      if (s == NATS_OK && token != 0 && !e.deadline())
+        s = msg.add_header(nats_header::deadline,
+                           std::to_string(detail::unix_ns(std::chrono::system_clock::now()) +
+                                          std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count())
+                               .c_str());
+      if (s == NATS_OK) s = natsConnection_PublishMsg(request_conn_->get(), msg.get());
+      if (s != NATS_OK) {
+        counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+        const std::string why = "not sent: " + detail::nats_status_text(s);
+        if (token != 0)
+          if (auto waiter = outstanding_.take(token)) waiter->fail(request_errc::no_responders, why);
+        report(nats_problem_kind::send_failed, topic, why);
+        return;
+      }
+      counters_.requests_sent.fetch_add(1, std::memory_order_relaxed);
+    } catch (const std::exception& ex) {
+      counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+      report(nats_problem_kind::send_failed, topic, ex.what());
+    } catch (...) {
+      counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+      report(nats_problem_kind::send_failed, topic, "not sent: unknown exception");
+    }
+  }
+
+  // The inbox: a reply (or NATS's no-responders status) to an exported request.
+  static void receive_reply(nats_bridge& self, const importer&, natsMsg* msg) {
+    const char* subject_c = natsMsg_GetSubject(msg);
+    const std::string_view subject = subject_c != nullptr ? subject_c : "";
+    std::uint64_t token = 0;
+    const std::string_view tail = subject.substr(std::min(subject.size(), self.inbox_prefix_.size()));
+    const bool parsed =
+        std::from_chars(tail.data(), tail.data() + tail.size(), token).ptr == tail.data() + tail.size() && token != 0;
+    auto waiter = parsed ? self.outstanding_.take(token) : nullptr;
+    if (!waiter) {
+      self.counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    self.counters_.replies_received.fetch_add(1, std::memory_order_relaxed);
+    waiter->answer(msg);
+  }
+
+  // import_requests: runs on the client's delivery thread for this import.
+  template <class Req, class Rep>
+  static void receive_request(nats_bridge& self, const importer& imp, natsMsg* msg) {
+    const char* reply_c = natsMsg_GetReply(msg);
+    if (reply_c == nullptr || *reply_c == '\0') {
+      receive<Req>(self, imp, msg);  // not a request: an ordinary event
+      return;
+    }
+    const char* subject_c = natsMsg_GetSubject(msg);
+    const std::string_view subject = subject_c != nullptr ? subject_c : "";
+    const std::string reply(reply_c);
+    const char* origin = detail::nats_header_value(msg, nats_header::origin);
+    if (origin != nullptr && self.id_ == origin) {
+      self.counters_.own_ignored.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    auto answer_error = [&](request_errc code, const std::string& what) {
+      (void)detail::send_error_reply(*self.link_, reply, code, what);
+    };
+    if (!subject.empty() && subject.front() == '$') {
+      self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (!detail::schema_matches<Req>(msg)) {
+      self.counters_.schema_mismatches.fetch_add(1, std::memory_order_relaxed);
+      const std::string what = detail::schema_mismatch_text<Req>(msg);
+      self.report(nats_problem_kind::schema_mismatch, subject, what);
+      answer_error(request_errc::wrong_type, "the server's request type: " + what);
+      return;
+    }
+    const auto left = detail::time_left(msg);
+    if (left && left->count() <= 0) {
+      self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
+      self.report(nats_problem_kind::expired, subject, "request not served: its deadline passed before it arrived");
+      answer_error(request_errc::timeout, "the request's deadline passed before it reached the server");
+      return;
+    }
+    std::optional<Req> value;
+    try {
+      value.emplace(detail::decode_payload<Req>(msg));
+    } catch (const std::exception& ex) {
+      self.counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+      self.report(nats_problem_kind::decode_error, subject, std::string("request not served: ") + ex.what());
+      answer_error(request_errc::wrong_type, std::string("the request does not decode at the server: ") + ex.what());
+      return;
+    }
+    std::vector<header> headers;
+    request_options local;
+    local.publish = detail::incoming_options(msg, std::nullopt, headers);
+    const auto timeout = left ? std::chrono::duration_cast<deadline_clock::duration>(*left)
+                              : std::chrono::duration_cast<deadline_clock::duration>(imp.timeout);
+    self.counters_.requests_received.fetch_add(1, std::memory_order_relaxed);
+    try {
+      agentbus::request<Rep>(self.bus_, subject, std::move(*value), timeout, local,
+                             [link = self.link_, reply](reply_result<Rep> r) {
+                               if (r)
+                                 (void)detail::send_value_reply(*link, reply, *r);
+                               else
+                                 (void)detail::send_error_reply(*link, reply, r.error().code(),
+                                                                detail::request_error_detail(r.error()));
+                             })
+          .detach();
+    } catch (const std::exception& ex) {  // topic_error: a subject that is not a valid topic
+      self.counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+      self.report(nats_problem_kind::decode_error, subject, std::string("request not served: ") + ex.what());
+      answer_error(request_errc::no_responders, std::string("not a valid topic here: ") + ex.what());
+    }
+  }
+
   Bus& bus_;
   nats_options options_;
   std::string id_;
@@ -429,6 +698,10 @@ class nats_bridge {
   allowed_patterns allowed_;
   counters counters_;
   std::unique_ptr<nats_connection> conn_;
+  std::unique_ptr<nats_connection> request_conn_;  // requests and replies (send-asap), opened on first use
+  std::shared_ptr<detail::reply_link> link_;       // imported requests reply through it
+  std::string inbox_prefix_;                       // "_INBOX.<id>." : replies to exported requests
+  detail::outstanding_requests outstanding_;       // exported requests waiting for their reply
   mutable std::mutex mutex_;  // exports_ and importers_
   std::vector<std::unique_ptr<importer>> importers_;
   std::vector<subscription> exports_;
