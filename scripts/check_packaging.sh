@@ -27,12 +27,13 @@
 # Without a STEP: all four (test_package_nats reports itself skipped without libnats). DIR
 # defaults to build/, WORK to a temporary directory removed at the end. python3 is needed for
 # `recipes`: without it that step is skipped (77) unless AGENTBUS_REQUIRE_PYTHON=1.
+# shellcheck disable=SC2317  # the steps are functions called by name (step_$step)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build prefix="" work="" steps=()
 cmake=${CMAKE:-cmake}
 cxx=${CXX:-c++}
-usage() { sed -n '3,30s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '3,29s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
