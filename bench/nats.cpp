@@ -6,7 +6,8 @@
 //   raw cnats                 natsConnection_Publish of the payload, one connection
 //   raw cnats + envelope      natsMsg_Create + natsMsgHeader_Add of the headers the bridge sends
 //                             (the same names and the same kind of values: schema, version,
-//                             fingerprint, event id, priority, publish time, origin), formatted
+//                             fingerprint, event id, publish time, origin; no priority, as the
+//                             bridge writes none for normal), formatted
 //                             the cheapest way, then natsConnection_PublishMsg: what the
 //                             envelope costs the client, the server and the subscriber
 //   bridged                   a bus whose nats_bridge export_type<T>s the subject, publishing
@@ -294,7 +295,6 @@ double raw_publish_with_envelope(const std::string& url, std::size_t count, cons
     check(natsMsgHeader_Add(raw, agentbus::nats_header::schema_version, version.c_str()), "natsMsgHeader_Add");
     check(natsMsgHeader_Add(raw, agentbus::nats_header::fingerprint, fingerprint.c_str()), "natsMsgHeader_Add");
     check(natsMsgHeader_Add(raw, agentbus::nats_header::event_id, id), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::priority, "normal"), "natsMsgHeader_Add");
     check(natsMsgHeader_Add(raw, agentbus::nats_header::published, published), "natsMsgHeader_Add");
     check(natsMsgHeader_Add(raw, agentbus::nats_header::origin, origin.c_str()), "natsMsgHeader_Add");
     check(natsConnection_PublishMsg(nc.get(), raw), "natsConnection_PublishMsg");

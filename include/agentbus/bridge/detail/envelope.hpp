@@ -86,35 +86,69 @@ nats_message encode_payload(const T& value, const std::string& subject, byte_wri
   return nats_message(subject, bytes.data(), bytes.size(), reply);
 }
 
+/// A number as header text, NUL-terminated, on the stack (no std::string per header value).
+struct decimal_text {
+  char text[24];  // 20 digits of a uint64, or a sign and 19 digits of an int64, and the NUL
+  template <class N>
+  explicit decimal_text(N value) noexcept {
+    *std::to_chars(text, text + sizeof text - 1, value).ptr = '\0';
+  }
+  const char* c_str() const noexcept { return text; }
+};
+
+/// T's schema header values, formatted once per type (they are constants).
+template <class T>
+struct schema_header_values {
+  std::string name{event_traits<T>::name()};
+  std::string version = std::to_string(event_traits<T>::version());
+  std::string fingerprint = hex64(codec_fingerprint<T>());
+
+  static const schema_header_values& get() {
+    static const schema_header_values values;
+    return values;
+  }
+};
+
 /// Adds the schema headers of T (name, version, codec fingerprint). NATS_OK or the first error.
 template <class T>
 natsStatus add_schema_headers(nats_message& msg) {
-  natsStatus s = msg.add_header(nats_header::schema, std::string(event_traits<T>::name()).c_str());
-  if (s == NATS_OK) s = msg.add_header(nats_header::schema_version, std::to_string(event_traits<T>::version()).c_str());
-  if (s == NATS_OK) s = msg.add_header(nats_header::fingerprint, hex64(codec_fingerprint<T>()).c_str());
+  const auto& v = schema_header_values<T>::get();
+  natsStatus s = msg.add_header(nats_header::schema, v.name.c_str());
+  if (s == NATS_OK) s = msg.add_header(nats_header::schema_version, v.version.c_str());
+  if (s == NATS_OK) s = msg.add_header(nats_header::fingerprint, v.fingerprint.c_str());
   return s;
 }
 
-/// Adds the envelope of `e` (schema, ids, source, priority, deadline, publish time, origin and
-/// the event's own headers). NATS_OK or the first error.
+/// Adds the envelope of `e` (schema, ids, source, priority unless normal, deadline, publish
+/// time, origin and the event's own headers). NATS_OK or the first error.
 template <class T>
 natsStatus add_envelope_headers(nats_message& msg, const event<T>& e, const std::string& origin) {
   natsStatus s = add_schema_headers<T>(msg);
-  auto add = [&](const char* key, const std::string& value) {
-    if (s == NATS_OK) s = msg.add_header(key, value.c_str());
+  // The source and the event's own headers are views: NUL-terminated copies in a buffer this
+  // thread reuses.
+  thread_local std::string key_text, value_text;
+  auto add_view = [&](std::string_view key, std::string_view value) {
+    if (s != NATS_OK) return;
+    key_text.assign(key);
+    value_text.assign(value);
+    s = msg.add_header(key_text.c_str(), value_text.c_str());
   };
-  add(nats_header::event_id, std::to_string(e.id()));
-  if (e.correlation_id() != 0) add(nats_header::correlation_id, std::to_string(e.correlation_id()));
-  if (!e.source().empty()) add(nats_header::source, std::string(e.source()));
-  add(nats_header::priority, priority_text(e.priority()));
-  if (const auto deadline = e.deadline()) {
+  if (s == NATS_OK) s = msg.add_header(nats_header::event_id, decimal_text(e.id()).c_str());
+  if (s == NATS_OK && e.correlation_id() != 0)
+    s = msg.add_header(nats_header::correlation_id, decimal_text(e.correlation_id()).c_str());
+  if (!e.source().empty()) add_view(nats_header::source, e.source());
+  // Normal priority is the reader's default (incoming_options): not written.
+  if (s == NATS_OK && e.priority() != priority::normal) s = msg.add_header(nats_header::priority, priority_text(e.priority()));
+  if (const auto deadline = e.deadline(); s == NATS_OK && deadline) {
     const auto left = *deadline - deadline_clock::now();
-    add(nats_header::deadline, std::to_string(unix_ns(std::chrono::system_clock::now()) +
-                                              std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+    s = msg.add_header(nats_header::deadline,
+                       decimal_text(unix_ns(std::chrono::system_clock::now()) +
+                                    std::chrono::duration_cast<std::chrono::nanoseconds>(left).count())
+                           .c_str());
   }
-  add(nats_header::published, std::to_string(unix_ns(e.published())));
-  add(nats_header::origin, origin);
-  for (const header& h : e.headers()) add(std::string(h.key).c_str(), std::string(h.value));
+  if (s == NATS_OK) s = msg.add_header(nats_header::published, decimal_text(unix_ns(e.published())).c_str());
+  if (s == NATS_OK) s = msg.add_header(nats_header::origin, origin.c_str());
+  for (const header& h : e.headers()) add_view(h.key, h.value);
   return s;
 }
 
