@@ -294,13 +294,12 @@ try {
     check(hget(msg, "Agentbus-Fingerprint") === hex16(fpBitwise(8, 4, 3)), `${p}: Agentbus-Fingerprint is bitwise(8, 4, other)`,
       hget(msg, "Agentbus-Fingerprint"));
     check(hget(msg, "Agentbus-Event-Id") === facts.tick_event_id, `${p}: Agentbus-Event-Id`);
-    // Read as the doc's import column says: exactly "high" or "low", anything else (absent too) is normal.
+    // The doc: Agentbus-Priority is written when not normal; a reader takes anything but exactly
+    // "high" or "low" (absent too) as normal.
     const prio = hget(msg, "Agentbus-Priority");
-    const decodedPrio = prio === "high" || prio === "low" ? prio : "normal";
-    check(decodedPrio === "normal" && (prio === "" || prio === "normal"), `${p}: priority normal by default`,
+    check(!hhas(msg, "Agentbus-Priority"), `${p}: no Agentbus-Priority header for normal priority`,
       JSON.stringify(msg.headers?.values("Agentbus-Priority")));
-    if (!hhas(msg, "Agentbus-Priority"))
-      console.log(`# ${p}: no Agentbus-Priority header (the doc's table says "always"): read as normal`);
+    check((prio === "high" || prio === "low" ? prio : "normal") === "normal", `${p}: priority reads as normal`);
     check(!hhas(msg, "Agentbus-Correlation-Id") && !hhas(msg, "Agentbus-Source") && !hhas(msg, "Agentbus-Deadline"),
       `${p}: no correlation id, source or deadline header when the event has none`);
     check(decimal.test(hget(msg, "Agentbus-Published")), `${p}: Agentbus-Published`);
