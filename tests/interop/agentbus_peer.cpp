@@ -303,6 +303,8 @@ int run(const std::string& url) {
       },
       10s);
   check(got_last, "phase 2: the last JS message was delivered");
+  // The bridge counts a delivery when the local publish has returned: after our subscriber saw it.
+  (void)wait_until([&] { return bridge.stats().received >= 2; }, 5s);
   {
     std::lock_guard lock(in_mutex);
     std::string topics;
