@@ -114,21 +114,6 @@ struct nats_bridge_stats {
   bool connected = false;               ///< the connection is up (false while reconnecting or once closed)
 };
 
-/// @brief Why the bridge did not send or deliver something (see nats_bridge_problem).
-enum class nats_problem_kind : std::uint8_t {
-  send_failed,      ///< a local event could not be sent (counted in dropped)
-  decode_error,     ///< a NATS message's bytes did not decode, or its subject is not a valid topic
-  schema_mismatch,  ///< a NATS message has another schema name, version or fingerprint than the import's type
-  expired,          ///< a NATS message arrived after its deadline
-};
-
-/// @brief One problem, as handed to the problem handler. The views live for the call only.
-struct nats_bridge_problem {
-  nats_problem_kind kind;   ///< what went wrong
-  std::string_view topic;   ///< the topic or subject concerned
-  std::string_view what;    ///< a readable explanation
-};
-
 /// @brief How requests cross (nats_bridge::export_requests and import_requests).
 struct nats_request_options {
   /// How long a request may wait for its reply through NATS when its event has no deadline
@@ -142,10 +127,6 @@ struct nats_request_options {
   /// every importing process gets every request (the first reply wins).
   std::string queue_group{};
 };
-
-/// @brief Receives the bridge's problems, on the thread that met them (a publisher or the client's
-/// delivery thread): keep it short and do not throw.
-using nats_problem_handler = std::function<void(const nats_bridge_problem&)>;
 
 namespace detail {
 
@@ -193,7 +174,7 @@ class nats_bridge {
       : bus_(target),
         options_(std::move(options)),
         id_(detail::random_bridge_id()),
-        on_problem_(std::move(on_problem)),
+        on_problem_(on_problem ? std::move(on_problem) : options_.on_problem),
         allowed_(check_option_patterns(options_)),
         conn_(std::make_unique<nats_connection>(options_, id_)) {}
   nats_bridge(const nats_bridge&) = delete;

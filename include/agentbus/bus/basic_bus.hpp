@@ -144,6 +144,28 @@ subscribe_options pick_options(const With&... with) {
   return out;
 }
 
+/// The bus's transport attachment: nothing for a transport that does not bridge.
+template <class Transport, class Bus>
+struct transport_holder {
+  void open(Bus&, const typename Transport::options&) noexcept {}
+  void close() noexcept {}
+};
+
+/// A bridging transport's attachment (e.g. nats_bridge), made when the bus opens and
+/// destroyed before the bus shuts down.
+template <class Transport, class Bus>
+  requires(Transport::bridges)
+struct transport_holder<Transport, Bus> {
+  using attachment = typename Transport::template attachment<Bus>;
+  static_assert(complete_type<attachment>,
+                "agentbus: this bus's transport attaches a module that is declared but not defined here: for "
+                "transport::nats, #include <agentbus/bridge/nats.hpp> (and link agentbus::nats)");
+
+  void open(Bus& bus, const typename Transport::options& options) { link = std::make_unique<attachment>(bus, options); }
+  void close() noexcept { link.reset(); }
+  std::unique_ptr<attachment> link;
+};
+
 }  // namespace detail
 
 /// @brief An event bus, with its storage and transport chosen at compile time.
@@ -158,7 +180,7 @@ class basic_bus {
                 "storage::memory_ring<N>, storage::journal): see storage/policy.hpp");
   static_assert(transport_policy<Transport>,
                 "agentbus: the second basic_bus parameter must be a transport policy (transport::in_process, ...): "
-                "a type with `using transport_tag = void;` and `static constexpr bool bridges`");
+                "a type with `using transport_tag = void;`, `static constexpr bool bridges` and `using options`");
 
   using traits = detail::storage_traits<Storage>;
   static constexpr bool stores = detail::stores_events<Storage>;
@@ -168,6 +190,8 @@ class basic_bus {
   using transport_type = Transport;  ///< the transport policy
   /// @brief What the storage policy is opened with (storage::journal: journal_options).
   using storage_options = typename traits::options;
+  /// @brief What the transport policy is opened with (transport::nats: nats_options).
+  using transport_options = typename Transport::options;
   /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
   using result_type = std::conditional_t<stores, stored_publish_result, publish_result>;
   /// @brief What channel<T>() returns.
@@ -182,9 +206,11 @@ class basic_bus {
   explicit basic_bus(const bus_options& options)
     requires(!stores || std::default_initializable<storage_options>)
       : basic_bus(storage_options{}, options) {}
-  /// @brief An empty bus whose storage is opened with `storage`; a storage error (e.g.
-  /// journal_error for a locked journal directory) propagates.
-  explicit basic_bus(const storage_options& storage, const bus_options& options = {})
+  /// @brief An empty bus whose storage is opened with `storage`, then its transport (for one
+  /// that bridges) with `transport`; a storage error (e.g. journal_error for a locked journal
+  /// directory) or a transport error (e.g. nats_error: no server there) propagates.
+  explicit basic_bus(const storage_options& storage, const bus_options& options = {},
+                     const transport_options& transport = {})
       : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
     if constexpr (stores) {
       storage_.store = std::make_shared<typename Storage::store>(storage);
@@ -192,11 +218,40 @@ class basic_bus {
     } else {
       (void)storage;
     }
+    if constexpr (Transport::bridges) {
+      static_assert(transport_attachment_for<Transport, basic_bus>,
+                    "agentbus: the transport policy's attachment must be constructible from (bus&, const options&)");
+      try {
+        transport_.open(*this, transport);
+      } catch (...) {
+        router_->shutdown();
+        throw;
+      }
+    } else {
+      (void)transport;
+    }
   }
+  /// @brief An empty bus whose bridging transport is opened with `transport` (storage opened
+  /// with default options): `basic_bus<storage::none, transport::nats> bus({.url = ...});`.
+  explicit basic_bus(const transport_options& transport)
+    requires(Transport::bridges && (!stores || std::default_initializable<storage_options>))
+      : basic_bus(storage_options{}, bus_options{}, transport) {}
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
-  /// @brief Unsubscribes everything; see the threading contract above.
-  ~basic_bus() { router_->shutdown(); }
+  /// @brief Closes the transport (a bridge: its exports, imports and connections), then
+  /// unsubscribes everything; see the threading contract above.
+  ~basic_bus() {
+    transport_.close();
+    router_->shutdown();
+  }
+
+  /// @brief The transport's attachment, for a transport that bridges: with transport::nats the
+  /// bus's nats_bridge (`bus.transport().export_type<order>("orders.>")`, stats(), ...).
+  auto& transport() noexcept
+    requires(Transport::bridges)
+  {
+    return *transport_.link;
+  }
 
   /// @brief Publishes `payload` on `topic` (validated: topic_error when invalid). Synchronous
   /// handlers see the payload by reference: it is never copied. When a receiver keeps the
@@ -367,6 +422,7 @@ class basic_bus {
 
   std::shared_ptr<detail::router> router_;
   [[no_unique_address]] typename traits::holder storage_;
+  [[no_unique_address]] detail::transport_holder<Transport, basic_bus> transport_;
 };
 
 }  // namespace agentbus

@@ -33,6 +33,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -106,6 +107,25 @@ class nats_error : public std::runtime_error {
   int status_;
 };
 
+/// @brief Why the bridge did not send or deliver something (see nats_bridge_problem).
+enum class nats_problem_kind : std::uint8_t {
+  send_failed,      ///< a local event could not be sent (counted in dropped)
+  decode_error,     ///< a NATS message's bytes did not decode, or its subject is not a valid topic
+  schema_mismatch,  ///< a NATS message has another schema name, version or fingerprint than the import's type
+  expired,          ///< a NATS message arrived after its deadline
+};
+
+/// @brief One problem, as handed to the problem handler. The views live for the call only.
+struct nats_bridge_problem {
+  nats_problem_kind kind;   ///< what went wrong
+  std::string_view topic;   ///< the topic or subject concerned
+  std::string_view what;    ///< a readable explanation
+};
+
+/// @brief Receives the bridge's problems, on the thread that met them (a publisher or the client's
+/// delivery thread): keep it short and do not throw.
+using nats_problem_handler = std::function<void(const nats_bridge_problem&)>;
+
 /// @brief How to reach the server and which topics cross (the patterns are for the bridge).
 ///
 /// `agentbus::nats_options{.url = "nats://127.0.0.1:4222", .outgoing = {"orders.>"}, .incoming = {"prices.*"}}`
@@ -122,6 +142,7 @@ struct nats_options {
   std::string password{};  ///< password
   std::string token{};     ///< authentication token
   bool send_asap = false;  ///< send each publish at once instead of batching (latency over throughput)
+  nats_problem_handler on_problem{};  ///< receives what was not sent or delivered (see nats_problem_handler)
 };
 
 namespace detail {
@@ -241,9 +262,62 @@ class nats_connection {
   natsConnection* conn_ = nullptr;
 };
 
+template <class Bus>
+class nats_bridge;  // agentbus/bridge/nats.hpp
+
+namespace transport {
+
+/// @brief Events cross to other processes through a NATS server: a bus
+/// `basic_bus<S, transport::nats>` (any storage policy S) connects when it is constructed
+/// (from nats_options: `bus(storage_options, bus_options, nats_options)`, or
+/// `bus(nats_options)`) and owns a nats_bridge, reached through `bus.transport()`, that is
+/// closed before the bus shuts down. Which topics cross is said on the bridge
+/// (export_type / import_type / export_requests / import_requests): nothing crosses until
+/// then. Include <agentbus/bridge/nats.hpp> to use it.
+struct nats {
+  /// @brief Marks this type as a transport policy.
+  using transport_tag = void;
+  /// @brief Events leave the process.
+  static constexpr bool bridges = true;
+  /// @brief Where the server is and which patterns may cross.
+  using options = nats_options;
+  /// @brief What the bus holds: its bridge.
+  template <class Bus>
+  using attachment = nats_bridge<Bus>;
+};
+
+}  // namespace transport
+
 /// @brief Releases the NATS client library's threads and memory. Optional: call it once at the
 /// end of main(), after every connection is destroyed (sanitizers then see no leak).
 inline void nats_library_close() noexcept { nats_Close(); }
+
+}  // namespace agentbus
+
+#else  // no NATS client
+
+namespace agentbus {
+
+template <class Bus>
+class nats_bridge;  // agentbus/bridge/nats.hpp (its stand-in explains what is missing)
+
+namespace transport {
+
+/// @brief Stands in for the NATS transport when the NATS C client is missing: a bus that uses
+/// it fails to compile with the bridge's explanation (install libnats-dev, link agentbus::nats).
+struct nats {
+  /// @brief Marks this type as a transport policy.
+  using transport_tag = void;
+  /// @brief Events would leave the process.
+  static constexpr bool bridges = true;
+  /// @brief Nothing to configure without the client.
+  struct options {};
+  /// @brief The bridge's stand-in.
+  template <class Bus>
+  using attachment = nats_bridge<Bus>;
+};
+
+}  // namespace transport
 
 }  // namespace agentbus
 
