@@ -336,6 +336,39 @@ TEST_CASE("nats bridge: a wrong schema or fingerprint is counted and reported, n
   CHECK(saw_version);  // the message names what it got
 }
 
+TEST_CASE("nats bridge: an upcaster converts an older schema version from a process not yet upgraded") {
+  NATS_SERVER_OR_SKIP(server);
+  agentbus::bus old_process, new_process;
+  agentbus::nats_bridge out(old_process, {.url = server->url()});
+  std::atomic<int> problems{0};
+  agentbus::nats_bridge in(new_process, {.url = server->url()}, [&](const agentbus::nats_bridge_problem&) { ++problems; });
+  out.export_type<order>("orders.>");     // version 1
+  in.import_type<order_v2>("orders.>");   // this process reads version 2
+  std::mutex mutex;
+  std::vector<std::pair<std::string, double>> got;
+  auto sub = new_process.subscribe<order_v2>("orders.>", [&](const order_v2& o) {
+    std::lock_guard lock(mutex);
+    got.emplace_back(o.id, o.quantity);
+  });
+
+  (void)old_process.publish("orders.a", order{"before", 1});  // no upcaster yet: a mismatch naming the fix
+  REQUIRE(wait_until([&] { return in.stats().schema_mismatches == 1; }));
+  in.upcast<order_v2>(1, [](agentbus::byte_reader& r) {
+    order_v2 o;
+    o.id = r.read_string();
+    o.quantity = r.read_value<double>() * 10;  // version 2 counts in tenths
+    return o;
+  });
+  (void)old_process.publish("orders.b", order{"after", 2.5});
+  REQUIRE(wait_until([&] { return in.stats().received == 1; }));
+  std::lock_guard lock(mutex);
+  REQUIRE(got.size() == 1);
+  CHECK(got.front().first == "after");
+  CHECK(got.front().second == 25.0);
+  CHECK(in.stats().upcast == 1);
+  CHECK(problems == 1);
+}
+
 TEST_CASE("nats bridge: a server that is not there gives a clear error at construction, at once") {
   agentbus::bus bus;
   const std::string url = "nats://127.0.0.1:" + std::to_string(agentbus::test::unused_port());

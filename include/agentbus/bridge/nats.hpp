@@ -74,6 +74,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -88,6 +89,7 @@
 #include "agentbus/reply/serve.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/codec.hpp"
+#include "agentbus/storage/upcast.hpp"
 
 namespace agentbus {
 
@@ -99,6 +101,7 @@ struct nats_bridge_stats {
   std::uint64_t dropped_incoming = 0;   ///< NATS messages the client dropped before delivery (slow consumer)
   std::uint64_t decode_errors = 0;      ///< NATS messages not delivered: bytes that do not decode, or a bad topic
   std::uint64_t schema_mismatches = 0;  ///< NATS messages not delivered: another schema name, version or fingerprint
+  std::uint64_t upcast = 0;             ///< NATS messages of an older schema version converted by an upcaster
   std::uint64_t expired = 0;            ///< NATS messages not delivered: their deadline had passed
   std::uint64_t not_sent_back = 0;      ///< local events that came in through a bridge, so not sent out again
   std::uint64_t own_ignored = 0;        ///< NATS messages sent by this bridge itself, ignored
@@ -281,6 +284,15 @@ class nats_bridge {
     }
   }
 
+  /// @brief Registers `convert`, which turns the codec bytes of T's schema version
+  /// `from_version` into a T (`T convert(byte_reader&)`), for imports of T (import_type,
+  /// import_requests) from processes that still send that version — as the journal's upcasters
+  /// do for old records. Without one, another version is a schema mismatch. Any thread, any time.
+  template <class T, class F>
+  void upcast(std::uint32_t from_version, F convert) {
+    upcasters_.add<T>(from_version, std::move(convert));
+  }
+
   /// @brief A snapshot of the counters.
   nats_bridge_stats stats() const {
     nats_bridge_stats s;
@@ -293,6 +305,7 @@ class nats_bridge {
     s.not_sent_back = counters_.not_sent_back.load(std::memory_order_relaxed);
     s.own_ignored = counters_.own_ignored.load(std::memory_order_relaxed);
     s.reserved_skipped = counters_.reserved_skipped.load(std::memory_order_relaxed);
+    s.upcast = counters_.upcast.load(std::memory_order_relaxed);
     s.requests_sent = counters_.requests_sent.load(std::memory_order_relaxed);
     s.replies_received = counters_.replies_received.load(std::memory_order_relaxed);
     s.late_replies = counters_.late_replies.load(std::memory_order_relaxed);
@@ -333,7 +346,7 @@ class nats_bridge {
   struct counters {
     std::atomic<std::uint64_t> sent{0}, received{0}, dropped{0}, decode_errors{0}, schema_mismatches{0}, expired{0},
         not_sent_back{0}, own_ignored{0}, reserved_skipped{0}, requests_sent{0}, replies_received{0}, late_replies{0},
-        requests_received{0};
+        requests_received{0}, upcast{0};
   };
 
   [[noreturn]] static void refuse(std::string_view call, std::string_view pattern, std::string_view why) {
@@ -443,12 +456,6 @@ class nats_bridge {
       return;
     }
 
-    if (!detail::schema_matches<T>(msg)) {
-      self.counters_.schema_mismatches.fetch_add(1, std::memory_order_relaxed);
-      if (self.on_problem_) self.report(nats_problem_kind::schema_mismatch, subject, detail::schema_mismatch_text<T>(msg));
-      return;
-    }
-
     // Deadline: the time left becomes the local TTL.
     const auto left = detail::time_left(msg);
     if (left && left->count() <= 0) {
@@ -459,14 +466,9 @@ class nats_bridge {
       return;
     }
 
-    std::optional<T> value;
-    try {
-      value.emplace(detail::decode_payload<T>(msg));
-    } catch (const std::exception& ex) {
-      self.counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
-      self.report(nats_problem_kind::decode_error, subject, std::string("not delivered: ") + ex.what());
-      return;
-    }
+    std::string refusal;
+    std::optional<T> value = self.take_payload<T>(msg, subject, "not delivered", refusal);
+    if (!value) return;
 
     std::vector<header> headers;
     const publish_options options = detail::incoming_options(msg, left, headers);
@@ -479,6 +481,47 @@ class nats_bridge {
       return;
     }
     self.counters_.received.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // The payload of an incoming message as T, checked: T's schema name and, at T's version, its
+  // codec fingerprint; another version is converted by its upcaster (upcast<T>) or refused.
+  // Nothing when refused: counted, reported (`what` starts the report) and explained in
+  // `refusal`.
+  template <class T>
+  std::optional<T> take_payload(natsMsg* msg, std::string_view subject, std::string_view what, std::string& refusal) {
+    std::shared_ptr<const upcaster_registry::converter<T>> convert;
+    if (!detail::schema_matches<T>(msg)) {
+      const char* name = detail::nats_header_value(msg, nats_header::schema);
+      std::uint32_t version = 0;
+      const bool other_version = name != nullptr && event_traits<T>::name() == name &&
+                                 detail::parse_number(detail::nats_header_value(msg, nats_header::schema_version),
+                                                      version) &&
+                                 version != event_traits<T>::version();
+      if (other_version) convert = upcasters_.find<T>(version);
+      if (!convert) {
+        counters_.schema_mismatches.fetch_add(1, std::memory_order_relaxed);
+        refusal = detail::schema_mismatch_text<T>(msg);
+        if (const std::string_view lead = "not delivered: "; refusal.starts_with(lead)) refusal.erase(0, lead.size());
+        if (other_version)
+          refusal += " (no upcaster for version " + std::to_string(version) + ": nats_bridge::upcast<T>)";
+        report(nats_problem_kind::schema_mismatch, subject, std::string(what) + ": " + refusal);
+        return std::nullopt;
+      }
+    }
+    try {
+      if (!convert) return detail::decode_payload<T>(msg);
+      const char* data = natsMsg_GetData(msg);
+      const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
+      byte_reader in(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), data ? size : 0));
+      std::optional<T> out((*convert)(in));
+      counters_.upcast.fetch_add(1, std::memory_order_relaxed);
+      return out;
+    } catch (const std::exception& ex) {
+      counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+      refusal = std::string("the bytes do not decode: ") + ex.what();
+      report(nats_problem_kind::decode_error, subject, std::string(what) + ": " + refusal);
+      return std::nullopt;
+    }
   }
 
   // Subscribes `imp` to `pattern` on `conn` (in `queue_group` when not empty); live on the
@@ -626,13 +669,6 @@ class nats_bridge {
       self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (!detail::schema_matches<Req>(msg)) {
-      self.counters_.schema_mismatches.fetch_add(1, std::memory_order_relaxed);
-      const std::string what = detail::schema_mismatch_text<Req>(msg);
-      self.report(nats_problem_kind::schema_mismatch, subject, what);
-      answer_error(request_errc::wrong_type, "the server's request type: " + what);
-      return;
-    }
     const auto left = detail::time_left(msg);
     if (left && left->count() <= 0) {
       self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
@@ -640,13 +676,10 @@ class nats_bridge {
       answer_error(request_errc::timeout, "the request's deadline passed before it reached the server");
       return;
     }
-    std::optional<Req> value;
-    try {
-      value.emplace(detail::decode_payload<Req>(msg));
-    } catch (const std::exception& ex) {
-      self.counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
-      self.report(nats_problem_kind::decode_error, subject, std::string("request not served: ") + ex.what());
-      answer_error(request_errc::wrong_type, std::string("the request does not decode at the server: ") + ex.what());
+    std::string refusal;
+    std::optional<Req> value = self.take_payload<Req>(msg, subject, "request not served", refusal);
+    if (!value) {
+      answer_error(request_errc::wrong_type, "at the server: " + refusal);
       return;
     }
     std::vector<header> headers;
@@ -683,6 +716,7 @@ class nats_bridge {
   std::shared_ptr<detail::reply_link> link_;       // imported requests reply through it
   std::string inbox_prefix_;                       // "_INBOX.<id>." : replies to exported requests
   detail::outstanding_requests outstanding_;       // exported requests waiting for their reply
+  upcaster_registry upcasters_;                    // for imports of older schema versions
   mutable std::mutex mutex_;  // exports_ and importers_
   std::vector<std::unique_ptr<importer>> importers_;
   std::vector<subscription> exports_;

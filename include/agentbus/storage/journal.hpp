@@ -28,6 +28,7 @@
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/codec.hpp"
+#include "agentbus/storage/upcast.hpp"
 #include "agentbus/storage/dedup.hpp"
 #include "agentbus/storage/history.hpp"
 #include "agentbus/storage/policy.hpp"
@@ -127,14 +128,7 @@ class journal_store : public dedup_store {
   /// T of the current version: `T convert(byte_reader&)`. Replaces a previous one.
   template <class T, class F>
   void upcast(std::uint32_t from_version, F convert) {
-    auto fn = std::make_shared<const std::function<T(byte_reader&)>>(std::move(convert));
-    std::lock_guard lock(upcasters_mutex_);
-    for (auto& u : upcasters_)
-      if (u.type == type_id_of<T>() && u.from_version == from_version) {
-        u.fn = std::move(fn);
-        return;
-      }
-    upcasters_.push_back({type_id_of<T>(), from_version, std::move(fn)});
+    upcasters_.add<T>(from_version, std::move(convert));
   }
 
   /// A typed reader of the journal; it follows new records as they are appended.
@@ -302,23 +296,12 @@ class journal_store : public dedup_store {
 
  private:
   template <class T>
-  std::shared_ptr<const std::function<T(byte_reader&)>> find_upcaster(std::uint32_t from_version) const {
-    std::lock_guard lock(upcasters_mutex_);
-    for (const auto& u : upcasters_)
-      if (u.type == type_id_of<T>() && u.from_version == from_version)
-        return std::static_pointer_cast<const std::function<T(byte_reader&)>>(u.fn);
-    return nullptr;
+  std::shared_ptr<const upcaster_registry::converter<T>> find_upcaster(std::uint32_t from_version) const {
+    return upcasters_.find<T>(from_version);
   }
 
-  struct upcaster {
-    type_id type;
-    std::uint32_t from_version;
-    std::shared_ptr<const void> fn;  // std::function<T(byte_reader&)>
-  };
-
   agentbus::journal journal_;
-  mutable std::mutex upcasters_mutex_;
-  std::vector<upcaster> upcasters_;
+  upcaster_registry upcasters_;
 };
 
 }  // namespace detail
