@@ -4,18 +4,24 @@
 //
 // Publish throughput, 64 B and 1 KB payloads (the same payload bytes in every row):
 //   raw cnats                 natsConnection_Publish of the payload, one connection
-//   raw cnats + envelope      natsMsg_Create + natsMsgHeader_Add of the headers the bridge sends
-//                             (the same names and the same kind of values: schema, version,
-//                             fingerprint, event id, publish time, origin; no priority, as the
-//                             bridge writes none for normal), formatted
-//                             the cheapest way, then natsConnection_PublishMsg: what the
-//                             envelope costs the client, the server and the subscriber
+//   raw cnats + envelope      natsMsg_Create with the headers the bridge sends (the same
+//     headers, a natsMsgHeader names and the same kind of values: schema, version, fingerprint,
+//     _Add each               event id, publish time, origin; no priority, as the bridge
+//                             writes none for normal), formatted the cheapest way, one
+//                             natsMsgHeader_Add per header (the client's ordinary way), then
+//                             natsConnection_PublishMsg
+//   raw cnats + envelope      the same header bytes given to the client as one header (its key
+//     headers, one header     holds all the lines but the last: how the bridge sends them, see
+//     block                   bridge/detail/envelope.hpp): what the envelope's bytes cost the
+//                             client, the server and the subscriber
 //   bridged                   a bus whose nats_bridge export_type<T>s the subject, publishing
 //                             (bus.publish: the bridge's synchronous export sends it)
 //   bridged -> bridge import  the same, received by a second bus whose bridge import_type<T>s
 //                             the subject (the arrivals counted by a synchronous subscriber on
 //                             that bus): the receive path's cost too. Not part of the ratio.
-// The first three rows share the subscriber: a raw cnats connection of its own counting
+//                             The publisher stays at most 50 000 messages ahead of the
+//                             importer (the import's client drops beyond 65 536 pending).
+// The rows but the last share the subscriber: a raw cnats connection of its own counting
 // arrivals (no pending limit, so nothing is dropped). Every row publishes from this thread as
 // fast as it can on a connection that batches writes (the client's default, the bridge's too);
 // the clock runs from the first publish to the arrival of the last message at the subscriber
@@ -268,9 +274,12 @@ double raw_publish(const std::string& url, std::size_t count, const settings& s)
 
 /// The headers the bridge sends for T (transport/nats.hpp, bridge/detail/envelope.hpp), built by
 /// hand the cheapest way: the constant ones formatted once, the event id and the publish time
-/// per message into stack buffers.
+/// per message into stack buffers. `one_block`: the lines go to the client as one header whose
+/// key holds all but the last line, as the bridge sends them (bridge/detail/envelope.hpp says
+/// why); otherwise one natsMsgHeader_Add per header, the client's ordinary way. The same bytes
+/// reach the server either way.
 template <class T>
-double raw_publish_with_envelope(const std::string& url, std::size_t count, const settings& s) {
+double raw_publish_with_envelope(const std::string& url, std::size_t count, const settings& s, bool one_block) {
   const std::string subject = "bench.raw.env." + std::to_string(next_id());
   counting_subscriber subscriber(url, subject, count);
   const connection_ptr nc = connect(url, false);
@@ -279,24 +288,40 @@ double raw_publish_with_envelope(const std::string& url, std::size_t count, cons
   const std::string version = std::to_string(agentbus::event_traits<T>::version());
   const std::string fingerprint = agentbus::detail::hex64(agentbus::codec_fingerprint<T>());
   const std::string origin = "agentbus-0123456789abcdef";  // a bridge id's length
+  const std::string prefix = fmt::format("{}: {}\r\n{}: {}\r\n{}: {}\r\n{}: ", agentbus::nats_header::schema, schema,
+                                         agentbus::nats_header::schema_version, version,
+                                         agentbus::nats_header::fingerprint, fingerprint,
+                                         agentbus::nats_header::event_id);
+  const std::string published_key = fmt::format("\r\n{}: ", agentbus::nats_header::published);
+  const std::string origin_key = fmt::format("\r\n{}", agentbus::nats_header::origin);
   const std::uint64_t first_id = std::uint64_t{1} << 40;
   const auto start = clock_type::now();
   for (std::size_t i = 0; i < count; ++i) {
-    char id[24], published[24];
-    *std::to_chars(id, id + sizeof id - 1, first_id + i).ptr = '\0';
-    *std::to_chars(published, published + sizeof published - 1,
-                   agentbus::detail::unix_ns(std::chrono::system_clock::now()))
-         .ptr = '\0';
+    const std::int64_t now_ns = agentbus::detail::unix_ns(std::chrono::system_clock::now());
     natsMsg* raw = nullptr;
     check(natsMsg_Create(&raw, subject.c_str(), nullptr, value.bytes.data(), static_cast<int>(value.bytes.size())),
           "natsMsg_Create");
     const message_ptr msg(raw);
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::schema, schema.c_str()), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::schema_version, version.c_str()), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::fingerprint, fingerprint.c_str()), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::event_id, id), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::published, published), "natsMsgHeader_Add");
-    check(natsMsgHeader_Add(raw, agentbus::nats_header::origin, origin.c_str()), "natsMsgHeader_Add");
+    if (one_block) {
+      char block[512];
+      char* at = std::copy(prefix.begin(), prefix.end(), block);
+      at = std::to_chars(at, block + 200, first_id + i).ptr;
+      at = std::copy(published_key.begin(), published_key.end(), at);
+      at = std::to_chars(at, block + 300, now_ns).ptr;
+      at = std::copy(origin_key.begin(), origin_key.end(), at);
+      *at = '\0';
+      check(natsMsgHeader_Add(raw, block, origin.c_str()), "natsMsgHeader_Add");
+    } else {
+      char id[24], published[24];
+      *std::to_chars(id, id + sizeof id - 1, first_id + i).ptr = '\0';
+      *std::to_chars(published, published + sizeof published - 1, now_ns).ptr = '\0';
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::schema, schema.c_str()), "natsMsgHeader_Add");
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::schema_version, version.c_str()), "natsMsgHeader_Add");
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::fingerprint, fingerprint.c_str()), "natsMsgHeader_Add");
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::event_id, id), "natsMsgHeader_Add");
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::published, published), "natsMsgHeader_Add");
+      check(natsMsgHeader_Add(raw, agentbus::nats_header::origin, origin.c_str()), "natsMsgHeader_Add");
+    }
     check(natsConnection_PublishMsg(nc.get(), raw), "natsConnection_PublishMsg");
   }
   return rate(count, start, subscriber.seen.wait(s.row_limit, [&] { return subscriber.dropped(); }));
@@ -320,6 +345,9 @@ double bridged_publish(const std::string& url, std::size_t count, const settings
   return rate(count, start, end);
 }
 
+/// How far the publisher of the import row may run ahead of the importer (see bridged_to_import).
+constexpr std::size_t import_window = 50000;
+
 template <class T>
 double bridged_to_import(const std::string& url, std::size_t count, const settings& s) {
   const std::string subject = "bench.imported." + std::to_string(next_id());
@@ -334,7 +362,14 @@ double bridged_to_import(const std::string& url, std::size_t count, const settin
   const agentbus::topic topic(subject);
   const T value = make_payload<T>();
   const auto start = clock_type::now();
-  for (std::size_t i = 0; i < count; ++i) (void)bus.publish(topic, value);
+  const auto give_up = start + s.row_limit;
+  for (std::size_t i = 0; i < count; ++i) {
+    // At most import_window messages ahead of the importer: the import's subscription keeps the
+    // client's default pending limit (65536 messages), beyond which the client drops what comes
+    // in (stats().dropped_incoming). This row measures what the receive path sustains.
+    while (i - seen.count() >= import_window && clock_type::now() < give_up) std::this_thread::sleep_for(20us);
+    (void)bus.publish(topic, value);
+  }
   const auto end = seen.wait(s.row_limit, [&] {
     const auto st = importer.stats();
     return fmt::format(" (importer: {} received, {} dropped by the client, {} not decoded)", st.received,
@@ -349,7 +384,8 @@ struct publish_job {
   std::function<double()> run;
 };
 
-const std::string raw_name = "raw cnats", envelope_name = "raw cnats + envelope headers", bridged_name = "bridged",
+const std::string raw_name = "raw cnats", envelope_name = "raw cnats + envelope headers, one header block",
+                  envelope_each_name = "raw cnats + envelope headers, a natsMsgHeader_Add each", bridged_name = "bridged",
                   imported_name = "bridged -> bridge import";
 
 std::string publish_row_name(const std::string& kind, std::size_t payload) {
@@ -361,8 +397,10 @@ void publish_rows(const settings& s, const std::string& url, std::vector<row>& o
   auto add_size = [&]<class T>(std::size_t count) {
     constexpr std::size_t size = sizeof(T);
     jobs.push_back({publish_row_name(raw_name, size), size, [&url, count, &s] { return raw_publish<T>(url, count, s); }});
+    jobs.push_back({publish_row_name(envelope_each_name, size), size,
+                    [&url, count, &s] { return raw_publish_with_envelope<T>(url, count, s, false); }});
     jobs.push_back({publish_row_name(envelope_name, size), size,
-                    [&url, count, &s] { return raw_publish_with_envelope<T>(url, count, s); }});
+                    [&url, count, &s] { return raw_publish_with_envelope<T>(url, count, s, true); }});
     jobs.push_back(
         {publish_row_name(bridged_name, size), size, [&url, count, &s] { return bridged_publish<T>(url, count, s); }});
     jobs.push_back(
@@ -502,7 +540,7 @@ void request_rows(const settings& s, const std::string& url, std::vector<row>& o
 /// Every row the run would have had, each with `reason` (no server).
 void skip_all(const settings& s, const std::string& reason, std::vector<row>& out) {
   for (const std::size_t size : {std::size_t{64}, std::size_t{1024}})
-    for (const auto& kind : {raw_name, envelope_name, bridged_name, imported_name})
+    for (const auto& kind : {raw_name, envelope_each_name, envelope_name, bridged_name, imported_name})
       if (selected(s, section::publish, publish_row_name(kind, size)))
         out.push_back(row{section::publish, publish_row_name(kind, size), size, 0, -1, -1, {}, reason});
   for (const auto& name : {rr_raw_name, rr_bridged_name})
@@ -523,6 +561,7 @@ struct ratio {
   std::size_t payload;
   double best = 0;              // best bridged / best raw
   double low = 0, high = 0;     // range of the per-round ratios
+  double median = 0;            // their median
   double envelope_best = -1;    // best raw+envelope / best raw
 };
 
@@ -532,11 +571,16 @@ std::vector<ratio> ratios(const std::vector<row>& rows) {
     const row* raw = find_row(rows, publish_row_name(raw_name, size));
     const row* bridged = find_row(rows, publish_row_name(bridged_name, size));
     if (raw == nullptr || bridged == nullptr || raw->per_s <= 0) continue;
-    ratio q{size, bridged->per_s / raw->per_s, 1e300, 0, -1};
-    for (std::size_t i = 0; i < std::min(raw->rounds.size(), bridged->rounds.size()); ++i) {
-      const double x = bridged->rounds[i] / raw->rounds[i];
-      q.low = std::min(q.low, x);
-      q.high = std::max(q.high, x);
+    ratio q{size, bridged->per_s / raw->per_s, 0, 0, 0, -1};
+    std::vector<double> each;
+    for (std::size_t i = 0; i < std::min(raw->rounds.size(), bridged->rounds.size()); ++i)
+      each.push_back(bridged->rounds[i] / raw->rounds[i]);
+    std::sort(each.begin(), each.end());
+    if (!each.empty()) {
+      q.low = each.front();
+      q.high = each.back();
+      q.median = each.size() % 2 == 1 ? each[each.size() / 2]
+                                      : (each[each.size() / 2 - 1] + each[each.size() / 2]) / 2;
     }
     if (const row* env = find_row(rows, publish_row_name(envelope_name, size))) q.envelope_best = env->per_s / raw->per_s;
     out.push_back(q);
@@ -575,9 +619,11 @@ void print_table(const settings& s, const std::vector<row>& rows) {
   const auto q = ratios(rows);
   if (!q.empty()) fmt::print("\ntarget (issue 11): bridged publish >= 80% of raw cnats, same payload, same run\n");
   for (const auto& x : q) {
-    fmt::print("  {:>5}: bridged / raw = {:.0f}% (per round {:.0f}%..{:.0f}%): {}", size_text(x.payload), x.best * 100,
-               x.low * 100, x.high * 100, x.best >= 0.8 ? "met" : "NOT met");
-    if (x.envelope_best >= 0) fmt::print("; raw + envelope headers / raw = {:.0f}%", x.envelope_best * 100);
+    fmt::print("  {:>5}: bridged / raw = {:.0f}% (per round {:.0f}%..{:.0f}%, median {:.0f}%): {}", size_text(x.payload),
+               x.best * 100, x.low * 100, x.high * 100, x.median * 100, x.best >= 0.8 ? "met" : "NOT met");
+    if (x.envelope_best > 0)
+      fmt::print("; raw + envelope (one block) / raw = {:.0f}%, bridged / that = {:.0f}%", x.envelope_best * 100,
+                 x.best / x.envelope_best * 100);
     fmt::print("\n");
   }
 }
@@ -625,8 +671,8 @@ bool write_json(const std::string& path, const settings& s, const std::vector<ro
   for (std::size_t i = 0; i < q.size(); ++i)
     fmt::print(f,
                "    {{\"payload_bytes\": {}, \"best\": {:.4f}, \"round_low\": {:.4f}, \"round_high\": {:.4f}, "
-               "\"envelope_over_raw\": {:.4f}, \"target\": 0.8, \"met\": {}}}{}\n",
-               q[i].payload, q[i].best, q[i].low, q[i].high, q[i].envelope_best, q[i].best >= 0.8,
+               "\"round_median\": {:.4f}, \"envelope_over_raw\": {:.4f}, \"target\": 0.8, \"met\": {}}}{}\n",
+               q[i].payload, q[i].best, q[i].low, q[i].high, q[i].median, q[i].envelope_best, q[i].best >= 0.8,
                i + 1 < q.size() ? "," : "");
   fmt::print(f, "  ]\n}}\n");
   return std::fclose(f) == 0;
