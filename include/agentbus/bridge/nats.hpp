@@ -43,7 +43,10 @@
 //   carrying its own id (and its connection asks the server not to echo its own publishes).
 // - Faults: a server that is not there makes the constructor throw nats_error (no hang, no
 //   retry). A connection lost later reconnects as described in agentbus/transport/nats.hpp;
-//   every export that cannot be sent is counted in stats().dropped and reported.
+//   every export that cannot be sent is counted in stats().dropped and reported. Exports
+//   published while the connection is down wait in the client's reconnect buffer
+//   (stats().buffered): sent when it reconnects, dropped and reported when it gives up. Core
+//   NATS is at most once: what was on the wire when the server went away is lost uncounted.
 // - Requests: export_requests sends this bus's requests out with a reply subject on the
 //   bridge's inbox (_INBOX.<bridge id>.<n>); import_requests answers NATS requests with this
 //   bus's servers (agentbus::serve) and sends the reply, or the request_errc that ended the
@@ -97,7 +100,8 @@ namespace agentbus {
 struct nats_bridge_stats {
   std::uint64_t sent = 0;               ///< local events sent to NATS
   std::uint64_t received = 0;           ///< NATS messages published on the local bus
-  std::uint64_t dropped = 0;            ///< local events that could not be sent (not connected, buffer full, closed)
+  std::uint64_t dropped = 0;            ///< local events that could not be sent (buffer full, closed, or lost in the reconnect buffer)
+  std::uint64_t buffered = 0;           ///< local events accepted while the connection was down, waiting in the client's reconnect buffer
   std::uint64_t dropped_incoming = 0;   ///< NATS messages the client dropped before delivery (slow consumer)
   std::uint64_t decode_errors = 0;      ///< NATS messages not delivered: bytes that do not decode, or a bad topic
   std::uint64_t schema_mismatches = 0;  ///< NATS messages not delivered: another schema name, version or fingerprint
@@ -296,7 +300,9 @@ class nats_bridge {
   /// @brief A snapshot of the counters.
   nats_bridge_stats stats() const {
     nats_bridge_stats s;
+    settle_buffered(natsConnection_Status(conn_->get()));
     s.sent = counters_.sent.load(std::memory_order_relaxed);
+    s.buffered = counters_.buffered.load(std::memory_order_relaxed);
     s.received = counters_.received.load(std::memory_order_relaxed);
     s.dropped = counters_.dropped.load(std::memory_order_relaxed);
     s.decode_errors = counters_.decode_errors.load(std::memory_order_relaxed);
@@ -346,7 +352,7 @@ class nats_bridge {
   struct counters {
     std::atomic<std::uint64_t> sent{0}, received{0}, dropped{0}, decode_errors{0}, schema_mismatches{0}, expired{0},
         not_sent_back{0}, own_ignored{0}, reserved_skipped{0}, requests_sent{0}, replies_received{0}, late_replies{0},
-        requests_received{0}, upcast{0};
+        requests_received{0}, upcast{0}, buffered{0};
   };
 
   [[noreturn]] static void refuse(std::string_view call, std::string_view pattern, std::string_view why) {
@@ -385,11 +391,31 @@ class nats_bridge {
                "): add it to nats_options::" + (call == "export_type" ? "outgoing" : "incoming"));
   }
 
-  void report(nats_problem_kind kind, std::string_view topic, std::string_view what) noexcept {
+  void report(nats_problem_kind kind, std::string_view topic, std::string_view what) const noexcept {
     if (!on_problem_) return;
     try {
       on_problem_(nats_bridge_problem{kind, topic, what});
     } catch (...) {  // a problem handler must not throw: ignored
+    }
+  }
+
+  // Publishes accepted while the connection was down wait in the client's reconnect buffer:
+  // they count as sent once the connection is back (the client sends that buffer first on
+  // reconnecting), as dropped (and reported) once the client gave up and closed it.
+  void settle_buffered(natsConnStatus status) const noexcept {
+    if (counters_.buffered.load(std::memory_order_relaxed) == 0) return;
+    if (status == NATS_CONN_STATUS_CONNECTED) {
+      counters_.sent.fetch_add(counters_.buffered.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    } else if (status == NATS_CONN_STATUS_CLOSED) {
+      const auto lost = counters_.buffered.exchange(0, std::memory_order_relaxed);
+      if (lost == 0) return;
+      counters_.dropped.fetch_add(lost, std::memory_order_relaxed);
+      try {
+        report(nats_problem_kind::send_failed, "",
+               std::to_string(lost) + " event(s) sent while the connection was down were in the client's reconnect "
+                                      "buffer when it gave up reconnecting: not delivered to the server");
+      } catch (...) {  // the text could not be allocated: counted all the same
+      }
     }
   }
 
@@ -409,13 +435,15 @@ class nats_bridge {
       thread_local byte_writer writer;
       auto msg = detail::encode_payload(e.payload(), std::string(topic), writer);
       natsStatus s = detail::add_envelope_headers(msg, e, id_);
+      const natsConnStatus status = natsConnection_Status(conn_->get());
+      settle_buffered(status);
       if (s == NATS_OK) s = natsConnection_PublishMsg(conn_->get(), msg.get());
       if (s != NATS_OK) {
         counters_.dropped.fetch_add(1, std::memory_order_relaxed);
         report(nats_problem_kind::send_failed, topic, "not sent: " + detail::nats_status_text(s));
         return;
       }
-      counters_.sent.fetch_add(1, std::memory_order_relaxed);
+      (status == NATS_CONN_STATUS_CONNECTED ? counters_.sent : counters_.buffered).fetch_add(1, std::memory_order_relaxed);
     } catch (const std::exception& ex) {
       counters_.dropped.fetch_add(1, std::memory_order_relaxed);
       report(nats_problem_kind::send_failed, topic, ex.what());
@@ -710,7 +738,7 @@ class nats_bridge {
   std::string id_;
   nats_problem_handler on_problem_;
   allowed_patterns allowed_;
-  counters counters_;
+  mutable counters counters_;  // stats() settles what the reconnect buffer held
   std::unique_ptr<nats_connection> conn_;
   std::unique_ptr<nats_connection> request_conn_;  // requests and replies (send-asap), opened on first use
   std::shared_ptr<detail::reply_link> link_;       // imported requests reply through it

@@ -18,7 +18,9 @@
 //     apart), buffering up to reconnect_buffer_bytes of publishes meanwhile; a publish that
 //     does not fit, or that comes after the client gave up (the connection is closed), fails
 //     and the bridge counts it as dropped. Publishes still in the reconnect buffer when the
-//     client gives up are lost without being counted (core NATS is at most once).
+//     client gives up are counted as dropped too (the bridge counts what it published while
+//     the connection was down). What was written to the socket just before the server went
+//     away is lost uncounted: core NATS is at most once (JetStream is not: bridge/jetstream.hpp).
 //
 // The wire format the bridge writes (and reads back) on core NATS:
 //   - subject: the agentbus topic, unchanged (the topic syntax is the NATS subject syntax;
