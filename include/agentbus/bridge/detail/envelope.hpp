@@ -97,18 +97,23 @@ struct decimal_text {
   const char* c_str() const noexcept { return text; }
 };
 
-/// Appends `value` as a header value is written on the wire by the client: CR and LF become
-/// spaces (cnats's natsMsgHeader_encode does the same to every value it writes).
+/// What the client sees of `text` when it is handed over as a C string: up to its first NUL.
+inline std::string_view as_c_string(std::string_view text) noexcept { return text.substr(0, text.find('\0')); }
+
+/// Appends `value` as a header value is written on the wire by the client: up to a NUL (it is
+/// handed over as a C string), CR and LF become spaces (cnats's natsMsgHeader_encode does the
+/// same to every value it writes).
 inline void append_header_value(std::string& out, std::string_view value) {
   const std::size_t at = out.size();
-  out.append(value);
+  out.append(as_c_string(value));
   for (std::size_t i = at; i < out.size(); ++i)
     if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
 }
 
-/// Appends the header line `key: value` and its CRLF, as the client would write it.
+/// Appends the header line `key: value` and its CRLF, as the client would write it (the key as
+/// given, up to a NUL).
 inline void append_header_line(std::string& out, std::string_view key, std::string_view value) {
-  out.append(key);
+  out.append(as_c_string(key));
   out.append(": ", 2);
   append_header_value(out, value);
   out.append("\r\n", 2);
@@ -156,7 +161,7 @@ struct schema_header_values {
 // the headers are added one by one instead (the *_one_by_one functions), with the same bytes.
 
 /// Adds `lines` (complete header lines, each ending in CRLF; may be empty) and then `key: value`,
-/// through one natsMsgHeader_Add (see above); one header per line when the client refuses that.
+/// through one natsMsgHeader_Add (see above). NATS_OK or the client's refusal.
 inline natsStatus add_header_lines(nats_message& msg, std::string_view lines, std::string_view key,
                                    const char* value, std::string& scratch) {
   scratch.assign(lines);
@@ -221,7 +226,7 @@ template <class T>
 natsStatus add_envelope_headers(nats_message& msg, const event<T>& e, const std::string& origin) {
   // An event header with an empty name is refused by the client: one by one, it says so.
   for (const header& h : e.headers())
-    if (h.key.empty()) return add_envelope_headers_one_by_one(msg, e, origin);
+    if (as_c_string(h.key).empty()) return add_envelope_headers_one_by_one(msg, e, origin);
   thread_local std::string lines, scratch;
   lines.assign(schema_header_values<T>::get().lines);
   auto number_line = [&](std::string_view key, auto value) {  // digits: nothing to replace
