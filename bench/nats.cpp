@@ -603,9 +603,15 @@ void print_table(const settings& s, const std::vector<row>& rows) {
   fmt::print("request/reply rows: {} round trips, one in flight\n\n", s.round_trips);
   fmt::print("{:<15} {:<68} {:>12} {:>9} {:>8} {:>9} {:>9}\n", "section", "row", "msgs/s", "MB/s", "vs raw", "p50 us",
              "p99 us");
-  for (const auto& r : rows) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const row& r = rows[i];
     if (!r.skipped.empty()) {
-      fmt::print("{:<15} {:<68} {}\n", section_name(r.sec), r.name, r.skipped);
+      // Rows skipped for one reason (no server) get one line.
+      std::size_t same = 1;
+      while (i + same < rows.size() && rows[i + same].skipped == r.skipped) ++same;
+      fmt::print("{:<15} {:<68} {}\n", section_name(r.sec), same > 1 ? fmt::format("({} rows)", same) : r.name,
+                 r.skipped);
+      i += same - 1;
       continue;
     }
     const double vs = versus_raw(rows, r);
