@@ -65,6 +65,7 @@
 #include "agentbus/transport/nats.hpp"
 #include "agentbus/bridge/detail/envelope.hpp"
 #include "agentbus/bridge/detail/requests.hpp"
+#include "agentbus/bridge/detail/signing.hpp"
 
 #if AGENTBUS_HAS_NATS
 
@@ -106,6 +107,7 @@ struct nats_bridge_stats {
   std::uint64_t decode_errors = 0;      ///< NATS messages not delivered: bytes that do not decode, or a bad topic
   std::uint64_t schema_mismatches = 0;  ///< NATS messages not delivered: another schema name, version or fingerprint
   std::uint64_t upcast = 0;             ///< NATS messages of an older schema version converted by an upcaster
+  std::uint64_t signature_failures = 0; ///< NATS messages rejected: missing or bad Agentbus-Signature (signing_key set)
   std::uint64_t expired = 0;            ///< NATS messages not delivered: their deadline had passed
   std::uint64_t not_sent_back = 0;      ///< local events that came in through a bridge, so not sent out again
   std::uint64_t own_ignored = 0;        ///< NATS messages sent by this bridge itself, ignored
@@ -183,6 +185,7 @@ class nats_bridge {
         id_(detail::random_bridge_id()),
         on_problem_(on_problem ? std::move(on_problem) : options_.on_problem),
         allowed_(check_option_patterns(options_)),
+        signer_(options_.signing_key),
         conn_(std::make_unique<nats_connection>(options_, id_)) {}
   nats_bridge(const nats_bridge&) = delete;
   nats_bridge& operator=(const nats_bridge&) = delete;
@@ -312,6 +315,7 @@ class nats_bridge {
     s.own_ignored = counters_.own_ignored.load(std::memory_order_relaxed);
     s.reserved_skipped = counters_.reserved_skipped.load(std::memory_order_relaxed);
     s.upcast = counters_.upcast.load(std::memory_order_relaxed);
+    s.signature_failures = counters_.signature_failures.load(std::memory_order_relaxed);
     s.requests_sent = counters_.requests_sent.load(std::memory_order_relaxed);
     s.replies_received = counters_.replies_received.load(std::memory_order_relaxed);
     s.late_replies = counters_.late_replies.load(std::memory_order_relaxed);
@@ -352,7 +356,7 @@ class nats_bridge {
   struct counters {
     std::atomic<std::uint64_t> sent{0}, received{0}, dropped{0}, decode_errors{0}, schema_mismatches{0}, expired{0},
         not_sent_back{0}, own_ignored{0}, reserved_skipped{0}, requests_sent{0}, replies_received{0}, late_replies{0},
-        requests_received{0}, upcast{0}, buffered{0};
+        requests_received{0}, upcast{0}, buffered{0}, signature_failures{0};
   };
 
   [[noreturn]] static void refuse(std::string_view call, std::string_view pattern, std::string_view why) {
@@ -434,7 +438,11 @@ class nats_bridge {
     try {
       thread_local byte_writer writer;
       auto msg = detail::encode_payload(e.payload(), std::string(topic), writer);
-      natsStatus s = detail::add_envelope_headers(msg, e, id_);
+      // Signing reads the headers back from the message: one header per add (the packed
+      // block, faster, is one entry there).
+      natsStatus s = signer_.enabled() ? detail::add_envelope_headers_one_by_one(msg, e, id_)
+                                       : detail::add_envelope_headers(msg, e, id_);
+      if (s == NATS_OK) s = signer_.sign(msg);
       const natsConnStatus status = natsConnection_Status(conn_->get());
       settle_buffered(status);
       if (s == NATS_OK) s = natsConnection_PublishMsg(conn_->get(), msg.get());
@@ -483,6 +491,7 @@ class nats_bridge {
       self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    if (!self.signature_ok(msg, subject)) return;
 
     // Deadline: the time left becomes the local TTL.
     const auto left = detail::time_left(msg);
@@ -509,6 +518,17 @@ class nats_bridge {
       return;
     }
     self.counters_.received.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // True when `msg` carries a valid signature or signing is off; else counted and reported.
+  bool signature_ok(natsMsg* msg, std::string_view subject) const {
+    if (signer_.verify(msg)) return true;
+    counters_.signature_failures.fetch_add(1, std::memory_order_relaxed);
+    report(nats_problem_kind::bad_signature, subject,
+           detail::nats_header_value(msg, nats_header::signature) == nullptr
+               ? "not delivered: no Agentbus-Signature, and this bridge requires one (nats_options::signing_key)"
+               : "not delivered: its Agentbus-Signature does not match its bytes under this bridge's key");
+    return false;
   }
 
   // The payload of an incoming message as T, checked: T's schema name and, at T's version, its
@@ -594,6 +614,7 @@ class nats_bridge {
     auto link = std::make_shared<detail::reply_link>();
     link->connection = conn->get();
     link->origin = id_;
+    link->signer = signer_;
     inbox_prefix_ = "_INBOX." + id_ + ".";
     auto inbox = std::make_unique<importer>();
     inbox->bridge = this;
@@ -632,12 +653,14 @@ class nats_bridge {
       // Not a request of this process (an event published on a request topic): it goes out
       // as an event, as serve() hands such events to its handler with a reply going nowhere.
       auto msg = detail::encode_payload(e.payload(), std::string(topic), writer, reply.empty() ? nullptr : reply.c_str());
-      natsStatus s = detail::add_envelope_headers(msg, e, id_);
+      natsStatus s = signer_.enabled() ? detail::add_envelope_headers_one_by_one(msg, e, id_)
+                                       : detail::add_envelope_headers(msg, e, id_);
       if (s == NATS_OK && token != 0 && !e.deadline())
         s = msg.add_header(nats_header::deadline,
                            std::to_string(detail::unix_ns(std::chrono::system_clock::now()) +
                                           std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count())
                                .c_str());
+      if (s == NATS_OK) s = signer_.sign(msg);
       if (s == NATS_OK) s = natsConnection_PublishMsg(request_conn_->get(), msg.get());
       if (s != NATS_OK) {
         counters_.dropped.fetch_add(1, std::memory_order_relaxed);
@@ -665,6 +688,9 @@ class nats_bridge {
     const std::string_view tail = subject.substr(std::min(subject.size(), self.inbox_prefix_.size()));
     const bool parsed =
         std::from_chars(tail.data(), tail.data() + tail.size(), token).ptr == tail.data() + tail.size() && token != 0;
+    // A forged reply is ignored (the real one may still come), NATS's own no-responders
+    // status is the server's and carries no signature.
+    if (!natsMsg_IsNoResponders(msg) && !self.signature_ok(msg, subject)) return;
     auto waiter = parsed ? self.outstanding_.take(token) : nullptr;
     if (!waiter) {
       self.counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
@@ -697,6 +723,7 @@ class nats_bridge {
       self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    if (!self.signature_ok(msg, subject)) return;  // no reply: the sender is not known to be a peer
     const auto left = detail::time_left(msg);
     if (left && left->count() <= 0) {
       self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
@@ -738,6 +765,7 @@ class nats_bridge {
   std::string id_;
   nats_problem_handler on_problem_;
   allowed_patterns allowed_;
+  detail::message_signer signer_;  // nats_options::signing_key
   mutable counters counters_;  // stats() settles what the reconnect buffer held
   std::unique_ptr<nats_connection> conn_;
   std::unique_ptr<nats_connection> request_conn_;  // requests and replies (send-asap), opened on first use

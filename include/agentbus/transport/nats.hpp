@@ -92,6 +92,9 @@ inline constexpr const char* origin = "Agentbus-Origin";
 inline constexpr const char* error = "Agentbus-Error";
 /// @brief On a reply with Agentbus-Error: the readable explanation.
 inline constexpr const char* error_detail = "Agentbus-Error-Detail";
+/// @brief With nats_options::signing_key: HMAC-SHA256 of the message's canonical bytes (64
+/// lowercase hex digits; see agentbus/bridge/detail/signing.hpp and docs/wire-format.md).
+inline constexpr const char* signature = "Agentbus-Signature";
 /// @brief JetStream's own deduplication header (the server drops a repeat inside the stream's window).
 inline constexpr const char* msg_id = "Nats-Msg-Id";
 }  // namespace nats_header
@@ -115,6 +118,7 @@ enum class nats_problem_kind : std::uint8_t {
   decode_error,     ///< a NATS message's bytes did not decode, or its subject is not a valid topic
   schema_mismatch,  ///< a NATS message has another schema name, version or fingerprint than the import's type
   expired,          ///< a NATS message arrived after its deadline
+  bad_signature,    ///< a NATS message without a valid Agentbus-Signature (nats_options::signing_key)
 };
 
 /// @brief One problem, as handed to the problem handler. The views live for the call only.
@@ -143,7 +147,17 @@ struct nats_options {
   std::string user{};      ///< user name (with password), passed to the client
   std::string password{};  ///< password
   std::string token{};     ///< authentication token
+  bool tls = false;                 ///< require TLS (also implied by any tls_* file below or a tls:// URL)
+  std::string tls_ca_file{};        ///< PEM file of the CA(s) that signed the server's certificate
+  std::string tls_cert_file{};      ///< PEM client certificate (chain), for servers that verify clients
+  std::string tls_key_file{};       ///< PEM private key of tls_cert_file
+  std::string tls_hostname{};       ///< the name the server's certificate must carry (default: the URL's host)
   bool send_asap = false;  ///< send each publish at once instead of batching (latency over throughput)
+  /// Shared secret: when not empty, every message sent is signed (HMAC-SHA256, the header
+  /// Agentbus-Signature) and every message received must carry a valid signature, else it is
+  /// rejected and counted (stats().signature_failures). Needs OpenSSL's libcrypto (see
+  /// agentbus/bridge/detail/signing.hpp). Every process on the subjects must use the same key.
+  std::string signing_key{};
   nats_problem_handler on_problem{};  ///< receives what was not sent or delivered (see nats_problem_handler)
 };
 
@@ -225,6 +239,14 @@ class nats_connection {
     if (s == NATS_OK && !options.user.empty())
       s = natsOptions_SetUserInfo(opts, options.user.c_str(), options.password.c_str());
     if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(opts, options.token.c_str());
+    const bool tls = options.tls || !options.tls_ca_file.empty() || !options.tls_cert_file.empty();
+    if (s == NATS_OK && tls) s = natsOptions_SetSecure(opts, true);
+    if (s == NATS_OK && !options.tls_ca_file.empty())
+      s = natsOptions_LoadCATrustedCertificates(opts, options.tls_ca_file.c_str());
+    if (s == NATS_OK && (!options.tls_cert_file.empty() || !options.tls_key_file.empty()))
+      s = natsOptions_LoadCertificatesChain(opts, options.tls_cert_file.c_str(), options.tls_key_file.c_str());
+    if (s == NATS_OK && !options.tls_hostname.empty())
+      s = natsOptions_SetExpectedHostname(opts, options.tls_hostname.c_str());
     if (s != NATS_OK) {
       natsOptions_Destroy(opts);
       detail::throw_nats("invalid connection options", url_, s);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "agentbus/bridge/detail/envelope.hpp"
+#include "agentbus/bridge/detail/signing.hpp"
 #include "agentbus/reply/error.hpp"
 #include "agentbus/reply/serve.hpp"
 
@@ -179,6 +180,7 @@ struct reply_link {
   std::mutex mutex;
   natsConnection* connection = nullptr;  // null once cut
   std::string origin;
+  message_signer signer;                   // signs replies when the bridge signs
   std::atomic<std::uint64_t> sent{0};      // replies (values or errors) handed to the client
   std::atomic<std::uint64_t> not_sent{0};  // replies that could not be: cut, refused, not encodable
 
@@ -219,6 +221,7 @@ inline bool send_error_reply(reply_link& link, const std::string& reply_subject,
     natsStatus s = msg.add_header(nats_header::error, to_string(code));
     if (s == NATS_OK && !what.empty()) s = msg.add_header(nats_header::error_detail, std::string(what).c_str());
     if (s == NATS_OK) s = msg.add_header(nats_header::origin, link.origin.c_str());
+    if (s == NATS_OK) s = link.signer.sign(msg);
     if (s == NATS_OK) return link.publish(msg);
   } catch (...) {
   }
@@ -234,8 +237,9 @@ bool send_value_reply(reply_link& link, const std::string& reply_subject, const 
   try {
     thread_local byte_writer writer;
     auto msg = encode_payload(value, reply_subject, writer);
-    natsStatus s = add_schema_headers<Rep>(msg);
+    natsStatus s = link.signer.enabled() ? add_schema_headers_one_by_one<Rep>(msg) : add_schema_headers<Rep>(msg);
     if (s == NATS_OK) s = msg.add_header(nats_header::origin, link.origin.c_str());
+    if (s == NATS_OK) s = link.signer.sign(msg);
     if (s == NATS_OK) return link.publish(msg);
     failure = nats_status_text(s);
   } catch (const std::exception& e) {
