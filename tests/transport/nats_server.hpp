@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // A nats-server for one test: started on 127.0.0.1 on a port it picks itself (-p -1, the port
 // read back from its ports file), a child of this process, stopped by its own PID (SIGINT, then
-// waited for). Never uses 4222 (a packaged service may be listening there).
+// waited for). Never uses 4222 (a packaged service may be listening there). With
+// nats_server_options::jetstream it runs JetStream on a store directory (-js -sd), and can be
+// stopped by a signal (halt: SIGKILL for a crash, SIGINT for a clean stop) and started again on
+// the same port with the same store directory (restart), as a server that crashed and came back.
 #ifndef AGENTBUS_TESTS_TRANSPORT_NATS_SERVER_HPP
 #define AGENTBUS_TESTS_TRANSPORT_NATS_SERVER_HPP
 
@@ -24,6 +27,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -78,42 +82,22 @@ inline int unused_port() {
   return ntohs(addr.sin_port);
 }
 
+/// How to run a test's nats-server beyond the defaults.
+struct nats_server_options {
+  bool jetstream = false;  ///< run JetStream (-js) with its store in store_dir
+  std::string store_dir{};  ///< JetStream's store (-sd); empty: <the server's temporary directory>/jetstream
+};
+
 class nats_server {
  public:
-  explicit nats_server(const std::string& program) {
+  explicit nats_server(const std::string& program) : nats_server(program, nats_server_options{}) {}
+
+  nats_server(const std::string& program, nats_server_options options) : program_(program), options_(std::move(options)) {
     std::string templ = (std::filesystem::temp_directory_path() / "agentbus-nats-XXXXXX").string();
     if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = templ;
-    const std::string log = dir_ + "/server.log";
-    std::vector<std::string> args = {program, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir_, "-l", log};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (::posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-      cleanup();
-      throw std::runtime_error("cannot start " + program);
-    }
-    // -p -1: the server picks a free port and writes it to <dir>/nats-server_<pid>.ports.
-    const std::string ports = dir_ + "/nats-server_" + std::to_string(pid_) + ".ports";
-    const bool ready = wait_until(
-        [&] {
-          if (exited()) return true;
-          std::ifstream in(ports);
-          std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-          const auto at = text.find("nats://");
-          if (at == std::string::npos) return false;
-          const auto end = text.find('"', at);
-          if (end == std::string::npos) return false;
-          url_ = text.substr(at, end - at);
-          return true;
-        },
-        std::chrono::seconds(10));
-    if (!ready || url_.empty()) {
-      std::ifstream in(log);
-      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      stop();
-      throw std::runtime_error("nats-server did not start (log: " + text + ")");
-    }
+    if (options_.jetstream && options_.store_dir.empty()) options_.store_dir = dir_ + "/jetstream";
+    launch(-1);
   }
   nats_server(const nats_server&) = delete;
   nats_server& operator=(const nats_server&) = delete;
@@ -122,6 +106,44 @@ class nats_server {
   /// nats://127.0.0.1:<port>
   const std::string& url() const noexcept { return url_; }
   pid_t pid() const noexcept { return pid_; }
+  /// The port it listens on (the same after restart()).
+  int port() const noexcept { return port_; }
+  /// JetStream's store directory (empty without JetStream).
+  const std::string& store_dir() const noexcept { return options_.store_dir; }
+  /// True while the process runs (not halted, stopped or exited).
+  bool running() noexcept { return pid_ > 0 && !exited(); }
+
+  /// Stops the process by its PID with `signal` (SIGKILL: a crash; SIGINT: a clean shutdown) and
+  /// waits for it; keeps the port and the store directory for restart().
+  void halt(int signal) noexcept {
+    if (pid_ > 0) {
+      if (!reaped_) {
+        ::kill(pid_, signal);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        reaped_ = true;
+      }
+      pid_ = -1;
+    }
+  }
+
+  /// Starts the server again (after halt) on the same port with the same store directory.
+  /// Retries for a while when the port is not free yet.
+  void restart() {
+    if (pid_ > 0 && !exited()) throw std::runtime_error("nats-server: restart() while it runs: halt() it first");
+    pid_ = -1;
+    std::string last;
+    for (int tries = 0; tries < 20; ++tries) {
+      try {
+        launch(port_);
+        return;
+      } catch (const std::exception& e) {
+        last = e.what();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    throw std::runtime_error("nats-server did not restart on port " + std::to_string(port_) + ": " + last);
+  }
 
   /// Stops the server by its PID (SIGINT: a clean shutdown) and waits for it.
   void stop() noexcept {
@@ -137,6 +159,51 @@ class nats_server {
   }
 
  private:
+  // Starts the process on `port` (-1: the server picks one) and waits for its ports file.
+  void launch(int port) {
+    const std::string log = dir_ + "/server.log";
+    std::vector<std::string> args = {program_, "-a", "127.0.0.1", "-p", std::to_string(port), "--ports_file_dir", dir_,
+                                     "-l", log};
+    if (options_.jetstream) args.insert(args.end(), {"-js", "-sd", options_.store_dir});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    reaped_ = false;
+    url_.clear();
+    if (::posix_spawn(&pid_, program_.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+      pid_ = -1;
+      if (port < 0) cleanup();
+      throw std::runtime_error("cannot start " + program_);
+    }
+    // The server writes its port to <dir>/nats-server_<pid>.ports (-p -1: one it picked).
+    const std::string ports = dir_ + "/nats-server_" + std::to_string(pid_) + ".ports";
+    const bool ready = wait_until(
+        [&] {
+          if (exited()) return true;
+          std::ifstream in(ports);
+          std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          const auto at = text.find("nats://");
+          if (at == std::string::npos) return false;
+          const auto end = text.find('"', at);
+          if (end == std::string::npos) return false;
+          url_ = text.substr(at, end - at);
+          return true;
+        },
+        std::chrono::seconds(10));
+    if (!ready || url_.empty() || reaped_) {
+      std::ifstream in(log);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (port < 0) {
+        stop();
+      } else {
+        halt(SIGKILL);
+      }
+      throw std::runtime_error("nats-server did not start (log: " + text + ")");
+    }
+    const auto colon = url_.rfind(':');
+    port_ = colon == std::string::npos ? -1 : std::atoi(url_.c_str() + colon + 1);
+  }
+
   bool exited() {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) reaped_ = true;
@@ -150,10 +217,13 @@ class nats_server {
     }
   }
 
+  std::string program_;
+  nats_server_options options_;
   pid_t pid_ = -1;
   bool reaped_ = false;
   std::string dir_;
   std::string url_;
+  int port_ = -1;
 };
 
 }  // namespace agentbus::test
