@@ -186,6 +186,7 @@ class nats_bridge {
         on_problem_(on_problem ? std::move(on_problem) : options_.on_problem),
         allowed_(check_option_patterns(options_)),
         signer_(options_.signing_key),
+        compression_(detail::payload_compression::from(options_.compress_above, options_.compress_level)),
         conn_(std::make_unique<nats_connection>(options_, id_)) {}
   nats_bridge(const nats_bridge&) = delete;
   nats_bridge& operator=(const nats_bridge&) = delete;
@@ -437,7 +438,7 @@ class nats_bridge {
     }
     try {
       thread_local byte_writer writer;
-      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer);
+      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer, nullptr, compression_);
       // Signing reads the headers back from the message: one header per add (the packed
       // block, faster, is one entry there).
       natsStatus s = signer_.enabled() ? detail::add_envelope_headers_one_by_one(msg, e, id_)
@@ -558,9 +559,8 @@ class nats_bridge {
     }
     try {
       if (!convert) return detail::decode_payload<T>(msg);
-      const char* data = natsMsg_GetData(msg);
-      const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
-      byte_reader in(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), data ? size : 0));
+      thread_local std::vector<std::byte> scratch;
+      byte_reader in(detail::codec_bytes(msg, scratch));
       std::optional<T> out((*convert)(in));
       counters_.upcast.fetch_add(1, std::memory_order_relaxed);
       return out;
@@ -615,6 +615,7 @@ class nats_bridge {
     link->connection = conn->get();
     link->origin = id_;
     link->signer = signer_;
+    link->compression = compression_;
     inbox_prefix_ = "_INBOX." + id_ + ".";
     auto inbox = std::make_unique<importer>();
     inbox->bridge = this;
@@ -652,7 +653,8 @@ class nats_bridge {
       }
       // Not a request of this process (an event published on a request topic): it goes out
       // as an event, as serve() hands such events to its handler with a reply going nowhere.
-      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer, reply.empty() ? nullptr : reply.c_str());
+      auto msg = detail::encode_payload(e.payload(), std::string(topic), writer, reply.empty() ? nullptr : reply.c_str(),
+                                        compression_);
       natsStatus s = signer_.enabled() ? detail::add_envelope_headers_one_by_one(msg, e, id_)
                                        : detail::add_envelope_headers(msg, e, id_);
       if (s == NATS_OK && token != 0 && !e.deadline())
@@ -766,6 +768,7 @@ class nats_bridge {
   nats_problem_handler on_problem_;
   allowed_patterns allowed_;
   detail::message_signer signer_;  // nats_options::signing_key
+  detail::payload_compression compression_;  // nats_options::compress_above
   mutable counters counters_;  // stats() settles what the reconnect buffer held
   std::unique_ptr<nats_connection> conn_;
   std::unique_ptr<nats_connection> request_conn_;  // requests and replies (send-asap), opened on first use

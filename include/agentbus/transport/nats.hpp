@@ -95,6 +95,9 @@ inline constexpr const char* error_detail = "Agentbus-Error-Detail";
 /// @brief With nats_options::signing_key: HMAC-SHA256 of the message's canonical bytes (64
 /// lowercase hex digits; see agentbus/bridge/detail/signing.hpp and docs/wire-format.md).
 inline constexpr const char* signature = "Agentbus-Signature";
+/// @brief How the payload is encoded beyond its codec: `zstd` (nats_options::compress_above;
+/// see agentbus/bridge/detail/compression.hpp); absent for the codec bytes as they are.
+inline constexpr const char* encoding = "Agentbus-Encoding";
 /// @brief JetStream's own deduplication header (the server drops a repeat inside the stream's window).
 inline constexpr const char* msg_id = "Nats-Msg-Id";
 }  // namespace nats_header
@@ -158,6 +161,11 @@ struct nats_options {
   /// rejected and counted (stats().signature_failures). Needs OpenSSL's libcrypto (see
   /// agentbus/bridge/detail/signing.hpp). Every process on the subjects must use the same key.
   std::string signing_key{};
+  /// Payloads of at least this many codec bytes go out compressed with zstd (the header
+  /// Agentbus-Encoding: zstd), when that makes them smaller; 0 (the default): never. Needs zstd
+  /// (see agentbus/bridge/detail/compression.hpp). Receivers built with zstd read them always.
+  std::size_t compress_above = 0;
+  int compress_level = 3;  ///< zstd's level for compress_above (1 fast ... 19 small)
   nats_problem_handler on_problem{};  ///< receives what was not sent or delivered (see nats_problem_handler)
 };
 
@@ -198,6 +206,8 @@ class nats_message {
                                         static_cast<int>(size));
     if (s != NATS_OK) throw_nats("cannot build a message", {}, s);
   }
+  nats_message(nats_message&& other) noexcept : msg_(std::exchange(other.msg_, nullptr)) {}
+  nats_message& operator=(nats_message&&) = delete;
   nats_message(const nats_message&) = delete;
   nats_message& operator=(const nats_message&) = delete;
   ~nats_message() { natsMsg_Destroy(msg_); }

@@ -9,6 +9,7 @@
 // names in agentbus/transport/nats.hpp) is written down in one place of the code as well.
 
 #include "agentbus/transport/nats.hpp"
+#include "agentbus/bridge/detail/compression.hpp"
 
 #if AGENTBUS_HAS_NATS
 
@@ -78,12 +79,23 @@ inline const char* priority_text(priority p) noexcept {
 }
 
 /// T's payload bytes (its codec's) as a NATS message on `subject`, with `reply` as the reply
-/// subject when not null. `scratch` is reused between calls to save allocations.
+/// subject when not null, compressed as `compression` says (then with Agentbus-Encoding).
+/// `scratch` is reused between calls to save allocations.
 template <class T>
-nats_message encode_payload(const T& value, const std::string& subject, byte_writer& scratch, const char* reply = nullptr) {
+nats_message encode_payload(const T& value, const std::string& subject, byte_writer& scratch, const char* reply = nullptr,
+                            const payload_compression& compression = {}) {
   scratch.clear();
   encode(scratch, value);
   const auto bytes = scratch.bytes();
+  if (compression.above != 0) {
+    thread_local std::vector<std::byte> frame;
+    if (compression.compress(bytes, frame)) {
+      nats_message msg(subject, frame.data(), frame.size(), reply);
+      const natsStatus s = msg.add_header(nats_header::encoding, "zstd");
+      if (s != NATS_OK) throw_nats("cannot add the Agentbus-Encoding header", {}, s);
+      return msg;
+    }
+  }
   return nats_message(subject, bytes.data(), bytes.size(), reply);
 }
 
@@ -304,12 +316,12 @@ inline std::optional<std::chrono::nanoseconds> time_left(natsMsg* msg) noexcept 
   return std::chrono::nanoseconds{deadline_ns - unix_ns(std::chrono::system_clock::now())};
 }
 
-/// The message's payload decoded as T (throws what the codec throws for bad bytes).
+/// The message's payload decoded as T, decompressed first when it is (throws what the codec
+/// throws for bad bytes, std::runtime_error for an encoding it cannot undo).
 template <class T>
 T decode_payload(natsMsg* msg) {
-  const char* data = natsMsg_GetData(msg);
-  const auto size = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
-  return decode<T>(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), data ? size : 0));
+  thread_local std::vector<std::byte> scratch;
+  return decode<T>(codec_bytes(msg, scratch));
 }
 
 /// The envelope of an incoming message as publish options for the local bus: source,

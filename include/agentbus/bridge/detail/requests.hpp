@@ -181,6 +181,7 @@ struct reply_link {
   natsConnection* connection = nullptr;  // null once cut
   std::string origin;
   message_signer signer;                   // signs replies when the bridge signs
+  payload_compression compression;         // compresses replies when the bridge compresses
   std::atomic<std::uint64_t> sent{0};      // replies (values or errors) handed to the client
   std::atomic<std::uint64_t> not_sent{0};  // replies that could not be: cut, refused, not encodable
 
@@ -236,7 +237,7 @@ bool send_value_reply(reply_link& link, const std::string& reply_subject, const 
   std::string failure;
   try {
     thread_local byte_writer writer;
-    auto msg = encode_payload(value, reply_subject, writer);
+    auto msg = encode_payload(value, reply_subject, writer, nullptr, link.compression);
     natsStatus s = link.signer.enabled() ? add_schema_headers_one_by_one<Rep>(msg) : add_schema_headers<Rep>(msg);
     if (s == NATS_OK) s = msg.add_header(nats_header::origin, link.origin.c_str());
     if (s == NATS_OK) s = link.signer.sign(msg);
