@@ -240,10 +240,7 @@ class basic_bus {
   basic_bus& operator=(const basic_bus&) = delete;
   /// @brief Closes the transport (a bridge: its exports, imports and connections), then
   /// unsubscribes everything; see the threading contract above.
-  ~basic_bus() {
-    transport_.close();
-    router_->shutdown();
-  }
+  ~basic_bus() { transport_.close(); router_->shutdown(); }
 
   /// @brief The transport's attachment, for a transport that bridges: with transport::nats the
   /// bus's nats_bridge (`bus.transport().export_type<order>("orders.>")`, stats(), ...).
