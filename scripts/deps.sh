@@ -10,7 +10,7 @@ required=(g++ cmake make libfmt-dev catch2)
 optional=(libboost-dev libconcurrentqueue-dev libatomic-queue-dev libsqlite3-dev valgrind clang libclang-rt-14-dev
   doxygen python3)
 # the NATS bridge's tests and example (CMake target agentbus::nats), with signing (libcrypto) and compression (zstd)
-optional+=(nats-server libnats-dev libssl-dev libzstd-dev)
+optional+=(nats-server libnats-dev libssl-dev libzstd-dev openssl)
 missing=()
 # --required: only what building and running the unit tests needs (scripts/test.sh --unit).
 wanted=("${required[@]}")

@@ -86,6 +86,7 @@ inline int unused_port() {
 struct nats_server_options {
   bool jetstream = false;  ///< run JetStream (-js) with its store in store_dir
   std::string store_dir{};  ///< JetStream's store (-sd); empty: <the server's temporary directory>/jetstream
+  std::vector<std::string> extra_args{};  ///< more command-line arguments (TLS: --tls --tlscert ...)
 };
 
 class nats_server {
@@ -103,7 +104,7 @@ class nats_server {
   nats_server& operator=(const nats_server&) = delete;
   ~nats_server() { stop(); }
 
-  /// nats://127.0.0.1:<port>
+  /// nats://127.0.0.1:<port> (tls://... for a server run with --tls)
   const std::string& url() const noexcept { return url_; }
   pid_t pid() const noexcept { return pid_; }
   /// The port it listens on (the same after restart()).
@@ -165,6 +166,7 @@ class nats_server {
     std::vector<std::string> args = {program_, "-a", "127.0.0.1", "-p", std::to_string(port), "--ports_file_dir", dir_,
                                      "-l", log};
     if (options_.jetstream) args.insert(args.end(), {"-js", "-sd", options_.store_dir});
+    args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -182,7 +184,8 @@ class nats_server {
           if (exited()) return true;
           std::ifstream in(ports);
           std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-          const auto at = text.find("nats://");
+          auto at = text.find("nats://");
+          if (at == std::string::npos) at = text.find("tls://");  // a server that requires TLS
           if (at == std::string::npos) return false;
           const auto end = text.find('"', at);
           if (end == std::string::npos) return false;
