@@ -155,6 +155,9 @@ TEST_CASE("nats signing: requests and replies are signed too, an unsigned reques
 #endif  // AGENTBUS_HAS_NATS_SIGNING
 
 TEST_CASE("nats signing: canonical bytes cover subject, reply subject, sorted headers and payload") {
+  // No connection here opens the client library, which its messages need (run alone, this test
+  // is the process's first use of it).
+  REQUIRE(nats_Open(-1) == NATS_OK);
   agentbus::byte_writer writer;
   auto msg = agentbus::detail::encode_payload(command{"go"}, "ops.run", writer, "_INBOX.x.1");
   REQUIRE(msg.add_header("b-header", "2") == NATS_OK);
