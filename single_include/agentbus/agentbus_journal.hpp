@@ -3291,18 +3291,37 @@ static_assert(storage_policy<storage::memory_ring<1>>);
 
 // Transport policies decide whether events leave the process. This header holds the concept
 // every transport policy satisfies and the default, transport::in_process.
+//
+// What the bus needs of a transport is its lifecycle, nothing else: a bridging transport is a
+// module above the bus (its "attachment", e.g. nats_bridge) that sends and receives through
+// the bus's public API — subscriptions that send, publishes of what comes in, requests through
+// agentbus::serve / request. basic_bus<S, T> constructs T's attachment after its storage is
+// open (from the options T names) and destroys it before it shuts its router down, so nothing
+// bridged outlives the bus; a bus whose transport does not bridge holds nothing and its publish
+// path is unchanged.
 
 #include <concepts>
 
 namespace agentbus {
 
-/// @brief A transport policy: a type with `using transport_tag = void;` and a
-/// `static constexpr bool bridges` saying whether events cross the process boundary.
+/// @brief A transport policy: a type with `using transport_tag = void;`, a `static constexpr
+/// bool bridges` saying whether events cross the process boundary, and `using options = ...;`
+/// (what the bus's constructor takes for it). A bridging one (bridges == true) also names
+/// `template <class Bus> using attachment = ...;`, constructible from `(Bus&, const options&)`:
+/// see transport_attachment_for.
 template <class T>
 concept transport_policy = requires {
   typename T::transport_tag;
   { T::bridges } -> std::convertible_to<bool>;
+  typename T::options;
 };
+
+/// @brief True when the transport policy T bridges and its attachment for `Bus` can be made
+/// from the bus and T's options.
+template <class T, class Bus>
+concept transport_attachment_for = transport_policy<T> && T::bridges && requires {
+  typename T::template attachment<Bus>;
+} && std::constructible_from<typename T::template attachment<Bus>, Bus&, const typename T::options&>;
 
 namespace transport {
 
@@ -3312,6 +3331,8 @@ struct in_process {
   using transport_tag = void;
   /// @brief Nothing leaves the process.
   static constexpr bool bridges = false;
+  /// @brief Nothing to configure.
+  struct options {};
 };
 
 }  // namespace transport
@@ -6648,6 +6669,28 @@ subscribe_options pick_options(const With&... with) {
   return out;
 }
 
+/// The bus's transport attachment: nothing for a transport that does not bridge.
+template <class Transport, class Bus>
+struct transport_holder {
+  void open(Bus&, const typename Transport::options&) noexcept {}
+  void close() noexcept {}
+};
+
+/// A bridging transport's attachment (e.g. nats_bridge), made when the bus opens and
+/// destroyed before the bus shuts down.
+template <class Transport, class Bus>
+  requires(Transport::bridges)
+struct transport_holder<Transport, Bus> {
+  using attachment = typename Transport::template attachment<Bus>;
+  static_assert(complete_type<attachment>,
+                "agentbus: this bus's transport attaches a module that is declared but not defined here: for "
+                "transport::nats, #include <agentbus/bridge/nats.hpp> (and link agentbus::nats)");
+
+  void open(Bus& bus, const typename Transport::options& options) { link = std::make_unique<attachment>(bus, options); }
+  void close() noexcept { link.reset(); }
+  std::unique_ptr<attachment> link;
+};
+
 }  // namespace detail
 
 /// @brief An event bus, with its storage and transport chosen at compile time.
@@ -6662,7 +6705,7 @@ class basic_bus {
                 "storage::memory_ring<N>, storage::journal): see storage/policy.hpp");
   static_assert(transport_policy<Transport>,
                 "agentbus: the second basic_bus parameter must be a transport policy (transport::in_process, ...): "
-                "a type with `using transport_tag = void;` and `static constexpr bool bridges`");
+                "a type with `using transport_tag = void;`, `static constexpr bool bridges` and `using options`");
 
   using traits = detail::storage_traits<Storage>;
   static constexpr bool stores = detail::stores_events<Storage>;
@@ -6672,6 +6715,8 @@ class basic_bus {
   using transport_type = Transport;  ///< the transport policy
   /// @brief What the storage policy is opened with (storage::journal: journal_options).
   using storage_options = typename traits::options;
+  /// @brief What the transport policy is opened with (transport::nats: nats_options).
+  using transport_options = typename Transport::options;
   /// @brief What publish returns: publish_result, or stored_publish_result when the bus stores events.
   using result_type = std::conditional_t<stores, stored_publish_result, publish_result>;
   /// @brief What channel<T>() returns.
@@ -6686,9 +6731,11 @@ class basic_bus {
   explicit basic_bus(const bus_options& options)
     requires(!stores || std::default_initializable<storage_options>)
       : basic_bus(storage_options{}, options) {}
-  /// @brief An empty bus whose storage is opened with `storage`; a storage error (e.g.
-  /// journal_error for a locked journal directory) propagates.
-  explicit basic_bus(const storage_options& storage, const bus_options& options = {})
+  /// @brief An empty bus whose storage is opened with `storage`, then its transport (for one
+  /// that bridges) with `transport`; a storage error (e.g. journal_error for a locked journal
+  /// directory) or a transport error (e.g. nats_error: no server there) propagates.
+  explicit basic_bus(const storage_options& storage, const bus_options& options = {},
+                     const transport_options& transport = {})
       : router_(std::make_shared<detail::router>(options.max_cached_topics)) {
     if constexpr (stores) {
       storage_.store = std::make_shared<typename Storage::store>(storage);
@@ -6696,11 +6743,37 @@ class basic_bus {
     } else {
       (void)storage;
     }
+    if constexpr (Transport::bridges) {
+      static_assert(transport_attachment_for<Transport, basic_bus>,
+                    "agentbus: the transport policy's attachment must be constructible from (bus&, const options&)");
+      try {
+        transport_.open(*this, transport);
+      } catch (...) {
+        router_->shutdown();
+        throw;
+      }
+    } else {
+      (void)transport;
+    }
   }
+  /// @brief An empty bus whose bridging transport is opened with `transport` (storage opened
+  /// with default options): `basic_bus<storage::none, transport::nats> bus({.url = ...});`.
+  explicit basic_bus(const transport_options& transport)
+    requires(Transport::bridges && (!stores || std::default_initializable<storage_options>))
+      : basic_bus(storage_options{}, bus_options{}, transport) {}
   basic_bus(const basic_bus&) = delete;
   basic_bus& operator=(const basic_bus&) = delete;
-  /// @brief Unsubscribes everything; see the threading contract above.
-  ~basic_bus() { router_->shutdown(); }
+  /// @brief Closes the transport (a bridge: its exports, imports and connections), then
+  /// unsubscribes everything; see the threading contract above.
+  ~basic_bus() { transport_.close(); router_->shutdown(); }
+
+  /// @brief The transport's attachment, for a transport that bridges: with transport::nats the
+  /// bus's nats_bridge (`bus.transport().export_type<order>("orders.>")`, stats(), ...).
+  auto& transport() noexcept
+    requires(Transport::bridges)
+  {
+    return *transport_.link;
+  }
 
   /// @brief Publishes `payload` on `topic` (validated: topic_error when invalid). Synchronous
   /// handlers see the payload by reference: it is never copied. When a receiver keeps the
@@ -6871,6 +6944,7 @@ class basic_bus {
 
   std::shared_ptr<detail::router> router_;
   [[no_unique_address]] typename traits::holder storage_;
+  [[no_unique_address]] detail::transport_holder<Transport, basic_bus> transport_;
 };
 
 }  // namespace agentbus
@@ -8466,9 +8540,12 @@ class responder {
     return false;
   }
   /// @brief Answers with an error instead of a reply (server_failed, with `what`).
-  void fail(std::string_view what) {
+  void fail(std::string_view what) { fail(request_errc::server_failed, what); }
+  /// @brief Answers with the error `code` and the explanation `what` (for a server that
+  /// forwards requests, such as the NATS bridge, passing on why its own server did not reply).
+  void fail(request_errc code, std::string_view what) {
     auto state = std::move(state_);
-    if (state) state->fail(request_errc::server_failed, std::string(what));
+    if (state) state->fail(code, std::string(what));
   }
   /// @brief True while a request may still take this responder's reply.
   bool pending() const noexcept { return state_ != nullptr; }
@@ -13044,6 +13121,73 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 #include <utility>
 #include <vector>
 
+#ifndef AGENTBUS_STORAGE_UPCAST_HPP
+#define AGENTBUS_STORAGE_UPCAST_HPP
+
+// Upcasters: functions that turn the codec bytes of an older schema version of T into a T of
+// the current version. Whatever reads events written by another program (the journal reading
+// old records, the NATS bridge importing from a process not yet upgraded) keeps one registry
+// of them and asks it when a record's version is not T's:
+//
+//   registry.add<order>(1, [](agentbus::byte_reader& in) { return order{in.read_string(), 1}; });
+//   if (auto convert = registry.find<order>(record_version)) value = (*convert)(reader);
+//
+// Thread safe: add() and find() may run at the same time on any threads; what find() returns
+// stays valid after a later add() replaces it.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+
+namespace agentbus {
+
+/// @brief A registry of upcasters, by event type and the schema version they convert from.
+class upcaster_registry {
+ public:
+  /// @brief The function that converts one older version's bytes: `T convert(byte_reader&)`.
+  template <class T>
+  using converter = std::function<T(byte_reader&)>;
+
+  /// @brief Registers `convert` for T's schema version `from_version` (replacing a previous one).
+  template <class T, class F>
+  void add(std::uint32_t from_version, F convert) {
+    auto fn = std::make_shared<const converter<T>>(std::move(convert));
+    std::lock_guard lock(mutex_);
+    for (auto& e : entries_)
+      if (e.type == type_id_of<T>() && e.from_version == from_version) {
+        e.fn = std::move(fn);
+        return;
+      }
+    entries_.push_back({type_id_of<T>(), from_version, std::move(fn)});
+  }
+
+  /// @brief The upcaster of T from `from_version`, or null when none is registered.
+  template <class T>
+  std::shared_ptr<const converter<T>> find(std::uint32_t from_version) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& e : entries_)
+      if (e.type == type_id_of<T>() && e.from_version == from_version)
+        return std::static_pointer_cast<const converter<T>>(e.fn);
+    return nullptr;
+  }
+
+ private:
+  struct entry {
+    type_id type;
+    std::uint32_t from_version;
+    std::shared_ptr<const void> fn;  // const converter<T>
+  };
+  mutable std::mutex mutex_;
+  std::vector<entry> entries_;
+};
+
+}  // namespace agentbus
+
+#endif  // AGENTBUS_STORAGE_UPCAST_HPP
 
 namespace agentbus {
 
@@ -13139,14 +13283,7 @@ class journal_store : public dedup_store {
   /// T of the current version: `T convert(byte_reader&)`. Replaces a previous one.
   template <class T, class F>
   void upcast(std::uint32_t from_version, F convert) {
-    auto fn = std::make_shared<const std::function<T(byte_reader&)>>(std::move(convert));
-    std::lock_guard lock(upcasters_mutex_);
-    for (auto& u : upcasters_)
-      if (u.type == type_id_of<T>() && u.from_version == from_version) {
-        u.fn = std::move(fn);
-        return;
-      }
-    upcasters_.push_back({type_id_of<T>(), from_version, std::move(fn)});
+    upcasters_.add<T>(from_version, std::move(convert));
   }
 
   /// A typed reader of the journal; it follows new records as they are appended.
@@ -13314,23 +13451,12 @@ class journal_store : public dedup_store {
 
  private:
   template <class T>
-  std::shared_ptr<const std::function<T(byte_reader&)>> find_upcaster(std::uint32_t from_version) const {
-    std::lock_guard lock(upcasters_mutex_);
-    for (const auto& u : upcasters_)
-      if (u.type == type_id_of<T>() && u.from_version == from_version)
-        return std::static_pointer_cast<const std::function<T(byte_reader&)>>(u.fn);
-    return nullptr;
+  std::shared_ptr<const upcaster_registry::converter<T>> find_upcaster(std::uint32_t from_version) const {
+    return upcasters_.find<T>(from_version);
   }
 
-  struct upcaster {
-    type_id type;
-    std::uint32_t from_version;
-    std::shared_ptr<const void> fn;  // std::function<T(byte_reader&)>
-  };
-
   agentbus::journal journal_;
-  mutable std::mutex upcasters_mutex_;
-  std::vector<upcaster> upcasters_;
+  upcaster_registry upcasters_;
 };
 
 }  // namespace detail
