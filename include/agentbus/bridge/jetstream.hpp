@@ -1128,9 +1128,9 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
       const char* description = nullptr;
       (void)natsMsgHeader_Get(msg, "Status", &code);
       (void)natsMsgHeader_Get(msg, "Description", &description);
-      const std::string_view status = code != nullptr ? code : "";
+      const std::string status = code != nullptr ? code : "";  // a copy: the message is destroyed below
       if (ours && status != "404" && status != "408" && status != "100")
-        problem = "the server ended the pull request: " + std::string(status) + " " +
+        problem = "the server ended the pull request: " + status + " " +
                   (description != nullptr ? description : "");
       natsMsg_Destroy(msg);
       if (ours && status != "100") break;  // this request is over (100: a heartbeat)
@@ -1212,7 +1212,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
       return false;  // not a JetStream delivery (fetch hands out only those)
     }
     const std::uint64_t seq = meta->Sequence.Stream;
-    const std::uint64_t attempt = meta->NumDelivered;
+    std::uint64_t attempt = meta->NumDelivered;
     jsMsgMetaData_Destroy(meta);
     const char* subject_c = natsMsg_GetSubject(msg.get());
     const std::string_view topic = subject_c != nullptr ? subject_c : "";
@@ -1240,6 +1240,9 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
         what = step::skip;  // being dead-lettered by another member now: its term ends this delivery too
       } else {
         if (fresh) e.first = now;
+        // nats-server 2.9 can deliver an event again with a delivery count that went back (to
+        // 1) after a delivery of another one failed: attempts never go back in this process.
+        if (!fresh && attempt <= e.attempt) attempt = e.attempt + 1;
         if (attempt > 1) {
           ++counters_.redelivered;
           if (!fresh && e.nacked_attempt + 1 != attempt) ++counters_.ack_timeouts;  // our attempt ran out
