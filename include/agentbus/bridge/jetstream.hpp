@@ -138,6 +138,12 @@
 // leaves returns its deferred deliveries at once (a NAK), but messages its last fetch had not
 // handed out yet come back only after ack_wait.
 //
+// Measured with nats-server 2.9.10 (Debian 12): when a redelivery falls due just as a waiting
+// pull request expires, the server can hold that redelivery until ack_wait and deliver another
+// unsettled event again with a delivery count of 1 (fixed in nats-server 2.10:
+// nats-io/nats-server#5305 and #5338). Nothing is lost; within a process attempts never go back
+// (a count that did counts as the next attempt); longer poll_for waits make expiries rarer.
+//
 // Thread safety: jetstream_client, its streams calls and info() from any thread. A publisher's
 // export_type and publish from any thread (sends happen on the publishing thread; results are
 // counted and reported on the client's threads). Each member (and a jetstream_consumer) polls
@@ -781,7 +787,8 @@ struct jetstream_consumer_options {
   /// unless deliveries are in flight).
   std::chrono::milliseconds poll_wait{20};
   /// Settled events remembered (see the top of this header: a redelivery of one is settled again
-  /// without a handler call; a token for one returns already).
+  /// without a handler call; a token for one returns already). Unsettled deliveries this process
+  /// has not seen again for max(10 × ack_wait, 10 minutes) are forgotten (a token then returns stale).
   std::size_t remember_settled = 65536;
   /// The consumer's problems (each also counted in info()); empty: only counted.
   jetstream_problem_handler on_problem{};
