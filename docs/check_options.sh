@@ -21,6 +21,8 @@ structs=(
   retention:journal/options.hpp
   consumer_options:consumer/options.hpp
   backoff:consumer/options.hpp
+  nats_options:transport/nats.hpp
+  nats_request_options:bridge/nats.hpp
 )
 missing=0 checked=0
 for entry in "${structs[@]}"; do

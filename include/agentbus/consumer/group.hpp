@@ -159,12 +159,12 @@ class consumer_group {
   /// for a bad name or when `name` exists with another pattern or type; journal_error when
   /// its cursor cannot be written.
   template <class Bus>
-  consumer_group(Bus& bus, std::string name, std::string_view pattern, const consumer_options& options = {}) {
+  consumer_group(Bus& on, std::string name, std::string_view pattern, const consumer_options& options = {}) {
     static_assert(detail::bus_stores_events<Bus>,
                   "agentbus: consumer groups and durable consumers need a bus that stores events: "
                   "basic_bus<storage::journal> or basic_bus<storage::memory_ring<N>>");
     if constexpr (detail::bus_stores_events<Bus>)
-      core_ = detail::make_consumer<T>(bus, std::move(name), pattern, options);
+      core_ = detail::make_consumer<T>(on, std::move(name), pattern, options);
   }
 
   /// @brief A new member named `member_name` (shown on its deliveries: delivered::member()).

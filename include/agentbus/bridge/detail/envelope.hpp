@@ -49,19 +49,34 @@ inline std::int64_t unix_ns(std::chrono::system_clock::time_point t) noexcept {
   return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
-/// True when `key` starts with "Agentbus-" in any case (NATS header names are case-sensitive
-/// on the wire, but clients in other languages may canonicalize them).
-inline bool starts_with_agentbus_prefix(std::string_view key) noexcept {
-  const std::string_view p = nats_header::prefix;
-  if (key.size() < p.size()) return false;
-  for (std::size_t i = 0; i < p.size(); ++i) {
-    char c = key[i];
+/// ASCII lowercase comparison of two header names.
+inline bool same_header_name(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char c = a[i], d = b[i];
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    char d = p[i];
     if (d >= 'A' && d <= 'Z') d = static_cast<char>(d - 'A' + 'a');
     if (c != d) return false;
   }
   return true;
+}
+
+/// True for the headers the envelope writes itself (Agentbus-Schema, ...): they become the
+/// event's envelope again, not event headers. Other `agentbus-` headers (the idempotency key
+/// agentbus-msg-id, dead-letter headers agentbus-dlq-*) are the event's own and stay.
+inline bool is_envelope_header(std::string_view key) noexcept {
+  for (const char* wire : {nats_header::schema, nats_header::schema_version, nats_header::fingerprint,
+                           nats_header::event_id, nats_header::correlation_id, nats_header::source,
+                           nats_header::priority, nats_header::deadline, nats_header::published,
+                           nats_header::origin, nats_header::error, nats_header::error_detail,
+                           nats_header::signature, nats_header::encoding})
+    if (same_header_name(key, wire)) return true;
+  return false;
+}
+
+/// True for JetStream's own headers (Nats-Msg-Id, Nats-Expected-*, ...).
+inline bool is_jetstream_header(std::string_view key) noexcept {
+  return key.size() >= 5 && same_header_name(key.substr(0, 5), "nats-");
 }
 
 inline const char* nats_header_value(natsMsg* msg, const char* key) noexcept {
@@ -324,11 +339,13 @@ T decode_payload(natsMsg* msg) {
   return decode<T>(codec_bytes(msg, scratch));
 }
 
-/// The envelope of an incoming message as publish options for the local bus: source,
-/// correlation id, priority, the time left to its deadline as the TTL (`left`, from
-/// time_left), and its headers: the event's own, then Agentbus-Origin (always present on an
-/// imported event: loop prevention) and the sender's event id. The header views point into
-/// `msg` and `headers`: both must outlive the options' use.
+/// The envelope of an incoming message (imported, or read back from a JetStream stream) as
+/// publish options for the local bus: source, correlation id, priority, the time left to its
+/// deadline as the TTL (`left`, from time_left), and its headers: the event's own (every header
+/// that is neither the envelope's nor NATS/JetStream's own `Nats-*`; the event's lowercase
+/// `agentbus-` headers such as its idempotency key stay), then Agentbus-Origin (always present
+/// on an imported event: loop prevention) and the sender's event id. The header views point
+/// into `msg` and `headers`: both must outlive the options' use.
 inline publish_options incoming_options(natsMsg* msg, std::optional<std::chrono::nanoseconds> left,
                                         std::vector<header>& headers) {
   publish_options options;
@@ -345,7 +362,7 @@ inline publish_options incoming_options(natsMsg* msg, std::optional<std::chrono:
   int key_count = 0;
   if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
     for (int k = 0; k < key_count; ++k) {
-      if (starts_with_agentbus_prefix(keys[k])) continue;
+      if (is_envelope_header(keys[k]) || is_jetstream_header(keys[k])) continue;
       const char** values = nullptr;
       int value_count = 0;
       if (natsMsgHeader_Values(msg, keys[k], &values, &value_count) == NATS_OK) {

@@ -271,9 +271,9 @@ class consumer_engine final : public consumer_core<T>,
     std::vector<std::pair<std::uint64_t, std::uint32_t>> acks;
     acks.reserve(batch.size());
     std::vector<settlement> others;
-    const std::string_view member = members_[id].name;
+    const std::string_view member_name = members_[id].name;
     for (handout& h : batch) {
-      delivered<T> d(*h.event, h.offset, h.attempt, h.first, name_, member, self_);
+      delivered<T> d(*h.event, h.offset, h.attempt, h.first, name_, member_name, self_);
       try {
         outcome o = handler(d);
         if (d.deferred()) continue;
