@@ -67,12 +67,12 @@ class dead_letter_replayer {
   /// @brief A replayer of dead letters whose original topic matches `pattern`. `options`
   /// are the replay consumer's (its prefix, directory and clock are used).
   template <class Bus>
-  explicit dead_letter_replayer(Bus& bus, std::string_view pattern = ">", const consumer_options& options = {})
-      : consumer_(bus, detail::dead_letter_replay_name(pattern),
+  explicit dead_letter_replayer(Bus& on, std::string_view pattern = ">", const consumer_options& options = {})
+      : consumer_(on, detail::dead_letter_replay_name(pattern),
                   options.dead_letter_prefix + "." + std::string(pattern), replay_options(options)),
-        republish_([&bus](std::string_view topic, const T& payload, const publish_options& opts) {
+        republish_([&on](std::string_view topic, const T& payload, const publish_options& opts) {
           T copy = payload;
-          bus.publish(topic, std::move(copy), opts);
+          on.publish(topic, std::move(copy), opts);
         }) {}
 
   /// @brief Republishes up to `max` dead letters not replayed yet; returns how many.
@@ -120,8 +120,8 @@ class dead_letter_replayer {
 /// @brief Republishes the dead letters of type T whose original topic matches `pattern`, each
 /// once (across calls through the replay consumer's stored cursor: a journal bus); returns how many.
 template <class T, class Bus>
-std::size_t replay_dead_letters(Bus& bus, std::string_view pattern = ">", const consumer_options& options = {}) {
-  dead_letter_replayer<T> replayer(bus, pattern, options);
+std::size_t replay_dead_letters(Bus& on, std::string_view pattern = ">", const consumer_options& options = {}) {
+  dead_letter_replayer<T> replayer(on, pattern, options);
   return replayer.replay();
 }
 

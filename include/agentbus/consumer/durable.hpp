@@ -55,8 +55,8 @@ class durable_consumer {
   /// for a bad name or when `name` exists with another pattern or type; journal_error when
   /// its cursor cannot be written.
   template <class Bus>
-  durable_consumer(Bus& bus, std::string name, std::string_view pattern, const consumer_options& options = {})
-      : group_(bus, std::move(name), pattern, options), self_(group_.join(std::string())) {}
+  durable_consumer(Bus& on, std::string name, std::string_view pattern, const consumer_options& options = {})
+      : group_(on, std::move(name), pattern, options), self_(group_.join(std::string())) {}
 
   /// @brief Hands up to `max` events (due redeliveries first, then new ones) to `handler` on
   /// this thread and settles each by the handler's outcome; returns how many. Does not wait.
