@@ -50,6 +50,7 @@
 #include <agentbus/agentbus.hpp>
 #include <agentbus/bridge/nats.hpp>
 
+#include "support/command_line.hpp"
 #include "support/server_process.hpp"
 
 #include <fmt/core.h>
@@ -687,23 +688,13 @@ bool write_json(const std::string& path, const settings& s, const std::vector<ro
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto args = agentbus::bench::parse_command_line(argc, argv);
+  if (!args) return 2;
   settings s;
-  int rounds = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--quick")
-      s.quick = true;
-    else if (a == "--json" && i + 1 < argc)
-      s.json_path = argv[++i];
-    else if (a == "--only" && i + 1 < argc)
-      s.only = argv[++i];
-    else if (a == "--rounds" && i + 1 < argc)
-      rounds = std::max(1, std::atoi(argv[++i]));
-    else {
-      fmt::print(stderr, "usage: {} [--quick] [--json FILE] [--rounds N] [--only TEXT]\n", argv[0]);
-      return 2;
-    }
-  }
+  s.quick = args->quick;
+  s.json_path = args->json_path;
+  s.only = args->only;
+  const int rounds = args->rounds;
   if (s.quick) {
     s.rounds = 1;
     s.messages_64 = 20000;

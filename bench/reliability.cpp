@@ -49,6 +49,7 @@
 #include <agentbus/consumer/group.hpp>
 #include <agentbus/storage/journal.hpp>
 
+#include "support/command_line.hpp"
 #include "support/server_process.hpp"
 
 #include <fmt/core.h>
@@ -1065,23 +1066,13 @@ bool write_json(const std::string& path, const settings& s, const std::vector<ro
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto args = agentbus::bench::parse_command_line(argc, argv);
+  if (!args) return 2;
   settings s;
-  int rounds = 0;  // --rounds, when given
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--quick")
-      s.quick = true;
-    else if (a == "--json" && i + 1 < argc)
-      s.json_path = argv[++i];
-    else if (a == "--only" && i + 1 < argc)
-      s.only = argv[++i];
-    else if (a == "--rounds" && i + 1 < argc)
-      rounds = std::max(1, std::atoi(argv[++i]));
-    else {
-      fmt::print(stderr, "usage: {} [--quick] [--json FILE] [--rounds N] [--only TEXT]\n", argv[0]);
-      return 2;
-    }
-  }
+  s.quick = args->quick;
+  s.json_path = args->json_path;
+  s.only = args->only;
+  const int rounds = args->rounds;
   if (s.quick) {
     s.bus_round_trips = 20000;
     s.peer_round_trips = 2000;
