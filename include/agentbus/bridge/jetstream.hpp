@@ -1331,7 +1331,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     }
 
     std::vector<header> headers;
-    const publish_options opts = incoming_options(msg.get(), left, headers);
+    const publish_options opts = incoming_options(msg.get(), left, headers, header_scope::stored);
     const auto deadline = left ? deadline_clock::now() + std::chrono::duration_cast<deadline_clock::duration>(*left)
                                : no_deadline;
     agentbus::event<T> ev(*value, topic, opts, seq, deadline, nullptr, seq);

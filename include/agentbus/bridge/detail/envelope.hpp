@@ -339,15 +339,24 @@ T decode_payload(natsMsg* msg) {
   return decode<T>(codec_bytes(msg, scratch));
 }
 
-/// The envelope of an incoming message (imported, or read back from a JetStream stream) as
-/// publish options for the local bus: source, correlation id, priority, the time left to its
-/// deadline as the TTL (`left`, from time_left), and its headers: the event's own (every header
-/// that is neither the envelope's nor NATS/JetStream's own `Nats-*`; the event's lowercase
-/// `agentbus-` headers such as its idempotency key stay), then Agentbus-Origin (always present
-/// on an imported event: loop prevention) and the sender's event id. The header views point
-/// into `msg` and `headers`: both must outlive the options' use.
+/// Which headers of an incoming message are the event's own (incoming_options).
+enum class header_scope : std::uint8_t {
+  /// Core NATS imports: every header whose name starts with `Agentbus-` in any case is
+  /// agentbus's (docs/wire-format.md) and is dropped, as are NATS's own `Nats-*`.
+  imported,
+  /// Events read back from a JetStream stream: only the envelope's own headers and `Nats-*`
+  /// are dropped; the event's lowercase `agentbus-` headers (its idempotency key, a dead
+  /// letter's agentbus-dlq-*) were stored with it and stay.
+  stored,
+};
+
+/// The envelope of an incoming message as publish options for the local bus: source,
+/// correlation id, priority, the time left to its deadline as the TTL (`left`, from
+/// time_left), and its headers: the event's own (see header_scope), then Agentbus-Origin
+/// (always present on an imported event: loop prevention) and the sender's event id. The
+/// header views point into `msg` and `headers`: both must outlive the options' use.
 inline publish_options incoming_options(natsMsg* msg, std::optional<std::chrono::nanoseconds> left,
-                                        std::vector<header>& headers) {
+                                        std::vector<header>& headers, header_scope scope = header_scope::imported) {
   publish_options options;
   if (left) options.ttl = std::chrono::duration_cast<deadline_clock::duration>(*left);
   if (const char* source = nats_header_value(msg, nats_header::source)) options.source = source;
@@ -362,7 +371,12 @@ inline publish_options incoming_options(natsMsg* msg, std::optional<std::chrono:
   int key_count = 0;
   if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
     for (int k = 0; k < key_count; ++k) {
-      if (is_envelope_header(keys[k]) || is_jetstream_header(keys[k])) continue;
+      const std::string_view key(keys[k]);
+      const bool agentbus_own = scope == header_scope::imported
+                                    ? key.size() >= nats_header::prefix.size() &&
+                                          same_header_name(key.substr(0, nats_header::prefix.size()), nats_header::prefix)
+                                    : is_envelope_header(key);
+      if (agentbus_own || is_jetstream_header(key)) continue;
       const char** values = nullptr;
       int value_count = 0;
       if (natsMsgHeader_Values(msg, keys[k], &values, &value_count) == NATS_OK) {
