@@ -79,20 +79,6 @@ struct other_event {
 // nats_Close() at exit: nats_bridge.cpp's close_at_exit does it once for this whole program (a
 // second nats_Close() crashes the client library, so this file does not add its own).
 
-std::optional<agentbus::test::nats_server> start_js_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program,
-                                                    agentbus::test::nats_server_options{.jetstream = true});
-}
-
-#define JS_SERVER_OR_SKIP(server)                                                                              \
-  auto server = start_js_server();                                                                             \
-  if (!server) {                                                                                               \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                    \
-  }
-
 // Reconnects quickly (tests restart the server) and keeps trying for a minute.
 agentbus::nats_options client_options(const agentbus::test::nats_server& server) {
   return {.url = server.url(), .max_reconnect = 1200, .reconnect_wait = 50ms};
@@ -153,7 +139,7 @@ bool poll_until(C& consumer, F&& handler, Pred done, std::chrono::milliseconds l
 }
 
 TEST_CASE("jetstream: ensure_stream creates a stream once and refuses another configuration") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
 
   const auto made = js.ensure_stream(
@@ -221,7 +207,7 @@ TEST_CASE("jetstream: a server without JetStream gives a clear error") {
 }
 
 TEST_CASE("jetstream: the same msg id twice is stored once") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "DEDUP", .subjects = {"orders.>"}, .duplicate_window = 1min});
   agentbus::bus bus;
@@ -293,7 +279,7 @@ TEST_CASE("jetstream: the same msg id twice is stored once") {
 }
 
 TEST_CASE("jetstream: a durable consumer resumes at the first unacknowledged event when made again") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "JOBS", .subjects = {"jobs.>"}});
   agentbus::bus bus;
@@ -358,7 +344,7 @@ TEST_CASE("jetstream: a durable consumer resumes at the first unacknowledged eve
 }
 
 TEST_CASE("jetstream: redelivery after a nack (its backoff or delay) and after ack_wait") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "RETRY", .subjects = {"retry.>"}});
   agentbus::bus bus;
@@ -421,7 +407,7 @@ TEST_CASE("jetstream: redelivery after a nack (its backoff or delay) and after a
 }
 
 TEST_CASE("jetstream: max_deliver failures and terms go to the dead-letter stream with their headers") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "WORK", .subjects = {"work.>"}});
   js.ensure_stream({.name = "DLQ", .subjects = {"$dlq.>"}});
@@ -501,7 +487,7 @@ TEST_CASE("jetstream: max_deliver failures and terms go to the dead-letter strea
 }
 
 TEST_CASE("jetstream: a dead letter no stream takes is counted and retried until one does") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "TASKS", .subjects = {"tasks.>"}});
   agentbus::bus bus;
@@ -541,7 +527,7 @@ TEST_CASE("jetstream: a dead letter no stream takes is counted and retried until
 }
 
 TEST_CASE("jetstream: a message of another schema or that does not decode is counted and dead-lettered not delivered") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "SHAPES", .subjects = {"shapes.>"}});
   js.ensure_stream({.name = "DLQ", .subjects = {"$dlq.>"}});
@@ -595,7 +581,7 @@ TEST_CASE("jetstream: a message of another schema or that does not decode is cou
 
 TEST_CASE("jetstream: a server killed mid-stream: every acknowledged event reaches the consumer after the restart and every other publish is counted",
           "[concurrency]") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "FAULT", .subjects = {"fault.>"}});
   agentbus::bus bus;
@@ -689,7 +675,7 @@ struct chaos_event {
 
 TEST_CASE("jetstream group chaos: members throw and nack and hang and leave across a server restart: every acknowledged event is acked or dead-lettered",
           "[concurrency]") {
-  JS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   const auto started = std::chrono::steady_clock::now();
   agentbus::jetstream_client js(client_options(*server));
   js.ensure_stream({.name = "CHAOS", .subjects = {"chaos.>"}});

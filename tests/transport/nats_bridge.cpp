@@ -126,25 +126,12 @@ struct close_library_at_exit {
   ~close_library_at_exit() { agentbus::nats_library_close(); }
 } const close_at_exit;
 
-std::optional<agentbus::test::nats_server> start_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
-}
-
-#define NATS_SERVER_OR_SKIP(server)                                                                           \
-  auto server = start_server();                                                                               \
-  if (!server) {                                                                                              \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                   \
-  }
-
 }  // namespace nats_bridge_test
 
 using namespace nats_bridge_test;
 
 TEST_CASE("nats bridge: two buses bridged through the server deliver a typed event with its envelope") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b;
   agentbus::nats_bridge out(a, {.url = server->url(), .outgoing = {"orders.>"}});
   agentbus::nats_bridge in(b, {.url = server->url(), .incoming = {"orders.>"}});
@@ -198,7 +185,7 @@ TEST_CASE("nats bridge: two buses bridged through the server deliver a typed eve
 }
 
 TEST_CASE("nats bridge: wildcards map one to one to NATS subjects") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b;
   agentbus::nats_bridge out(a, {.url = server->url()});
   agentbus::nats_bridge in(b, {.url = server->url()});
@@ -227,7 +214,7 @@ TEST_CASE("nats bridge: wildcards map one to one to NATS subjects") {
 }
 
 TEST_CASE("nats bridge: loop prevention: two bridges exporting and importing the same pattern see each event once") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b;
   agentbus::nats_bridge bridge_a(a, {.url = server->url(), .outgoing = {"chat.>"}, .incoming = {"chat.>"}});
   agentbus::nats_bridge bridge_b(b, {.url = server->url(), .outgoing = {"chat.>"}, .incoming = {"chat.>"}});
@@ -278,7 +265,7 @@ TEST_CASE("nats bridge: loop prevention: two bridges exporting and importing the
 }
 
 TEST_CASE("nats bridge: a wrong schema or fingerprint is counted and reported, not delivered") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b;
   agentbus::nats_bridge out(a, {.url = server->url()});
   std::mutex mutex;
@@ -338,7 +325,7 @@ TEST_CASE("nats bridge: a wrong schema or fingerprint is counted and reported, n
 }
 
 TEST_CASE("nats bridge: an upcaster converts an older schema version from a process not yet upgraded") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus old_process, new_process;
   agentbus::nats_bridge out(old_process, {.url = server->url()});
   std::atomic<int> problems{0};
@@ -390,7 +377,7 @@ TEST_CASE("nats bridge: a server that is not there gives a clear error at constr
 }
 
 TEST_CASE("nats bridge: a lost server: what cannot be sent is counted as dropped and reported") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a;
   std::atomic<int> reported{0};
   agentbus::nats_bridge out(a, {.url = server->url(), .max_reconnect = 0},
@@ -416,7 +403,7 @@ TEST_CASE("nats bridge: a lost server: what cannot be sent is counted as dropped
 }
 
 TEST_CASE("nats bridge: a server killed and restarted mid-stream: every event not sent is counted") {
-  NATS_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b, c;
   std::atomic<int> reported{0};
   agentbus::nats_bridge out(a, {.url = server->url(), .max_reconnect = 200, .reconnect_wait = 20ms});
@@ -483,7 +470,7 @@ TEST_CASE("nats bridge: topics starting with '$' are reserved and never bridged"
                     std::invalid_argument);
   }
   SECTION("in export_type and import_type, and a `$` topic that a wildcard matches") {
-    NATS_SERVER_OR_SKIP(server);
+    AGENTBUS_NATS_SERVER_OR_SKIP(server);
     agentbus::nats_bridge bridge(bus, {.url = server->url(), .outgoing = {"orders.>", ">"}, .incoming = {"prices.*"}});
     CHECK_THROWS_WITH(bridge.export_type<order>("$agentbus.deadletter"),
                       Catch::Contains("export_type(\"$agentbus.deadletter\")") && Catch::Contains("reserved"));

@@ -33,19 +33,6 @@ struct report {
 void agentbus_encode(agentbus::byte_writer& out, const report& r) { out.write_string(r.text); }
 report agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<report>) { return {in.read_string()}; }
 
-std::optional<agentbus::test::nats_server> start_compression_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
-}
-
-#define NATS_COMPRESSION_SERVER_OR_SKIP(server)                                                                \
-  auto server = start_compression_server();                                                                   \
-  if (!server) {                                                                                              \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                   \
-  }
-
 // What a raw subscriber saw of one message.
 struct seen_message {
   std::string encoding;  // "(none)" without the header
@@ -59,7 +46,7 @@ using namespace nats_compression_test;
 #if AGENTBUS_HAS_NATS_ZSTD
 
 TEST_CASE("nats compression: large payloads cross as zstd frames and come back whole") {
-  NATS_COMPRESSION_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b;
   agentbus::nats_bridge out(a, {.url = server->url(), .compress_above = 256});
   agentbus::nats_bridge in(b, {.url = server->url()});  // reads compressed payloads without asking
@@ -110,7 +97,7 @@ TEST_CASE("nats compression: large payloads cross as zstd frames and come back w
 }
 
 TEST_CASE("nats compression: a damaged or oversized frame, or an unknown encoding, is a counted decode error") {
-  NATS_COMPRESSION_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus b;
   std::mutex mutex;
   std::vector<std::string> problems;

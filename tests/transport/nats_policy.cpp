@@ -39,19 +39,6 @@ struct other_reading {  // the same schema name, another layout: a fingerprint m
   std::int64_t sensor = 0;
 };
 
-std::optional<agentbus::test::nats_server> start_policy_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
-}
-
-#define NATS_POLICY_SERVER_OR_SKIP(server)                                                                     \
-  auto server = start_policy_server();                                                                        \
-  if (!server) {                                                                                              \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                   \
-  }
-
 using nats_bus = agentbus::basic_bus<agentbus::storage::none, agentbus::transport::nats>;
 using ring_nats_bus = agentbus::basic_bus<agentbus::storage::memory_ring<64>, agentbus::transport::nats>;
 using journal_nats_bus = agentbus::basic_bus<agentbus::storage::journal, agentbus::transport::nats>;
@@ -61,7 +48,7 @@ using journal_nats_bus = agentbus::basic_bus<agentbus::storage::journal, agentbu
 using namespace nats_policy_test;
 
 TEST_CASE("nats transport: a bus of each storage policy bridges through its own transport") {
-  NATS_POLICY_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   STATIC_REQUIRE(agentbus::transport_attachment_for<agentbus::transport::nats, nats_bus>);
   STATIC_REQUIRE(std::is_same_v<std::remove_cvref_t<decltype(std::declval<nats_bus&>().transport())>,
                                 agentbus::nats_bridge<nats_bus>>);
@@ -94,7 +81,7 @@ TEST_CASE("nats transport: a bus of each storage policy bridges through its own 
 }
 
 TEST_CASE("nats transport: a server that is not there fails the bus's constructor and releases its storage") {
-  NATS_POLICY_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::test::journal_dir dir("nats_policy_down");
   const std::string nobody = "nats://127.0.0.1:1";  // nothing listens on port 1
   CHECK_THROWS_AS(journal_nats_bus(dir.options(), {}, {.url = nobody, .connect_timeout = 500ms}), agentbus::nats_error);
@@ -104,7 +91,7 @@ TEST_CASE("nats transport: a server that is not there fails the bus's constructo
 }
 
 TEST_CASE("nats transport: the bus's problem handler comes from its options and requests cross too") {
-  NATS_POLICY_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   std::atomic<int> problems{0};
   nats_bus a({.url = server->url()});
   nats_bus b({.url = server->url(), .on_problem = [&](const agentbus::nats_bridge_problem& p) {

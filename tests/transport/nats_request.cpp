@@ -74,19 +74,6 @@ struct quote_v2 {
 void agentbus_encode(agentbus::byte_writer& out, const quote_v2& q) { out.write_string(q.symbol); }
 quote_v2 agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<quote_v2>) { return {in.read_string()}; }
 
-std::optional<agentbus::test::nats_server> start_request_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
-}
-
-#define NATS_REQUEST_SERVER_OR_SKIP(server)                                                                   \
-  auto server = start_request_server();                                                                               \
-  if (!server) {                                                                                              \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                   \
-  }
-
 agentbus::request_errc error_of(agentbus::reply_future<quote>& f) {
   try {
     (void)f.get();
@@ -111,7 +98,7 @@ std::string message_of(agentbus::reply_future<quote>& f) {
 using namespace nats_request_test;
 
 TEST_CASE("nats request: a request made on one bus is answered by a server on another through NATS") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
@@ -164,7 +151,7 @@ TEST_CASE("nats request: a request made on one bus is answered by a server on an
 }
 
 TEST_CASE("nats request: an agent's asynchronous server answers across the bridge too") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
@@ -182,7 +169,7 @@ TEST_CASE("nats request: an agent's asynchronous server answers across the bridg
 }
 
 TEST_CASE("nats request: no_responders across the bridge: nobody imports it, or nothing serves it there") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   client.export_requests<quote_request, quote>("pricing.*");
@@ -202,7 +189,7 @@ TEST_CASE("nats request: no_responders across the bridge: nobody imports it, or 
 }
 
 TEST_CASE("nats request: the remote server's failures come back as the same request errors") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
@@ -251,7 +238,7 @@ TEST_CASE("nats request: the remote server's failures come back as the same requ
 }
 
 TEST_CASE("nats request: a bridge-side timeout fails a request whose reply never comes") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   client.export_requests<quote_request, quote>("pricing.quote", {.timeout = 200ms});
@@ -281,7 +268,7 @@ TEST_CASE("nats request: a bridge-side timeout fails a request whose reply never
 }
 
 TEST_CASE("nats request: a server expecting another request schema answers wrong_type") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
@@ -298,7 +285,7 @@ TEST_CASE("nats request: a server expecting another request schema answers wrong
 }
 
 TEST_CASE("nats request: a reply of another schema than the requester's is wrong_type") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
@@ -312,7 +299,7 @@ TEST_CASE("nats request: a reply of another schema than the requester's is wrong
 }
 
 TEST_CASE("nats request: servers in a queue group share the requests and each is answered once") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, bus_1, bus_2;
   agentbus::nats_bridge client(client_bus, {.url = server->url()});
   agentbus::nats_bridge server_1(bus_1, {.url = server->url()});
@@ -344,7 +331,7 @@ TEST_CASE("nats request: servers in a queue group share the requests and each is
 }
 
 TEST_CASE("nats request: destroying the requesting bridge ends its waiting requests with cancelled") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus client_bus, server_bus;
   agentbus::nats_bridge served(server_bus, {.url = server->url()});
   served.import_requests<quote_request, quote>("pricing.quote");
@@ -377,7 +364,7 @@ TEST_CASE("nats request: destroying the requesting bridge ends its waiting reque
 }
 
 TEST_CASE("nats request: a request that came in through a bridge is not sent back out") {
-  NATS_REQUEST_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   // Both buses export and import the same pattern (each process both asks and answers): a request
   // is answered once, by the other process's server or its own, and never loops.
   agentbus::bus bus_a, bus_b;

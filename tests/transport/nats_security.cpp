@@ -32,19 +32,6 @@ struct command {
 void agentbus_encode(agentbus::byte_writer& out, const command& c) { out.write_string(c.action); }
 command agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<command>) { return {in.read_string()}; }
 
-std::optional<agentbus::test::nats_server> start_security_server() {
-  const auto program = agentbus::test::find_nats_server();
-  if (!program) return std::nullopt;
-  return std::optional<agentbus::test::nats_server>(std::in_place, *program);
-}
-
-#define NATS_SECURITY_SERVER_OR_SKIP(server)                                                                   \
-  auto server = start_security_server();                                                                      \
-  if (!server) {                                                                                              \
-    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
-    return;                                                                                                   \
-  }
-
 // A message as the bridge would send it for `c` on `subject` (envelope headers), signed with
 // `key` when not empty; `tamper` runs after signing.
 template <class Tamper>
@@ -68,7 +55,7 @@ using namespace nats_security_test;
 #if AGENTBUS_HAS_NATS_SIGNING
 
 TEST_CASE("nats signing: events signed with the shared key arrive, others are rejected and counted") {
-  NATS_SECURITY_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   const std::string key = "correct horse battery staple";
   agentbus::bus a, b;
   std::mutex mutex;
@@ -132,7 +119,7 @@ TEST_CASE("nats signing: events signed with the shared key arrive, others are re
 }
 
 TEST_CASE("nats signing: requests and replies are signed too, an unsigned requester gets no answer") {
-  NATS_SECURITY_SERVER_OR_SKIP(server);
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
   const std::string key = "k3y";
   agentbus::bus client_bus, server_bus, stranger_bus;
   agentbus::nats_bridge client(client_bus, {.url = server->url(), .signing_key = key});

@@ -229,6 +229,23 @@ class nats_server {
   int port_ = -1;
 };
 
+/// A nats-server for one test, or nothing when none is installed (see find_nats_server).
+inline std::optional<nats_server> start_test_server(nats_server_options options = {}) {
+  const auto program = find_nats_server();
+  if (!program) return std::nullopt;
+  return std::optional<nats_server>(std::in_place, *program, std::move(options));
+}
+
 }  // namespace agentbus::test
+
+/// In a Catch2 test case: starts a nats-server named `server` (options optional:
+/// `AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true})`), or ends the test with a warning
+/// saying why it is skipped.
+#define AGENTBUS_NATS_SERVER_OR_SKIP(server, ...)                                                            \
+  auto server = agentbus::test::start_test_server(__VA_ARGS__);                                             \
+  if (!server) {                                                                                            \
+    WARN("skipped: nats-server is not installed (Debian: apt-get install nats-server; or set AGENTBUS_NATS_SERVER)"); \
+    return;                                                                                                 \
+  }
 
 #endif  // AGENTBUS_TESTS_TRANSPORT_NATS_SERVER_HPP
