@@ -137,12 +137,13 @@ int main(int argc, char** argv) {
         ++failures;
         break;
       }
-    for (std::uint64_t o : loaded.state.settled)
-      if (handled.count(o) == 0) {
-        std::fprintf(stderr, "cycle %d: the cursor lists offset %llu as settled, which no handler saw\n", cycle,
-                     static_cast<unsigned long long>(o));
-        ++failures;
-      }
+    for (const agentbus::detail::offset_run& run : loaded.state.settled)
+      for (std::uint64_t o = run.first; o < run.end(); ++o)
+        if (handled.count(o) == 0) {
+          std::fprintf(stderr, "cycle %d: the cursor lists offset %llu as settled, which no handler saw\n", cycle,
+                       static_cast<unsigned long long>(o));
+          ++failures;
+        }
     if (loaded.state.floor > checked_floor && loaded.state.floor < events) ++mid_work;
     checked_floor = loaded.state.floor;
   }

@@ -104,7 +104,7 @@ inline std::vector<stored_consumer> list_consumers(const std::filesystem::path& 
       c.schema = s.schema;
       c.floor = s.floor;
       c.delivered_end = s.delivered_end;
-      c.settled_above = s.settled.size();
+      c.settled_above = static_cast<std::size_t>(detail::offset_count(s.settled));
       c.retrying = s.attempts.size();
       c.writes = s.writes;
     }

@@ -387,7 +387,7 @@ class consumer_engine final : public consumer_core<T>,
     entry_state state;
     member_id member;
     time_point first;
-    time_point when;  // out: the ack deadline; waiting: the redelivery time (or a delayed event's due time)
+    time_point when;       // out: the ack deadline; waiting: the redelivery time (or a delayed event's due time)
     bool delayed = false;  // waiting for publish_options::delay, never handed out yet
   };
   struct timer {
@@ -426,7 +426,7 @@ class consumer_engine final : public consumer_core<T>,
   struct restored_state {
     std::uint64_t floor;
     std::uint64_t delivered_end;
-    std::vector<std::uint64_t> settled;                             // not reached again yet
+    std::vector<offset_run> settled;                                // not reached again yet
     std::vector<std::pair<std::uint64_t, std::uint32_t>> attempts;  // not reached again yet
   };
 
@@ -627,8 +627,7 @@ class consumer_engine final : public consumer_core<T>,
       const std::optional<time_point> due = due_time(ev, now);
       std::uint32_t before = 0;  // deliveries before this process, from the stored cursor
       if (restored_) {
-        const auto& settled = restored_->settled;
-        const bool was_settled = std::binary_search(settled.begin(), settled.end(), offset);
+        const bool was_settled = contains_offset(restored_->settled, offset);
         if (!was_settled && offset < restored_->delivered_end) {
           before = 1;  // handed out at least once; the stored count says how often
           const auto& a = restored_->attempts;
@@ -659,7 +658,7 @@ class consumer_engine final : public consumer_core<T>,
 
   void forget_restored_below(std::uint64_t end) {
     auto& s = restored_->settled;
-    s.erase(s.begin(), std::lower_bound(s.begin(), s.end(), end));
+    drop_offsets_below(s, end);
     auto& a = restored_->attempts;
     a.erase(a.begin(), std::lower_bound(a.begin(), a.end(), std::pair<std::uint64_t, std::uint32_t>{end, 0}));
     if (end >= restored_->delivered_end && s.empty() && a.empty()) restored_.reset();
@@ -781,15 +780,15 @@ class consumer_engine final : public consumer_core<T>,
     s.schema = std::string(event_traits<T>::name());
     for (const entry& e : pending_) {
       if (e.state == entry_state::settled)
-        s.settled.push_back(e.offset);
+        append_offset(s.settled, e.offset);
       else if (e.attempts > 1 || (e.attempts == 0 && e.offset < delivered_end_))
         s.attempts.emplace_back(e.offset, e.attempts);  // one delivery below delivered_end is implied
     }
     if (restored_) {  // what the cursor has not read again yet stays on record
       s.delivered_end = std::max(s.delivered_end, restored_->delivered_end);
-      s.settled.insert(s.settled.end(), restored_->settled.begin(), restored_->settled.end());
+      // The cursor has read every pending_ offset and none of restored_'s: the runs stay ascending.
+      for (const offset_run& r : restored_->settled) append_run(s.settled, r);
       s.attempts.insert(s.attempts.end(), restored_->attempts.begin(), restored_->attempts.end());
-      std::sort(s.settled.begin(), s.settled.end());
       std::sort(s.attempts.begin(), s.attempts.end());
     }
     file_->store(s);
