@@ -12,10 +12,8 @@
 #include "transport/nats_server.hpp"  // agentbus::test::unused_port, wait_until, find_nats_server
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,32 +82,10 @@ class server_process {
   bool launch() {
     std::vector<std::string> args = command_.arguments(port_, dir_);
     args.insert(args.begin(), command_.program);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = dir_ + "/output.log";
-    const pid_t parent = ::getpid();
-    // Everything the child needs is prepared before fork(): this program may already run other
-    // threads, so between fork and exec the child makes system calls only (and execvp, whose
-    // PATH search in glibc does not allocate).
-    const pid_t pid = ::fork();
+    // Not left running if the benchmark dies (a crash, a CI timeout's SIGKILL): servers are
+    // started from main's thread, which lives as long as they do.
+    const pid_t pid = agentbus::test::spawn_child(std::move(args), dir_ + "/output.log");
     if (pid < 0) return false;
-    if (pid == 0) {
-      // If the benchmark dies (a crash, a CI timeout's SIGKILL), the kernel kills the server
-      // too rather than leaving it running. (It fires when the forking thread ends: servers
-      // are started from main's thread.)
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      const int null_fd = ::open("/dev/null", O_RDONLY);
-      const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (null_fd >= 0) ::dup2(null_fd, 0);
-      if (out_fd >= 0) {
-        ::dup2(out_fd, 1);
-        ::dup2(out_fd, 2);
-      }
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);  // not found on PATH, or not a program
-    }
     pid_ = pid;
     return true;
   }

@@ -402,6 +402,50 @@ TEST_CASE("nats bridge: a lost server: what cannot be sent is counted as dropped
   CHECK(reported == 2);
 }
 
+TEST_CASE("nats bridge: an import whose bus falls behind drops beyond its pending limit, counted, and -1 keeps all") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a;
+  agentbus::nats_bridge out(a, {.url = server->url()});
+  out.export_type<order>("orders.>");
+  for (const int limit : {10, -1}) {
+    agentbus::bus b;
+    agentbus::nats_bridge in(b, {.url = server->url(), .incoming_pending_messages = limit});
+    in.import_type<order>("orders.>");
+    // The local subscriber holds the client's delivery thread until every publish is sent.
+    std::atomic<bool> release{false};
+    std::atomic<int> seen{0};
+    auto sub = b.subscribe<order>("orders.>", [&](const order&) {
+      while (!release.load()) std::this_thread::sleep_for(1ms);
+      ++seen;
+    });
+    constexpr int published = 100;
+    for (int i = 0; i < published; ++i) (void)a.publish("orders.x", order{std::to_string(i), 1});
+    out.connection().flush();
+    // The import has 100 messages on the wire to it; with a limit of 10 the client keeps the
+    // one in the handler and 10 waiting, and drops the rest. Give them time to arrive.
+    std::this_thread::sleep_for(300ms);
+    release = true;
+    REQUIRE(wait_until([&] {
+      const auto st = in.stats();
+      return st.received + st.dropped_incoming == static_cast<std::uint64_t>(published);
+    }));
+    const auto st = in.stats();
+    CHECK(static_cast<std::uint64_t>(seen.load()) == st.received);
+    if (limit == 10) {
+      CHECK(st.dropped_incoming >= 80);
+      CHECK(st.received <= 20);
+    } else {
+      CHECK(st.dropped_incoming == 0);
+      CHECK(st.received == static_cast<std::uint64_t>(published));
+    }
+  }
+  agentbus::bus c;
+  CHECK_THROWS_WITH((agentbus::nats_bridge(c, {.url = server->url(), .incoming_pending_messages = 0})),
+                    Catch::Contains("cannot be 0"));
+  CHECK_THROWS_WITH((agentbus::nats_bridge(c, {.url = server->url(), .incoming_pending_bytes = 0})),
+                    Catch::Contains("cannot be 0"));
+}
+
 TEST_CASE("nats bridge: a server killed and restarted mid-stream: every event not sent is counted") {
   AGENTBUS_NATS_SERVER_OR_SKIP(server);
   agentbus::bus a, b, c;

@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -30,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
+#include "support/child_process.hpp"
 
 namespace agentbus::test {
 
@@ -167,12 +166,10 @@ class nats_server {
                                      "-l", log};
     if (options_.jetstream) args.insert(args.end(), {"-js", "-sd", options_.store_dir});
     args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     reaped_ = false;
     url_.clear();
-    if (::posix_spawn(&pid_, program_.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+    pid_ = spawn_child(std::move(args), "");  // not left running if this test dies
+    if (pid_ < 0) {
       pid_ = -1;
       if (port < 0) cleanup();
       throw std::runtime_error("cannot start " + program_);

@@ -178,13 +178,14 @@ class nats_bridge {
  public:
   /// @brief Connects to `options.url`: throws nats_error when no server answers there (at once
   /// for a refused connection, else after `options.connect_timeout`), std::invalid_argument for a
-  /// reserved (`$`) pattern in the options, topic_error for an invalid one.
+  /// reserved (`$`) pattern in the options or an incoming pending limit of 0, topic_error for an
+  /// invalid pattern.
   nats_bridge(Bus& target, nats_options options, nats_problem_handler on_problem = {})
       : bus_(target),
         options_(std::move(options)),
         id_(detail::random_bridge_id()),
         on_problem_(on_problem ? std::move(on_problem) : options_.on_problem),
-        allowed_(check_option_patterns(options_)),
+        allowed_(check_options(options_)),
         signer_(options_.signing_key),
         compression_(detail::payload_compression::from(options_.compress_above, options_.compress_level)),
         conn_(std::make_unique<nats_connection>(options_, id_)) {}
@@ -378,7 +379,12 @@ class nats_bridge {
     (void)topic_pattern(pattern);  // topic_error when invalid
   }
 
-  static allowed_patterns check_option_patterns(const nats_options& options) {
+  // Before connecting: what the options say that cannot work.
+  static allowed_patterns check_options(const nats_options& options) {
+    if (options.incoming_pending_messages == 0 || options.incoming_pending_bytes == 0)
+      throw std::invalid_argument(
+          "agentbus: nats bridge: nats_options::incoming_pending_messages and incoming_pending_bytes cannot be 0 "
+          "(every import would drop everything): give a limit, or -1 for none");
     for (const auto& p : options.outgoing) check_reserved("nats_options::outgoing", p);
     for (const auto& p : options.incoming) check_reserved("nats_options::incoming", p);
     return {options.outgoing, options.incoming};
@@ -582,6 +588,9 @@ class nats_bridge {
                        : natsConnection_QueueSubscribe(&imp->sub, conn.get(), subject.c_str(), queue_group.c_str(),
                                                        &on_message, imp.get());
     if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(imp->sub, &on_complete, imp.get());
+    if (s == NATS_OK)
+      s = natsSubscription_SetPendingLimits(imp->sub, options_.incoming_pending_messages,
+                                            options_.incoming_pending_bytes);
     if (s == NATS_OK) s = natsConnection_FlushTimeout(conn.get(), options_.connect_timeout.count());
     if (s != NATS_OK) {
       if (imp->sub != nullptr) {
