@@ -136,13 +136,13 @@ if [[ ! -f $support_o ]]; then
 fi
 
 # build OUT INCLUDE_DIR TESTS: one program from the listed test files (comma-separated, under tests/).
-# Tests of the NATS bridge (tests/transport/nats_*.cpp) build with the NATS client, libcrypto
+# Tests of the NATS bridge (tests/transport/nats_*.cpp, jetstream*.cpp) build with the NATS client, libcrypto
 # and zstd found by pkg-config, as agentbus::nats does (they need a nats-server to run).
 build_program() {
   local out=$1 inc=$2 srcs=() extra=()
   for t in ${3//,/ }; do
     srcs+=("$src/tests/$t")
-    if [[ $t == transport/nats_* && ${#extra[@]} -eq 0 ]]; then
+    if [[ ($t == transport/nats_* || $t == transport/jetstream*) && ${#extra[@]} -eq 0 ]]; then
       read -r -a extra <<<"-DAGENTBUS_TEST_NATS=1 -DAGENTBUS_NATS_SIGNING=1 -DAGENTBUS_NATS_ZSTD=1 $(pkg-config --cflags --libs libnats libcrypto libzstd)"
     fi
   done

@@ -406,6 +406,42 @@ TEST_CASE("jetstream: redelivery after a nack (its backoff or delay) and after a
   CHECK(info.dead_lettered == 0);
 }
 
+TEST_CASE("jetstream: in_progress restarts the server's ack deadline, so a long job is not redelivered") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
+  agentbus::jetstream_client js(client_options(*server));
+  js.ensure_stream({.name = "SLOW", .subjects = {"slow.>"}});
+  agentbus::bus bus;
+  agentbus::jetstream_publisher pub(bus, js);
+  pub.export_type<job>("slow.>");
+  (void)bus.publish("slow.job", job{"long", 1});
+  REQUIRE(pub.wait_acknowledged(5s));
+
+  agentbus::jetstream_consumer<job> c(js, "SLOW", "slow-worker", "slow.>", {.ack_wait = 600ms, .max_deliver = 5});
+  std::vector<std::uint32_t> attempts;
+  std::optional<agentbus::ack_token> token;
+  auto handler = [&](const agentbus::delivered<job>& d) {
+    attempts.push_back(d.attempt());
+    if (!token) token = d.defer();  // the job goes on after the handler returns
+  };
+  REQUIRE(poll_until(c, handler, [&] { return token.has_value(); }, 10s, 1s));
+  // 2.4 s of work, four times ack_wait, reporting progress every 200 ms: no redelivery.
+  const auto until = std::chrono::steady_clock::now() + 2400ms;
+  while (std::chrono::steady_clock::now() < until) {
+    CHECK(token->in_progress() == agentbus::ack_status::accepted);
+    c.poll_for(handler, 200ms);
+  }
+  CHECK(attempts == std::vector<std::uint32_t>{1});
+  CHECK(token->ack() == agentbus::ack_status::accepted);
+  CHECK(token->in_progress() == agentbus::ack_status::already);  // done: nothing to extend
+  // Past another ack_wait: still no redelivery, the ack stood.
+  c.poll_for(handler, 900ms);
+  CHECK(attempts == std::vector<std::uint32_t>{1});
+  const auto info = c.info();
+  CHECK(info.redelivered == 0);
+  CHECK(info.ack_timeouts == 0);
+  CHECK(info.acked == 1);
+}
+
 TEST_CASE("jetstream: max_deliver failures and terms go to the dead-letter stream with their headers") {
   AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
   agentbus::jetstream_client js(client_options(*server));
