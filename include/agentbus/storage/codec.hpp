@@ -163,10 +163,12 @@ template <class T>
 concept bitwise_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
                           (implicitly_bitwise<T>() || enable_bitwise_codec<T>);
 
-/// The bytes of `value` with its padding zeroed where the compiler can tell which bytes are
-/// padding (otherwise as they are).
+/// Appends the bytes of `value` to `out` with its padding zeroed where the compiler can tell
+/// which bytes are padding (otherwise as they are). The cleared copy is written from where it
+/// was cleared: returning it by value let GCC at -O0 copy it member by member, padding garbage
+/// included.
 template <class T>
-T without_padding(const T& value) noexcept {
+void write_without_padding(byte_writer& out, const T& value) {
   T copy;
   std::memcpy(static_cast<void*>(&copy), static_cast<const void*>(&value), sizeof(T));
 #if defined(__has_builtin)
@@ -174,7 +176,7 @@ T without_padding(const T& value) noexcept {
   __builtin_clear_padding(&copy);
 #endif
 #endif
-  return copy;
+  out.write_value(copy);
 }
 
 }  // namespace detail
@@ -208,7 +210,7 @@ template <class T>
 struct codec<T> {
   /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const T& value) {
-    if constexpr (std::is_class_v<T>) out.write_value(detail::without_padding(value));
+    if constexpr (std::is_class_v<T>) detail::write_without_padding(out, value);
     else out.write_value(value);
   }
   /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
@@ -77,10 +78,7 @@ class journal_store : public dedup_store {
       thread_local std::vector<header> with_deadline;
       thread_local std::string deadline_text;
       if (const auto deadline = ev.deadline()) {
-        const auto left = *deadline - deadline_clock::now();
-        deadline_text = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                           (std::chrono::system_clock::now() + left).time_since_epoch())
-                                           .count());
+        deadline_text = unix_ns_text(deadline_unix_ns(*deadline));
         with_deadline.assign(ev.headers().begin(), ev.headers().end());
         with_deadline.push_back({deadline_header, deadline_text});
         in.headers = with_deadline;
@@ -204,15 +202,9 @@ class journal_store : public dedup_store {
     deadline_clock::time_point stored_deadline() const {
       for (const header& h : record_.headers) {
         if (h.key != deadline_header) continue;
-        std::int64_t ns = 0;
-        for (char c : h.value) {
-          if (c < '0' || c > '9') return no_deadline;
-          ns = ns * 10 + (c - '0');
-        }
-        const auto left = std::chrono::nanoseconds(ns) -
-                          std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::system_clock::now().time_since_epoch());
-        return deadline_clock::now() + std::chrono::duration_cast<deadline_clock::duration>(left);
+        const std::optional<std::int64_t> ns = parse_unix_ns(h.value);
+        if (!ns) return no_deadline;
+        return deadline_clock::now() + std::chrono::duration_cast<deadline_clock::duration>(time_until_unix_ns(*ns));
       }
       return no_deadline;
     }

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/storage/codec.hpp"
@@ -43,10 +44,6 @@ bool parse_number(const char* text, N& out, int base = 10) noexcept {
   const std::string_view s(text);
   const auto r = std::from_chars(s.data(), s.data() + s.size(), out, base);
   return r.ec == std::errc{} && r.ptr == s.data() + s.size();
-}
-
-inline std::int64_t unix_ns(std::chrono::system_clock::time_point t) noexcept {
-  return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
 /// ASCII lowercase comparison of two header names.
@@ -219,12 +216,6 @@ natsStatus add_schema_headers(nats_message& msg) {
   thread_local std::string scratch;
   const natsStatus s = add_header_lines(msg, v.name_and_version_lines, nats_header::fingerprint, v.fingerprint.c_str(), scratch);
   return s == NATS_OK ? s : add_schema_headers_one_by_one<T>(msg);
-}
-
-/// A steady-clock deadline as Unix time in nanoseconds (the time left, added to the system clock).
-inline std::int64_t deadline_unix_ns(deadline_clock::time_point deadline) noexcept {
-  const auto left = deadline - deadline_clock::now();
-  return unix_ns(std::chrono::system_clock::now()) + std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
 }
 
 /// Adds the envelope of `e` one header at a time (what add_envelope_headers falls back to).

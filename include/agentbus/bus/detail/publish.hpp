@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/result.hpp"
 #include "agentbus/detail/config.hpp"
@@ -182,9 +183,8 @@ AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, 
   std::string due;
   const bool delayed = options.delay > deadline_clock::duration::zero();
   if (delayed) {
-    due = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             (std::chrono::system_clock::now() + options.delay).time_since_epoch())
-                             .count());
+    due = unix_ns_text(unix_ns(std::chrono::system_clock::now() +
+                               std::chrono::duration_cast<std::chrono::system_clock::duration>(options.delay)));
     headers.push_back({not_before_header, due});
   }
   const std::string_view key = options.idempotency_key;

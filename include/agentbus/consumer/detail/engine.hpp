@@ -54,6 +54,7 @@
 #include "agentbus/consumer/detail/cursor_file.hpp"
 #include "agentbus/consumer/options.hpp"
 #include "agentbus/core/clock.hpp"
+#include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
@@ -489,13 +490,9 @@ class consumer_engine final : public consumer_core<T>,
   std::optional<time_point> due_time(const agentbus::event<T>& ev, time_point now) const {
     const auto text = ev.header_value(not_before_header);
     if (!text) return std::nullopt;
-    std::int64_t ns = 0;
-    for (char c : *text) {
-      if (c < '0' || c > '9') return std::nullopt;  // not ours: deliver now
-      ns = ns * 10 + (c - '0');
-    }
-    const auto left = std::chrono::nanoseconds(ns) - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                         std::chrono::system_clock::now().time_since_epoch());
+    const std::optional<std::int64_t> ns = parse_unix_ns(*text);
+    if (!ns) return std::nullopt;  // not ours: deliver now
+    const auto left = time_until_unix_ns(*ns);
     if (left <= std::chrono::nanoseconds::zero()) return std::nullopt;
     return now + std::chrono::duration_cast<clock_source::duration>(left);
   }
