@@ -2565,10 +2565,12 @@ template <class T>
 concept bitwise_codable = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
                           (implicitly_bitwise<T>() || enable_bitwise_codec<T>);
 
-/// The bytes of `value` with its padding zeroed where the compiler can tell which bytes are
-/// padding (otherwise as they are).
+/// Appends the bytes of `value` to `out` with its padding zeroed where the compiler can tell
+/// which bytes are padding (otherwise as they are). The cleared copy is written from where it
+/// was cleared: returning it by value let GCC at -O0 copy it member by member, padding garbage
+/// included.
 template <class T>
-T without_padding(const T& value) noexcept {
+void write_without_padding(byte_writer& out, const T& value) {
   T copy;
   std::memcpy(static_cast<void*>(&copy), static_cast<const void*>(&value), sizeof(T));
 #if defined(__has_builtin)
@@ -2576,7 +2578,7 @@ T without_padding(const T& value) noexcept {
   __builtin_clear_padding(&copy);
 #endif
 #endif
-  return copy;
+  out.write_value(copy);
 }
 
 }  // namespace detail
@@ -2610,7 +2612,7 @@ template <class T>
 struct codec<T> {
   /// @brief Appends the bytes of `value` to `out`.
   static void encode(byte_writer& out, const T& value) {
-    if constexpr (std::is_class_v<T>) out.write_value(detail::without_padding(value));
+    if constexpr (std::is_class_v<T>) detail::write_without_padding(out, value);
     else out.write_value(value);
   }
   /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
@@ -5961,6 +5963,59 @@ class subscription_set {
 #include <utility>
 #include <vector>
 
+#ifndef AGENTBUS_CORE_DETAIL_WALL_CLOCK_HPP
+#define AGENTBUS_CORE_DETAIL_WALL_CLOCK_HPP
+
+// Times that leave the process (a stored deadline, a delayed event's due time, a deadline sent
+// over NATS) are written as Unix time in nanoseconds on the system clock, in decimal: a steady
+// clock's readings mean nothing to another process or after a restart. One writer and one
+// reader of that text for every header that holds one (agentbus-deadline in the journal,
+// agentbus-not-before, Agentbus-Deadline and Agentbus-Published on the wire).
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+
+namespace agentbus::detail {
+
+/// Unix time in nanoseconds of a system-clock time point.
+inline std::int64_t unix_ns(std::chrono::system_clock::time_point t) noexcept {
+  return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+/// A steady-clock deadline as Unix time in nanoseconds: the time left, added to the system clock.
+inline std::int64_t deadline_unix_ns(deadline_clock::time_point deadline) noexcept {
+  const auto left = deadline - deadline_clock::now();
+  return unix_ns(std::chrono::system_clock::now()) + std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+}
+
+/// The time left until Unix time `ns` (negative once it has passed).
+inline std::chrono::nanoseconds time_until_unix_ns(std::int64_t ns) noexcept {
+  return std::chrono::nanoseconds(ns - unix_ns(std::chrono::system_clock::now()));
+}
+
+/// The header text of a Unix time: decimal, no sign for positive values.
+inline std::string unix_ns_text(std::int64_t ns) { return std::to_string(ns); }
+
+/// A Unix time read back from such a header: only decimal digits, not empty, within int64;
+/// nullopt for anything else (a header of the same name that agentbus did not write, or damage:
+/// never a wrapped-around number).
+inline std::optional<std::int64_t> parse_unix_ns(std::string_view text) noexcept {
+  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
+  std::int64_t ns = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), ns);
+  if (r.ec != std::errc{} || r.ptr != text.data() + text.size()) return std::nullopt;
+  return ns;
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_CORE_DETAIL_WALL_CLOCK_HPP
 
 namespace agentbus::detail {
 
@@ -6100,9 +6155,8 @@ AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, 
   std::string due;
   const bool delayed = options.delay > deadline_clock::duration::zero();
   if (delayed) {
-    due = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             (std::chrono::system_clock::now() + options.delay).time_since_epoch())
-                             .count());
+    due = unix_ns_text(unix_ns(std::chrono::system_clock::now() +
+                               std::chrono::duration_cast<std::chrono::system_clock::duration>(options.delay)));
     headers.push_back({not_before_header, due});
   }
   const std::string_view key = options.idempotency_key;
