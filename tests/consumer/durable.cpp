@@ -488,6 +488,38 @@ TEST_CASE("a delayed event is stored at once, reaches no live subscription, and 
   CHECK_THROWS_WITH(plain.publish("jobs.a", job{4}, {.delay = 1s}), Catch::Contains("delay needs a bus that stores"));
 }
 
+TEST_CASE("subscribe_options::delayed: an exporter sees a delayed event at once with its due time, nobody else does") {
+  ring_bus bus;
+  std::vector<std::pair<std::uint64_t, std::string>> exported;
+  int plain = 0;
+  auto exporter = bus.subscribe<job>(
+      "jobs.>",
+      [&](const agentbus::event<job>& e) {
+        exported.emplace_back(e.payload().n, std::string(e.header_value(agentbus::not_before_header).value_or("")));
+      },
+      agentbus::subscribe_options{.delayed = true});
+  auto ordinary = bus.subscribe<job>("jobs.>", [&](const job&) { ++plain; });
+  const auto before = std::chrono::system_clock::now();
+  const auto r = bus.publish("jobs.a", job{1}, {.delay = 30s});
+  bus.publish("jobs.a", job{2});
+  CHECK(r.delivered == 1);  // the exporter only
+  CHECK(plain == 1);        // the undelayed one
+  REQUIRE(exported.size() == 2);
+  CHECK(exported[0].first == 1);
+  const auto due_ns = std::stoll(exported[0].second);
+  const auto due = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(due_ns)));
+  CHECK(due >= before + 30s);
+  CHECK(due < before + 35s);
+  CHECK(exported[1] == std::pair<std::uint64_t, std::string>{2, ""});  // not delayed: no header
+  // Only a subscription that keeps no event can take delayed ones.
+  agentbus::agent worker("worker");
+  CHECK_THROWS_WITH(bus.subscribe<job>("jobs.>", [](const job&) {}, agentbus::async(worker),
+                                       agentbus::subscribe_options{.delayed = true}),
+                    Catch::Contains("delayed needs synchronous delivery"));
+  CHECK(bus.stats().subscriptions == 2);  // the refused one left nothing behind
+}
+
 TEST_CASE("a delayed event survives a restart and keeps its due time") {
   agentbus::test::journal_dir dir("consumer_delay");
   agentbus::manual_clock clock;

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "agentbus/detail/config.hpp"
@@ -440,6 +441,37 @@ TEST_CASE("jetstream: in_progress restarts the server's ack deadline, so a long 
   CHECK(info.redelivered == 0);
   CHECK(info.ack_timeouts == 0);
   CHECK(info.acked == 1);
+}
+
+TEST_CASE("jetstream: a delayed event is stored at once and handed out when due, as attempt 1") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server, {.jetstream = true});
+  agentbus::jetstream_client js(client_options(*server));
+  js.ensure_stream({.name = "LATER", .subjects = {"later.>"}});
+  agentbus::basic_bus<agentbus::storage::memory_ring<64>> bus;  // delay needs a bus that stores
+  agentbus::jetstream_publisher pub(bus, js);
+  pub.export_type<job>("later.>");
+  using clock = std::chrono::steady_clock;
+  const auto published = clock::now();
+  (void)bus.publish("later.job", job{"late", 1}, {.delay = 1500ms});
+  (void)bus.publish("later.job", job{"now", 2});
+  REQUIRE(pub.wait_acknowledged(5s));
+  CHECK(pub.stats().acknowledged == 2);  // both stored at once
+
+  agentbus::jetstream_consumer<job> c(js, "LATER", "later-worker", "later.>", {.ack_wait = 5s, .max_deliver = 2});
+  std::vector<std::tuple<std::string, std::uint32_t, clock::duration>> got;  // key, attempt, when
+  auto handler = [&](const agentbus::delivered<job>& d) {
+    got.emplace_back(d.payload().key, d.attempt(), clock::now() - published);
+  };
+  REQUIRE(poll_until(c, handler, [&] { return got.size() == 2; }, 10s, 1s));
+  CHECK(std::get<0>(got[0]) == "now");
+  CHECK(std::get<0>(got[1]) == "late");
+  CHECK(std::get<1>(got[1]) == 1);           // its wait was not an attempt (max_deliver 2 would notice)
+  CHECK(std::get<2>(got[1]) >= 1450ms);      // not before it was due
+  CHECK(std::get<2>(got[1]) < 5s);           // and not only after ack_wait
+  const auto info = c.info();
+  CHECK(info.acked == 2);
+  CHECK(info.redelivered == 0);
+  CHECK(info.dead_lettered == 0);
 }
 
 TEST_CASE("jetstream: max_deliver failures and terms go to the dead-letter stream with their headers") {

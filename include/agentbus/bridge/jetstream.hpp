@@ -132,9 +132,16 @@
 // already acked or dead-lettered (an ack lost on the way) is settled again without a handler
 // call (counted in repeated_settles). This memory holds the last remember_settled settles.
 //
+// Delayed events (publish_options::delay on the exporting bus, which must store events): the
+// publisher sends them at once (its subscription asks for delayed events) with their due time in
+// the header agentbus-not-before; JetStream stores them then. A consumer that reads one before it
+// is due NAKs it with the time left, without a handler call, so it comes back when due; that
+// wait is a delivery to the server but not an attempt: attempt() and max_deliver leave out the
+// waits this process saw (a process that starts while an event waits may count that one wait
+// as an attempt). Due order holds per consumer only as far as the server's redelivery timing.
+//
 // Not the same as in process: info().waiting and delayed are always 0 (the server does not say);
-// first_delivery() is the first delivery this process saw; publish_options::delay
-// (agentbus-not-before) is not honoured (a delayed event is delivered when read); a member that
+// first_delivery() is the first delivery this process saw; a member that
 // leaves returns its deferred deliveries at once (a NAK), but messages its last fetch had not
 // handed out yet come back only after ack_wait.
 //
@@ -182,6 +189,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/bus/options.hpp"
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/consumer/delivered.hpp"
 #include "agentbus/consumer/group.hpp"
@@ -646,7 +654,10 @@ class jetstream_publisher {
         throw std::invalid_argument("agentbus: jetstream publisher: export_type(\"" + std::string(pattern) +
                                     "\"): topics starting with '$' are reserved and never exported");
       (void)topic_pattern(pattern);
-      subscription sub = bus_.template subscribe<T>(pattern, [this](const event<T>& e) { (void)send(e); });
+      // Delayed events too, at once: JetStream stores them now and the consumers hold each
+      // until its agentbus-not-before time (see the top of this file).
+      subscription sub = bus_.template subscribe<T>(pattern, [this](const event<T>& e) { (void)send(e); },
+                                                     subscribe_options{.delayed = true});
       std::lock_guard lock(mutex_);
       exports_.push_back(std::move(sub));
     }
@@ -999,6 +1010,8 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     std::string reply;    // the newest delivery's ack subject (acks any attempt of the event)
     std::shared_ptr<natsMsg> msg;  // while out: for a dead letter
     std::string dead_retry;        // a dead letter that was not stored: its reason, tried again
+    std::uint32_t waits = 0;  // deliveries before its agentbus-not-before time (NAKed, not attempts)
+    time_point due{};         // a delayed event: when it is due (on the steady clock)
   };
   struct member {
     std::string name;
@@ -1175,6 +1188,14 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     return s;
   }
 
+  // How long until a delayed event's agentbus-not-before time (zero or less: due, or not delayed).
+  static std::chrono::nanoseconds time_to_due(natsMsg* msg) noexcept {
+    const char* text = detail::nats_header_value(msg, not_before_header.data());
+    if (text == nullptr) return std::chrono::nanoseconds::zero();
+    const std::optional<std::int64_t> ns = detail::parse_unix_ns(text);
+    return ns ? detail::time_until_unix_ns(*ns) : std::chrono::nanoseconds::zero();
+  }
+
   // Remembers that `seq` is settled; forgets the oldest settled ones beyond remember_settled.
   void remember_locked(std::uint64_t seq) {
     settled_order_.push_back(seq);
@@ -1196,7 +1217,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     for (auto it = live_.begin(); it != live_.end();) {
       const entry& e = it->second;
       const bool unsettled = e.state == entry_state::out || e.state == entry_state::waiting;
-      if (unsettled && now - e.handed > horizon)
+      if (unsettled && now - std::max(e.handed, e.due) > horizon)
         it = live_.erase(it);
       else
         ++it;
@@ -1227,6 +1248,28 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     const std::string reply = reply_c != nullptr ? reply_c : "";
     const time_point now = std::chrono::steady_clock::now();
 
+    // A delayed event (publish_options::delay) read before its agentbus-not-before time goes
+    // back with a NAK for the time left: no handler call, and not an attempt (the server counts
+    // the delivery; this process subtracts it from the events it saw wait).
+    if (const auto wait = time_to_due(msg.get()); wait > std::chrono::nanoseconds::zero()) {
+      bool settled_here = false;
+      {
+        std::lock_guard lock(mutex_);
+        auto [it, fresh] = live_.try_emplace(seq);
+        entry& e = it->second;
+        if (fresh) e.state = entry_state::waiting;  // never handed out yet
+        settled_here = e.state == entry_state::acked || e.state == entry_state::dead;
+        if (!settled_here) {
+          ++e.waits;
+          e.due = now + std::chrono::duration_cast<clock_source::duration>(wait);
+        }
+      }
+      if (!settled_here) {
+        (void)send(reply, js_ack::nak_after(wait), false, subject_c, seq);
+        return false;
+      }  // else settled already (the sender's clock is ahead of ours): acked again below
+    }
+
     enum class step { deliver, reack, reterm, skip, dead_letter };
     step what = step::deliver;
     std::string dead_reason;
@@ -1246,7 +1289,8 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
       } else if (!fresh && e.state == entry_state::dying) {
         what = step::skip;  // being dead-lettered by another member now: its term ends this delivery too
       } else {
-        if (fresh) e.first = now;
+        if (fresh || e.attempt == 0) e.first = now;
+        attempt = attempt > e.waits ? attempt - e.waits : 1;  // its waits for its due time were no attempts
         // nats-server 2.9 can deliver an event again with a delivery count that went back (to
         // 1) after a delivery of another one failed: attempts never go back in this process.
         if (!fresh && attempt <= e.attempt) attempt = e.attempt + 1;

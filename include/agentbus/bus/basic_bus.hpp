@@ -391,12 +391,20 @@ class basic_bus {
                               const subscribe_options& options) {
     using receiver_type = typename Kind::template receiver<T, std::decay_t<F>>;
     topic_pattern parsed(pattern);
-    if (!options.history)
-      return detail::bus_access::adopt(router_, new receiver_type(std::forward<F>(handler), std::move(parsed), kind),
-                                       kind);
+    if (!options.history) {
+      auto r = std::make_unique<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      take_delayed_if_asked(*r, options);
+      return detail::bus_access::adopt(router_, r.release(), kind);
+    }
     if constexpr (stores) {
       std::optional<topic_pattern> filter(parsed);
       auto* r = new detail::with_history<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      try {
+        take_delayed_if_asked(*r, options);
+      } catch (...) {
+        r->destroy(r);
+        throw;
+      }
       subscription sub = detail::bus_access::adopt(router_, r, kind);  // live now, but not delivering yet
       // Pairs with the light barrier a publisher runs between storing and dispatching: either
       // the publisher sees this receiver, or this thread sees that event's offset.
@@ -410,6 +418,16 @@ class basic_bus {
           "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> or "
           "basic_bus<storage::journal>");
     }
+  }
+
+  // subscribe_options::delayed: only a receiver that keeps no event can take delayed ones (the
+  // delayed path builds the event on the publisher's stack).
+  static void take_delayed_if_asked(detail::receiver& r, const subscribe_options& options) {
+    if (!options.delayed) return;
+    if (r.retains)
+      throw std::invalid_argument(
+          "agentbus: subscribe_options::delayed needs synchronous delivery (a subscription that keeps no event)");
+    r.takes_delayed = true;
   }
 
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {

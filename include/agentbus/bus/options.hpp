@@ -35,6 +35,13 @@ struct subscribe_options {
   std::optional<agentbus::history> history{};
   /// Where to write what the replay found (records it could not decode, ...), when not null.
   replay_stats* report = nullptr;
+  /// Also receive delayed events (publish_options::delay) when they are published, not when
+  /// due, carrying their due time in the header `agentbus-not-before` (Unix time in ns). For
+  /// a subscription that hands events to a system which holds them until due itself, such as
+  /// the JetStream publisher (agentbus/bridge/jetstream.hpp). Every other subscription never
+  /// receives a delayed event: durable consumers take it from storage when due. Synchronous
+  /// delivery only (std::invalid_argument for a mailbox).
+  bool delayed = false;
 };
 
 }  // namespace agentbus

@@ -60,7 +60,9 @@ struct publish_options {
   /// Delayed delivery (a bus that stores events): the event is stored at once and handed to
   /// durable consumers and groups when the delay has passed, in due order, also after a restart
   /// (the due time travels as the header `agentbus-not-before`, wall-clock nanoseconds). Live
-  /// subscriptions do not receive a delayed event. Zero = deliver now.
+  /// subscriptions do not receive a delayed event, except those that asked for delayed events
+  /// at once (subscribe_options::delayed, such as the JetStream publisher's, which hands them to
+  /// JetStream to be held until due). Zero = deliver now.
   deadline_clock::duration delay{0};
 };
 

@@ -195,6 +195,20 @@ class router {
     return result;
   }
 
+  /// Calls the receivers in `list` that take delayed events (subscribe_options::delayed) and
+  /// take T; the others never see a delayed event. Call inside a read section. Off the hot
+  /// path: each entry's receiver is read (for its flag, and for `alive` as after a supersede).
+  template <class T>
+  AGENTBUS_NOINLINE publish_result dispatch_delayed(receiver_view view, const event<T>& ev) {
+    publish_result result;
+    result.id = ev.id();
+    for (const receiver_entry& e : view)
+      if (e.type.load(std::memory_order_relaxed) != nullptr && e.target->takes_delayed &&
+          e.target->alive.load(std::memory_order_relaxed))
+        deliver_to(e, ev, result);
+    return result;
+  }
+
   void set_error_handler(error_handler h) {
     auto p = h ? std::make_shared<const error_handler>(std::move(h)) : nullptr;
     std::lock_guard lock(hook_mutex_);

@@ -132,6 +132,16 @@ AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view to
 
 // ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
 
+/// A delayed event, stored as `out`, goes at once only to the subscriptions that asked for
+/// delayed events (subscribe_options::delayed: exporters to a system that holds it until due).
+template <class T>
+stored_publish_result& delayed_to(router& r, const topic_node* node, std::string_view topic, const event<T>& ev,
+                                  stored_publish_result& out) {
+  static_cast<publish_result&>(out) =
+      with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch_delayed(list, ev); });
+  return out;
+}
+
 /// Stores, calls `stored(offset)` (the dedup window's bookkeeping), then delivers. `node` may
 /// be null (a topic beyond the router's cache); `topic` must outlive the call. Inside a read
 /// section (`slot`).
@@ -151,16 +161,18 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     stored(out.offset);
-    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    if (!deliver)  // delayed: durable consumers take it from storage when due
+      return delayed_to(r, node, topic, *held, out);
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     stored(out.offset);
-    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    if (!deliver)  // delayed: durable consumers take it from storage when due
+      return delayed_to(r, node, topic, ev, out);
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
         return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,

@@ -53,6 +53,9 @@ struct receiver {
   /// True when the receiver keeps events beyond the publish call: publish then builds the
   /// event once in a shared block (shared_event) instead of on its stack.
   bool retains;
+  /// True when the subscription asked for delayed events at publish time
+  /// (subscribe_options::delayed): the delayed publish path calls only these receivers.
+  bool takes_delayed = false;
   topic_pattern pattern;
 
   static void delete_erased(void* p) noexcept {
