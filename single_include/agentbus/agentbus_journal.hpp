@@ -577,7 +577,9 @@ struct publish_options {
   /// Delayed delivery (a bus that stores events): the event is stored at once and handed to
   /// durable consumers and groups when the delay has passed, in due order, also after a restart
   /// (the due time travels as the header `agentbus-not-before`, wall-clock nanoseconds). Live
-  /// subscriptions do not receive a delayed event. Zero = deliver now.
+  /// subscriptions do not receive a delayed event, except those that asked for delayed events
+  /// at once (subscribe_options::delayed, such as the JetStream publisher's, which hands them to
+  /// JetStream to be held until due). Zero = deliver now.
   deadline_clock::duration delay{0};
 };
 
@@ -3432,6 +3434,9 @@ struct receiver {
   /// True when the receiver keeps events beyond the publish call: publish then builds the
   /// event once in a shared block (shared_event) instead of on its stack.
   bool retains;
+  /// True when the subscription asked for delayed events at publish time
+  /// (subscribe_options::delayed): the delayed publish path calls only these receivers.
+  bool takes_delayed = false;
   topic_pattern pattern;
 
   static void delete_erased(void* p) noexcept {
@@ -4834,6 +4839,20 @@ class router {
     return result;
   }
 
+  /// Calls the receivers in `list` that take delayed events (subscribe_options::delayed) and
+  /// take T; the others never see a delayed event. Call inside a read section. Off the hot
+  /// path: each entry's receiver is read (for its flag, and for `alive` as after a supersede).
+  template <class T>
+  AGENTBUS_NOINLINE publish_result dispatch_delayed(receiver_view view, const event<T>& ev) {
+    publish_result result;
+    result.id = ev.id();
+    for (const receiver_entry& e : view)
+      if (e.type.load(std::memory_order_relaxed) != nullptr && e.target->takes_delayed &&
+          e.target->alive.load(std::memory_order_relaxed))
+        deliver_to(e, ev, result);
+    return result;
+  }
+
   void set_error_handler(error_handler h) {
     auto p = h ? std::make_shared<const error_handler>(std::move(h)) : nullptr;
     std::lock_guard lock(hook_mutex_);
@@ -5726,6 +5745,13 @@ struct subscribe_options {
   std::optional<agentbus::history> history{};
   /// Where to write what the replay found (records it could not decode, ...), when not null.
   replay_stats* report = nullptr;
+  /// Also receive delayed events (publish_options::delay) when they are published, not when
+  /// due, carrying their due time in the header `agentbus-not-before` (Unix time in ns). For
+  /// a subscription that hands events to a system which holds them until due itself, such as
+  /// the JetStream publisher (agentbus/bridge/jetstream.hpp). Every other subscription never
+  /// receives a delayed event: durable consumers take it from storage when due. Synchronous
+  /// delivery only (std::invalid_argument for a mailbox).
+  bool delayed = false;
 };
 
 }  // namespace agentbus
@@ -6114,6 +6140,16 @@ AGENTBUS_NOINLINE publish_result publish_uncached(router& r, std::string_view to
 
 // ---- 2. Store, then build and dispatch (a bus that stores events) --------------------------
 
+/// A delayed event, stored as `out`, goes at once only to the subscriptions that asked for
+/// delayed events (subscribe_options::delayed: exporters to a system that holds it until due).
+template <class T>
+stored_publish_result& delayed_to(router& r, const topic_node* node, std::string_view topic, const event<T>& ev,
+                                  stored_publish_result& out) {
+  static_cast<publish_result&>(out) =
+      with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch_delayed(list, ev); });
+  return out;
+}
+
 /// Stores, calls `stored(offset)` (the dedup window's bookkeeping), then delivers. `node` may
 /// be null (a topic beyond the router's cache); `topic` must outlive the call. Inside a read
 /// section (`slot`).
@@ -6133,16 +6169,18 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     stored(out.offset);
-    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    if (!deliver)  // delayed: durable consumers take it from storage when due
+      return delayed_to(r, node, topic, *held, out);
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     stored(out.offset);
-    if (!deliver) return out;  // delayed: durable consumers take it from storage when due
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
+    if (!deliver)  // delayed: durable consumers take it from storage when due
+      return delayed_to(r, node, topic, ev, out);
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
         return publish_retained<T>(r, list, topic, std::forward<P>(payload), options, id, out.offset,
@@ -6970,12 +7008,20 @@ class basic_bus {
                               const subscribe_options& options) {
     using receiver_type = typename Kind::template receiver<T, std::decay_t<F>>;
     topic_pattern parsed(pattern);
-    if (!options.history)
-      return detail::bus_access::adopt(router_, new receiver_type(std::forward<F>(handler), std::move(parsed), kind),
-                                       kind);
+    if (!options.history) {
+      auto r = std::make_unique<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      take_delayed_if_asked(*r, options);
+      return detail::bus_access::adopt(router_, r.release(), kind);
+    }
     if constexpr (stores) {
       std::optional<topic_pattern> filter(parsed);
       auto* r = new detail::with_history<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);
+      try {
+        take_delayed_if_asked(*r, options);
+      } catch (...) {
+        r->destroy(r);
+        throw;
+      }
       subscription sub = detail::bus_access::adopt(router_, r, kind);  // live now, but not delivering yet
       // Pairs with the light barrier a publisher runs between storing and dispatching: either
       // the publisher sees this receiver, or this thread sees that event's offset.
@@ -6989,6 +7035,16 @@ class basic_bus {
           "agentbus: subscribe with history needs a bus that stores events: basic_bus<storage::memory_ring<N>> or "
           "basic_bus<storage::journal>");
     }
+  }
+
+  // subscribe_options::delayed: only a receiver that keeps no event can take delayed ones (the
+  // delayed path builds the event on the publisher's stack).
+  static void take_delayed_if_asked(detail::receiver& r, const subscribe_options& options) {
+    if (!options.delayed) return;
+    if (r.retains)
+      throw std::invalid_argument(
+          "agentbus: subscribe_options::delayed needs synchronous delivery (a subscription that keeps no event)");
+    r.takes_delayed = true;
   }
 
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {
