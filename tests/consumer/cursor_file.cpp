@@ -156,7 +156,43 @@ TEST_CASE("a group whose members settle whole batches out of order stores runs, 
   agentbus::consumer_group<cursor_job> group(bus, "pool", "jobs.>", agentbus::test::exact_timing(clock));
   auto member = group.join("again");
   std::vector<std::uint64_t> seen;
-  member.poll([&](const agentbus::delivered<cursor_job>& d) { seen.push_back(d.payload().n); });
+  auto take = [&](const agentbus::delivered<cursor_job>& d) { seen.push_back(d.payload().n); };
+  // Half of the unsettled ones: the cursor written now holds this process's floor and the runs
+  // the restart has not reached again.
+  CHECK(member.poll(take, 5) == 5);
+  const agentbus::detail::cursor_load midway = file.load();
+  REQUIRE(midway.result == agentbus::detail::cursor_load::status::ok);
+  CHECK(midway.state.floor == 5);
+  CHECK(midway.state.settled == runs{{10, 20}});
+  member.poll(take);
   CHECK(seen == std::vector<std::uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});  // 10-29 never again
   CHECK(group.info().floor == 30);
+}
+
+TEST_CASE("the settled run of a consumer of some topics covers the other topics' offsets between them") {
+  agentbus::test::journal_dir dir("consumer_cursor_gaps");
+  agentbus::manual_clock clock;
+  {
+    journal_bus bus(dir.options());
+    for (std::uint64_t i = 0; i < 40; ++i) bus.publish(i % 2 == 0 ? "jobs.a" : "other.b", cursor_job{i});
+    agentbus::durable_consumer<cursor_job> c(bus, "evens", "jobs.>", agentbus::test::exact_timing(clock));
+    // 0 stays out; 2, 4, ..., 38 are acked: settled above the floor, with 1, 3, ... between.
+    CHECK(c.poll([](const agentbus::delivered<cursor_job>& d) {
+      if (d.payload().n == 0) (void)d.defer();
+    }) == 20);
+  }
+  agentbus::detail::cursor_file file(dir.path / "consumers", "evens", false);
+  const agentbus::detail::cursor_load loaded = file.load();
+  REQUIRE(loaded.result == agentbus::detail::cursor_load::status::ok);
+  CHECK(loaded.state.settled == runs{{2, 37}});  // one run, 2..38, not 19
+  journal_bus bus(dir.options());
+  agentbus::durable_consumer<cursor_job> c(bus, "evens", "jobs.>", agentbus::test::exact_timing(clock));
+  std::vector<std::uint64_t> seen;
+  c.poll([&](const agentbus::delivered<cursor_job>& d) { seen.push_back(d.payload().n); });
+  CHECK(seen == std::vector<std::uint64_t>{0});  // only the one never acked
+  bus.publish("jobs.a", cursor_job{40});
+  bus.publish("other.b", cursor_job{41});
+  seen.clear();
+  c.poll([&](const agentbus::delivered<cursor_job>& d) { seen.push_back(d.payload().n); });
+  CHECK(seen == std::vector<std::uint64_t>{40});
 }

@@ -520,6 +520,21 @@ TEST_CASE("subscribe_options::delayed: an exporter sees a delayed event at once 
   CHECK(bus.stats().subscriptions == 2);  // the refused one left nothing behind
 }
 
+TEST_CASE("subscribe_options::delayed on a journal bus: the event built on the publisher's stack reaches the exporter") {
+  agentbus::test::journal_dir dir("delayed_exporter");
+  journal_bus bus(dir.options());
+  std::vector<std::uint64_t> offsets;
+  int plain = 0;
+  auto exporter = bus.subscribe<job>(
+      "jobs.>", [&](const agentbus::event<job>& e) { offsets.push_back(e.offset().value_or(999)); },
+      agentbus::subscribe_options{.delayed = true});
+  auto ordinary = bus.subscribe<job>("jobs.>", [&](const job&) { ++plain; });
+  const auto r = bus.publish("jobs.a", job{1}, {.delay = 30s});
+  CHECK(r.delivered == 1);
+  CHECK(plain == 0);
+  CHECK(offsets == std::vector<std::uint64_t>{r.offset});  // stored first: it has its offset
+}
+
 TEST_CASE("a delayed event survives a restart and keeps its due time") {
   agentbus::test::journal_dir dir("consumer_delay");
   agentbus::manual_clock clock;

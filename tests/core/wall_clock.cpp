@@ -31,4 +31,7 @@ TEST_CASE("wall clock: a steady deadline becomes the same instant on the system 
   CHECK(left > 4s);
   CHECK(left <= 5s);
   CHECK(agentbus::detail::time_until_unix_ns(at - 10'000'000'000) < 0s);  // 10 s earlier: passed
+  // Times no clock reaches (another client's header can say anything): saturated, no overflow.
+  CHECK(agentbus::detail::time_until_unix_ns(INT64_MIN) == std::chrono::nanoseconds(INT64_MIN));
+  CHECK(agentbus::detail::time_until_unix_ns(INT64_MAX) > std::chrono::hours(24 * 365 * 200));
 }

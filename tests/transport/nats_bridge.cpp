@@ -10,6 +10,7 @@
 
 #include <agentbus/agentbus.hpp>
 #include <agentbus/bridge/nats.hpp>
+#include <agentbus/consumer/durable.hpp>
 
 #include <array>
 #include <csignal>
@@ -444,6 +445,75 @@ TEST_CASE("nats bridge: an import whose bus falls behind drops beyond its pendin
                     Catch::Contains("cannot be 0"));
   CHECK_THROWS_WITH((agentbus::nats_bridge(c, {.url = server->url(), .incoming_pending_bytes = 0})),
                     Catch::Contains("cannot be 0"));
+}
+
+TEST_CASE("nats bridge: a delayed event waits in the storage of an importing bus that stores, and is refused by one that does not") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
+  using ring_bus = agentbus::basic_bus<agentbus::storage::memory_ring<64>>;
+  ring_bus a, b;   // delay needs a bus that stores: the exporter's and the importer that holds it
+  agentbus::bus c;  // stores nothing
+  agentbus::nats_bridge out(a, {.url = server->url()});
+  agentbus::nats_bridge in(b, {.url = server->url()});
+  std::atomic<int> not_stored_reports{0};
+  agentbus::nats_bridge plain(c, {.url = server->url()}, [&](const agentbus::nats_bridge_problem& p) {
+    if (p.kind == agentbus::nats_problem_kind::not_stored) ++not_stored_reports;
+  });
+  out.export_type<order>("later.>");
+  in.import_type<order>("later.>");
+  plain.import_type<order>("later.>");
+  agentbus::durable_consumer<order> worker(b, "worker", "later.>");
+  collector live_b, live_c;
+  auto live_b_sub = b.subscribe<order>("later.>", std::ref(live_b));
+  auto live_c_sub = c.subscribe<order>("later.>", std::ref(live_c));
+
+  const auto published = std::chrono::steady_clock::now();
+  (void)a.publish("later.x", order{"late", 1}, {.delay = 800ms});
+  (void)a.publish("later.x", order{"now", 2});
+  REQUIRE(wait_until([&] { return in.stats().received == 2 && plain.stats().received + plain.stats().not_stored == 2; }));
+  CHECK(out.stats().sent == 2);  // the delayed one went out at once
+  CHECK(in.stats().delayed == 1);
+  CHECK(plain.stats().not_stored == 1);
+  CHECK(not_stored_reports == 1);
+  CHECK(live_c.size() == 1);  // only "now"
+  CHECK(live_b.size() == 1);  // a live subscription never sees a delayed event
+  std::vector<std::pair<std::string, std::chrono::steady_clock::duration>> got;
+  auto take = [&](const agentbus::delivered<order>& d) {
+    got.emplace_back(d.payload().id, std::chrono::steady_clock::now() - published);
+  };
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (got.size() < 2 && std::chrono::steady_clock::now() < until) worker.poll_for(take, 200ms);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].first == "now");
+  CHECK(got[1].first == "late");
+  CHECK(got[1].second >= 750ms);  // held until due (the sender's due time, not a fresh delay)
+  CHECK(got[1].second < 5s);
+}
+
+TEST_CASE("nats bridge: a deadline header at the ends of int64 from another client: expired or no deadline, never an overflow") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
+  agentbus::bus b;
+  agentbus::nats_bridge in(b, {.url = server->url()});
+  in.import_type<order>("foreign.>");
+  collector got;
+  auto sub = b.subscribe<order>("foreign.>", std::ref(got));
+  agentbus::nats_connection raw({.url = server->url()});
+  for (const char* deadline : {"-9223372036854775808", "9223372036854775807", "99999999999999999999"}) {
+    agentbus::byte_writer writer;
+    auto m = agentbus::detail::encode_payload(order{deadline, 1}, "foreign.x", writer);
+    REQUIRE(agentbus::detail::add_schema_headers_one_by_one<order>(m) == NATS_OK);
+    REQUIRE(m.add_header(agentbus::nats_header::deadline, deadline) == NATS_OK);
+    REQUIRE(natsConnection_PublishMsg(raw.get(), m.get()) == NATS_OK);
+  }
+  raw.flush();
+  REQUIRE(wait_until([&] { return in.stats().expired + in.stats().received == 3; }));
+  CHECK(in.stats().expired == 1);  // long passed
+  const auto events = got.events();
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].payload.id == "9223372036854775807");
+  REQUIRE(events[0].time_left.has_value());  // the year 2262: centuries left, no wrap-around
+  CHECK(*events[0].time_left > std::chrono::hours(24 * 365 * 100));
+  CHECK(events[1].payload.id == "99999999999999999999");  // not a number: no deadline
+  CHECK_FALSE(events[1].time_left.has_value());
 }
 
 TEST_CASE("nats bridge: a server killed and restarted mid-stream: every event not sent is counted") {

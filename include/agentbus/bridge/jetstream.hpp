@@ -137,8 +137,11 @@
 // the header agentbus-not-before; JetStream stores them then. A consumer that reads one before it
 // is due NAKs it with the time left, without a handler call, so it comes back when due; that
 // wait is a delivery to the server but not an attempt: attempt() and max_deliver leave out the
-// waits this process saw (a process that starts while an event waits may count that one wait
-// as an attempt). Due order holds per consumer only as far as the server's redelivery timing.
+// waits this process saw, and at least one for an event stored before it was due (the early
+// read may have been another member's, in another process). An event stored early but first
+// read after it was due (a consumer created later) may so get one attempt more than
+// max_deliver across processes; within a process attempts never go back. Due order holds per
+// consumer only as far as the server's redelivery timing.
 //
 // Not the same as in process: info().waiting and delayed are always 0 (the server does not say);
 // first_delivery() is the first delivery this process saw; a member that
@@ -1188,14 +1191,6 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     return s;
   }
 
-  // How long until a delayed event's agentbus-not-before time (zero or less: due, or not delayed).
-  static std::chrono::nanoseconds time_to_due(natsMsg* msg) noexcept {
-    const char* text = detail::nats_header_value(msg, not_before_header.data());
-    if (text == nullptr) return std::chrono::nanoseconds::zero();
-    const std::optional<std::int64_t> ns = detail::parse_unix_ns(text);
-    return ns ? detail::time_until_unix_ns(*ns) : std::chrono::nanoseconds::zero();
-  }
-
   // Remembers that `seq` is settled; forgets the oldest settled ones beyond remember_settled.
   void remember_locked(std::uint64_t seq) {
     settled_order_.push_back(seq);
@@ -1241,6 +1236,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     }
     const std::uint64_t seq = meta->Sequence.Stream;
     std::uint64_t attempt = meta->NumDelivered;
+    const std::int64_t stored_ns = meta->Timestamp;  // when the server stored it (Unix ns)
     jsMsgMetaData_Destroy(meta);
     const char* subject_c = natsMsg_GetSubject(msg.get());
     const std::string_view topic = subject_c != nullptr ? subject_c : "";
@@ -1251,7 +1247,12 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
     // A delayed event (publish_options::delay) read before its agentbus-not-before time goes
     // back with a NAK for the time left: no handler call, and not an attempt (the server counts
     // the delivery; this process subtracts it from the events it saw wait).
-    if (const auto wait = time_to_due(msg.get()); wait > std::chrono::nanoseconds::zero()) {
+    const std::optional<std::int64_t> not_before = detail::not_before_ns(msg.get());
+    // Stored before it was due: some consumer read it early and NAKed it at least once, maybe
+    // in another process (whose waits this one cannot see).
+    const bool stored_early = not_before && *not_before > stored_ns;
+    if (const auto wait = not_before ? detail::time_until_unix_ns(*not_before) : std::chrono::nanoseconds::zero();
+        wait > std::chrono::nanoseconds::zero()) {
       bool settled_here = false;
       {
         std::lock_guard lock(mutex_);
@@ -1290,7 +1291,10 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
         what = step::skip;  // being dead-lettered by another member now: its term ends this delivery too
       } else {
         if (fresh || e.attempt == 0) e.first = now;
-        attempt = attempt > e.waits ? attempt - e.waits : 1;  // its waits for its due time were no attempts
+        // Its waits for its due time were no attempts: the ones seen here, and at least one
+        // when it was stored early (the wait may have been another process's).
+        const std::uint64_t waits = std::max<std::uint64_t>(e.waits, stored_early ? 1 : 0);
+        attempt = attempt > waits ? attempt - waits : 1;
         // nats-server 2.9 can deliver an event again with a delivery count that went back (to
         // 1) after a delivery of another one failed: attempts never go back in this process.
         if (!fresh && attempt <= e.attempt) attempt = e.attempt + 1;

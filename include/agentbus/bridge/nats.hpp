@@ -31,6 +31,11 @@
 //   The bus gives the event a new local id; the sender's id is in the header
 //   Agentbus-Event-Id. A message that fails a check is counted (stats) and reported to the
 //   problem handler, never delivered. One whose deadline has passed is counted as expired.
+// - Delayed events (publish_options::delay, on an exporting bus that stores events) go out at
+//   once with their due time (agentbus-not-before). An importing bus that stores events stores
+//   one with the time it still has to wait, so its durable consumers take it when due (live
+//   subscriptions never see it, as in process); a bus that stores nothing cannot hold it:
+//   counted (not_stored) and reported, not delivered. One already due is delivered at once.
 // - Patterns: the options' `outgoing` / `incoming` lists, when not empty, bound what
 //   export_type / import_type may name (each pattern must lie inside one of them). Patterns
 //   map one to one to NATS subjects. Topics starting with `$` are reserved: a pattern starting
@@ -86,6 +91,8 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/bus/detail/bus_access.hpp"
+#include "agentbus/bus/options.hpp"
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
@@ -109,6 +116,8 @@ struct nats_bridge_stats {
   std::uint64_t upcast = 0;             ///< NATS messages of an older schema version converted by an upcaster
   std::uint64_t signature_failures = 0; ///< NATS messages rejected: missing or bad Agentbus-Signature (signing_key set)
   std::uint64_t expired = 0;            ///< NATS messages not delivered: their deadline had passed
+  std::uint64_t delayed = 0;            ///< delayed events (agentbus-not-before still ahead) stored on the local bus to be handed out when due
+  std::uint64_t not_stored = 0;         ///< delayed events not delivered: the local bus stores nothing that could hold them
   std::uint64_t not_sent_back = 0;      ///< local events that came in through a bridge, so not sent out again
   std::uint64_t own_ignored = 0;        ///< NATS messages sent by this bridge itself, ignored
   std::uint64_t reserved_skipped = 0;   ///< events on `$` topics that a wildcard matched, not bridged
@@ -229,7 +238,10 @@ class nats_bridge {
   void export_type(std::string_view pattern) {
     if constexpr (detail::require_codec<T>()) {
       check_pattern(pattern, allowed_.outgoing, "export_type");
-      subscription sub = bus_.template subscribe<T>(pattern, [this](const event<T>& e) { send(e); });
+      // Delayed events too, at once, with their agentbus-not-before header: an importing bus
+      // that stores events holds them until due (see the top of this file).
+      subscription sub = bus_.template subscribe<T>(pattern, [this](const event<T>& e) { send(e); },
+                                                     subscribe_options{.delayed = true});
       std::lock_guard lock(mutex_);
       exports_.push_back(std::move(sub));
     }
@@ -313,6 +325,8 @@ class nats_bridge {
     s.decode_errors = counters_.decode_errors.load(std::memory_order_relaxed);
     s.schema_mismatches = counters_.schema_mismatches.load(std::memory_order_relaxed);
     s.expired = counters_.expired.load(std::memory_order_relaxed);
+    s.delayed = counters_.delayed.load(std::memory_order_relaxed);
+    s.not_stored = counters_.not_stored.load(std::memory_order_relaxed);
     s.not_sent_back = counters_.not_sent_back.load(std::memory_order_relaxed);
     s.own_ignored = counters_.own_ignored.load(std::memory_order_relaxed);
     s.reserved_skipped = counters_.reserved_skipped.load(std::memory_order_relaxed);
@@ -358,7 +372,7 @@ class nats_bridge {
   struct counters {
     std::atomic<std::uint64_t> sent{0}, received{0}, dropped{0}, decode_errors{0}, schema_mismatches{0}, expired{0},
         not_sent_back{0}, own_ignored{0}, reserved_skipped{0}, requests_sent{0}, replies_received{0}, late_replies{0},
-        requests_received{0}, upcast{0}, buffered{0}, signature_failures{0};
+        requests_received{0}, upcast{0}, buffered{0}, signature_failures{0}, delayed{0}, not_stored{0};
   };
 
   [[noreturn]] static void refuse(std::string_view call, std::string_view pattern, std::string_view why) {
@@ -515,7 +529,21 @@ class nats_bridge {
     if (!value) return;
 
     std::vector<header> headers;
-    const publish_options options = detail::incoming_options(msg, left, headers);
+    publish_options options = detail::incoming_options(msg, left, headers);
+    // A delayed event is stored here with the time it still has to wait, for this bus's
+    // durable consumers to take when due, as in the bus it came from.
+    if (const auto wait = detail::time_to_due(msg); wait > std::chrono::nanoseconds::zero()) {
+      if constexpr (detail::bus_stores_events<Bus>) {  // it can wait in storage
+        options.delay = std::chrono::duration_cast<deadline_clock::duration>(wait);
+        self.counters_.delayed.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        self.counters_.not_stored.fetch_add(1, std::memory_order_relaxed);
+        self.report(nats_problem_kind::not_stored, subject,
+                    "not delivered: a delayed event (agentbus-not-before) needs a bus that stores events to wait "
+                    "on (storage::memory_ring<N> or storage::journal), and this one stores nothing");
+        return;
+      }
+    }
 
     try {
       (void)self.bus_.publish(subject, std::move(*value), options);

@@ -47,6 +47,7 @@
 #include <string_view>
 #include <utility>
 
+#include "agentbus/bus/detail/bus_access.hpp"
 #include "agentbus/consumer/delivered.hpp"
 #include "agentbus/consumer/detail/engine.hpp"
 #include "agentbus/consumer/options.hpp"
@@ -54,14 +55,6 @@
 namespace agentbus {
 
 namespace detail {
-
-/// True for a bus whose storage policy keeps events (false for anything else, so that a wrong
-/// argument gives one error: the static_assert's).
-template <class Bus>
-inline constexpr bool bus_stores_events = [] {
-  if constexpr (requires { Bus::storage_type::persists; }) return bool{Bus::storage_type::persists};
-  return false;
-}();
 
 template <class T, class Bus>
 std::shared_ptr<consumer_core<T>> make_consumer(Bus& bus, std::string name, std::string_view pattern,

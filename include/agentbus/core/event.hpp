@@ -207,7 +207,10 @@ struct offset_setter {
 
 /// Computes an event's deadline from its options; reads the clock only when a TTL is set.
 inline deadline_clock::time_point deadline_from(const publish_options& options) noexcept {
-  return options.ttl > deadline_clock::duration::zero() ? deadline_clock::now() + options.ttl : no_deadline;
+  if (options.ttl <= deadline_clock::duration::zero()) return no_deadline;
+  const auto now = deadline_clock::now();
+  // A TTL beyond what the clock can count (an imported deadline can say anything) is none.
+  return options.ttl < no_deadline - now ? now + options.ttl : no_deadline;
 }
 
 }  // namespace detail

@@ -122,6 +122,7 @@ enum class nats_problem_kind : std::uint8_t {
   schema_mismatch,  ///< a NATS message has another schema name, version or fingerprint than the import's type
   expired,          ///< a NATS message arrived after its deadline
   bad_signature,    ///< a NATS message without a valid Agentbus-Signature (nats_options::signing_key)
+  not_stored,       ///< a delayed event (agentbus-not-before) reached a bus that stores nothing to hold it
 };
 
 /// @brief One problem, as handed to the problem handler. The views live for the call only.
@@ -156,13 +157,14 @@ struct nats_options {
   std::string tls_key_file{};       ///< PEM private key of tls_cert_file
   std::string tls_hostname{};       ///< the name the server's certificate must carry (default: the URL's host)
   bool send_asap = false;  ///< send each publish at once instead of batching (latency over throughput)
-  /// How many messages one import (import_type, import_requests) may have waiting for the bus
-  /// before the client drops the next ones as a slow consumer (counted in
-  /// stats().dropped_incoming). Raise it for bursts a synchronous
-  /// handler cannot keep up with; -1: no limit (memory grows as long as the bus is slower than
-  /// the subject). 0 is refused (std::invalid_argument).
+  /// How many messages one import (import_type, import_requests, and the replies to
+  /// export_requests) may have waiting for the bus before the client drops the next ones as a
+  /// slow consumer (counted in stats().dropped_incoming). Raise it for bursts a synchronous
+  /// handler cannot keep up with; negative: no limit (memory grows as long as the bus is slower
+  /// than the subject). 0 is refused (std::invalid_argument). nats_bridge only: a
+  /// jetstream_client's consumers pull what they ask for and ignore both.
   int incoming_pending_messages = 65536;
-  int incoming_pending_bytes = 64 * 1024 * 1024;  ///< the same, in payload bytes (-1: no limit; 0 is refused)
+  int incoming_pending_bytes = 64 * 1024 * 1024;  ///< the same, in payload bytes (negative: no limit; 0 is refused)
   /// Shared secret: when not empty, every message sent is signed (HMAC-SHA256, the header
   /// Agentbus-Signature) and every message received must carry a valid signature, else it is
   /// rejected and counted (stats().signature_failures). Needs OpenSSL's libcrypto (see

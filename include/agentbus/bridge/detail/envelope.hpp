@@ -317,9 +317,23 @@ std::string schema_mismatch_text(natsMsg* msg) {
 
 /// The time left before the message's deadline (negative once it passed); nothing when it has none.
 inline std::optional<std::chrono::nanoseconds> time_left(natsMsg* msg) noexcept {
-  std::int64_t deadline_ns = 0;
+  std::int64_t deadline_ns = 0;  // signed: another client may write any int64
   if (!parse_number(nats_header_value(msg, nats_header::deadline), deadline_ns)) return std::nullopt;
-  return std::chrono::nanoseconds{deadline_ns - unix_ns(std::chrono::system_clock::now())};
+  return time_until_unix_ns(deadline_ns);
+}
+
+/// The message's `agentbus-not-before` time (a delayed event, publish_options::delay), Unix ns;
+/// nothing when it has none (or not one agentbus wrote).
+inline std::optional<std::int64_t> not_before_ns(natsMsg* msg) noexcept {
+  const char* text = nats_header_value(msg, not_before_header.data());  // a literal: NUL-terminated
+  return text != nullptr ? parse_unix_ns(text) : std::nullopt;
+}
+
+/// How long until the message's `agentbus-not-before` time: zero or less when it is due, or
+/// has no such header.
+inline std::chrono::nanoseconds time_to_due(natsMsg* msg) noexcept {
+  const std::optional<std::int64_t> ns = not_before_ns(msg);
+  return ns ? time_until_unix_ns(*ns) : std::chrono::nanoseconds::zero();
 }
 
 /// The message's payload decoded as T, decompressed first when it is (throws what the codec

@@ -37,8 +37,8 @@ namespace agentbus::detail {
 
 /// The publish time the message carries (Agentbus-Published, Unix ns); 0 when none.
 inline std::int64_t published_ns(natsMsg* msg) noexcept {
-  std::int64_t ns = 0;
-  return parse_number(nats_header_value(msg, nats_header::published), ns) ? ns : 0;
+  const char* text = nats_header_value(msg, nats_header::published);
+  return text != nullptr ? parse_unix_ns(text).value_or(0) : 0;
 }
 
 /// The Nats-Msg-Id of a local event: its idempotency key (agentbus-msg-id) when it has one,

@@ -70,6 +70,15 @@ struct bus_access {
   }
 };
 
+/// True for a bus whose storage policy keeps events (false for anything else, so that a wrong
+/// argument gives one error: the caller's static_assert). For modules over any bus type (the
+/// consumer module, the bridges).
+template <class Bus>
+inline constexpr bool bus_stores_events = [] {
+  if constexpr (requires { Bus::storage_type::persists; }) return bool{Bus::storage_type::persists};
+  return false;
+}();
+
 }  // namespace agentbus::detail
 
 #endif  // AGENTBUS_BUS_DETAIL_BUS_ACCESS_HPP

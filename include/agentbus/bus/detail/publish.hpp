@@ -162,7 +162,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    if (!deliver)  // delayed: durable consumers take it from storage when due
+    if (!deliver)  // delayed: only to subscriptions that asked; consumers take it when due
       return delayed_to(r, node, topic, *held, out);
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
@@ -171,7 +171,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     out.offset = store.append(ev);
     stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    if (!deliver)  // delayed: durable consumers take it from storage when due
+    if (!deliver)  // delayed: only to subscriptions that asked; consumers take it when due
       return delayed_to(r, node, topic, ev, out);
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
@@ -186,7 +186,8 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
 // A publish with an idempotency key (storage/dedup.hpp) or a delay: both travel as headers
 // added to the caller's. A key is checked against the window and stored under its mutex, so two
 // concurrent publishes of one key store it once; delivery happens after the mutex is released.
-// A delayed event is stored and not dispatched: durable consumers hand it out when due.
+// A delayed event is stored and dispatched only to the subscriptions that asked for delayed
+// events (subscribe_options::delayed); durable consumers hand it out when due.
 template <class Store, class P>
 AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, const topic_node* node,
                                                        std::string_view topic, P&& payload,

@@ -35,7 +35,10 @@
 // | u32 crc32c of everything before it | whatever an older, longer state left behind. Body: u64
 // floor, u64 delivered_end, u64 writes, u32 + bytes pattern, u32 + bytes schema, u32 n + (u64
 // first, u64 count)[n] settled runs, u32 n + (u64 offset, u32 attempts)[n]. Version 1 (written
-// before the runs) is read too: its settled list is u32 n + u64[n] single offsets.
+// before the runs) is read too: its settled list is u32 n + u64[n] single offsets. There is no
+// way back: a build from before version 2 refuses a version-2 copy as damaged (and may read
+// the other copy, an older state, if that one is still version 1): the consumer then starts
+// over or redelivers, never skips.
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -775,10 +775,22 @@ class consumer_engine final : public consumer_core<T>,
     s.writes = ++writes_;
     s.pattern = pattern_text_;
     s.schema = std::string(event_traits<T>::name());
+    // A run of settled entries also covers the offsets between them: those are not pending_
+    // entries because they do not match the pattern, had expired, or were settled before a
+    // restart, and a restart skips them again before it asks whether they were settled. So a
+    // consumer of every other topic stores one run, not one per event.
+    bool extend = false;
     for (const entry& e : pending_) {
-      if (e.state == entry_state::settled)
-        append_offset(s.settled, e.offset);
-      else if (e.attempts > 1 || (e.attempts == 0 && e.offset < delivered_end_))
+      if (e.state == entry_state::settled) {
+        if (extend)
+          s.settled.back().count = e.offset + 1 - s.settled.back().first;
+        else
+          append_offset(s.settled, e.offset);
+        extend = true;
+        continue;
+      }
+      extend = false;
+      if (e.attempts > 1 || (e.attempts == 0 && e.offset < delivered_end_))
         s.attempts.emplace_back(e.offset, e.attempts);  // one delivery below delivered_end is implied
     }
     if (restored_) {  // what the cursor has not read again yet stays on record

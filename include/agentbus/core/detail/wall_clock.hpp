@@ -6,8 +6,10 @@
 // Times that leave the process (a stored deadline, a delayed event's due time, a deadline sent
 // over NATS) are written as Unix time in nanoseconds on the system clock, in decimal: a steady
 // clock's readings mean nothing to another process or after a restart. One writer and one
-// reader of that text for every header that holds one (agentbus-deadline in the journal,
-// agentbus-not-before, Agentbus-Deadline and Agentbus-Published on the wire).
+// reader of that text for the headers agentbus reads back (agentbus-deadline in the journal,
+// agentbus-not-before, Agentbus-Published on the wire), and one saturating "time until" for
+// all of them and for Agentbus-Deadline (which another client may write with a sign): text
+// from outside never makes a signed overflow.
 
 #include <charconv>
 #include <chrono>
@@ -32,9 +34,13 @@ inline std::int64_t deadline_unix_ns(deadline_clock::time_point deadline) noexce
   return unix_ns(std::chrono::system_clock::now()) + std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
 }
 
-/// The time left until Unix time `ns` (negative once it has passed).
+/// The time left until Unix time `ns` (negative once it has passed), saturated at the
+/// duration's limits for a time no clock reaches (a header from outside can say anything).
 inline std::chrono::nanoseconds time_until_unix_ns(std::int64_t ns) noexcept {
-  return std::chrono::nanoseconds(ns - unix_ns(std::chrono::system_clock::now()));
+  const std::int64_t now = unix_ns(std::chrono::system_clock::now());
+  if (now > 0 && ns < INT64_MIN + now) return std::chrono::nanoseconds(INT64_MIN);
+  if (now < 0 && ns > INT64_MAX + now) return std::chrono::nanoseconds(INT64_MAX);
+  return std::chrono::nanoseconds(ns - now);
 }
 
 /// The header text of a Unix time: decimal, no sign for positive values.
