@@ -714,7 +714,10 @@ struct offset_setter {
 
 /// Computes an event's deadline from its options; reads the clock only when a TTL is set.
 inline deadline_clock::time_point deadline_from(const publish_options& options) noexcept {
-  return options.ttl > deadline_clock::duration::zero() ? deadline_clock::now() + options.ttl : no_deadline;
+  if (options.ttl <= deadline_clock::duration::zero()) return no_deadline;
+  const auto now = deadline_clock::now();
+  // A TTL beyond what the clock can count (an imported deadline can say anything) is none.
+  return options.ttl < no_deadline - now ? now + options.ttl : no_deadline;
 }
 
 }  // namespace detail
@@ -5995,8 +5998,10 @@ class subscription_set {
 // Times that leave the process (a stored deadline, a delayed event's due time, a deadline sent
 // over NATS) are written as Unix time in nanoseconds on the system clock, in decimal: a steady
 // clock's readings mean nothing to another process or after a restart. One writer and one
-// reader of that text for every header that holds one (agentbus-deadline in the journal,
-// agentbus-not-before, Agentbus-Deadline and Agentbus-Published on the wire).
+// reader of that text for the headers agentbus reads back (agentbus-deadline in the journal,
+// agentbus-not-before, Agentbus-Published on the wire), and one saturating "time until" for
+// all of them and for Agentbus-Deadline (which another client may write with a sign): text
+// from outside never makes a signed overflow.
 
 #include <charconv>
 #include <chrono>
@@ -6020,9 +6025,13 @@ inline std::int64_t deadline_unix_ns(deadline_clock::time_point deadline) noexce
   return unix_ns(std::chrono::system_clock::now()) + std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
 }
 
-/// The time left until Unix time `ns` (negative once it has passed).
+/// The time left until Unix time `ns` (negative once it has passed), saturated at the
+/// duration's limits for a time no clock reaches (a header from outside can say anything).
 inline std::chrono::nanoseconds time_until_unix_ns(std::int64_t ns) noexcept {
-  return std::chrono::nanoseconds(ns - unix_ns(std::chrono::system_clock::now()));
+  const std::int64_t now = unix_ns(std::chrono::system_clock::now());
+  if (now > 0 && ns < INT64_MIN + now) return std::chrono::nanoseconds(INT64_MIN);
+  if (now < 0 && ns > INT64_MAX + now) return std::chrono::nanoseconds(INT64_MAX);
+  return std::chrono::nanoseconds(ns - now);
 }
 
 /// The header text of a Unix time: decimal, no sign for positive values.
@@ -6160,7 +6169,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     out.offset = store.append(const_cast<event<T>&>(*held));  // nobody else sees the block yet
     stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    if (!deliver)  // delayed: durable consumers take it from storage when due
+    if (!deliver)  // delayed: only to subscriptions that asked; consumers take it when due
       return delayed_to(r, node, topic, *held, out);
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
@@ -6169,7 +6178,7 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     out.offset = store.append(ev);
     stored(out.offset);
     asymmetric_light_barrier();  // pairs with a history subscriber's heavy barrier
-    if (!deliver)  // delayed: durable consumers take it from storage when due
+    if (!deliver)  // delayed: only to subscriptions that asked; consumers take it when due
       return delayed_to(r, node, topic, ev, out);
     static_cast<publish_result&>(out) = with_receivers(r, node, topic, [&](receiver_view list) {
       if (list.retaining())
@@ -6184,7 +6193,8 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
 // A publish with an idempotency key (storage/dedup.hpp) or a delay: both travel as headers
 // added to the caller's. A key is checked against the window and stored under its mutex, so two
 // concurrent publishes of one key store it once; delivery happens after the mutex is released.
-// A delayed event is stored and not dispatched: durable consumers hand it out when due.
+// A delayed event is stored and dispatched only to the subscriptions that asked for delayed
+// events (subscribe_options::delayed); durable consumers hand it out when due.
 template <class Store, class P>
 AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, const topic_node* node,
                                                        std::string_view topic, P&& payload,
@@ -6449,6 +6459,15 @@ struct bus_access {
     return channel<T, Store>(std::move(owner), std::move(store), node);
   }
 };
+
+/// True for a bus whose storage policy keeps events (false for anything else, so that a wrong
+/// argument gives one error: the caller's static_assert). For modules over any bus type (the
+/// consumer module, the bridges).
+template <class Bus>
+inline constexpr bool bus_stores_events = [] {
+  if constexpr (requires { Bus::storage_type::persists; }) return bool{Bus::storage_type::persists};
+  return false;
+}();
 
 }  // namespace agentbus::detail
 
