@@ -353,6 +353,51 @@ TEST_CASE("breaker: no_responders counts as a failure, reset() closes", "[reply]
   CHECK(log.size() == 2);
 }
 
+TEST_CASE_METHOD(breaker_rig,
+                 "breaker: request_all goes through the circuit: no reply at all is a failure, one is a success",
+                 "[reply][breaker][concurrency]") {
+  auto breakers = breakers_with({.failure_threshold = 2, .window = 10s, .cool_down = 5s});
+  auto second = agentbus::serve<ping, pong>(bus, "svc.a", [](const ping& p) { return pong{p.n + 100}; });
+  // One server fails, the other answers: a partial gather is a success.
+  auto partial = breakers.request_all<pong>("svc.a", ping{1}, 2, 1s);
+  clock.advance(1s);  // the deadline, on the breaker's clock: the gather ends with one reply
+  const std::vector<pong> got = partial.get();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].n == 101);
+  CHECK(breakers.failures("svc.a") == 0);
+  CHECK(breakers.stats("svc.a").successes == 1);
+  second.unsubscribe();
+  // Now the only server fails: no reply at all, twice, opens the circuit.
+  for (int i = 0; i < 2; ++i) {
+    auto none = breakers.request_all<pong>("svc.a", ping{2}, 2, 1s);
+    clock.advance(1s);
+    CHECK(none.get().empty());
+  }
+  CHECK(breakers.state("svc.a") == breaker_state::open);
+  const int calls = server.calls;
+  auto refused = breakers.request_all<pong>("svc.a", ping{3}, 2, 1s);
+  try {
+    (void)refused.get();
+    FAIL("an open circuit let a gather through");
+  } catch (const agentbus::request_error& e) {
+    CHECK(e.code() == request_errc::circuit_open);
+    CHECK(says(e, "svc.a"));
+  }
+  CHECK(server.calls == calls);  // nothing was sent
+  // After the cool-down a gather is the probe; its reply closes the circuit.
+  clock.advance(5s);
+  server.failing = false;
+  auto probe = breakers.request_all<pong>("svc.a", ping{4}, 1, 1s);
+  CHECK(probe.get().size() == 1);  // count 1: ends with the reply, no deadline needed
+  CHECK(breakers.state("svc.a") == breaker_state::closed);
+  const auto events = log.all();
+  REQUIRE(events.size() == 3);
+  CHECK(events[0].to == breaker_state::open);
+  CHECK(events[0].cause == request_errc::server_failed);
+  CHECK(events[1].to == breaker_state::half_open);
+  CHECK(events[2].to == breaker_state::closed);
+}
+
 TEST_CASE("breaker: events go on $breaker.<topic>, which the router accepts and '>' matches",
           "[reply][breaker][concurrency]") {
   agentbus::bus bus;

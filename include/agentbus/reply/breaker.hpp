@@ -15,6 +15,8 @@
 //     if (e.code() == agentbus::request_errc::circuit_open) use_the_cached_quote();  // failed fast: no request sent
 //   }
 //   // No waiting thread: breakers.request<quote>(topic, req, 50ms, [](agentbus::reply_result<quote> r) {...});
+//   // Scatter-gather: breakers.request_all<quote>(topic, req, 3, 50ms).get() (a gather with no
+//   // reply at all is the circuit's failure, one with any reply its success).
 //
 // One circuit per target topic (the concrete topic requests are published on), made on the
 // first request to it and kept as long as the breaker (a few hundred bytes each: guard a set of
@@ -480,21 +482,33 @@ class circuit_breaker {
                             publish_options options = {}) {
     static_assert(std::is_move_constructible_v<Rep>,
                   "agentbus: circuit_breaker::request<Rep>: the reply type must be movable");
-    auto target = core_->circuit_for(topic);
-    detail::admission passed = core_->admit(*target);
-    if (!passed.passed) return detail::reply_access::failed<Rep>(request_errc::circuit_open, std::move(passed.refusal));
-    clock_source* const clock = core_->options().clock;
-    const auto deadline = detail::deadline_after(clock_source::or_steady(clock).now(), timeout);
-    using hook = detail::breaker_hook<Bus>;
-    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(hook{core_, target, passed});
-    try {
-      detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
-                           &detail::request_timer::of(clock), deadline);
-    } catch (...) {
-      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
-      throw;
-    }
-    return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
+    return through_circuit<Rep>(
+        topic, std::forward<Req>(request), 1, timeout, options,
+        [](auto state, auto deadline, clock_source* clock) {
+          return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
+        },
+        [](std::string why) { return detail::reply_access::failed<Rep>(request_errc::circuit_open, std::move(why)); });
+  }
+
+  /// @brief agentbus::request_all() (scatter-gather) through the circuit of `topic`: fails fast
+  /// when the circuit is open (get() throws request_errc::circuit_open), else collects up to
+  /// `count` replies until the deadline, measured on the breaker's clock. For the circuit, a
+  /// gather with at least one reply is a success, one with none a failure (its cause: the
+  /// first error reply, no_responders, or timeout), a cancelled one neither. Throws topic_error
+  /// for an invalid topic.
+  template <class Rep, class Req>
+  gathered_replies<Rep> request_all(std::string_view topic, Req&& request, std::size_t count,
+                                    clock_source::duration timeout, publish_options options = {}) {
+    static_assert(std::is_move_constructible_v<Rep>,
+                  "agentbus: circuit_breaker::request_all<Rep>: the reply type must be movable");
+    return through_circuit<Rep>(
+        topic, std::forward<Req>(request), count == 0 ? 1 : count, timeout, options,
+        [](auto state, auto deadline, clock_source* clock) {
+          return detail::reply_access::gathered<Rep>(std::move(state), deadline, clock);
+        },
+        [](std::string why) {
+          return detail::reply_access::failed_gather<Rep>(request_errc::circuit_open, std::move(why));
+        });
   }
 
   /// @brief The callback form of request() through the circuit of `topic`: `callback(reply_result<Rep>)`
@@ -569,6 +583,29 @@ class circuit_breaker {
   const breaker_options& options() const noexcept { return core_->options(); }
 
  private:
+  // What request() and request_all() share: admitted by the circuit of `topic` (else
+  // `refuse(why)`), sent with the breaker's hook, which records the outcome when the request
+  // ends, armed on the breaker's clock; `make(state, deadline, clock)` wraps it for the caller.
+  template <class Rep, class Req, class Make, class Refuse>
+  auto through_circuit(std::string_view topic, Req&& request, std::size_t wanted, clock_source::duration timeout,
+                       const publish_options& options, Make make, Refuse refuse) {
+    auto target = core_->circuit_for(topic);
+    detail::admission passed = core_->admit(*target);
+    if (!passed.passed) return refuse(std::move(passed.refusal));
+    clock_source* const clock = core_->options().clock;
+    const auto deadline = detail::deadline_after(clock_source::or_steady(clock).now(), timeout);
+    using hook = detail::breaker_hook<Bus>;
+    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(wanted, hook{core_, target, passed});
+    try {
+      detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
+                           &detail::request_timer::of(clock), deadline);
+    } catch (...) {
+      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
+      throw;
+    }
+    return make(std::shared_ptr<detail::pending_reply_of<Rep>>(std::move(state)), deadline, clock);
+  }
+
   Bus& core_bus() const noexcept { return *bus_; }
   static void add(breaker_stats& to, detail::circuit& c) {
     std::lock_guard lock(c.mutex);

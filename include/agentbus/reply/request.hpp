@@ -384,11 +384,20 @@ struct reply_access {
   /// A future that has failed already with `why` (no request was sent).
   template <class Rep>
   static reply_future<Rep> failed(request_errc why, std::string detail) {
+    return future<Rep>(failed_state<Rep>(why, std::move(detail)), clock_source::time_point::min(), nullptr);
+  }
+  /// A gather that has failed already with `why` (no request was sent).
+  template <class Rep>
+  static gathered_replies<Rep> failed_gather(request_errc why, std::string detail) {
+    return gathered<Rep>(failed_state<Rep>(why, std::move(detail)), clock_source::time_point::min(), nullptr);
+  }
+  template <class Rep>
+  static std::shared_ptr<pending_reply_of<Rep>> failed_state(request_errc why, std::string detail) {
     auto s = std::make_shared<pending_reply_of<Rep>>(1);
     s->failure = why;
     s->failure_detail = std::move(detail);
     s->closed = true;
-    return future<Rep>(std::move(s), clock_source::time_point::min(), nullptr);
+    return s;
   }
 
   /// Sends a callback request whose state is `state` (a hooked_reply): registered, armed on the
@@ -461,22 +470,20 @@ class gathered_replies : public detail::reply_future_base<Rep> {
 
   /// @brief Waits until `count` replies came or the deadline passed, and returns those that
   /// came (in arrival order; possibly none). Throws request_error only when the request
-  /// reached no server (no_responders, rejected) or was cancelled. Call once.
+  /// reached no server (no_responders, rejected, circuit_open through a circuit_breaker) or was
+  /// cancelled. Call once.
   std::vector<Rep> get() {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty gathered_replies");
     auto state = this->state_;
     std::unique_lock lock(state->mutex);
-    this->wait_and_close(lock, [](const auto& s) {
-      return s.got >= s.wanted || (s.failure && (*s.failure == request_errc::no_responders || *s.failure == request_errc::rejected));
-    });
+    this->wait_and_close(lock, [](const auto& s) { return s.got >= s.wanted || (s.failure && unreached(*s.failure)); });
     std::vector<Rep> out = std::move(state->replies);
-    const bool unreached = out.empty() && state->failure &&
-                           (*state->failure == request_errc::no_responders || *state->failure == request_errc::rejected ||
-                            *state->failure == request_errc::cancelled);
-    const request_error error(unreached ? *state->failure : request_errc::timeout, state->failure_detail);
+    const bool unreached_all =
+        out.empty() && state->failure && (unreached(*state->failure) || *state->failure == request_errc::cancelled);
+    const request_error error(unreached_all ? *state->failure : request_errc::timeout, state->failure_detail);
     lock.unlock();
     this->state_.reset();
-    if (unreached) throw error;
+    if (unreached_all) throw error;
     detail::reply_table::instance().counters.replies.fetch_add(out.size(), std::memory_order_relaxed);
     return out;
   }
@@ -484,6 +491,11 @@ class gathered_replies : public detail::reply_future_base<Rep> {
  private:
   friend struct detail::reply_access;
   using base::base;
+
+  // Ends that mean no server got the request: nothing more can come.
+  static bool unreached(request_errc e) noexcept {
+    return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
+  }
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,

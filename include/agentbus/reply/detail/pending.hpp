@@ -208,7 +208,11 @@ struct pending_reply_of : pending_reply {
 template <class Rep, class Hook>
 struct hooked_reply final : pending_reply_of<Rep> {
   template <class H>
-  explicit hooked_reply(H&& h) : pending_reply_of<Rep>(1, true), hook(std::forward<H>(h)) {}
+  explicit hooked_reply(H&& h) : hooked_reply(1, std::forward<H>(h)) {}
+  /// A gather's: ends after `wanted` replies (or at its deadline).
+  template <class H>
+  hooked_reply(std::size_t wanted_replies, H&& h)
+      : pending_reply_of<Rep>(wanted_replies, true), hook(std::forward<H>(h)) {}
   std::optional<Hook> hook;
   void finish() noexcept override {
     if (!hook) return;
