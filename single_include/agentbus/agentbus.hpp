@@ -7845,7 +7845,11 @@ struct pending_reply_of : pending_reply {
 template <class Rep, class Hook>
 struct hooked_reply final : pending_reply_of<Rep> {
   template <class H>
-  explicit hooked_reply(H&& h) : pending_reply_of<Rep>(1, true), hook(std::forward<H>(h)) {}
+  explicit hooked_reply(H&& h) : hooked_reply(1, std::forward<H>(h)) {}
+  /// A gather's: ends after `wanted` replies (or at its deadline).
+  template <class H>
+  hooked_reply(std::size_t wanted_replies, H&& h)
+      : pending_reply_of<Rep>(wanted_replies, true), hook(std::forward<H>(h)) {}
   std::optional<Hook> hook;
   void finish() noexcept override {
     if (!hook) return;
@@ -8411,11 +8415,20 @@ struct reply_access {
   /// A future that has failed already with `why` (no request was sent).
   template <class Rep>
   static reply_future<Rep> failed(request_errc why, std::string detail) {
+    return future<Rep>(failed_state<Rep>(why, std::move(detail)), clock_source::time_point::min(), nullptr);
+  }
+  /// A gather that has failed already with `why` (no request was sent).
+  template <class Rep>
+  static gathered_replies<Rep> failed_gather(request_errc why, std::string detail) {
+    return gathered<Rep>(failed_state<Rep>(why, std::move(detail)), clock_source::time_point::min(), nullptr);
+  }
+  template <class Rep>
+  static std::shared_ptr<pending_reply_of<Rep>> failed_state(request_errc why, std::string detail) {
     auto s = std::make_shared<pending_reply_of<Rep>>(1);
     s->failure = why;
     s->failure_detail = std::move(detail);
     s->closed = true;
-    return future<Rep>(std::move(s), clock_source::time_point::min(), nullptr);
+    return s;
   }
 
   /// Sends a callback request whose state is `state` (a hooked_reply): registered, armed on the
@@ -8488,22 +8501,20 @@ class gathered_replies : public detail::reply_future_base<Rep> {
 
   /// @brief Waits until `count` replies came or the deadline passed, and returns those that
   /// came (in arrival order; possibly none). Throws request_error only when the request
-  /// reached no server (no_responders, rejected) or was cancelled. Call once.
+  /// reached no server (no_responders, rejected, circuit_open through a circuit_breaker) or was
+  /// cancelled. Call once.
   std::vector<Rep> get() {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty gathered_replies");
     auto state = this->state_;
     std::unique_lock lock(state->mutex);
-    this->wait_and_close(lock, [](const auto& s) {
-      return s.got >= s.wanted || (s.failure && (*s.failure == request_errc::no_responders || *s.failure == request_errc::rejected));
-    });
+    this->wait_and_close(lock, [](const auto& s) { return s.got >= s.wanted || (s.failure && unreached(*s.failure)); });
     std::vector<Rep> out = std::move(state->replies);
-    const bool unreached = out.empty() && state->failure &&
-                           (*state->failure == request_errc::no_responders || *state->failure == request_errc::rejected ||
-                            *state->failure == request_errc::cancelled);
-    const request_error error(unreached ? *state->failure : request_errc::timeout, state->failure_detail);
+    const bool unreached_all =
+        out.empty() && state->failure && (unreached(*state->failure) || *state->failure == request_errc::cancelled);
+    const request_error error(unreached_all ? *state->failure : request_errc::timeout, state->failure_detail);
     lock.unlock();
     this->state_.reset();
-    if (unreached) throw error;
+    if (unreached_all) throw error;
     detail::reply_table::instance().counters.replies.fetch_add(out.size(), std::memory_order_relaxed);
     return out;
   }
@@ -8511,6 +8522,11 @@ class gathered_replies : public detail::reply_future_base<Rep> {
  private:
   friend struct detail::reply_access;
   using base::base;
+
+  // Ends that mean no server got the request: nothing more can come.
+  static bool unreached(request_errc e) noexcept {
+    return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
+  }
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
@@ -8753,6 +8769,8 @@ template <class Req, class Rep, class Bus, class F, class... With>
 //     if (e.code() == agentbus::request_errc::circuit_open) use_the_cached_quote();  // failed fast: no request sent
 //   }
 //   // No waiting thread: breakers.request<quote>(topic, req, 50ms, [](agentbus::reply_result<quote> r) {...});
+//   // Scatter-gather: breakers.request_all<quote>(topic, req, 3, 50ms).get() (a gather with no
+//   // reply at all is the circuit's failure, one with any reply its success).
 //
 // One circuit per target topic (the concrete topic requests are published on), made on the
 // first request to it and kept as long as the breaker (a few hundred bytes each: guard a set of
@@ -9210,21 +9228,33 @@ class circuit_breaker {
                             publish_options options = {}) {
     static_assert(std::is_move_constructible_v<Rep>,
                   "agentbus: circuit_breaker::request<Rep>: the reply type must be movable");
-    auto target = core_->circuit_for(topic);
-    detail::admission passed = core_->admit(*target);
-    if (!passed.passed) return detail::reply_access::failed<Rep>(request_errc::circuit_open, std::move(passed.refusal));
-    clock_source* const clock = core_->options().clock;
-    const auto deadline = detail::deadline_after(clock_source::or_steady(clock).now(), timeout);
-    using hook = detail::breaker_hook<Bus>;
-    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(hook{core_, target, passed});
-    try {
-      detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
-                           &detail::request_timer::of(clock), deadline);
-    } catch (...) {
-      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
-      throw;
-    }
-    return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
+    return through_circuit<Rep>(
+        topic, std::forward<Req>(request), 1, timeout, options,
+        [](auto state, auto deadline, clock_source* clock) {
+          return detail::reply_access::future<Rep>(std::move(state), deadline, clock);
+        },
+        [](std::string why) { return detail::reply_access::failed<Rep>(request_errc::circuit_open, std::move(why)); });
+  }
+
+  /// @brief agentbus::request_all() (scatter-gather) through the circuit of `topic`: fails fast
+  /// when the circuit is open (get() throws request_errc::circuit_open), else collects up to
+  /// `count` replies until the deadline, measured on the breaker's clock. For the circuit, a
+  /// gather with at least one reply is a success, one with none a failure (its cause: the
+  /// first error reply, no_responders, or timeout), a cancelled one neither. Throws topic_error
+  /// for an invalid topic.
+  template <class Rep, class Req>
+  gathered_replies<Rep> request_all(std::string_view topic, Req&& request, std::size_t count,
+                                    clock_source::duration timeout, publish_options options = {}) {
+    static_assert(std::is_move_constructible_v<Rep>,
+                  "agentbus: circuit_breaker::request_all<Rep>: the reply type must be movable");
+    return through_circuit<Rep>(
+        topic, std::forward<Req>(request), count == 0 ? 1 : count, timeout, options,
+        [](auto state, auto deadline, clock_source* clock) {
+          return detail::reply_access::gathered<Rep>(std::move(state), deadline, clock);
+        },
+        [](std::string why) {
+          return detail::reply_access::failed_gather<Rep>(request_errc::circuit_open, std::move(why));
+        });
   }
 
   /// @brief The callback form of request() through the circuit of `topic`: `callback(reply_result<Rep>)`
@@ -9299,6 +9329,29 @@ class circuit_breaker {
   const breaker_options& options() const noexcept { return core_->options(); }
 
  private:
+  // What request() and request_all() share: admitted by the circuit of `topic` (else
+  // `refuse(why)`), sent with the breaker's hook, which records the outcome when the request
+  // ends, armed on the breaker's clock; `make(state, deadline, clock)` wraps it for the caller.
+  template <class Rep, class Req, class Make, class Refuse>
+  auto through_circuit(std::string_view topic, Req&& request, std::size_t wanted, clock_source::duration timeout,
+                       const publish_options& options, Make make, Refuse refuse) {
+    auto target = core_->circuit_for(topic);
+    detail::admission passed = core_->admit(*target);
+    if (!passed.passed) return refuse(std::move(passed.refusal));
+    clock_source* const clock = core_->options().clock;
+    const auto deadline = detail::deadline_after(clock_source::or_steady(clock).now(), timeout);
+    using hook = detail::breaker_hook<Bus>;
+    auto state = std::make_shared<detail::hooked_reply<Rep, hook>>(wanted, hook{core_, target, passed});
+    try {
+      detail::send_request(core_bus(), topic, std::forward<Req>(request), state, options,
+                           &detail::request_timer::of(clock), deadline);
+    } catch (...) {
+      core_->record(*target, passed, detail::call_outcome::neutral, std::nullopt);
+      throw;
+    }
+    return make(std::shared_ptr<detail::pending_reply_of<Rep>>(std::move(state)), deadline, clock);
+  }
+
   Bus& core_bus() const noexcept { return *bus_; }
   static void add(breaker_stats& to, detail::circuit& c) {
     std::lock_guard lock(c.mutex);
