@@ -649,9 +649,11 @@ class event_core {
     if (deadline_ == no_deadline) return std::nullopt;
     return deadline_;
   }
-  bool expired(deadline_clock::time_point now = deadline_clock::now()) const noexcept {
-    return deadline_ != no_deadline && now >= deadline_;
-  }
+  /// True when the event has a deadline and it has passed; the clock is read only for an event
+  /// that has one (a default argument read it for every event: a clock call per consumed event).
+  bool expired() const noexcept { return deadline_ != no_deadline && deadline_clock::now() >= deadline_; }
+  /// True when the event has a deadline and `now` is at or past it.
+  bool expired(deadline_clock::time_point now) const noexcept { return deadline_ != no_deadline && now >= deadline_; }
   std::optional<std::string_view> header_value(std::string_view key) const noexcept {
     for (const auto& h : options_->headers)
       if (h.key == key) return h.value;
