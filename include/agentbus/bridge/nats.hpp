@@ -518,9 +518,9 @@ class nats_bridge {
     const auto left = detail::time_left(msg);
     if (left && left->count() <= 0) {
       self.counters_.expired.fetch_add(1, std::memory_order_relaxed);
+      const std::int64_t late_ms = -(left->count() / 1000000);  // divided first: -INT64_MIN overflows
       self.report(nats_problem_kind::expired, subject,
-                  "not delivered: its deadline passed " + std::to_string(-left->count() / 1000000) +
-                      " ms before it arrived");
+                  "not delivered: its deadline passed " + std::to_string(late_ms) + " ms before it arrived");
       return;
     }
 
