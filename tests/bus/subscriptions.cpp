@@ -3,12 +3,16 @@
 // in-place lists (appends, tombstones, compaction), batched unsubscribe.
 #include <agentbus/bus/basic_bus.hpp>
 #include <agentbus/bus/subscription_set.hpp>
+#include <agentbus/storage/memory_ring.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
 #include <numeric>
 #include <random>
 #include <string>
@@ -108,10 +112,11 @@ TEST_CASE("wildcard subscriptions over many cached topics match exactly what top
   check_all();
 }
 
-TEST_CASE("a handler that grows its topic's list, then unsubscribes a later handler, stops it at once",
-          "[bus][reentrancy]") {
-  // The dispatch walks a list the handler's subscribes replaced (superseded): the unsubscribe
-  // marks the new list only, and the dispatch must still not call the unsubscribed handler.
+// The dispatch walks a list the handler's subscribes replaced (superseded): the unsubscribe
+// marks the new list only, and the dispatch must still not call the unsubscribed handler.
+// `later_handler` makes the handler that gets unsubscribed, from its call counter.
+template <class MakeLater>
+void grow_then_unsubscribe_later(MakeLater later_handler) {
   agentbus::bus bus;
   std::vector<agentbus::subscription> added;
   agentbus::subscription later;
@@ -123,7 +128,7 @@ TEST_CASE("a handler that grows its topic's list, then unsubscribes a later hand
     for (int i = 0; i < 64; ++i) added.push_back(bus.subscribe("grow.t", [&](const scale_tick&) { ++added_calls; }));
     later.unsubscribe();
   });
-  later = bus.subscribe("grow.t", [&](const scale_tick&) { ++later_calls; });
+  later = bus.subscribe("grow.t", later_handler(later_calls));
   const auto r = bus.publish("grow.t", scale_tick{});
   CHECK(later_calls == 0);
   CHECK(added_calls == 0);  // subscribed during the publish: not part of it
@@ -131,6 +136,20 @@ TEST_CASE("a handler that grows its topic's list, then unsubscribes a later hand
   CHECK(bus.publish("grow.t", scale_tick{}).delivered == 65);
   CHECK(added_calls == 64);
   CHECK(later_calls == 0);
+}
+
+TEST_CASE("a handler that grows its topic's list, then unsubscribes a later handler, stops it at once",
+          "[bus][reentrancy]") {
+  SECTION("the later handler is compact (no receiver: checked against the newest list)") {
+    auto make = [](int& calls) { return [&calls](const scale_tick&) { ++calls; }; };
+    CHECK(agentbus::detail::fits_in_entry<scale_tick, decltype(make(std::declval<int&>()))>);
+    grow_then_unsubscribe_later(make);
+  }
+  SECTION("the later handler has a receiver (checked through its alive flag)") {
+    auto make = [](int& calls) { return [c = &calls, unused = 0](const scale_tick&) mutable { ++*c, ++unused; }; };
+    CHECK_FALSE(agentbus::detail::fits_in_entry<scale_tick, decltype(make(std::declval<int&>()))>);
+    grow_then_unsubscribe_later(make);
+  }
 }
 
 TEST_CASE("exact subscriptions beyond the topic cache's size still get their own cached node", "[bus][scale]") {
@@ -146,22 +165,150 @@ TEST_CASE("exact subscriptions beyond the topic cache's size still get their own
 }
 
 TEST_CASE("subscribing to a shared topic allocates O(1) per subscription, not a copy of the list", "[bus][scale]") {
-  agentbus::bus bus;
+  static constexpr std::size_t n = 4000;
+  auto count = [](auto handler) {
+    agentbus::bus bus;
+    std::vector<agentbus::subscription> subs;
+    subs.reserve(n);
+    subs.push_back(bus.subscribe("shared.topic", handler));
+    std::size_t allocations = 0;
+    {
+      agentbus::test::allocation_scope scope;
+      for (std::size_t i = 1; i < n; ++i) subs.push_back(bus.subscribe("shared.topic", handler));
+      allocations = scope.count();
+    }
+    CHECK(bus.publish("shared.topic", scale_tick{}).delivered == n);
+    return allocations;
+  };
+  // A compact handler (it fits in its list entry): only the list's growths (x1.5), about 20 at
+  // n = 4 000.
+  CHECK(count([](const scale_tick&) {}) <= 64);
+  // One with a receiver: the receiver and its registry entry each time, plus the growths and
+  // registry rehashes. (Before lists grew in place: 4 per subscription, one a copy of the list.)
+  CHECK(count([state = 0](const scale_tick&) mutable { ++state; }) <= 2 * n + 64);
+}
+
+TEST_CASE("compact subscriptions: which handlers fit in an entry", "[bus][compact]") {
+  using agentbus::detail::fits_in_entry;
+  int x = 0;
+  std::string text = "x";
+  auto empty = [](const scale_tick&) {};
+  auto one_reference = [&x](const scale_tick& t) { x += t.n; };
+  auto with_event = [&x](const agentbus::event<scale_tick>& e) { x += e.payload().n; };
+  auto changes_itself = [x](const scale_tick&) mutable { ++x; };
+  auto two_pointers = [&x, &text](const scale_tick&) { x += static_cast<int>(text.size()); };
+  auto owns_a_string = [text](const scale_tick&) { (void)text; };
+  void (*function_pointer)(const scale_tick&) = [](const scale_tick&) {};
+  CHECK(fits_in_entry<scale_tick, decltype(empty)>);
+  CHECK(fits_in_entry<scale_tick, decltype(one_reference)>);
+  CHECK(fits_in_entry<scale_tick, decltype(with_event)>);
+  CHECK(fits_in_entry<scale_tick, decltype(function_pointer)>);
+  CHECK_FALSE(fits_in_entry<scale_tick, decltype(changes_itself)>);  // its state must persist
+  CHECK_FALSE(fits_in_entry<scale_tick, decltype(two_pointers)>);
+  CHECK_FALSE(fits_in_entry<scale_tick, decltype(owns_a_string)>);
+  CHECK_FALSE(fits_in_entry<scale_tick, std::function<void(const scale_tick&)>>);
+}
+
+namespace {
+// A handler's identity in 8 bytes: a pointer to where it records itself.
+struct order_tag {
+  std::vector<int>* seen;
+  int id;
+};
+}  // namespace
+
+TEST_CASE("compact subscriptions mix with receivers of every kind in subscription order", "[bus][compact]") {
+  agentbus::basic_bus<agentbus::storage::memory_ring<64>> bus;  // stores: delayed events need it
+  std::vector<int> seen;
+  std::vector<order_tag> tags;
+  tags.reserve(16);
+  for (int i = 0; i < 16; ++i) tags.push_back({&seen, i});
+  auto compact = [](const order_tag* t) { return [t](const scale_tick&) { t->seen->push_back(t->id); }; };
+  auto with_receiver = [&seen](int id) { return [&seen, id](const scale_tick&) { seen.push_back(id); }; };
   std::vector<agentbus::subscription> subs;
-  constexpr std::size_t n = 4000;
-  subs.reserve(n);
-  subs.push_back(bus.subscribe("shared.topic", [](const scale_tick&) {}));
-  std::size_t allocations = 0;
+  subs.push_back(bus.subscribe("mix.t", compact(&tags[0])));
+  subs.push_back(bus.subscribe("mix.t", with_receiver(1)));
+  subs.push_back(bus.subscribe("mix.*", compact(&tags[2])));  // a wildcard: never compact
+  subs.push_back(bus.subscribe("mix.t", compact(&tags[3])));
+  subs.push_back(bus.subscribe("mix.t", compact(&tags[4]), agentbus::subscribe_options{.delayed = true}));
+  subs.push_back(bus.subscribe("mix.t", with_receiver(5)));
+  CHECK(bus.stats().subscriptions == 6);
+  CHECK(bus.publish("mix.t", scale_tick{}).delivered == 6);
+  CHECK(seen == std::vector<int>{0, 1, 2, 3, 4, 5});
+
+  // A delayed event reaches only the subscription that asked (a receiver: compact ones cannot ask).
+  seen.clear();
+  CHECK(bus.publish("mix.t", scale_tick{}, agentbus::publish_options{.delay = std::chrono::hours(1)}).delivered == 1);
+  CHECK(seen == std::vector<int>{4});
+
+  seen.clear();
+  subs[0].unsubscribe();
+  subs[2].unsubscribe();
+  CHECK_FALSE(subs[0].active());
+  CHECK(bus.stats().subscriptions == 4);
+  CHECK(bus.publish("mix.t", scale_tick{}).delivered == 4);
+  CHECK(seen == std::vector<int>{1, 3, 4, 5});
+
+  // Moved handles still end their own subscription, once.
+  seen.clear();
+  agentbus::subscription moved = std::move(subs[3]);
+  CHECK_FALSE(subs[3].active());
+  subs[3].unsubscribe();  // empty: nothing happens
+  CHECK(bus.publish("mix.t", scale_tick{}).delivered == 4);
+  moved.unsubscribe();
+  moved.unsubscribe();
+  CHECK(bus.publish("mix.t", scale_tick{}).delivered == 3);
+  CHECK(seen == std::vector<int>{1, 3, 4, 5, 1, 4, 5});
+  CHECK(bus.stats().subscriptions == 3);
+}
+
+TEST_CASE("a compact handler's failure reaches the error hook with its id and topic", "[bus][compact]") {
+  agentbus::bus bus;
+  std::vector<agentbus::handler_failure> failures;
+  bus.on_error([&](const agentbus::handler_failure& f) { failures.push_back(f); });
+  auto throws = [](const scale_tick&) { throw std::runtime_error("compact handler failed"); };
+  CHECK(agentbus::detail::fits_in_entry<scale_tick, decltype(throws)>);
+  int after = 0;
+  auto sub = bus.subscribe("fail.compact", throws);
+  auto next = bus.subscribe("fail.compact", [&after](const scale_tick&) { ++after; });
+  const auto r = bus.publish("fail.compact", scale_tick{});
+  CHECK(r.failed == 1);
+  CHECK(r.delivered == 1);
+  CHECK(after == 1);  // the failure did not stop delivery
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].subscription_id == sub.id());
+  CHECK(failures[0].pattern == "fail.compact");
+  CHECK(failures[0].message() == "compact handler failed");
+  CHECK(bus.stats().handler_failures == 1);
+}
+
+TEST_CASE("a compact subscription's handle may outlive its bus", "[bus][compact]") {
+  int calls = 0;
+  agentbus::subscription sub, orphan;
+  agentbus::subscription_set set;
+  auto bus = std::make_unique<agentbus::bus>();
+  sub = bus->subscribe("outlive.t", [&calls](const scale_tick&) { ++calls; });
+  set += bus->subscribe("outlive.t", [&calls](const scale_tick&) { ++calls; });
   {
-    agentbus::test::allocation_scope scope;
-    for (std::size_t i = 1; i < n; ++i) subs.push_back(bus.subscribe("shared.topic", [](const scale_tick&) {}));
-    allocations = scope.count();
+    // A channel keeps the bus's router alive after the bus: the handles then find their
+    // subscriptions already ended by the bus's shutdown.
+    auto ch = bus->channel<scale_tick>("outlive.t");
+    CHECK(ch.publish(scale_tick{}).delivered == 2);
+    bus.reset();
+    CHECK(ch.publish(scale_tick{}).delivered == 0);
+    CHECK(sub.active());
+    sub.unsubscribe();
+    CHECK_FALSE(sub.active());
+    set.clear();
+    CHECK(ch.publish(scale_tick{}).delivered == 0);
   }
-  // The receiver and its registry entry each time, plus a logarithmic number of list growths
-  // (x1.5) and registry rehashes: about 40 at n = 4 000. (Before lists grew in place: 4 per
-  // subscription, one of them a copy of the whole list.)
-  CHECK(allocations <= 2 * n + 64);
-  CHECK(bus.publish("shared.topic", scale_tick{}).delivered == n);
+  // Nothing keeps the router: the handle's end is a no-op.
+  bus = std::make_unique<agentbus::bus>();
+  orphan = bus->subscribe("outlive.t", [&calls](const scale_tick&) { ++calls; });
+  bus.reset();
+  orphan.unsubscribe();
+  CHECK_FALSE(orphan.active());
+  CHECK(calls == 2);
 }
 
 TEST_CASE("subscription_set ends many subscriptions at once, of one bus or several", "[bus][subscription_set]") {

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -244,6 +245,73 @@ TEST_CASE("many subscribers per topic, wildcards over many topics, batched unsub
   for (auto& t : threads) t.join();
   CHECK(late_calls.load() == 0);
   CHECK(calls.load() > 0);
+  CHECK(round > 0);
+  CHECK(bus.stats().subscriptions == 0);
+}
+
+TEST_CASE("compact subscriptions (handlers kept in list entries) keep the unsubscribe guarantee under publishing",
+          "[stress][scale]") {
+  // Small handlers on exact topics have no receiver: their list entry is all there is. Lists
+  // of a few hot topics grow, are compacted and replaced while two threads publish; each
+  // handler's state is freed right after its unsubscribe returns, so a late call is a use
+  // after free (ASan, TSan) as well as a counted violation.
+  agentbus::bus bus;
+  const std::string names[] = {"compact.a", "compact.b", "compact.c"};
+  struct counters {
+    std::atomic<std::uint64_t> calls{0}, late{0};
+  } totals;
+  struct state {
+    explicit state(counters* t) : totals(t) {}
+    counters* totals;
+    std::atomic<bool> ended{false};
+  };
+  auto handler_for = [](state* s) {
+    return [s](const ping&) {
+      s->totals->calls.fetch_add(1, std::memory_order_relaxed);
+      if (s->ended.load(std::memory_order_relaxed)) s->totals->late.fetch_add(1, std::memory_order_relaxed);
+    };
+  };
+  CHECK(agentbus::detail::fits_in_entry<ping, decltype(handler_for(nullptr))>);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < 2; ++p)
+    threads.emplace_back([&, p] {
+      auto ch = bus.channel<ping>("compact.a");
+      for (std::uint64_t i = static_cast<std::uint64_t>(p); !stop.load(std::memory_order_relaxed); ++i) {
+        if (i % 3 == 0) ch.publish(ping{1});
+        else bus.publish(names[i % 3], ping{1});
+      }
+    });
+  stop_after clock;
+  std::mt19937 rng(7);
+  int round = 0;
+  while (!clock.done()) {
+    const int n = 20 + static_cast<int>(rng() % 300);
+    std::vector<std::unique_ptr<state>> states;
+    std::vector<agentbus::subscription> singles;
+    agentbus::subscription_set set;
+    for (int k = 0; k < n; ++k) {
+      states.push_back(std::make_unique<state>(&totals));
+      auto sub = bus.subscribe(names[rng() % 3], handler_for(states.back().get()));
+      if (k % 2 == 0) set += std::move(sub);
+      else singles.push_back(std::move(sub));
+    }
+    std::vector<std::size_t> order(singles.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::size_t i : order) {
+      singles[i].unsubscribe();
+      states[2 * i + 1]->ended.store(true, std::memory_order_relaxed);
+      states[2 * i + 1].reset();
+    }
+    set.clear();
+    states.clear();
+    ++round;
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  CHECK(totals.late.load() == 0);
+  CHECK(totals.calls.load() > 0);
   CHECK(round > 0);
   CHECK(bus.stats().subscriptions == 0);
 }

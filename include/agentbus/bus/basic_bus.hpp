@@ -390,6 +390,15 @@ class basic_bus {
   subscription subscribe_with(std::string_view pattern, F&& handler, const Kind& kind,
                               const subscribe_options& options) {
     using receiver_type = typename Kind::template receiver<T, std::decay_t<F>>;
+    if constexpr (std::is_same_v<Kind, synchronous> && detail::fits_in_entry<T, std::decay_t<F>>) {
+      // A small handler on one topic, with no option that needs a receiver: kept in the
+      // topic's list entry (a compact subscription), 32 bytes instead of a receiver's 100+.
+      if (!options.history && !options.delayed) {
+        if (const auto check = topic_pattern::validate(pattern); !check) throw topic_error(pattern, check);
+        if (pattern.find_first_of("*>") == std::string_view::npos)
+          return detail::bus_access::adopt_compact<T>(router_, pattern, handler);
+      }
+    }
     topic_pattern parsed(pattern);
     if (!options.history) {
       auto r = std::make_unique<receiver_type>(std::forward<F>(handler), std::move(parsed), kind);

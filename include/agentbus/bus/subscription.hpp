@@ -38,13 +38,14 @@ class subscription {
   subscription& operator=(const subscription&) = delete;
   /// @brief Takes over `other`'s subscription.
   subscription(subscription&& other) noexcept
-      : router_(std::move(other.router_)), id_(std::exchange(other.id_, 0)) {}
+      : router_(std::move(other.router_)), id_(std::exchange(other.id_, 0)), node_(std::exchange(other.node_, nullptr)) {}
   /// @brief Unsubscribes the current subscription, then takes over `other`'s.
   subscription& operator=(subscription&& other) noexcept {
     if (this != &other) {
       unsubscribe();
       router_ = std::move(other.router_);
       id_ = std::exchange(other.id_, 0);
+      node_ = std::exchange(other.node_, nullptr);
     }
     return *this;
   }
@@ -53,10 +54,10 @@ class subscription {
   /// @brief Ends the subscription (idempotent). See the class comment for the guarantee.
   void unsubscribe() noexcept {
     if (id_ == 0) return;
-    const std::uint64_t id = std::exchange(id_, 0);
+    const detail::subscription_key key{std::exchange(id_, 0), std::exchange(node_, nullptr)};
     if (auto r = router_.lock()) {
       try {
-        r->unsubscribe(id);
+        r->unsubscribe(key);
       } catch (...) {
         // Only allocation can fail here; the receiver is already dead (alive == false).
       }
@@ -67,6 +68,7 @@ class subscription {
   /// @brief Lets the subscription live as long as the bus; the handle becomes empty.
   void detach() noexcept {
     id_ = 0;
+    node_ = nullptr;
     router_.reset();
   }
 
@@ -79,9 +81,13 @@ class subscription {
   friend struct detail::bus_access;  // the only way to make one that holds a subscription
   friend class subscription_set;     // ends many with one grace period
   subscription(std::weak_ptr<detail::router> r, std::uint64_t id) noexcept : router_(std::move(r)), id_(id) {}
+  subscription(std::weak_ptr<detail::router> r, detail::subscription_key key) noexcept
+      : router_(std::move(r)), id_(key.id), node_(key.node) {}
+  detail::subscription_key key() const noexcept { return {id_, node_}; }
 
   std::weak_ptr<detail::router> router_;
   std::uint64_t id_ = 0;
+  detail::topic_node* node_ = nullptr;  // a compact subscription's topic (router.hpp)
 };
 
 }  // namespace agentbus

@@ -65,7 +65,7 @@ class subscription_set {
   /// @brief Ends every subscription in the set (one grace period per bus); the set is empty
   /// afterwards. See the class comment for the guarantee.
   void clear() noexcept {
-    std::vector<std::uint64_t> ids;
+    std::vector<detail::subscription_key> ids;
     try {
       ids.reserve(handles_.size());
     } catch (...) {
@@ -80,14 +80,14 @@ class subscription_set {
       for (; j < handles_.size(); ++j) {
         subscription& h = handles_[j];
         if (owner ? h.router_.owner_before(owner) || owner.owner_before(h.router_) : !h.router_.expired()) break;
-        ids.push_back(h.id_);
+        ids.push_back(h.key());
         h.detach();
       }
       if (owner) {
         try {
-          owner->unsubscribe(std::span<const std::uint64_t>(ids));
+          owner->unsubscribe(std::span<const detail::subscription_key>(ids));
         } catch (...) {
-          for (const std::uint64_t id : ids) end_one(*owner, id);  // out of memory: one by one
+          for (const detail::subscription_key& key : ids) end_one(*owner, key);  // out of memory: one by one
         }
       }
       i = j;
@@ -96,9 +96,9 @@ class subscription_set {
   }
 
  private:
-  static void end_one(detail::router& owner, std::uint64_t id) noexcept {
+  static void end_one(detail::router& owner, detail::subscription_key key) noexcept {
     try {
-      (void)owner.unsubscribe(id);
+      (void)owner.unsubscribe(key);
     } catch (...) {
       // Only allocation can fail here; the receiver is already dead (alive == false).
     }

@@ -26,7 +26,9 @@
 // propagates out of subscribe().
 //
 // The bus does the rest for every kind alike: it checks the handler, parses the pattern,
-// builds the receiver, registers it with the router and returns the subscription handle;
+// builds the receiver, registers it with the router and returns the subscription handle
+// (for `synchronous` with a small handler on a concrete topic it builds no receiver: the
+// handler lives in the topic's list entry, see synchronous.hpp `fits_in_entry`);
 // with a history option it wraps the receiver in with_history (delivery/history.hpp), which
 // feeds stored events through the same `invoke` before the live ones.
 //

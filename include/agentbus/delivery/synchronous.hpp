@@ -6,6 +6,10 @@
 // The default delivery kind: the handler runs inside publish(), on the publishing thread,
 // and sees the event by reference (zero copy).
 
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 #include "agentbus/core/event.hpp"
@@ -31,6 +35,39 @@ struct synchronous_receiver : receiver {
   static void destroy_self(receiver* r) noexcept { delete static_cast<synchronous_receiver*>(r); }
 
   F fn;
+};
+
+/// True when a synchronous handler can live in its topic's list entry instead of a receiver
+/// (a compact subscription: 32 bytes in all instead of a receiver's 100 and more): it is
+/// trivially copyable, fits in a pointer (a lambda capturing nothing, or one pointer or
+/// reference), and is callable as const. The entry holds its bytes and every call works on a
+/// copy of them, so a handler that changes its own state (`mutable`) keeps a receiver.
+template <class T, class F>
+inline constexpr bool fits_in_entry = std::conjunction_v<
+    std::bool_constant<std::is_trivially_copyable_v<F> && sizeof(F) <= sizeof(std::uintptr_t) &&
+                       alignof(F) <= alignof(std::uintptr_t)>,
+    // Asked in call_handler's order, and stopping at the first yes: a generic handler's body is
+    // not instantiated with a type it was not written for.
+    std::disjunction<std::is_invocable<const F&, const event<T>&>, std::is_invocable<const F&, const T&>>>;
+
+/// A compact subscription's handler, packed into the entry's `target` word and unpacked by
+/// its `invoke` (the word is never dereferenced).
+template <class T, class F>
+  requires fits_in_entry<T, F>
+struct compact_handler {
+  static receiver* pack(const F& f) noexcept {
+    std::uintptr_t word = 0;
+    std::memcpy(&word, static_cast<const void*>(&f), sizeof(F));
+    return reinterpret_cast<receiver*>(word);
+  }
+  static bool call(receiver* packed, const event_core& e) {
+    const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
+    alignas(F) unsigned char bytes[sizeof(F)];
+    std::memcpy(bytes, &word, sizeof(F));  // a trivially copyable F: this makes the object
+    const F& fn = *std::launder(reinterpret_cast<const F*>(bytes));
+    call_handler<T>(fn, static_cast<const event<T>&>(e));
+    return true;
+  }
 };
 
 }  // namespace detail

@@ -45,6 +45,14 @@ namespace agentbus {
 
 namespace detail {
 
+/// What names a subscription to the router: its id and, for a compact subscription (a handler
+/// kept in its topic's list entry, with no receiver: delivery/synchronous.hpp), the topic node
+/// that entry lives in (nodes live as long as the router).
+struct subscription_key {
+  std::uint64_t id = 0;
+  topic_node* node = nullptr;
+};
+
 class router {
  public:
   /// `max_cached_topics`: see bus_options.
@@ -89,11 +97,11 @@ class router {
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
           topic_node* n = table_.find(p, h);
-          append(n != nullptr ? *n : *insert_node(p, h), r, retired);
+          append(n != nullptr ? *n : *insert_node(p, h), entry_of(r), r->retains, retired);
         } else {
           trie_.insert(r);
           if (!index_.active()) index_.activate(table_);
-          index_.for_each_match(p, [&](topic_node& n) { append(n, r, retired); });
+          index_.for_each_match(p, [&](topic_node& n) { append(n, entry_of(r), r->retains, retired); });
         }
       } catch (...) {
         // Out of memory part way: publishers may already see `r` in some lists, so it is
@@ -109,21 +117,65 @@ class router {
     return id;
   }
 
+  /// Subscribes a compact handler to the concrete topic `text` (validated by the caller): an
+  /// entry of type `t` whose `invoke` gets `bits` (the handler's bytes), with no receiver
+  /// object. Returns its key (id and node).
+  subscription_key subscribe_compact(std::string_view text, type_id t, receiver::invoke_fn invoke, receiver* bits) {
+    std::vector<retired_record::object> retired;
+    subscription_key key;
+    {
+      std::lock_guard lock(mutex_);
+      const std::uint64_t h = hash_topic_text(text);
+      topic_node* n = table_.find(text, h);
+      if (n == nullptr) n = insert_node(text, h);
+      const std::uint64_t id = next_id_ + 1;
+      append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
+      // Counted only once appended: a failed append leaves no trace but the id it skipped.
+      next_id_ = id;
+      ++compact_subscriptions_;
+      key = {id, n};
+    }
+    quiescence_domain::instance().retire(std::move(retired));
+    return key;
+  }
+
   /// Removes a subscription; returns false when it was already gone. On return the handler is
   /// never started again and no call of it runs on another thread (see quiescence.hpp for the
   /// exceptions when called from inside a handler).
-  bool unsubscribe(std::uint64_t id) { return unsubscribe(std::span<const std::uint64_t>(&id, 1)) != 0; }
+  bool unsubscribe(std::uint64_t id) { return unsubscribe(subscription_key{id, nullptr}); }
+  /// The same, for a subscription named by its key (compact ones need theirs).
+  bool unsubscribe(subscription_key key) { return unsubscribe(std::span<const subscription_key>(&key, 1)) != 0; }
 
   /// Removes many subscriptions with one grace period (the cost of an unsubscribe is mostly
   /// that wait); returns how many were still there. Same guarantee as above, for each.
   std::size_t unsubscribe(std::span<const std::uint64_t> ids) {
+    return unsubscribe_each(ids, [](std::uint64_t id) { return subscription_key{id, nullptr}; });
+  }
+  /// The same, by keys.
+  std::size_t unsubscribe(std::span<const subscription_key> keys) {
+    return unsubscribe_each(keys, [](const subscription_key& k) { return k; });
+  }
+
+ private:
+  template <class Range, class KeyOf>
+  std::size_t unsubscribe_each(const Range& items, KeyOf key_of) {
     std::vector<retired_record::object> retired;
     std::vector<receiver*> handed_over;
     std::size_t removed = 0;
     {
       std::lock_guard lock(mutex_);
-      for (const std::uint64_t id : ids) {
-        receiver* r = registry_.erase(id);
+      for (const auto& item : items) {
+        const subscription_key key = key_of(item);
+        if (key.node != nullptr) {
+          // A compact subscription: its entry is all there is (the handler is trivially
+          // destructible); a list replaced on the way is retired as usual.
+          if (kill_entry(*key.node, receiver_entry::key_of(key.id, true), retired)) {
+            --compact_subscriptions_;
+            ++removed;
+          }
+          continue;
+        }
+        receiver* r = registry_.erase(key.id);
         if (r == nullptr) continue;
         remove_locked(r, retired);
         if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
@@ -139,6 +191,7 @@ class router {
     return removed;
   }
 
+ public:
   /// Unsubscribes everything (the bus is going away). Channels still publish, to no one.
   void shutdown() {
     std::vector<retired_record::object> retired;
@@ -152,6 +205,7 @@ class router {
         else handed_over.push_back(r);
       });
       registry_.clear();
+      compact_subscriptions_ = 0;  // their entries go with the lists
       table_.for_each([&](topic_node& n) { replace(n, receiver_list::empty(), retired); });
     }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
@@ -185,12 +239,13 @@ class router {
     }
     return result;
   superseded:
-    // The rest of a dispatch over a superseded list: receivers are also checked for `alive`
+    // The rest of a dispatch over a superseded list: receivers are also checked for `alive`,
+    // compact entries against the newest list
     // (relaxed is enough: only this thread's own unsubscribes can be missing from the list;
     // a concurrent one on another thread waits for this read section to end). Inline: a call
     // here would make the loop above keep `result` in memory.
     for (; e != end; ++e)
-      if (e->type.load(std::memory_order_relaxed) == nullptr || e->target->alive.load(std::memory_order_relaxed))
+      if (e->type.load(std::memory_order_relaxed) == nullptr || still_subscribed(view.list, *e))
         deliver_to(*e, ev, result);
     return result;
   }
@@ -203,9 +258,7 @@ class router {
     publish_result result;
     result.id = ev.id();
     for (const receiver_entry& e : view)
-      if (e.type.load(std::memory_order_relaxed) != nullptr && e.target->takes_delayed &&
-          e.target->alive.load(std::memory_order_relaxed))
-        deliver_to(e, ev, result);
+      if (e.type.load(std::memory_order_relaxed) != nullptr && takes_delayed(e)) deliver_to(e, ev, result);
     return result;
   }
 
@@ -222,7 +275,7 @@ class router {
     s.type_mismatches = type_mismatches_.load(std::memory_order_relaxed);
     s.uncached_publishes = uncached_publishes_.load(std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
-    s.subscriptions = registry_.size();
+    s.subscriptions = registry_.size() + compact_subscriptions_;
     s.cached_topics = table_.size();
     return s;
   }
@@ -272,9 +325,29 @@ class router {
   }
 
   // Caller holds mutex_: `r` joins `n`'s list, in place when there is room.
-  static void append(topic_node& n, receiver* r, std::vector<retired_record::object>& retired) {
+  static void append(topic_node& n, const receiver_entry& e, bool retains, std::vector<retired_record::object>& retired) {
     receiver_list* list = n.receivers.load(std::memory_order_relaxed);
-    if (!list->try_append(r)) replace(n, list->grown_with(r), retired);
+    if (!list->try_append(e, retains)) replace(n, list->grown_with(e, retains), retired);
+  }
+
+  // Caller holds mutex_: tombstones the entry with `key` in `n`'s list, compacting a list
+  // left mostly tombstones. False when it was not there.
+  static bool kill_entry(topic_node& n, std::uint64_t key, std::vector<retired_record::object>& retired) {
+    receiver_list* list = n.receivers.load(std::memory_order_relaxed);
+    if (!list->kill(key)) return false;
+    if (list->sparse()) replace(n, list->compacted(), retired);
+    return true;
+  }
+
+  // Reader side: the entry asked for delayed events and is still subscribed (a compact one
+  // never asks: it has no receiver to say so).
+  static bool takes_delayed(const receiver_entry& e) noexcept {
+    return !e.compact() && e.target->takes_delayed && e.target->alive.load(std::memory_order_relaxed);
+  }
+
+  // Reader side, on a superseded list: false when the entry's subscription ended meanwhile.
+  static bool still_subscribed(const receiver_list* list, const receiver_entry& e) noexcept {
+    return e.compact() ? list->newest_holds_live(e.key) : e.target->alive.load(std::memory_order_relaxed);
   }
 
   // Caller holds mutex_: `r` leaves every list it is in, and the trie. Safe on a receiver
@@ -282,10 +355,8 @@ class router {
   void remove_locked(receiver* r, std::vector<retired_record::object>& retired) {
     r->alive.store(false, std::memory_order_relaxed);
     const std::string_view p = r->pattern.str();
-    auto leave = [&](topic_node& n) {
-      receiver_list* list = n.receivers.load(std::memory_order_relaxed);
-      if (list->kill(r) && list->sparse()) replace(n, list->compacted(), retired);
-    };
+    const std::uint64_t key = receiver_entry::key_of(r->id, false);
+    auto leave = [&](topic_node& n) { (void)kill_entry(n, key, retired); };
     if (!r->pattern.has_wildcards()) {
       if (topic_node* n = table_.find(p, hash_topic_text(p))) leave(*n);
     } else {
@@ -297,7 +368,7 @@ class router {
   static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {
     receiver_list* old = n.receivers.load(std::memory_order_relaxed);
     n.receivers.store(next, std::memory_order_release);
-    old->supersede();
+    old->supersede(next);
     retired.push_back({old, &receiver_list::delete_erased});
   }
 
@@ -324,7 +395,8 @@ class router {
         ++result.rejected;
     } catch (...) {
       if (result.failed != UINT16_MAX) ++result.failed;
-      report_failure(ev, *e.target, std::current_exception());
+      if (e.compact()) report_failure(ev, e.id(), ev.topic(), std::current_exception());
+      else report_failure(ev, *e.target, std::current_exception());
     }
     return true;
   }
@@ -336,7 +408,12 @@ class router {
  public:
   /// Counts a handler failure and hands it to the error hook (never throws; also used by
   /// history replay).
-  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
+  void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
+    report_failure(ev, r.id, r.pattern.str(), std::move(error));
+  }
+  /// The same, for subscription `id` on `pattern` (a compact one's is its event's topic).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, std::uint64_t id, std::string_view pattern,
+                                        std::exception_ptr error) noexcept {
     handler_failures_.fetch_add(1, std::memory_order_relaxed);
     std::shared_ptr<const error_handler> hook;
     {
@@ -345,7 +422,7 @@ class router {
     }
     if (!hook) return;
     try {
-      (*hook)(handler_failure{ev.envelope(), r.id, r.pattern.str(), std::move(error)});
+      (*hook)(handler_failure{ev.envelope(), id, pattern, std::move(error)});
     } catch (...) {
       error_hook_failures_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -356,7 +433,8 @@ class router {
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
-  receiver_registry registry_;
+  receiver_registry registry_;             // the subscriptions that have a receiver
+  std::size_t compact_subscriptions_ = 0;  // the others (entries only)
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;
 

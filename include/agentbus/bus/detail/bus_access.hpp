@@ -22,11 +22,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <utility>
 
 #include "agentbus/bus/channel.hpp"
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/delivery/delivery.hpp"
+#include "agentbus/delivery/synchronous.hpp"
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/router/router.hpp"
 
@@ -63,6 +65,14 @@ struct bus_access {
     return subscription(owner, id);
   }
 
+  /// Subscribes a compact handler (delivery/synchronous.hpp: fits_in_entry) of events of type
+  /// T to the concrete topic `text` (validated by the caller): no receiver, the topic's list
+  /// entry holds it.
+  template <class T, class F>
+  static subscription adopt_compact(const std::shared_ptr<router>& owner, std::string_view text, const F& handler) {
+    using packed = compact_handler<T, F>;
+    return subscription(owner, owner->subscribe_compact(text, type_id_of<T>(), &packed::call, packed::pack(handler)));
+  }
   /// A channel on `node` (which the router keeps: pinned).
   template <class T, class Store>
   static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_node* node) {

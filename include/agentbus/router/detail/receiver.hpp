@@ -66,14 +66,33 @@ struct receiver {
 
 /// One receiver as a topic's list holds it: what dispatch needs, inline, so that walking a
 /// list touches only the list (the receiver itself is reached only through `invoke`).
+///
+/// A compact entry has no receiver at all: `target` holds the handler's own bytes (a small
+/// synchronous handler: see delivery/synchronous.hpp), and `invoke` unpacks them. It costs the
+/// entry alone (32 bytes), where a receiver is a separate allocation (104 bytes for a
+/// synchronous one with an empty handler, and its pattern's text when longer than 15 bytes).
 struct receiver_entry {
   /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted).
   std::atomic<type_id> type;
   receiver::invoke_fn invoke;
+  /// The receiver, passed to `invoke`; a compact entry's handler bytes (never dereferenced).
   receiver* target;
-  /// Subscription order: entries are sorted by it (appends only ever add a newer one).
-  std::uint64_t id;
+  /// Subscription order, with the compact flag below it: entries are sorted by key (appends
+  /// only ever add a newer one).
+  std::uint64_t key;
+
+  static constexpr std::uint64_t compact_bit = 1;
+  static constexpr std::uint64_t key_of(std::uint64_t id, bool compact) noexcept { return id << 1 | (compact ? 1 : 0); }
+  /// True when the entry has no receiver behind `target`.
+  bool compact() const noexcept { return (key & compact_bit) != 0; }
+  /// The subscription id.
+  std::uint64_t id() const noexcept { return key >> 1; }
 };
+
+/// A receiver as an entry (the entry's key is its id, not compact).
+inline receiver_entry entry_of(receiver* r) noexcept {
+  return {{r->type}, r->invoke, r, receiver_entry::key_of(r->id, false)};
+}
 
 class receiver_list;
 
@@ -104,32 +123,41 @@ struct receiver_view {
 ///     entry; an entry is never written again except for its `type`;
 ///   - unsubscribes in place by turning the entry into a tombstone (`type` = nullptr);
 ///   - otherwise builds a new list (full: 1.5 times the live entries; more than half
-///     tombstones: compacted), swaps it in and retires the old one, which it marks superseded.
+///     tombstones: compacted), swaps it in and retires the old one, which it links to the new
+///     one (its successor: the old list is superseded).
 /// So subscribe and unsubscribe cost O(1) amortized plus a binary search, never a copy per call.
 ///
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
-/// own thread, after its list was replaced, tombstones the entry in the new list only; the
+/// own thread, after its list was replaced, tombstones the entry in the newest list only; the
 /// dispatch still walking the old one sees that the old list was superseded and from then on
-/// also checks each receiver's `alive` flag, so the unsubscribed handler is
-/// not called after unsubscribe returned. (Other threads' unsubscribes wait for this dispatch
-/// to end instead: quiescence.)
+/// also checks each receiver's `alive` flag (a compact entry, which has no receiver: whether
+/// the newest list still holds it live, found through the successors), so the unsubscribed
+/// handler is not called after unsubscribe returned. (Other threads' unsubscribes wait for
+/// this dispatch to end instead: quiescence. The successors a dispatch follows were retired
+/// after the list it holds, so they are not freed before its read section ends either.)
 class receiver_list {
  public:
   /// A list with room for `capacity` entries and none in it.
   static receiver_list* make(std::size_t capacity) {
-    if (capacity > UINT32_MAX) throw std::length_error("agentbus: more than 2^32 receivers on one topic");
+    if (capacity > max_capacity) throw std::length_error("agentbus: more than 2^31 receivers on one topic");
     void* raw = ::operator new(sizeof(receiver_list) + capacity * sizeof(receiver_entry));
     return ::new (raw) receiver_list(capacity);
   }
-  /// A list holding `items` (in id order), with no spare room.
+  /// A list holding `items` (receivers, in id order), with no spare room.
   template <class Range>
   static receiver_list* make_from(const Range& items) {
     receiver_list* out = make(std::size(items));
-    for (receiver* r : items) out->place(r);
-    out->publish_shape();
+    std::size_t n = 0;
+    bool retaining = false;
+    for (receiver* r : items) {
+      out->place(n++, entry_of(r));
+      retaining = retaining || r->retains;
+    }
+    out->publish_shape(n, retaining);
     return out;
   }
-  /// The shared empty list (no room: the first append replaces it); never freed.
+  /// The shared empty list (no room: the first append replaces it); never freed, never
+  /// superseded (it has no entries for a dispatch to walk).
   static receiver_list* empty() noexcept {
     static receiver_list e(0);
     return &e;
@@ -144,91 +172,112 @@ class receiver_list {
   /// The first entry (entries follow the header).
   const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
   /// Reader side: true once a writer replaced this list (see the class comment).
-  bool superseded() const noexcept { return superseded_.load(std::memory_order_relaxed); }
+  bool superseded() const noexcept { return successor_.load(std::memory_order_relaxed) != nullptr; }
+  /// Reader side: true when the newest list of this one's topic (this one, or the last of its
+  /// successors) holds the entry with `key` and it is not a tombstone. Call inside a read section.
+  bool newest_holds_live(std::uint64_t key) const noexcept {
+    const receiver_list* list = this;
+    while (const receiver_list* next = list->successor_.load(std::memory_order_acquire)) list = next;
+    const receiver_view v = list->view();
+    const receiver_entry* e = find_in(v.begin(), v.size(), key);
+    return e != nullptr && e->type.load(std::memory_order_relaxed) != nullptr;
+  }
 
   // ---- writer side (the router's mutex held) ----
 
   /// Entries, tombstones included.
-  std::size_t size() const noexcept { return size_; }
+  std::size_t size() const noexcept { return static_cast<std::size_t>(shape_.load(std::memory_order_relaxed) >> 2); }
   /// Entries that are not tombstones.
-  std::size_t live() const noexcept { return size_ - dead_; }
+  std::size_t live() const noexcept { return size() - dead_; }
 
-  /// Appends `r` in place; false when there is no room.
-  bool try_append(receiver* r) noexcept {
-    if (size_ == capacity_) return false;
-    place(r);
-    publish_shape();
+  /// Appends `e` (its receiver keeping events when `retains`) in place; false when there is no room.
+  bool try_append(const receiver_entry& e, bool retains) noexcept {
+    const std::size_t n = size();
+    if (n == capacity_) return false;
+    place(n, e);
+    publish_shape(n + 1, retains || (shape_.load(std::memory_order_relaxed) & retaining_bit) != 0);
     return true;
   }
-  /// A new list: the live entries and `r`, with room for half as many again (a topic's first
+  /// A new list: the live entries and `e`, with room for half as many again (a topic's first
   /// receiver gets a list of exactly one: most topics have one subscriber).
-  receiver_list* grown_with(receiver* r) const {
+  receiver_list* grown_with(const receiver_entry& e, bool retains) const {
     const std::size_t n = live() + 1;
     receiver_list* out = make(n + n / 2);
-    out->copy_live_from(*this);
-    out->place(r);
-    out->publish_shape();
+    const std::size_t copied = out->copy_live_from(*this);
+    out->place(copied, e);
+    out->publish_shape(copied + 1, retains || retaining_among_live());
     return out;
   }
-  /// Turns `r`'s entry into a tombstone. Returns false when `r` is not in the list.
-  bool kill(const receiver* r) noexcept {
-    receiver_entry* e = find(r->id);
+  /// Turns the entry with `key` into a tombstone. Returns false when it is not in the list
+  /// (or is one already).
+  bool kill(std::uint64_t key) noexcept {
+    auto* e = const_cast<receiver_entry*>(find_in(entries(), size(), key));
     if (e == nullptr || e->type.load(std::memory_order_relaxed) == nullptr) return false;
     e->type.store(nullptr, std::memory_order_relaxed);
     ++dead_;
     return true;
   }
   /// True when more than half the entries are tombstones: time to compact.
-  bool sparse() const noexcept { return std::uint64_t{dead_} * 2 > size_; }
+  bool sparse() const noexcept { return std::uint64_t{dead_} * 2 > size(); }
   /// A new list of the live entries (the shared empty list when there are none).
   receiver_list* compacted() const {
     if (live() == 0) return empty();
     receiver_list* out = make(live());
-    out->copy_live_from(*this);
-    out->publish_shape();
+    out->publish_shape(out->copy_live_from(*this), retaining_among_live());
     return out;
   }
-  /// Marks the list replaced (it is being retired).
-  void supersede() noexcept { superseded_.store(true, std::memory_order_relaxed); }
+  /// Marks the list replaced by `next` (it is being retired).
+  void supersede(receiver_list* next) noexcept {
+    if (this != empty()) successor_.store(next, std::memory_order_release);
+  }
 
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
+  static constexpr std::size_t max_capacity = std::size_t{1} << 31;
 
   explicit receiver_list(std::size_t capacity) noexcept : capacity_(static_cast<std::uint32_t>(capacity)) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
 
-  // Writes entry number size_ (not yet visible to readers).
-  void place(receiver* r) noexcept {
-    ::new (static_cast<void*>(entries() + size_)) receiver_entry{{r->type}, r->invoke, r, r->id};
-    ++size_;
-    retaining_ = retaining_ || r->retains;
+  // Writes entry number `i` (not yet visible to readers).
+  void place(std::size_t i, const receiver_entry& e) noexcept {
+    ::new (static_cast<void*>(entries() + i))
+        receiver_entry{{e.type.load(std::memory_order_relaxed)}, e.invoke, e.target, e.key};
   }
-  void copy_live_from(const receiver_list& from) noexcept {
-    for (const receiver_entry& e : from.view())
-      if (e.type.load(std::memory_order_relaxed) != nullptr) place(e.target);
+  // Copies the live entries to the front; returns how many.
+  std::size_t copy_live_from(const receiver_list& from) noexcept {
+    std::size_t n = 0;
+    const receiver_entry* e = from.entries();
+    for (const receiver_entry* end = e + from.size(); e != end; ++e)
+      if (e->type.load(std::memory_order_relaxed) != nullptr) place(n++, *e);
+    return n;
   }
-  void publish_shape() noexcept {
-    const std::uint64_t flags = retaining_ ? retaining_bit : (size_ != 0 ? plain_bit : 0);
-    shape_.store(static_cast<std::uint64_t>(size_) << 2 | flags, std::memory_order_release);
+  bool retaining_among_live() const noexcept {
+    const receiver_entry* e = entries();
+    for (const receiver_entry* end = e + size(); e != end; ++e)
+      if (e->type.load(std::memory_order_relaxed) != nullptr && !e->compact() && e->target->retains) return true;
+    return false;
   }
-  // Binary search by id (entries are in id order, tombstones keep theirs).
-  receiver_entry* find(std::uint64_t id) noexcept {
-    std::size_t lo = 0, hi = size_;
+  void publish_shape(std::size_t size, bool retaining) noexcept {
+    const std::uint64_t flags = retaining ? retaining_bit : (size != 0 ? plain_bit : 0);
+    shape_.store(static_cast<std::uint64_t>(size) << 2 | flags, std::memory_order_release);
+  }
+  // Binary search by key (entries are in key order, tombstones keep theirs).
+  static const receiver_entry* find_in(const receiver_entry* first, std::size_t n, std::uint64_t key) noexcept {
+    std::size_t lo = 0, hi = n;
     while (lo < hi) {
       const std::size_t mid = lo + (hi - lo) / 2;
-      if (entries()[mid].id < id) lo = mid + 1;
+      if (first[mid].key < key) lo = mid + 1;
       else hi = mid;
     }
-    return lo < size_ && entries()[lo].id == id ? entries() + lo : nullptr;
+    return lo < n && first[lo].key == key ? first + lo : nullptr;
   }
 
-  // 24 bytes: counts are 32-bit (a list of 2^32 entries would be 128 GiB; make() refuses one).
+  // 24 bytes: the size lives in `shape_` only; counts are 32-bit (a list of 2^31 entries would
+  // be 64 GiB; make() refuses one).
   std::atomic<std::uint64_t> shape_{0};  // size << 2 | retaining_bit | plain_bit
-  std::atomic<bool> superseded_{false};
-  bool retaining_ = false;  // writer's copy of the flag
+  std::atomic<receiver_list*> successor_{nullptr};  // set once, when replaced
   std::uint32_t dead_ = 0;
-  std::uint32_t size_ = 0;
   const std::uint32_t capacity_;
 };
 
