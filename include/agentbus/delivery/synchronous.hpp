@@ -61,9 +61,14 @@ struct compact_handler {
     return reinterpret_cast<receiver*>(word);
   }
   static bool call(receiver* packed, const event_core& e) {
-    const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
+    // The array implicitly creates the (implicit-lifetime) F; an empty F has no bytes to copy.
     alignas(F) unsigned char bytes[sizeof(F)];
-    std::memcpy(bytes, &word, sizeof(F));  // a trivially copyable F: this makes the object
+    if constexpr (!std::is_empty_v<F>) {
+      const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
+      std::memcpy(bytes, &word, sizeof(F));
+    } else {
+      (void)packed;
+    }
     const F& fn = *std::launder(reinterpret_cast<const F*>(bytes));
     call_handler<T>(fn, static_cast<const event<T>&>(e));
     return true;

@@ -395,8 +395,7 @@ class router {
         ++result.rejected;
     } catch (...) {
       if (result.failed != UINT16_MAX) ++result.failed;
-      if (e.compact()) report_failure(ev, e.id(), ev.topic(), std::current_exception());
-      else report_failure(ev, *e.target, std::current_exception());
+      report_failure(ev, e, std::current_exception());
     }
     return true;
   }
@@ -410,6 +409,11 @@ class router {
   /// history replay).
   void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
     report_failure(ev, r.id, r.pattern.str(), std::move(error));
+  }
+  /// The same, for the subscription behind a list entry (out of line: dispatch's cold path).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver_entry& e, std::exception_ptr error) noexcept {
+    if (e.compact()) report_failure(ev, e.id(), ev.topic(), std::move(error));
+    else report_failure(ev, *e.target, std::move(error));
   }
   /// The same, for subscription `id` on `pattern` (a compact one's is its event's topic).
   AGENTBUS_NOINLINE void report_failure(const event_core& ev, std::uint64_t id, std::string_view pattern,

@@ -175,7 +175,8 @@ class receiver_list {
   bool superseded() const noexcept { return successor_.load(std::memory_order_relaxed) != nullptr; }
   /// Reader side: true when the newest list of this one's topic (this one, or the last of its
   /// successors) holds the entry with `key` and it is not a tombstone. Call inside a read section.
-  bool newest_holds_live(std::uint64_t key) const noexcept {
+  /// (Out of line: it is rare, and inlined it costs the dispatch loop a register.)
+  AGENTBUS_NOINLINE bool newest_holds_live(std::uint64_t key) const noexcept {
     const receiver_list* list = this;
     while (const receiver_list* next = list->successor_.load(std::memory_order_acquire)) list = next;
     const receiver_view v = list->view();
