@@ -47,7 +47,7 @@ TEST_CASE("topic_table: find returns the inserted node, by name and hash", "[rou
   CHECK(table.size() == 2);
   CHECK(find(table, "a.b", hash_of("a.b")) == ab);
   CHECK(find(table, "a.c", hash_of("a.c")) == ac);
-  CHECK(ab->name == "a.b");
+  CHECK(ab->name() == "a.b");
   CHECK(ab->hash == hash_of("a.b"));
   CHECK(ab->receivers.load() == receiver_list::empty());
   CHECK(find(table, "a.d", hash_of("a.d")) == nullptr);
@@ -103,11 +103,11 @@ TEST_CASE("topic_table: colliding hashes are told apart by name", "[router][topi
 TEST_CASE("topic_table: for_each visits every node once", "[router][topic_table]") {
   topic_table table;
   std::map<std::string, int> visits;
-  table.for_each([&](topic_node& n) { ++visits[std::string(n.name)]; });
+  table.for_each([&](topic_node& n) { ++visits[std::string(n.name())]; });
   CHECK(visits.empty());
   for (int i = 0; i < 300; ++i) add(table, "v." + std::to_string(i), hash_of("v." + std::to_string(i)));
   add(table, "v.collides", hash_of("v.0"));
-  table.for_each([&](topic_node& n) { ++visits[std::string(n.name)]; });
+  table.for_each([&](topic_node& n) { ++visits[std::string(n.name())]; });
   CHECK(visits.size() == 301);
   int wrong = 0;
   for (const auto& [name, n] : visits) wrong += n != 1;
@@ -139,7 +139,7 @@ TEST_CASE("topic_table: lock-free finds while the table grows see every publishe
         topic_node* node = table.find(names[i], hash_of(names[i]));
         if (node == nullptr)
           missing.fetch_add(1, std::memory_order_relaxed);
-        else if (node->name != names[i])
+        else if (node->name() != names[i])
           wrong_node.fetch_add(1, std::memory_order_relaxed);
         lookups.fetch_add(1, std::memory_order_relaxed);
       }

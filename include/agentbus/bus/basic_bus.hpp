@@ -374,7 +374,7 @@ class basic_bus {
   AGENTBUS_ALWAYS_INLINE result_type publish_on(detail::topic_node* node, std::string_view text, P&& payload,
                                                 const publish_options& options, detail::reader_slot* slot) {
     if constexpr (stores)
-      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
+      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name() : text,
                                     std::forward<P>(payload), options, slot);
     else if (AGENTBUS_UNLIKELY(detail::needs_storage(options)))
       detail::throw_needs_storage(options);

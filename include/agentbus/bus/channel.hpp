@@ -67,7 +67,7 @@ class channel {
   }
 
   /// @brief The channel's topic.
-  std::string_view topic() const noexcept { return node_->name; }
+  std::string_view topic() const noexcept { return node_->name(); }
 
   /// @brief True when at least one subscription currently matches the topic (of any type).
   bool has_subscribers() const noexcept {
@@ -88,7 +88,7 @@ class channel {
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
     }
     else
-      return detail::publish_stored(*router_, *store_.store, node_, node_->name, std::forward<P>(payload), options,
+      return detail::publish_stored(*router_, *store_.store, node_, node_->name(), std::forward<P>(payload), options,
                                     guard.slot());
   }
 

@@ -119,7 +119,7 @@ template <class P>
 AGENTBUS_ALWAYS_INLINE publish_result publish(router& r, const topic_node& node, P&& payload,
                                               const publish_options& options, reader_slot* slot) {
   const receiver_view list = node.receivers.load(std::memory_order_acquire)->view();
-  return deliver(r, list, node.name, std::forward<P>(payload), options, slot->next_event_id());
+  return deliver(r, list, node.name(), std::forward<P>(payload), options, slot->next_event_id());
 }
 
 /// Publishes to a topic beyond the cache (`topic` must be valid).

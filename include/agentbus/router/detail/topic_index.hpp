@@ -37,7 +37,7 @@ class topic_index {
 
   /// Adds a cached topic (again is harmless).
   void insert(topic_node& topic) {
-    const std::string_view t = topic.name;
+    const std::string_view t = topic.name();
     node* n = &root_;
     for (std::size_t i = 0; i <= t.size();) {
       const std::size_t e = std::min(t.find('.', i), t.size());

@@ -11,6 +11,7 @@
 // is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
 // never moved or freed while the router lives, so channels can keep pointers to them.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -23,15 +24,17 @@
 
 namespace agentbus::detail {
 
-/// A concrete topic and its resolved receivers; the topic's characters follow the node in the
-/// same allocation (one allocation per cached topic, whatever its length).
+/// A concrete topic and its resolved receivers; the topic's characters follow the node's
+/// fields in the same allocation (one allocation per cached topic, whatever its length, and
+/// 20 bytes besides the text: a node is most of what a topic with one subscriber costs).
 struct topic_node {
   /// A node for `text` (copied), owning `r`.
   static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
-    void* raw = ::operator new(sizeof(topic_node) + text.size());
-    char* chars = static_cast<char*>(raw) + sizeof(topic_node);
-    if (!text.empty()) std::memcpy(chars, text.data(), text.size());
-    return ::new (raw) topic_node(std::string_view(chars, text.size()), h, r);
+    // The text may start inside the struct's tail padding; a short one still gets the whole struct.
+    void* raw = ::operator new(std::max(sizeof(topic_node), text_offset + text.size()));
+    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint32_t>(text.size()));
+    if (!text.empty()) std::memcpy(n->chars(), text.data(), text.size());
+    return n;
   }
   /// Frees a node made by make() (and its list).
   static void destroy(topic_node* n) noexcept {
@@ -43,13 +46,29 @@ struct topic_node {
   topic_node(const topic_node&) = delete;
   topic_node& operator=(const topic_node&) = delete;
 
-  const std::string_view name;  // the characters after the node
+  /// The topic (the characters after the fields).
+  AGENTBUS_ALWAYS_INLINE std::string_view name() const noexcept {
+    return {reinterpret_cast<const char*>(this) + text_offset, size_};
+  }
+
+  /// True when this is the node of `text` (hashes already compared equal).
+  AGENTBUS_ALWAYS_INLINE bool is(std::string_view text) const noexcept {
+    return size_ == text.size() && std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
+  }
+
   const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
 
  private:
-  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) noexcept : name(t), hash(h), receivers(r) {}
+  topic_node(std::uint64_t h, receiver_list* r, std::uint32_t size) noexcept : hash(h), receivers(r), size_(size) {}
   ~topic_node() = default;
+  char* chars() noexcept { return reinterpret_cast<char*>(this) + text_offset; }
+
+  const std::uint32_t size_;  // topics are at most max_topic_length (255) bytes
+
+ public:
+  // Where the characters start: right after size_, not after the struct's padding.
+  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + sizeof(std::uint32_t);
 };
 
 class topic_table {
@@ -69,7 +88,7 @@ class topic_table {
     for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
       topic_node* n = s->at(i).load(std::memory_order_acquire);
       if (n == nullptr) return nullptr;
-      if (n->hash == hash && n->name == name) return n;
+      if (n->hash == hash && n->is(name)) return n;
     }
   }
 
