@@ -3553,7 +3553,8 @@ class receiver_list {
   bool superseded() const noexcept { return successor_.load(std::memory_order_relaxed) != nullptr; }
   /// Reader side: true when the newest list of this one's topic (this one, or the last of its
   /// successors) holds the entry with `key` and it is not a tombstone. Call inside a read section.
-  bool newest_holds_live(std::uint64_t key) const noexcept {
+  /// (Out of line: it is rare, and inlined it costs the dispatch loop a register.)
+  AGENTBUS_NOINLINE bool newest_holds_live(std::uint64_t key) const noexcept {
     const receiver_list* list = this;
     while (const receiver_list* next = list->successor_.load(std::memory_order_acquire)) list = next;
     const receiver_view v = list->view();
@@ -3766,9 +3767,14 @@ struct compact_handler {
     return reinterpret_cast<receiver*>(word);
   }
   static bool call(receiver* packed, const event_core& e) {
-    const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
+    // The array implicitly creates the (implicit-lifetime) F; an empty F has no bytes to copy.
     alignas(F) unsigned char bytes[sizeof(F)];
-    std::memcpy(bytes, &word, sizeof(F));  // a trivially copyable F: this makes the object
+    if constexpr (!std::is_empty_v<F>) {
+      const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
+      std::memcpy(bytes, &word, sizeof(F));
+    } else {
+      (void)packed;
+    }
     const F& fn = *std::launder(reinterpret_cast<const F*>(bytes));
     call_handler<T>(fn, static_cast<const event<T>&>(e));
     return true;
@@ -4572,6 +4578,7 @@ class receiver_registry {
 // is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
 // never moved or freed while the router lives, so channels can keep pointers to them.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -4582,15 +4589,17 @@ class receiver_registry {
 
 namespace agentbus::detail {
 
-/// A concrete topic and its resolved receivers; the topic's characters follow the node in the
-/// same allocation (one allocation per cached topic, whatever its length).
+/// A concrete topic and its resolved receivers; the topic's characters follow the node's
+/// fields in the same allocation (one allocation per cached topic, whatever its length, and
+/// 20 bytes besides the text: a node is most of what a topic with one subscriber costs).
 struct topic_node {
   /// A node for `text` (copied), owning `r`.
   static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
-    void* raw = ::operator new(sizeof(topic_node) + text.size());
-    char* chars = static_cast<char*>(raw) + sizeof(topic_node);
-    if (!text.empty()) std::memcpy(chars, text.data(), text.size());
-    return ::new (raw) topic_node(std::string_view(chars, text.size()), h, r);
+    // The text may start inside the struct's tail padding; a short one still gets the whole struct.
+    void* raw = ::operator new(std::max(sizeof(topic_node), text_offset + text.size()));
+    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint32_t>(text.size()));
+    if (!text.empty()) std::memcpy(n->chars(), text.data(), text.size());
+    return n;
   }
   /// Frees a node made by make() (and its list).
   static void destroy(topic_node* n) noexcept {
@@ -4602,13 +4611,29 @@ struct topic_node {
   topic_node(const topic_node&) = delete;
   topic_node& operator=(const topic_node&) = delete;
 
-  const std::string_view name;  // the characters after the node
+  /// The topic (the characters after the fields).
+  AGENTBUS_ALWAYS_INLINE std::string_view name() const noexcept {
+    return {reinterpret_cast<const char*>(this) + text_offset, size_};
+  }
+
+  /// True when this is the node of `text` (hashes already compared equal).
+  AGENTBUS_ALWAYS_INLINE bool is(std::string_view text) const noexcept {
+    return size_ == text.size() && std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
+  }
+
   const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
 
  private:
-  topic_node(std::string_view t, std::uint64_t h, receiver_list* r) noexcept : name(t), hash(h), receivers(r) {}
+  topic_node(std::uint64_t h, receiver_list* r, std::uint32_t size) noexcept : hash(h), receivers(r), size_(size) {}
   ~topic_node() = default;
+  char* chars() noexcept { return reinterpret_cast<char*>(this) + text_offset; }
+
+  const std::uint32_t size_;  // topics are at most max_topic_length (255) bytes
+
+ public:
+  // Where the characters start: right after size_, not after the struct's padding.
+  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + sizeof(std::uint32_t);
 };
 
 class topic_table {
@@ -4628,7 +4653,7 @@ class topic_table {
     for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
       topic_node* n = s->at(i).load(std::memory_order_acquire);
       if (n == nullptr) return nullptr;
-      if (n->hash == hash && n->name == name) return n;
+      if (n->hash == hash && n->is(name)) return n;
     }
   }
 
@@ -4712,7 +4737,7 @@ class topic_index {
 
   /// Adds a cached topic (again is harmless).
   void insert(topic_node& topic) {
-    const std::string_view t = topic.name;
+    const std::string_view t = topic.name();
     node* n = &root_;
     for (std::size_t i = 0; i <= t.size();) {
       const std::size_t e = std::min(t.find('.', i), t.size());
@@ -5122,8 +5147,7 @@ class router {
         ++result.rejected;
     } catch (...) {
       if (result.failed != UINT16_MAX) ++result.failed;
-      if (e.compact()) report_failure(ev, e.id(), ev.topic(), std::current_exception());
-      else report_failure(ev, *e.target, std::current_exception());
+      report_failure(ev, e, std::current_exception());
     }
     return true;
   }
@@ -5137,6 +5161,11 @@ class router {
   /// history replay).
   void report_failure(const event_core& ev, const receiver& r, std::exception_ptr error) noexcept {
     report_failure(ev, r.id, r.pattern.str(), std::move(error));
+  }
+  /// The same, for the subscription behind a list entry (out of line: dispatch's cold path).
+  AGENTBUS_NOINLINE void report_failure(const event_core& ev, const receiver_entry& e, std::exception_ptr error) noexcept {
+    if (e.compact()) report_failure(ev, e.id(), ev.topic(), std::move(error));
+    else report_failure(ev, *e.target, std::move(error));
   }
   /// The same, for subscription `id` on `pattern` (a compact one's is its event's topic).
   AGENTBUS_NOINLINE void report_failure(const event_core& ev, std::uint64_t id, std::string_view pattern,
@@ -6300,7 +6329,7 @@ template <class P>
 AGENTBUS_ALWAYS_INLINE publish_result publish(router& r, const topic_node& node, P&& payload,
                                               const publish_options& options, reader_slot* slot) {
   const receiver_view list = node.receivers.load(std::memory_order_acquire)->view();
-  return deliver(r, list, node.name, std::forward<P>(payload), options, slot->next_event_id());
+  return deliver(r, list, node.name(), std::forward<P>(payload), options, slot->next_event_id());
 }
 
 /// Publishes to a topic beyond the cache (`topic` must be valid).
@@ -6484,7 +6513,7 @@ class channel {
   }
 
   /// @brief The channel's topic.
-  std::string_view topic() const noexcept { return node_->name; }
+  std::string_view topic() const noexcept { return node_->name(); }
 
   /// @brief True when at least one subscription currently matches the topic (of any type).
   bool has_subscribers() const noexcept {
@@ -6505,7 +6534,7 @@ class channel {
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
     }
     else
-      return detail::publish_stored(*router_, *store_.store, node_, node_->name, std::forward<P>(payload), options,
+      return detail::publish_stored(*router_, *store_.store, node_, node_->name(), std::forward<P>(payload), options,
                                     guard.slot());
   }
 
@@ -7183,7 +7212,7 @@ class basic_bus {
   AGENTBUS_ALWAYS_INLINE result_type publish_on(detail::topic_node* node, std::string_view text, P&& payload,
                                                 const publish_options& options, detail::reader_slot* slot) {
     if constexpr (stores)
-      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name : text,
+      return detail::publish_stored(*router_, *storage_.store, node, node != nullptr ? node->name() : text,
                                     std::forward<P>(payload), options, slot);
     else if (AGENTBUS_UNLIKELY(detail::needs_storage(options)))
       detail::throw_needs_storage(options);
