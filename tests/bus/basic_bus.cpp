@@ -249,6 +249,23 @@ TEST_CASE("handles and channels may outlive the bus", "[bus]") {
   CHECK_FALSE(s.active());
 }
 
+TEST_CASE("a handle that outlives its bus holds nothing the bus's user gave it", "[bus]") {
+  // Handles keep the router's (emptied) tables alive, not the handlers or the error hook.
+  auto captured = std::make_shared<int>(0);
+  agentbus::subscription sync_handle, kept_by_receiver;
+  {
+    agentbus::bus bus;
+    bus.on_error([captured](const agentbus::handler_failure&) { ++*captured; });
+    sync_handle = bus.subscribe("a", [captured](const order&) { ++*captured; });
+    kept_by_receiver = bus.subscribe("a.>", [captured](const order&) { ++*captured; });
+    CHECK(captured.use_count() == 4);
+  }
+  CHECK(captured.use_count() == 1);
+  sync_handle.unsubscribe();
+  kept_by_receiver.unsubscribe();
+  CHECK(captured.use_count() == 1);
+}
+
 TEST_CASE("handlers may publish, subscribe and unsubscribe during dispatch", "[bus][reentrancy]") {
   agentbus::bus bus;
   std::vector<std::string> log;

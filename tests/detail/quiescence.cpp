@@ -187,3 +187,31 @@ TEST_CASE("objects retired while readers come and go are each freed exactly once
   for (auto& f : frees) wrong += f.load() != 1;
   CHECK(wrong == 0);
 }
+
+TEST_CASE("a grace period takes the heavy barrier only while another reader thread is registered",
+          "[detail][quiescence][concurrency]") {
+  auto& domain = quiescence_domain::instance();
+  { read_guard g; }  // this thread is registered
+  const std::uint64_t before = domain.heavy_grace_barriers();
+  domain.synchronize();  // no other thread: no barrier needed
+  CHECK(domain.heavy_grace_barriers() == before);
+
+  std::atomic<bool> registered{false}, release{false};
+  std::thread other([&] {
+    { read_guard g; }  // registered, then outside any section
+    registered.store(true);
+    while (!release.load()) std::this_thread::yield();
+  });
+  REQUIRE(eventually([&] { return registered.load(); }));
+  domain.synchronize();  // another live reader: it may be inside a section we cannot see yet
+  CHECK(domain.heavy_grace_barriers() == before + 1);
+  release.store(true);
+  other.join();  // its slot is given back at thread exit
+
+  domain.synchronize();
+  CHECK(domain.heavy_grace_barriers() == before + 1);
+  std::atomic<int> frees{0};
+  retire_counter(frees);  // retire() takes the same shortcut
+  CHECK(frees.load() == 1);
+  CHECK(domain.heavy_grace_barriers() == before + 1);
+}

@@ -74,12 +74,12 @@ class subscription_set {
     }
     // Handles of one bus are usually all together: end each run of same-bus handles at once.
     for (std::size_t i = 0; i < handles_.size();) {
-      std::shared_ptr<detail::router> owner = handles_[i].router_.lock();
+      std::shared_ptr<detail::router> owner = handles_[i].router_;  // kept until the run has ended
       std::size_t j = i;
       ids.clear();
       for (; j < handles_.size(); ++j) {
         subscription& h = handles_[j];
-        if (owner ? h.router_.owner_before(owner) || owner.owner_before(h.router_) : !h.router_.expired()) break;
+        if (h.router_ != owner) break;
         ids.push_back(h.key());
         h.detach();
       }

