@@ -653,7 +653,7 @@ class jetstream_publisher {
   template <class T>
   void export_type(std::string_view pattern) {
     if constexpr (detail::require_codec<T>()) {
-      if (!pattern.empty() && pattern.front() == '$')
+      if (is_reserved_topic(pattern))
         throw std::invalid_argument("agentbus: jetstream publisher: export_type(\"" + std::string(pattern) +
                                     "\"): topics starting with '$' are reserved and never exported");
       (void)topic_pattern(pattern);
@@ -710,7 +710,7 @@ class jetstream_publisher {
   template <class T>
   bool send(const event<T>& e) noexcept {
     const std::string_view topic = e.topic();
-    if (!topic.empty() && topic.front() == '$') {
+    if (is_reserved_topic(topic)) {
       reserved_skipped_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }

@@ -386,7 +386,7 @@ class nats_bridge {
   }
 
   static void check_reserved(std::string_view call, std::string_view pattern) {
-    if (!pattern.empty() && pattern.front() == '$')
+    if (is_reserved_topic(pattern))
       refuse(call, pattern,
              "topics starting with '$' are reserved (NATS system subjects such as $SYS and $JS, agentbus's own "
              "reserved topics) and are never bridged");
@@ -448,7 +448,7 @@ class nats_bridge {
   template <class T>
   void send(const event<T>& e) noexcept {
     const std::string_view topic = e.topic();
-    if (!topic.empty() && topic.front() == '$') {
+    if (is_reserved_topic(topic)) {
       counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -508,7 +508,7 @@ class nats_bridge {
       self.counters_.own_ignored.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (!subject.empty() && subject.front() == '$') {
+    if (is_reserved_topic(subject)) {
       self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -666,7 +666,7 @@ class nats_bridge {
   template <class Req, class Rep>
   void forward_request(const event<Req>& e, std::chrono::milliseconds timeout) noexcept {
     const std::string_view topic = e.topic();
-    if (!topic.empty() && topic.front() == '$') {
+    if (is_reserved_topic(topic)) {
       counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -758,7 +758,7 @@ class nats_bridge {
     auto answer_error = [&](request_errc code, const std::string& what) {
       (void)detail::send_error_reply(*self.link_, reply, code, what);
     };
-    if (!subject.empty() && subject.front() == '$') {
+    if (is_reserved_topic(subject)) {
       self.counters_.reserved_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }

@@ -174,6 +174,12 @@ AGENTBUS_ALWAYS_INLINE std::uint64_t hash_topic_text(std::string_view text) noex
 
 }  // namespace detail
 
+/// @brief True when `text` (a topic or a pattern) is reserved: it starts with '$'. agentbus's
+/// own topics (dead letters, breaker events) and NATS system subjects ($SYS, $JS) are. The
+/// bridges never export or import them, and a durable consumer reaches them only through a
+/// pattern that starts with '$' itself (so a consumer of ">" does not eat dead letters).
+constexpr bool is_reserved_topic(std::string_view text) noexcept { return !text.empty() && text.front() == '$'; }
+
 /// @brief A validated concrete topic, e.g. "tasks.planner.created". Immutable value type.
 ///
 /// Validation and hashing happen once, at construction; publishing with a `topic` reuses both.

@@ -128,10 +128,10 @@ outcome run_durable_handler(F& f, const delivered<T>& d) {
   }
 }
 
-/// Topics starting with '$' (dead letters, breaker events) are reserved: a pattern reaches
-/// them only when it starts with '$' itself, so a consumer of ">" does not eat dead letters.
+/// Reserved topics (is_reserved_topic: dead letters, breaker events) are reached only by a
+/// pattern that is reserved itself, so a consumer of ">" does not eat dead letters.
 inline bool reaches(std::string_view pattern, std::string_view topic) noexcept {
-  return topic.empty() || topic.front() != '$' || (!pattern.empty() && pattern.front() == '$');
+  return !is_reserved_topic(topic) || is_reserved_topic(pattern);
 }
 
 /// A handler, by reference and type-erased: what the engine calls for each delivery.
