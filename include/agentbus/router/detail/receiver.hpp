@@ -125,7 +125,8 @@ struct receiver_view {
 ///   - otherwise builds a new list (full: 1.5 times the live entries; more than half
 ///     tombstones: compacted), swaps it in and retires the old one, which it links to the new
 ///     one (its successor: the old list is superseded).
-/// So subscribe and unsubscribe cost O(1) amortized plus a binary search, never a copy per call.
+/// So subscribe and unsubscribe cost O(1) amortized plus a search by key (find_in), never a
+/// copy per call.
 ///
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
 /// own thread, after its list was replaced, tombstones the entry in the newest list only; the
