@@ -370,6 +370,12 @@ TEST_CASE("unsubscribe of a mailbox subscriber: queued events are not handled af
   agentbus::bus bus;
   agentbus::agent a("a");
   int n = 0;
+  std::vector<agentbus::undelivered_reason> lost;
+  std::vector<std::string> topics;
+  a.on_undelivered([&](const agentbus::undelivered& u) {
+    lost.push_back(u.reason);
+    topics.emplace_back(u.envelope.topic);
+  });
   auto s = a.subscribe(bus, "u", [&](const job&) { ++n; });
   bus.publish("u", job{});
   bus.publish("u", job{});
@@ -377,6 +383,9 @@ TEST_CASE("unsubscribe of a mailbox subscriber: queued events are not handled af
   a.poll();
   CHECK(n == 0);
   CHECK(a.stats().unsubscribed == 2);
+  CHECK(lost == std::vector<agentbus::undelivered_reason>(2, agentbus::undelivered_reason::unsubscribed));
+  CHECK(topics == std::vector<std::string>{"u", "u"});
+  CHECK(agentbus::describe(agentbus::undelivered_reason::unsubscribed) == "subscription ended while queued");
 }
 
 TEST_CASE("a throwing mailbox handler is counted and reported to the bus's error hook", "[agent]") {

@@ -50,6 +50,7 @@ enum class undelivered_reason : std::uint8_t {
   expired,         ///< its deadline passed before it reached the head of the mailbox
   discarded,       ///< the mailbox was stopped with stop_mode::discard
   closed,          ///< published after the mailbox was stopped
+  unsubscribed,    ///< queued for a subscription that ended before the event's turn
 };
 
 /// @brief A short English name of an undelivered_reason.
@@ -61,6 +62,7 @@ constexpr std::string_view describe(undelivered_reason r) noexcept {
     case undelivered_reason::expired: return "expired";
     case undelivered_reason::discarded: return "discarded at stop";
     case undelivered_reason::closed: return "mailbox closed";
+    case undelivered_reason::unsubscribed: return "subscription ended while queued";
   }
   return "unknown";
 }

@@ -98,7 +98,7 @@ struct mailbox_stats {
   std::uint64_t expired = 0;         ///< see undelivered_reason
   std::uint64_t discarded = 0;       ///< see undelivered_reason
   std::uint64_t closed = 0;          ///< see undelivered_reason
-  std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
+  std::uint64_t unsubscribed = 0;    ///< see undelivered_reason (queued for a subscription that ended before its turn)
   std::size_t depth = 0;             ///< events waiting now (approximate)
   std::size_t queue_bytes = 0;       ///< memory of the priority queues allocated so far (0 until an event comes)
   std::size_t subscriptions = 0;     ///< live subscriptions delivering into this mailbox

@@ -362,7 +362,7 @@ class mailbox {
     s.expired = count(undelivered_reason::expired);
     s.discarded = count(undelivered_reason::discarded);
     s.closed = count(undelivered_reason::closed);
-    s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
+    s.unsubscribed = count(undelivered_reason::unsubscribed);
     if (!drained_.load(std::memory_order_acquire))
       for (auto& slot : queues_)
         if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
@@ -597,20 +597,23 @@ class mailbox {
       // for those (most events have none).
       note(undelivered_reason::expired, ev);
     } else {
-      // The read section makes unsubscribe wait for this call, as for synchronous handlers.
-      read_guard guard;
-      if (!m.target->alive.load(std::memory_order_relaxed)) {
-        bump(unsubscribed_);
-      } else {
-        ran = 1;
-        try {
-          m.target->handle(m.target, ev);
-          bump(handled_);
-        } catch (...) {
-          bump(failed_);
-          m.target->owner->report_failure(ev, *m.target, std::current_exception());
+      bool ended;
+      {
+        // The read section makes unsubscribe wait for this call, as for synchronous handlers.
+        read_guard guard;
+        ended = !m.target->alive.load(std::memory_order_relaxed);
+        if (!ended) {
+          ran = 1;
+          try {
+            m.target->handle(m.target, ev);
+            bump(handled_);
+          } catch (...) {
+            bump(failed_);
+            m.target->owner->report_failure(ev, *m.target, std::current_exception());
+          }
         }
       }
+      if (ended) note(undelivered_reason::unsubscribed, ev);  // outside the section: the hook may unsubscribe
     }
     release(m.block);
     return ran;
@@ -669,8 +672,7 @@ class mailbox {
 
   alignas(cache_line_size) std::atomic<std::uint64_t> handled_{0};  // consumer-written counters
   std::atomic<std::uint64_t> failed_{0};
-  std::atomic<std::uint64_t> unsubscribed_{0};
-  std::array<std::atomic<std::uint64_t>, 6> counters_{};
+  std::array<std::atomic<std::uint64_t>, 7> counters_{};  // by undelivered_reason
 
   std::mutex hook_mutex_;
   std::shared_ptr<const undelivered_handler> undelivered_;
