@@ -19,6 +19,30 @@ std::string beyond(std::size_t i) { return "fill.topic.number." + std::to_string
 
 }  // namespace
 
+TEST_CASE("publish beyond the topic cache: a handler that unsubscribes a later receiver stops it", "[bus][publish]") {
+  // The receivers of an uncached topic are resolved into a list of the publish's own, which
+  // no unsubscribe can mark: the dispatch checks each receiver instead.
+  constexpr std::size_t cache = 2;
+  agentbus::bus bus(agentbus::bus_options{.max_cached_topics = cache});
+  for (std::size_t i = 0; i < cache; ++i) bus.publish(beyond(i), 0);
+  const std::string big(64, 'x');  // handlers too big for a list entry: receivers
+  int first = 0, later = 0;
+  agentbus::subscription later_sub;
+  auto first_sub = bus.subscribe("jobs.*", [&, big](const int&) {
+    ++first;
+    later_sub.unsubscribe();
+  });
+  later_sub = bus.subscribe("jobs.>", [&, big](const int&) { ++later; });
+  const auto r = bus.publish("jobs.x", 1);
+  CHECK(bus.stats().uncached_publishes == 1);
+  CHECK(first == 1);
+  CHECK(later == 0);
+  CHECK(r.delivered == 1);
+  bus.publish("jobs.x", 2);
+  CHECK(first == 2);
+  CHECK(later == 0);
+}
+
 TEST_CASE("publish: a move-only rvalue reaches a mailbox on an uncached topic", "[bus][publish]") {
   // The regression: the uncached path took `const T&`, so the rvalue became an lvalue and the
   // mailbox's shared block could not be built ("publish it as an rvalue", which the caller did).

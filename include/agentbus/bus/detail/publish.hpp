@@ -63,7 +63,10 @@ class uncached_receivers {
 
  private:
   static receiver_list* make(const std::vector<receiver*>& found) {
-    return found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
+    if (found.empty()) return receiver_list::empty();
+    receiver_list* list = receiver_list::make_from(found);
+    list->mark_transient();  // a handler may unsubscribe a later receiver of this publish
+    return list;
   }
   receiver_list* list_;
 };

@@ -235,6 +235,10 @@ class receiver_list {
   void supersede(receiver_list* next) noexcept {
     if (this != empty()) successor_.store(next, std::memory_order_release);
   }
+  /// Marks a list that no topic holds (resolved for one publish beyond the topic cache): no
+  /// unsubscribe can tombstone its entries, so a dispatch over it checks each receiver's
+  /// `alive` after the first call, as over a superseded list. It only ever holds receivers.
+  void mark_transient() noexcept { successor_.store(empty(), std::memory_order_relaxed); }
 
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
