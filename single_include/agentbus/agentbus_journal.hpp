@@ -1036,6 +1036,7 @@ enum class undelivered_reason : std::uint8_t {
   expired,         ///< its deadline passed before it reached the head of the mailbox
   discarded,       ///< the mailbox was stopped with stop_mode::discard
   closed,          ///< published after the mailbox was stopped
+  unsubscribed,    ///< queued for a subscription that ended before the event's turn
 };
 
 /// @brief A short English name of an undelivered_reason.
@@ -1047,6 +1048,7 @@ constexpr std::string_view describe(undelivered_reason r) noexcept {
     case undelivered_reason::expired: return "expired";
     case undelivered_reason::discarded: return "discarded at stop";
     case undelivered_reason::closed: return "mailbox closed";
+    case undelivered_reason::unsubscribed: return "subscription ended while queued";
   }
   return "unknown";
 }
@@ -3629,6 +3631,10 @@ class receiver_list {
   void supersede(receiver_list* next) noexcept {
     if (this != empty()) successor_.store(next, std::memory_order_release);
   }
+  /// Marks a list that no topic holds (resolved for one publish beyond the topic cache): no
+  /// unsubscribe can tombstone its entries, so a dispatch over it checks each receiver's
+  /// `alive` after the first call, as over a superseded list. It only ever holds receivers.
+  void mark_transient() noexcept { successor_.store(empty(), std::memory_order_relaxed); }
 
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
@@ -4381,7 +4387,7 @@ struct mailbox_stats {
   std::uint64_t expired = 0;         ///< see undelivered_reason
   std::uint64_t discarded = 0;       ///< see undelivered_reason
   std::uint64_t closed = 0;          ///< see undelivered_reason
-  std::uint64_t unsubscribed = 0;    ///< queued for a subscription that ended before its turn
+  std::uint64_t unsubscribed = 0;    ///< see undelivered_reason (queued for a subscription that ended before its turn)
   std::size_t depth = 0;             ///< events waiting now (approximate)
   std::size_t queue_bytes = 0;       ///< memory of the priority queues allocated so far (0 until an event comes)
   std::size_t subscriptions = 0;     ///< live subscriptions delivering into this mailbox
@@ -5601,7 +5607,7 @@ class mailbox {
     s.expired = count(undelivered_reason::expired);
     s.discarded = count(undelivered_reason::discarded);
     s.closed = count(undelivered_reason::closed);
-    s.unsubscribed = unsubscribed_.load(std::memory_order_relaxed);
+    s.unsubscribed = count(undelivered_reason::unsubscribed);
     if (!drained_.load(std::memory_order_acquire))
       for (auto& slot : queues_)
         if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
@@ -5836,20 +5842,23 @@ class mailbox {
       // for those (most events have none).
       note(undelivered_reason::expired, ev);
     } else {
-      // The read section makes unsubscribe wait for this call, as for synchronous handlers.
-      read_guard guard;
-      if (!m.target->alive.load(std::memory_order_relaxed)) {
-        bump(unsubscribed_);
-      } else {
-        ran = 1;
-        try {
-          m.target->handle(m.target, ev);
-          bump(handled_);
-        } catch (...) {
-          bump(failed_);
-          m.target->owner->report_failure(ev, *m.target, std::current_exception());
+      bool ended;
+      {
+        // The read section makes unsubscribe wait for this call, as for synchronous handlers.
+        read_guard guard;
+        ended = !m.target->alive.load(std::memory_order_relaxed);
+        if (!ended) {
+          ran = 1;
+          try {
+            m.target->handle(m.target, ev);
+            bump(handled_);
+          } catch (...) {
+            bump(failed_);
+            m.target->owner->report_failure(ev, *m.target, std::current_exception());
+          }
         }
       }
+      if (ended) note(undelivered_reason::unsubscribed, ev);  // outside the section: the hook may unsubscribe
     }
     release(m.block);
     return ran;
@@ -5908,8 +5917,7 @@ class mailbox {
 
   alignas(cache_line_size) std::atomic<std::uint64_t> handled_{0};  // consumer-written counters
   std::atomic<std::uint64_t> failed_{0};
-  std::atomic<std::uint64_t> unsubscribed_{0};
-  std::array<std::atomic<std::uint64_t>, 6> counters_{};
+  std::array<std::atomic<std::uint64_t>, 7> counters_{};  // by undelivered_reason
 
   std::mutex hook_mutex_;
   std::shared_ptr<const undelivered_handler> undelivered_;
@@ -6369,7 +6377,10 @@ class uncached_receivers {
 
  private:
   static receiver_list* make(const std::vector<receiver*>& found) {
-    return found.empty() ? receiver_list::empty() : receiver_list::make_from(found);
+    if (found.empty()) return receiver_list::empty();
+    receiver_list* list = receiver_list::make_from(found);
+    list->mark_transient();  // a handler may unsubscribe a later receiver of this publish
+    return list;
   }
   receiver_list* list_;
 };
