@@ -28,8 +28,9 @@ class subscription_set;
 /// Unsubscribing waits for every handler call running on other threads when it starts (of any
 /// bus), not just this subscription's, so keep handlers short or move long work to a mailbox.
 ///
-/// A handle may outlive its bus: unsubscribing then does nothing. Handles are move-only and,
-/// like any object, not to be used from two threads at once.
+/// A handle may outlive its bus: unsubscribing then does nothing (until it is destroyed, the
+/// handle keeps the bus's emptied topic tables; every handler and hook went with the bus).
+/// Handles are move-only and, like any object, not to be used from two threads at once.
 class subscription {
  public:
   /// @brief An empty handle.
