@@ -61,8 +61,10 @@ struct compact_handler {
     return reinterpret_cast<receiver*>(word);
   }
   static bool call(receiver* packed, const event_core& e) {
-    // The array implicitly creates the (implicit-lifetime) F; an empty F has no bytes to copy.
-    alignas(F) unsigned char bytes[sizeof(F)];
+    // The array implicitly creates the (implicit-lifetime) F. An empty F has no bytes to copy:
+    // its array is value-initialized instead (a store the compiler drops, since F reads
+    // nothing; left uninitialized, GCC warns -Wmaybe-uninitialized at -O2).
+    alignas(F) unsigned char bytes[sizeof(F)]{};
     if constexpr (!std::is_empty_v<F>) {
       const std::uintptr_t word = reinterpret_cast<std::uintptr_t>(packed);
       std::memcpy(bytes, &word, sizeof(F));

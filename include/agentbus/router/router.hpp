@@ -35,6 +35,7 @@
 #include "agentbus/detail/config.hpp"
 #include "agentbus/router/detail/pattern_trie.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
+#include "agentbus/detail/sync/word_lock.hpp"
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/router/detail/registry.hpp"
 #include "agentbus/router/detail/topic_index.hpp"
@@ -144,7 +145,19 @@ class router {
   /// exceptions when called from inside a handler).
   bool unsubscribe(std::uint64_t id) { return unsubscribe(subscription_key{id, nullptr}); }
   /// The same, for a subscription named by its key (compact ones need theirs).
-  bool unsubscribe(subscription_key key) { return unsubscribe(std::span<const subscription_key>(&key, 1)) != 0; }
+  bool unsubscribe(subscription_key key) {
+    if (key.node == nullptr) return unsubscribe(std::span<const subscription_key>(&key, 1)) != 0;
+    // One compact subscription (a handle's destructor, the usual case): no receiver to free or
+    // hand over, and usually no list to retire.
+    std::vector<retired_record::object> retired;
+    {
+      std::lock_guard lock(mutex_);
+      if (!kill_compact_locked(key, retired)) return false;
+    }
+    if (retired.empty()) quiescence_domain::instance().synchronize();
+    else quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    return true;
+  }
 
   /// Removes many subscriptions with one grace period (the cost of an unsubscribe is mostly
   /// that wait); returns how many were still there. Same guarantee as above, for each.
@@ -167,12 +180,7 @@ class router {
       for (const auto& item : items) {
         const subscription_key key = key_of(item);
         if (key.node != nullptr) {
-          // A compact subscription: its entry is all there is (the handler is trivially
-          // destructible); a list replaced on the way is retired as usual.
-          if (kill_entry(*key.node, receiver_entry::key_of(key.id, true), retired)) {
-            --compact_subscriptions_;
-            ++removed;
-          }
+          if (kill_compact_locked(key, retired)) ++removed;
           continue;
         }
         receiver* r = registry_.erase(key.id);
@@ -343,6 +351,14 @@ class router {
 
   // Caller holds mutex_: tombstones the entry with `key` in `n`'s list, compacting a list
   // left mostly tombstones. False when it was not there.
+  // Caller holds mutex_. A compact subscription: its entry is all there is (the handler is
+  // trivially destructible); a list replaced on the way goes to `retired`.
+  bool kill_compact_locked(subscription_key key, std::vector<retired_record::object>& retired) {
+    if (!kill_entry(*key.node, receiver_entry::key_of(key.id, true), retired)) return false;
+    --compact_subscriptions_;
+    return true;
+  }
+
   static bool kill_entry(topic_node& n, std::uint64_t key, std::vector<retired_record::object>& retired) {
     receiver_list* list = n.receivers.load(std::memory_order_relaxed);
     if (!list->kill(key)) return false;
@@ -444,7 +460,7 @@ class router {
   }
 
  private:
-  mutable std::mutex mutex_;  // writers only; never held while a handler runs
+  mutable word_lock mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
