@@ -35,7 +35,6 @@
 #include "agentbus/detail/config.hpp"
 #include "agentbus/router/detail/pattern_trie.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
-#include "agentbus/detail/sync/word_lock.hpp"
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/router/detail/registry.hpp"
 #include "agentbus/router/detail/topic_index.hpp"
@@ -460,7 +459,7 @@ class router {
   }
 
  private:
-  mutable word_lock mutex_;  // writers only; never held while a handler runs
+  mutable std::mutex mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
