@@ -153,8 +153,7 @@ class router {
       std::lock_guard lock(mutex_);
       if (!kill_compact_locked(key, retired)) return false;
     }
-    if (retired.empty()) quiescence_domain::instance().synchronize();
-    else quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     return true;
   }
 
@@ -191,10 +190,6 @@ class router {
       }
     }
     if (removed == 0) return 0;
-    if (retired.empty() && handed_over.empty()) {
-      quiescence_domain::instance().synchronize();  // the usual case: nothing to free
-      return removed;
-    }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     // An asynchronous receiver may still be named by events waiting in its mailbox: the
     // mailbox frees it once none can be (see mailbox::retire_receiver).

@@ -117,7 +117,7 @@ class quiescence_domain {
   }
 
   /// How many grace periods needed the heavy barrier (another reader thread was registered);
-  /// the others made do with a fence (diagnostics and tests).
+  /// the others made do with one atomic add (diagnostics and tests).
   std::uint64_t heavy_grace_barriers() const noexcept { return heavy_grace_barriers_.load(std::memory_order_relaxed); }
 
   /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
@@ -353,6 +353,7 @@ inline void quiescence_domain::synchronize() {
 }
 
 inline void quiescence_domain::synchronize_and_retire(std::vector<retired_record::object> objects) {
+  if (objects.empty()) return synchronize();  // the usual unsubscribe: nothing to free, no list kept
   // Every reader that could still see `objects` was inside a section when the barrier ran:
   // those waited for are done, the rest (ourselves, a skipped thread) still hold them.
   auto still_inside = wait_for_readers();
