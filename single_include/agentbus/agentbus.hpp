@@ -4010,7 +4010,7 @@ class quiescence_domain {
   }
 
   /// How many grace periods needed the heavy barrier (another reader thread was registered);
-  /// the others made do with a fence (diagnostics and tests).
+  /// the others made do with one atomic add (diagnostics and tests).
   std::uint64_t heavy_grace_barriers() const noexcept { return heavy_grace_barriers_.load(std::memory_order_relaxed); }
 
   /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
@@ -4246,6 +4246,7 @@ inline void quiescence_domain::synchronize() {
 }
 
 inline void quiescence_domain::synchronize_and_retire(std::vector<retired_record::object> objects) {
+  if (objects.empty()) return synchronize();  // the usual unsubscribe: nothing to free, no list kept
   // Every reader that could still see `objects` was inside a section when the barrier ran:
   // those waited for are done, the rest (ourselves, a skipped thread) still hold them.
   auto still_inside = wait_for_readers();
@@ -4987,8 +4988,7 @@ class router {
       std::lock_guard lock(mutex_);
       if (!kill_compact_locked(key, retired)) return false;
     }
-    if (retired.empty()) quiescence_domain::instance().synchronize();
-    else quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     return true;
   }
 
@@ -5025,10 +5025,6 @@ class router {
       }
     }
     if (removed == 0) return 0;
-    if (retired.empty() && handed_over.empty()) {
-      quiescence_domain::instance().synchronize();  // the usual case: nothing to free
-      return removed;
-    }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     // An asynchronous receiver may still be named by events waiting in its mailbox: the
     // mailbox frees it once none can be (see mailbox::retire_receiver).
