@@ -306,3 +306,57 @@ TEST_CASE("publishes racing stop(): every event handled, or counted and reported
   CHECK(rounds >= 30);
   CHECK(closed_total > 0);
 }
+
+// The park handshake (mailbox::prepare_sleep against deliver): a consumer that finds its
+// mailbox empty parks, and the next publish must wake it. One event in flight at a time, so
+// every publish lands while the consumer is parking or parked; a lost wake-up leaves that
+// event queued with nobody running, which the bounded wait below reports (instead of a hang).
+TEST_CASE("a consumer that parks between events is woken by every publish", "[stress][agent][park]") {
+  constexpr auto round_time = AGENTBUS_TSAN ? 400ms : 700ms;
+  for (bool pooled : {false, true})
+    for (auto spin : {std::chrono::microseconds{0}, std::chrono::microseconds{2}}) {
+      INFO((pooled ? "executor" : "own thread") << ", spin_before_park " << spin.count() << " us");
+      agentbus::bus bus;
+      agentbus::executor pool({.threads = 1, .batch = 8});
+      const agentbus::mailbox_options opts{.capacity = 16, .spin_before_park = spin};
+      auto worker = pooled ? std::make_unique<agentbus::agent>("parker", pool, opts)
+                           : std::make_unique<agentbus::agent>("parker", opts);
+      std::atomic<std::uint64_t> handled{0};
+      auto sub = worker->subscribe(bus, "park.ping", [&](const item&) { handled.fetch_add(1, std::memory_order_release); });
+      if (!pooled) worker->start();
+      // Two publishers take turns, so that the wake-up also races a publish from another thread.
+      std::atomic<std::uint64_t> published{0};
+      std::atomic<bool> lost{false};
+      const auto until = std::chrono::steady_clock::now() + round_time;
+      auto publisher = [&](int me) {
+        auto ch = bus.channel<item>("park.ping");
+        std::uint64_t round = 0;
+        while (!lost.load() && std::chrono::steady_clock::now() < until) {
+          const std::uint64_t n = published.load(std::memory_order_acquire);
+          if (n % 2 != static_cast<std::uint64_t>(me) || handled.load(std::memory_order_acquire) != n) {
+            std::this_thread::yield();  // not our turn: leave the cores to the others
+            continue;
+          }
+          ch.publish(item{me, static_cast<int>(round++)});
+          published.store(n + 1, std::memory_order_release);
+          // Bounded wait for this one event: 5 s is orders of magnitude above a wake-up.
+          const auto deadline = std::chrono::steady_clock::now() + 5s;
+          while (handled.load(std::memory_order_acquire) < n + 1)  // the other may already have gone on
+            if (std::chrono::steady_clock::now() > deadline) {
+              lost.store(true);
+              return;
+            }
+          if (round % 4 == 0) std::this_thread::yield();  // vary where the consumer is parking
+        }
+      };
+      std::thread a(publisher, 0), b(publisher, 1);
+      a.join();
+      b.join();
+      worker->stop(agentbus::stop_mode::drain);
+      CHECK_FALSE(lost.load());
+      CHECK(handled.load() == published.load());
+      CHECK(published.load() > 100);  // the rounds ran
+      const auto st = worker->stats();
+      CHECK(st.handled == published.load());
+    }
+}

@@ -492,8 +492,11 @@ class mpmc_queue {
   [[nodiscard]] size_type size_approx() const noexcept {
     // Consumer index first: the producer index read afterwards can only be
     // larger, so the difference is never negative.
+    // The producer index seq_cst: a thread that stored a flag (seq_cst) and then asks whether
+    // the queue is empty sees every claim whose producer read the flag before it was set (the
+    // mailbox's sleep handshake). A plain load on x86.
     const size_type head = dequeue_pos_.load(std::memory_order_acquire);
-    const size_type tail = enqueue_pos_.load(std::memory_order_acquire);
+    const size_type tail = enqueue_pos_.load(std::memory_order_seq_cst);
     const size_type n = tail - head;
     return n > capacity_ ? capacity_ : n;
   }
