@@ -130,6 +130,34 @@ TEST_CASE("shared_event keeps payload, envelope and strings in one shared block"
   CHECK(sev.use_count() == 2);
 }
 
+TEST_CASE("a block made with the default options points at them; options of its own are copied", "[event][shared]") {
+  using agentbus::detail::adopt_block;
+  using agentbus::detail::event_block;
+  using agentbus::detail::no_deadline;
+  const int* no_payload = nullptr;
+  const agentbus::detail::event_core plain(no_payload, "a.b", agentbus::detail::default_publish_options, 1, no_deadline,
+                                           nullptr);
+  const auto shared_plain = adopt_block(event_block<int>::make(plain, 7));
+  std::string source = "agent-1";
+  const agentbus::publish_options own{.source = source, .correlation_id = 9, .prio = agentbus::priority::high};
+  const agentbus::detail::event_core custom(no_payload, "a.b", own, 2, no_deadline, nullptr);
+  const auto shared_custom = adopt_block(event_block<int>::make(custom, 8));
+  source = "xxxxxxx";  // the copy does not depend on the caller's strings
+
+  CHECK(shared_plain.payload() == 7);
+  CHECK(shared_plain->topic() == "a.b");
+  CHECK(shared_plain->source().empty());
+  CHECK(shared_plain->correlation_id() == 0);
+  CHECK(shared_plain->priority() == agentbus::priority::normal);
+  CHECK(shared_plain->headers().empty());
+  CHECK(shared_custom.payload() == 8);
+  CHECK(shared_custom->source() == "agent-1");
+  CHECK(shared_custom->correlation_id() == 9);
+  CHECK(shared_custom->priority() == agentbus::priority::high);
+  // The copy of the options is the difference (plus the source text and alignment).
+  CHECK(shared_plain->block()->bytes + sizeof(agentbus::publish_options) <= shared_custom->block()->bytes);
+}
+
 TEST_CASE("retain() on a stack event copies the payload exactly once", "[event][shared]") {
   using agentbus::test::copy_counter;
   copy_counter::reset();

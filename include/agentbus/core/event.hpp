@@ -260,10 +260,19 @@ class event : public detail::event_core {
 
 namespace detail {
 
+/// The options of a publish that passed none. A block made from them points here instead of
+/// copying them (see event_block).
+inline constexpr publish_options default_publish_options{};
+
 /// One allocation holding the payload, its envelope and copies of the envelope's strings.
+///
+/// Layout: this struct, then (when the publish passed options of its own) a copy of them, its
+/// headers and the strings (topic, source, header keys and values). A publish with the
+/// default options, the usual case, copies no options: its event points at
+/// default_publish_options, and the block is 80 bytes smaller (more than a cache line), which
+/// is memory the publisher writes and every consumer on another core reads.
 template <class T>
 struct event_block : block_header {
-  publish_options options;
   event<T> view;
   alignas(T) unsigned char payload_storage[sizeof(T)];
 
@@ -295,10 +304,12 @@ struct event_block : block_header {
   template <class... Args>
   static event_block* make(const event_core& meta, Args&&... args) {
     const auto& src = *meta.options_;
+    const bool own_options = &src != &default_publish_options;
     std::size_t text_bytes = meta.topic_.size() + src.source.size();
     for (const auto& h : src.headers) text_bytes += h.key.size() + h.value.size();
+    const std::size_t options_offset = round_up(sizeof(event_block), alignof(publish_options));
     const std::size_t headers_offset =
-        (sizeof(event_block) + alignof(header) - 1) / alignof(header) * alignof(header);
+        round_up(own_options ? options_offset + sizeof(publish_options) : sizeof(event_block), alignof(header));
     const std::size_t text_offset = headers_offset + src.headers.size() * sizeof(header);
     const std::size_t bytes = text_offset + text_bytes;
     void* raw = allocate(bytes);
@@ -315,11 +326,15 @@ struct event_block : block_header {
     for (std::size_t i = 0; i < src.headers.size(); ++i)
       ::new (static_cast<void*>(headers + i)) header{copy_text(src.headers[i].key), copy_text(src.headers[i].value)};
     const std::string_view topic = copy_text(meta.topic_);
-    publish_options options = src;
-    options.source = copy_text(src.source);
-    options.headers = std::span<const header>(headers, src.headers.size());
+    const publish_options* options = &default_publish_options;
+    if (own_options) {  // views and numbers only (trivially destructible): nothing to destroy later
+      auto* copy = ::new (static_cast<char*>(raw) + options_offset) publish_options(src);
+      copy->source = copy_text(src.source);
+      copy->headers = std::span<const header>(headers, src.headers.size());
+      options = copy;
+    }
 
-    ::new (static_cast<void*>(block)) event_block(options, topic, meta);
+    ::new (static_cast<void*>(block)) event_block(*options, topic, meta);
     block->bytes = static_cast<std::uint32_t>(bytes);
     try {
       ::new (static_cast<void*>(block->payload_storage)) T(std::forward<Args>(args)...);
@@ -332,8 +347,10 @@ struct event_block : block_header {
   }
 
  private:
-  event_block(const publish_options& opts, std::string_view topic, const event_core& meta) noexcept
-      : options(opts), view(*payload(), topic, options, meta.id_, meta.deadline_, this, meta.offset_) {
+  static constexpr std::size_t round_up(std::size_t n, std::size_t to) noexcept { return (n + to - 1) / to * to; }
+
+  event_block(const publish_options& options, std::string_view topic, const event_core& meta) noexcept
+      : view(*payload(), topic, options, meta.id_, meta.deadline_, this, meta.offset_) {
     destroy = &destroy_block;
     core = &view;
     view.published_ns_ = meta.published_ns_ != 0 ? meta.published_ns_ : event_core::now_ns();

@@ -47,8 +47,7 @@
 
 namespace agentbus::detail {
 
-/// Default options, shared so that a publish without options builds none.
-inline constexpr publish_options default_publish_options{};
+// default_publish_options (core/event.hpp): a publish without options builds none.
 
 // ---- 1. Who receives it ------------------------------------------------------------------
 
