@@ -483,6 +483,17 @@ class mpmc_queue {
   /// @brief True once close() has been called.
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
 
+  /// @brief Before the queue is shared with any other thread: marks its first `count`
+  /// positions (at most capacity()) as holes, as if that many pushes had given their slots up.
+  /// They count against the capacity until a pop steps over them. For a queue that takes over
+  /// from another one whose `count` elements still wait there: the two together then never
+  /// hold more than this queue's capacity (the mailbox's growing ring). Not thread-safe.
+  void reserve_front(size_type count) noexcept {
+    if (count > capacity_) count = capacity_;
+    for (size_type pos = 0; pos < count; ++pos) slots_[pos].seq.store(hole_seq(pos), std::memory_order_relaxed);
+    enqueue_pos_.store(count, std::memory_order_relaxed);
+  }
+
   // -------------------------------------------------------- observers
 
   /// @brief Number of elements, approximately: exact when no push or pop is
