@@ -653,3 +653,43 @@ TEST_CASE("try_pop_bulk destroys what it moves out of the ring, once", "[queue][
   CHECK(reg.live() == 0);
   CHECK(reg.errors() == 0);
 }
+
+// The mailbox's growing ring (delivery/detail/mailbox.hpp, "Growing") hands over from a small
+// queue to a large one with the small one's elements reserved at the front of the large one.
+TEST_CASE("reserve_front holds positions against the capacity until try_skip_hole frees them", "[queue][mpmc]") {
+  mpmc_queue<int> q(8);
+  q.reserve_front(3);
+  CHECK(q.size_approx() == 3);
+  for (int i = 0; i < 5; ++i) CHECK(q.try_push(i));
+  CHECK_FALSE(q.try_push(99));  // 3 reserved + 5 elements: full
+  CHECK(q.try_skip_hole());     // one reserved position is free again
+  CHECK(q.try_push(5));
+  CHECK_FALSE(q.try_push(99));
+  CHECK(q.try_skip_hole());
+  CHECK(q.try_skip_hole());
+  CHECK_FALSE(q.try_skip_hole());  // the head is an element now: never taken by it
+  CHECK(q.size_approx() == 6);
+  int v = -1;
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(q.try_pop(v));
+    CHECK(v == i);
+  }
+  CHECK_FALSE(q.try_pop(v));
+  CHECK_FALSE(q.try_skip_hole());  // empty
+}
+
+TEST_CASE("a pop steps over reserved positions that were not freed", "[queue][mpmc]") {
+  mpmc_queue<int> q(4);
+  q.reserve_front(4);  // all of it
+  CHECK_FALSE(q.try_push(1));
+  CHECK(q.size_approx() == 4);
+  int v = -1;
+  CHECK_FALSE(q.try_pop(v));  // holes only: nothing to take, and they are released
+  CHECK(q.size_approx() == 0);
+  for (int i = 0; i < 4; ++i) CHECK(q.try_push(i));  // the next lap has the whole ring
+  CHECK_FALSE(q.try_push(4));
+  for (int i = 0; i < 4; ++i) {
+    REQUIRE(q.try_pop(v));
+    CHECK(v == i);
+  }
+}

@@ -40,9 +40,11 @@ struct per_priority {
 /// @brief Settings of a mailbox.
 struct mailbox_options {
   /// Events each priority queue holds (rounded up to a power of two). Memory: a priority's
-  /// queue is allocated by the first event of that priority (an idle mailbox holds none),
-  /// 32 bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB per priority used,
-  /// 97 KiB if all three are. The consumer takes events out in bursts of up to an eighth of
+  /// queue is allocated by the first event of that priority (an idle mailbox holds none) and
+  /// starts at 32 slots (about 2 KiB); when those fill, it grows once to this capacity, 32
+  /// bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB more per priority, 97 KiB
+  /// if all three grow. The bound is exact throughout: the queue never holds more than this,
+  /// and the overflow policy acts when it holds this many. The consumer takes events out in bursts of up to an eighth of
   /// this (64 at most) before handling them, so up to that many more may be waiting for their
   /// handler while the queue itself is full.
   std::size_t capacity = 1024;

@@ -494,6 +494,29 @@ class mpmc_queue {
     enqueue_pos_.store(count, std::memory_order_relaxed);
   }
 
+  /// @brief Steps over the position at the head if it is a hole (one of reserve_front's, or a
+  /// failed push's) and returns true; false when the head holds an element or nothing yet.
+  /// Never takes an element. Thread-safe, like try_pop. The queue that took over from another
+  /// frees one reserved position this way for each element taken out of the other one.
+  bool try_skip_hole() noexcept {
+    size_type pos = dequeue_pos_.load(std::memory_order_relaxed);
+    for (;;) {
+      slot_type& s = slots_[pos & mask_];
+      const std::ptrdiff_t d = distance(s.seq.load(std::memory_order_acquire), full_seq(pos));
+      if (d == 2) {
+        if (dequeue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed)) {
+          release(s, pos);
+          return true;
+        }
+      } else if (d <= 0) {
+        return false;  // an element, or nothing published here yet
+      } else {
+        pos = dequeue_pos_.load(std::memory_order_relaxed);  // another consumer took pos
+      }
+    }
+  }
+
   // -------------------------------------------------------- observers
 
   /// @brief Number of elements, approximately: exact when no push or pop is

@@ -35,9 +35,11 @@
 // the first one to pushes and sends later events to the full one. The consumer takes the
 // first ring's events before any of the full one's, so FIFO per publisher holds across the
 // switch. The bound holds too: the full ring starts with as many positions reserved (holes,
-// mpmc_queue::reserve_front) as the first ring still held, so the two together never hold
-// more than the capacity, and the overflow policies act at exactly the same count. The
-// first ring is kept until the mailbox dies (a publisher may still be failing a push on it).
+// mpmc_queue::reserve_front) as the first ring still held, and each event taken out of the
+// first ring afterwards frees one of them (take_while_growing, credit). So the two together
+// never hold more than the capacity, and the overflow policies act at the same count as with
+// one ring (drop_oldest drops one event per event pushed). The first ring is kept until the
+// mailbox dies (a publisher may still be failing a push on it).
 // The slow paths this adds to publish: one lock and allocation per priority when its first
 // event arrives (queue_for) and once more when that first ring fills (grow).
 
@@ -232,8 +234,7 @@ class mailbox {
         k = take_weighted(taken, want, level);
       } else {
         for (; level < levels; ++level)
-          if (mpmc_queue<mail>* q = take_ring(level); q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
-            break;
+          if ((k = take(level, taken, want)) != 0) break;
       }
       if (k == 0) {
         drained = true;
@@ -418,10 +419,8 @@ class mailbox {
     for (int round = 0; round < 2; ++round) {
       for (level = 0; level < levels; ++level) {
         if (credit_[level] == 0) continue;
-        mpmc_queue<mail>* q = take_ring(level);
-        if (q == nullptr) continue;
         const std::size_t n = want < credit_[level] ? want : credit_[level];
-        if (const std::size_t k = q->try_pop_bulk(taken, n); k != 0) {
+        if (const std::size_t k = take(level, taken, n); k != 0) {
           credit_[level] -= static_cast<std::uint32_t>(k);
           return k;
         }
@@ -465,7 +464,7 @@ class mailbox {
       // capacity_ was checked: only bad_alloc
       auto* fresh = new mpmc_queue<mail>(capacity_ < tuning::mailbox_first_ring ? capacity_ : tuning::mailbox_first_ring);
       // seq_cst, all three: see prepare_sleep
-      queues_[level].store(fresh, std::memory_order_seq_cst);
+      first_rings_[level].store(fresh, std::memory_order_seq_cst);
       take_rings_[level].store(fresh, std::memory_order_seq_cst);
       push_rings_[level].store(fresh, std::memory_order_seq_cst);
       return fresh;
@@ -481,40 +480,59 @@ class mailbox {
   AGENTBUS_NOINLINE mpmc_queue<mail>* grow(std::size_t level) noexcept {
     try {
       std::lock_guard lock(queue_mutex_);
-      if (mpmc_queue<mail>* full = grown_[level].load(std::memory_order_relaxed)) return full;
+      if (mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_relaxed)) return full;
       if (closing_.load(std::memory_order_relaxed)) return nullptr;
       auto full = std::make_unique<mpmc_queue<mail>>(capacity_);  // before anything changes
-      mpmc_queue<mail>* first = queues_[level].load(std::memory_order_relaxed);
-      // Closed first: a push that claimed a slot before the close fills it, and is counted by
+      mpmc_queue<mail>* first = first_rings_[level].load(std::memory_order_relaxed);
+      // Closed first: a push that claimed a slot before the close fills it and is counted by
       // size_approx below (claims before the close are visible to it); later ones fail and
-      // come here. Holes counted too: a bound that is a little conservative for a moment.
+      // come here. The reservation may include the holes of such failed pushes: for a moment
+      // the bound is that many events conservative, never larger.
       first->close();
       full->reserve_front(first->size_approx());
-      // seq_cst: the consumer's take_ring (grown_ before the first ring's claim index) and
-      // prepare_sleep's handshake.
-      grown_[level].store(full.get(), std::memory_order_seq_cst);
+      // Published after the size was read: whoever takes an event out of the first ring after
+      // seeing full_rings_ set took one that was counted, and frees one reserved position
+      // (credit). seq_cst also for prepare_sleep's handshake.
+      full_rings_[level].store(full.get(), std::memory_order_seq_cst);
       push_rings_[level].store(full.get(), std::memory_order_seq_cst);
       return full.release();
     } catch (...) {
-      return grown_[level].load(std::memory_order_acquire);
+      return full_rings_[level].load(std::memory_order_acquire);
     }
   }
 
-  // The ring the consumer takes `level`'s events from: the first ring, and once it has grown
-  // and its last event is taken out, the full one (from then on one load, as before).
-  AGENTBUS_ALWAYS_INLINE mpmc_queue<mail>* take_ring(std::size_t level) noexcept {
+  // Takes up to `want` of `level`'s waiting events into `out` (consumer side); 0 when none is
+  // ready. Until a first ring grows, and after the consumer has moved to the full ring, it is
+  // one bulk pop, as with a single ring.
+  AGENTBUS_ALWAYS_INLINE std::size_t take(std::size_t level, mail* out, std::size_t want) noexcept {
     mpmc_queue<mail>* q = take_rings_[level].load(std::memory_order_acquire);
-    if (AGENTBUS_UNLIKELY(q != nullptr && q->capacity() < capacity_)) return take_ring_after_first(level, q);
-    return q;
+    if (q == nullptr) return 0;
+    if (mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_acquire); AGENTBUS_UNLIKELY(full != nullptr && full != q))
+      return take_while_growing(level, *q, *full, out, want);
+    return q->try_pop_bulk(out, want);
   }
-  AGENTBUS_NOINLINE mpmc_queue<mail>* take_ring_after_first(std::size_t level, mpmc_queue<mail>* first) noexcept {
-    mpmc_queue<mail>* full = grown_[level].load(std::memory_order_seq_cst);
-    // Drained: every push that claimed a slot in the first ring before grow() closed it is
-    // visible here (grow closed it before publishing grown_), so nothing more can appear
-    // there but holes of failed pushes. Any thread may switch (the same value every time).
-    if (full == nullptr || !first->empty_approx()) return first;
-    take_rings_[level].store(full, std::memory_order_seq_cst);
-    return full;
+  // The first ring has grown: its events go first (FIFO per publisher), each freeing one
+  // reserved position of the full ring, so the two rings together stay within the capacity
+  // at every moment and accept exactly as much as one ring of the capacity would. Once it is
+  // drained the consumer moves to the full ring for good. Drained means final: every push that
+  // claimed a slot before grow() closed it is visible to empty_approx (grow closed it before
+  // publishing full_rings_, which we read), later pushes fail.
+  AGENTBUS_NOINLINE std::size_t take_while_growing(std::size_t level, mpmc_queue<mail>& first, mpmc_queue<mail>& full,
+                                                   mail* out, std::size_t want) noexcept {
+    if (!first.empty_approx()) {
+      const std::size_t k = first.try_pop_bulk(out, want);
+      credit(full, k);
+      return k;
+    }
+    take_rings_[level].store(&full, std::memory_order_seq_cst);  // seq_cst: see prepare_sleep
+    return full.try_pop_bulk(out, want);
+  }
+  // `taken` events left the first ring after it grew: as many reserved positions of the full
+  // ring are free again. Stepping over one fails only if a pop of the full ring (drop_oldest,
+  // once the first ring looked empty) already stepped over it: nothing is owed then.
+  static void credit(mpmc_queue<mail>& full, std::size_t taken) noexcept {
+    for (std::size_t i = 0; i < taken && full.try_skip_hole(); ++i) {
+    }
   }
 
   // No event of `level` waits (either ring). seq_cst loads: see prepare_sleep.
@@ -522,24 +540,24 @@ class mailbox {
     const mpmc_queue<mail>* q = take_rings_[level].load(std::memory_order_seq_cst);
     if (q == nullptr) return true;
     if (!q->empty_approx()) return false;
-    const mpmc_queue<mail>* full = grown_[level].load(std::memory_order_seq_cst);
+    const mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_seq_cst);
     return full == nullptr || full == q || full->empty_approx();
   }
-  // Events of `level` waiting (approximate, as size_approx; while a first ring is being
-  // drained, the full ring's reserved positions count too).
+  // Events of `level` waiting (approximate, as size_approx). While a first ring is being
+  // drained, the full ring's reserved positions stand for its events.
   std::size_t level_depth(std::size_t level) const noexcept {
-    const mpmc_queue<mail>* q = take_rings_[level].load(std::memory_order_acquire);
-    if (q == nullptr) return 0;
-    const mpmc_queue<mail>* full = grown_[level].load(std::memory_order_acquire);
-    return q->size_approx() + (full != nullptr && full != q ? full->size_approx() : 0);
+    const mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_acquire);
+    if (full != nullptr) return full->size_approx();
+    const mpmc_queue<mail>* first = first_rings_[level].load(std::memory_order_acquire);
+    return first != nullptr ? first->size_approx() : 0;
   }
 
   // Calls fn on every ring made (per priority the first, then the full one).
   template <class Fn>
   void for_each_ring(Fn&& fn) const {
     for (std::size_t level = 0; level < levels; ++level) {
-      if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire)) fn(*q);
-      if (mpmc_queue<mail>* q = grown_[level].load(std::memory_order_acquire)) fn(*q);
+      if (mpmc_queue<mail>* q = first_rings_[level].load(std::memory_order_acquire)) fn(*q);
+      if (mpmc_queue<mail>* q = full_rings_[level].load(std::memory_order_acquire)) fn(*q);
     }
   }
 
@@ -562,7 +580,7 @@ class mailbox {
   // Takes one event of higher priority than `level`.
   bool pop_above(std::size_t level, mail& m) {
     for (std::size_t i = 0; i < level; ++i)
-      if (mpmc_queue<mail>* q = take_ring(i); q != nullptr && q->try_pop(m)) return true;
+      if (take(i, &m, 1) != 0) return true;
     return false;
   }
 
@@ -602,17 +620,18 @@ class mailbox {
       case overflow::drop_oldest: {
         // The oldest may still be in the first ring, while the full one is being filled.
         const std::size_t level = index_of(ev.priority());
-        mpmc_queue<mail>* older = &q == grown_[level].load(std::memory_order_acquire)
-                                      ? queues_[level].load(std::memory_order_acquire)
+        mpmc_queue<mail>* older = &q == full_rings_[level].load(std::memory_order_acquire)
+                                      ? first_rings_[level].load(std::memory_order_acquire)
                                       : nullptr;
         for (;;) {
           if (q.try_push(m)) return true;
           if (q.closed()) return refuse(undelivered_reason::closed, ev);
           mail old;
-          // Popping the full ring while the first holds events would step over a reserved
-          // position and let the two hold more than the capacity: the first ring's go first.
-          mpmc_queue<mail>& from = older != nullptr && !older->empty_approx() ? *older : q;
-          if (from.try_pop(old)) {
+          // The first ring's events are the oldest: they go first, each freeing its reserved
+          // position in the full ring (credit), so one event is dropped per event pushed.
+          const bool from_first = older != nullptr && !older->empty_approx();
+          if ((from_first ? *older : q).try_pop(old)) {
+            if (from_first) credit(q, 1);
             note(undelivered_reason::dropped_oldest, *old.block->core);
             old.block->release();
           } else {
@@ -756,8 +775,8 @@ class mailbox {
   // then fixed; when the capacity is no larger than a first ring, never made. Publishers push
   // to push_rings_ (the first, then the full one); the consumer takes from take_rings_ (the
   // first until it is drained after growing, then the full one). All freed with the mailbox.
-  std::array<std::atomic<mpmc_queue<mail>*>, levels> queues_{};
-  std::array<std::atomic<mpmc_queue<mail>*>, levels> grown_{};
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> first_rings_{};
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> full_rings_{};
   std::array<std::atomic<mpmc_queue<mail>*>, levels> push_rings_{};
   std::array<std::atomic<mpmc_queue<mail>*>, levels> take_rings_{};
   const std::size_t burst_ = burst_for(capacity_);
