@@ -15,7 +15,8 @@
 //                    counted), and bytes allocated in total while building (churn)
 //   million          1 000 000 subscriptions on distinct topics built and torn down
 //   idle agents      A agents on one 2-thread executor, each subscribed to its own inbox:
-//                    time to create and destroy, live bytes per agent
+//                    time to create and destroy, live bytes per agent, idle and once each
+//                    has received one event (its mailbox then holds a queue)
 //   publish          publish by topic text, rotating over 100 000 topics with one handler
 //                    each (cache misses included), and on one hot topic
 // The baseline is std::unordered_map<std::string, std::vector<std::function<void(const msg&)>>>,
@@ -38,6 +39,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -314,14 +316,21 @@ void agent_rows(bool quick) {
   std::vector<agentbus::subscription> subs;
   agents.reserve(n);
   subs.reserve(n);
+  std::atomic<std::size_t> handled{0};  // the executor's two threads run the handlers
   const heap_mark before;
   auto t0 = clock_type::now();
   for (std::size_t i = 0; i < n; ++i) {
     agents.push_back(std::make_unique<agentbus::agent>(topics[i], pool));
-    subs.push_back(agents.back()->subscribe(bus, topics[i], [](const msg& m) { g_sink += m.value; }));
+    subs.push_back(agents.back()->subscribe(bus, topics[i], [&handled](const msg&) {
+      handled.fetch_add(1, std::memory_order_relaxed);
+    }));
   }
   const double create = seconds_since(t0);
   const heap_mark built;
+  // Then each receives one event (a request, say): its mailbox now holds a queue.
+  for (std::size_t i = 0; i < n; ++i) bus.publish(topics[i], msg{1});
+  while (handled.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const heap_mark used;
   t0 = clock_type::now();
   subs.clear();
   agents.clear();
@@ -330,6 +339,8 @@ void agent_rows(bool quick) {
   add("idle agents", "unsubscribe + destroy", n, destroy * 1e3, "ms");
   add("idle agents", "live bytes/agent", n, double(built.live - before.live) / double(n), "B");
   add("idle agents", "live MB total", n, double(built.live - before.live) / 1e6, "MB");
+  add("idle agents", "bytes/agent after 1 event", n, double(used.live - before.live) / double(n), "B");
+  add("idle agents", "MB after 1 event", n, double(used.live - before.live) / 1e6, "MB");
 }
 
 // ---- publish among many topics ---------------------------------------------------------------
@@ -458,6 +469,8 @@ int main(int argc, char** argv) {
   if (!quick) {
     at_most("1 000 000 subscriptions built (ms)", find("million", "build", 1000000), 2000);
     at_most("100 000 idle agents (MB)", find("idle agents", "live MB total", 100000), 1024);
+    at_most("100 000 agents after one event each (MB)", find("idle agents", "MB after 1 event", 100000),
+            1024);
   }
   fmt::print("\ntargets (same run):\n");
   for (const auto& t : targets)
