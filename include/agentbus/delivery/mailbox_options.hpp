@@ -44,9 +44,9 @@ struct mailbox_options {
   /// starts at 32 slots (about 2 KiB); when those fill, it grows once to this capacity, 32
   /// bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB more per priority, 97 KiB
   /// if all three grow. The bound is exact throughout: the queue never holds more than this,
-  /// and the overflow policy acts when it holds this many. The consumer takes events out in bursts of up to an eighth of
-  /// this (64 at most) before handling them, so up to that many more may be waiting for their
-  /// handler while the queue itself is full.
+  /// and the overflow policy acts when it holds this many. The consumer takes events out in
+  /// bursts of up to an eighth of this (64 at most) before handling them, so up to that many
+  /// more may be waiting for their handler while the queue itself is full.
   std::size_t capacity = 1024;
   agentbus::overflow overflow = overflow::block;  ///< what to do when full (see priority_overflow)
   /// What a full queue of one priority does, where set; unset priorities use `overflow`. Each
