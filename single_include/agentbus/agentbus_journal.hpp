@@ -351,6 +351,13 @@ inline constexpr std::uint32_t pool_prefetch_distance = 8;
 /// in parallel. Measured: consumer cost ~50 -> ~32 ns/event cross-core.
 inline constexpr std::size_t mailbox_burst = 64;
 
+/// Slots of a priority's first ring (delivery/detail/mailbox.hpp: "Memory"); the full ring
+/// (mailbox_options::capacity) is made when it fills. 32 slots are 1 KiB, about 2 KiB with the
+/// queue's indices: 100 000 agents that each received one event hold ~0.2 GB of rings, not the
+/// 3.3 GB of full 1024-slot rings. Streaming traffic fills it within its first 32 events and
+/// then runs on the full ring, as before.
+inline constexpr std::size_t mailbox_first_ring = 32;
+
 /// A publisher on a full mailbox with overflow::block: rounds of waiting for a quarter of the
 /// queue to free up before parking, the first `pause_rounds` with `pauses_per_round` PAUSEs
 /// each, the rest yielding (a consumer may share our core). Waiting for a quarter rather than
@@ -1950,6 +1957,40 @@ class mpmc_queue {
 
   /// @brief True once close() has been called.
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  /// @brief Before the queue is shared with any other thread: marks its first `count`
+  /// positions (at most capacity()) as holes, as if that many pushes had given their slots up.
+  /// They count against the capacity until a pop steps over them. For a queue that takes over
+  /// from another one whose `count` elements still wait there: the two together then never
+  /// hold more than this queue's capacity (the mailbox's growing ring). Not thread-safe.
+  void reserve_front(size_type count) noexcept {
+    if (count > capacity_) count = capacity_;
+    for (size_type pos = 0; pos < count; ++pos) slots_[pos].seq.store(hole_seq(pos), std::memory_order_relaxed);
+    enqueue_pos_.store(count, std::memory_order_relaxed);
+  }
+
+  /// @brief Steps over the position at the head if it is a hole (one of reserve_front's, or a
+  /// failed push's) and returns true; false when the head holds an element or nothing yet.
+  /// Never takes an element. Thread-safe, like try_pop. The queue that took over from another
+  /// frees one reserved position this way for each element taken out of the other one.
+  bool try_skip_hole() noexcept {
+    size_type pos = dequeue_pos_.load(std::memory_order_relaxed);
+    for (;;) {
+      slot_type& s = slots_[pos & mask_];
+      const std::ptrdiff_t d = distance(s.seq.load(std::memory_order_acquire), full_seq(pos));
+      if (d == 2) {
+        if (dequeue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                               std::memory_order_relaxed)) {
+          release(s, pos);
+          return true;
+        }
+      } else if (d <= 0) {
+        return false;  // an element, or nothing published here yet
+      } else {
+        pos = dequeue_pos_.load(std::memory_order_relaxed);  // another consumer took pos
+      }
+    }
+  }
 
   // -------------------------------------------------------- observers
 
@@ -3896,15 +3937,23 @@ static_assert(delivery_kind<synchronous>);
 // is handled or counted and reported, never freed silently with the mailbox.
 //
 // Memory: a priority's queue is allocated by the first event of that priority, not when the
-// mailbox is made. An idle agent's mailbox is then a few hundred bytes instead of three full
-// rings (3 x 1024 slots x 32 B = 96 KiB by default), so 100 000 idle agents fit in a few
-// hundred megabytes; most agents only ever use the normal priority and pay for one ring.
-// Each queue is the same bounded ring as before once it exists, allocated at the full
-// capacity: the bound and the overflow policies are exactly those of mpmc_queue, with no
-// transition during which a mailbox could hold more (a ring that doubles as it fills would
-// hold the old ring's events and the new ring's at once, or need a shared counter on every
-// push). The allocation is the only slow path it adds to publish: one lock and allocation,
-// once per priority per mailbox lifetime (see queue_for).
+// mailbox is made, and it starts small. An idle agent's mailbox is a few hundred bytes
+// instead of three full rings (3 x 1024 slots x 32 B = 96 KiB by default); one that has
+// received a few events holds a first ring of tuning::mailbox_first_ring slots (about 2 KiB
+// with the queue's own indices) instead of 33 KiB. So 100 000 agents that each received a
+// request fit in a few hundred megabytes, not 3.3 GB.
+//
+// Growing: when the first ring fills, a publisher makes the full ring (the capacity), closes
+// the first one to pushes and sends later events to the full one. The consumer takes the
+// first ring's events before any of the full one's, so FIFO per publisher holds across the
+// switch. The bound holds too: the full ring starts with as many positions reserved (holes,
+// mpmc_queue::reserve_front) as the first ring still held, and each event taken out of the
+// first ring afterwards frees one of them (take_while_growing, credit). So the two together
+// never hold more than the capacity, and the overflow policies act at the same count as with
+// one ring (drop_oldest drops one event per event pushed). The first ring is kept until the
+// mailbox dies (a publisher may still be failing a push on it).
+// The slow paths this adds to publish: one lock and allocation per priority when its first
+// event arrives (queue_for) and once more when that first ring fills (grow).
 
 #include <algorithm>
 #include <array>
@@ -4352,11 +4401,13 @@ struct per_priority {
 /// @brief Settings of a mailbox.
 struct mailbox_options {
   /// Events each priority queue holds (rounded up to a power of two). Memory: a priority's
-  /// queue is allocated by the first event of that priority (an idle mailbox holds none),
-  /// 32 bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB per priority used,
-  /// 97 KiB if all three are. The consumer takes events out in bursts of up to an eighth of
-  /// this (64 at most) before handling them, so up to that many more may be waiting for their
-  /// handler while the queue itself is full.
+  /// queue is allocated by the first event of that priority (an idle mailbox holds none) and
+  /// starts at 32 slots (about 2 KiB); when those fill, it grows once to this capacity, 32
+  /// bytes per slot (64-bit) plus about 1 KiB: 1024 slots take 33 KiB more per priority, 97 KiB
+  /// if all three grow. The bound is exact throughout: the queue never holds more than this,
+  /// and the overflow policy acts when it holds this many. The consumer takes events out in
+  /// bursts of up to an eighth of this (64 at most) before handling them, so up to that many
+  /// more may be waiting for their handler while the queue itself is full.
   std::size_t capacity = 1024;
   agentbus::overflow overflow = overflow::block;  ///< what to do when full (see priority_overflow)
   /// What a full queue of one priority does, where set; unset priorities use `overflow`. Each
@@ -5396,14 +5447,13 @@ class mailbox {
     // Whoever destroys the mailbox has unsubscribed its receivers and drained it (agent does:
     // nothing is left). Should anything be, it is still counted and reported, not freed silently.
     mail m;
-    for (auto& slot : queues_)
-      if (mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) {
-        while (q->try_pop(m)) {
-          note(undelivered_reason::discarded, *m.block->core);
-          m.block->release();
-        }
-        delete q;
+    for_each_ring([&](mpmc_queue<mail>& q) {  // per priority the first ring first: FIFO
+      while (q.try_pop(m)) {
+        note(undelivered_reason::discarded, *m.block->core);
+        m.block->release();
       }
+    });
+    for_each_ring([](mpmc_queue<mail>& q) { delete &q; });
     for (receiver* r : retired_) r->destroy(r);
   }
 
@@ -5421,11 +5471,11 @@ class mailbox {
   const mailbox_options& options() const noexcept { return options_; }
   /// Events each priority queue holds.
   std::size_t capacity() const noexcept { return capacity_; }
-  /// Bytes of queue storage allocated so far (rings made by the first event of a priority).
+  /// Bytes of queue storage allocated so far (the rings made since the first event of each
+  /// priority: a small first ring, and the full one once that filled).
   std::size_t queue_bytes() const noexcept {
     std::size_t n = 0;
-    for (auto& slot : queues_)
-      if (slot.load(std::memory_order_acquire)) n += ring_bytes(capacity_);
+    for_each_ring([&n](const mpmc_queue<mail>& q) { n += ring_bytes(q.capacity()); });
     return n;
   }
   /// What one priority's ring takes once allocated (its slots and the queue object).
@@ -5451,9 +5501,16 @@ class mailbox {
     else
       block->add_ref();
     const mail m{r, block};
-    auto& q = *queue;
-    bool ok = q.try_push(m);
-    if (!ok) ok = deliver_full(q, m, ev);
+    mpmc_queue<mail>* q = queue;
+    bool ok = q->try_push(m);
+    if (AGENTBUS_UNLIKELY(!ok)) {
+      if (q->capacity() < capacity_)  // the first ring is full (or another publisher grew it)
+        if (mpmc_queue<mail>* full = grow(index_of(ev.priority()))) {
+          q = full;
+          ok = q->try_push(m);
+        }
+      if (!ok) ok = deliver_full(*q, m, ev);
+    }
     if (!ok) {
       block->release();
       return false;
@@ -5497,10 +5554,8 @@ class mailbox {
       if (weighted_) {
         k = take_weighted(taken, want, level);
       } else {
-        for (; level < queues_.size(); ++level)
-          if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
-              q != nullptr && (k = q->try_pop_bulk(taken, want)) != 0)
-            break;
+        for (; level < levels; ++level)
+          if ((k = take(level, taken, want)) != 0) break;
       }
       if (k == 0) {
         drained = true;
@@ -5545,11 +5600,11 @@ class mailbox {
   }
 
   /// True when nothing is queued (approximate while producers are active). Every load is
-  /// seq_cst (the queue pointers here, the claim index in size_approx): prepare_sleep's
-  /// handshake needs them in the total order.
+  /// seq_cst (the ring pointers, the claim index in size_approx): prepare_sleep's handshake
+  /// needs them in the total order.
   bool empty() const noexcept {
-    for (auto& slot : queues_)
-      if (const mpmc_queue<mail>* q = slot.load(std::memory_order_seq_cst); q != nullptr && !q->empty_approx()) return false;
+    for (std::size_t level = 0; level < levels; ++level)
+      if (!level_empty(level)) return false;
     return true;
   }
 
@@ -5594,8 +5649,7 @@ class mailbox {
     {
       std::lock_guard lock(queue_mutex_);
       closing_.store(true, std::memory_order_seq_cst);
-      for (auto& slot : queues_)
-        if (mpmc_queue<mail>* q = slot.load(std::memory_order_relaxed)) q->close();
+      for_each_ring([](mpmc_queue<mail>& q) { q.close(); });
     }
     closed_.store(true, std::memory_order_seq_cst);
   }
@@ -5651,8 +5705,7 @@ class mailbox {
     s.closed = count(undelivered_reason::closed);
     s.unsubscribed = count(undelivered_reason::unsubscribed);
     if (!drained_.load(std::memory_order_acquire))
-      for (auto& slot : queues_)
-        if (const mpmc_queue<mail>* q = slot.load(std::memory_order_acquire)) s.depth += q->size_approx();
+      for (std::size_t level = 0; level < levels; ++level) s.depth += level_depth(level);
     // Derived rather than counted on the hot path: everything accepted is queued or has an outcome.
     s.queue_bytes = queue_bytes();
     s.queued = s.handled + s.failed + s.expired + s.discarded + s.dropped_oldest + s.unsubscribed + s.depth;
@@ -5685,12 +5738,10 @@ class mailbox {
   // over with acquire/release like the rest of its state).
   std::size_t take_weighted(mail* taken, std::size_t want, std::size_t& level) noexcept {
     for (int round = 0; round < 2; ++round) {
-      for (level = 0; level < queues_.size(); ++level) {
+      for (level = 0; level < levels; ++level) {
         if (credit_[level] == 0) continue;
-        mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire);
-        if (q == nullptr) continue;
         const std::size_t n = want < credit_[level] ? want : credit_[level];
-        if (const std::size_t k = q->try_pop_bulk(taken, n); k != 0) {
+        if (const std::size_t k = take(level, taken, n); k != 0) {
           credit_[level] -= static_cast<std::uint32_t>(k);
           return k;
         }
@@ -5715,7 +5766,7 @@ class mailbox {
   // (counted as closed or rejected, and reported), as publish does not throw for a full
   // mailbox either.
   AGENTBUS_ALWAYS_INLINE mpmc_queue<mail>* queue_for(std::size_t level) noexcept {
-    if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_acquire); AGENTBUS_LIKELY(q != nullptr)) return q;
+    if (mpmc_queue<mail>* q = push_rings_[level].load(std::memory_order_acquire); AGENTBUS_LIKELY(q != nullptr)) return q;
     return make_queue(level);
   }
 
@@ -5729,13 +5780,105 @@ class mailbox {
     // first one's queue. Allocating outside the lock would let losers allocate for nothing.
     try {
       std::lock_guard lock(queue_mutex_);
-      if (mpmc_queue<mail>* q = queues_[level].load(std::memory_order_relaxed)) return q;
+      if (mpmc_queue<mail>* q = push_rings_[level].load(std::memory_order_relaxed)) return q;
       if (closing_.load(std::memory_order_relaxed)) return nullptr;
-      auto* fresh = new mpmc_queue<mail>(capacity_);  // capacity_ was checked: only bad_alloc
-      queues_[level].store(fresh, std::memory_order_seq_cst);  // seq_cst: see prepare_sleep
+      // capacity_ was checked: only bad_alloc
+      auto* fresh = new mpmc_queue<mail>(capacity_ < tuning::mailbox_first_ring ? capacity_ : tuning::mailbox_first_ring);
+      // seq_cst, all three: see prepare_sleep
+      first_rings_[level].store(fresh, std::memory_order_seq_cst);
+      take_rings_[level].store(fresh, std::memory_order_seq_cst);
+      push_rings_[level].store(fresh, std::memory_order_seq_cst);
       return fresh;
     } catch (...) {
-      return queues_[level].load(std::memory_order_acquire);  // out of memory (or the lock failed)
+      return push_rings_[level].load(std::memory_order_acquire);  // out of memory (or the lock failed)
+    }
+  }
+
+  // Slow path, once per priority: the first ring is full (or closed by a publisher that grew
+  // it). Makes the full ring under queue_mutex_ (as make_queue, against close), with the first
+  // ring's events reserved in it, and sends publishers there. Null when the mailbox is closing
+  // or there is no memory: the publisher then applies the overflow policy to the first ring.
+  AGENTBUS_NOINLINE mpmc_queue<mail>* grow(std::size_t level) noexcept {
+    try {
+      std::lock_guard lock(queue_mutex_);
+      if (mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_relaxed)) return full;
+      if (closing_.load(std::memory_order_relaxed)) return nullptr;
+      auto full = std::make_unique<mpmc_queue<mail>>(capacity_);  // before anything changes
+      mpmc_queue<mail>* first = first_rings_[level].load(std::memory_order_relaxed);
+      // Closed first: a push that claimed a slot before the close fills it and is counted by
+      // size_approx below (claims before the close are visible to it); later ones fail and
+      // come here. The reservation may include the holes of such failed pushes: for a moment
+      // the bound is that many events conservative, never larger.
+      first->close();
+      full->reserve_front(first->size_approx());
+      // Published after the size was read: whoever takes an event out of the first ring after
+      // seeing full_rings_ set took one that was counted, and frees one reserved position
+      // (credit). seq_cst also for prepare_sleep's handshake.
+      full_rings_[level].store(full.get(), std::memory_order_seq_cst);
+      push_rings_[level].store(full.get(), std::memory_order_seq_cst);
+      return full.release();
+    } catch (...) {
+      return full_rings_[level].load(std::memory_order_acquire);
+    }
+  }
+
+  // Takes up to `want` of `level`'s waiting events into `out` (consumer side); 0 when none is
+  // ready. Until a first ring grows, and after the consumer has moved to the full ring, it is
+  // one bulk pop, as with a single ring.
+  AGENTBUS_ALWAYS_INLINE std::size_t take(std::size_t level, mail* out, std::size_t want) noexcept {
+    mpmc_queue<mail>* q = take_rings_[level].load(std::memory_order_acquire);
+    if (q == nullptr) return 0;
+    if (mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_acquire); AGENTBUS_UNLIKELY(full != nullptr && full != q))
+      return take_while_growing(level, *q, *full, out, want);
+    return q->try_pop_bulk(out, want);
+  }
+  // The first ring has grown: its events go first (FIFO per publisher), each freeing one
+  // reserved position of the full ring, so the two rings together stay within the capacity
+  // at every moment and accept exactly as much as one ring of the capacity would. Once it is
+  // drained the consumer moves to the full ring for good. Drained means final: every push that
+  // claimed a slot before grow() closed it is visible to empty_approx (grow closed it before
+  // publishing full_rings_, which we read), later pushes fail.
+  AGENTBUS_NOINLINE std::size_t take_while_growing(std::size_t level, mpmc_queue<mail>& first, mpmc_queue<mail>& full,
+                                                   mail* out, std::size_t want) noexcept {
+    if (!first.empty_approx()) {
+      const std::size_t k = first.try_pop_bulk(out, want);
+      credit(full, k);
+      return k;
+    }
+    take_rings_[level].store(&full, std::memory_order_seq_cst);  // seq_cst: see prepare_sleep
+    return full.try_pop_bulk(out, want);
+  }
+  // `taken` events left the first ring after it grew: as many reserved positions of the full
+  // ring are free again. Stepping over one fails only if a pop of the full ring (drop_oldest,
+  // once the first ring looked empty) already stepped over it: nothing is owed then.
+  static void credit(mpmc_queue<mail>& full, std::size_t taken) noexcept {
+    for (std::size_t i = 0; i < taken && full.try_skip_hole(); ++i) {
+    }
+  }
+
+  // No event of `level` waits (either ring). seq_cst loads: see prepare_sleep.
+  bool level_empty(std::size_t level) const noexcept {
+    const mpmc_queue<mail>* q = take_rings_[level].load(std::memory_order_seq_cst);
+    if (q == nullptr) return true;
+    if (!q->empty_approx()) return false;
+    const mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_seq_cst);
+    return full == nullptr || full == q || full->empty_approx();
+  }
+  // Events of `level` waiting (approximate, as size_approx). While a first ring is being
+  // drained, the full ring's reserved positions stand for its events.
+  std::size_t level_depth(std::size_t level) const noexcept {
+    const mpmc_queue<mail>* full = full_rings_[level].load(std::memory_order_acquire);
+    if (full != nullptr) return full->size_approx();
+    const mpmc_queue<mail>* first = first_rings_[level].load(std::memory_order_acquire);
+    return first != nullptr ? first->size_approx() : 0;
+  }
+
+  // Calls fn on every ring made (per priority the first, then the full one).
+  template <class Fn>
+  void for_each_ring(Fn&& fn) const {
+    for (std::size_t level = 0; level < levels; ++level) {
+      if (mpmc_queue<mail>* q = first_rings_[level].load(std::memory_order_acquire)) fn(*q);
+      if (mpmc_queue<mail>* q = full_rings_[level].load(std::memory_order_acquire)) fn(*q);
     }
   }
 
@@ -5752,27 +5895,25 @@ class mailbox {
   // True when a queue of higher priority than `level` holds events.
   bool higher_pending(std::size_t level) const noexcept {
     for (std::size_t i = 0; i < level; ++i)
-      if (const mpmc_queue<mail>* q = queues_[i].load(std::memory_order_acquire); q != nullptr && !q->empty_approx())
-        return true;
+      if (!level_empty(i)) return true;
     return false;
   }
   // Takes one event of higher priority than `level`.
   bool pop_above(std::size_t level, mail& m) {
     for (std::size_t i = 0; i < level; ++i)
-      if (mpmc_queue<mail>* q = queues_[i].load(std::memory_order_acquire); q != nullptr && q->try_pop(m)) return true;
+      if (take(i, &m, 1) != 0) return true;
     return false;
   }
 
   // Fetches the lines of the burst's blocks that the consumer touches: the header (written:
-  // the reference count), the event view and a small payload. Every block spans at least
-  // three lines (header, options and view alone take more than two), so these are all the
-  // block's own.
+  // the reference count), the event view and the start of the payload. Every block spans at
+  // least two lines (header and view alone take 96 bytes), so both are the block's own; a
+  // third could be the next block's, which its publisher may be writing right now.
   static void prefetch(const mail* taken, std::size_t k) noexcept {
     for (std::size_t i = 0; i < k; ++i) {
       const auto* bytes = reinterpret_cast<const char*>(taken[i].block);
       prefetch_for_write(bytes);
       prefetch_for_read(bytes + cache_line_size);
-      prefetch_for_read(bytes + 2 * cache_line_size);
     }
   }
 
@@ -5798,11 +5939,20 @@ class mailbox {
       case overflow::fail: return refuse(undelivered_reason::rejected, ev);
       case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
       case overflow::drop_oldest: {
+        // The oldest may still be in the first ring, while the full one is being filled.
+        const std::size_t level = index_of(ev.priority());
+        mpmc_queue<mail>* older = &q == full_rings_[level].load(std::memory_order_acquire)
+                                      ? first_rings_[level].load(std::memory_order_acquire)
+                                      : nullptr;
         for (;;) {
           if (q.try_push(m)) return true;
           if (q.closed()) return refuse(undelivered_reason::closed, ev);
           mail old;
-          if (q.try_pop(old)) {
+          // The first ring's events are the oldest: they go first, each freeing its reserved
+          // position in the full ring (credit), so one event is dropped per event pushed.
+          const bool from_first = older != nullptr && !older->empty_approx();
+          if ((from_first ? *older : q).try_pop(old)) {
+            if (from_first) credit(q, 1);
             note(undelivered_reason::dropped_oldest, *old.block->core);
             old.block->release();
           } else {
@@ -5940,8 +6090,16 @@ class mailbox {
   const std::string name_;
   const mailbox_options options_;
   const std::size_t capacity_;  // of each queue (a power of two)
-  // high, normal, low; null until the first event of that priority (make_queue), then fixed.
-  std::array<std::atomic<mpmc_queue<mail>*>, 3> queues_{};
+  static constexpr std::size_t levels = 3;  // high, normal, low
+  // Per level (high, normal, low). The first ring: null until the first event of that
+  // priority (make_queue), then fixed. The full ring: null until the first ring fills (grow),
+  // then fixed; when the capacity is no larger than a first ring, never made. Publishers push
+  // to push_rings_ (the first, then the full one); the consumer takes from take_rings_ (the
+  // first until it is drained after growing, then the full one). All freed with the mailbox.
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> first_rings_{};
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> full_rings_{};
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> push_rings_{};
+  std::array<std::atomic<mpmc_queue<mail>*>, levels> take_rings_{};
   const std::size_t burst_ = burst_for(capacity_);
   const std::array<agentbus::overflow, 3> overflow_;  // per level (high, normal, low)
   const std::array<std::uint32_t, 3> weights_;        // per level; all zero: strict
