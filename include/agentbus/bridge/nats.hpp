@@ -127,7 +127,8 @@ struct nats_bridge_stats {
   std::uint64_t requests_timed_out = 0; ///< requests sent that got no reply from NATS before their deadline
   std::size_t requests_waiting = 0;     ///< requests sent and waiting for their reply now
   std::uint64_t requests_received = 0;  ///< NATS requests handed to local servers (import_requests)
-  std::uint64_t replies_sent = 0;       ///< replies (or errors) sent back for them
+  std::uint64_t replies_sent = 0;       ///< replies (or errors) sent back for them (counted once the client took
+                                        ///< one: the requester may see it a moment earlier)
   std::uint64_t replies_not_sent = 0;   ///< replies that could not be sent (connection lost, bridge destroyed)
   bool connected = false;               ///< the connection is up (false while reconnecting or once closed)
 };
