@@ -37,10 +37,12 @@ template <class T>
 inline constexpr std::string_view compiler_type_name_v = compiler_type_name<T>();
 
 /// One object per type; its address is the type's identity. Static data members of class
-/// templates are inline, so every translation unit sees the same address.
+/// templates are inline, so every translation unit sees the same address. Aligned to 2 so that
+/// the lowest bit of a type_id is always clear: a receiver list marks entries with it
+/// (router/detail/receiver.hpp: superseded lists).
 template <class T>
 struct type_tag {
-  static constexpr char id = 0;
+  alignas(2) static constexpr char id = 0;
 };
 
 }  // namespace detail

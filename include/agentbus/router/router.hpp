@@ -240,15 +240,20 @@ class router {
   AGENTBUS_ALWAYS_INLINE publish_result dispatch(receiver_view view, const event<T>& ev) {
     publish_result result;
     result.id = ev.id();
+    constexpr type_id tid = type_id_of<T>();
     const receiver_entry* e = view.begin();
     const receiver_entry* const end = e + view.size();
     for (; e != end; ++e) {
-      if (!deliver_to(*e, ev, result)) continue;
-      // A handler of ours replaced this list: tombstones may now be in the new one only.
-      if (AGENTBUS_UNLIKELY(view.list->superseded())) {
-        ++e;
-        goto superseded;
+      const type_id t = e->type.load(std::memory_order_relaxed);
+      if (AGENTBUS_LIKELY(t == tid)) {
+        call(*e, ev, result);
+        continue;
       }
+      if (t == nullptr) continue;  // a tombstone
+      // A marked entry: the list was superseded (a handler of ours replaced it: tombstones
+      // may now be in the new one only) or is transient.
+      if (AGENTBUS_UNLIKELY(t == marked_type(t))) goto superseded;
+      skip_other_type(t);
     }
     return result;
   superseded:
@@ -258,7 +263,7 @@ class router {
     // a concurrent one on another thread waits for this read section to end). Inline: a call
     // here would make the loop above keep `result` in memory.
     for (; e != end; ++e)
-      if (e->type.load(std::memory_order_relaxed) == nullptr || still_subscribed(view.list, *e))
+      if (e->type.load(std::memory_order_relaxed) != nullptr && still_subscribed(view.list, *e))
         deliver_to(*e, ev, result);
     return result;
   }
@@ -399,16 +404,24 @@ class router {
     retired.clear();
   }
 
-  // One receiver: type check (a tombstone is skipped uncounted), call, count. Returns true
-  // when a handler ran (it may have changed the lists).
+  // One receiver: type check (a tombstone is skipped uncounted; a mark is ignored), call,
+  // count.
   template <class T>
-  AGENTBUS_ALWAYS_INLINE bool deliver_to(const receiver_entry& e, const event<T>& ev, publish_result& result) {
-    constexpr type_id tid = type_id_of<T>();
-    const type_id t = e.type.load(std::memory_order_relaxed);
-    if (AGENTBUS_UNLIKELY(t != tid)) {
-      if (t != nullptr) type_mismatches_.fetch_add(1, std::memory_order_relaxed);
-      return false;
-    }
+  AGENTBUS_ALWAYS_INLINE void deliver_to(const receiver_entry& e, const event<T>& ev, publish_result& result) {
+    const type_id t = unmarked_type(e.type.load(std::memory_order_relaxed));
+    if (AGENTBUS_UNLIKELY(t != type_id_of<T>())) return skip_other_type(t);
+    call(e, ev, result);
+  }
+
+  // An entry whose receiver takes another type: skipped and counted (a tombstone, nullptr, is
+  // skipped uncounted).
+  void skip_other_type(type_id t) noexcept {
+    if (t != nullptr) type_mismatches_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Calls the receiver of an entry known to take T, and counts the outcome.
+  template <class T>
+  AGENTBUS_ALWAYS_INLINE void call(const receiver_entry& e, const event<T>& ev, publish_result& result) {
     try {
       if (AGENTBUS_LIKELY(e.invoke(e.target, ev)))
         ++result.delivered;
@@ -418,7 +431,6 @@ class router {
       if (result.failed != UINT16_MAX) ++result.failed;
       report_failure(ev, e, std::current_exception());
     }
-    return true;
   }
 
   // An asynchronous receiver goes back to its mailbox, which frees it when no queued event

@@ -72,7 +72,8 @@ struct receiver {
 /// entry alone (32 bytes), where a receiver is a separate allocation (104 bytes for a
 /// synchronous one with an empty handler, and its pattern's text when longer than 15 bytes).
 struct receiver_entry {
-  /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted).
+  /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted);
+  /// marked (lowest bit set: see marked_type) once its list is superseded or transient.
   std::atomic<type_id> type;
   receiver::invoke_fn invoke;
   /// The receiver, passed to `invoke`; a compact entry's handler bytes (never dereferenced).
@@ -88,6 +89,19 @@ struct receiver_entry {
   /// The subscription id.
   std::uint64_t id() const noexcept { return key >> 1; }
 };
+
+/// A type id with its lowest bit set (type ids are even: core/event_traits.hpp). Every entry of
+/// a superseded or transient list carries one, so a dispatch over such a list learns it from
+/// the type check it makes anyway, and checks each such entry before calling it (see
+/// receiver_list: "Superseded lists"). One compare per entry instead of a second load and
+/// branch after every call.
+inline type_id marked_type(type_id t) noexcept {
+  return reinterpret_cast<type_id>(reinterpret_cast<std::uintptr_t>(t) | 1);
+}
+/// The type id without the mark.
+inline type_id unmarked_type(type_id t) noexcept {
+  return reinterpret_cast<type_id>(reinterpret_cast<std::uintptr_t>(t) & ~std::uintptr_t{1});
+}
 
 /// A receiver as an entry (the entry's key is its id, not compact).
 inline receiver_entry entry_of(receiver* r) noexcept {
@@ -129,11 +143,12 @@ struct receiver_view {
 /// copy per call.
 ///
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
-/// own thread, after its list was replaced, tombstones the entry in the newest list only; the
-/// dispatch still walking the old one sees that the old list was superseded and from then on
-/// also checks each receiver's `alive` flag (a compact entry, which has no receiver: whether
-/// the newest list still holds it live, found through the successors), so the unsubscribed
-/// handler is not called after unsubscribe returned. (Other threads' unsubscribes wait for
+/// own thread, after its list was replaced, tombstones the entry in the newest list only. The
+/// writer marks every entry of the list it replaces (marked_type), so the dispatch still
+/// walking the old one finds the mark in its type check and from then on also checks each
+/// receiver's `alive` flag (a compact entry, which has no receiver: whether the newest list
+/// still holds it live, found through the successors), so the unsubscribed handler is not
+/// called after unsubscribe returned. (Other threads' unsubscribes wait for
 /// this dispatch to end instead: quiescence. The successors a dispatch follows were retired
 /// after the list it holds, so they are not freed before its read section ends either.)
 class receiver_list {
@@ -172,8 +187,6 @@ class receiver_list {
   AGENTBUS_ALWAYS_INLINE receiver_view view() const noexcept { return {this, shape_.load(std::memory_order_acquire)}; }
   /// The first entry (entries follow the header).
   const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
-  /// Reader side: true once a writer replaced this list (see the class comment).
-  bool superseded() const noexcept { return successor_.load(std::memory_order_relaxed) != nullptr; }
   /// Reader side: true when the newest list of this one's topic (this one, or the last of its
   /// successors) holds the entry with `key` and it is not a tombstone. Call inside a read section.
   /// (Out of line: it is rare, and inlined it costs the dispatch loop a register.)
@@ -231,14 +244,20 @@ class receiver_list {
     out->publish_shape(copied, retaining);
     return out;
   }
-  /// Marks the list replaced by `next` (it is being retired).
+  /// Marks the list replaced by `next` (it is being retired) and each of its entries (a
+  /// dispatch walking it checks them from then on). O(n), like the copy that made `next`.
   void supersede(receiver_list* next) noexcept {
-    if (this != empty()) successor_.store(next, std::memory_order_release);
+    if (this == empty()) return;
+    successor_.store(next, std::memory_order_release);
+    mark_entries();  // a dispatch walking this list checks each entry from now on
   }
   /// Marks a list that no topic holds (resolved for one publish beyond the topic cache): no
   /// unsubscribe can tombstone its entries, so a dispatch over it checks each receiver's
-  /// `alive` after the first call, as over a superseded list. It only ever holds receivers.
-  void mark_transient() noexcept { successor_.store(empty(), std::memory_order_relaxed); }
+  /// `alive`, as over a superseded list. It only ever holds receivers.
+  void mark_transient() noexcept {
+    successor_.store(empty(), std::memory_order_relaxed);
+    mark_entries();
+  }
 
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
@@ -247,6 +266,13 @@ class receiver_list {
   explicit receiver_list(std::size_t capacity) noexcept : capacity_(static_cast<std::uint32_t>(capacity)) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
+
+  void mark_entries() noexcept {
+    receiver_entry* e = entries();
+    for (receiver_entry* end = e + size(); e != end; ++e)
+      if (const type_id t = e->type.load(std::memory_order_relaxed); t != nullptr)
+        e->type.store(marked_type(t), std::memory_order_relaxed);
+  }
 
   // Writes entry number `i` (not yet visible to readers).
   void place(std::size_t i, const receiver_entry& e) noexcept {
