@@ -331,6 +331,9 @@ struct event_block : block_header {
       auto* copy = ::new (static_cast<char*>(raw) + options_offset) publish_options(src);
       copy->source = copy_text(src.source);
       copy->headers = std::span<const header>(headers, src.headers.size());
+      // The key is the caller's text and is not copied: a stored event carries it as a header
+      // (idempotency_header), so the copy keeps no view that dies with the publish call.
+      copy->idempotency_key = {};
       options = copy;
     }
 
