@@ -207,3 +207,53 @@ TEST_CASE("shared_event is shared across threads", "[event][shared][concurrency]
   CHECK(sum == 4000);
   CHECK(sev.use_count() == 1);
 }
+
+TEST_CASE("offered_reference: taken, the publisher's reference is the taker's; not taken, the publisher releases it; offers nest",
+          "[event][shared]") {
+  using agentbus::detail::block_header;
+  using agentbus::detail::offered_reference;
+  using agentbus::detail::reference_offered;
+  using agentbus::detail::take_offered_reference;
+  auto outer = agentbus::shared_event<plain_event>::make("t.outer", agentbus::publish_options{}, plain_event{1});
+  auto inner = agentbus::shared_event<plain_event>::make("t.inner", agentbus::publish_options{}, plain_event{2});
+  auto* outer_block = const_cast<block_header*>(outer->block());
+  auto* inner_block = const_cast<block_header*>(inner->block());
+  CHECK_FALSE(reference_offered(outer_block));
+
+  outer_block->add_ref();  // stands for the publisher's reference
+  {
+    const offered_reference offer(outer_block);
+    CHECK(reference_offered(outer_block));
+    CHECK_FALSE(reference_offered(inner_block));
+  }  // not taken: released here
+  CHECK(outer.use_count() == 1);
+  CHECK_FALSE(reference_offered(outer_block));
+
+  outer_block->add_ref();
+  {
+    const offered_reference offer(outer_block);
+    take_offered_reference();
+    CHECK_FALSE(reference_offered(outer_block));
+  }  // taken: the taker holds it now
+  CHECK(outer.use_count() == 2);
+  outer_block->release();  // the taker lets go
+  CHECK(outer.use_count() == 1);
+
+  // A dispatch inside a receiver offers its own block and gives the outer offer back.
+  outer_block->add_ref();
+  inner_block->add_ref();
+  {
+    const offered_reference offer(outer_block);
+    {
+      const offered_reference nested(inner_block);
+      CHECK(reference_offered(inner_block));
+      CHECK_FALSE(reference_offered(outer_block));
+      take_offered_reference();
+    }
+    CHECK(reference_offered(outer_block));
+  }
+  CHECK(outer.use_count() == 1);  // the outer offer was not taken: released
+  CHECK(inner.use_count() == 2);  // the nested one was
+  inner_block->release();
+  CHECK_FALSE(reference_offered(outer_block));
+}

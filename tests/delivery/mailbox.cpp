@@ -340,6 +340,73 @@ TEST_CASE("an event shared by mailboxes and a synchronous retainer is freed once
   }
 }
 
+TEST_CASE("a topic's only mailbox takes the publisher's reference: each payload freed once, whatever happens to it",
+          "[delivery][mailbox][zero-copy]") {
+  using agentbus::test::tracked;
+  for (const auto policy : {agentbus::overflow::fail, agentbus::overflow::drop_newest, agentbus::overflow::drop_oldest}) {
+    INFO("overflow policy " << static_cast<int>(policy));
+    agentbus::test::lifetime_registry reg;
+    {
+      agentbus::bus bus;
+      agentbus::agent a("a", {.capacity = 4, .overflow = policy});
+      std::vector<agentbus::shared_event<tracked>> kept;
+      auto sub = a.subscribe(bus, "only", [&](const agentbus::event<tracked>& e) { kept.push_back(e.retain()); });
+      auto other = a.subscribe(bus, "other", [](const int&) {});  // a receiver of another type
+      std::size_t refused = 0;
+      for (int i = 0; i < 10; ++i) {
+        const auto r = bus.publish("only", tracked(reg, i));
+        refused += r.rejected;
+      }
+      const auto s = a.stats();
+      CHECK(s.queued - s.dropped_oldest == 4);
+      CHECK(refused + s.dropped_oldest == 6);
+      CHECK(reg.live() == 4);  // refused and dropped ones are freed at once, the queued ones kept
+      bus.publish("other", tracked(reg, 99));  // not taken by a receiver of int: the publisher frees it
+      CHECK(reg.live() == 4);
+      CHECK(a.poll() == 4);
+      REQUIRE(kept.size() == 4);
+      for (const auto& k : kept) CHECK(k.use_count() == 1);  // the queue's reference is gone, no other left
+      CHECK(kept.front().payload().value() == (policy == agentbus::overflow::drop_oldest ? 6 : 0));
+      kept.clear();
+      CHECK(reg.live() == 0);
+
+      // Queued for a subscription that ends before its turn, and left in the queue at stop.
+      bus.publish("only", tracked(reg, 20));
+      sub.unsubscribe();
+      auto again = a.subscribe(bus, "only", [](const tracked&) {});
+      bus.publish("only", tracked(reg, 21));
+      CHECK(reg.live() == 2);
+      a.stop(agentbus::stop_mode::discard);
+      CHECK(reg.live() == 0);
+    }
+    CHECK(reg.errors() == 0);
+    CHECK(reg.live() == 0);
+  }
+}
+
+TEST_CASE("an undelivered hook that publishes to another agent while its own event is refused: both freed once",
+          "[delivery][mailbox][zero-copy]") {
+  using agentbus::test::tracked;
+  agentbus::test::lifetime_registry reg;
+  {
+    agentbus::bus bus;
+    agentbus::agent full("full", {.capacity = 1, .overflow = agentbus::overflow::fail}), spill("spill");
+    auto s1 = full.subscribe(bus, "work", [](const tracked&) {});
+    int spilled = 0;
+    auto s2 = spill.subscribe(bus, "spill", [&](const tracked& t) { spilled += t.value(); });
+    // Runs on the publishing thread, inside the refused publish: a dispatch inside a dispatch.
+    full.on_undelivered([&](const agentbus::undelivered&) { bus.publish("spill", tracked(reg, 5)); });
+    bus.publish("work", tracked(reg, 1));
+    CHECK(bus.publish("work", tracked(reg, 2)).rejected == 1);
+    CHECK(reg.live() == 2);  // the first "work" event and the spilled one are queued; the refused one is gone
+    CHECK(spill.poll() == 1);
+    CHECK(spilled == 5);
+    CHECK(full.poll() == 1);
+    CHECK(reg.live() == 0);
+  }
+  CHECK(reg.errors() == 0);
+}
+
 TEST_CASE("blocks freed by an agent's thread come back to the publisher: no allocation once warm", "[delivery][mailbox][pool][concurrency]") {
   agentbus::bus bus;
   agentbus::agent a("a", {.capacity = 1024});

@@ -17,7 +17,8 @@
 //     delivery/history.hpp).
 //  3. Build the event: on the publisher's stack around a reference to the payload when every
 //     receiver is synchronous (zero copy, no allocation); once in a shared block, the payload
-//     moved in from an rvalue, when some receiver keeps it (publish_retained).
+//     moved in from an rvalue, when some receiver keeps it (publish_retained; a topic's only
+//     receiver may take the publisher's reference to it: core/event.hpp offered_reference).
 //  4. Dispatch: router::dispatch calls each entry's invoke (type check, which also skips
 //     unsubscribed entries; failures counted and reported), which runs a handler or queues
 //     the event.
@@ -92,7 +93,12 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, receiver_view list,
     const T* no_payload = nullptr;
     const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
     if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
-    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    event_block<T>* block = event_block<T>::make(meta, std::forward<P>(payload));
+    if (list.size() == 1) {  // one receiver: it may take our reference (core/event.hpp)
+      const offered_reference offer(block);
+      return r.dispatch(list, block->view);
+    }
+    const shared_event<T> held = adopt_block(block);
     return r.dispatch(list, *held);
   } else {
     throw std::logic_error(

@@ -170,15 +170,20 @@ class mailbox {
     if (AGENTBUS_UNLIKELY(queue == nullptr))  // closed before its first event, or out of memory
       return refuse(closing_.load(std::memory_order_acquire) ? undelivered_reason::closed : undelivered_reason::rejected, ev);
     auto* block = const_cast<block_header*>(ev.block());
-    // A count of 1 is the caller's own reference (whoever dispatches holds one for the whole
-    // dispatch): no other thread holds the block or can take a reference to it, so a plain
-    // store will do. That saves a locked instruction, which would first wait for all the
+    // The publisher offers its own reference when we are the topic's only receiver: the queue
+    // takes it once the event is in, and nobody touches the count (core/event.hpp).
+    const bool offered = reference_offered(block);
+    // Otherwise a count of 1 is the caller's own reference (whoever dispatches holds one for the
+    // whole dispatch): no other thread holds the block or can take a reference to it, so a
+    // plain store will do. That saves a locked instruction, which would first wait for all the
     // stores that built the block to drain. Acquire: if the 1 was left by another mailbox's
     // consumer releasing its reference, its reads of the event happen before whoever frees it.
-    if (block->refs.load(std::memory_order_acquire) == 1)
-      block->refs.store(2, std::memory_order_relaxed);
-    else
-      block->add_ref();
+    if (!offered) {
+      if (block->refs.load(std::memory_order_acquire) == 1)
+        block->refs.store(2, std::memory_order_relaxed);
+      else
+        block->add_ref();
+    }
     const mail m{r, block};
     mpmc_queue<mail>* q = queue;
     bool ok = q->try_push(m);
@@ -191,9 +196,10 @@ class mailbox {
       if (!ok) ok = deliver_full(*q, m, ev);
     }
     if (!ok) {
-      block->release();
+      if (!offered) block->release();  // an offered reference stays the publisher's
       return false;
     }
+    if (offered) take_offered_reference();  // queued: the consumer may free the block from now on
     // The sleep handshake (see prepare_sleep): our claim in try_push was a seq_cst RMW, so
     // this seq_cst load either sees the consumer's flag or the consumer sees our claim.
     if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_acq_rel)) wake_(wake_context_);
