@@ -100,10 +100,12 @@ template <class T>
 inline constexpr std::string_view compiler_type_name_v = compiler_type_name<T>();
 
 /// One object per type; its address is the type's identity. Static data members of class
-/// templates are inline, so every translation unit sees the same address.
+/// templates are inline, so every translation unit sees the same address. Aligned to 2 so that
+/// the lowest bit of a type_id is always clear: a receiver list marks entries with it
+/// (router/detail/receiver.hpp: superseded lists).
 template <class T>
 struct type_tag {
-  static constexpr char id = 0;
+  alignas(2) static constexpr char id = 0;
 };
 
 }  // namespace detail
@@ -634,6 +636,44 @@ struct block_header {
   }
 };
 
+/// The block whose publisher's reference is on offer on this thread (null: none); see
+/// offered_reference.
+inline thread_local const block_header* offered_block = nullptr;
+
+/// Publish side: offers the publisher's own reference to `block` to the one receiver it is
+/// dispatched to, for the scope of that dispatch. A receiver that keeps the event takes it
+/// (take_offered) instead of adding a reference of its own, and the publisher then does not
+/// release it: that release was a locked decrement on a line the consumer is already reading,
+/// the costliest instruction of a publish to a mailbox (85% of publish_retained's samples in
+/// bench/async 1P1A, perf). Not taken (refused, another type, a receiver that adds its own),
+/// the publisher releases it here as before. Nests: a dispatch inside a receiver offers its
+/// own block and restores ours.
+class offered_reference {
+ public:
+  explicit offered_reference(block_header* block) noexcept : block_(block), previous_(offered_block) {
+    offered_block = block;
+  }
+  offered_reference(const offered_reference&) = delete;
+  offered_reference& operator=(const offered_reference&) = delete;
+  ~offered_reference() {
+    // Taken: the block may be freed already; compare the pointer, never read the block.
+    const bool taken = offered_block != block_;
+    offered_block = previous_;
+    if (!taken) block_->release();
+  }
+
+ private:
+  block_header* block_;
+  const block_header* previous_;
+};
+
+/// Receiver side: true when the publisher offers its reference to `block`.
+inline bool reference_offered(const block_header* block) noexcept { return offered_block == block; }
+/// Receiver side: takes the offered reference. Call the moment the block is kept for good
+/// (queued), before anything that can throw: the block may be freed by another thread from
+/// then on, and the publisher no longer releases it.
+inline void take_offered_reference() noexcept { offered_block = nullptr; }
+
 /// The type-independent part of an event. Receivers are type-erased down to this and cast
 /// back to event<T> once the type id has been checked.
 class event_core {
@@ -845,6 +885,9 @@ struct event_block : block_header {
       auto* copy = ::new (static_cast<char*>(raw) + options_offset) publish_options(src);
       copy->source = copy_text(src.source);
       copy->headers = std::span<const header>(headers, src.headers.size());
+      // The key is the caller's text and is not copied: a stored event carries it as a header
+      // (idempotency_header), so the copy keeps no view that dies with the publish call.
+      copy->idempotency_key = {};
       options = copy;
     }
 
@@ -3519,7 +3562,8 @@ struct receiver {
 /// entry alone (32 bytes), where a receiver is a separate allocation (104 bytes for a
 /// synchronous one with an empty handler, and its pattern's text when longer than 15 bytes).
 struct receiver_entry {
-  /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted).
+  /// The receiver's event type; nullptr once unsubscribed (a tombstone, skipped uncounted);
+  /// marked (lowest bit set: see marked_type) once its list is superseded or transient.
   std::atomic<type_id> type;
   receiver::invoke_fn invoke;
   /// The receiver, passed to `invoke`; a compact entry's handler bytes (never dereferenced).
@@ -3535,6 +3579,19 @@ struct receiver_entry {
   /// The subscription id.
   std::uint64_t id() const noexcept { return key >> 1; }
 };
+
+/// A type id with its lowest bit set (type ids are even: core/event_traits.hpp). Every entry of
+/// a superseded or transient list carries one, so a dispatch over such a list learns it from
+/// the type check it makes anyway, and checks each such entry before calling it (see
+/// receiver_list: "Superseded lists"). One compare per entry instead of a second load and
+/// branch after every call.
+inline type_id marked_type(type_id t) noexcept {
+  return reinterpret_cast<type_id>(reinterpret_cast<std::uintptr_t>(t) | 1);
+}
+/// The type id without the mark.
+inline type_id unmarked_type(type_id t) noexcept {
+  return reinterpret_cast<type_id>(reinterpret_cast<std::uintptr_t>(t) & ~std::uintptr_t{1});
+}
 
 /// A receiver as an entry (the entry's key is its id, not compact).
 inline receiver_entry entry_of(receiver* r) noexcept {
@@ -3576,11 +3633,12 @@ struct receiver_view {
 /// copy per call.
 ///
 /// Superseded lists. A handler that unsubscribes another receiver of the same topic, on its
-/// own thread, after its list was replaced, tombstones the entry in the newest list only; the
-/// dispatch still walking the old one sees that the old list was superseded and from then on
-/// also checks each receiver's `alive` flag (a compact entry, which has no receiver: whether
-/// the newest list still holds it live, found through the successors), so the unsubscribed
-/// handler is not called after unsubscribe returned. (Other threads' unsubscribes wait for
+/// own thread, after its list was replaced, tombstones the entry in the newest list only. The
+/// writer marks every entry of the list it replaces (marked_type), so the dispatch still
+/// walking the old one finds the mark in its type check and from then on also checks each
+/// receiver's `alive` flag (a compact entry, which has no receiver: whether the newest list
+/// still holds it live, found through the successors), so the unsubscribed handler is not
+/// called after unsubscribe returned. (Other threads' unsubscribes wait for
 /// this dispatch to end instead: quiescence. The successors a dispatch follows were retired
 /// after the list it holds, so they are not freed before its read section ends either.)
 class receiver_list {
@@ -3619,8 +3677,6 @@ class receiver_list {
   AGENTBUS_ALWAYS_INLINE receiver_view view() const noexcept { return {this, shape_.load(std::memory_order_acquire)}; }
   /// The first entry (entries follow the header).
   const receiver_entry* entries() const noexcept { return reinterpret_cast<const receiver_entry*>(this + 1); }
-  /// Reader side: true once a writer replaced this list (see the class comment).
-  bool superseded() const noexcept { return successor_.load(std::memory_order_relaxed) != nullptr; }
   /// Reader side: true when the newest list of this one's topic (this one, or the last of its
   /// successors) holds the entry with `key` and it is not a tombstone. Call inside a read section.
   /// (Out of line: it is rare, and inlined it costs the dispatch loop a register.)
@@ -3678,14 +3734,20 @@ class receiver_list {
     out->publish_shape(copied, retaining);
     return out;
   }
-  /// Marks the list replaced by `next` (it is being retired).
+  /// Marks the list replaced by `next` (it is being retired) and each of its entries (a
+  /// dispatch walking it checks them from then on). O(n), like the copy that made `next`.
   void supersede(receiver_list* next) noexcept {
-    if (this != empty()) successor_.store(next, std::memory_order_release);
+    if (this == empty()) return;
+    successor_.store(next, std::memory_order_release);
+    mark_entries();  // a dispatch walking this list checks each entry from now on
   }
   /// Marks a list that no topic holds (resolved for one publish beyond the topic cache): no
   /// unsubscribe can tombstone its entries, so a dispatch over it checks each receiver's
-  /// `alive` after the first call, as over a superseded list. It only ever holds receivers.
-  void mark_transient() noexcept { successor_.store(empty(), std::memory_order_relaxed); }
+  /// `alive`, as over a superseded list. It only ever holds receivers.
+  void mark_transient() noexcept {
+    successor_.store(empty(), std::memory_order_relaxed);
+    mark_entries();
+  }
 
  private:
   static constexpr std::uint64_t plain_bit = receiver_view::plain_bit, retaining_bit = receiver_view::retaining_bit;
@@ -3694,6 +3756,13 @@ class receiver_list {
   explicit receiver_list(std::size_t capacity) noexcept : capacity_(static_cast<std::uint32_t>(capacity)) {}
 
   receiver_entry* entries() noexcept { return reinterpret_cast<receiver_entry*>(this + 1); }
+
+  void mark_entries() noexcept {
+    receiver_entry* e = entries();
+    for (receiver_entry* end = e + size(); e != end; ++e)
+      if (const type_id t = e->type.load(std::memory_order_relaxed); t != nullptr)
+        e->type.store(marked_type(t), std::memory_order_relaxed);
+  }
 
   // Writes entry number `i` (not yet visible to readers).
   void place(std::size_t i, const receiver_entry& e) noexcept {
@@ -5146,15 +5215,20 @@ class router {
   AGENTBUS_ALWAYS_INLINE publish_result dispatch(receiver_view view, const event<T>& ev) {
     publish_result result;
     result.id = ev.id();
+    constexpr type_id tid = type_id_of<T>();
     const receiver_entry* e = view.begin();
     const receiver_entry* const end = e + view.size();
     for (; e != end; ++e) {
-      if (!deliver_to(*e, ev, result)) continue;
-      // A handler of ours replaced this list: tombstones may now be in the new one only.
-      if (AGENTBUS_UNLIKELY(view.list->superseded())) {
-        ++e;
-        goto superseded;
+      const type_id t = e->type.load(std::memory_order_relaxed);
+      if (AGENTBUS_LIKELY(t == tid)) {
+        call(*e, ev, result);
+        continue;
       }
+      if (t == nullptr) continue;  // a tombstone
+      // A marked entry: the list was superseded (a handler of ours replaced it: tombstones
+      // may now be in the new one only) or is transient.
+      if (AGENTBUS_UNLIKELY(t == marked_type(t))) goto superseded;
+      skip_other_type(t);
     }
     return result;
   superseded:
@@ -5164,7 +5238,7 @@ class router {
     // a concurrent one on another thread waits for this read section to end). Inline: a call
     // here would make the loop above keep `result` in memory.
     for (; e != end; ++e)
-      if (e->type.load(std::memory_order_relaxed) == nullptr || still_subscribed(view.list, *e))
+      if (e->type.load(std::memory_order_relaxed) != nullptr && still_subscribed(view.list, *e))
         deliver_to(*e, ev, result);
     return result;
   }
@@ -5305,16 +5379,24 @@ class router {
     retired.clear();
   }
 
-  // One receiver: type check (a tombstone is skipped uncounted), call, count. Returns true
-  // when a handler ran (it may have changed the lists).
+  // One receiver: type check (a tombstone is skipped uncounted; a mark is ignored), call,
+  // count.
   template <class T>
-  AGENTBUS_ALWAYS_INLINE bool deliver_to(const receiver_entry& e, const event<T>& ev, publish_result& result) {
-    constexpr type_id tid = type_id_of<T>();
-    const type_id t = e.type.load(std::memory_order_relaxed);
-    if (AGENTBUS_UNLIKELY(t != tid)) {
-      if (t != nullptr) type_mismatches_.fetch_add(1, std::memory_order_relaxed);
-      return false;
-    }
+  AGENTBUS_ALWAYS_INLINE void deliver_to(const receiver_entry& e, const event<T>& ev, publish_result& result) {
+    const type_id t = unmarked_type(e.type.load(std::memory_order_relaxed));
+    if (AGENTBUS_UNLIKELY(t != type_id_of<T>())) return skip_other_type(t);
+    call(e, ev, result);
+  }
+
+  // An entry whose receiver takes another type: skipped and counted (a tombstone, nullptr, is
+  // skipped uncounted).
+  void skip_other_type(type_id t) noexcept {
+    if (t != nullptr) type_mismatches_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Calls the receiver of an entry known to take T, and counts the outcome.
+  template <class T>
+  AGENTBUS_ALWAYS_INLINE void call(const receiver_entry& e, const event<T>& ev, publish_result& result) {
     try {
       if (AGENTBUS_LIKELY(e.invoke(e.target, ev)))
         ++result.delivered;
@@ -5324,7 +5406,6 @@ class router {
       if (result.failed != UINT16_MAX) ++result.failed;
       report_failure(ev, e, std::current_exception());
     }
-    return true;
   }
 
   // An asynchronous receiver goes back to its mailbox, which frees it when no queued event
@@ -5481,15 +5562,20 @@ class mailbox {
     if (AGENTBUS_UNLIKELY(queue == nullptr))  // closed before its first event, or out of memory
       return refuse(closing_.load(std::memory_order_acquire) ? undelivered_reason::closed : undelivered_reason::rejected, ev);
     auto* block = const_cast<block_header*>(ev.block());
-    // A count of 1 is the caller's own reference (whoever dispatches holds one for the whole
-    // dispatch): no other thread holds the block or can take a reference to it, so a plain
-    // store will do. That saves a locked instruction, which would first wait for all the
+    // The publisher offers its own reference when we are the topic's only receiver: the queue
+    // takes it once the event is in, and nobody touches the count (core/event.hpp).
+    const bool offered = reference_offered(block);
+    // Otherwise a count of 1 is the caller's own reference (whoever dispatches holds one for the
+    // whole dispatch): no other thread holds the block or can take a reference to it, so a
+    // plain store will do. That saves a locked instruction, which would first wait for all the
     // stores that built the block to drain. Acquire: if the 1 was left by another mailbox's
     // consumer releasing its reference, its reads of the event happen before whoever frees it.
-    if (block->refs.load(std::memory_order_acquire) == 1)
-      block->refs.store(2, std::memory_order_relaxed);
-    else
-      block->add_ref();
+    if (!offered) {
+      if (block->refs.load(std::memory_order_acquire) == 1)
+        block->refs.store(2, std::memory_order_relaxed);
+      else
+        block->add_ref();
+    }
     const mail m{r, block};
     mpmc_queue<mail>* q = queue;
     bool ok = q->try_push(m);
@@ -5502,9 +5588,10 @@ class mailbox {
       if (!ok) ok = deliver_full(*q, m, ev);
     }
     if (!ok) {
-      block->release();
+      if (!offered) block->release();  // an offered reference stays the publisher's
       return false;
     }
+    if (offered) take_offered_reference();  // queued: the consumer may free the block from now on
     // The sleep handshake (see prepare_sleep): our claim in try_push was a seq_cst RMW, so
     // this seq_cst load either sees the consumer's flag or the consumer sees our claim.
     if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_acq_rel)) wake_(wake_context_);
@@ -6472,7 +6559,8 @@ class subscription_set {
 //     delivery/history.hpp).
 //  3. Build the event: on the publisher's stack around a reference to the payload when every
 //     receiver is synchronous (zero copy, no allocation); once in a shared block, the payload
-//     moved in from an rvalue, when some receiver keeps it (publish_retained).
+//     moved in from an rvalue, when some receiver keeps it (publish_retained; a topic's only
+//     receiver may take the publisher's reference to it: core/event.hpp offered_reference).
 //  4. Dispatch: router::dispatch calls each entry's invoke (type check, which also skips
 //     unsubscribed entries; failures counted and reported), which runs a handler or queues
 //     the event.
@@ -6597,7 +6685,12 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, receiver_view list,
     const T* no_payload = nullptr;
     const event_core meta(no_payload, topic, options, id, deadline_from(options), nullptr, offset);
     if (published_ns != 0) offset_setter::set_published(meta, published_ns);  // the time the journal recorded
-    const shared_event<T> held = adopt_block(event_block<T>::make(meta, std::forward<P>(payload)));
+    event_block<T>* block = event_block<T>::make(meta, std::forward<P>(payload));
+    if (list.size() == 1) {  // one receiver: it may take our reference (core/event.hpp)
+      const offered_reference offer(block);
+      return r.dispatch(list, block->view);
+    }
+    const shared_event<T> held = adopt_block(block);
     return r.dispatch(list, *held);
   } else {
     throw std::logic_error(
