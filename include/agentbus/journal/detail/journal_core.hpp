@@ -517,7 +517,10 @@ class journal_core final : public segment_source {
         } else if (p) {
           p->discard_prepared();
         }
-        if (!prepared_) bg_cv_.wait_for(lock, std::chrono::seconds(1));  // could not: retry later, not in a loop
+        // Could not: retry later, not in a loop. bg_stop_ is checked under the lock that the
+        // wait releases: a shutdown that came while we were creating the segment (its notify
+        // then woke nobody) must not wait out the second.
+        if (!prepared_ && !bg_stop_) bg_cv_.wait_for(lock, std::chrono::seconds(1));
         continue;
       }
       // The write window just ahead of the writer (durability never/interval only: with
@@ -543,6 +546,10 @@ class journal_core final : public segment_source {
         }
         continue;
       }
+      // A shutdown while the lock was released above (in a step that found nothing to do)
+      // notified nobody: without this check the wait below would outlast it (for ever with no
+      // write window). Checked under the lock the wait releases, so no notify can slip between.
+      if (bg_stop_) break;
       // With a write window, also wake up now and then: a flush may have write-protected it.
       if (write_window_) bg_cv_.wait_for(lock, std::chrono::milliseconds(20));
       else bg_cv_.wait(lock);
