@@ -34,7 +34,6 @@
 #include "agentbus/core/result.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/router/detail/pattern_trie.hpp"
-#include "agentbus/detail/sync/light_mutex.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/router/detail/registry.hpp"
@@ -467,7 +466,7 @@ class router {
   }
 
  private:
-  mutable light_mutex mutex_;  // writers only; never held while a handler runs (detail/sync/light_mutex.hpp)
+  mutable std::mutex mutex_;  // writers only; never held while a handler runs
   topic_table table_;
   pattern_trie trie_;
   topic_index index_;
