@@ -264,13 +264,22 @@ int main(int argc, char** argv) {
     if (!ns.count(a) || !ns.count(b)) return;
     const double t = ns[a] / ns[b];
     std::string ir;
-    if (instr.count(a) && instr.count(b)) ir = fmt::format(", instructions {:.2f}x", instr[a] / instr[b]);
-    fmt::print("  {:<52} {:.2f}x (target {} {:.1f}x){} {}\n", what, t, at_most ? "<=" : ">=", limit, ir,
-               (at_most ? t <= limit : t >= limit) ? "ok" : "MISSED");
+    if (instr.count(a) && instr.count(b)) ir = fmt::format(" (instructions {:.2f}x)", instr[a] / instr[b]);
+    fmt::print("  {:<52} {:.2f}x (target {} {:.1f}x, time) {}{}\n", what, t, at_most ? "<=" : ">=", limit,
+               (at_most ? t <= limit : t >= limit) ? "ok" : "MISSED", ir);
+  };
+  // Instruction targets (issue "Scale", item 6): judged on callgrind's counts, so only with
+  // --callgrind; the time ratios above them are the older wall-clock targets.
+  auto instr_line = [&](const char* what, const std::string& a, const std::string& b, double limit) {
+    if (!instr.count(a) || !instr.count(b)) return;
+    const double r = instr[a] / instr[b];
+    fmt::print("  {:<52} {:.2f}x (target <= {:.1f}x, instructions) {}\n", what, r, limit, r <= limit ? "ok" : "MISSED");
   };
   fmt::print("\ntargets (same run):\n");
   ratio_line("channel/1 vs std::function/1", "channel/1", "function/1", 2.0, true);
   ratio_line("channel/10 vs std::function/10", "channel/10", "function/10", 1.5, true);
+  instr_line("channel/1 vs std::function/1", "channel/1", "function/1", 2.0);
+  instr_line("channel/10 vs std::function/10", "channel/10", "function/10", 1.3);
   for (const char* kind : {"channel", "topic", "string", "wildcard"})
     for (int n : {1, 10}) {
       const std::string a = fmt::format("signals2/{}", n), b = fmt::format("{}/{}", kind, n);
