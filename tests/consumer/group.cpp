@@ -91,6 +91,33 @@ TEST_CASE("a member that leaves returns what it holds at once, attempts kept") {
   CHECK(group.info().pending == 0);
 }
 
+TEST_CASE("an event whose members leave with it is dead-lettered after max_deliver, not retried for ever") {
+  agentbus::manual_clock clock;
+  group_bus bus;
+  std::vector<std::string> reasons;
+  auto dlq = bus.subscribe("$dlq.>", [&](const agentbus::event<task>& ev) {
+    reasons.emplace_back(ev.header_value(agentbus::dead_letter_header::reason).value_or("(none)"));
+  });
+  bus.publish("work.x", task{7});
+  auto options = agentbus::test::exact_timing(clock);
+  options.max_deliver = 2;
+  agentbus::consumer_group<task> group(bus, "workers", "work.>", options);
+  std::vector<std::uint32_t> attempts;
+  for (int i = 0; i < 5; ++i) {  // each member takes the event, still works on it, and leaves
+    auto member = group.join("m" + std::to_string(i));
+    (void)member.poll([&](const agentbus::delivered<task>& d) {
+      attempts.push_back(d.attempt());
+      (void)d.defer();
+    });
+  }
+  CHECK(attempts == std::vector<std::uint32_t>{1, 2});
+  REQUIRE(reasons.size() == 1);
+  CHECK(reasons[0].find("max_deliver: 2 attempts") == 0);
+  CHECK(reasons[0].find("left") != std::string::npos);
+  CHECK(group.info().dead_lettered == 1);
+  CHECK(group.info().pending == 0);
+}
+
 TEST_CASE("polling through a member that left is refused") {
   group_bus bus;
   agentbus::consumer_group<task> group(bus, "workers", "work.>");
@@ -98,6 +125,29 @@ TEST_CASE("polling through a member that left is refused") {
   m.leave();
   CHECK_FALSE(m.joined());
   CHECK(m.poll([](const agentbus::delivered<task>&) {}) == 0);
+}
+
+TEST_CASE("members join and leave on one thread while another member polls", "[concurrency]") {
+  // A poll looked its member up in the group's member list outside the mutex, while a join
+  // appending to it could reallocate the list's index (ThreadSanitizer saw the race).
+  group_bus bus;
+  agentbus::consumer_group<task> group(bus, "workers", "work.>");
+  auto worker = group.join("worker");
+  std::atomic<bool> done{false};
+  std::thread churn([&] {
+    for (int i = 0; i < 20000; ++i) (void)group.join("passer-by");  // joins and leaves at once
+    done = true;
+  });
+  std::uint64_t published = 0, handled = 0;
+  while (!done.load()) {
+    bus.publish("work.x", task{published++});
+    handled += worker.poll([](const agentbus::delivered<task>&) {});
+  }
+  churn.join();
+  for (std::size_t n; (n = worker.poll([](const agentbus::delivered<task>&) {})) > 0;) handled += n;
+  CHECK(handled == published);
+  CHECK(group.info().acked == published);
+  CHECK(group.info().members == 1);
 }
 
 TEST_CASE("four members and two publishers: every event acked exactly once", "[concurrency]") {

@@ -234,23 +234,33 @@ class consumer_engine final : public consumer_core<T>,
     return static_cast<member_id>(members_.size() - 1);
   }
 
-  /// The member's deliveries that are out go back to the group, due now (their attempt counts).
+  /// The member's deliveries that are out go back to the group, due now (their attempt counts),
+  /// or to the dead-letter topic when they have had max_deliver attempts: the attempt the member
+  /// took away is a failed one, as when its ack deadline passes.
   void leave(member_id id) override {
-    std::lock_guard lock(mutex_);
-    if (id >= members_.size() || !members_[id].live) return;
-    members_[id].live = false;
-    --live_members_;
-    const time_point now = clock_.now();
-    for (entry& e : pending_)
-      if (e.state == entry_state::out && e.member == id) {
+    std::vector<dead_letter> dead;
+    {
+      std::lock_guard lock(mutex_);
+      if (id >= members_.size() || !members_[id].live) return;
+      members_[id].live = false;
+      --live_members_;
+      const time_point now = clock_.now();
+      for (entry& e : pending_) {
+        if (e.state != entry_state::out || e.member != id) continue;
+        if (exhausted(e)) {
+          kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one's member left without settling it",
+               dead);
+          continue;
+        }
         e.state = entry_state::waiting;
         e.when = now;
         push_timer(e);
       }
-    wake_.notify_all();
+      dirty_ = true;
+      wake_.notify_all();
+    }
+    publish_dead(dead);
   }
-
-  const std::string& member_name(member_id id) const { return members_[id].name; }
 
   /// Hands out up to `max` due redeliveries and new events to member `id`, runs `handler` on
   /// each on this thread, settles them. Returns how many were handled.
@@ -258,8 +268,12 @@ class consumer_engine final : public consumer_core<T>,
     check_member(id);
     std::vector<handout> batch;
     std::vector<dead_letter> dead;
+    std::string_view member_name;
     {
       std::lock_guard lock(mutex_);
+      // Looked up under the mutex: the element stays where it is, but operator[] reads the
+      // deque's block map, which a join on another thread may reallocate.
+      member_name = members_[id].name;
       const time_point now = clock_.now();
       take_due(id, now, max, batch, dead);
       take_new(id, now, max, batch, dead);
@@ -272,7 +286,6 @@ class consumer_engine final : public consumer_core<T>,
     std::vector<std::pair<std::uint64_t, std::uint32_t>> acks;
     acks.reserve(batch.size());
     std::vector<settlement> others;
-    const std::string_view member_name = members_[id].name;
     for (handout& h : batch) {
       delivered<T> d(*h.event, h.offset, h.attempt, h.first, name_, member_name, self_);
       try {
@@ -547,9 +560,14 @@ class consumer_engine final : public consumer_core<T>,
   }
 
   // The ack deadline of an attempt that is out passed: that attempt failed.
+  // The event has had every attempt max_deliver allows (0: no limit).
+  bool exhausted(const entry& e) const noexcept {
+    return options_.max_deliver != 0 && e.attempts >= options_.max_deliver;
+  }
+
   void expire(entry& e, std::vector<dead_letter>& dead) {
     ++counters_.ack_timeouts;
-    if (options_.max_deliver != 0 && e.attempts >= options_.max_deliver) {
+    if (exhausted(e)) {
       kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one not settled within ack_wait",
            dead);
       return;
@@ -598,6 +616,10 @@ class consumer_engine final : public consumer_core<T>,
       if (e->delayed) {  // its due time came: a first delivery
         e->delayed = false;
         --delayed_;
+      }
+      if (exhausted(*e)) {  // every path that makes an entry due checks first; this one never lets it past
+        kill(*e, "max_deliver: " + std::to_string(e->attempts) + " attempts, none settled", dead);
+        continue;
       }
       ++e->attempts;
       hand_out(*e, id, now, batch, /*fresh=*/false);
@@ -821,7 +843,8 @@ class consumer_engine final : public consumer_core<T>,
   std::size_t delayed_ = 0;    // of those, delayed events not due yet
   std::deque<batch_deadline> deadlines_;
   std::vector<timer> timers_;
-  std::deque<member> members_;  // stable addresses: a poll reads its member's name outside the mutex
+  std::deque<member> members_;  // stable addresses: a poll looks its member up under the mutex, then
+                                // reads the name outside it while a join may append
   std::size_t live_members_ = 0;
   std::optional<cursor_file> file_;
   std::optional<restored_state> restored_;
