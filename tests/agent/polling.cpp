@@ -79,3 +79,29 @@ TEST_CASE("run_until returns once the predicate holds, or false at the timeout",
   CHECK(handled == 5);
   CHECK_FALSE(a.run_until([&] { return handled == 6; }, 10ms));
 }
+
+TEST_CASE("stop() on another thread ends a waiting run_for or run_until at once, not at its timeout",
+          "[agent][poll][concurrency]") {
+  // stop() closed the mailbox but woke nobody: a run_for(5s) waiting for events held the pump
+  // until its timeout, and stop() waited for the pump as long.
+  for (const bool until : {false, true}) {
+    agentbus::bus bus;
+    agentbus::agent a("loop");
+    auto sub = bus.subscribe("t.x", [](const int&) {}, agentbus::async(a));
+    std::atomic<bool> stopped{false};
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(20ms);  // the pump is waiting by then (a late stop is as good: it returns at once)
+      a.stop();
+      stopped = true;
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    if (until)
+      CHECK_FALSE(a.run_until([] { return false; }, 30s));
+    else
+      CHECK(a.run_for(30s) == 0);
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    stopper.join();
+    CHECK(stopped);
+    CHECK(waited < 10s);  // 30 s before the fix; well under a second here
+  }
+}

@@ -113,6 +113,9 @@ class agent final : detail::schedulable {
         finish(how);
         break;
       case mode::pumped: {
+        // A run_for / run_until waiting on another thread holds the pump: wake it (it sees the
+        // close and returns) rather than wait for its timeout.
+        if (box_.try_claim()) wake(this);
         std::lock_guard pump(pump_mutex_);
         finish(how);
         break;
