@@ -125,6 +125,43 @@ TEST_CASE("request/reply: a throwing server answers server_failed, a dropped res
   }
 }
 
+TEST_CASE("request/reply: a server that takes its responder by value and throws answers server_failed", "[reply]") {
+  // The by-value responder is destroyed by the exception before serve() sees it, and its
+  // destructor used to answer abandoned, losing the exception's text.
+  agentbus::bus bus;
+  auto failing = agentbus::serve<quote_request, quote>(
+      bus, "pricing.fail", [](const quote_request&, agentbus::responder<quote>) { throw std::runtime_error("database down"); });
+  auto failing_event = agentbus::serve<quote_request, quote>(
+      bus, "pricing.fail_event",
+      [](const agentbus::event<quote_request>&, agentbus::responder<quote>) { throw std::runtime_error("disk full"); });
+  for (const auto& [topic, text] : {std::pair{"pricing.fail", "database down"}, std::pair{"pricing.fail_event", "disk full"}}) {
+    try {
+      (void)agentbus::request<quote>(bus, topic, quote_request{"X"}, 1s).get();
+      FAIL("expected server_failed");
+    } catch (const agentbus::request_error& e) {
+      CHECK(e.code() == agentbus::request_errc::server_failed);
+      CHECK(std::string(e.what()).find(text) != std::string::npos);
+    }
+  }
+  // A handler that catches its own exception after its responder was destroyed by it: the
+  // request is abandoned, as for any responder dropped without a reply.
+  auto caught = agentbus::serve<quote_request, quote>(
+      bus, "pricing.caught", [](const quote_request&, agentbus::responder<quote> answer) {
+        try {
+          const agentbus::responder<quote> inner(std::move(answer));
+          throw std::runtime_error("inner");
+        } catch (const std::exception&) {  // handled here: serve() sees no exception
+        }
+      });
+  try {
+    (void)agentbus::request<quote>(bus, "pricing.caught", quote_request{"X"}, 1s).get();
+    FAIL("expected abandoned");
+  } catch (const agentbus::request_error& e) {
+    CHECK(e.code() == agentbus::request_errc::abandoned);
+  }
+  CHECK(bus.stats().handler_failures == 2);  // the two that threw out of their handlers
+}
+
 TEST_CASE("request/reply: the first reply wins, cancel releases the request", "[reply]") {
   agentbus::bus bus;
   auto a = agentbus::serve<quote_request, quote>(bus, "pricing.multi", [](const quote_request&) { return quote{"a", 1}; });
