@@ -72,7 +72,10 @@ namespace agentbus {
 struct reply_stats {
   std::uint64_t requests = 0;            ///< requests published
   std::uint64_t replies = 0;             ///< replies a requester accepted
-  std::uint64_t late_replies = 0;        ///< replies that came after the request was done (timed out, answered, cancelled)
+  /// replies that came after the request was done (timed out, answered, cancelled), from a
+  /// responder made while it was still waiting; a responder made after it ended (a server
+  /// whose mailbox held the request past its end) finds no request and is not counted
+  std::uint64_t late_replies = 0;
   std::uint64_t timeouts = 0;            ///< requests that reached their deadline without a reply
   std::uint64_t wrong_type_replies = 0;  ///< replies of another type than the requester expected
   std::uint64_t callback_failures = 0;   ///< request callbacks that threw (the exception is swallowed)
