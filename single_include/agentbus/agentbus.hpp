@@ -7881,6 +7881,9 @@ class agent final : detail::schedulable {
         finish(how);
         break;
       case mode::pumped: {
+        // A run_for / run_until waiting on another thread holds the pump: wake it (it sees the
+        // close and returns) rather than wait for its timeout.
+        if (box_.try_claim()) wake(this);
         std::lock_guard pump(pump_mutex_);
         finish(how);
         break;
@@ -8714,7 +8717,10 @@ namespace agentbus {
 struct reply_stats {
   std::uint64_t requests = 0;            ///< requests published
   std::uint64_t replies = 0;             ///< replies a requester accepted
-  std::uint64_t late_replies = 0;        ///< replies that came after the request was done (timed out, answered, cancelled)
+  /// replies that came after the request was done (timed out, answered, cancelled), from a
+  /// responder made while it was still waiting; a responder made after it ended (a server
+  /// whose mailbox held the request past its end) finds no request and is not counted
+  std::uint64_t late_replies = 0;
   std::uint64_t timeouts = 0;            ///< requests that reached their deadline without a reply
   std::uint64_t wrong_type_replies = 0;  ///< replies of another type than the requester expected
   std::uint64_t callback_failures = 0;   ///< request callbacks that threw (the exception is swallowed)
@@ -9246,8 +9252,61 @@ gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request
 
 namespace agentbus {
 
+template <class Rep>
+class responder;
+
+namespace detail {
+
+/// A responder that serve() handed to its handler, kept aside when the handler's exception
+/// destroys it (a handler taking its responder by value): serve() then answers server_failed
+/// with the exception's text, not the abandoned that the destructor would send. One per
+/// serve() call on this thread's stack (nesting: a handler that serves a request inline).
+class serve_rescue {
+ public:
+  template <class Rep>
+  explicit serve_rescue(const responder<Rep>& handed) noexcept : expected_(handed.state_.get()), outer_(current()) {
+    current() = this;
+  }
+  serve_rescue(const serve_rescue&) = delete;
+  serve_rescue& operator=(const serve_rescue&) = delete;
+  /// Abandons what it kept when no exception reached serve() (the handler caught its own).
+  ~serve_rescue() {
+    current() = outer_;
+    if (auto state = std::move(kept_)) try {
+        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
+      } catch (...) {  // allocating the text failed: the requester times out instead
+      }
+  }
+  /// Answers the kept request with server_failed; false when nothing was kept.
+  bool fail(const std::string& what) {
+    auto state = std::move(kept_);
+    if (!state) return false;
+    state->fail(request_errc::server_failed, what);
+    return true;
+  }
+  /// From a responder's destructor during unwinding: keeps `state` when it is this serve()'s.
+  static bool keep(std::shared_ptr<pending_reply>& state) noexcept {
+    serve_rescue* r = current();
+    if (r == nullptr || r->expected_ != state.get() || r->kept_) return false;
+    r->kept_ = std::move(state);
+    return true;
+  }
+
+ private:
+  static serve_rescue*& current() noexcept {
+    static thread_local serve_rescue* top = nullptr;
+    return top;
+  }
+  const pending_reply* expected_;
+  serve_rescue* outer_;
+  std::shared_ptr<pending_reply> kept_;
+};
+
+}  // namespace detail
+
 /// @brief Replies to one request, once: move-only; usable from any thread. Destroying it
-/// without replying answers the request with request_errc::abandoned.
+/// without replying answers the request with request_errc::abandoned (but a responder that
+/// serve() gave a handler, destroyed by the handler's exception, answers server_failed).
 template <class Rep>
 class responder {
  public:
@@ -9255,7 +9314,7 @@ class responder {
   /// that is not a request id makes a responder whose replies go nowhere).
   explicit responder(std::uint64_t request_id) : state_(detail::reply_table::instance().find(request_id)) {}
   /// @brief Takes over `other`'s request; `other` replies nowhere.
-  responder(responder&&) noexcept = default;
+  responder(responder&& other) noexcept : state_(std::move(other.state_)) {}
   /// @brief Abandons this responder's own request (if unanswered), then takes over `other`'s.
   responder& operator=(responder&& other) noexcept {
     if (this != &other) {
@@ -9266,7 +9325,12 @@ class responder {
   }
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
-  ~responder() { abandon(); }
+  ~responder() {
+    // Destroyed by an exception thrown after this responder was made: serve() may answer
+    // server_failed for it (detail::serve_rescue) instead.
+    if (state_ && std::uncaught_exceptions() > exceptions_at_birth_ && detail::serve_rescue::keep(state_)) return;
+    abandon();
+  }
 
   /// @brief Sends the reply (moved to the requester, never copied). Returns false when it
   /// went nowhere: the request was answered already, timed out, was cancelled, or this
@@ -9303,7 +9367,9 @@ class responder {
       } catch (...) {  // allocating the text failed: the requester times out instead
       }
   }
+  friend class detail::serve_rescue;
   std::shared_ptr<detail::pending_reply> state_;
+  int exceptions_at_birth_ = std::uncaught_exceptions();
 };
 
 namespace detail {
@@ -9342,6 +9408,7 @@ template <class Req, class Rep, class Bus, class F, class... With>
         pattern,
         [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
           responder<Rep> answer(ev.correlation_id());
+          detail::serve_rescue rescue(answer);
           try {
             if constexpr (std::is_invocable_v<decltype(h)&, const event<Req>&, responder<Rep>>)
               h(ev, std::move(answer));
@@ -9352,7 +9419,11 @@ template <class Req, class Rep, class Bus, class F, class... With>
             else
               answer.reply(h(ev.payload()));
           } catch (...) {
-            if (answer.pending()) answer.fail(detail::what_of(std::current_exception()));
+            const std::string what = detail::what_of(std::current_exception());
+            if (answer.pending())
+              answer.fail(what);
+            else
+              (void)rescue.fail(what);  // the handler's own responder, destroyed by this exception
             throw;  // the bus counts and reports it too
           }
         },
