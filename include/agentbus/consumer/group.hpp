@@ -21,8 +21,9 @@
 //     hangs loses its events to the others without anyone having to notice it.
 //   - A member that leaves (leave(), or its handle destroyed) returns what it holds at once:
 //     those events are due immediately for the others; their attempt counts stay, and one that
-//     has had max_deliver attempts goes to the dead-letter topic instead (the attempt the
-//     member took away failed, as if its ack deadline had passed).
+//     has had max_deliver attempts goes to the dead-letter topic at the next poll instead of
+//     to another member (the attempt the member took away failed, as if its ack deadline had
+//     passed).
 //   - What counts as a delivery: handing the event to a member (so a crash inside the handler
 //     counts, also across a restart on a journal bus); after max_deliver the event goes to the
 //     dead-letter topic `$dlq.<topic>` instead of being retried (JetStream keeps it and stops;

@@ -234,32 +234,23 @@ class consumer_engine final : public consumer_core<T>,
     return static_cast<member_id>(members_.size() - 1);
   }
 
-  /// The member's deliveries that are out go back to the group, due now (their attempt counts),
-  /// or to the dead-letter topic when they have had max_deliver attempts: the attempt the member
-  /// took away is a failed one, as when its ack deadline passes.
+  /// The member's deliveries that are out go back to the group, due now (their attempt
+  /// counts): the next poll hands them out again, or dead-letters those that have had
+  /// max_deliver attempts (take_due). Not here: a durable consumer closing is a member leaving
+  /// too, and its held events are judged when it opens again (attempts before a restart).
   void leave(member_id id) override {
-    std::vector<dead_letter> dead;
-    {
-      std::lock_guard lock(mutex_);
-      if (id >= members_.size() || !members_[id].live) return;
-      members_[id].live = false;
-      --live_members_;
-      const time_point now = clock_.now();
-      for (entry& e : pending_) {
-        if (e.state != entry_state::out || e.member != id) continue;
-        if (exhausted(e)) {
-          kill(e, "max_deliver: " + std::to_string(e.attempts) + " attempts, the last one's member left without settling it",
-               dead);
-          continue;
-        }
+    std::lock_guard lock(mutex_);
+    if (id >= members_.size() || !members_[id].live) return;
+    members_[id].live = false;
+    --live_members_;
+    const time_point now = clock_.now();
+    for (entry& e : pending_)
+      if (e.state == entry_state::out && e.member == id) {
         e.state = entry_state::waiting;
         e.when = now;
         push_timer(e);
       }
-      dirty_ = true;
-      wake_.notify_all();
-    }
-    publish_dead(dead);
+    wake_.notify_all();
   }
 
   /// Hands out up to `max` due redeliveries and new events to member `id`, runs `handler` on
@@ -617,8 +608,9 @@ class consumer_engine final : public consumer_core<T>,
         e->delayed = false;
         --delayed_;
       }
-      if (exhausted(*e)) {  // every path that makes an entry due checks first; this one never lets it past
-        kill(*e, "max_deliver: " + std::to_string(e->attempts) + " attempts, none settled", dead);
+      if (exhausted(*e)) {  // returned by a member that left with its last attempt
+        kill(*e, "max_deliver: " + std::to_string(e->attempts) + " attempts, the last one's member left without settling it",
+             dead);
         continue;
       }
       ++e->attempts;
