@@ -9,7 +9,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -164,6 +166,37 @@ TEST_CASE("journal bus: a late joiner gets history then live events", "[delivery
   CHECK(report.delivered == 4);
   (void)bus.publish("jobs.a", 4);
   CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("journal bus: a history subscription behind a damaged newest record goes live instead of waiting for ever",
+          "[delivery][history][journal]") {
+  // The cursor reports the damaged record and then waits for an intact one after it, which
+  // may never come: subscribe() used to spin until another event was published.
+  history_dir dir;
+  journaled_bus bus(dir.options());
+  for (int i = 0; i < 10; ++i) (void)bus.publish("t.x", std::string(40, static_cast<char>('a' + i)));
+  {  // damage one byte of the newest record's payload, from outside, while the bus is open
+    std::fstream log(dir.path / "00000000000000000000.log", std::ios::in | std::ios::out | std::ios::binary);
+    REQUIRE(log);
+    const std::string bytes((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    const std::size_t at = bytes.find(std::string(40, 'j'));
+    REQUIRE(at != std::string::npos);
+    log.seekp(static_cast<std::streamoff>(at));
+    log.put('Z');
+  }
+  std::vector<std::string> got;
+  agentbus::replay_stats report;
+  auto sub = bus.subscribe<std::string>("t.>", [&](const std::string& v) { got.push_back(v); },
+                                        agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
+  CHECK(got.size() == 9);  // a..i; j is damaged
+  CHECK(report.corrupt == 1);
+  CHECK_FALSE(report.clean());
+  bool said = false;
+  for (const std::string& p : report.problems) said = said || p.find("from offset 9 to 9 could not be read") != std::string::npos;
+  CHECK(said);
+  (void)bus.publish("t.x", std::string("live"));
+  REQUIRE(got.size() == 10);
+  CHECK(got.back() == "live");
 }
 
 TEST_CASE("journal bus: an agent subscribes with history, then gets live events", "[delivery][history][journal]") {

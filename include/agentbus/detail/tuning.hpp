@@ -10,6 +10,7 @@
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -98,6 +99,13 @@ inline constexpr unsigned agent_poll_pauses = 1;
 /// stop() on a pooled agent: yields before it falls back to short sleeps while waiting for a
 /// worker to give the mailbox up.
 inline constexpr unsigned stop_yields = 64;
+
+/// A history subscription whose replay reported a damaged record and then made no progress
+/// for this long, while the store counts records beyond it, goes live from the store's end
+/// (the records in between are the damaged tail, which no read can return: a journal reader
+/// resumes only after the next intact record). A record merely being written is readable
+/// within microseconds, so this only bounds how long subscribe() waits behind damage.
+inline constexpr std::chrono::milliseconds history_damaged_tail_wait{50};
 
 }  // namespace agentbus::detail::tuning
 
