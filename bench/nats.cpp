@@ -265,17 +265,40 @@ T make_payload() {
   return value;
 }
 
-template <class T>
-double raw_publish(const std::string& url, std::size_t count, const settings& s) {
-  const std::string subject = "bench.raw." + std::to_string(next_id());
+/// The raw rows' frame: a subject of `kind`, the counting subscriber, one connection, the
+/// clock from the first publish to the last arrival; `send(connection, subject, payload, i)`
+/// publishes message i.
+template <class T, class Send>
+double raw_row(const std::string& url, std::size_t count, const settings& s, std::string_view kind, Send send) {
+  const std::string subject = "bench.raw." + std::string(kind) + std::to_string(next_id());
   counting_subscriber subscriber(url, subject, count);
   const connection_ptr nc = connect(url, false);
   const T value = make_payload<T>();
   const auto start = clock_type::now();
-  for (std::size_t i = 0; i < count; ++i)
-    check(natsConnection_Publish(nc.get(), subject.c_str(), value.bytes.data(), static_cast<int>(value.bytes.size())),
-          "natsConnection_Publish");
+  for (std::size_t i = 0; i < count; ++i) send(nc.get(), subject, value, i);
   return rate(count, start, subscriber.seen.wait(s.row_limit, [&] { return subscriber.dropped(); }));
+}
+
+/// natsMsg_Create of the payload, then `add(msg, i)` adds headers, then natsConnection_PublishMsg.
+template <class T, class AddHeaders>
+double raw_row_with_headers(const std::string& url, std::size_t count, const settings& s, std::string_view kind,
+                            AddHeaders add) {
+  return raw_row<T>(url, count, s, kind, [&](natsConnection* nc, const std::string& subject, const T& value, std::size_t i) {
+    natsMsg* raw = nullptr;
+    check(natsMsg_Create(&raw, subject.c_str(), nullptr, value.bytes.data(), static_cast<int>(value.bytes.size())),
+          "natsMsg_Create");
+    const message_ptr msg(raw);
+    add(raw, i);
+    check(natsConnection_PublishMsg(nc, raw), "natsConnection_PublishMsg");
+  });
+}
+
+template <class T>
+double raw_publish(const std::string& url, std::size_t count, const settings& s) {
+  return raw_row<T>(url, count, s, "", [](natsConnection* nc, const std::string& subject, const T& value, std::size_t) {
+    check(natsConnection_Publish(nc, subject.c_str(), value.bytes.data(), static_cast<int>(value.bytes.size())),
+          "natsConnection_Publish");
+  });
 }
 
 /// The payload with one 4-byte header ("K: v"): what any message with headers costs the client
@@ -283,20 +306,8 @@ double raw_publish(const std::string& url, std::size_t count, const settings& s)
 /// ceiling of a bridge that sends its envelope as NATS headers through this client.
 template <class T>
 double raw_publish_with_one_small_header(const std::string& url, std::size_t count, const settings& s) {
-  const std::string subject = "bench.raw.hdr." + std::to_string(next_id());
-  counting_subscriber subscriber(url, subject, count);
-  const connection_ptr nc = connect(url, false);
-  const T value = make_payload<T>();
-  const auto start = clock_type::now();
-  for (std::size_t i = 0; i < count; ++i) {
-    natsMsg* raw = nullptr;
-    check(natsMsg_Create(&raw, subject.c_str(), nullptr, value.bytes.data(), static_cast<int>(value.bytes.size())),
-          "natsMsg_Create");
-    const message_ptr msg(raw);
-    check(natsMsgHeader_Add(raw, "K", "v"), "natsMsgHeader_Add");
-    check(natsConnection_PublishMsg(nc.get(), raw), "natsConnection_PublishMsg");
-  }
-  return rate(count, start, subscriber.seen.wait(s.row_limit, [&] { return subscriber.dropped(); }));
+  return raw_row_with_headers<T>(url, count, s, "hdr.",
+                                 [](natsMsg* msg, std::size_t) { check(natsMsgHeader_Add(msg, "K", "v"), "natsMsgHeader_Add"); });
 }
 
 /// The headers the bridge sends for T (transport/nats.hpp, bridge/detail/envelope.hpp), built by
@@ -307,10 +318,6 @@ double raw_publish_with_one_small_header(const std::string& url, std::size_t cou
 /// reach the server either way.
 template <class T>
 double raw_publish_with_envelope(const std::string& url, std::size_t count, const settings& s, bool one_block) {
-  const std::string subject = "bench.raw.env." + std::to_string(next_id());
-  counting_subscriber subscriber(url, subject, count);
-  const connection_ptr nc = connect(url, false);
-  const T value = make_payload<T>();
   const std::string schema(agentbus::event_traits<T>::name());
   const std::string version = std::to_string(agentbus::event_traits<T>::version());
   const std::string fingerprint = agentbus::detail::hex64(agentbus::codec_fingerprint<T>());
@@ -322,13 +329,8 @@ double raw_publish_with_envelope(const std::string& url, std::size_t count, cons
   const std::string published_key = fmt::format("\r\n{}: ", agentbus::nats_header::published);
   const std::string origin_key = fmt::format("\r\n{}", agentbus::nats_header::origin);
   const std::uint64_t first_id = std::uint64_t{1} << 40;
-  const auto start = clock_type::now();
-  for (std::size_t i = 0; i < count; ++i) {
+  return raw_row_with_headers<T>(url, count, s, "env.", [&](natsMsg* raw, std::size_t i) {
     const std::int64_t now_ns = agentbus::detail::unix_ns(std::chrono::system_clock::now());
-    natsMsg* raw = nullptr;
-    check(natsMsg_Create(&raw, subject.c_str(), nullptr, value.bytes.data(), static_cast<int>(value.bytes.size())),
-          "natsMsg_Create");
-    const message_ptr msg(raw);
     if (one_block) {
       char block[512];
       char* at = std::copy(prefix.begin(), prefix.end(), block);
@@ -349,9 +351,7 @@ double raw_publish_with_envelope(const std::string& url, std::size_t count, cons
       check(natsMsgHeader_Add(raw, agentbus::nats_header::published, published), "natsMsgHeader_Add");
       check(natsMsgHeader_Add(raw, agentbus::nats_header::origin, origin.c_str()), "natsMsgHeader_Add");
     }
-    check(natsConnection_PublishMsg(nc.get(), raw), "natsConnection_PublishMsg");
-  }
-  return rate(count, start, subscriber.seen.wait(s.row_limit, [&] { return subscriber.dropped(); }));
+  });
 }
 
 template <class T>
