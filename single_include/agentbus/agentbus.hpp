@@ -304,6 +304,7 @@ inline void prefetch_for_read(const void* p) noexcept {
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -392,6 +393,13 @@ inline constexpr unsigned agent_poll_pauses = 1;
 /// stop() on a pooled agent: yields before it falls back to short sleeps while waiting for a
 /// worker to give the mailbox up.
 inline constexpr unsigned stop_yields = 64;
+
+/// A history subscription whose replay reported a damaged record and then made no progress
+/// for this long, while the store counts records beyond it, goes live from the store's end
+/// (the records in between are the damaged tail, which no read can return: a journal reader
+/// resumes only after the next intact record). A record merely being written is readable
+/// within microseconds, so this only bounds how long subscribe() waits behind damage.
+inline constexpr std::chrono::milliseconds history_damaged_tail_wait{50};
 
 }  // namespace agentbus::detail::tuning
 
@@ -7200,9 +7208,11 @@ constexpr bool check_handler() {
 // replay delivered them).
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -7230,10 +7240,18 @@ struct history_seam {
   /// end of storage, then opens the seam there, in one step under the mutex.
   template <class Store, class Cursor, class Deliver>
   void catch_up(const Store& store, Cursor& cursor, Deliver deliver) {
+    // A cursor that reported a damaged record and then stays where it is has reached a
+    // damaged tail: the newest stored records cannot be read (a journal reader resumes only
+    // after the next intact record, and none may ever come), and waiting for them would never
+    // end. Without damage, a cursor behind the end is behind a record being written: wait.
+    const std::uint64_t damaged_before = damaged_records(cursor);
+    std::uint64_t stalled_at = cursor.position();
+    auto stalled_since = std::chrono::steady_clock::now();
     for (;;) {
       while (cursor.next()) deliver(cursor);
       std::unique_lock lock(mutex);
-      if (cursor.position() >= store.next_offset()) {
+      const std::uint64_t end = store.next_offset();
+      if (cursor.position() >= end) {
         // The cursor's position, not next_offset(): a journal reader can already have read a
         // record whose offset next_offset() does not count yet. (A cursor never starts beyond
         // the end: stores clamp history::from_offset to it.)
@@ -7241,10 +7259,35 @@ struct history_seam {
         live.store(true, std::memory_order_release);
         return;
       }
+      const auto now = std::chrono::steady_clock::now();
+      if (cursor.position() != stalled_at) {
+        stalled_at = cursor.position();
+        stalled_since = now;
+      } else if (damaged_records(cursor) > damaged_before && now - stalled_since >= tuning::history_damaged_tail_wait) {
+        // Live from the end; the records in between are the damaged ones the cursor counted.
+        if constexpr (requires { cursor.stats().note(std::string()); })
+          cursor.stats().note("history: the records from offset " + std::to_string(stalled_at) + " to " +
+                              std::to_string(end - 1) + " could not be read (damaged); live events from offset " +
+                              std::to_string(end) + " on");
+        seam = end;
+        live.store(true, std::memory_order_release);
+        return;
+      }
       lock.unlock();
       std::this_thread::yield();  // more was stored meanwhile (or is being written): read on
     }
   }
+
+ private:
+  template <class Cursor>
+  static std::uint64_t damaged_records(const Cursor& cursor) noexcept {
+    if constexpr (requires { cursor.stats().corrupt; })
+      return cursor.stats().corrupt;
+    else
+      return 0;  // a store that keeps events in memory has no damaged records
+  }
+
+ public:
 };
 
 /// A delivery kind's receiver R with history in front of it.
