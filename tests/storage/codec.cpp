@@ -189,6 +189,33 @@ TEST_CASE("codec: short, oversized and left-over bytes are errors, not garbage",
   CHECK_THROWS_AS(agentbus::decode<std::string>(lying.bytes()), agentbus::codec_error);
 }
 
+TEST_CASE("codec: a bool byte other than 00 or 01 is an error, not a wrong value", "[storage][codec]") {
+  // Loading such a byte as a bool is undefined behaviour (UBSan: "not a valid value for type
+  // 'bool'"); it was delivered as false or true, uncounted.
+  const auto one_byte = [](unsigned char b) {
+    agentbus::byte_writer out;
+    out.write_value(b);
+    return std::vector<std::byte>(out.bytes().begin(), out.bytes().end());
+  };
+  CHECK(agentbus::decode<bool>(one_byte(0)) == false);
+  CHECK(agentbus::decode<bool>(one_byte(1)) == true);
+  for (const int bad : {2, 0x80, 0xFF})
+    CHECK_THROWS_AS(agentbus::decode<bool>(one_byte(static_cast<unsigned char>(bad))), agentbus::codec_error);
+
+  agentbus::byte_writer flags;
+  agentbus::encode(flags, std::array<bool, 3>{true, false, true});
+  std::vector<std::byte> bytes(flags.bytes().begin(), flags.bytes().end());
+  CHECK(agentbus::decode<std::array<bool, 3>>(bytes) == std::array<bool, 3>{true, false, true});
+  bytes[1] = std::byte{7};
+  CHECK_THROWS_AS((agentbus::decode<std::array<bool, 3>>(bytes)), agentbus::codec_error);
+  // In a vector, each element through the element's codec.
+  agentbus::byte_writer listed;
+  agentbus::encode(listed, std::vector<std::array<bool, 2>>{{true, false}});
+  std::vector<std::byte> list_bytes(listed.bytes().begin(), listed.bytes().end());
+  list_bytes.back() = std::byte{2};
+  CHECK_THROWS_AS((agentbus::decode<std::vector<std::array<bool, 2>>>(list_bytes)), agentbus::codec_error);
+}
+
 TEST_CASE("codec: an opted-in class is written with its padding as zeros", "[storage][codec]") {
 #if defined(__has_builtin) && __has_builtin(__builtin_clear_padding)
   // Construct over garbage so that the padding bytes are not zero to begin with.
