@@ -575,6 +575,31 @@ TEST_CASE("nats bridge: a server killed and restarted mid-stream: every event no
   CHECK(out.stats().dropped == 0);
 }
 
+TEST_CASE("nats bridge: exports still in the reconnect buffer when the bridge is destroyed are counted and reported") {
+  // They went with the connection, neither sent nor counted nor reported.
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
+  agentbus::bus a;
+  std::mutex problems_mutex;
+  std::vector<std::string> problems;
+  {
+    agentbus::nats_bridge out(a, {.url = server->url(), .max_reconnect = 200, .reconnect_wait = 20ms},
+                              [&](const agentbus::nats_bridge_problem& p) {
+                                if (p.kind != agentbus::nats_problem_kind::send_failed) return;
+                                const std::lock_guard lock(problems_mutex);
+                                problems.emplace_back(p.what);
+                              });
+    out.export_type<order>("orders.>");
+    server->halt(SIGKILL);
+    REQUIRE(wait_until([&] { return !out.connection().connected(); }));
+    for (int i = 0; i < 20; ++i) (void)a.publish("orders.during", order{"y", 1.0 * i});
+    CHECK(out.stats().buffered == 20);
+  }  // destroyed while the server is still away
+  const std::lock_guard lock(problems_mutex);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("20 event(s)") == 0);
+  CHECK(problems[0].find("destroyed") != std::string::npos);
+}
+
 TEST_CASE("nats bridge: topics starting with '$' are reserved and never bridged") {
   agentbus::bus bus;
   SECTION("in the options: refused before connecting") {

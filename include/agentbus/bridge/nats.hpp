@@ -229,6 +229,9 @@ class nats_bridge {
     importers.clear();
     if (link_) link_->cut();  // replies of imported requests still running publish nothing
     request_conn_.reset();
+    // Exports still in the client's reconnect buffer go with the connection: counted as
+    // dropped and reported, as when the client gives up reconnecting.
+    settle_buffered(natsConnection_Status(conn_->get()), "when the bridge was destroyed (the server was unreachable)");
     conn_.reset();
   }
 
@@ -428,18 +431,21 @@ class nats_bridge {
   // Publishes accepted while the connection was down wait in the client's reconnect buffer:
   // they count as sent once the connection is back (the client sends that buffer first on
   // reconnecting), as dropped (and reported) once the client gave up and closed it.
-  void settle_buffered(natsConnStatus status) const noexcept {
+  // `losing`: the buffer is lost whatever the status but connected (the bridge is going), and
+  // the report says when.
+  void settle_buffered(natsConnStatus status, const char* losing = nullptr) const noexcept {
     if (counters_.buffered.load(std::memory_order_relaxed) == 0) return;
     if (status == NATS_CONN_STATUS_CONNECTED) {
       counters_.sent.fetch_add(counters_.buffered.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-    } else if (status == NATS_CONN_STATUS_CLOSED) {
+    } else if (status == NATS_CONN_STATUS_CLOSED || losing != nullptr) {
       const auto lost = counters_.buffered.exchange(0, std::memory_order_relaxed);
       if (lost == 0) return;
       counters_.dropped.fetch_add(lost, std::memory_order_relaxed);
       try {
         report(nats_problem_kind::send_failed, "",
                std::to_string(lost) + " event(s) sent while the connection was down were in the client's reconnect "
-                                      "buffer when it gave up reconnecting: not delivered to the server");
+                                      "buffer " + (losing != nullptr ? losing : "when it gave up reconnecting") +
+                   ": not delivered to the server");
       } catch (...) {  // the text could not be allocated: counted all the same
       }
     }
