@@ -721,3 +721,29 @@ TEST_CASE("journal recovers a sealed last segment with garbage after the seal", 
   CHECK(again.corrupt == 0);
   CHECK(again.offsets == offsets_between(0, n + 1));
 }
+
+TEST_CASE("journal refuses to append past the end of the offset space instead of wrapping to 0", "[journal][recovery]") {
+  // A stray segment file named near 2^64 (copied or renamed by hand) put the next offsets at
+  // the end of the space: appends went on at 2^64 - 1, the bus's "no offset", then at 0.
+  recovery_dir dir;
+  {
+    journal j(options_for(dir.path));
+    append_recovery_record(j, 0);
+  }
+  fs::copy_file(segment_path(dir.path, 0), segment_path(dir.path, ~std::uint64_t{0} - 1));
+  journal j(options_for(dir.path));
+  std::vector<std::uint64_t> offsets;
+  bool refused = false;
+  for (int i = 0; i < 4 && !refused; ++i) {
+    try {
+      offsets.push_back(j.append({.topic = "after"}));
+    } catch (const agentbus::journal_error& e) {
+      refused = true;
+      CHECK(e.which() == agentbus::journal_error::code::corrupt);
+      CHECK(std::string(e.what()).find("no offset left") != std::string::npos);
+    }
+  }
+  CHECK(refused);
+  for (const std::uint64_t o : offsets) CHECK(o >= ~std::uint64_t{0} - 1);  // never wrapped
+  for (const std::uint64_t o : offsets) CHECK(o != ~std::uint64_t{0});      // never the bus's no_offset
+}

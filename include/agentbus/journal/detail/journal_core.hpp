@@ -189,6 +189,14 @@ class journal_core final : public segment_source {
       }
       if (pos + size + seal_bytes > seg->allocated()) [[unlikely]]  // the background thread fell behind
         seg->allocate_to(pos + size + seal_bytes + allocation_ahead(pos + size));  // throws: nothing appended
+      // The last offset value means "no offset" to the bus (no_offset): the offset space ends
+      // before it. Reached only through a segment named near the end of it (a stray or renamed
+      // file), as 2^64 appends never happen: an error, not a wrap-around to offset 0.
+      if (seg->next_offset == std::numeric_limits<std::uint64_t>::max()) [[unlikely]]
+        throw journal_error(journal_error::code::corrupt,
+                            "agentbus journal: no offset left to append at: the newest segment of '" +
+                                opts_.directory.string() + "' starts at offset " + std::to_string(seg->base()) +
+                                " (a segment file named or renamed near the end of the offset space?)");
       offset = seg->next_offset++;
       encode_record(seg->writable_data() + pos, in, offset, body);
       if (in.published_ns > seg->running_max) {
