@@ -103,7 +103,7 @@ class byte_reader {
       // A byte other than 0 or 1 is no bool value (loading it would be undefined behaviour).
       unsigned char b = 0;
       read(&b, 1);
-      if (b > 1) throw codec_error("agentbus: codec: a bool byte other than 00 or 01 (corrupted or wrong type)");
+      if (b != 0 && b != 1) throw codec_error("agentbus: codec: a bool byte other than 00 or 01 (corrupted or wrong type)");
       return b == 1;
     } else {
       V v;
