@@ -2554,7 +2554,12 @@ static_assert(storage_policy<storage::none>);
 //     or, for a type you cannot edit, `template <> inline constexpr bool
 //     agentbus::enable_bitwise_codec<my_type> = true;`. Class types are never persisted by
 //     their bytes implicitly: a struct holding a pointer would replay as a dangling one.
-//     Padding bytes are written as zeros (where the compiler can clear them: GCC 11+);
+//     Padding bytes are written as zeros (where the compiler can clear them: GCC 11+). On
+//     decoding, a bool (alone or in a std::array) must be 00 or 01, else codec_error; the
+//     fields of an opted-in class and enum values are taken as they are: give an enum a
+//     fixed underlying type (every `enum class` has one), as a value outside the range of
+//     one without is undefined behaviour, and avoid bool fields in bitwise classes that may
+//     receive bytes from elsewhere;
 //   - ADL hooks, found in the type's namespace:
 //       void agentbus_encode(agentbus::byte_writer& out, const my_type& value);
 //       my_type agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<my_type>);
@@ -2633,9 +2638,17 @@ class byte_reader {
   template <class V>
     requires std::is_trivially_copyable_v<V> && std::is_default_constructible_v<V>
   V read_value() {
-    V v;
-    read(&v, sizeof(V));
-    return v;
+    if constexpr (std::is_same_v<V, bool>) {
+      // A byte other than 0 or 1 is no bool value (loading it would be undefined behaviour).
+      unsigned char b = 0;
+      read(&b, 1);
+      if (b != 0 && b != 1) throw codec_error("agentbus: codec: a bool byte other than 00 or 01 (corrupted or wrong type)");
+      return b == 1;
+    } else {
+      V v;
+      read(&v, sizeof(V));
+      return v;
+    }
   }
   /// @brief Reads a length-prefixed (u32) string written by byte_writer::write_string.
   std::string read_string() {
@@ -2743,6 +2756,17 @@ struct codec<T> {
   }
 };
 
+namespace detail {
+/// A std::array of bool: its bytes are checked one by one on decoding (00 or 01), not copied.
+template <class T>
+constexpr bool is_bool_array() noexcept {
+  if constexpr (requires { std::tuple_size<T>::value; })
+    return std::is_same_v<std::remove_cvref_t<decltype(std::declval<T&>()[0])>, bool>;
+  else
+    return false;
+}
+}  // namespace detail
+
 /// @brief The bitwise codec: arithmetic types, enums, `std::array` of them, and opted-in classes.
 template <class T>
   requires(!detail::has_adl_codec<T> && detail::bitwise_codable<T>)
@@ -2752,8 +2776,21 @@ struct codec<T> {
     if constexpr (std::is_class_v<T>) detail::write_without_padding(out, value);
     else out.write_value(value);
   }
-  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes).
-  static T decode(byte_reader& in) { return in.read_value<T>(); }
+  /// @brief Reads one value back from `in` (throws codec_error on malformed bytes: too few,
+  /// or a bool, also in an array, that is neither 00 nor 01).
+  static T decode(byte_reader& in) {
+    if constexpr (detail::is_bool_array<T>()) {
+      unsigned char raw[sizeof(T)];
+      in.read(raw, sizeof(T));
+      for (const unsigned char b : raw)
+        if (b > 1) throw codec_error("agentbus: codec: a bool byte other than 00 or 01 (corrupted or wrong type)");
+      T v;
+      std::memcpy(&v, raw, sizeof(T));
+      return v;
+    } else {
+      return in.read_value<T>();
+    }
+  }
   /// @brief Identifies the byte layout: recorded with each record and checked on reading.
   static constexpr std::uint64_t fingerprint() noexcept {
     std::uint64_t h = detail::fnv1a("trivial:");
@@ -2823,7 +2860,7 @@ struct codec<std::vector<U, A>> {
   static std::vector<U, A> decode(byte_reader& in) {
     const auto size = in.read_value<std::uint32_t>();
     std::vector<U, A> value;
-    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U>) {
+    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !detail::is_bool_array<U>()) {
       if (std::size_t{size} * sizeof(U) > in.remaining())
         throw codec_error("agentbus: codec: vector length exceeds the payload");
       value.resize(size);
@@ -13163,6 +13200,14 @@ class journal_core final : public segment_source {
       }
       if (pos + size + seal_bytes > seg->allocated()) [[unlikely]]  // the background thread fell behind
         seg->allocate_to(pos + size + seal_bytes + allocation_ahead(pos + size));  // throws: nothing appended
+      // The last offset value means "no offset" to the bus (no_offset): the offset space ends
+      // before it. Reached only through a segment named near the end of it (a stray or renamed
+      // file), as 2^64 appends never happen: an error, not a wrap-around to offset 0.
+      if (seg->next_offset == std::numeric_limits<std::uint64_t>::max()) [[unlikely]]
+        throw journal_error(journal_error::code::corrupt,
+                            "agentbus journal: no offset left to append at: the newest segment of '" +
+                                opts_.directory.string() + "' starts at offset " + std::to_string(seg->base()) +
+                                " (a segment file named or renamed near the end of the offset space?)");
       offset = seg->next_offset++;
       encode_record(seg->writable_data() + pos, in, offset, body);
       if (in.published_ns > seg->running_max) {
