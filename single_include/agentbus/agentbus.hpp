@@ -2770,12 +2770,8 @@ struct codec<T> {
   /// or a bool, also in an array, that is neither 00 nor 01).
   static T decode(byte_reader& in) {
     if constexpr (detail::is_bool_array<T>()) {
-      unsigned char raw[sizeof(T)];
-      in.read(raw, sizeof(T));
-      for (const unsigned char b : raw)
-        if (b > 1) throw codec_error("agentbus: codec: a bool byte other than 00 or 01 (corrupted or wrong type)");
       T v;
-      std::memcpy(&v, raw, sizeof(T));
+      for (bool& b : v) b = in.read_value<bool>();  // each byte checked (read_value<bool>)
       return v;
     } else {
       return in.read_value<T>();
