@@ -747,3 +747,113 @@ TEST_CASE("journal refuses to append past the end of the offset space instead of
   for (const std::uint64_t o : offsets) CHECK(o >= ~std::uint64_t{0} - 1);  // never wrapped
   for (const std::uint64_t o : offsets) CHECK(o != ~std::uint64_t{0});      // never the bus's no_offset
 }
+
+namespace {
+
+// The bases of the segment files in `dir`, oldest first.
+std::vector<std::uint64_t> segment_bases_in(const fs::path& dir) {
+  std::vector<std::uint64_t> bases;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (auto b = agentbus::detail::parse_segment_file_name(e.path().filename().native(), ".log")) bases.push_back(*b);
+  std::sort(bases.begin(), bases.end());
+  return bases;
+}
+
+fs::path index_path(const fs::path& dir, std::uint64_t base) {
+  return dir / agentbus::detail::segment_file_name(base, ".idx");
+}
+
+}  // namespace
+
+TEST_CASE("journal never reuses offsets after the active segment's file was deleted from outside",
+          "[journal][recovery]") {
+  // The index file outlives the segment (a cleanup script, `rm *.log`): it names records whose
+  // offsets were acknowledged. It used to be deleted as a leftover, and appends went on from
+  // the previous segment's end, handing those offsets out a second time.
+  const bool only_segment = GENERATE(false, true);
+  CAPTURE(only_segment);
+  recovery_dir dir;
+  const std::uint64_t n = only_segment ? 200 : 60;
+  const auto options = options_for(dir.path, only_segment ? 64 * 1024 : 4096);
+  {
+    journal j(options);
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
+    REQUIRE((j.stats().segments == 1) == only_segment);
+  }
+  const std::uint64_t gone = segment_bases_in(dir.path).back();
+  REQUIRE(gone == (only_segment ? 0 : gone));
+  REQUIRE(n - gone >= 4);  // the deleted segment held records its index names
+  fs::remove(segment_path(dir.path, gone));
+  REQUIRE(fs::exists(index_path(dir.path, gone)));
+
+  std::uint64_t resumed = 0;
+  {
+    journal j(options);
+    const auto& rep = j.recovery();
+    REQUIRE(rep.problems.size() == 1);
+    INFO(rep.problems[0]);
+    CHECK(j.next_offset() >= n);  // no acknowledged offset is handed out again
+    resumed = j.next_offset();
+    CHECK(rep.problems[0].find("is missing but its index") != std::string::npos);
+    CHECK(rep.problems[0].find("appends continue at offset " + std::to_string(resumed)) != std::string::npos);
+    // The records up to the index's last entry are known lost; a few after it may be.
+    CHECK(rep.truncated_records >= (n - gone) / 2);
+    CHECK(rep.truncated_records <= n - gone);
+    CHECK_FALSE(rep.clean());
+    CHECK_FALSE(fs::exists(index_path(dir.path, gone)));  // the gap is on record instead
+    const auto payload = recovery_payload(resumed, recovery_size(resumed));
+    CHECK(j.append({.topic = "after.delete", .event_id = resumed, .payload = payload}) == resumed);
+    // (Reading from 0 when nothing before the gap is left: truncated_by_retention, the status of
+    // any position before the oldest record.)
+    const auto r = read_everything(j.read(only_segment ? resumed : 0));
+    auto expect = offsets_between(0, gone);
+    expect.push_back(resumed);
+    CHECK(r.offsets == expect);
+    CHECK(r.corrupt == (only_segment ? 0 : 1));  // the gap, when something came before it
+  }
+  // Reopened: the offsets go on from where they were.
+  journal j(options);
+  CHECK(j.next_offset() == resumed + 1);
+  CHECK(j.recovery().problems.size() == (only_segment ? 0U : 1U));
+}
+
+TEST_CASE("journal tells a roll cut between its two renames from a deleted segment", "[journal][recovery]") {
+  // segment::adopt renames the new index into place, then the segment file, and only then seals
+  // the old segment. Killed between the renames, a writer leaves an empty index right after an
+  // unsealed last segment: nothing was written there, and recovery says nothing. The same
+  // index after a sealed segment means the roll finished and the segment is gone: its offsets
+  // may have been handed out.
+  const bool sealed = GENERATE(false, true);
+  CAPTURE(sealed);
+  recovery_dir dir;
+  constexpr std::uint64_t n = 5;
+  {
+    journal j(options_for(dir.path));
+    for (std::uint64_t i = 0; i < n; ++i) append_recovery_record(j, i);
+  }
+  if (sealed) {
+    const auto frames = frames_of(segment_path(dir.path, 0));
+    std::vector<std::byte> seal(8, std::byte{0});
+    agentbus::detail::store_le<std::uint32_t>(seal.data(), agentbus::detail::seal_marker);
+    patch_file(segment_path(dir.path, 0), frames.back().pos + frames.back().size, seal);
+  }
+  std::vector<std::byte> idx(4096, std::byte{0});
+  agentbus::detail::write_file_header(idx.data(), {agentbus::detail::file_kind::index,
+                                                   agentbus::detail::journal_format_version, n, 512});
+  std::ofstream(index_path(dir.path, n), std::ios::binary)
+      .write(reinterpret_cast<const char*>(idx.data()), static_cast<std::streamsize>(idx.size()));
+
+  journal j(options_for(dir.path));
+  CHECK_FALSE(fs::exists(index_path(dir.path, n)));
+  CHECK(j.recovery().records == n);
+  if (!sealed) {
+    CHECK(j.recovery().clean());
+    CHECK(j.next_offset() == n);
+  } else {
+    REQUIRE(j.recovery().problems.size() == 1);
+    CHECK(j.recovery().problems[0].find("may be lost") != std::string::npos);
+    CHECK(j.next_offset() > n);
+    CHECK(j.recovery().truncated_records == 0);  // none known lost: the index had no entry
+  }
+  CHECK(read_everything(j.read(0)).offsets == offsets_between(0, n));
+}

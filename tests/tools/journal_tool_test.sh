@@ -252,6 +252,20 @@ run_verify() {
   check "verify: damaged header of a later segment exits 1 (and ends)" 1 $rc
   check_contains "verify: damaged header: result" "$out" "result       DAMAGED"
   rm -rf "$vj"
+
+  # The last segment's file deleted from outside, its index left behind: verify says so; the
+  # next writer appends past the offsets that index names, and the gap stays on record.
+  cp -r "$j" "$vj"
+  seg=$(ls "$vj"/*.log | tail -n1)
+  rm "$seg"
+  out=$("$tool" verify "$vj")
+  check "verify: deleted last segment exits 1" 1 $?
+  check_contains "verify: deleted last segment: names it" "$out" "its segment $(basename "$seg") is missing"
+  "$make_journal" "$vj" --append --records 0 >/dev/null
+  out=$("$tool" verify "$vj")
+  check "verify: deleted last segment, reopened: still damaged" 1 $?
+  check_contains "verify: deleted last segment, reopened: the gap is on record" "$out" "are missing before this segment"
+  rm -rf "$vj"
 }
 
 # verify_rc DIR: verify's exit status, its output in $work/verify.out

@@ -197,6 +197,7 @@ struct recovery_report {
   /// that), those records are counted here too, the loss is described in `problems`, and
   /// appends continue past every offset that may have been acknowledged (offsets are never
   /// used twice: the skipped ones are a gap that readers report as read_status::corrupt).
+  /// The same holds for a segment file deleted from outside while its index remains.
   std::uint64_t truncated_records = 0;
   /// Human-readable findings about records that were not repaired by truncation: corruption
   /// in the middle of a segment (readers report it as read_status::corrupt and skip it), gaps

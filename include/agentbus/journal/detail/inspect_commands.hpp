@@ -52,6 +52,7 @@
 #include "agentbus/journal/detail/inspect_text.hpp"
 #include "agentbus/journal/detail/posix_file.hpp"
 #include "agentbus/journal/detail/record_format.hpp"
+#include "agentbus/journal/detail/recovery.hpp"
 #include "agentbus/journal/detail/segment.hpp"
 #include "agentbus/journal/detail/segment_catalog.hpp"
 #include "agentbus/journal/detail/segment_index.hpp"
@@ -810,6 +811,7 @@ struct verify_state {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> walked;  ///< (position, offset) of its good records
   std::vector<std::string> index_warnings;   ///< index damage: no record lost, a class of its own
   std::uint64_t damaged_indexes = 0;         ///< index files with warnings
+  bool sealed = false;                       ///< the segment walked last ends in a seal
 
   void problem(const fs::path& file, std::uint64_t pos, std::string_view what) {
     problems.push_back(cat(file.filename().string(), " @ byte ", pos, ": ", what));
@@ -1058,7 +1060,31 @@ inline void verify_segment(const segment_file& seg, bool is_last, verify_state& 
     v.notes.push_back(cat(seg.path.filename().string(),
                           ": no seal marker after its last record (a writer that stopped while "
                           "rolling to the next segment; the next writer's recovery adds it)"));
+  v.sealed = sealed;
   verify_index(seg, bytes, is_last, v);
+}
+
+/// An index newer than every segment, without its segment file: the segment was deleted from
+/// outside, unless it is a roll in the middle of its renames (recovery.hpp says which; the next
+/// writer's open skips past the offsets such an index vouches for).
+inline void verify_orphan_index(const fs::path& dir, std::uint64_t newest_base, verify_state& v) {
+  std::error_code ec;
+  std::optional<orphan_index> newest;
+  fs::path newest_path;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto base = parse_segment_file_name(it->path().filename().native(), index_extension);
+    if (!base || *base <= newest_base || (newest && *base < newest->base)) continue;
+    if (fs::exists(dir / segment_file_name(*base, segment_extension), ec)) continue;
+    newest = read_orphan_index(it->path(), *base);
+    newest_path = it->path();
+  }
+  if (!newest || is_interrupted_roll(*newest, v.last_offset ? *v.last_offset + 1 : newest_base, v.sealed)) return;
+  v.problem(newest_path, 0,
+            cat("its segment ", segment_file_name(newest->base, segment_extension),
+                " is missing (deleted outside the journal?)",
+                newest->last_entry ? cat(": the index names records up to offset ", newest->last_entry->offset)
+                                   : std::string(),
+                "; the next writer's open counts them lost and appends past them"));
 }
 
 inline int cmd_verify(const context& c, const options& o) {
@@ -1083,6 +1109,8 @@ inline int cmd_verify(const context& c, const options& o) {
       }
     }
   }
+
+  verify_orphan_index(o.dir, segments.back().base, v);
 
   // And what a reader sees, which is what consumers get: it must agree.
   std::uint64_t read = 0, read_corrupt = 0;

@@ -148,6 +148,23 @@ inline void write_at(int fd, std::span<const std::byte> bytes, std::uint64_t off
   }
 }
 
+/// @brief Reads up to `out.size()` bytes at `offset` (fewer at the end of the file); returns how
+/// many were read. Throws journal_error{io} on failure. Unlike a mapping, reading a hole of a
+/// sparse file this way cannot raise SIGBUS (a full tmpfs does that to a mapped hole).
+inline std::size_t read_at(int fd, std::span<std::byte> out, std::uint64_t offset, const std::filesystem::path& path) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("read", path, errno);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
 /// @brief End of the last region of the file that holds data (per SEEK_DATA/SEEK_HOLE), which
 /// lets recovery skip the untouched (allocated or sparse) tail of a segment without reading it. Falls
 /// back to the file size when the file system cannot tell.
