@@ -10432,6 +10432,7 @@ struct recovery_report {
   /// that), those records are counted here too, the loss is described in `problems`, and
   /// appends continue past every offset that may have been acknowledged (offsets are never
   /// used twice: the skipped ones are a gap that readers report as read_status::corrupt).
+  /// The same holds for a segment file deleted from outside while its index remains.
   std::uint64_t truncated_records = 0;
   /// Human-readable findings about records that were not repaired by truncation: corruption
   /// in the middle of a segment (readers report it as read_status::corrupt and skip it), gaps
@@ -10612,6 +10613,23 @@ inline void write_at(int fd, std::span<const std::byte> bytes, std::uint64_t off
     bytes = bytes.subspan(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
   }
+}
+
+/// @brief Reads up to `out.size()` bytes at `offset` (fewer at the end of the file); returns how
+/// many were read. Throws journal_error{io} on failure. Unlike a mapping, reading a hole of a
+/// sparse file this way cannot raise SIGBUS (a full tmpfs does that to a mapped hole).
+inline std::size_t read_at(int fd, std::span<std::byte> out, std::uint64_t offset, const std::filesystem::path& path) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("read", path, errno);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
 }
 
 /// @brief End of the last region of the file that holds data (per SEEK_DATA/SEEK_HOLE), which
@@ -11555,8 +11573,12 @@ inline decode_result decode_record(std::span<const std::byte> bytes,
 // Opening a journal directory as its writer: find the segments, check them, repair what a
 // crash can leave behind, and say what was found.
 //
-// - Leftovers of an interrupted roll (prepared-* files) and index files without a segment are
-//   deleted.
+// - Leftovers of an interrupted roll (prepared-* files) and index files of deleted segments are
+//   deleted. An index file newer than every segment is evidence, read before it is deleted:
+//   its segment was deleted from outside (or its directory entry lost with the power), and
+//   appends continue past every offset it may have held (as for a cut, below). One case is
+//   left alone: an index with no entries right after an unsealed last segment is a roll
+//   interrupted between its two renames (segment::adopt), in which nothing was written.
 // - The last segment is walked record by record (segment_scan.hpp). A torn tail is zeroed
 //   (the bytes and frames are counted in the report); damage with good records after it is
 //   reported and left for readers to skip; its index is rebuilt from the walk.
@@ -11584,6 +11606,7 @@ inline decode_result decode_record(std::span<const std::byte> bytes,
 //
 // Every repair is flushed before the journal accepts appends.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -12698,6 +12721,76 @@ constexpr std::uint64_t max_records_after_index_entry(std::uint64_t interval) no
   return (interval == 0 ? 0 : (interval - 1) / min_frame_bytes) + 1;
 }
 
+/// @brief What an index file whose segment file is gone says about that segment: its base
+/// (from the file name), the interval it was written with (0 when its header is damaged) and
+/// its last valid entry.
+struct orphan_index {
+  std::uint64_t base = 0;
+  std::uint64_t interval = 0;
+  std::optional<index_entry> last_entry;
+};
+
+/// @brief Reads the orphaned index `path` of the segment based at `base` (read, not mapped: it
+/// may be sparse, see read_at).
+inline orphan_index read_orphan_index(const std::filesystem::path& path, std::uint64_t base) {
+  orphan_index out;
+  out.base = base;
+  unique_fd fd = open_file(path, O_RDONLY, true);
+  if (!fd) return out;
+  std::vector<std::byte> bytes(static_cast<std::size_t>(data_extent_end(fd.get(), file_size(fd.get(), path))));
+  bytes.resize(read_at(fd.get(), bytes, 0, path));
+  file_header h;
+  if (read_file_header(bytes, h) != header_status::ok || h.kind != file_kind::index || h.base_offset != base ||
+      h.parameter < 1 || h.parameter > std::numeric_limits<std::uint32_t>::max())
+    return out;
+  out.interval = h.parameter;
+  const std::byte* entries = bytes.data() + file_header_bytes;
+  const std::size_t n = count_valid_index_entries(entries, (bytes.size() - file_header_bytes) / index_entry_bytes);
+  if (n > 0) out.last_entry = index_view{entries, n}.at(n - 1);
+  return out;
+}
+
+/// @brief True when `gone`, an index newer than every segment, is what a roll killed between
+/// its two renames leaves (segment::adopt renames the index first, and the old segment is
+/// sealed after both): no entries, named for the offset after the last segment's records,
+/// and that segment unsealed. Nothing was written to it. Anything else: a deleted segment.
+inline bool is_interrupted_roll(const orphan_index& gone, std::uint64_t next_offset, bool last_sealed) noexcept {
+  return !gone.last_entry && gone.base == next_offset && !last_sealed;
+}
+
+/// @brief Where appends continue so that no offset `gone` may have held is used again, and
+/// how many of its records are known to be lost (those up to its last entry, from `from`,
+/// where the surviving records end). `fallback_interval` when its own interval is unknown.
+struct orphan_loss {
+  std::uint64_t continue_at = 0;
+  std::uint64_t known_lost = 0;
+};
+inline orphan_loss loss_from_orphan(const orphan_index& gone, std::uint64_t from, std::uint64_t fallback_interval) {
+  const std::uint64_t known_end = gone.last_entry ? gone.last_entry->offset + 1 : gone.base;
+  const std::uint64_t after = gone.last_entry ? gone.last_entry->offset + 1 : gone.base + 1;
+  return {std::max(after + max_records_after_index_entry(gone.interval != 0 ? gone.interval : fallback_interval),
+                   from),
+          known_end > from ? known_end - from : 0};
+}
+
+/// @brief The problem text for the deleted segment `gone`.
+inline std::string orphan_loss_text(const orphan_index& gone, std::uint64_t from, const orphan_loss& l) {
+  std::string t = segment_file_name(gone.base, segment_extension) + " is missing but its index " +
+                  segment_file_name(gone.base, index_extension) +
+                  " remains (the segment was deleted outside the journal, or its directory entry was lost with the "
+                  "power)";
+  if (l.known_lost > 0)
+    t += ": record" + std::string(l.known_lost == 1 ? " " : "s ") + std::to_string(from) +
+         (l.known_lost == 1 ? "" : ".." + std::to_string(from + l.known_lost - 1)) +
+         (l.known_lost == 1 ? " is" : " are") + " lost";
+  const std::uint64_t maybe = l.continue_at - from - l.known_lost;
+  if (maybe > 0 && l.known_lost > 0)
+    t += ", and up to " + std::to_string(maybe) + " after them may be";
+  else if (maybe > 0)
+    t += ": up to " + std::to_string(maybe) + " records from offset " + std::to_string(from) + " on may be lost";
+  return t;
+}
+
 /// @brief Recovers the journal in `dir` (see the file comment). `segment_bytes` is the
 /// normalized option; `first_allocation` the bytes allocated in a segment recovery creates.
 /// Throws journal_error on I/O failure or a segment of a newer format.
@@ -12708,31 +12801,53 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
   auto& report = out.report;
   std::error_code ec;
 
-  // Leftovers: prepared files of a roll that never happened, indexes of deleted segments.
+  // Leftovers: prepared files of a roll that never happened, indexes of deleted segments. The
+  // indexes newer than every segment are kept until the offsets they vouch for are on record.
+  std::vector<std::uint64_t> bases = list_segment_bases(dir);
+  std::vector<std::filesystem::path> evidence_files;
+  std::optional<orphan_index> newest_orphan;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().native();
-    const bool prepared = name.starts_with(prepared_prefix);
-    bool orphan_index = false;
-    if (auto base = parse_segment_file_name(name, index_extension))
-      orphan_index = !std::filesystem::exists(dir / segment_file_name(*base, segment_extension));
-    if (prepared || orphan_index) std::filesystem::remove(it->path(), ec);
+    if (name.starts_with(prepared_prefix)) {
+      std::filesystem::remove(it->path(), ec);
+      continue;
+    }
+    const auto base = parse_segment_file_name(name, index_extension);
+    if (!base || std::filesystem::exists(dir / segment_file_name(*base, segment_extension))) continue;
+    if (!bases.empty() && *base <= bases.back()) {
+      std::filesystem::remove(it->path(), ec);  // an older segment's (retention deletes the .log first)
+      continue;
+    }
+    evidence_files.push_back(it->path());
+    if (!newest_orphan || *base > newest_orphan->base) newest_orphan = read_orphan_index(it->path(), *base);
   }
-  std::vector<std::uint64_t> bases = list_segment_bases(dir);
+  auto clear_evidence = [&] {
+    for (const auto& p : evidence_files) std::filesystem::remove(p, ec);
+  };
   const std::uint64_t idx_bytes = index_file_bytes(segment_bytes, interval);
   if (bases.empty()) {
-    // A new journal: segment 0, created under a temporary name so that no reader ever sees a
-    // half-made file.
+    // A new journal: segment 0 (or, when only an index is left of the last segment, past what it
+    // may have held), created under a temporary name so that no reader ever sees a half-made file.
+    std::uint64_t first = 0;
+    if (newest_orphan) {
+      const orphan_loss l = loss_from_orphan(*newest_orphan, 0, interval);
+      first = l.continue_at;
+      report.truncated_records += l.known_lost;
+      report.problems.push_back(orphan_loss_text(*newest_orphan, 0, l) + "; appends continue at offset " +
+                                std::to_string(first) + ", so that no acknowledged offset is used twice");
+    }
     auto seg = segment::create_prepared(dir, segment_bytes, idx_bytes, first_allocation, interval, 0, file_mode);
     try {
-      seg->adopt(0, interval);
+      seg->adopt(first, interval);
     } catch (...) {
       seg->discard_prepared();
       throw;
     }
     seg->sync(true);
     sync_directory(dir);
+    clear_evidence();
     segment_entry e;
-    e.base = 0;
+    e.base = first;
     e.pinned = std::move(seg);
     out.catalog.push_back(std::move(e));
     report.segments = 1;
@@ -12910,6 +13025,14 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
                     : std::string());
       }
     }
+    // A newer segment that is gone but for its index (see the file comment for the one case
+    // that is no loss: a roll interrupted between its renames).
+    if (last && newest_orphan && (!loss.empty() || !is_interrupted_roll(*newest_orphan, s.next_offset, s.sealed))) {
+      const orphan_loss l = loss_from_orphan(*newest_orphan, s.next_offset, written_interval);
+      report.truncated_records += l.known_lost;
+      loss += (loss.empty() ? "" : "; ") + orphan_loss_text(*newest_orphan, s.next_offset, l);
+      continue_at = std::max(continue_at, l.continue_at);
+    }
     if (!loss.empty() && continue_at == s.next_offset) report.problems.push_back(loss + "; nothing else was lost");
     if (continue_at > s.next_offset) {
       report.problems.push_back(loss + "; appends continue at offset " + std::to_string(continue_at) +
@@ -12926,6 +13049,7 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
       sync_directory(dir);  // the gap is on record before the evidence is cleared below
       ++report.segments;
     }
+    if (last) clear_evidence();
     const bool sealed_now = !last || successor;
 
     if (index_damage.empty() && seg->index_file_bytes_view().size() % 4096 != 0)
