@@ -406,12 +406,13 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         last_entry->offset - s.next_offset <= (last_entry->position - s.end) / min_frame_bytes + 1) {
       const std::uint64_t lost = last_entry->offset + 1 - s.next_offset;
       // How many records may have followed the last entry's: at most what fits before the
-      // next entry would have been due; and when the file still reaches that far, at most
-      // what fits in its non-zero bytes after the entry's record.
+      // next entry would have been due; and when the file still reaches that far and still
+      // holds data there (it was cut, not overwritten with zeros), at most what fits in its
+      // non-zero bytes after the entry's record.
       const std::uint64_t p = last_entry->position;
       std::uint64_t more = max_records_after_index_entry(written_interval);
-      if (seg->size_found() >= p + written_interval) {
-        const std::uint64_t data_end = std::max(s.end, s.torn_end);
+      const std::uint64_t data_end = std::max(s.end, s.torn_end);
+      if (seg->size_found() >= p + written_interval && data_end > p) {
         const std::uint64_t fit =
             data_end > p + min_frame_bytes ? (data_end - p - min_frame_bytes + min_frame_bytes - 1) / min_frame_bytes : 0;
         more = std::min(more, fit);
