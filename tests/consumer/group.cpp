@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "consumer/common.hpp"
+#include "support/allocation_counter.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -125,6 +126,40 @@ TEST_CASE("polling through a member that left is refused") {
   m.leave();
   CHECK_FALSE(m.joined());
   CHECK(m.poll([](const agentbus::delivered<task>&) {}) == 0);
+}
+
+TEST_CASE("a group that members join and leave for ever stays the size of its most members at once") {
+  // Every join appended a slot that was never given back (~40 bytes a join, for ever); and
+  // member ids, 32 bits, would have run out. A slot a member left is now reused.
+  group_bus bus;
+  agentbus::consumer_group<task> group(bus, "workers", "work.>");
+  auto stays = group.join("stays");
+  for (int i = 0; i < 4; ++i) {  // the first slots and the list of free ones, made once
+    auto a = group.join("warm-up-a");
+    auto b = group.join("warm-up-b");
+  }
+  std::size_t allocations = 0;
+  {
+    agentbus::test::allocation_scope scope;
+    for (int i = 0; i < 10000; ++i) {
+      auto a = group.join("worker-a");  // short names: no allocation of their own
+      auto b = group.join("worker-b");
+    }
+    allocations = scope.count();
+  }
+  CHECK(allocations == 0);  // appending made one block every few joins
+  CHECK(group.info().members == 1);
+  // The members that reuse slots get their own events, and the one that stayed keeps working.
+  bus.publish("work.x", task{1});
+  auto late = group.join("late");
+  std::uint64_t got = 0;
+  CHECK(late.poll([&](const agentbus::delivered<task>& d) {
+    CHECK(d.member() == "late");
+    got = d.payload().n;
+  }) == 1);
+  CHECK(got == 1);
+  bus.publish("work.x", task{2});
+  CHECK(stays.poll([&](const agentbus::delivered<task>& d) { CHECK(d.member() == "stays"); }) == 1);
 }
 
 TEST_CASE("members join and leave on one thread while another member polls", "[concurrency]") {

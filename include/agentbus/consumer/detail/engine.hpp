@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -229,8 +230,19 @@ class consumer_engine final : public consumer_core<T>,
 
   member_id join(std::string member_name) override {
     std::lock_guard lock(mutex_);
-    members_.push_back(member{std::move(member_name), true});
     ++live_members_;
+    // A slot a member left is reused, so that joining and leaving for ever (a worker per job)
+    // keeps the table as large as the most members live at once. Safe: a handle that left can
+    // no longer poll (group_member drops its core), and no entry is out to a member that left.
+    if (!free_members_.empty()) {
+      const member_id id = free_members_.back();
+      free_members_.pop_back();
+      members_[id] = member{std::move(member_name), true};
+      return id;
+    }
+    if (members_.size() > std::numeric_limits<member_id>::max())
+      throw std::length_error("agentbus: consumer '" + name_ + "': too many members at once");
+    members_.push_back(member{std::move(member_name), true});
     return static_cast<member_id>(members_.size() - 1);
   }
 
@@ -242,6 +254,8 @@ class consumer_engine final : public consumer_core<T>,
     std::lock_guard lock(mutex_);
     if (id >= members_.size() || !members_[id].live) return;
     members_[id].live = false;
+    members_[id].name = std::string();  // its memory too
+    free_members_.push_back(id);
     --live_members_;
     const time_point now = clock_.now();
     for (entry& e : pending_)
@@ -838,6 +852,7 @@ class consumer_engine final : public consumer_core<T>,
   std::deque<member> members_;  // stable addresses: a poll looks its member up under the mutex, then
                                 // reads the name outside it while a join may append
   std::size_t live_members_ = 0;
+  std::vector<member_id> free_members_;  // slots of members that left, for the next joins
   std::optional<cursor_file> file_;
   std::optional<restored_state> restored_;
   std::uint64_t delivered_end_ = 0;
