@@ -34,6 +34,14 @@ class responder;
 
 namespace detail {
 
+/// Answers `state`'s request (if any) with abandoned: a responder dropped without replying.
+inline void abandon_reply(std::shared_ptr<pending_reply> state) noexcept {
+  if (state) try {
+      state->fail(request_errc::abandoned, "the server dropped its responder without replying");
+    } catch (...) {  // allocating the text failed: the requester times out instead
+    }
+}
+
 /// A responder that serve() handed to its handler, kept aside when the handler's exception
 /// destroys it (a handler taking its responder by value): serve() then answers server_failed
 /// with the exception's text, not the abandoned that the destructor would send. One per
@@ -49,10 +57,7 @@ class serve_rescue {
   /// Abandons what it kept when no exception reached serve() (the handler caught its own).
   ~serve_rescue() {
     current() = outer_;
-    if (auto state = std::move(kept_)) try {
-        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
-      } catch (...) {  // allocating the text failed: the requester times out instead
-      }
+    abandon_reply(std::move(kept_));
   }
   /// Answers the kept request with server_failed; false when nothing was kept.
   bool fail(const std::string& what) {
@@ -138,12 +143,7 @@ class responder {
   bool pending() const noexcept { return state_ != nullptr; }
 
  private:
-  void abandon() noexcept {
-    if (auto state = std::move(state_)) try {
-        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
-      } catch (...) {  // allocating the text failed: the requester times out instead
-      }
-  }
+  void abandon() noexcept { detail::abandon_reply(std::move(state_)); }
   friend class detail::serve_rescue;
   std::shared_ptr<detail::pending_reply> state_;
   int exceptions_at_birth_ = std::uncaught_exceptions();
