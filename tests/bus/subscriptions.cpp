@@ -210,6 +210,24 @@ TEST_CASE("compact subscriptions: which handlers fit in an entry", "[bus][compac
 }
 
 namespace {
+int g_ticks_by_name = 0;
+void count_tick_by_name(const scale_tick& t) { g_ticks_by_name += t.n; }
+}  // namespace
+
+TEST_CASE("a free function passed by name is a handler on exact and wildcard topics", "[bus][compact]") {
+  // The compact path took the handler's type as the function type itself (not its pointer),
+  // and `subscribe("t", on_tick)` failed to compile deep inside the library; `&on_tick` worked.
+  agentbus::bus bus;
+  g_ticks_by_name = 0;
+  auto exact = bus.subscribe("ticks.one", count_tick_by_name);
+  auto wildcard = bus.subscribe("ticks.*", count_tick_by_name);
+  auto typed = bus.subscribe<scale_tick>("ticks.one", count_tick_by_name);
+  bus.publish("ticks.one", scale_tick{1});
+  bus.publish("ticks.two", scale_tick{10});
+  CHECK(g_ticks_by_name == 1 + 1 + 10 + 1);
+}
+
+namespace {
 // A handler's identity in 8 bytes: a pointer to where it records itself.
 struct order_tag {
   std::vector<int>* seen;

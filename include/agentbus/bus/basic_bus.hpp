@@ -396,7 +396,7 @@ class basic_bus {
       if (!options.history && !options.delayed) {
         if (const auto check = topic_pattern::validate(pattern); !check) throw topic_error(pattern, check);
         if (pattern.find_first_of("*>") == std::string_view::npos)
-          return detail::bus_access::adopt_compact<T>(router_, pattern, handler);
+          return detail::bus_access::adopt_compact<T, std::decay_t<F>>(router_, pattern, handler);
       }
     }
     topic_pattern parsed(pattern);
