@@ -486,6 +486,11 @@ TEST_CASE("an executor refuses more agents than it can schedule", "[agent][execu
   agentbus::agent a("a", pool), b("b", pool);
   CHECK_THROWS_AS(agentbus::agent("c", pool), std::length_error);
   CHECK_THROWS_AS(agentbus::executor({.threads = 0}), std::invalid_argument);
+  // Exactly max_agents, not the run queue's capacity (a power of two): 3 took 4, 5 took 8.
+  agentbus::executor three({.threads = 1, .max_agents = 3});
+  agentbus::agent x("x", three), y("y", three), z("z", three);
+  CHECK_THROWS_AS(agentbus::agent("w", three), std::length_error);
+  CHECK_THROWS_AS(agentbus::executor({.max_agents = 0}), std::invalid_argument);
 }
 
 TEST_CASE("agent: subscriptions ended one by one leave its books (churned reply routes do not pile up)", "[agent]") {
@@ -503,4 +508,73 @@ TEST_CASE("agent: subscriptions ended one by one leave its books (churned reply 
   // A subscription still live when the agent goes is ended by the agent (and counted till then).
   auto late = worker.subscribe(bus, "churn.late", [](const int&) {});
   CHECK(worker.stats().subscriptions == 1);
+}
+
+TEST_CASE("start() racing stop() or poll() on other threads: one consumer, and the thread is joined",
+          "[agent][shutdown][concurrency]") {
+  // stop() read the mode before start() had changed it: it drained on its own thread while the
+  // new one consumed too, and never joined it (std::terminate in the destructor); a poll() that
+  // had passed its mode check ran beside the new thread.
+  for (int round = 0; round < 400; ++round) {
+    agentbus::bus bus;
+    agentbus::agent a("racer");
+    std::atomic<int> inside{0}, overlaps{0}, handled{0};
+    auto sub = a.subscribe(bus, "race.x", [&](const job&) {
+      if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+      std::this_thread::yield();
+      inside.fetch_sub(1);
+      handled.fetch_add(1);
+    });
+    for (int i = 0; i < 20; ++i) bus.publish("race.x", job{i});
+    std::atomic<int> go{0};
+    std::thread starter([&] {
+      go.fetch_add(1);
+      while (go.load() < 3) {
+      }
+      try {
+        a.start();
+      } catch (const std::logic_error&) {  // stopped first
+      }
+    });
+    std::thread poller([&] {
+      go.fetch_add(1);
+      while (go.load() < 3) {
+      }
+      try {
+        for (int i = 0; i < 50; ++i) (void)a.poll(1);
+      } catch (const std::logic_error&) {  // started first
+      }
+    });
+    go.fetch_add(1);
+    while (go.load() < 3) {
+    }
+    if (round % 2 == 0) a.stop();
+    starter.join();
+    poller.join();
+    a.stop();
+    CHECK(overlaps.load() == 0);
+    CHECK(handled.load() == 20);
+  }
+}
+
+TEST_CASE("a handler on an executor stops another agent of the same executor without hanging",
+          "[agent][executor][shutdown][concurrency]") {
+  // stop() waited for the stopped agent's queued turn, which the one worker, busy in this very
+  // handler, could never run.
+  agentbus::executor pool({.threads = 1});
+  agentbus::bus bus;
+  agentbus::agent worker("worker", pool), supervisor("supervisor", pool);
+  std::atomic<int> worked{0};
+  std::atomic<bool> stopped{false};
+  auto work = worker.subscribe(bus, "team.work", [&](const job&) { worked.fetch_add(1); });
+  auto stop = supervisor.subscribe(bus, "team.stop", [&](const int&) {
+    worker.stop();  // drain: the queued work is handled first, here
+    stopped = true;
+  });
+  bus.publish("team.stop", 1);
+  for (int i = 0; i < 5; ++i) bus.publish("team.work", job{i});  // queued behind the supervisor's turn
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!stopped.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  REQUIRE(stopped.load());
+  CHECK(worked.load() + worker.stats().closed == 5);  // handled, or published after the close
 }

@@ -100,26 +100,30 @@ class agent final : detail::schedulable {
     if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
     stop_mode_.store(how, std::memory_order_relaxed);
     box_.close(how);  // discard: a consumer in the middle of a round stops handling at once
-    switch (mode_.load()) {
-      case mode::threaded:
-        if (box_.try_claim()) box_.sleep_flag().notify_one();
-        thread_.join();
-        break;
-      case mode::pooled:
-        // Take the mailbox (no worker will be given it again), then wait for a worker still
-        // finishing its turn, which may touch the mailbox after giving it up; then finish here.
-        backoff([this] { return box_.try_claim(); });
-        backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; });
-        finish(how);
-        break;
-      case mode::pumped: {
-        // A run_for / run_until waiting on another thread holds the pump: wake it (it sees the
-        // close and returns) rather than wait for its timeout.
-        if (box_.try_claim()) wake(this);
-        std::lock_guard pump(pump_mutex_);
-        finish(how);
-        break;
-      }
+    if (mode_.load() == mode::pooled) {
+      // Take the mailbox (no worker will be given it again), then wait for a worker still
+      // finishing its turn, which may touch the mailbox after giving it up; then finish here.
+      backoff([this] { return box_.try_claim(); }, pool_);
+      backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; }, pool_);
+      finish(how);
+      return;
+    }
+    // Caller-pumped or threaded: start() turns the one into the other under the pump lock, so
+    // the mode is read under it too (read before, a start() in progress was missed: its thread
+    // went on consuming, unjoined, while this one drained). A run_for / run_until waiting on
+    // another thread holds the pump: wake it first (it sees the close and returns) rather
+    // than wait for its timeout.
+    if (box_.try_claim()) wake(this);
+    std::unique_lock pump(pump_mutex_);
+    if (mode_.load() == mode::threaded) {
+      pump.unlock();
+      // The thread may have parked before the close; whoever took its wake above may have
+      // woken it the caller-pumped way (start() was under way): wake it here, for sure.
+      (void)box_.try_claim();
+      box_.sleep_flag().notify_one();
+      thread_.join();
+    } else {
+      finish(how);
     }
   }
 
@@ -128,8 +132,8 @@ class agent final : detail::schedulable {
   /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
   /// and do not count against `max`.
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
+    std::lock_guard pump(pump_mutex_);  // then the mode: a start() may be under way
     require_pumped("poll");
-    std::lock_guard pump(pump_mutex_);
     return box_.run_batch(max).ran;
   }
 
@@ -139,9 +143,9 @@ class agent final : detail::schedulable {
   /// rounds of a few dozen handlers, so one slow handler can overrun it.
   template <class Rep, class Period>
   std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
-    require_pumped("poll_for");
     const auto deadline = std::chrono::steady_clock::now() + budget;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("poll_for");
     std::size_t total = 0;
     for (;;) {
       const auto r = box_.run_batch(default_batch);
@@ -156,9 +160,9 @@ class agent final : detail::schedulable {
   /// Waits without spinning when the mailbox is empty. Returns `done()`'s last answer.
   template <class Predicate, class Rep, class Period>
   bool run_until(Predicate done, std::chrono::duration<Rep, Period> timeout) {
-    require_pumped("run_until");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("run_until");
     for (;;) {
       if (done()) return true;
       (void)box_.run_batch(default_batch);
@@ -173,9 +177,9 @@ class agent final : detail::schedulable {
   /// many handler calls ran.
   template <class Rep, class Period>
   std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
-    require_pumped("run_for");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("run_for");
     std::size_t total = 0;
     for (;;) {
       total += box_.run_batch(default_batch).ran;
@@ -214,11 +218,16 @@ class agent final : detail::schedulable {
                              " runs on its own thread or an executor");
   }
 
-  // Polls `done` with a yield, then short sleeps: used only by stop().
+  // Polls `done` with a yield, then short sleeps: used only by stop(). On a worker of `pool`
+  // (a handler stopping another agent of its executor), runs queued turns instead: the turn
+  // waited for may be queued behind the caller's own, with no other worker free to run it.
   template <class Done>
-  static void backoff(Done done) {
+  static void backoff(Done done, executor* pool = nullptr) {
+    const bool help = pool != nullptr && pool->on_worker_thread();
     for (unsigned spins = 0; !done(); ++spins)
-      if (spins < detail::tuning::stop_yields)
+      if (help && pool->help_once())
+        continue;
+      else if (spins < detail::tuning::stop_yields)
         std::this_thread::yield();
       else
         std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -48,8 +48,10 @@ class executor {
   explicit executor(const executor_options& options = {})
       : options_(options), run_queue_(options.max_agents == 0 ? 1 : options.max_agents) {
     if (options.threads == 0) throw std::invalid_argument("agentbus: executor needs at least one thread");
+    if (options.max_agents == 0) throw std::invalid_argument("agentbus: executor_options::max_agents must be at least 1");
     for (std::size_t i = 0; i < options.threads; ++i)
       workers_.emplace_back([this] {
+        current_worker() = this;
         detail::schedulable* next = nullptr;
         while (run_queue_.pop(next)) next->run_scheduled();
       });
@@ -76,7 +78,8 @@ class executor {
 
   /// @brief Reserves room for one more agent; throws when max_agents are attached.
   void attach() {
-    if (attached_.fetch_add(1, std::memory_order_relaxed) >= run_queue_.capacity()) {
+    // Against the option, not the run queue's capacity (rounded up to a power of two).
+    if (attached_.fetch_add(1, std::memory_order_relaxed) >= options_.max_agents) {
       attached_.fetch_sub(1, std::memory_order_relaxed);
       throw std::length_error("agentbus: executor has max_agents agents attached; raise executor_options::max_agents");
     }
@@ -84,7 +87,25 @@ class executor {
   /// @brief Releases an agent's room.
   void detach() noexcept { attached_.fetch_sub(1, std::memory_order_relaxed); }
 
+  /// @brief True when the calling thread is one of this executor's workers (internal).
+  bool on_worker_thread() const noexcept { return current_worker() == this; }
+  /// @brief Runs one queued agent's turn on the calling thread, one of this executor's
+  /// workers; false when none was queued (internal: for a worker that must wait for a turn
+  /// still in the queue, such as a handler stopping another agent of the same executor, when
+  /// no other worker may be free to run it).
+  bool help_once() noexcept {
+    detail::schedulable* next = nullptr;
+    if (!run_queue_.try_pop(next)) return false;
+    next->run_scheduled();
+    return true;
+  }
+
  private:
+  static const executor*& current_worker() noexcept {
+    static thread_local const executor* worker_of = nullptr;
+    return worker_of;
+  }
+
   executor_options options_;
   mpmc_queue<detail::schedulable*> run_queue_;
   std::atomic<std::size_t> attached_{0};
