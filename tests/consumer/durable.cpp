@@ -555,3 +555,41 @@ TEST_CASE("a delayed event survives a restart and keeps its due time") {
   CHECK(c.poll([&](const agentbus::delivered<job>& d) { attempt = d.attempt(); }) == 1);
   CHECK(attempt == 1);  // not counted as delivered before the restart
 }
+
+TEST_CASE("a consumer judges ttl on its own clock (consumer_options::clock), as a mailbox does") {
+  // It read the steady clock: an event whose ttl had passed on the consumer's clock was still
+  // delivered.
+  agentbus::manual_clock clock;
+  ring_bus bus;
+  agentbus::durable_consumer<job> c(bus, "ttl-clock", "jobs.>", agentbus::test::exact_timing(clock));
+  bus.publish("jobs.a", job{1}, agentbus::publish_options{.ttl = 5s});
+  bus.publish("jobs.a", job{2});  // no deadline: delivered whatever the clock says
+  clock.advance(1h);
+  std::vector<std::uint64_t> got;
+  c.poll([&](const agentbus::delivered<job>& d) { got.push_back(d.payload().n); });
+  CHECK(got == std::vector<std::uint64_t>{2});
+  CHECK(c.info().expired == 1);
+}
+
+TEST_CASE("poll_for wakes when a token from another thread frees max_ack_pending room", "[concurrency]") {
+  // Token settles never woke a waiting poll_for: it slept until its timeout although the next
+  // event could be handed out as soon as the token acked.
+  ring_bus bus;
+  publish_jobs(bus, 0, 2);
+  agentbus::consumer_options options;
+  options.max_ack_pending = 1;
+  agentbus::durable_consumer<job> c(bus, "one-at-a-time", "jobs.>", options);
+  std::optional<agentbus::ack_token> held;
+  CHECK(c.poll([&](const agentbus::delivered<job>& d) { held = d.defer(); }) == 1);
+  std::thread acker([&] {
+    std::this_thread::sleep_for(20ms);
+    (void)held->ack();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  std::uint64_t got = 99;
+  CHECK(c.poll_for([&](const agentbus::delivered<job>& d) { got = d.payload().n; }, 30s) == 1);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  acker.join();
+  CHECK(got == 1);
+  CHECK(waited < 10s);  // woken by the ack (~20 ms), not by the 30 s timeout
+}

@@ -350,6 +350,13 @@ class consumer_engine final : public consumer_core<T>,
       std::lock_guard lock(mutex_);
       status = settle_locked(offset, attempt, std::move(decision), clock_.now(), dead);
       if (dead.empty() && dirty_) persist_locked();
+      // A token settled from another thread may free max_ack_pending room or set a nack's
+      // redelivery sooner than a waiting poll_for's wake-up time: it looks again. Under the
+      // mutex: a poll_for about to wait sees the count change, one waiting is woken.
+      if (status == ack_status::accepted) {
+        arrivals_.fetch_add(1);
+        if (sleepers_.load() != 0) wake_.notify_all();
+      }
     }
     publish_dead(dead);
     return status;
@@ -452,6 +459,12 @@ class consumer_engine final : public consumer_core<T>,
   static std::optional<topic_pattern> filter_of(std::string_view pattern) {
     if (pattern == ">") return std::nullopt;
     return topic_pattern(pattern);
+  }
+
+  // Past its deadline on the consumer's clock (options.clock), as a mailbox judges it. The
+  // first test is true exactly when the event has a deadline: the clock is read only for those.
+  bool stale(const agentbus::event<T>& ev) const {
+    return ev.expired(deadline_clock::time_point::max()) && ev.expired(clock_.now());
   }
 
   void check_member(member_id id) const {
@@ -613,7 +626,7 @@ class consumer_engine final : public consumer_core<T>,
       if (batch.size() >= max) return;
       std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
       timers_.pop_back();
-      if (e->event->expired()) {  // went stale while waiting for its redelivery
+      if (stale(*e->event)) {  // went stale while waiting for its redelivery
         ++counters_.expired;
         mark_settled(*e);
         continue;
@@ -644,7 +657,7 @@ class consumer_engine final : public consumer_core<T>,
       const std::uint64_t offset = ev.offset().value_or(cursor_->position() - 1);
       position_ = cursor_->position();
       if (!reaches(pattern_text_, ev.topic())) continue;
-      if (ev.expired()) {  // stale (its ttl passed): settled without delivery, like a mailbox drops it
+      if (stale(ev)) {  // stale (its ttl passed): settled without delivery, like a mailbox drops it
         ++counters_.expired;
         dirty_ = true;
         continue;
