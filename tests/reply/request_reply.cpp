@@ -196,6 +196,7 @@ TEST_CASE("request/reply: scatter-gather collects replies until the count or the
     servers.push_back(agentbus::serve<quote_request, quote>(bus, "auction.bid",
                                                             [i](const quote_request&) { return quote{"bidder", double(i)}; }));
   auto all = agentbus::request_all<quote>(bus, "auction.bid", quote_request{"lot 7"}, 3, 1s);
+  CHECK(all.ready());  // every reply wanted came (synchronous servers): get() would not wait
   const auto bids = all.get();
   REQUIRE(bids.size() == 3);
   CHECK(bids[0].price == 0);  // arrival order: subscription order for synchronous servers
@@ -205,6 +206,7 @@ TEST_CASE("request/reply: scatter-gather collects replies until the count or the
   CHECK(some.get().size() == 3);
   // Nobody there: no_responders.
   auto none = agentbus::request_all<quote>(bus, "auction.empty", quote_request{"lot 9"}, 2, 1s);
+  CHECK(none.ready());  // no_responders ends a gather too (ready() said false until the deadline)
   CHECK_THROWS_AS(none.get(), agentbus::request_error);
 }
 

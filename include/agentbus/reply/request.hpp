@@ -216,6 +216,11 @@ inline constexpr unsigned reply_spins = 512;
 /// The clock a future waits on: null for the steady clock, which it reads directly.
 inline clock_source* future_clock(clock_source* c) noexcept { return c == &clock_source::steady() ? nullptr : c; }
 
+/// Ends that mean no server got the request: nothing more can come (a gather ends on them).
+inline bool no_server_reached(request_errc e) noexcept {
+  return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
+}
+
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
 class reply_future_base {
@@ -229,7 +234,10 @@ class reply_future_base {
   bool ready() const {
     if (!state_) return true;
     std::lock_guard lock(state_->mutex);
-    return state_->closed || (state_->failure.has_value() && state_->wanted == 1) ||
+    // What get() waits for: every reply wanted, a failure that ends the request (any, for a
+    // single reply; for a gather one that reached no server), or the deadline.
+    return state_->closed || state_->got >= state_->wanted ||
+           (state_->failure.has_value() && (state_->wanted == 1 || no_server_reached(*state_->failure))) ||
            (clock_ == nullptr ? deadline_clock::now() : clock_->now()) >= deadline_;
   }
   /// @brief Gives up the request: replies that come later are dropped (and counted);
@@ -479,10 +487,12 @@ class gathered_replies : public detail::reply_future_base<Rep> {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty gathered_replies");
     auto state = this->state_;
     std::unique_lock lock(state->mutex);
-    this->wait_and_close(lock, [](const auto& s) { return s.got >= s.wanted || (s.failure && unreached(*s.failure)); });
+    this->wait_and_close(lock, [](const auto& s) {
+      return s.got >= s.wanted || (s.failure && detail::no_server_reached(*s.failure));
+    });
     std::vector<Rep> out = std::move(state->replies);
-    const bool unreached_all =
-        out.empty() && state->failure && (unreached(*state->failure) || *state->failure == request_errc::cancelled);
+    const bool unreached_all = out.empty() && state->failure &&
+                               (detail::no_server_reached(*state->failure) || *state->failure == request_errc::cancelled);
     const request_error error(unreached_all ? *state->failure : request_errc::timeout, state->failure_detail);
     lock.unlock();
     this->state_.reset();
@@ -494,11 +504,6 @@ class gathered_replies : public detail::reply_future_base<Rep> {
  private:
   friend struct detail::reply_access;
   using base::base;
-
-  // Ends that mean no server got the request: nothing more can come.
-  static bool unreached(request_errc e) noexcept {
-    return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
-  }
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
