@@ -214,6 +214,16 @@ TEST_CASE("codec: a bool byte other than 00 or 01 is an error, not a wrong value
   std::vector<std::byte> list_bytes(listed.bytes().begin(), listed.bytes().end());
   list_bytes.back() = std::byte{2};
   CHECK_THROWS_AS((agentbus::decode<std::vector<std::array<bool, 2>>>(list_bytes)), agentbus::codec_error);
+  // std::vector<bool> (which passed has_codec but did not compile: it has no data()): a count,
+  // then a checked byte per element.
+  CHECK(agentbus::has_codec<std::vector<bool>>);
+  agentbus::byte_writer packed;
+  agentbus::encode(packed, std::vector<bool>{true, true, false});
+  std::vector<std::byte> packed_bytes(packed.bytes().begin(), packed.bytes().end());
+  CHECK(packed_bytes.size() == 4 + 3);
+  CHECK(agentbus::decode<std::vector<bool>>(packed_bytes) == std::vector<bool>{true, true, false});
+  packed_bytes.back() = std::byte{9};
+  CHECK_THROWS_AS(agentbus::decode<std::vector<bool>>(packed_bytes), agentbus::codec_error);
 }
 
 TEST_CASE("codec: an opted-in class is written with its padding as zeros", "[storage][codec]") {

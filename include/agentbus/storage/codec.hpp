@@ -226,6 +226,15 @@ constexpr bool is_bool_array() noexcept {
   else
     return false;
 }
+/// Elements a vector copies in one go: bitwise ones without a codec of their own, except
+/// bools (each byte is checked on decoding; std::vector<bool> has no contiguous bytes anyway).
+template <class U>
+constexpr bool vector_copies_bytes() noexcept {
+  if constexpr (std::is_same_v<std::remove_cv_t<U>, bool>)
+    return false;
+  else
+    return bitwise_codable<U> && !has_adl_codec<U> && !is_bool_array<U>();
+}
 }  // namespace detail
 
 /// @brief The bitwise codec: arithmetic types, enums, `std::array` of them, and opted-in classes.
@@ -308,7 +317,7 @@ struct codec<std::vector<U, A>> {
   static void encode(byte_writer& out, const std::vector<U, A>& value) {
     if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
     out.write_value(static_cast<std::uint32_t>(value.size()));
-    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !std::is_class_v<U>)
+    if constexpr (detail::vector_copies_bytes<U>() && !std::is_class_v<U>)
       out.write(value.data(), value.size() * sizeof(U));  // no padding to clear: one copy
     else
       for (const U& v : value) codec<U>::encode(out, v);
@@ -317,7 +326,7 @@ struct codec<std::vector<U, A>> {
   static std::vector<U, A> decode(byte_reader& in) {
     const auto size = in.read_value<std::uint32_t>();
     std::vector<U, A> value;
-    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !detail::is_bool_array<U>()) {
+    if constexpr (detail::vector_copies_bytes<U>()) {
       if (std::size_t{size} * sizeof(U) > in.remaining())
         throw codec_error("agentbus: codec: vector length exceeds the payload");
       value.resize(size);
