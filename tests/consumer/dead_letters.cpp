@@ -81,3 +81,25 @@ TEST_CASE("replay_dead_letters on a journal bus replays each dead letter once ac
   c.poll([&](const agentbus::delivered<letter>& d) { got.push_back(d.payload().n); });
   CHECK(got == std::vector<std::uint64_t>{7});  // the replayed copy; the original was settled
 }
+
+TEST_CASE("a dead letter on a journal bus does not inherit the original's ttl") {
+  // The journal keeps a deadline in a header of its own, and readers passed it on with the
+  // event's headers: the dead letter copied it and expired with the original (on a memory
+  // ring it did not).
+  agentbus::test::journal_dir dir("dead_letter_ttl");
+  agentbus::manual_clock clock;
+  dl_journal_bus bus(dir.options());
+  agentbus::durable_consumer<letter> c(bus, "worker", "mail.>", one_try(clock));
+  bus.publish("mail.in", letter{3}, agentbus::publish_options{.ttl = std::chrono::hours(1)});
+  CHECK(c.poll([](const agentbus::delivered<letter>& d) {
+    for (const auto& h : d.event().headers()) CHECK(h.key != agentbus::deadline_header);
+    CHECK(d.event().deadline().has_value());  // the deadline itself is kept, as the event's
+    return agentbus::outcome::term("bad");
+  }) == 1);
+  clock.advance(std::chrono::hours(2));  // past the original's deadline
+  agentbus::durable_consumer<letter> dlq(bus, "dlq-reader", "$dlq.>", one_try(clock));
+  std::vector<std::uint64_t> got;
+  dlq.poll([&](const agentbus::delivered<letter>& d) { got.push_back(d.payload().n); });
+  CHECK(got == std::vector<std::uint64_t>{3});
+  CHECK(dlq.info().expired == 0);
+}

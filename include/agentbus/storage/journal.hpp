@@ -13,6 +13,7 @@
 //   - other version: an upcaster registered with upcast<T>(from_version, fn) converts it,
 //     else it is reported.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "agentbus/core/detail/wall_clock.hpp"
@@ -173,7 +175,7 @@ class journal_store : public dedup_store {
         options_.source = record_.source;
         options_.correlation_id = record_.correlation_id;
         options_.prio = static_cast<priority>(record_.priority > 2 ? 1 : record_.priority);
-        options_.headers = record_.headers;
+        options_.headers = user_headers();
         event_.emplace(*value_, record_.topic, options_, record_.event_id, stored_deadline(), nullptr, record_.offset);
         offset_setter::set_published(*event_, record_.published_ns == 0 ? 1 : record_.published_ns);
         ++stats_.delivered;
@@ -197,6 +199,18 @@ class journal_store : public dedup_store {
     replay_stats& stats() noexcept { return stats_; }
 
    private:
+    // The record's headers but the journal's own deadline header: the deadline is the event's
+    // (ev.deadline()), not a header that code republishing the event copies along (a dead
+    // letter made of it then expired with the original, where a memory ring's did not).
+    std::span<const header> user_headers() {
+      const std::span<const header> all = record_.headers;
+      if (std::none_of(all.begin(), all.end(), [](const header& h) { return h.key == deadline_header; })) return all;
+      visible_headers_.clear();
+      for (const header& h : all)
+        if (h.key != deadline_header) visible_headers_.push_back(h);
+      return visible_headers_;
+    }
+
     // The deadline a record was stored with (the header append writes), on this process's
     // steady clock; none when it had none or the header does not parse.
     deadline_clock::time_point stored_deadline() const {
@@ -265,6 +279,7 @@ class journal_store : public dedup_store {
     std::string last_topic_;  // matches_filter's memo
     bool last_match_ = false;
     record record_{};
+    std::vector<header> visible_headers_;  // user_headers()'s, when it has to leave one out
     std::optional<T> value_;
     publish_options options_;
     std::optional<event<T>> event_;
