@@ -265,3 +265,17 @@ TEST_CASE("request/reply: a reply of another type than the requester expects is 
   }
   CHECK(agentbus::request_reply_stats().wrong_type_replies == before + 1);
 }
+
+TEST_CASE("request/reply: request ids start from a different point in every process", "[reply]") {
+  // Every process counted from 1: a journal stores requests with their ids, and a server
+  // catching up on yesterday's (serve() with history) answered today's live requests that got
+  // the same ids with yesterday's replies. Two tables stand for two processes here.
+  agentbus::detail::reply_table first_run, second_run;
+  const std::uint64_t a = first_run.add(std::make_shared<agentbus::detail::pending_reply_of<quote>>(1));
+  const std::uint64_t b = second_run.add(std::make_shared<agentbus::detail::pending_reply_of<quote>>(1));
+  CHECK(a != b);
+  CHECK((a & agentbus::detail::request_id_bit) != 0);  // still marked as request ids
+  CHECK((b & agentbus::detail::request_id_bit) != 0);
+  first_run.remove(a);
+  second_run.remove(b);
+}

@@ -82,7 +82,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -96,6 +95,7 @@
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/unpredictable.hpp"
 #include "agentbus/reply/request.hpp"
 #include "agentbus/reply/serve.hpp"
 #include "agentbus/router/topic.hpp"
@@ -170,9 +170,7 @@ inline bool pattern_covers(std::string_view outer, std::string_view inner) {
 }
 
 inline std::string random_bridge_id() {
-  std::random_device rd;
-  const std::uint64_t v = (std::uint64_t{rd()} << 32) ^ rd() ^
-                          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  const std::uint64_t v = unpredictable_u64();
   static constexpr char hex[] = "0123456789abcdef";
   std::string id = "agentbus-";
   for (int i = 15; i >= 0; --i) id += hex[(v >> (4 * i)) & 15];

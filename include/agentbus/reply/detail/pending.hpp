@@ -35,6 +35,7 @@
 #include "agentbus/core/clock.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/detail/config.hpp"
+#include "agentbus/detail/unpredictable.hpp"
 #include "agentbus/reply/error.hpp"
 
 namespace agentbus::detail {
@@ -230,7 +231,7 @@ class reply_table {
 
   /// Registers `p` under a fresh request id (also stored in p->id).
   std::uint64_t add(std::shared_ptr<pending_reply> p) {
-    const std::uint64_t id = request_id_bit | (next_.fetch_add(1, std::memory_order_relaxed) + 1);
+    const std::uint64_t id = request_id_bit | ((next_.fetch_add(1, std::memory_order_relaxed) + 1) & ~request_id_bit);
     p->id = id;
     shard& s = shard_of(id);
     std::lock_guard lock(s.mutex);
@@ -276,7 +277,10 @@ class reply_table {
   shard& shard_of(std::uint64_t id) noexcept { return shards_[id % shards_.size()]; }
 
   std::array<shard, 16> shards_;
-  std::atomic<std::uint64_t> next_{0};
+  // From a different point in every process: a journal stores requests with their ids, and a
+  // server catching up on them (serve() with history) must not answer today's requests with
+  // yesterday's replies, as it did when every process counted from 1.
+  std::atomic<std::uint64_t> next_{unpredictable_u64()};
 };
 
 }  // namespace agentbus::detail
