@@ -312,6 +312,34 @@ TEST_CASE("after a restart a durable consumer resumes at its first unacked event
   CHECK(c.info().floor == 12);
 }
 
+TEST_CASE("an event acked before a restart stays acked through the restarts after it") {
+  // After one restart, an offset acked before it was skipped without staying on record while
+  // an earlier one was still unsettled: the next cursor write forgot the ack, and the second
+  // restart delivered it again (and could dead-letter it as "attempts before a restart").
+  agentbus::test::journal_dir dir("consumer_acked_twice");
+  agentbus::manual_clock clock;
+  {
+    journal_bus bus(dir.options());
+    publish_jobs(bus, 0, 3);
+  }
+  std::vector<std::vector<std::pair<std::uint64_t, std::uint32_t>>> runs;
+  for (int restart = 0; restart < 4; ++restart) {
+    journal_bus bus(dir.options());
+    agentbus::durable_consumer<job> c(bus, "worker", "jobs.>", agentbus::test::exact_timing(clock));
+    auto& seen = runs.emplace_back();
+    c.poll([&](const agentbus::delivered<job>& d) {
+      seen.emplace_back(d.payload().n, d.attempt());
+      if (d.payload().n == 0) (void)d.defer();  // 0 stays out, as if the process died handling it
+    });
+  }
+  using seen_t = std::vector<std::pair<std::uint64_t, std::uint32_t>>;
+  CHECK(runs[0] == seen_t{{0, 1}, {1, 1}, {2, 1}});
+  for (std::size_t r = 1; r < runs.size(); ++r) {
+    CAPTURE(r);
+    CHECK(runs[r] == seen_t{{0, static_cast<std::uint32_t>(r + 1)}});  // 1 and 2 never again
+  }
+}
+
 TEST_CASE("an event that is never settled across restarts is dead-lettered after max_deliver (poison)") {
   agentbus::test::journal_dir dir("consumer_poison");
   agentbus::manual_clock clock;

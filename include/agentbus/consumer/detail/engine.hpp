@@ -673,7 +673,16 @@ class consumer_engine final : public consumer_core<T>,
           if (it != a.end() && it->first == offset) before = it->second;  // 0: a delayed event not handed out yet
         }
         forget_restored_below(offset + 1);
-        if (was_settled) continue;  // acked before the restart
+        if (was_settled) {  // acked before the restart
+          // While an earlier offset is unsettled (the floor is below this one), it stays on
+          // record as a settled entry: otherwise the next cursor write forgot it, and the
+          // restart after that delivered it again.
+          if (!pending_.empty()) {
+            pending_.push_back(entry{offset, {}, 0, entry_state::settled, 0, now, now});
+            dirty_ = true;
+          }
+          continue;
+        }
       }
       pending_.push_back(entry{offset, cursor_->share(), before, entry_state::waiting, 0, now, now});
       ++unsettled_;
