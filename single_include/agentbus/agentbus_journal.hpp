@@ -2765,6 +2765,15 @@ constexpr bool is_bool_array() noexcept {
   else
     return false;
 }
+/// Elements a vector copies in one go: bitwise ones without a codec of their own, except
+/// bools (each byte is checked on decoding; std::vector<bool> has no contiguous bytes anyway).
+template <class U>
+constexpr bool vector_copies_bytes() noexcept {
+  if constexpr (std::is_same_v<std::remove_cv_t<U>, bool>)
+    return false;
+  else
+    return bitwise_codable<U> && !has_adl_codec<U> && !is_bool_array<U>();
+}
 }  // namespace detail
 
 /// @brief The bitwise codec: arithmetic types, enums, `std::array` of them, and opted-in classes.
@@ -2847,7 +2856,7 @@ struct codec<std::vector<U, A>> {
   static void encode(byte_writer& out, const std::vector<U, A>& value) {
     if (value.size() > UINT32_MAX) throw codec_error("agentbus: codec: a vector of more than 2^32 elements");
     out.write_value(static_cast<std::uint32_t>(value.size()));
-    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !std::is_class_v<U>)
+    if constexpr (detail::vector_copies_bytes<U>() && !std::is_class_v<U>)
       out.write(value.data(), value.size() * sizeof(U));  // no padding to clear: one copy
     else
       for (const U& v : value) codec<U>::encode(out, v);
@@ -2856,7 +2865,7 @@ struct codec<std::vector<U, A>> {
   static std::vector<U, A> decode(byte_reader& in) {
     const auto size = in.read_value<std::uint32_t>();
     std::vector<U, A> value;
-    if constexpr (detail::bitwise_codable<U> && !detail::has_adl_codec<U> && !detail::is_bool_array<U>()) {
+    if constexpr (detail::vector_copies_bytes<U>()) {
       if (std::size_t{size} * sizeof(U) > in.remaining())
         throw codec_error("agentbus: codec: vector length exceeds the payload");
       value.resize(size);
@@ -7710,7 +7719,7 @@ class basic_bus {
       if (!options.history && !options.delayed) {
         if (const auto check = topic_pattern::validate(pattern); !check) throw topic_error(pattern, check);
         if (pattern.find_first_of("*>") == std::string_view::npos)
-          return detail::bus_access::adopt_compact<T>(router_, pattern, handler);
+          return detail::bus_access::adopt_compact<T, std::decay_t<F>>(router_, pattern, handler);
       }
     }
     topic_pattern parsed(pattern);
@@ -7813,8 +7822,10 @@ class executor {
   explicit executor(const executor_options& options = {})
       : options_(options), run_queue_(options.max_agents == 0 ? 1 : options.max_agents) {
     if (options.threads == 0) throw std::invalid_argument("agentbus: executor needs at least one thread");
+    if (options.max_agents == 0) throw std::invalid_argument("agentbus: executor_options::max_agents must be at least 1");
     for (std::size_t i = 0; i < options.threads; ++i)
       workers_.emplace_back([this] {
+        current_worker() = this;
         detail::schedulable* next = nullptr;
         while (run_queue_.pop(next)) next->run_scheduled();
       });
@@ -7841,7 +7852,8 @@ class executor {
 
   /// @brief Reserves room for one more agent; throws when max_agents are attached.
   void attach() {
-    if (attached_.fetch_add(1, std::memory_order_relaxed) >= run_queue_.capacity()) {
+    // Against the option, not the run queue's capacity (rounded up to a power of two).
+    if (attached_.fetch_add(1, std::memory_order_relaxed) >= options_.max_agents) {
       attached_.fetch_sub(1, std::memory_order_relaxed);
       throw std::length_error("agentbus: executor has max_agents agents attached; raise executor_options::max_agents");
     }
@@ -7849,7 +7861,25 @@ class executor {
   /// @brief Releases an agent's room.
   void detach() noexcept { attached_.fetch_sub(1, std::memory_order_relaxed); }
 
+  /// @brief True when the calling thread is one of this executor's workers (internal).
+  bool on_worker_thread() const noexcept { return current_worker() == this; }
+  /// @brief Runs one queued agent's turn on the calling thread, one of this executor's
+  /// workers; false when none was queued (internal: for a worker that must wait for a turn
+  /// still in the queue, such as a handler stopping another agent of the same executor, when
+  /// no other worker may be free to run it).
+  bool help_once() noexcept {
+    detail::schedulable* next = nullptr;
+    if (!run_queue_.try_pop(next)) return false;
+    next->run_scheduled();
+    return true;
+  }
+
  private:
+  static const executor*& current_worker() noexcept {
+    static thread_local const executor* worker_of = nullptr;
+    return worker_of;
+  }
+
   executor_options options_;
   mpmc_queue<detail::schedulable*> run_queue_;
   std::atomic<std::size_t> attached_{0};
@@ -7954,26 +7984,30 @@ class agent final : detail::schedulable {
     if (stopped_.exchange(true, std::memory_order_acq_rel)) return;
     stop_mode_.store(how, std::memory_order_relaxed);
     box_.close(how);  // discard: a consumer in the middle of a round stops handling at once
-    switch (mode_.load()) {
-      case mode::threaded:
-        if (box_.try_claim()) box_.sleep_flag().notify_one();
-        thread_.join();
-        break;
-      case mode::pooled:
-        // Take the mailbox (no worker will be given it again), then wait for a worker still
-        // finishing its turn, which may touch the mailbox after giving it up; then finish here.
-        backoff([this] { return box_.try_claim(); });
-        backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; });
-        finish(how);
-        break;
-      case mode::pumped: {
-        // A run_for / run_until waiting on another thread holds the pump: wake it (it sees the
-        // close and returns) rather than wait for its timeout.
-        if (box_.try_claim()) wake(this);
-        std::lock_guard pump(pump_mutex_);
-        finish(how);
-        break;
-      }
+    if (mode_.load() == mode::pooled) {
+      // Take the mailbox (no worker will be given it again), then wait for a worker still
+      // finishing its turn, which may touch the mailbox after giving it up; then finish here.
+      backoff([this] { return box_.try_claim(); }, pool_);
+      backoff([this] { return in_turn_.load(std::memory_order_acquire) == 0; }, pool_);
+      finish(how);
+      return;
+    }
+    // Caller-pumped or threaded: start() turns the one into the other under the pump lock, so
+    // the mode is read under it too (read before, a start() in progress was missed: its thread
+    // went on consuming, unjoined, while this one drained). A run_for / run_until waiting on
+    // another thread holds the pump: wake it first (it sees the close and returns) rather
+    // than wait for its timeout.
+    if (box_.try_claim()) wake(this);
+    std::unique_lock pump(pump_mutex_);
+    if (mode_.load() == mode::threaded) {
+      pump.unlock();
+      // The thread may have parked before the close; whoever took its wake above may have
+      // woken it the caller-pumped way (start() was under way): wake it here, for sure.
+      (void)box_.try_claim();
+      box_.sleep_flag().notify_one();
+      thread_.join();
+    } else {
+      finish(how);
     }
   }
 
@@ -7982,8 +8016,8 @@ class agent final : detail::schedulable {
   /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
   /// and do not count against `max`.
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
+    std::lock_guard pump(pump_mutex_);  // then the mode: a start() may be under way
     require_pumped("poll");
-    std::lock_guard pump(pump_mutex_);
     return box_.run_batch(max).ran;
   }
 
@@ -7993,9 +8027,9 @@ class agent final : detail::schedulable {
   /// rounds of a few dozen handlers, so one slow handler can overrun it.
   template <class Rep, class Period>
   std::size_t poll_for(std::chrono::duration<Rep, Period> budget) {
-    require_pumped("poll_for");
     const auto deadline = std::chrono::steady_clock::now() + budget;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("poll_for");
     std::size_t total = 0;
     for (;;) {
       const auto r = box_.run_batch(default_batch);
@@ -8010,9 +8044,9 @@ class agent final : detail::schedulable {
   /// Waits without spinning when the mailbox is empty. Returns `done()`'s last answer.
   template <class Predicate, class Rep, class Period>
   bool run_until(Predicate done, std::chrono::duration<Rep, Period> timeout) {
-    require_pumped("run_until");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("run_until");
     for (;;) {
       if (done()) return true;
       (void)box_.run_batch(default_batch);
@@ -8027,9 +8061,9 @@ class agent final : detail::schedulable {
   /// many handler calls ran.
   template <class Rep, class Period>
   std::size_t run_for(std::chrono::duration<Rep, Period> timeout) {
-    require_pumped("run_for");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::lock_guard pump(pump_mutex_);
+    require_pumped("run_for");
     std::size_t total = 0;
     for (;;) {
       total += box_.run_batch(default_batch).ran;
@@ -8068,11 +8102,16 @@ class agent final : detail::schedulable {
                              " runs on its own thread or an executor");
   }
 
-  // Polls `done` with a yield, then short sleeps: used only by stop().
+  // Polls `done` with a yield, then short sleeps: used only by stop(). On a worker of `pool`
+  // (a handler stopping another agent of its executor), runs queued turns instead: the turn
+  // waited for may be queued behind the caller's own, with no other worker free to run it.
   template <class Done>
-  static void backoff(Done done) {
+  static void backoff(Done done, executor* pool = nullptr) {
+    const bool help = pool != nullptr && pool->on_worker_thread();
     for (unsigned spins = 0; !done(); ++spins)
-      if (spins < detail::tuning::stop_yields)
+      if (help && pool->help_once())
+        continue;
+      else if (spins < detail::tuning::stop_yields)
         std::this_thread::yield();
       else
         std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -8373,6 +8412,37 @@ class request_error : public std::runtime_error {
 #include <utility>
 #include <vector>
 
+#ifndef AGENTBUS_DETAIL_UNPREDICTABLE_HPP
+#define AGENTBUS_DETAIL_UNPREDICTABLE_HPP
+
+// 64 bits that differ from one process to the next (and from call to call): where ids must
+// not repeat across restarts of a program (request ids, which a journal stores with requests;
+// a NATS bridge's origin id). Not for cryptography.
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+
+namespace agentbus::detail {
+
+/// @brief std::random_device mixed with the steady clock (in case the device is deterministic
+/// or throws), through the splitmix64 finalizer so that every bit depends on all of them.
+inline std::uint64_t unpredictable_u64() noexcept {
+  std::uint64_t v = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  try {
+    std::random_device device;
+    v ^= (std::uint64_t{device()} << 32) ^ device();
+  } catch (...) {  // no entropy source: the clock alone
+  }
+  v += 0x9e3779b97f4a7c15U;
+  v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9U;
+  v = (v ^ (v >> 27)) * 0x94d049bb133111ebU;
+  return v ^ (v >> 31);
+}
+
+}  // namespace agentbus::detail
+
+#endif  // AGENTBUS_DETAIL_UNPREDICTABLE_HPP
 
 namespace agentbus::detail {
 
@@ -8567,7 +8637,7 @@ class reply_table {
 
   /// Registers `p` under a fresh request id (also stored in p->id).
   std::uint64_t add(std::shared_ptr<pending_reply> p) {
-    const std::uint64_t id = request_id_bit | (next_.fetch_add(1, std::memory_order_relaxed) + 1);
+    const std::uint64_t id = request_id_bit | ((next_.fetch_add(1, std::memory_order_relaxed) + 1) & ~request_id_bit);
     p->id = id;
     shard& s = shard_of(id);
     std::lock_guard lock(s.mutex);
@@ -8613,7 +8683,10 @@ class reply_table {
   shard& shard_of(std::uint64_t id) noexcept { return shards_[id % shards_.size()]; }
 
   std::array<shard, 16> shards_;
-  std::atomic<std::uint64_t> next_{0};
+  // From a different point in every process: a journal stores requests with their ids, and a
+  // server catching up on them (serve() with history) must not answer today's requests with
+  // yesterday's replies, as it did when every process counted from 1.
+  std::atomic<std::uint64_t> next_{unpredictable_u64()};
 };
 
 }  // namespace agentbus::detail
@@ -8947,6 +9020,11 @@ inline constexpr unsigned reply_spins = 512;
 /// The clock a future waits on: null for the steady clock, which it reads directly.
 inline clock_source* future_clock(clock_source* c) noexcept { return c == &clock_source::steady() ? nullptr : c; }
 
+/// Ends that mean no server got the request: nothing more can come (a gather ends on them).
+inline bool no_server_reached(request_errc e) noexcept {
+  return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
+}
+
 /// What request() and request_all() share: the state, the deadline, waiting and cancelling.
 template <class Rep>
 class reply_future_base {
@@ -8960,7 +9038,10 @@ class reply_future_base {
   bool ready() const {
     if (!state_) return true;
     std::lock_guard lock(state_->mutex);
-    return state_->closed || (state_->failure.has_value() && state_->wanted == 1) ||
+    // What get() waits for: every reply wanted, a failure that ends the request (any, for a
+    // single reply; for a gather one that reached no server), or the deadline.
+    return state_->closed || state_->got >= state_->wanted ||
+           (state_->failure.has_value() && (state_->wanted == 1 || no_server_reached(*state_->failure))) ||
            (clock_ == nullptr ? deadline_clock::now() : clock_->now()) >= deadline_;
   }
   /// @brief Gives up the request: replies that come later are dropped (and counted);
@@ -9210,10 +9291,12 @@ class gathered_replies : public detail::reply_future_base<Rep> {
     if (!this->state_) throw request_error(request_errc::cancelled, "empty gathered_replies");
     auto state = this->state_;
     std::unique_lock lock(state->mutex);
-    this->wait_and_close(lock, [](const auto& s) { return s.got >= s.wanted || (s.failure && unreached(*s.failure)); });
+    this->wait_and_close(lock, [](const auto& s) {
+      return s.got >= s.wanted || (s.failure && detail::no_server_reached(*s.failure));
+    });
     std::vector<Rep> out = std::move(state->replies);
-    const bool unreached_all =
-        out.empty() && state->failure && (unreached(*state->failure) || *state->failure == request_errc::cancelled);
+    const bool unreached_all = out.empty() && state->failure &&
+                               (detail::no_server_reached(*state->failure) || *state->failure == request_errc::cancelled);
     const request_error error(unreached_all ? *state->failure : request_errc::timeout, state->failure_detail);
     lock.unlock();
     this->state_.reset();
@@ -9225,11 +9308,6 @@ class gathered_replies : public detail::reply_future_base<Rep> {
  private:
   friend struct detail::reply_access;
   using base::base;
-
-  // Ends that mean no server got the request: nothing more can come.
-  static bool unreached(request_errc e) noexcept {
-    return e == request_errc::no_responders || e == request_errc::rejected || e == request_errc::circuit_open;
-  }
 };
 
 /// @brief Publishes `request` on `topic` of the bus `on` and returns the future of its reply of type Rep,
@@ -9329,6 +9407,7 @@ gathered_replies<Rep> request_all(Bus& on, std::string_view topic, Req&& request
 // with publish(), no request id) still reaches the handler; its reply goes nowhere.
 
 #include <exception>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -9342,6 +9421,14 @@ template <class Rep>
 class responder;
 
 namespace detail {
+
+/// Answers `state`'s request (if any) with abandoned: a responder dropped without replying.
+inline void abandon_reply(std::shared_ptr<pending_reply> state) noexcept {
+  if (state) try {
+      state->fail(request_errc::abandoned, "the server dropped its responder without replying");
+    } catch (...) {  // allocating the text failed: the requester times out instead
+    }
+}
 
 /// A responder that serve() handed to its handler, kept aside when the handler's exception
 /// destroys it (a handler taking its responder by value): serve() then answers server_failed
@@ -9358,10 +9445,7 @@ class serve_rescue {
   /// Abandons what it kept when no exception reached serve() (the handler caught its own).
   ~serve_rescue() {
     current() = outer_;
-    if (auto state = std::move(kept_)) try {
-        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
-      } catch (...) {  // allocating the text failed: the requester times out instead
-      }
+    abandon_reply(std::move(kept_));
   }
   /// Answers the kept request with server_failed; false when nothing was kept.
   bool fail(const std::string& what) {
@@ -9447,13 +9531,16 @@ class responder {
   bool pending() const noexcept { return state_ != nullptr; }
 
  private:
-  void abandon() noexcept {
-    if (auto state = std::move(state_)) try {
-        state->fail(request_errc::abandoned, "the server dropped its responder without replying");
-      } catch (...) {  // allocating the text failed: the requester times out instead
-      }
-  }
+  void abandon() noexcept { detail::abandon_reply(std::move(state_)); }
   friend class detail::serve_rescue;
+  template <class Req, class R, class Bus, class F, class... With>
+  friend auto serve(Bus&, std::string_view, F&&, const With&...);
+  struct never_rescued {};
+  // For serve()'s own responder when the handler returns its reply: it never leaves serve(),
+  // so no exception can destroy it unanswered, and the two uncaught_exceptions() calls (~70
+  // instructions a request, measured with callgrind) are skipped.
+  responder(std::uint64_t request_id, never_rescued)
+      : state_(detail::reply_table::instance().find(request_id)), exceptions_at_birth_(std::numeric_limits<int>::max()) {}
   std::shared_ptr<detail::pending_reply> state_;
   int exceptions_at_birth_ = std::uncaught_exceptions();
 };
@@ -9493,24 +9580,36 @@ template <class Req, class Rep, class Bus, class F, class... With>
     return on.template subscribe<Req>(
         pattern,
         [h = std::forward<F>(handler)](const event<Req>& ev) mutable {
-          responder<Rep> answer(ev.correlation_id());
-          detail::serve_rescue rescue(answer);
-          try {
-            if constexpr (std::is_invocable_v<decltype(h)&, const event<Req>&, responder<Rep>>)
-              h(ev, std::move(answer));
-            else if constexpr (std::is_invocable_v<decltype(h)&, const Req&, responder<Rep>>)
-              h(ev.payload(), std::move(answer));
-            else if constexpr (std::is_invocable_r_v<Rep, decltype(h)&, const event<Req>&>)
-              answer.reply(h(ev));
-            else
-              answer.reply(h(ev.payload()));
-          } catch (...) {
-            const std::string what = detail::what_of(std::current_exception());
-            if (answer.pending())
-              answer.fail(what);
-            else
-              (void)rescue.fail(what);  // the handler's own responder, destroyed by this exception
-            throw;  // the bus counts and reports it too
+          using handler_type = decltype(h)&;
+          constexpr bool takes_responder = std::is_invocable_v<handler_type, const event<Req>&, responder<Rep>> ||
+                                           std::is_invocable_v<handler_type, const Req&, responder<Rep>>;
+          if constexpr (takes_responder) {
+            responder<Rep> answer(ev.correlation_id());
+            detail::serve_rescue rescue(answer);
+            try {
+              if constexpr (std::is_invocable_v<handler_type, const event<Req>&, responder<Rep>>)
+                h(ev, std::move(answer));
+              else
+                h(ev.payload(), std::move(answer));
+            } catch (...) {
+              const std::string what = detail::what_of(std::current_exception());
+              if (answer.pending())
+                answer.fail(what);
+              else
+                (void)rescue.fail(what);  // the handler's own responder, destroyed by this exception
+              throw;  // the bus counts and reports it too
+            }
+          } else {
+            responder<Rep> answer(ev.correlation_id(), typename responder<Rep>::never_rescued{});
+            try {
+              if constexpr (std::is_invocable_r_v<Rep, handler_type, const event<Req>&>)
+                answer.reply(h(ev));
+              else
+                answer.reply(h(ev.payload()));
+            } catch (...) {
+              answer.fail(detail::what_of(std::current_exception()));
+              throw;  // the bus counts and reports it too
+            }
           }
         },
         with...);
@@ -12986,12 +13085,13 @@ inline recovered_journal recover_journal(const std::filesystem::path& dir, std::
         last_entry->offset - s.next_offset <= (last_entry->position - s.end) / min_frame_bytes + 1) {
       const std::uint64_t lost = last_entry->offset + 1 - s.next_offset;
       // How many records may have followed the last entry's: at most what fits before the
-      // next entry would have been due; and when the file still reaches that far, at most
-      // what fits in its non-zero bytes after the entry's record.
+      // next entry would have been due; and when the file still reaches that far and still
+      // holds data there (it was cut, not overwritten with zeros), at most what fits in its
+      // non-zero bytes after the entry's record.
       const std::uint64_t p = last_entry->position;
       std::uint64_t more = max_records_after_index_entry(written_interval);
-      if (seg->size_found() >= p + written_interval) {
-        const std::uint64_t data_end = std::max(s.end, s.torn_end);
+      const std::uint64_t data_end = std::max(s.end, s.torn_end);
+      if (seg->size_found() >= p + written_interval && data_end > p) {
         const std::uint64_t fit =
             data_end > p + min_frame_bytes ? (data_end - p - min_frame_bytes + min_frame_bytes - 1) / min_frame_bytes : 0;
         more = std::min(more, fit);
@@ -14193,6 +14293,7 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 //   - other version: an upcaster registered with upcast<T>(from_version, fn) converts it,
 //     else it is reported.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -14202,6 +14303,7 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 #include <optional>
 #include <string>
 #include <utility>
+#include <span>
 #include <vector>
 
 #ifndef AGENTBUS_STORAGE_UPCAST_HPP
@@ -14410,7 +14512,7 @@ class journal_store : public dedup_store {
         options_.source = record_.source;
         options_.correlation_id = record_.correlation_id;
         options_.prio = static_cast<priority>(record_.priority > 2 ? 1 : record_.priority);
-        options_.headers = record_.headers;
+        options_.headers = user_headers();
         event_.emplace(*value_, record_.topic, options_, record_.event_id, stored_deadline(), nullptr, record_.offset);
         offset_setter::set_published(*event_, record_.published_ns == 0 ? 1 : record_.published_ns);
         ++stats_.delivered;
@@ -14434,6 +14536,18 @@ class journal_store : public dedup_store {
     replay_stats& stats() noexcept { return stats_; }
 
    private:
+    // The record's headers but the journal's own deadline header: the deadline is the event's
+    // (ev.deadline()), not a header that code republishing the event copies along (a dead
+    // letter made of it then expired with the original, where a memory ring's did not).
+    std::span<const header> user_headers() {
+      const std::span<const header> all = record_.headers;
+      if (std::none_of(all.begin(), all.end(), [](const header& h) { return h.key == deadline_header; })) return all;
+      visible_headers_.clear();
+      for (const header& h : all)
+        if (h.key != deadline_header) visible_headers_.push_back(h);
+      return visible_headers_;
+    }
+
     // The deadline a record was stored with (the header append writes), on this process's
     // steady clock; none when it had none or the header does not parse.
     deadline_clock::time_point stored_deadline() const {
@@ -14502,6 +14616,7 @@ class journal_store : public dedup_store {
     std::string last_topic_;  // matches_filter's memo
     bool last_match_ = false;
     record record_{};
+    std::vector<header> visible_headers_;  // user_headers()'s, when it has to leave one out
     std::optional<T> value_;
     publish_options options_;
     std::optional<event<T>> event_;
