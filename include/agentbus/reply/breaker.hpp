@@ -113,7 +113,9 @@ struct breaker_options {
   clock_source::duration cool_down = std::chrono::seconds(5);  ///< how long a circuit stays open before probing
   std::size_t half_open_probes = 1;  ///< requests let through at once while half-open (at least 1)
   clock_source* clock = nullptr;     ///< measures all of the above and the requests' timeouts; null: steady
-  bool publish_events = true;        ///< publish every transition on `$breaker.<topic>`
+  /// Publish every transition on `$breaker.<topic>` (a target topic longer than 246 bytes has
+  /// no such topic: its transitions are counted in breaker_stats::events_failed).
+  bool publish_events = true;
 };
 
 /// @brief A circuit's transition, published on `$breaker.<topic>`.
@@ -188,7 +190,9 @@ struct circuit {
   explicit circuit(std::string target) : topic(std::move(target)), event_topic(check_event_topic(topic)) {}
 
   const std::string topic;
-  const agentbus::topic event_topic;  // $breaker.<topic>
+  // $breaker.<topic>; none for a target longer than max_topic_length - 9 bytes, whose
+  // transitions are counted in events_failed instead (the target itself is valid).
+  const std::optional<agentbus::topic> event_topic;
   std::mutex mutex;
   breaker_state state = breaker_state::closed;
   std::uint64_t generation = 0;                   // transitions so far
@@ -197,9 +201,11 @@ struct circuit {
   std::size_t probes = 0;  // half-open: probes in flight
   breaker_stats counts;    // circuits and open_now unused here
 
-  static std::string check_event_topic(const std::string& target) {
+  static std::optional<agentbus::topic> check_event_topic(const std::string& target) {
     if (const auto c = agentbus::topic::validate(target); !c) throw topic_error(target, c);
-    return "$breaker." + target;
+    std::string name = "$breaker." + target;
+    if (!agentbus::topic::validate(name)) return std::nullopt;  // too long
+    return agentbus::topic(std::move(name));
   }
 };
 
@@ -385,8 +391,9 @@ class breaker_core {
     // cause another transition, whose publish nests in this one.
     publishing_.fetch_add(1, std::memory_order_seq_cst);
     try {
+      if (!c.event_topic) throw std::length_error("no event topic");  // counted below
       if (Bus* bus = bus_.load(std::memory_order_seq_cst))
-        bus->publish(c.event_topic, std::move(e), publish_options{.source = "agentbus.breaker"});
+        bus->publish(*c.event_topic, std::move(e), publish_options{.source = "agentbus.breaker"});
     } catch (...) {
       std::lock_guard lock(c.mutex);
       ++c.counts.events_failed;
