@@ -103,3 +103,78 @@ TEST_CASE("a dead letter on a journal bus does not inherit the original's ttl") 
   CHECK(got == std::vector<std::uint64_t>{3});
   CHECK(dlq.info().expired == 0);
 }
+
+namespace {
+// A payload whose copy throws while `fail_copies` is above zero (the dead letter is a copy).
+inline int g_fail_copies = 0;
+struct fragile {
+  std::uint64_t n = 0;
+  fragile() = default;
+  explicit fragile(std::uint64_t v) : n(v) {}
+  fragile(const fragile& o) : n(o.n) {
+    if (g_fail_copies > 0) {
+      --g_fail_copies;
+      throw std::runtime_error("copy failed");
+    }
+  }
+  fragile& operator=(const fragile&) = default;
+};
+}  // namespace
+
+TEST_CASE("a dead letter whose publish failed is published again later, with its reason, never redelivered") {
+  // A failed dead-letter publish put the event back on the redelivery path: the handler got it
+  // again (a term'd event counted as terminated each time), and the dead letter finally
+  // published carried the reason of whatever path killed it then.
+  agentbus::manual_clock clock;
+  dl_ring_bus bus;
+  auto options = agentbus::test::exact_timing(clock);
+  options.max_deliver = 5;
+  agentbus::durable_consumer<fragile> c(bus, "worker", "jobs.>", options);
+  std::vector<std::string> reasons;
+  auto dlq = bus.subscribe<fragile>("$dlq.>", [&](const agentbus::event<fragile>& ev) {
+    reasons.emplace_back(ev.header_value(agentbus::dead_letter_header::reason).value_or("?"));
+  });
+  bus.publish("jobs.a", fragile{1});
+  int calls = 0;
+  auto term = [&](const agentbus::delivered<fragile>&) {
+    ++calls;
+    g_fail_copies = 1;  // the dead letter's copy of the payload fails once
+    return agentbus::outcome::term("card declined");
+  };
+  CHECK(c.poll(term) == 1);
+  CHECK(c.info().dead_letter_failures == 1);
+  CHECK(reasons.empty());
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(std::chrono::minutes(1));  // past any backoff
+    c.poll(term);
+  }
+  CHECK(calls == 1);  // never handed out again
+  CHECK(c.info().terminated == 1);
+  REQUIRE(reasons.size() == 1);
+  CHECK(reasons[0].find("card declined") != std::string::npos);
+  CHECK(c.info().dead_lettered == 1);
+}
+
+TEST_CASE("an event on a topic too long for $dlq. + topic is dead-lettered on the topic cut to whole tokens") {
+  agentbus::manual_clock clock;
+  dl_ring_bus bus;
+  agentbus::durable_consumer<letter> c(bus, "worker", ">", one_try(clock));
+  const std::string topic = "long." + std::string(120, 'a') + "." + std::string(126, 'b');  // 252 bytes
+  REQUIRE(topic.size() == 252);
+  bus.publish(topic, letter{5});
+  CHECK(c.poll([](const agentbus::delivered<letter>&) { return agentbus::outcome::term("bad"); }) == 1);
+  CHECK(c.info().dead_lettered == 1);
+  CHECK(c.info().dead_letter_failures == 0);
+  std::size_t found = 0;
+  for (const auto& ev : bus.records<letter>(agentbus::history::all(), "$dlq.>")) {
+    ++found;
+    CHECK(ev.topic() == "$dlq.long." + std::string(120, 'a'));
+    CHECK(ev.header_value(agentbus::dead_letter_header::topic) == std::optional<std::string_view>(topic));
+  }
+  CHECK(found == 1);
+  // Replay takes it back to its whole original topic.
+  std::size_t back = 0;
+  auto original = bus.subscribe<letter>(topic, [&](const letter& l) { back += l.n; });
+  CHECK(agentbus::replay_dead_letters<letter>(bus, ">") == 1);
+  CHECK(back == 5);
+}

@@ -91,7 +91,7 @@ struct consumer_info {
   std::uint64_t terminated = 0;        ///< events given up by term
   std::uint64_t expired = 0;        ///< events not delivered (again): their deadline (publish_options::ttl) had passed
   std::uint64_t dead_lettered = 0;  ///< events published to the dead-letter topic
-  std::uint64_t dead_letter_failures = 0;  ///< dead-letter publishes that threw (retried later)
+  std::uint64_t dead_letter_failures = 0;  ///< dead-letter publishes that threw (the publish alone is retried after a backoff; the event is not handed out again)
   std::uint64_t repeated_settles = 0;      ///< settles that found the event already settled (ack_status::already)
   std::uint64_t cursor_writes = 0;         ///< cursor files written by this process
   bool resumed = false;                    ///< a stored cursor was found when the consumer opened
@@ -280,6 +280,7 @@ class consumer_engine final : public consumer_core<T>,
       // deque's block map, which a join on another thread may reallocate.
       member_name = members_[id].name;
       const time_point now = clock_.now();
+      take_dead_retries(now, dead);
       take_due(id, now, max, batch, dead);
       take_new(id, now, max, batch, dead);
       if (dirty_) persist_locked();  // before handing out: the attempts count even if we crash now
@@ -336,6 +337,7 @@ class consumer_engine final : public consumer_core<T>,
       time_point wake_at = until;
       if (!timers_.empty()) wake_at = std::min(wake_at, timers_.front().when);
       if (!deadlines_.empty()) wake_at = std::min(wake_at, deadlines_.front().when);
+      for (const dead_letter_retry& r : dead_retries_) wake_at = std::min(wake_at, r.when);
       if (wake_at <= now) continue;
       sleepers_.fetch_add(1);
       if (arrivals_.load() == seen) clock_.wait_until(lock, wake_, wake_at);
@@ -444,6 +446,10 @@ class consumer_engine final : public consumer_core<T>,
     std::uint64_t offset;
     std::uint32_t attempts;
     std::string reason;
+  };
+  struct dead_letter_retry {  // a dead letter whose publish failed, published again at `when`
+    time_point when;
+    dead_letter letter;
   };
   struct member {
     std::string name;
@@ -570,6 +576,29 @@ class consumer_engine final : public consumer_core<T>,
     if (e.attempts > 1) ++counters_.redelivered;
     if (e.offset + 1 > delivered_end_) delivered_end_ = e.offset + 1;
     dirty_ = true;
+  }
+
+  // `<dead_letter_prefix>.<topic>`; when that is longer than a topic may be, cut to the leading
+  // tokens of `topic` that fit (the dead letter's agentbus-dlq-topic header keeps it whole, and
+  // replay uses that).
+  std::string dead_letter_topic(std::string_view topic) const {
+    const std::string& prefix = options_.dead_letter_prefix;
+    if (prefix.size() + 1 + topic.size() <= max_topic_length) return prefix + "." + std::string(topic);
+    std::string_view keep = topic.substr(0, max_topic_length - std::min(prefix.size() + 1, max_topic_length));
+    if (const auto dot = keep.rfind('.'); dot != std::string_view::npos && dot > 0) keep = keep.substr(0, dot);
+    return prefix + "." + std::string(keep);
+  }
+
+  // Dead letters whose publish failed and whose retry time came: published again (publish_dead).
+  void take_dead_retries(time_point now, std::vector<dead_letter>& dead) {
+    for (auto it = dead_retries_.begin(); it != dead_retries_.end();) {
+      if (it->when <= now) {
+        dead.push_back(std::move(it->letter));
+        it = dead_retries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   void kill(entry& e, std::string reason, std::vector<dead_letter>& dead) {
@@ -792,7 +821,7 @@ class consumer_engine final : public consumer_core<T>,
         opts.prio = ev.priority();
         opts.headers = headers;
         T copy = ev.payload();
-        bus_.publish(options_.dead_letter_prefix + "." + std::string(ev.topic()), std::move(copy), opts);
+        bus_.publish(dead_letter_topic(ev.topic()), std::move(copy), opts);
         published = true;
       } catch (...) {}
       std::lock_guard lock(mutex_);
@@ -804,11 +833,12 @@ class consumer_engine final : public consumer_core<T>,
         ++it->second;
         (void)fresh;
         mark_settled(*e);
-      } else {  // try again later
+      } else {
+        // Try the publish again later, with the same reason: the event stays dying, never handed
+        // to a handler again (it was, and a term'd one counted as terminated once more, and its
+        // dead letter's reason was rewritten by the later path that killed it).
         ++counters_.dead_letter_failures;
-        e->state = entry_state::waiting;
-        e->when = clock_.now() + backoff_for(e->attempts);
-        push_timer(*e);
+        dead_retries_.push_back({clock_.now() + backoff_for(e->attempts), std::move(d)});
       }
     }
     dead.clear();
@@ -870,6 +900,7 @@ class consumer_engine final : public consumer_core<T>,
   std::size_t unsettled_ = 0;  // entries not settled, delayed ones included
   std::size_t delayed_ = 0;    // of those, delayed events not due yet
   std::deque<batch_deadline> deadlines_;
+  std::vector<dead_letter_retry> dead_retries_;  // few: only while the dead-letter topic refuses
   std::vector<timer> timers_;
   std::deque<member> members_;  // stable addresses: a poll looks its member up under the mutex, then
                                 // reads the name outside it while a join may append
