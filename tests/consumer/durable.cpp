@@ -621,3 +621,38 @@ TEST_CASE("poll_for wakes when a token from another thread frees max_ack_pending
   CHECK(got == 1);
   CHECK(waited < 10s);  // woken by the ack (~20 ms), not by the 30 s timeout
 }
+
+namespace {
+struct order_v1 {
+  static constexpr bool agentbus_bitwise_codec = true;
+  static constexpr std::string_view event_name = "test.order";
+  static constexpr std::uint32_t event_version = 1;
+  std::int32_t n = 0;
+};
+struct order_v2 {
+  static constexpr bool agentbus_bitwise_codec = true;
+  static constexpr std::string_view event_name = "test.order";
+  static constexpr std::uint32_t event_version = 2;
+  std::int64_t n = 0;
+};
+}  // namespace
+
+TEST_CASE("records a consumer cannot read as its type are counted and explained in info().unreadable") {
+  // They were passed without a trace: the floor moved past them and no counter said so.
+  agentbus::test::journal_dir dir("consumer_unreadable");
+  {
+    journal_bus bus(dir.options());
+    bus.publish("orders.a", order_v1{1});
+  }
+  journal_bus bus(dir.options());
+  bus.publish("orders.a", order_v2{2});
+  agentbus::durable_consumer<order_v2> c(bus, "billing", "orders.>");
+  std::vector<std::int64_t> got;
+  c.poll([&](const agentbus::delivered<order_v2>& d) { got.push_back(d.payload().n); });
+  CHECK(got == std::vector<std::int64_t>{2});
+  const auto info = c.info();
+  CHECK(info.unreadable.version_mismatches == 1);  // order 1: version 1, no upcaster
+  CHECK_FALSE(info.unreadable.clean());
+  REQUIRE_FALSE(info.unreadable.problems.empty());
+  CHECK(info.unreadable.problems.front().find("no upcaster") != std::string::npos);
+}

@@ -21,6 +21,11 @@
 // promised, and the choices where brokers differ: consumer/group.hpp (a durable consumer is a
 // consumer group of one member).
 //
+// Records that cannot be read as a T (another schema version with no upcaster registered, a
+// codec layout that differs, bytes the codec rejects, a damaged record) are not delivered and
+// not dead-lettered (there is no T to hand over): the consumer passes them, counts each in
+// info().unreadable (with the first messages explaining them), and its floor moves on.
+//
 // Cursor crash safety: the stored cursor is two checksummed copies written in turn
 // (detail/cursor_file.hpp): a SIGKILL never moves it past an unacknowledged event and never
 // leaves it unreadable. Acks made since

@@ -59,6 +59,7 @@
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/router/topic.hpp"
+#include "agentbus/storage/history.hpp"
 
 namespace agentbus {
 
@@ -97,6 +98,12 @@ struct consumer_info {
   bool resumed = false;                    ///< a stored cursor was found when the consumer opened
   std::string cursor_problem;  ///< when the stored cursor was damaged: what was wrong (it restarted from its start)
   std::map<std::string, std::uint64_t, std::less<>> dead_letters_by_topic;  ///< dead letters per original topic
+  /// What the storage cursor passed without delivering, since this process opened the consumer:
+  /// version_mismatches, fingerprint_mismatches, decode_errors and corrupt count records that
+  /// cannot be read as the consumer's type (not delivered, not dead-lettered: the floor moves
+  /// past them), with the first messages in `problems`; other_topics and other_types are
+  /// records that were never the consumer's.
+  replay_stats unreadable;
 };
 
 /// @brief What a consumer's stored cursor says (list_consumers, agentbus-journal consumers).
@@ -399,6 +406,7 @@ class consumer_engine final : public consumer_core<T>,
         if (e.state == entry_state::waiting) ++out.waiting;
       }
     out.members = live_members_;
+    if (cursor_) out.unreadable = cursor_->stats();
     return out;
   }
 
