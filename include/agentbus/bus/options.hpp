@@ -17,9 +17,14 @@ namespace agentbus {
 
 /// @brief Settings of a bus, given to its constructor.
 struct bus_options {
-  /// How many concrete topics the router caches (resolved receiver lists, looked up without a
+  /// How many concrete topics publishing caches (resolved receiver lists, looked up without a
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
+  /// An exact subscription and a channel always get their topic's entry (their publishes need
+  /// no lookup), beyond the limit too, and count toward it. Entries are kept for the bus's
+  /// life, also after their last subscription or channel ended (about 40 bytes plus the topic
+  /// text each; stats().cached_topics): a bus that sees an unbounded stream of distinct topics
+  /// (one per session, say) grows by that much per topic. Known limitation: not reclaimed yet.
   std::size_t max_cached_topics = std::size_t{1} << 16;
   /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
   /// storage/dedup.hpp): how many keys, for how long.

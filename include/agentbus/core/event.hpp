@@ -75,7 +75,11 @@ inline constexpr std::string_view not_before_header = "agentbus-not-before";
 /// String views refer to the event they were taken from and live as long as it does.
 struct envelope {
   std::string_view topic;                         ///< concrete topic it was published on
-  std::uint64_t sequence = 0;                     ///< per-publishing-thread sequence number, from 1
+  /// Sequence number of the publishing thread's slot (the low 40 bits of `id`; the rest name
+  /// the slot): it increases by one per event the slot publishes. A slot outlives its thread:
+  /// a thread that starts after another ended may take its slot over, and the numbers then go
+  /// on from where that thread's stopped (ids stay unique; they are not per thread from 1).
+  std::uint64_t sequence = 0;
   std::uint64_t id = 0;                           ///< process-unique event id
   std::uint64_t correlation_id = 0;               ///< 0 = none
   std::string_view source;                        ///< publishing agent, may be empty
