@@ -599,7 +599,11 @@ inline constexpr std::string_view not_before_header = "agentbus-not-before";
 /// String views refer to the event they were taken from and live as long as it does.
 struct envelope {
   std::string_view topic;                         ///< concrete topic it was published on
-  std::uint64_t sequence = 0;                     ///< per-publishing-thread sequence number, from 1
+  /// Sequence number of the publishing thread's slot (the low 40 bits of `id`; the rest name
+  /// the slot): it increases by one per event the slot publishes. A slot outlives its thread:
+  /// a thread that starts after another ended may take its slot over, and the numbers then go
+  /// on from where that thread's stopped (ids stay unique; they are not per thread from 1).
+  std::uint64_t sequence = 0;
   std::uint64_t id = 0;                           ///< process-unique event id
   std::uint64_t correlation_id = 0;               ///< 0 = none
   std::string_view source;                        ///< publishing agent, may be empty
@@ -6347,9 +6351,14 @@ namespace agentbus {
 
 /// @brief Settings of a bus, given to its constructor.
 struct bus_options {
-  /// How many concrete topics the router caches (resolved receiver lists, looked up without a
+  /// How many concrete topics publishing caches (resolved receiver lists, looked up without a
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
+  /// An exact subscription and a channel always get their topic's entry (their publishes need
+  /// no lookup), beyond the limit too, and count toward it. Entries are kept for the bus's
+  /// life, also after their last subscription or channel ended (about 40 bytes plus the topic
+  /// text each; stats().cached_topics): a bus that sees an unbounded stream of distinct topics
+  /// (one per session, say) grows by that much per topic. Known limitation: not reclaimed yet.
   std::size_t max_cached_topics = std::size_t{1} << 16;
   /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
   /// storage/dedup.hpp): how many keys, for how long.
@@ -9716,7 +9725,9 @@ struct breaker_options {
   clock_source::duration cool_down = std::chrono::seconds(5);  ///< how long a circuit stays open before probing
   std::size_t half_open_probes = 1;  ///< requests let through at once while half-open (at least 1)
   clock_source* clock = nullptr;     ///< measures all of the above and the requests' timeouts; null: steady
-  bool publish_events = true;        ///< publish every transition on `$breaker.<topic>`
+  /// Publish every transition on `$breaker.<topic>` (a target topic longer than 246 bytes has
+  /// no such topic: its transitions are counted in breaker_stats::events_failed).
+  bool publish_events = true;
 };
 
 /// @brief A circuit's transition, published on `$breaker.<topic>`.
@@ -9791,7 +9802,9 @@ struct circuit {
   explicit circuit(std::string target) : topic(std::move(target)), event_topic(check_event_topic(topic)) {}
 
   const std::string topic;
-  const agentbus::topic event_topic;  // $breaker.<topic>
+  // $breaker.<topic>; none for a target longer than max_topic_length - 9 bytes, whose
+  // transitions are counted in events_failed instead (the target itself is valid).
+  const std::optional<agentbus::topic> event_topic;
   std::mutex mutex;
   breaker_state state = breaker_state::closed;
   std::uint64_t generation = 0;                   // transitions so far
@@ -9800,9 +9813,11 @@ struct circuit {
   std::size_t probes = 0;  // half-open: probes in flight
   breaker_stats counts;    // circuits and open_now unused here
 
-  static std::string check_event_topic(const std::string& target) {
+  static std::optional<agentbus::topic> check_event_topic(const std::string& target) {
     if (const auto c = agentbus::topic::validate(target); !c) throw topic_error(target, c);
-    return "$breaker." + target;
+    std::string name = "$breaker." + target;
+    if (!agentbus::topic::validate(name)) return std::nullopt;  // too long
+    return agentbus::topic(std::move(name));
   }
 };
 
@@ -9988,8 +10003,9 @@ class breaker_core {
     // cause another transition, whose publish nests in this one.
     publishing_.fetch_add(1, std::memory_order_seq_cst);
     try {
+      if (!c.event_topic) throw std::length_error("no event topic");  // counted below
       if (Bus* bus = bus_.load(std::memory_order_seq_cst))
-        bus->publish(c.event_topic, std::move(e), publish_options{.source = "agentbus.breaker"});
+        bus->publish(*c.event_topic, std::move(e), publish_options{.source = "agentbus.breaker"});
     } catch (...) {
       std::lock_guard lock(c.mutex);
       ++c.counts.events_failed;
