@@ -122,9 +122,9 @@ struct consumer_options {
   /// Also fdatasync each cursor write (and its directory entry): the cursor then survives a
   /// power loss, not only a crash of the process. A write happens per poll that changed it.
   bool sync = false;
-  /// Dead letters go to `<dead_letter_prefix>.<original topic>` (cut to the original's leading
-  /// tokens that fit when that is longer than a topic may be; the dead letter's
-  /// agentbus-dlq-topic header keeps the original whole, and replay uses it).
+  /// Dead letters go to this prefix, a dot and the original topic. When that is longer than a
+  /// topic may be, the original is cut to its leading tokens that fit; the dead letter's
+  /// agentbus-dlq-topic header keeps it whole, and replay uses that.
   std::string dead_letter_prefix = "$dlq";
   /// The clock for ack deadlines and backoff (null: clock_source::steady()).
   clock_source* clock = nullptr;
