@@ -9725,8 +9725,9 @@ struct breaker_options {
   clock_source::duration cool_down = std::chrono::seconds(5);  ///< how long a circuit stays open before probing
   std::size_t half_open_probes = 1;  ///< requests let through at once while half-open (at least 1)
   clock_source* clock = nullptr;     ///< measures all of the above and the requests' timeouts; null: steady
-  /// Publish every transition on `$breaker.<topic>` (a target topic longer than 246 bytes has
-  /// no such topic: its transitions are counted in breaker_stats::events_failed).
+  /// Publish every transition on the topic "$breaker." followed by the target topic. A target
+  /// topic longer than 246 bytes has no such topic: its transitions are counted in
+  /// breaker_stats::events_failed instead.
   bool publish_events = true;
 };
 
