@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "agentbus/core/clock.hpp"
 #include "agentbus/core/event_traits.hpp"
 #include "agentbus/detail/memory/block_pool.hpp"
 
@@ -187,6 +188,9 @@ class event_core {
   /// True when the event has a deadline and it has passed; the clock is read only for an event
   /// that has one (a default argument read it for every event: a clock call per consumed event).
   bool expired() const noexcept { return deadline_ != no_deadline && deadline_clock::now() >= deadline_; }
+  /// True when the event has a deadline and `clock` says it has passed (a consumer's or a
+  /// mailbox's own clock, which is read only for an event that has one).
+  bool expired(const clock_source& clock) const noexcept { return deadline_ != no_deadline && clock.now() >= deadline_; }
   /// True when the event has a deadline and `now` is at or past it.
   bool expired(deadline_clock::time_point now) const noexcept { return deadline_ != no_deadline && now >= deadline_; }
   std::optional<std::string_view> header_value(std::string_view key) const noexcept {

@@ -475,11 +475,8 @@ class consumer_engine final : public consumer_core<T>,
     return topic_pattern(pattern);
   }
 
-  // Past its deadline on the consumer's clock (options.clock), as a mailbox judges it. The
-  // first test is true exactly when the event has a deadline: the clock is read only for those.
-  bool stale(const agentbus::event<T>& ev) const {
-    return ev.expired(deadline_clock::time_point::max()) && ev.expired(clock_.now());
-  }
+  // Past its deadline on the consumer's clock (options.clock), as a mailbox judges it.
+  bool stale(const agentbus::event<T>& ev) const noexcept { return ev.expired(clock_); }
 
   void check_member(member_id id) const {
     std::lock_guard lock(mutex_);

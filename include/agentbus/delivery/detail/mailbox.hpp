@@ -714,9 +714,7 @@ class mailbox {
     // few more handler calls before it is seen are allowed; the stop's own drain sees it).
     if (mode == stop_mode::discard || discarding_.load(std::memory_order_relaxed)) {
       note(undelivered_reason::discarded, ev);
-    } else if (ev.expired(deadline_clock::time_point::max()) && ev.expired(clock_source::or_steady(options_.clock).now())) {
-      // The first test is true exactly when the event has a deadline: the clock is read only
-      // for those (most events have none).
+    } else if (ev.expired(clock_source::or_steady(options_.clock))) {  // the clock is read only for events with a deadline
       note(undelivered_reason::expired, ev);
     } else {
       bool ended;
