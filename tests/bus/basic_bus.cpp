@@ -344,7 +344,10 @@ TEST_CASE("publishing beyond the topic cache still delivers (uncached path)", "[
   agentbus::bus bus(agentbus::bus_options{.max_cached_topics = cache});
   std::uint64_t sum = 0;
   auto s = bus.subscribe("many.>", [&](const order& o) { sum += static_cast<std::uint64_t>(o.id); });
-  for (std::size_t i = 0; i < cache; ++i) bus.publish("many." + std::to_string(i), order{1});
+  // Channels keep their topics cached (a topic nothing anchors would be reclaimed for room).
+  std::vector<agentbus::channel<order>> pins;
+  for (std::size_t i = 0; i < cache; ++i) pins.push_back(bus.channel<order>("many." + std::to_string(i)));
+  for (const auto& ch : pins) ch.publish(order{1});
   CHECK(bus.stats().cached_topics == cache);
   CHECK(sum == cache);
   const auto r = bus.publish("many.extra.topic", order{7});

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -17,6 +18,15 @@ struct job {  // move-only
 
 std::string beyond(std::size_t i) { return "fill.topic.number." + std::to_string(i); }
 
+// Fills a bus's topic cache with `n` topics that stay cached: channels pin their topic (a
+// topic nothing anchors would be reclaimed to make room, and the publish would be cached).
+template <class Bus>
+auto fill_cache(Bus& bus, std::size_t n) {
+  std::vector<typename Bus::template channel_type<int>> pins;
+  for (std::size_t i = 0; i < n; ++i) pins.push_back(bus.template channel<int>(beyond(i)));
+  return pins;
+}
+
 }  // namespace
 
 TEST_CASE("publish beyond the topic cache: a handler that unsubscribes a later receiver stops it", "[bus][publish]") {
@@ -24,7 +34,7 @@ TEST_CASE("publish beyond the topic cache: a handler that unsubscribes a later r
   // no unsubscribe can mark: the dispatch checks each receiver instead.
   constexpr std::size_t cache = 2;
   agentbus::bus bus(agentbus::bus_options{.max_cached_topics = cache});
-  for (std::size_t i = 0; i < cache; ++i) bus.publish(beyond(i), 0);
+  const auto pins = fill_cache(bus, cache);
   const std::string big(64, 'x');  // handlers too big for a list entry: receivers
   int first = 0, later = 0;
   agentbus::subscription later_sub;
@@ -48,7 +58,7 @@ TEST_CASE("publish: a move-only rvalue reaches a mailbox on an uncached topic", 
   // mailbox's shared block could not be built ("publish it as an rvalue", which the caller did).
   constexpr std::size_t cache = 8;
   agentbus::bus bus(agentbus::bus_options{.max_cached_topics = cache});
-  for (std::size_t i = 0; i < cache; ++i) bus.publish(beyond(i), 0);
+  const auto pins = fill_cache(bus, cache);
   REQUIRE(bus.stats().cached_topics == cache);
 
   agentbus::agent worker("worker");
@@ -89,7 +99,8 @@ TEST_CASE("publish: a storing bus forwards a move-only rvalue beyond the cache t
   constexpr std::size_t cache = 4;
   agentbus::basic_bus<agentbus::storage::memory_ring<16>> bus(agentbus::storage::memory_ring<16>::options{},
                                                               agentbus::bus_options{.max_cached_topics = cache});
-  for (std::size_t i = 0; i < cache; ++i) bus.publish(beyond(i), 0);
+  const auto pins = fill_cache(bus, cache);
+  for (const auto& ch : pins) ch.publish(0);  // stored: offsets 0 .. cache - 1
   agentbus::agent worker("worker");
   int got = 0;
   auto sub = bus.subscribe("jobs.>", [&](const job& j) { got += *j.n; }, agentbus::async(worker));

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 // The per-topic cache (router/detail/topic_table.hpp): insert and find, growth far past the
 // initial capacity with every node kept where it was, colliding hashes (same hash, same slot,
-// probing that wraps around the end), for_each, and lock-free finds while the table grows.
+// probing that wraps around the end), for_each, lock-free finds while the table grows, and
+// reclamation: sweeps, pins and claims, and finds racing sweeps.
 #include <agentbus/router/detail/topic_table.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -156,4 +158,114 @@ TEST_CASE("topic_table: lock-free finds while the table grows see every publishe
   CHECK(wrong_node.load() == 0);
   CHECK(lookups.load() > 0);
   CHECK(table.size() == count);
+}
+
+TEST_CASE("topic_table: a sweep drops the nodes it claims, keeps the rest in place, and gives room back", "[router][topic_table]") {
+  topic_table table;
+  std::vector<topic_node*> nodes;
+  for (int i = 0; i < 4000; ++i) {
+    const std::string name = "s." + std::to_string(i);
+    nodes.push_back(add(table, name, hash_of(name)));
+  }
+  REQUIRE(table.capacity() == 8192);  // doubled whenever half full
+  std::vector<std::string> dropped;
+  // Keep every 100th node; claim the others (as the router does for unanchored nodes).
+  auto kept_one = [](std::string_view name) { return std::stoi(std::string(name.substr(2))) % 100 == 0; };
+  table.sweep([&](topic_node& n) { return !kept_one(n.name()) && n.try_claim(); },
+              [&](topic_node& n) noexcept { dropped.emplace_back(n.name()); });
+  std::size_t kept = 0;
+  int wrong = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const std::string name = "s." + std::to_string(i);
+    topic_node* found = find(table, name, hash_of(name));
+    if (kept_one(name)) {
+      ++kept;
+      wrong += found != nodes[static_cast<std::size_t>(i)];
+    } else {
+      wrong += found != nullptr;
+    }
+  }
+  CHECK(wrong == 0);
+  CHECK(kept == 40);
+  CHECK(table.size() == kept);
+  CHECK(dropped.size() == 4000 - kept);
+  CHECK(table.capacity() == 256);  // a quarter full at most: 40 nodes need 160 slots
+  // Inserting again works after the rebuild (the dropped names come back as new nodes).
+  for (const std::string& name : dropped) add(table, name, hash_of(name));
+  CHECK(table.size() == 4000);
+  CHECK(find(table, "s.1", hash_of("s.1")) != nullptr);
+  agentbus::detail::quiescence_domain::instance().reclaim();  // the dropped nodes are freed (ASan: no leak)
+}
+
+TEST_CASE("topic_table: a pinned node cannot be claimed; a claimed one cannot be pinned", "[router][topic_table]") {
+  topic_table table;
+  topic_node* a = add(table, "pin.a", hash_of("pin.a"));
+  topic_node* b = add(table, "pin.b", hash_of("pin.b"));
+  REQUIRE(a->try_pin());
+  {
+    const auto held = agentbus::detail::topic_pin::adopt(a);
+    auto copy = held;  // a second pin
+    CHECK(copy.get() == a);
+    const auto moved = std::move(copy);  // the pin moves; `copy` holds none
+    CHECK(moved.get() == a);
+    CHECK(copy.get() == nullptr);  // NOLINT(bugprone-use-after-move): what a move leaves is the point
+    CHECK_FALSE(a->try_claim());   // two pins
+  }
+  // Both pins dropped: claimable now, and from then on pins fail. The sweep runs inside a read
+  // section, as a reader holding the nodes would be: they are retired, not freed, until it ends.
+  read_guard g;
+  int claimed = 0;
+  table.sweep([&](topic_node& n) { return n.try_claim() && ++claimed > 0; }, [](topic_node&) noexcept {});
+  CHECK(claimed == 2);
+  CHECK(table.size() == 0);
+  CHECK_FALSE(a->try_pin());
+  CHECK_FALSE(b->try_pin());
+}
+
+TEST_CASE("topic_table: lock-free finds and pins racing sweeps never see a freed or reclaimed node",
+          "[router][topic_table][concurrency]") {
+  // A writer keeps inserting and sweeping unpinned nodes (the router's mutex is the writer's
+  // alone here); readers find names, pin what they find and check it, inside read sections.
+  // A pin that fails means the node was claimed: the reader looks again later. A node a reader
+  // pinned must never be dropped (the writer checks each drop against the pinned count).
+  topic_table table;
+  constexpr int names_count = 512;
+  std::vector<std::string> names;
+  for (int i = 0; i < names_count; ++i) names.push_back("race." + std::to_string(i));
+  std::atomic<bool> stop{false};
+  std::atomic<long> pinned_ok{0}, wrong{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&, r] {
+      unsigned x = static_cast<unsigned>(r) * 2654435761u + 7u;
+      while (!stop.load(std::memory_order_relaxed)) {
+        x = x * 1103515245u + 12345u;
+        const std::string& name = names[x % names_count];
+        agentbus::detail::topic_pin pin;
+        {
+          read_guard g;
+          topic_node* n = table.find(name, hash_of(name));
+          if (n == nullptr) continue;
+          if (n->name() != name) wrong.fetch_add(1);
+          if (!n->try_pin()) continue;  // claimed by a sweep meanwhile
+          pin = agentbus::detail::topic_pin::adopt(n);
+        }
+        // Outside the read section: only the pin keeps the node alive now.
+        if (pin->name() != name) wrong.fetch_add(1);
+        pinned_ok.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
+  int rounds = 0;
+  while (std::chrono::steady_clock::now() < deadline || rounds < 20) {
+    for (const std::string& name : names)
+      if (find(table, name, hash_of(name)) == nullptr) add(table, name, hash_of(name));
+    table.sweep([](topic_node& n) { return n.try_claim(); }, [](topic_node&) noexcept {});
+    ++rounds;
+  }
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  CHECK(wrong.load() == 0);
+  CHECK(rounds >= 20);
+  agentbus::detail::quiescence_domain::instance().reclaim();
 }

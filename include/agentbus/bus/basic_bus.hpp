@@ -343,12 +343,12 @@ class basic_bus {
   template <class T>
   channel_type<T> channel(std::string_view topic) {
     detail::read_guard guard;
-    detail::topic_node* node = router_->node(topic, /*pin=*/true);
+    auto node = detail::topic_pin::adopt(router_->pinned_node(topic));
     if constexpr (stores)
       return detail::bus_access::make_channel<T>(router_, detail::channel_store<typename traits::store>{storage_.store},
-                                                 node);
+                                                 std::move(node));
     else
-      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, std::move(node));
   }
 
   /// @brief Installs the hook that receives handler failures (replaces any previous one;

@@ -77,8 +77,8 @@ class channel {
 
  private:
   friend struct detail::bus_access;
-  channel(std::shared_ptr<detail::router> r, detail::channel_store<Store> s, detail::topic_node* n) noexcept
-      : router_(std::move(r)), store_(std::move(s)), node_(n) {}
+  channel(std::shared_ptr<detail::router> r, detail::channel_store<Store> s, detail::topic_pin n) noexcept
+      : router_(std::move(r)), store_(std::move(s)), node_(std::move(n)) {}
 
   template <class P>
   AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
@@ -88,13 +88,13 @@ class channel {
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
     }
     else
-      return detail::publish_stored(*router_, *store_.store, node_, node_->name(), std::forward<P>(payload), options,
+      return detail::publish_stored(*router_, *store_.store, node_.get(), node_->name(), std::forward<P>(payload), options,
                                     guard.slot());
   }
 
   std::shared_ptr<detail::router> router_;
   [[no_unique_address]] detail::channel_store<Store> store_;
-  detail::topic_node* node_;
+  detail::topic_pin node_;  // never empty: a copy pins again, and there is no move
 };
 
 /// @brief What `bus.channel<T>(topic)` returns on a bus that stores events.

@@ -21,10 +21,12 @@ struct bus_options {
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
   /// An exact subscription and a channel always get their topic's entry (their publishes need
-  /// no lookup), beyond the limit too, and count toward it. Entries are kept for the bus's
-  /// life, also after their last subscription or channel ended (about 40 bytes plus the topic
-  /// text each; stats().cached_topics): a bus that sees an unbounded stream of distinct topics
-  /// (one per session, say) grows by that much per topic. Known limitation: not reclaimed yet.
+  /// no lookup), beyond the limit too, and count toward it. An entry that nothing anchors (no
+  /// exact subscription, no channel) and that no publish found for a while is reclaimed, at
+  /// O(1) amortized cost, and made again when next used (stats().cached_topics,
+  /// stats().reclaimed_topics): a bus that sees an unbounded stream of distinct topics (one per
+  /// session, say) keeps only those in use. Reclaiming makes room before a publish beyond the
+  /// limit is sent down the slower path.
   std::size_t max_cached_topics = std::size_t{1} << 16;
   /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
   /// storage/dedup.hpp): how many keys, for how long.

@@ -35,6 +35,11 @@ struct bus_stats {
   std::uint64_t uncached_publishes = 0;   ///< publishes to topics beyond the topic cache's capacity
   std::size_t subscriptions = 0;          ///< live subscriptions
   std::size_t cached_topics = 0;          ///< concrete topics in the router's cache
+  /// Cached topics dropped because nothing anchored them (no exact subscription, no channel)
+  /// and no publish found them for a sweep interval; made again when next used. A count that
+  /// keeps climbing with a steady set of topics means topics are being made and dropped over
+  /// and over: a channel per hot topic keeps it.
+  std::uint64_t reclaimed_topics = 0;
 };
 
 }  // namespace agentbus

@@ -8,7 +8,9 @@
 // Three structures, all written only under the writer mutex:
 //   - a per-topic cache (topic_table) mapping each concrete topic seen so far to a node that
 //     holds its resolved receivers (receiver_list: appended and tombstoned in place, replaced
-//     only when full or mostly tombstones), read by publishers without any lock;
+//     only when full or mostly tombstones), read by publishers without any lock. Nodes that
+//     nothing anchors (no exact subscription, no channel) are reclaimed in sweeps, O(1)
+//     amortized: see "Reclaiming topics" below;
 //   - a segment trie of the wildcard patterns (pattern_trie), used to resolve a topic the
 //     first time it is seen (exact patterns need none: subscribing creates their node);
 //   - an index of the cached topics by segment (topic_index), built on the first wildcard
@@ -47,7 +49,8 @@ namespace detail {
 
 /// What names a subscription to the router: its id and, for a compact subscription (a handler
 /// kept in its topic's list entry, with no receiver: delivery/synchronous.hpp), the topic node
-/// that entry lives in (nodes live as long as the router).
+/// that entry lives in (the live entry anchors the node: it is not reclaimed while it is there,
+/// nor at all once the router has shut down).
 struct subscription_key {
   std::uint64_t id = 0;
   topic_node* node = nullptr;
@@ -66,13 +69,32 @@ class router {
 
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
   /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
-  /// section. Returns nullptr when the cache is full and `pin` is false.
-  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
+  /// section, and use the node only inside it (it may be reclaimed after). Returns nullptr
+  /// when the cache is full (bus_options::max_cached_topics).
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text) { return node(text, hash_topic_text(text)); }
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
-  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
-    if (topic_node* n = table_.find(text, h)) return n;
-    return create_node(text, h, pin);
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h) {
+    if (topic_node* n = table_.find(text, h)) {
+      n->mark_used();
+      return n;
+    }
+    return create_node(text, h);
+  }
+
+  /// The node of `text` with a pin added (a channel's: topic_pin::adopt takes it over), made
+  /// even when the cache is full. Validates as above. Call inside a read section.
+  topic_node* pinned_node(std::string_view text) {
+    const std::uint64_t h = hash_topic_text(text);
+    if (topic_node* n = table_.find(text, h); n != nullptr && n->try_pin()) return n;
+    // Absent, or claimed by a sweep that already took it out of the table: under the mutex
+    // the table holds no claimed node.
+    if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
+    std::lock_guard lock(mutex_);
+    topic_node* n = table_.find(text, h);
+    if (n == nullptr) n = insert_node(text, h);
+    (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
+    return n;
   }
 
   /// Takes ownership of `r` and returns its subscription id.
@@ -97,7 +119,9 @@ class router {
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
           topic_node* n = table_.find(p, h);
-          append(n != nullptr ? *n : *insert_node(p, h), entry_of(r), r->retains, retired);
+          if (n == nullptr) n = insert_node(p, h);
+          append(*n, entry_of(r), r->retains, retired);
+          anchor(*n);
         } else {
           trie_.insert(r);
           if (!index_.active()) index_.activate(table_);
@@ -130,6 +154,7 @@ class router {
       if (n == nullptr) n = insert_node(text, h);
       const std::uint64_t id = next_id_ + 1;
       append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
+      anchor(*n);
       // Counted only once appended: a failed append leaves no trace but the id it skipped.
       next_id_ = id;
       ++compact_subscriptions_;
@@ -152,6 +177,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       if (!kill_compact_locked(key, retired)) return false;
+      sweep_if_worth_it();
     }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     return true;
@@ -188,6 +214,7 @@ class router {
         else handed_over.push_back(r);
         ++removed;
       }
+      if (removed != 0) sweep_if_worth_it();
     }
     if (removed == 0) return 0;
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
@@ -204,6 +231,7 @@ class router {
     std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
+      shut_down_ = true;  // no more reclaiming: handles may still name their nodes
       registry_.for_each([&](receiver* r) {
         r->alive.store(false, std::memory_order_relaxed);
         if (r->pattern.has_wildcards()) trie_.erase(r);
@@ -295,16 +323,84 @@ class router {
     std::lock_guard lock(mutex_);
     s.subscriptions = registry_.size() + compact_subscriptions_;
     s.cached_topics = table_.size();
+    s.reclaimed_topics = reclaimed_topics_;
     return s;
   }
 
  private:
-  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h, bool pin) {
+  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h) {
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
     std::lock_guard lock(mutex_);
     if (topic_node* n = table_.find(text, h)) return n;
-    if (!pin && table_.size() >= max_cached_topics_) return nullptr;
+    if (table_.size() >= max_cached_topics_) {
+      sweep_if_worth_it();
+      if (table_.size() >= max_cached_topics_) return nullptr;
+    }
     return insert_node(text, h);
+  }
+
+  // ---- Reclaiming topics ----
+  //
+  // A node is anchored while an exact subscription lives in its list (topic_node::exact) or
+  // a channel pins it; an unanchored one holds only wildcard receivers (or none), which is
+  // exactly what insert_node builds from the trie, so dropping it loses nothing: the next
+  // publish makes it again. Without this, every distinct topic ever published or subscribed
+  // to would stay cached for the router's life (per-request reply topics, per-session
+  // agents). A sweep keeps the unanchored topics a publish found since the sweep before
+  // (topic_node::mark_used), so topics in use stay cached with or without subscribers; the
+  // others go (a topic published once, or whose last subscription just ended, is not in use). Sweeps run under the
+  // mutex and only when they pay for themselves: when the table is about to grow (it is
+  // rebuilt then anyway), and when more than half the cached topics became unanchored since
+  // the last sweep (after unsubscribes, or when the cache is full). Each sweep costs
+  // O(cached topics) and follows at least half as many anchor changes or inserts: O(1)
+  // amortized. No sweep after shutdown(): compact handles may still name their nodes then.
+
+  // Caller holds mutex_: an exact subscription joined `n`'s list.
+  void anchor(topic_node& n) noexcept {
+    if (n.exact++ == 0) --unanchored_;
+  }
+  // Caller holds mutex_: an exact subscription left `n`'s list.
+  void unanchor(topic_node& n) noexcept {
+    if (--n.exact == 0) ++unanchored_;
+  }
+
+  // Caller holds mutex_.
+  void sweep_if_worth_it() noexcept {
+    if (shut_down_ || unanchored_ <= unanchored_kept_ + table_.size() / 2) return;
+    try {
+      sweep_topics();
+    } catch (...) {
+      // Out of memory for the rebuilt table: nothing changed; a later sweep tries again.
+    }
+  }
+
+  // Caller holds mutex_: drops every unanchored, unpinned node.
+  void sweep_topics() {
+    table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); });
+    recount_unanchored();
+  }
+
+  bool reclaimable(topic_node& n) noexcept {
+    if (shut_down_ || n.exact != 0 || n.take_used() || !n.try_claim()) return false;
+    ++reclaimed_topics_;
+    return true;
+  }
+
+  // A node leaving the table (claimed; freed after the grace period): out of the index, and
+  // a dispatch still walking its list checks each receiver from now on (a handler of that
+  // dispatch unsubscribing a later receiver on its own thread cannot tombstone it there).
+  void drop(topic_node& n) noexcept {
+    if (index_.active()) index_.erase(n);
+    receiver_list* list = n.receivers.load(std::memory_order_relaxed);
+    if (list != receiver_list::empty()) list->mark_transient();
+  }
+
+  // After a sweep, the unanchored nodes left are pinned or in use: the next sweep waits for
+  // that many more again.
+  void recount_unanchored() noexcept {
+    std::size_t count = 0;
+    table_.for_each([&](const topic_node& n) { count += n.exact == 0 ? 1 : 0; });
+    unanchored_ = unanchored_kept_ = count;
   }
 
   // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
@@ -322,7 +418,10 @@ class router {
       throw;
     }
     try {
-      table_.insert(n);
+      const std::size_t cached = table_.size();
+      table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); });
+      if (table_.size() == cached + 1) ++unanchored_;  // n (a node is born unanchored)
+      else recount_unanchored();                       // a sweep ran first (n is counted)
     } catch (...) {
       topic_node::destroy(n);
       throw;
@@ -354,6 +453,7 @@ class router {
   // trivially destructible); a list replaced on the way goes to `retired`.
   bool kill_compact_locked(subscription_key key, std::vector<retired_record::object>& retired) {
     if (!kill_entry(*key.node, receiver_entry::key_of(key.id, true), retired)) return false;
+    unanchor(*key.node);
     --compact_subscriptions_;
     return true;
   }
@@ -384,7 +484,7 @@ class router {
     const std::uint64_t key = receiver_entry::key_of(r->id, false);
     auto leave = [&](topic_node& n) { (void)kill_entry(n, key, retired); };
     if (!r->pattern.has_wildcards()) {
-      if (topic_node* n = table_.find(p, hash_topic_text(p))) leave(*n);
+      if (topic_node* n = table_.find(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired)) unanchor(*n);
     } else {
       trie_.erase(r);
       if (index_.active()) index_.for_each_match(p, leave);
@@ -474,6 +574,10 @@ class router {
   std::size_t compact_subscriptions_ = 0;  // the others (entries only)
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;
+  std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
+  std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
+  std::uint64_t reclaimed_topics_ = 0;
+  bool shut_down_ = false;
 
   std::mutex hook_mutex_;  // guards the pointer only; the hook runs outside it
   std::shared_ptr<const error_handler> error_handler_;

@@ -73,10 +73,10 @@ struct bus_access {
     using packed = compact_handler<T, F>;
     return subscription(owner, owner->subscribe_compact(text, type_id_of<T>(), &packed::call, packed::pack(handler)));
   }
-  /// A channel on `node` (which the router keeps: pinned).
+  /// A channel on `node` (pinned: the router keeps it while the channel lives).
   template <class T, class Store>
-  static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_node* node) {
-    return channel<T, Store>(std::move(owner), std::move(store), node);
+  static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_pin node) {
+    return channel<T, Store>(std::move(owner), std::move(store), std::move(node));
   }
 };
 

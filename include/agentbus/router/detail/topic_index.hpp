@@ -8,12 +8,15 @@
 // "agents.7.*" visits agents -> 7 -> its children, whatever the number of other cached topics.
 // (The pattern trie answers the opposite question: which patterns match a topic.)
 //
-// Built on the first wildcard subscription and kept up to date from then on, so that a bus
-// without wildcards pays nothing for it. Used only under the router's writer mutex. Segment
-// keys are views into the topic nodes' names: nodes never move nor die while the router lives.
+// Built on the first wildcard subscription and kept up to date from then on (a reclaimed
+// topic leaves it), so that a bus without wildcards pays nothing for it. Used only under the
+// router's writer mutex. Segments are keys of their own: a topic's node may be reclaimed while
+// other topics still share its first segments.
 
 #include <algorithm>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -31,9 +34,12 @@ class topic_index {
     active_ = true;
   }
 
-  /// Stops maintaining the index (after an allocation failure); activate() rebuilds it.
-  /// Inserting is idempotent, so what is already indexed stays valid.
-  void deactivate() noexcept { active_ = false; }
+  /// Stops maintaining the index (after an allocation failure) and forgets it; activate()
+  /// builds it again from the table.
+  void deactivate() noexcept {
+    root_.children.clear();
+    active_ = false;
+  }
 
   /// Adds a cached topic (again is harmless).
   void insert(topic_node& topic) {
@@ -41,13 +47,17 @@ class topic_index {
     node* n = &root_;
     for (std::size_t i = 0; i <= t.size();) {
       const std::size_t e = std::min(t.find('.', i), t.size());
-      std::unique_ptr<node>& child = n->children[t.substr(i, e - i)];
-      if (!child) child = std::make_unique<node>();
-      n = child.get();
+      const std::string_view seg = t.substr(i, e - i);
+      auto it = n->children.find(seg);
+      if (it == n->children.end()) it = n->children.emplace(std::string(seg), std::make_unique<node>()).first;
+      n = it->second.get();
       i = e + 1;
     }
     n->topic = &topic;
   }
+
+  /// Removes a cached topic (one that is not indexed is ignored), and the segments only it used.
+  void erase(const topic_node& topic) noexcept { erase_below(root_, topic.name(), 0, topic); }
 
   /// Calls `f(topic_node&)` for every indexed topic `pattern` (a valid pattern) matches.
   template <class F>
@@ -56,10 +66,27 @@ class topic_index {
   }
 
  private:
+  // Segments are looked up by view (heterogeneous lookup: no string built per step).
+  struct segment_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   struct node {
-    std::unordered_map<std::string_view, std::unique_ptr<node>> children;
+    std::unordered_map<std::string, std::unique_ptr<node>, segment_hash, std::equal_to<>> children;
     topic_node* topic = nullptr;  // the cached topic ending here, if any
   };
+
+  // Clears `topic` below `n` (its segments from `i` on); true when `n` is left empty.
+  static bool erase_below(node& n, std::string_view t, std::size_t i, const topic_node& topic) noexcept {
+    if (i > t.size()) {
+      if (n.topic == &topic) n.topic = nullptr;
+    } else {
+      const std::size_t e = std::min(t.find('.', i), t.size());
+      const auto it = n.children.find(t.substr(i, e - i));
+      if (it != n.children.end() && erase_below(*it->second, t, e + 1, topic)) n.children.erase(it);
+    }
+    return n.topic == nullptr && n.children.empty();
+  }
 
   // `i` is where the next pattern segment starts; past the end: every segment is consumed.
   template <class F>

@@ -8,8 +8,14 @@
 // Readers (publishers) look topics up without a lock: an open-addressing table of node
 // pointers behind one atomic pointer. Only the router's writer mutex inserts: into an empty
 // slot (a release store, so readers see either nothing or a complete node) or, when the table
-// is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
-// never moved or freed while the router lives, so channels can keep pointers to them.
+// is half full, into a rebuilt copy that replaces it (the old array is retired).
+//
+// Nodes are reclaimed: a node that nothing anchors (no exact subscription lives in its list,
+// no channel pins it) holds only what the pattern trie can give back, so the router may drop
+// it (sweep) and build it again on the next publish. A sweep rebuilds the slots without the
+// dropped nodes and retires the old array and the nodes through quiescence, so a publisher
+// still holding one finishes with it safely. Channels pin their node (topic_pin): pinning and
+// reclaiming race on one atomic, and whoever comes second backs off.
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +23,10 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "agentbus/detail/sync/quiescence.hpp"
 #include "agentbus/router/detail/receiver.hpp"
@@ -26,13 +35,13 @@ namespace agentbus::detail {
 
 /// A concrete topic and its resolved receivers; the topic's characters follow the node's
 /// fields in the same allocation (one allocation per cached topic, whatever its length, and
-/// 20 bytes besides the text: a node is most of what a topic with one subscriber costs).
+/// 26 bytes besides the text: a node is most of what a topic with one subscriber costs).
 struct topic_node {
-  /// A node for `text` (copied), owning `r`.
+  /// A node for `text` (copied, at most max_topic_length bytes), owning `r`.
   static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
     // The text may start inside the struct's tail padding; a short one still gets the whole struct.
     void* raw = ::operator new(std::max(sizeof(topic_node), text_offset + text.size()));
-    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint32_t>(text.size()));
+    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint8_t>(text.size()));
     if (!text.empty()) std::memcpy(n->chars(), text.data(), text.size());
     return n;
   }
@@ -43,6 +52,7 @@ struct topic_node {
     n->~topic_node();
     ::operator delete(static_cast<void*>(n));
   }
+  static void destroy_erased(void* p) noexcept { destroy(static_cast<topic_node*>(p)); }
   topic_node(const topic_node&) = delete;
   topic_node& operator=(const topic_node&) = delete;
 
@@ -56,19 +66,86 @@ struct topic_node {
     return size_ == text.size() && std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
   }
 
+  /// Adds a pin unless the node was reclaimed (then false: look the topic up again under the
+  /// writer mutex, which finds or makes its live node). Any thread, inside a read section.
+  bool try_pin() {
+    const std::uint32_t before = pins_.fetch_add(1, std::memory_order_relaxed);
+    if (before & reclaimed_bit) return false;  // the count no longer matters: the node is going
+    if (before == max_pins) {
+      pins_.fetch_sub(1, std::memory_order_relaxed);
+      throw std::length_error("agentbus: more than 2^31 - 1 channels on one topic");
+    }
+    return true;
+  }
+  /// Publishers: notes that the topic is in use, so that the next sweep keeps it even with
+  /// no subscriber (a store only once per sweep: the flag is read first, from the cache line
+  /// the lookup already loaded).
+  AGENTBUS_ALWAYS_INLINE void mark_used() noexcept {
+    if (!used_.load(std::memory_order_relaxed)) used_.store(true, std::memory_order_relaxed);
+  }
+  /// Writer side (a sweep): whether the topic was used since the last call, and clears that.
+  bool take_used() noexcept {
+    if (!used_.load(std::memory_order_relaxed)) return false;
+    used_.store(false, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// Drops a pin taken by try_pin (the node may be reclaimed from then on).
+  void unpin() noexcept { pins_.fetch_sub(1, std::memory_order_release); }
+  /// Writer side (the router's mutex held): claims an unpinned node for reclamation; from
+  /// then on try_pin fails. False when pinned.
+  bool try_claim() noexcept {
+    std::uint32_t expected = 0;
+    return pins_.compare_exchange_strong(expected, reclaimed_bit, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+
   const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
+  /// Writer side: the live exact subscriptions in `receivers` (receivers on this topic's own
+  /// name, compact ones included). Zero: the list is what the pattern trie would build.
+  std::uint32_t exact = 0;
 
  private:
-  topic_node(std::uint64_t h, receiver_list* r, std::uint32_t size) noexcept : hash(h), receivers(r), size_(size) {}
+  static constexpr std::uint32_t reclaimed_bit = std::uint32_t{1} << 31, max_pins = reclaimed_bit - 1;
+
+  topic_node(std::uint64_t h, receiver_list* r, std::uint8_t size) noexcept : hash(h), receivers(r), size_(size) {}
   ~topic_node() = default;
   char* chars() noexcept { return reinterpret_cast<char*>(this) + text_offset; }
 
-  const std::uint32_t size_;  // topics are at most max_topic_length (255) bytes
+  std::atomic<std::uint32_t> pins_{0};  // channels holding the node; reclaimed_bit once claimed
+  const std::uint8_t size_;             // topics are at most max_topic_length (255) bytes
+  std::atomic<bool> used_{false};       // found by a publish since the last sweep
 
  public:
   // Where the characters start: right after size_, not after the struct's padding.
-  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + sizeof(std::uint32_t);
+  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + 2 * sizeof(std::uint32_t) + 2;
+};
+
+/// A pin on a topic node (what a channel holds): while it lives, the node is not reclaimed.
+/// Copying adds a pin; the moved-from pin holds nothing.
+class topic_pin {
+ public:
+  topic_pin() noexcept = default;
+  /// Takes over a pin already added to `n` (router::pinned_node).
+  static topic_pin adopt(topic_node* n) noexcept { return topic_pin(n); }
+  topic_pin(const topic_pin& o) : node_(o.node_) {
+    if (node_ != nullptr) (void)node_->try_pin();  // cannot find it reclaimed: o's pin keeps it
+  }
+  topic_pin(topic_pin&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  topic_pin& operator=(topic_pin o) noexcept {
+    std::swap(node_, o.node_);
+    return *this;
+  }
+  ~topic_pin() {
+    if (node_ != nullptr) node_->unpin();
+  }
+  topic_node* get() const noexcept { return node_; }
+  topic_node* operator->() const noexcept { return node_; }
+  topic_node& operator*() const noexcept { return *node_; }
+
+ private:
+  explicit topic_pin(topic_node* n) noexcept : node_(n) {}
+  topic_node* node_ = nullptr;
 };
 
 class topic_table {
@@ -92,20 +169,61 @@ class topic_table {
     }
   }
 
-  /// Inserts a new node (caller holds the writer mutex and checked that it is absent).
-  void insert(topic_node* node) {
-    slots* s = slots_.load(std::memory_order_relaxed);
-    if ((size_ + 1) * 2 > s->mask + 1) {
-      slots* bigger = make_slots((s->mask + 1) * 2);
-      for (std::size_t i = 0; i <= s->mask; ++i)
-        if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) place(bigger, n);
-      slots_.store(bigger, std::memory_order_release);
-      quiescence_domain::instance().retire({{s, &free_slots_erased}});
-      s = bigger;
-    }
-    place(s, node);
+  /// Inserts a new node (caller holds the writer mutex and checked that it is absent). When
+  /// the table is half full it is rebuilt first, without the nodes `reclaimable` claims
+  /// (handed to `dropped`, see sweep()), and at twice the size only if what is left needs it.
+  template <class Reclaimable, class Dropped>
+  void insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
+    if ((size_ + 1) * 2 > capacity()) sweep(reclaimable, dropped);
+    place(slots_.load(std::memory_order_relaxed), node);
     ++size_;
   }
+  /// Inserts with no reclamation (a table of its own; the router uses the one above).
+  void insert(topic_node* node) {
+    insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
+  }
+
+  /// Rebuilds the slots without the nodes for which `reclaimable(node)` returns true (it must
+  /// claim them: topic_node::try_claim), sized for what is left: a quarter full at most, so
+  /// that the next rebuild comes after as many inserts again (O(1) amortized per insert).
+  /// `dropped(node)` (noexcept) sees each removed node before it is retired, with the old
+  /// slots, through quiescence: readers may still hold them. Caller holds the writer mutex.
+  /// Throws only std::bad_alloc, before changing anything (were the final retire to fail,
+  /// what it held would leak, as with every retire).
+  template <class Reclaimable, class Dropped>
+  void sweep(Reclaimable&& reclaimable, Dropped&& dropped) {
+    slots* s = slots_.load(std::memory_order_relaxed);
+    std::vector<topic_node*> kept;
+    kept.reserve(size_);
+    for (std::size_t i = 0; i <= s->mask; ++i)
+      if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) kept.push_back(n);
+    std::vector<retired_record::object> retired;
+    retired.reserve(kept.size() + 1);
+    slots* rebuilt = make_slots(fitting(kept.size()));  // an upper bound: claims only lower it
+    // Nothing throws from here on: a claimed node is gone for good.
+    std::size_t live = 0;
+    for (topic_node* n : kept) {
+      if (reclaimable(*n)) {
+        dropped(*n);
+        retired.push_back({n, &topic_node::destroy_erased});
+      } else {
+        kept[live++] = n;
+      }
+    }
+    if (const std::size_t smaller = fitting(live); smaller < rebuilt->mask + 1)
+      if (slots* fitted = try_make_slots(smaller)) {  // much was reclaimed: give the room back
+        free_slots(rebuilt);
+        rebuilt = fitted;
+      }
+    for (std::size_t i = 0; i < live; ++i) place(rebuilt, kept[i]);
+    size_ = live;
+    slots_.store(rebuilt, std::memory_order_release);
+    retired.push_back({s, &free_slots_erased});
+    quiescence_domain::instance().retire(std::move(retired));
+  }
+
+  /// Slots in the table (writer side, or a test): twice the nodes at least.
+  std::size_t capacity() const noexcept { return slots_.load(std::memory_order_relaxed)->mask + 1; }
 
   /// Number of cached topics.
   std::size_t size() const noexcept { return size_; }
@@ -131,8 +249,21 @@ class topic_table {
     }
   };
 
+  // Slots for `n` nodes, a quarter full at most.
+  static std::size_t fitting(std::size_t n) noexcept {
+    std::size_t c = initial_capacity;
+    while (c < 4 * n) c *= 2;
+    return c;
+  }
+
   static slots* make_slots(std::size_t capacity) {
-    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>));
+    slots* s = try_make_slots(capacity);
+    if (s == nullptr) throw std::bad_alloc();
+    return s;
+  }
+  static slots* try_make_slots(std::size_t capacity) noexcept {
+    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>), std::nothrow);
+    if (raw == nullptr) return nullptr;
     auto* s = ::new (raw) slots{capacity - 1};
     for (std::size_t i = 0; i < capacity; ++i) ::new (static_cast<void*>(&s->at(i))) std::atomic<topic_node*>(nullptr);
     return s;
