@@ -1253,6 +1253,11 @@ struct bus_stats {
   std::uint64_t uncached_publishes = 0;   ///< publishes to topics beyond the topic cache's capacity
   std::size_t subscriptions = 0;          ///< live subscriptions
   std::size_t cached_topics = 0;          ///< concrete topics in the router's cache
+  /// Cached topics dropped because nothing anchored them (no exact subscription, no channel)
+  /// and no publish found them for a sweep interval; made again when next used. A count that
+  /// keeps climbing with a steady set of topics means topics are being made and dropped over
+  /// and over: a channel per hot topic keeps it.
+  std::uint64_t reclaimed_topics = 0;
 };
 
 }  // namespace agentbus
@@ -4610,7 +4615,9 @@ enum class stop_mode : std::uint8_t {
 // Three structures, all written only under the writer mutex:
 //   - a per-topic cache (topic_table) mapping each concrete topic seen so far to a node that
 //     holds its resolved receivers (receiver_list: appended and tombstoned in place, replaced
-//     only when full or mostly tombstones), read by publishers without any lock;
+//     only when full or mostly tombstones), read by publishers without any lock. Nodes that
+//     nothing anchors (no exact subscription, no channel) are reclaimed in sweeps, O(1)
+//     amortized: see "Reclaiming topics" below;
 //   - a segment trie of the wildcard patterns (pattern_trie), used to resolve a topic the
 //     first time it is seen (exact patterns need none: subscribing creates their node);
 //   - an index of the cached topics by segment (topic_index), built on the first wildcard
@@ -4848,12 +4855,15 @@ class receiver_registry {
 // "agents.7.*" visits agents -> 7 -> its children, whatever the number of other cached topics.
 // (The pattern trie answers the opposite question: which patterns match a topic.)
 //
-// Built on the first wildcard subscription and kept up to date from then on, so that a bus
-// without wildcards pays nothing for it. Used only under the router's writer mutex. Segment
-// keys are views into the topic nodes' names: nodes never move nor die while the router lives.
+// Built on the first wildcard subscription and kept up to date from then on (a reclaimed
+// topic leaves it), so that a bus without wildcards pays nothing for it. Used only under the
+// router's writer mutex. Segments are keys of their own: a topic's node may be reclaimed while
+// other topics still share its first segments.
 
 #include <algorithm>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -4865,8 +4875,14 @@ class receiver_registry {
 // Readers (publishers) look topics up without a lock: an open-addressing table of node
 // pointers behind one atomic pointer. Only the router's writer mutex inserts: into an empty
 // slot (a release store, so readers see either nothing or a complete node) or, when the table
-// is half full, into a doubled copy that replaces it (the old array is retired). Nodes are
-// never moved or freed while the router lives, so channels can keep pointers to them.
+// is half full, into a rebuilt copy that replaces it (the old array is retired).
+//
+// Nodes are reclaimed: a node that nothing anchors (no exact subscription lives in its list,
+// no channel pins it) holds only what the pattern trie can give back, so the router may drop
+// it (sweep) and build it again on the next publish. A sweep rebuilds the slots without the
+// dropped nodes and retires the old array and the nodes through quiescence, so a publisher
+// still holding one finishes with it safely. Channels pin their node (topic_pin): pinning and
+// reclaiming race on one atomic, and whoever comes second backs off.
 
 #include <algorithm>
 #include <atomic>
@@ -4874,20 +4890,23 @@ class receiver_registry {
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 
 namespace agentbus::detail {
 
 /// A concrete topic and its resolved receivers; the topic's characters follow the node's
 /// fields in the same allocation (one allocation per cached topic, whatever its length, and
-/// 20 bytes besides the text: a node is most of what a topic with one subscriber costs).
+/// 26 bytes besides the text: a node is most of what a topic with one subscriber costs).
 struct topic_node {
-  /// A node for `text` (copied), owning `r`.
+  /// A node for `text` (copied, at most max_topic_length bytes), owning `r`.
   static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
     // The text may start inside the struct's tail padding; a short one still gets the whole struct.
     void* raw = ::operator new(std::max(sizeof(topic_node), text_offset + text.size()));
-    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint32_t>(text.size()));
+    auto* n = ::new (raw) topic_node(h, r, static_cast<std::uint8_t>(text.size()));
     if (!text.empty()) std::memcpy(n->chars(), text.data(), text.size());
     return n;
   }
@@ -4898,6 +4917,7 @@ struct topic_node {
     n->~topic_node();
     ::operator delete(static_cast<void*>(n));
   }
+  static void destroy_erased(void* p) noexcept { destroy(static_cast<topic_node*>(p)); }
   topic_node(const topic_node&) = delete;
   topic_node& operator=(const topic_node&) = delete;
 
@@ -4911,19 +4931,86 @@ struct topic_node {
     return size_ == text.size() && std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
   }
 
+  /// Adds a pin unless the node was reclaimed (then false: look the topic up again under the
+  /// writer mutex, which finds or makes its live node). Any thread, inside a read section.
+  bool try_pin() {
+    const std::uint32_t before = pins_.fetch_add(1, std::memory_order_relaxed);
+    if (before & reclaimed_bit) return false;  // the count no longer matters: the node is going
+    if (before == max_pins) {
+      pins_.fetch_sub(1, std::memory_order_relaxed);
+      throw std::length_error("agentbus: more than 2^31 - 1 channels on one topic");
+    }
+    return true;
+  }
+  /// Publishers: notes that the topic is in use, so that the next sweep keeps it even with
+  /// no subscriber (a store only once per sweep: the flag is read first, from the cache line
+  /// the lookup already loaded).
+  AGENTBUS_ALWAYS_INLINE void mark_used() noexcept {
+    if (!used_.load(std::memory_order_relaxed)) used_.store(true, std::memory_order_relaxed);
+  }
+  /// Writer side (a sweep): whether the topic was used since the last call, and clears that.
+  bool take_used() noexcept {
+    if (!used_.load(std::memory_order_relaxed)) return false;
+    used_.store(false, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// Drops a pin taken by try_pin (the node may be reclaimed from then on).
+  void unpin() noexcept { pins_.fetch_sub(1, std::memory_order_release); }
+  /// Writer side (the router's mutex held): claims an unpinned node for reclamation; from
+  /// then on try_pin fails. False when pinned.
+  bool try_claim() noexcept {
+    std::uint32_t expected = 0;
+    return pins_.compare_exchange_strong(expected, reclaimed_bit, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+
   const std::uint64_t hash;
   std::atomic<receiver_list*> receivers;
+  /// Writer side: the live exact subscriptions in `receivers` (receivers on this topic's own
+  /// name, compact ones included). Zero: the list is what the pattern trie would build.
+  std::uint32_t exact = 0;
 
  private:
-  topic_node(std::uint64_t h, receiver_list* r, std::uint32_t size) noexcept : hash(h), receivers(r), size_(size) {}
+  static constexpr std::uint32_t reclaimed_bit = std::uint32_t{1} << 31, max_pins = reclaimed_bit - 1;
+
+  topic_node(std::uint64_t h, receiver_list* r, std::uint8_t size) noexcept : hash(h), receivers(r), size_(size) {}
   ~topic_node() = default;
   char* chars() noexcept { return reinterpret_cast<char*>(this) + text_offset; }
 
-  const std::uint32_t size_;  // topics are at most max_topic_length (255) bytes
+  std::atomic<std::uint32_t> pins_{0};  // channels holding the node; reclaimed_bit once claimed
+  const std::uint8_t size_;             // topics are at most max_topic_length (255) bytes
+  std::atomic<bool> used_{false};       // found by a publish since the last sweep
 
  public:
   // Where the characters start: right after size_, not after the struct's padding.
-  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + sizeof(std::uint32_t);
+  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + 2 * sizeof(std::uint32_t) + 2;
+};
+
+/// A pin on a topic node (what a channel holds): while it lives, the node is not reclaimed.
+/// Copying adds a pin; the moved-from pin holds nothing.
+class topic_pin {
+ public:
+  topic_pin() noexcept = default;
+  /// Takes over a pin already added to `n` (router::pinned_node).
+  static topic_pin adopt(topic_node* n) noexcept { return topic_pin(n); }
+  topic_pin(const topic_pin& o) : node_(o.node_) {
+    if (node_ != nullptr) (void)node_->try_pin();  // cannot find it reclaimed: o's pin keeps it
+  }
+  topic_pin(topic_pin&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  topic_pin& operator=(topic_pin o) noexcept {
+    std::swap(node_, o.node_);
+    return *this;
+  }
+  ~topic_pin() {
+    if (node_ != nullptr) node_->unpin();
+  }
+  topic_node* get() const noexcept { return node_; }
+  topic_node* operator->() const noexcept { return node_; }
+  topic_node& operator*() const noexcept { return *node_; }
+
+ private:
+  explicit topic_pin(topic_node* n) noexcept : node_(n) {}
+  topic_node* node_ = nullptr;
 };
 
 class topic_table {
@@ -4947,20 +5034,61 @@ class topic_table {
     }
   }
 
-  /// Inserts a new node (caller holds the writer mutex and checked that it is absent).
-  void insert(topic_node* node) {
-    slots* s = slots_.load(std::memory_order_relaxed);
-    if ((size_ + 1) * 2 > s->mask + 1) {
-      slots* bigger = make_slots((s->mask + 1) * 2);
-      for (std::size_t i = 0; i <= s->mask; ++i)
-        if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) place(bigger, n);
-      slots_.store(bigger, std::memory_order_release);
-      quiescence_domain::instance().retire({{s, &free_slots_erased}});
-      s = bigger;
-    }
-    place(s, node);
+  /// Inserts a new node (caller holds the writer mutex and checked that it is absent). When
+  /// the table is half full it is rebuilt first, without the nodes `reclaimable` claims
+  /// (handed to `dropped`, see sweep()), and at twice the size only if what is left needs it.
+  template <class Reclaimable, class Dropped>
+  void insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
+    if ((size_ + 1) * 2 > capacity()) sweep(reclaimable, dropped);
+    place(slots_.load(std::memory_order_relaxed), node);
     ++size_;
   }
+  /// Inserts with no reclamation (a table of its own; the router uses the one above).
+  void insert(topic_node* node) {
+    insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
+  }
+
+  /// Rebuilds the slots without the nodes for which `reclaimable(node)` returns true (it must
+  /// claim them: topic_node::try_claim), sized for what is left: a quarter full at most, so
+  /// that the next rebuild comes after as many inserts again (O(1) amortized per insert).
+  /// `dropped(node)` (noexcept) sees each removed node before it is retired, with the old
+  /// slots, through quiescence: readers may still hold them. Caller holds the writer mutex.
+  /// Throws only std::bad_alloc, before changing anything (were the final retire to fail,
+  /// what it held would leak, as with every retire).
+  template <class Reclaimable, class Dropped>
+  void sweep(Reclaimable&& reclaimable, Dropped&& dropped) {
+    slots* s = slots_.load(std::memory_order_relaxed);
+    std::vector<topic_node*> kept;
+    kept.reserve(size_);
+    for (std::size_t i = 0; i <= s->mask; ++i)
+      if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) kept.push_back(n);
+    std::vector<retired_record::object> retired;
+    retired.reserve(kept.size() + 1);
+    slots* rebuilt = make_slots(fitting(kept.size()));  // an upper bound: claims only lower it
+    // Nothing throws from here on: a claimed node is gone for good.
+    std::size_t live = 0;
+    for (topic_node* n : kept) {
+      if (reclaimable(*n)) {
+        dropped(*n);
+        retired.push_back({n, &topic_node::destroy_erased});
+      } else {
+        kept[live++] = n;
+      }
+    }
+    if (const std::size_t smaller = fitting(live); smaller < rebuilt->mask + 1)
+      if (slots* fitted = try_make_slots(smaller)) {  // much was reclaimed: give the room back
+        free_slots(rebuilt);
+        rebuilt = fitted;
+      }
+    for (std::size_t i = 0; i < live; ++i) place(rebuilt, kept[i]);
+    size_ = live;
+    slots_.store(rebuilt, std::memory_order_release);
+    retired.push_back({s, &free_slots_erased});
+    quiescence_domain::instance().retire(std::move(retired));
+  }
+
+  /// Slots in the table (writer side, or a test): twice the nodes at least.
+  std::size_t capacity() const noexcept { return slots_.load(std::memory_order_relaxed)->mask + 1; }
 
   /// Number of cached topics.
   std::size_t size() const noexcept { return size_; }
@@ -4986,8 +5114,21 @@ class topic_table {
     }
   };
 
+  // Slots for `n` nodes, a quarter full at most.
+  static std::size_t fitting(std::size_t n) noexcept {
+    std::size_t c = initial_capacity;
+    while (c < 4 * n) c *= 2;
+    return c;
+  }
+
   static slots* make_slots(std::size_t capacity) {
-    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>));
+    slots* s = try_make_slots(capacity);
+    if (s == nullptr) throw std::bad_alloc();
+    return s;
+  }
+  static slots* try_make_slots(std::size_t capacity) noexcept {
+    void* raw = ::operator new(sizeof(slots) + capacity * sizeof(std::atomic<topic_node*>), std::nothrow);
+    if (raw == nullptr) return nullptr;
     auto* s = ::new (raw) slots{capacity - 1};
     for (std::size_t i = 0; i < capacity; ++i) ::new (static_cast<void*>(&s->at(i))) std::atomic<topic_node*>(nullptr);
     return s;
@@ -5021,9 +5162,12 @@ class topic_index {
     active_ = true;
   }
 
-  /// Stops maintaining the index (after an allocation failure); activate() rebuilds it.
-  /// Inserting is idempotent, so what is already indexed stays valid.
-  void deactivate() noexcept { active_ = false; }
+  /// Stops maintaining the index (after an allocation failure) and forgets it; activate()
+  /// builds it again from the table.
+  void deactivate() noexcept {
+    root_.children.clear();
+    active_ = false;
+  }
 
   /// Adds a cached topic (again is harmless).
   void insert(topic_node& topic) {
@@ -5031,13 +5175,17 @@ class topic_index {
     node* n = &root_;
     for (std::size_t i = 0; i <= t.size();) {
       const std::size_t e = std::min(t.find('.', i), t.size());
-      std::unique_ptr<node>& child = n->children[t.substr(i, e - i)];
-      if (!child) child = std::make_unique<node>();
-      n = child.get();
+      const std::string_view seg = t.substr(i, e - i);
+      auto it = n->children.find(seg);
+      if (it == n->children.end()) it = n->children.emplace(std::string(seg), std::make_unique<node>()).first;
+      n = it->second.get();
       i = e + 1;
     }
     n->topic = &topic;
   }
+
+  /// Removes a cached topic (one that is not indexed is ignored), and the segments only it used.
+  void erase(const topic_node& topic) noexcept { erase_below(root_, topic.name(), 0, topic); }
 
   /// Calls `f(topic_node&)` for every indexed topic `pattern` (a valid pattern) matches.
   template <class F>
@@ -5046,10 +5194,27 @@ class topic_index {
   }
 
  private:
+  // Segments are looked up by view (heterogeneous lookup: no string built per step).
+  struct segment_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   struct node {
-    std::unordered_map<std::string_view, std::unique_ptr<node>> children;
+    std::unordered_map<std::string, std::unique_ptr<node>, segment_hash, std::equal_to<>> children;
     topic_node* topic = nullptr;  // the cached topic ending here, if any
   };
+
+  // Clears `topic` below `n` (its segments from `i` on); true when `n` is left empty.
+  static bool erase_below(node& n, std::string_view t, std::size_t i, const topic_node& topic) noexcept {
+    if (i > t.size()) {
+      if (n.topic == &topic) n.topic = nullptr;
+    } else {
+      const std::size_t e = std::min(t.find('.', i), t.size());
+      const auto it = n.children.find(t.substr(i, e - i));
+      if (it != n.children.end() && erase_below(*it->second, t, e + 1, topic)) n.children.erase(it);
+    }
+    return n.topic == nullptr && n.children.empty();
+  }
 
   // `i` is where the next pattern segment starts; past the end: every segment is consumed.
   template <class F>
@@ -5089,7 +5254,8 @@ namespace detail {
 
 /// What names a subscription to the router: its id and, for a compact subscription (a handler
 /// kept in its topic's list entry, with no receiver: delivery/synchronous.hpp), the topic node
-/// that entry lives in (nodes live as long as the router).
+/// that entry lives in (the live entry anchors the node: it is not reclaimed while it is there,
+/// nor at all once the router has shut down).
 struct subscription_key {
   std::uint64_t id = 0;
   topic_node* node = nullptr;
@@ -5108,13 +5274,32 @@ class router {
 
   /// The cached node of `text`, creating it if needed. Validates the text when it is not cached
   /// (a cache hit proves it valid: it equals a topic that was validated). Call inside a read
-  /// section. Returns nullptr when the cache is full and `pin` is false.
-  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, bool pin = false) { return node(text, hash_topic_text(text), pin); }
+  /// section, and use the node only inside it (it may be reclaimed after). Returns nullptr
+  /// when the cache is full (bus_options::max_cached_topics).
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text) { return node(text, hash_topic_text(text)); }
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
-  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h, bool pin = false) {
-    if (topic_node* n = table_.find(text, h)) return n;
-    return create_node(text, h, pin);
+  AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h) {
+    if (topic_node* n = table_.find(text, h)) {
+      n->mark_used();
+      return n;
+    }
+    return create_node(text, h);
+  }
+
+  /// The node of `text` with a pin added (a channel's: topic_pin::adopt takes it over), made
+  /// even when the cache is full. Validates as above. Call inside a read section.
+  topic_node* pinned_node(std::string_view text) {
+    const std::uint64_t h = hash_topic_text(text);
+    if (topic_node* n = table_.find(text, h); n != nullptr && n->try_pin()) return n;
+    // Absent, or claimed by a sweep that already took it out of the table: under the mutex
+    // the table holds no claimed node.
+    if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
+    std::lock_guard lock(mutex_);
+    topic_node* n = table_.find(text, h);
+    if (n == nullptr) n = insert_node(text, h);
+    (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
+    return n;
   }
 
   /// Takes ownership of `r` and returns its subscription id.
@@ -5139,7 +5324,9 @@ class router {
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
           topic_node* n = table_.find(p, h);
-          append(n != nullptr ? *n : *insert_node(p, h), entry_of(r), r->retains, retired);
+          if (n == nullptr) n = insert_node(p, h);
+          append(*n, entry_of(r), r->retains, retired);
+          anchor(*n);
         } else {
           trie_.insert(r);
           if (!index_.active()) index_.activate(table_);
@@ -5172,6 +5359,7 @@ class router {
       if (n == nullptr) n = insert_node(text, h);
       const std::uint64_t id = next_id_ + 1;
       append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
+      anchor(*n);
       // Counted only once appended: a failed append leaves no trace but the id it skipped.
       next_id_ = id;
       ++compact_subscriptions_;
@@ -5194,6 +5382,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       if (!kill_compact_locked(key, retired)) return false;
+      sweep_if_worth_it();
     }
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
     return true;
@@ -5230,6 +5419,7 @@ class router {
         else handed_over.push_back(r);
         ++removed;
       }
+      if (removed != 0) sweep_if_worth_it();
     }
     if (removed == 0) return 0;
     quiescence_domain::instance().synchronize_and_retire(std::move(retired));
@@ -5246,6 +5436,7 @@ class router {
     std::vector<receiver*> handed_over;
     {
       std::lock_guard lock(mutex_);
+      shut_down_ = true;  // no more reclaiming: handles may still name their nodes
       registry_.for_each([&](receiver* r) {
         r->alive.store(false, std::memory_order_relaxed);
         if (r->pattern.has_wildcards()) trie_.erase(r);
@@ -5337,16 +5528,84 @@ class router {
     std::lock_guard lock(mutex_);
     s.subscriptions = registry_.size() + compact_subscriptions_;
     s.cached_topics = table_.size();
+    s.reclaimed_topics = reclaimed_topics_;
     return s;
   }
 
  private:
-  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h, bool pin) {
+  AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h) {
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
     std::lock_guard lock(mutex_);
     if (topic_node* n = table_.find(text, h)) return n;
-    if (!pin && table_.size() >= max_cached_topics_) return nullptr;
+    if (table_.size() >= max_cached_topics_) {
+      sweep_if_worth_it();
+      if (table_.size() >= max_cached_topics_) return nullptr;
+    }
     return insert_node(text, h);
+  }
+
+  // ---- Reclaiming topics ----
+  //
+  // A node is anchored while an exact subscription lives in its list (topic_node::exact) or
+  // a channel pins it; an unanchored one holds only wildcard receivers (or none), which is
+  // exactly what insert_node builds from the trie, so dropping it loses nothing: the next
+  // publish makes it again. Without this, every distinct topic ever published or subscribed
+  // to would stay cached for the router's life (per-request reply topics, per-session
+  // agents). A sweep keeps the unanchored topics a publish found since the sweep before
+  // (topic_node::mark_used), so topics in use stay cached with or without subscribers; the
+  // others go (a topic published once, or whose last subscription just ended, is not in use). Sweeps run under the
+  // mutex and only when they pay for themselves: when the table is about to grow (it is
+  // rebuilt then anyway), and when more than half the cached topics became unanchored since
+  // the last sweep (after unsubscribes, or when the cache is full). Each sweep costs
+  // O(cached topics) and follows at least half as many anchor changes or inserts: O(1)
+  // amortized. No sweep after shutdown(): compact handles may still name their nodes then.
+
+  // Caller holds mutex_: an exact subscription joined `n`'s list.
+  void anchor(topic_node& n) noexcept {
+    if (n.exact++ == 0) --unanchored_;
+  }
+  // Caller holds mutex_: an exact subscription left `n`'s list.
+  void unanchor(topic_node& n) noexcept {
+    if (--n.exact == 0) ++unanchored_;
+  }
+
+  // Caller holds mutex_.
+  void sweep_if_worth_it() noexcept {
+    if (shut_down_ || unanchored_ <= unanchored_kept_ + table_.size() / 2) return;
+    try {
+      sweep_topics();
+    } catch (...) {
+      // Out of memory for the rebuilt table: nothing changed; a later sweep tries again.
+    }
+  }
+
+  // Caller holds mutex_: drops every unanchored, unpinned node.
+  void sweep_topics() {
+    table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); });
+    recount_unanchored();
+  }
+
+  bool reclaimable(topic_node& n) noexcept {
+    if (shut_down_ || n.exact != 0 || n.take_used() || !n.try_claim()) return false;
+    ++reclaimed_topics_;
+    return true;
+  }
+
+  // A node leaving the table (claimed; freed after the grace period): out of the index, and
+  // a dispatch still walking its list checks each receiver from now on (a handler of that
+  // dispatch unsubscribing a later receiver on its own thread cannot tombstone it there).
+  void drop(topic_node& n) noexcept {
+    if (index_.active()) index_.erase(n);
+    receiver_list* list = n.receivers.load(std::memory_order_relaxed);
+    if (list != receiver_list::empty()) list->mark_transient();
+  }
+
+  // After a sweep, the unanchored nodes left are pinned or in use: the next sweep waits for
+  // that many more again.
+  void recount_unanchored() noexcept {
+    std::size_t count = 0;
+    table_.for_each([&](const topic_node& n) { count += n.exact == 0 ? 1 : 0; });
+    unanchored_ = unanchored_kept_ = count;
   }
 
   // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
@@ -5364,7 +5623,10 @@ class router {
       throw;
     }
     try {
-      table_.insert(n);
+      const std::size_t cached = table_.size();
+      table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); });
+      if (table_.size() == cached + 1) ++unanchored_;  // n (a node is born unanchored)
+      else recount_unanchored();                       // a sweep ran first (n is counted)
     } catch (...) {
       topic_node::destroy(n);
       throw;
@@ -5396,6 +5658,7 @@ class router {
   // trivially destructible); a list replaced on the way goes to `retired`.
   bool kill_compact_locked(subscription_key key, std::vector<retired_record::object>& retired) {
     if (!kill_entry(*key.node, receiver_entry::key_of(key.id, true), retired)) return false;
+    unanchor(*key.node);
     --compact_subscriptions_;
     return true;
   }
@@ -5426,7 +5689,7 @@ class router {
     const std::uint64_t key = receiver_entry::key_of(r->id, false);
     auto leave = [&](topic_node& n) { (void)kill_entry(n, key, retired); };
     if (!r->pattern.has_wildcards()) {
-      if (topic_node* n = table_.find(p, hash_topic_text(p))) leave(*n);
+      if (topic_node* n = table_.find(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired)) unanchor(*n);
     } else {
       trie_.erase(r);
       if (index_.active()) index_.for_each_match(p, leave);
@@ -5516,6 +5779,10 @@ class router {
   std::size_t compact_subscriptions_ = 0;  // the others (entries only)
   std::uint64_t next_id_ = 0;
   const std::size_t max_cached_topics_;
+  std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
+  std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
+  std::uint64_t reclaimed_topics_ = 0;
+  bool shut_down_ = false;
 
   std::mutex hook_mutex_;  // guards the pointer only; the hook runs outside it
   std::shared_ptr<const error_handler> error_handler_;
@@ -6366,10 +6633,12 @@ struct bus_options {
   /// lock). Publishing to a topic beyond this many distinct ones still works, through a slower
   /// path that takes the writer mutex and allocates; stats().uncached_publishes counts those.
   /// An exact subscription and a channel always get their topic's entry (their publishes need
-  /// no lookup), beyond the limit too, and count toward it. Entries are kept for the bus's
-  /// life, also after their last subscription or channel ended (about 40 bytes plus the topic
-  /// text each; stats().cached_topics): a bus that sees an unbounded stream of distinct topics
-  /// (one per session, say) grows by that much per topic. Known limitation: not reclaimed yet.
+  /// no lookup), beyond the limit too, and count toward it. An entry that nothing anchors (no
+  /// exact subscription, no channel) and that no publish found for a while is reclaimed, at
+  /// O(1) amortized cost, and made again when next used (stats().cached_topics,
+  /// stats().reclaimed_topics): a bus that sees an unbounded stream of distinct topics (one per
+  /// session, say) keeps only those in use. Reclaiming makes room before a publish beyond the
+  /// limit is sent down the slower path.
   std::size_t max_cached_topics = std::size_t{1} << 16;
   /// Publish-side deduplication by publish_options::idempotency_key (a bus that stores events;
   /// storage/dedup.hpp): how many keys, for how long.
@@ -6983,8 +7252,8 @@ class channel {
 
  private:
   friend struct detail::bus_access;
-  channel(std::shared_ptr<detail::router> r, detail::channel_store<Store> s, detail::topic_node* n) noexcept
-      : router_(std::move(r)), store_(std::move(s)), node_(n) {}
+  channel(std::shared_ptr<detail::router> r, detail::channel_store<Store> s, detail::topic_pin n) noexcept
+      : router_(std::move(r)), store_(std::move(s)), node_(std::move(n)) {}
 
   template <class P>
   AGENTBUS_ALWAYS_INLINE result_type publish_impl(P&& payload, const publish_options& options) const {
@@ -6994,13 +7263,13 @@ class channel {
       return detail::publish(*router_, *node_, std::forward<P>(payload), options, guard.slot());
     }
     else
-      return detail::publish_stored(*router_, *store_.store, node_, node_->name(), std::forward<P>(payload), options,
+      return detail::publish_stored(*router_, *store_.store, node_.get(), node_->name(), std::forward<P>(payload), options,
                                     guard.slot());
   }
 
   std::shared_ptr<detail::router> router_;
   [[no_unique_address]] detail::channel_store<Store> store_;
-  detail::topic_node* node_;
+  detail::topic_pin node_;  // never empty: a copy pins again, and there is no move
 };
 
 /// @brief What `bus.channel<T>(topic)` returns on a bus that stores events.
@@ -7125,10 +7394,10 @@ struct bus_access {
     using packed = compact_handler<T, F>;
     return subscription(owner, owner->subscribe_compact(text, type_id_of<T>(), &packed::call, packed::pack(handler)));
   }
-  /// A channel on `node` (which the router keeps: pinned).
+  /// A channel on `node` (pinned: the router keeps it while the channel lives).
   template <class T, class Store>
-  static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_node* node) {
-    return channel<T, Store>(std::move(owner), std::move(store), node);
+  static channel<T, Store> make_channel(std::shared_ptr<router> owner, channel_store<Store> store, topic_pin node) {
+    return channel<T, Store>(std::move(owner), std::move(store), std::move(node));
   }
 };
 
@@ -7676,12 +7945,12 @@ class basic_bus {
   template <class T>
   channel_type<T> channel(std::string_view topic) {
     detail::read_guard guard;
-    detail::topic_node* node = router_->node(topic, /*pin=*/true);
+    auto node = detail::topic_pin::adopt(router_->pinned_node(topic));
     if constexpr (stores)
       return detail::bus_access::make_channel<T>(router_, detail::channel_store<typename traits::store>{storage_.store},
-                                                 node);
+                                                 std::move(node));
     else
-      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, node);
+      return detail::bus_access::make_channel<T>(router_, detail::channel_store<void>{}, std::move(node));
   }
 
   /// @brief Installs the hook that receives handler failures (replaces any previous one;
