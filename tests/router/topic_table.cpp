@@ -269,3 +269,20 @@ TEST_CASE("topic_table: lock-free finds and pins racing sweeps never see a freed
   CHECK(rounds >= 20);
   agentbus::detail::quiescence_domain::instance().reclaim();
 }
+
+TEST_CASE("topic_table: a publish's find marks the node in use until the next sweep; a writer's does not", "[router][topic_table]") {
+  topic_table table;
+  topic_node* n = add(table, "use.me", hash_of("use.me"));
+  CHECK_FALSE(n->take_used());  // a new node is not in use
+  CHECK(table.find_unmarked("use.me", hash_of("use.me")) == n);
+  CHECK_FALSE(n->take_used());  // a writer's lookup is not a use
+  CHECK(find(table, "use.me", hash_of("use.me")) == n);
+  CHECK(find(table, "use.me", hash_of("use.me")) == n);  // marked already: found the same way
+  CHECK(n->take_used());
+  CHECK_FALSE(n->take_used());  // taking clears it
+  // A name of the same size and hash that is not this topic is not found (and at worst
+  // marks the node: harmless).
+  topic_node* twin = add(table, "use.mf", hash_of("use.me"));
+  CHECK(find(table, "use.mf", hash_of("use.me")) == twin);
+  CHECK(find(table, "use.mg", hash_of("use.me")) == nullptr);
+}

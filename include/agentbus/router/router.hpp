@@ -75,10 +75,7 @@ class router {
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
   AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h) {
-    if (topic_node* n = table_.find(text, h)) {
-      n->mark_used();
-      return n;
-    }
+    if (topic_node* n = table_.find(text, h)) return n;  // marks it in use
     return create_node(text, h);
   }
 
@@ -91,7 +88,7 @@ class router {
     // the table holds no claimed node.
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
     std::lock_guard lock(mutex_);
-    topic_node* n = table_.find(text, h);
+    topic_node* n = table_.find_unmarked(text, h);
     if (n == nullptr) n = insert_node(text, h);
     (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
     return n;
@@ -118,7 +115,7 @@ class router {
           // The node's list is where an exact subscription lives (it needs no trie entry); the
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
-          topic_node* n = table_.find(p, h);
+          topic_node* n = table_.find_unmarked(p, h);
           if (n == nullptr) n = insert_node(p, h);
           append(*n, entry_of(r), r->retains, retired);
           anchor(*n);
@@ -150,7 +147,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       const std::uint64_t h = hash_topic_text(text);
-      topic_node* n = table_.find(text, h);
+      topic_node* n = table_.find_unmarked(text, h);
       if (n == nullptr) n = insert_node(text, h);
       const std::uint64_t id = next_id_ + 1;
       append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
@@ -347,7 +344,7 @@ class router {
   // publish makes it again. Without this, every distinct topic ever published or subscribed
   // to would stay cached for the router's life (per-request reply topics, per-session
   // agents). A sweep keeps the unanchored topics a publish found since the sweep before
-  // (topic_node::mark_used), so topics in use stay cached with or without subscribers; the
+  // (topic_node::is, which the lookup calls), so topics in use stay cached with or without subscribers; the
   // others go (a topic published once, or whose last subscription just ended, is not in use). Sweeps run under the
   // mutex and only when they pay for themselves: when the table is about to grow (it is
   // rebuilt then anyway), and when more than half the cached topics became unanchored since
@@ -484,7 +481,8 @@ class router {
     const std::uint64_t key = receiver_entry::key_of(r->id, false);
     auto leave = [&](topic_node& n) { (void)kill_entry(n, key, retired); };
     if (!r->pattern.has_wildcards()) {
-      if (topic_node* n = table_.find(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired)) unanchor(*n);
+      if (topic_node* n = table_.find_unmarked(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired))
+        unanchor(*n);
     } else {
       trie_.erase(r);
       if (index_.active()) index_.for_each_match(p, leave);
