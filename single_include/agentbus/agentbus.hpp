@@ -4890,7 +4890,7 @@ namespace agentbus::detail {
 
 /// A concrete topic and its resolved receivers; the topic's characters follow the node's
 /// fields in the same allocation (one allocation per cached topic, whatever its length, and
-/// 26 bytes besides the text: a node is most of what a topic with one subscriber costs).
+/// 27 bytes besides the text: a node is most of what a topic with one subscriber costs).
 struct topic_node {
   /// A node for `text` (copied, at most max_topic_length bytes), owning `r`.
   static topic_node* make(std::string_view text, std::uint64_t h, receiver_list* r) {
@@ -4916,8 +4916,22 @@ struct topic_node {
     return {reinterpret_cast<const char*>(this) + text_offset, size_};
   }
 
-  /// True when this is the node of `text` (hashes already compared equal).
+  /// True when this is the node of `text` (hashes already compared equal); marks it in use
+  /// (a publish found it: the next sweep keeps it). The mark costs nothing on the way: the
+  /// size compared is the mark's word, which equals the topic's size only once marked, so
+  /// only the first match after a sweep takes the branch that marks. (It marks before the
+  /// text is compared: a different topic with the same hash and size would keep this one a
+  /// sweep longer, nothing worse.)
   AGENTBUS_ALWAYS_INLINE bool is(std::string_view text) const noexcept {
+    const std::size_t marked = match_size_.load(std::memory_order_relaxed);
+    if (AGENTBUS_UNLIKELY(marked != text.size())) {
+      if (marked != (text.size() | unused_bit)) return false;
+      match_size_.store(static_cast<std::uint16_t>(text.size()), std::memory_order_relaxed);
+    }
+    return std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
+  }
+  /// The same, leaving the mark alone (writers: subscribing or unsubscribing is not a use).
+  bool names(std::string_view text) const noexcept {
     return size_ == text.size() && std::memcmp(reinterpret_cast<const char*>(this) + text_offset, text.data(), size_) == 0;
   }
 
@@ -4932,16 +4946,11 @@ struct topic_node {
     }
     return true;
   }
-  /// Publishers: notes that the topic is in use, so that the next sweep keeps it even with
-  /// no subscriber (a store only once per sweep: the flag is read first, from the cache line
-  /// the lookup already loaded).
-  AGENTBUS_ALWAYS_INLINE void mark_used() noexcept {
-    if (!used_.load(std::memory_order_relaxed)) used_.store(true, std::memory_order_relaxed);
-  }
-  /// Writer side (a sweep): whether the topic was used since the last call, and clears that.
+  /// Writer side (a sweep): whether a publish found the topic since the last call (is()), and
+  /// clears that.
   bool take_used() noexcept {
-    if (!used_.load(std::memory_order_relaxed)) return false;
-    used_.store(false, std::memory_order_relaxed);
+    if (match_size_.load(std::memory_order_relaxed) != size_) return false;
+    match_size_.store(size_ | unused_bit, std::memory_order_relaxed);
     return true;
   }
 
@@ -4963,17 +4972,21 @@ struct topic_node {
  private:
   static constexpr std::uint32_t reclaimed_bit = std::uint32_t{1} << 31, max_pins = reclaimed_bit - 1;
 
-  topic_node(std::uint64_t h, receiver_list* r, std::uint8_t size) noexcept : hash(h), receivers(r), size_(size) {}
+  static constexpr std::uint16_t unused_bit = 0x100;  // above any topic size
+
+  topic_node(std::uint64_t h, receiver_list* r, std::uint8_t size) noexcept
+      : hash(h), receivers(r), match_size_(static_cast<std::uint16_t>(size | unused_bit)), size_(size) {}
   ~topic_node() = default;
   char* chars() noexcept { return reinterpret_cast<char*>(this) + text_offset; }
 
   std::atomic<std::uint32_t> pins_{0};  // channels holding the node; reclaimed_bit once claimed
-  const std::uint8_t size_;             // topics are at most max_topic_length (255) bytes
-  std::atomic<bool> used_{false};       // found by a publish since the last sweep
+  // size_ once a publish found the node since the last sweep, size_ | unused_bit before.
+  mutable std::atomic<std::uint16_t> match_size_;
+  const std::uint8_t size_;  // topics are at most max_topic_length (255) bytes
 
  public:
   // Where the characters start: right after size_, not after the struct's padding.
-  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + 2 * sizeof(std::uint32_t) + 2;
+  static constexpr std::size_t text_offset = 2 * sizeof(std::uint64_t) + 2 * sizeof(std::uint32_t) + 3;
 };
 
 /// A pin on a topic node (what a channel holds): while it lives, the node is not reclaimed.
@@ -5014,13 +5027,23 @@ class topic_table {
   topic_table(const topic_table&) = delete;
   topic_table& operator=(const topic_table&) = delete;
 
-  /// Lock-free lookup; call inside a read section. nullptr when absent.
+  /// Lock-free lookup for a publish, which marks the node in use (topic_node::is); call
+  /// inside a read section. nullptr when absent.
   AGENTBUS_ALWAYS_INLINE topic_node* find(std::string_view name, std::uint64_t hash) const noexcept {
     const slots* s = slots_.load(std::memory_order_acquire);
     for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
       topic_node* n = s->at(i).load(std::memory_order_acquire);
       if (n == nullptr) return nullptr;
       if (n->hash == hash && n->is(name)) return n;
+    }
+  }
+  /// The same, not a use (writers under the mutex: subscribe, unsubscribe).
+  topic_node* find_unmarked(std::string_view name, std::uint64_t hash) const noexcept {
+    const slots* s = slots_.load(std::memory_order_acquire);
+    for (std::size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
+      topic_node* n = s->at(i).load(std::memory_order_acquire);
+      if (n == nullptr) return nullptr;
+      if (n->hash == hash && n->names(name)) return n;
     }
   }
 
@@ -5270,10 +5293,7 @@ class router {
 
   /// As above, with the text's hash already known (agentbus::topic carries it).
   AGENTBUS_ALWAYS_INLINE topic_node* node(std::string_view text, std::uint64_t h) {
-    if (topic_node* n = table_.find(text, h)) {
-      n->mark_used();
-      return n;
-    }
+    if (topic_node* n = table_.find(text, h)) return n;  // marks it in use
     return create_node(text, h);
   }
 
@@ -5286,7 +5306,7 @@ class router {
     // the table holds no claimed node.
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
     std::lock_guard lock(mutex_);
-    topic_node* n = table_.find(text, h);
+    topic_node* n = table_.find_unmarked(text, h);
     if (n == nullptr) n = insert_node(text, h);
     (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
     return n;
@@ -5313,7 +5333,7 @@ class router {
           // The node's list is where an exact subscription lives (it needs no trie entry); the
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
-          topic_node* n = table_.find(p, h);
+          topic_node* n = table_.find_unmarked(p, h);
           if (n == nullptr) n = insert_node(p, h);
           append(*n, entry_of(r), r->retains, retired);
           anchor(*n);
@@ -5345,7 +5365,7 @@ class router {
     {
       std::lock_guard lock(mutex_);
       const std::uint64_t h = hash_topic_text(text);
-      topic_node* n = table_.find(text, h);
+      topic_node* n = table_.find_unmarked(text, h);
       if (n == nullptr) n = insert_node(text, h);
       const std::uint64_t id = next_id_ + 1;
       append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
@@ -5542,7 +5562,7 @@ class router {
   // publish makes it again. Without this, every distinct topic ever published or subscribed
   // to would stay cached for the router's life (per-request reply topics, per-session
   // agents). A sweep keeps the unanchored topics a publish found since the sweep before
-  // (topic_node::mark_used), so topics in use stay cached with or without subscribers; the
+  // (topic_node::is, which the lookup calls), so topics in use stay cached with or without subscribers; the
   // others go (a topic published once, or whose last subscription just ended, is not in use). Sweeps run under the
   // mutex and only when they pay for themselves: when the table is about to grow (it is
   // rebuilt then anyway), and when more than half the cached topics became unanchored since
@@ -5679,7 +5699,8 @@ class router {
     const std::uint64_t key = receiver_entry::key_of(r->id, false);
     auto leave = [&](topic_node& n) { (void)kill_entry(n, key, retired); };
     if (!r->pattern.has_wildcards()) {
-      if (topic_node* n = table_.find(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired)) unanchor(*n);
+      if (topic_node* n = table_.find_unmarked(p, hash_topic_text(p)); n != nullptr && kill_entry(*n, key, retired))
+        unanchor(*n);
     } else {
       trie_.erase(r);
       if (index_.active()) index_.for_each_match(p, leave);
