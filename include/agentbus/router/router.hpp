@@ -373,12 +373,19 @@ class router {
 
   // Caller holds mutex_: drops every unanchored, unpinned node.
   void sweep_topics() {
+    kept_unanchored_ = 0;
     table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); });
-    recount_unanchored();
+    unanchored_ = unanchored_kept_ = kept_unanchored_;
   }
 
+  // A sweep's question for each node; it also counts the unanchored ones it keeps (pinned or
+  // in use: the next sweep waits for that many more again).
   bool reclaimable(topic_node& n) noexcept {
-    if (shut_down_ || n.exact != 0 || n.take_used() || !n.try_claim()) return false;
+    if (n.exact != 0) return false;
+    if (shut_down_ || n.take_used() || !n.try_claim()) {
+      ++kept_unanchored_;
+      return false;
+    }
     ++reclaimed_topics_;
     return true;
   }
@@ -390,14 +397,6 @@ class router {
     if (index_.active()) index_.erase(n);
     receiver_list* list = n.receivers.load(std::memory_order_relaxed);
     if (list != receiver_list::empty()) list->mark_transient();
-  }
-
-  // After a sweep, the unanchored nodes left are pinned or in use: the next sweep waits for
-  // that many more again.
-  void recount_unanchored() noexcept {
-    std::size_t count = 0;
-    table_.for_each([&](const topic_node& n) { count += n.exact == 0 ? 1 : 0; });
-    unanchored_ = unanchored_kept_ = count;
   }
 
   // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
@@ -415,10 +414,10 @@ class router {
       throw;
     }
     try {
-      const std::size_t cached = table_.size();
-      table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); });
-      if (table_.size() == cached + 1) ++unanchored_;  // n (a node is born unanchored)
-      else recount_unanchored();                       // a sweep ran first (n is counted)
+      kept_unanchored_ = 0;
+      if (table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); }))
+        unanchored_kept_ = unanchored_ = kept_unanchored_;  // a sweep ran first
+      ++unanchored_;  // n: a node is born unanchored
     } catch (...) {
       topic_node::destroy(n);
       throw;
@@ -574,6 +573,7 @@ class router {
   const std::size_t max_cached_topics_;
   std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
   std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
+  std::size_t kept_unanchored_ = 0;    // the count a running sweep keeps
   std::uint64_t reclaimed_topics_ = 0;
   bool shut_down_ = false;
 
