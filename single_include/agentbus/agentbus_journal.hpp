@@ -5060,50 +5060,55 @@ class topic_table {
   /// Inserts a new node (caller holds the writer mutex and checked that it is absent). When
   /// the table is half full it is rebuilt first, without the nodes `reclaimable` claims
   /// (handed to `dropped`, see sweep()), and at twice the size only if what is left needs it.
+  /// True when that sweep ran.
   template <class Reclaimable, class Dropped>
-  void insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
-    if ((size_ + 1) * 2 > capacity()) sweep(reclaimable, dropped);
+  bool insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
+    const bool swept = (size_ + 1) * 2 > capacity();
+    if (swept) sweep(reclaimable, dropped);
     place(slots_.load(std::memory_order_relaxed), node);
     ++size_;
+    return swept;
   }
   /// Inserts with no reclamation (a table of its own; the router uses the one above).
   void insert(topic_node* node) {
-    insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
+    (void)insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
   }
 
   /// Rebuilds the slots without the nodes for which `reclaimable(node)` returns true (it must
   /// claim them: topic_node::try_claim), sized for what is left: a quarter full at most, so
   /// that the next rebuild comes after as many inserts again (O(1) amortized per insert).
   /// `dropped(node)` (noexcept) sees each removed node before it is retired, with the old
-  /// slots, through quiescence: readers may still hold them. Caller holds the writer mutex.
-  /// Throws only std::bad_alloc, before changing anything (were the final retire to fail,
-  /// what it held would leak, as with every retire).
+  /// slots, through quiescence: readers may still hold them. Each node is read once (a sweep
+  /// of a big table is mostly cache misses); only when much was dropped are the rest placed
+  /// again, in a smaller array. Caller holds the writer mutex. Throws only std::bad_alloc,
+  /// before changing anything (were the final retire to fail, what it held would leak, as
+  /// with every retire).
   template <class Reclaimable, class Dropped>
   void sweep(Reclaimable&& reclaimable, Dropped&& dropped) {
     slots* s = slots_.load(std::memory_order_relaxed);
-    std::vector<topic_node*> kept;
-    kept.reserve(size_);
-    for (std::size_t i = 0; i <= s->mask; ++i)
-      if (topic_node* n = s->at(i).load(std::memory_order_relaxed)) kept.push_back(n);
     std::vector<retired_record::object> retired;
-    retired.reserve(kept.size() + 1);
-    slots* rebuilt = make_slots(fitting(kept.size()));  // an upper bound: claims only lower it
+    retired.reserve(size_ + 1);
+    slots* rebuilt = make_slots(fitting(size_));  // what nothing is dropped from would need
     // Nothing throws from here on: a claimed node is gone for good.
     std::size_t live = 0;
-    for (topic_node* n : kept) {
+    for (std::size_t i = 0; i <= s->mask; ++i) {
+      topic_node* n = s->at(i).load(std::memory_order_relaxed);
+      if (n == nullptr) continue;
       if (reclaimable(*n)) {
         dropped(*n);
         retired.push_back({n, &topic_node::destroy_erased});
       } else {
-        kept[live++] = n;
+        place(rebuilt, n);
+        ++live;
       }
     }
-    if (const std::size_t smaller = fitting(live); smaller < rebuilt->mask + 1)
-      if (slots* fitted = try_make_slots(smaller)) {  // much was reclaimed: give the room back
+    if (const std::size_t fitted = fitting(live); fitted * 8 <= rebuilt->mask + 1)
+      if (slots* smaller = try_make_slots(fitted)) {  // much was reclaimed: give the room back
+        for (std::size_t i = 0; i <= rebuilt->mask; ++i)
+          if (topic_node* n = rebuilt->at(i).load(std::memory_order_relaxed)) place(smaller, n);
         free_slots(rebuilt);
-        rebuilt = fitted;
+        rebuilt = smaller;
       }
-    for (std::size_t i = 0; i < live; ++i) place(rebuilt, kept[i]);
     size_ = live;
     slots_.store(rebuilt, std::memory_order_release);
     retired.push_back({s, &free_slots_erased});
@@ -5601,12 +5606,19 @@ class router {
 
   // Caller holds mutex_: drops every unanchored, unpinned node.
   void sweep_topics() {
+    kept_unanchored_ = 0;
     table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); });
-    recount_unanchored();
+    unanchored_ = unanchored_kept_ = kept_unanchored_;
   }
 
+  // A sweep's question for each node; it also counts the unanchored ones it keeps (pinned or
+  // in use: the next sweep waits for that many more again).
   bool reclaimable(topic_node& n) noexcept {
-    if (shut_down_ || n.exact != 0 || n.take_used() || !n.try_claim()) return false;
+    if (n.exact != 0) return false;
+    if (shut_down_ || n.take_used() || !n.try_claim()) {
+      ++kept_unanchored_;
+      return false;
+    }
     ++reclaimed_topics_;
     return true;
   }
@@ -5618,14 +5630,6 @@ class router {
     if (index_.active()) index_.erase(n);
     receiver_list* list = n.receivers.load(std::memory_order_relaxed);
     if (list != receiver_list::empty()) list->mark_transient();
-  }
-
-  // After a sweep, the unanchored nodes left are pinned or in use: the next sweep waits for
-  // that many more again.
-  void recount_unanchored() noexcept {
-    std::size_t count = 0;
-    table_.for_each([&](const topic_node& n) { count += n.exact == 0 ? 1 : 0; });
-    unanchored_ = unanchored_kept_ = count;
   }
 
   // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
@@ -5643,10 +5647,10 @@ class router {
       throw;
     }
     try {
-      const std::size_t cached = table_.size();
-      table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); });
-      if (table_.size() == cached + 1) ++unanchored_;  // n (a node is born unanchored)
-      else recount_unanchored();                       // a sweep ran first (n is counted)
+      kept_unanchored_ = 0;
+      if (table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); }))
+        unanchored_kept_ = unanchored_ = kept_unanchored_;  // a sweep ran first
+      ++unanchored_;  // n: a node is born unanchored
     } catch (...) {
       topic_node::destroy(n);
       throw;
@@ -5802,6 +5806,7 @@ class router {
   const std::size_t max_cached_topics_;
   std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
   std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
+  std::size_t kept_unanchored_ = 0;    // the count a running sweep keeps
   std::uint64_t reclaimed_topics_ = 0;
   bool shut_down_ = false;
 
