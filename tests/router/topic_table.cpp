@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using agentbus::detail::read_guard;
@@ -31,6 +32,14 @@ topic_node* add(topic_table& table, const std::string& name, std::uint64_t hash)
   auto* node = topic_node::make(name, hash, receiver_list::empty());
   table.insert(node);
   return node;
+}
+
+// A sweep, retiring what it dropped at once (the router does it after releasing its mutex).
+template <class Reclaimable, class Dropped>
+void sweep(topic_table& table, Reclaimable&& reclaimable, Dropped&& dropped) {
+  std::vector<agentbus::detail::retired_record::object> retired;
+  table.sweep(reclaimable, dropped, retired);
+  agentbus::detail::quiescence_domain::instance().retire(std::move(retired));
 }
 
 topic_node* find(const topic_table& table, std::string_view name, std::uint64_t hash) {
@@ -171,8 +180,8 @@ TEST_CASE("topic_table: a sweep drops the nodes it claims, keeps the rest in pla
   std::vector<std::string> dropped;
   // Keep every 100th node; claim the others (as the router does for unanchored nodes).
   auto kept_one = [](std::string_view name) { return std::stoi(std::string(name.substr(2))) % 100 == 0; };
-  table.sweep([&](topic_node& n) { return !kept_one(n.name()) && n.try_claim(); },
-              [&](topic_node& n) noexcept { dropped.emplace_back(n.name()); });
+  sweep(table, [&](topic_node& n) { return !kept_one(n.name()) && n.try_claim(); },
+        [&](topic_node& n) noexcept { dropped.emplace_back(n.name()); });
   std::size_t kept = 0;
   int wrong = 0;
   for (int i = 0; i < 4000; ++i) {
@@ -215,7 +224,7 @@ TEST_CASE("topic_table: a pinned node cannot be claimed; a claimed one cannot be
   // section, as a reader holding the nodes would be: they are retired, not freed, until it ends.
   read_guard g;
   int claimed = 0;
-  table.sweep([&](topic_node& n) { return n.try_claim() && ++claimed > 0; }, [](topic_node&) noexcept {});
+  sweep(table, [&](topic_node& n) { return n.try_claim() && ++claimed > 0; }, [](topic_node&) noexcept {});
   CHECK(claimed == 2);
   CHECK(table.size() == 0);
   CHECK_FALSE(a->try_pin());
@@ -260,7 +269,7 @@ TEST_CASE("topic_table: lock-free finds and pins racing sweeps never see a freed
   while (std::chrono::steady_clock::now() < deadline || rounds < 20) {
     for (const std::string& name : names)
       if (find(table, name, hash_of(name)) == nullptr) add(table, name, hash_of(name));
-    table.sweep([](topic_node& n) { return n.try_claim(); }, [](topic_node&) noexcept {});
+    sweep(table, [](topic_node& n) { return n.try_claim(); }, [](topic_node&) noexcept {});
     ++rounds;
   }
   stop.store(true);

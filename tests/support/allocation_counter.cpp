@@ -15,7 +15,7 @@ allocation_stats& thread_allocation_stats() noexcept {
 namespace {
 void* counted_alloc(std::size_t n, std::size_t align) {
   auto& s = agentbus::test::thread_allocation_stats();
-  if (s.counting) ++s.allocations;
+  if (s.counting && ++s.allocations == s.fail_at) throw std::bad_alloc();
   if (n == 0) n = 1;
   void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align) : std::malloc(n);
   if (!p) throw std::bad_alloc();

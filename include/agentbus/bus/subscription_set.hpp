@@ -83,27 +83,13 @@ class subscription_set {
         ids.push_back(h.key());
         h.detach();
       }
-      if (owner) {
-        try {
-          owner->unsubscribe(std::span<const detail::subscription_key>(ids));
-        } catch (...) {
-          for (const detail::subscription_key& key : ids) end_one(*owner, key);  // out of memory: one by one
-        }
-      }
+      if (owner) owner->unsubscribe(std::span<const detail::subscription_key>(ids));  // never throws
       i = j;
     }
     handles_.clear();
   }
 
  private:
-  static void end_one(detail::router& owner, detail::subscription_key key) noexcept {
-    try {
-      (void)owner.unsubscribe(key);
-    } catch (...) {
-      // Only allocation can fail here; the receiver is already dead (alive == false).
-    }
-  }
-
   std::vector<subscription> handles_;
 };
 

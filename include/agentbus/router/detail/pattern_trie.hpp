@@ -57,7 +57,9 @@ class pattern_trie {
         auto it = n->children.find(seg);
         if (it == n->children.end()) {
           if (!create) return nullptr;
-          it = n->children.emplace(std::string(seg), nullptr).first;
+          // The child is made first: a failed allocation leaves no empty link behind.
+          auto fresh = std::make_unique<node>();
+          it = n->children.emplace(std::string(seg), std::move(fresh)).first;
         }
         child = &it->second;
       }

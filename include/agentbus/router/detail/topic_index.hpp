@@ -30,7 +30,12 @@ class topic_index {
   bool active() const noexcept { return active_; }
   /// Indexes every node of `table` and keeps the index active from now on.
   void activate(const topic_table& table) {
-    table.for_each([this](topic_node& n) { insert(n); });  // throws: stays inactive
+    try {
+      table.for_each([this](topic_node& n) { insert(n); });
+    } catch (...) {
+      root_.children.clear();  // stays inactive, and empty: nothing indexed may outlive its node
+      throw;
+    }
     active_ = true;
   }
 

@@ -194,35 +194,38 @@ class topic_table {
 
   /// Inserts a new node (caller holds the writer mutex and checked that it is absent). When
   /// the table is half full it is rebuilt first, without the nodes `reclaimable` claims
-  /// (handed to `dropped`, see sweep()), and at twice the size only if what is left needs it.
-  /// True when that sweep ran.
+  /// (see sweep(); what it retires goes to `retired`), and at twice the size only if what is
+  /// left needs it. True when that sweep ran.
   template <class Reclaimable, class Dropped>
-  bool insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
+  bool insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped,
+              std::vector<retired_record::object>& retired) {
     const bool swept = (size_ + 1) * 2 > capacity();
-    if (swept) sweep(reclaimable, dropped);
+    if (swept) sweep(reclaimable, dropped, retired);
     place(slots_.load(std::memory_order_relaxed), node);
     ++size_;
     return swept;
   }
-  /// Inserts with no reclamation (a table of its own; the router uses the one above).
+  /// Inserts with no reclamation, retiring a replaced array at once (a table of its own; the
+  /// router uses the one above).
   void insert(topic_node* node) {
-    (void)insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
+    std::vector<retired_record::object> retired;
+    (void)insert(node, [](topic_node&) { return false; }, [](topic_node&) noexcept {}, retired);
+    quiescence_domain::instance().retire(std::move(retired));
   }
 
   /// Rebuilds the slots without the nodes for which `reclaimable(node)` returns true (it must
   /// claim them: topic_node::try_claim), sized for what is left: a quarter full at most, so
   /// that the next rebuild comes after as many inserts again (O(1) amortized per insert).
-  /// `dropped(node)` (noexcept) sees each removed node before it is retired, with the old
-  /// slots, through quiescence: readers may still hold them. Each node is read once (a sweep
-  /// of a big table is mostly cache misses); only when much was dropped are the rest placed
-  /// again, in a smaller array. Caller holds the writer mutex. Throws only std::bad_alloc,
-  /// before changing anything (were the final retire to fail, what it held would leak, as
-  /// with every retire).
+  /// `dropped(node)` (noexcept) sees each removed node; the removed nodes and the old slots
+  /// are added to `retired`, for the caller to retire through quiescence once it released the
+  /// mutex (readers may still hold them; and freeing under the mutex could run a deleter that
+  /// unsubscribes from this router). Each node is read once (a sweep of a big table is mostly
+  /// cache misses); only when much was dropped are the rest placed again, in a smaller array.
+  /// Caller holds the writer mutex. Throws only std::bad_alloc, before changing anything.
   template <class Reclaimable, class Dropped>
-  void sweep(Reclaimable&& reclaimable, Dropped&& dropped) {
+  void sweep(Reclaimable&& reclaimable, Dropped&& dropped, std::vector<retired_record::object>& retired) {
     slots* s = slots_.load(std::memory_order_relaxed);
-    std::vector<retired_record::object> retired;
-    retired.reserve(size_ + 1);
+    retired.reserve(retired.size() + size_ + 1);
     slots* rebuilt = make_slots(fitting(size_));  // what nothing is dropped from would need
     // Nothing throws from here on: a claimed node is gone for good.
     std::size_t live = 0;
@@ -247,7 +250,6 @@ class topic_table {
     size_ = live;
     slots_.store(rebuilt, std::memory_order_release);
     retired.push_back({s, &free_slots_erased});
-    quiescence_domain::instance().retire(std::move(retired));
   }
 
   /// Slots in the table (writer side, or a test): twice the nodes at least.
