@@ -4684,7 +4684,9 @@ class pattern_trie {
         auto it = n->children.find(seg);
         if (it == n->children.end()) {
           if (!create) return nullptr;
-          it = n->children.emplace(std::string(seg), nullptr).first;
+          // The child is made first: a failed allocation leaves no empty link behind.
+          auto fresh = std::make_unique<node>();
+          it = n->children.emplace(std::string(seg), std::move(fresh)).first;
         }
         child = &it->second;
       }
@@ -5049,35 +5051,38 @@ class topic_table {
 
   /// Inserts a new node (caller holds the writer mutex and checked that it is absent). When
   /// the table is half full it is rebuilt first, without the nodes `reclaimable` claims
-  /// (handed to `dropped`, see sweep()), and at twice the size only if what is left needs it.
-  /// True when that sweep ran.
+  /// (see sweep(); what it retires goes to `retired`), and at twice the size only if what is
+  /// left needs it. True when that sweep ran.
   template <class Reclaimable, class Dropped>
-  bool insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped) {
+  bool insert(topic_node* node, Reclaimable&& reclaimable, Dropped&& dropped,
+              std::vector<retired_record::object>& retired) {
     const bool swept = (size_ + 1) * 2 > capacity();
-    if (swept) sweep(reclaimable, dropped);
+    if (swept) sweep(reclaimable, dropped, retired);
     place(slots_.load(std::memory_order_relaxed), node);
     ++size_;
     return swept;
   }
-  /// Inserts with no reclamation (a table of its own; the router uses the one above).
+  /// Inserts with no reclamation, retiring a replaced array at once (a table of its own; the
+  /// router uses the one above).
   void insert(topic_node* node) {
-    (void)insert(node, [](topic_node&) { return false; }, [](topic_node&) {});
+    std::vector<retired_record::object> retired;
+    (void)insert(node, [](topic_node&) { return false; }, [](topic_node&) noexcept {}, retired);
+    quiescence_domain::instance().retire(std::move(retired));
   }
 
   /// Rebuilds the slots without the nodes for which `reclaimable(node)` returns true (it must
   /// claim them: topic_node::try_claim), sized for what is left: a quarter full at most, so
   /// that the next rebuild comes after as many inserts again (O(1) amortized per insert).
-  /// `dropped(node)` (noexcept) sees each removed node before it is retired, with the old
-  /// slots, through quiescence: readers may still hold them. Each node is read once (a sweep
-  /// of a big table is mostly cache misses); only when much was dropped are the rest placed
-  /// again, in a smaller array. Caller holds the writer mutex. Throws only std::bad_alloc,
-  /// before changing anything (were the final retire to fail, what it held would leak, as
-  /// with every retire).
+  /// `dropped(node)` (noexcept) sees each removed node; the removed nodes and the old slots
+  /// are added to `retired`, for the caller to retire through quiescence once it released the
+  /// mutex (readers may still hold them; and freeing under the mutex could run a deleter that
+  /// unsubscribes from this router). Each node is read once (a sweep of a big table is mostly
+  /// cache misses); only when much was dropped are the rest placed again, in a smaller array.
+  /// Caller holds the writer mutex. Throws only std::bad_alloc, before changing anything.
   template <class Reclaimable, class Dropped>
-  void sweep(Reclaimable&& reclaimable, Dropped&& dropped) {
+  void sweep(Reclaimable&& reclaimable, Dropped&& dropped, std::vector<retired_record::object>& retired) {
     slots* s = slots_.load(std::memory_order_relaxed);
-    std::vector<retired_record::object> retired;
-    retired.reserve(size_ + 1);
+    retired.reserve(retired.size() + size_ + 1);
     slots* rebuilt = make_slots(fitting(size_));  // what nothing is dropped from would need
     // Nothing throws from here on: a claimed node is gone for good.
     std::size_t live = 0;
@@ -5102,7 +5107,6 @@ class topic_table {
     size_ = live;
     slots_.store(rebuilt, std::memory_order_release);
     retired.push_back({s, &free_slots_erased});
-    quiescence_domain::instance().retire(std::move(retired));
   }
 
   /// Slots in the table (writer side, or a test): twice the nodes at least.
@@ -5176,7 +5180,12 @@ class topic_index {
   bool active() const noexcept { return active_; }
   /// Indexes every node of `table` and keeps the index active from now on.
   void activate(const topic_table& table) {
-    table.for_each([this](topic_node& n) { insert(n); });  // throws: stays inactive
+    try {
+      table.for_each([this](topic_node& n) { insert(n); });
+    } catch (...) {
+      root_.children.clear();  // stays inactive, and empty: nothing indexed may outlive its node
+      throw;
+    }
     active_ = true;
   }
 
@@ -5310,10 +5319,15 @@ class router {
     // Absent, or claimed by a sweep that already took it out of the table: under the mutex
     // the table holds no claimed node.
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
-    std::lock_guard lock(mutex_);
-    topic_node* n = table_.find_unmarked(text, h);
-    if (n == nullptr) n = insert_node(text, h);
-    (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
+    std::vector<retired_record::object> retired;
+    topic_node* n;
+    {
+      std::lock_guard lock(mutex_);
+      n = table_.find_unmarked(text, h);
+      if (n == nullptr) n = insert_node(text, h, retired);
+      (void)n->try_pin();  // cannot find it claimed (claims happen under this mutex)
+    }
+    retire_unlocked(std::move(retired));
     return n;
   }
 
@@ -5339,7 +5353,7 @@ class router {
           // node exists from now on, so the first publish to it allocates nothing.
           const std::uint64_t h = hash_topic_text(p);
           topic_node* n = table_.find_unmarked(p, h);
-          if (n == nullptr) n = insert_node(p, h);
+          if (n == nullptr) n = insert_node(p, h, retired);
           append(*n, entry_of(r), r->retains, retired);
           anchor(*n);
         } else {
@@ -5371,7 +5385,7 @@ class router {
       std::lock_guard lock(mutex_);
       const std::uint64_t h = hash_topic_text(text);
       topic_node* n = table_.find_unmarked(text, h);
-      if (n == nullptr) n = insert_node(text, h);
+      if (n == nullptr) n = insert_node(text, h, retired);
       const std::uint64_t id = next_id_ + 1;
       append(*n, receiver_entry{{t}, invoke, bits, receiver_entry::key_of(id, true)}, false, retired);
       anchor(*n);
@@ -5386,10 +5400,11 @@ class router {
 
   /// Removes a subscription; returns false when it was already gone. On return the handler is
   /// never started again and no call of it runs on another thread (see quiescence.hpp for the
-  /// exceptions when called from inside a handler).
+  /// exceptions when called from inside a handler). Never throws: out of memory, what could
+  /// not be queued to be freed is leaked instead (it is unreachable and never called again).
   bool unsubscribe(std::uint64_t id) { return unsubscribe(subscription_key{id, nullptr}); }
   /// The same, for a subscription named by its key (compact ones need theirs).
-  bool unsubscribe(subscription_key key) {
+  bool unsubscribe(subscription_key key) noexcept {
     if (key.node == nullptr) return unsubscribe(std::span<const subscription_key>(&key, 1)) != 0;
     // One compact subscription (a handle's destructor, the usual case): no receiver to free or
     // hand over, and usually no list to retire.
@@ -5397,27 +5412,36 @@ class router {
     {
       std::lock_guard lock(mutex_);
       if (!kill_compact_locked(key, retired)) return false;
-      sweep_if_worth_it();
+      sweep_if_worth_it(retired);
     }
-    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    synchronize_and_retire(std::move(retired));
     return true;
   }
 
   /// Removes many subscriptions with one grace period (the cost of an unsubscribe is mostly
   /// that wait); returns how many were still there. Same guarantee as above, for each.
-  std::size_t unsubscribe(std::span<const std::uint64_t> ids) {
+  std::size_t unsubscribe(std::span<const std::uint64_t> ids) noexcept {
     return unsubscribe_each(ids, [](std::uint64_t id) { return subscription_key{id, nullptr}; });
   }
   /// The same, by keys.
-  std::size_t unsubscribe(std::span<const subscription_key> keys) {
+  std::size_t unsubscribe(std::span<const subscription_key> keys) noexcept {
     return unsubscribe_each(keys, [](const subscription_key& k) { return k; });
   }
 
  private:
+  // Nothing here throws once a subscription is being removed: the batch is done whole (a
+  // caller that fell back to one by one after a throw could otherwise name a compact
+  // subscription's node after a sweep freed it).
   template <class Range, class KeyOf>
-  std::size_t unsubscribe_each(const Range& items, KeyOf key_of) {
+  std::size_t unsubscribe_each(const Range& items, KeyOf key_of) noexcept {
     std::vector<retired_record::object> retired;
     std::vector<receiver*> handed_over;
+    try {  // room for each receiver and a list of its: queuing them then allocates nothing
+      retired.reserve(2 * std::size(items) + 1);
+      handed_over.reserve(std::size(items));
+    } catch (...) {
+      // Out of memory already: each push below tries on its own.
+    }
     std::size_t removed = 0;
     {
       std::lock_guard lock(mutex_);
@@ -5430,14 +5454,19 @@ class router {
         receiver* r = registry_.erase(key.id);
         if (r == nullptr) continue;
         remove_locked(r, retired);
-        if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
-        else handed_over.push_back(r);
+        try {
+          if (r->hand_over == nullptr) retired.push_back({r, &receiver::delete_erased});
+          else handed_over.push_back(r);
+        } catch (...) {
+          // Out of memory twice (the reservation above, then this): `r` is dead and in no
+          // list, but cannot be queued to be freed, so it is leaked.
+        }
         ++removed;
       }
-      if (removed != 0) sweep_if_worth_it();
+      if (removed != 0) sweep_if_worth_it(retired);
     }
     if (removed == 0) return 0;
-    quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    synchronize_and_retire(std::move(retired));
     // An asynchronous receiver may still be named by events waiting in its mailbox: the
     // mailbox frees it once none can be (see mailbox::retire_receiver).
     for (receiver* r : handed_over) hand_over(r);
@@ -5550,13 +5579,33 @@ class router {
  private:
   AGENTBUS_NOINLINE topic_node* create_node(std::string_view text, std::uint64_t h) {
     if (const auto c = topic::validate(text); !c) throw topic_error(text, c);
-    std::lock_guard lock(mutex_);
-    if (topic_node* n = table_.find(text, h)) return n;
-    if (table_.size() >= max_cached_topics_) {
-      sweep_if_worth_it();
-      if (table_.size() >= max_cached_topics_) return nullptr;
+    std::vector<retired_record::object> retired;
+    topic_node* n;
+    {
+      std::lock_guard lock(mutex_);
+      n = table_.find(text, h);
+      if (n == nullptr && table_.size() >= max_cached_topics_) {
+        ++refused_since_sweep_;
+        sweep_if_worth_it(retired);
+      }
+      if (n == nullptr && table_.size() < max_cached_topics_) n = insert_node(text, h, retired);
     }
-    return insert_node(text, h);
+    retire_unlocked(std::move(retired));
+    return n;
+  }
+
+  // What the writers retire, once they released the mutex: retiring may free other records
+  // that became ready, and a deleter may unsubscribe from this router.
+  static void retire_unlocked(std::vector<retired_record::object> retired) {
+    quiescence_domain::instance().retire(std::move(retired));
+  }
+  // The same, after a grace period (unsubscribe). Out of memory for the bookkeeping, what it
+  // held is leaked: an unsubscribe must not fail once it has removed anything.
+  static void synchronize_and_retire(std::vector<retired_record::object> retired) noexcept {
+    try {
+      quiescence_domain::instance().synchronize_and_retire(std::move(retired));
+    } catch (...) {
+    }
   }
 
   // ---- Reclaiming topics ----
@@ -5567,14 +5616,14 @@ class router {
   // publish makes it again. Without this, every distinct topic ever published or subscribed
   // to would stay cached for the router's life (per-request reply topics, per-session
   // agents). A sweep keeps the unanchored topics a publish found since the sweep before
-  // (topic_node::is, which the lookup calls), so topics in use stay cached with or without subscribers; the
-  // others go (a topic published once, or whose last subscription just ended, is not in use). Sweeps run under the
-  // mutex and only when they pay for themselves: when the table is about to grow (it is
-  // rebuilt then anyway), and when more than half the cached topics became unanchored since
-  // the last sweep (after unsubscribes, or when the cache is full). Each sweep costs
-  // O(cached topics) and follows at least half as many anchor changes or inserts: O(1)
-  // amortized. No sweep after shutdown(): compact handles may still name their nodes then.
-
+  // (topic_node::is, which the lookup calls), so topics in use stay cached with or without
+  // subscribers; the others go (a topic published once, or whose last subscription just
+  // ended, is not in use). Sweeps run under the mutex and only when they pay for themselves:
+  // when the table is about to grow (it is rebuilt then anyway), and when more than half as
+  // many topics as are cached became unanchored, or were refused for a full cache, since the
+  // last sweep. Each sweep costs O(cached topics) and follows at least half as many of those
+  // events: O(1) amortized. What a sweep drops is retired once the mutex is released. No
+  // sweep after shutdown(): compact handles may still name their nodes then.
   // Caller holds mutex_: an exact subscription joined `n`'s list.
   void anchor(topic_node& n) noexcept {
     if (n.exact++ == 0) --unanchored_;
@@ -5585,20 +5634,30 @@ class router {
   }
 
   // Caller holds mutex_.
-  void sweep_if_worth_it() noexcept {
-    if (shut_down_ || unanchored_ <= unanchored_kept_ + table_.size() / 2) return;
+  void sweep_if_worth_it(std::vector<retired_record::object>& retired) noexcept {
+    if (shut_down_) return;
+    const std::size_t newly_unanchored = unanchored_ > unanchored_kept_ ? unanchored_ - unanchored_kept_ : 0;
+    if (newly_unanchored + refused_since_sweep_ <= table_.size() / 2) return;
     try {
-      sweep_topics();
+      sweep_topics(retired);
     } catch (...) {
       // Out of memory for the rebuilt table: nothing changed; a later sweep tries again.
     }
   }
 
-  // Caller holds mutex_: drops every unanchored, unpinned node.
-  void sweep_topics() {
+  // Caller holds mutex_: drops every unanchored node that is neither pinned nor in use.
+  void sweep_topics(std::vector<retired_record::object>& retired) {
     kept_unanchored_ = 0;
-    table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); });
+    table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); },
+                 retired);
+    swept();
+  }
+
+  // After a sweep (which counted the unanchored nodes it kept): the next one waits for as
+  // many new events as it takes again.
+  void swept() noexcept {
     unanchored_ = unanchored_kept_ = kept_unanchored_;
+    refused_since_sweep_ = 0;
   }
 
   // A sweep's question for each node; it also counts the unanchored ones it keeps (pinned or
@@ -5623,8 +5682,9 @@ class router {
   }
 
   // Caller holds mutex_. The node's first list: the wildcard subscriptions matching it (an
-  // exact one has a node already, or is about to append itself).
-  topic_node* insert_node(std::string_view text, std::uint64_t h) {
+  // exact one has a node already, or is about to append itself). A sweep on the way adds
+  // what it drops to `retired`.
+  topic_node* insert_node(std::string_view text, std::uint64_t h, std::vector<retired_record::object>& retired) {
     std::vector<receiver*> found;
     trie_.match(text, found);
     sort_by_id(found);
@@ -5638,8 +5698,9 @@ class router {
     }
     try {
       kept_unanchored_ = 0;
-      if (table_.insert(n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); }))
-        unanchored_kept_ = unanchored_ = kept_unanchored_;  // a sweep ran first
+      if (table_.insert(
+              n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); }, retired))
+        swept();      // a sweep ran first
       ++unanchored_;  // n: a node is born unanchored
     } catch (...) {
       topic_node::destroy(n);
@@ -5677,10 +5738,17 @@ class router {
     return true;
   }
 
-  static bool kill_entry(topic_node& n, std::uint64_t key, std::vector<retired_record::object>& retired) {
+  // Never throws: compacting is only tidying (out of memory, the list stays as it is, and
+  // the next kill tries again), while the caller must learn that the entry is gone.
+  static bool kill_entry(topic_node& n, std::uint64_t key, std::vector<retired_record::object>& retired) noexcept {
     receiver_list* list = n.receivers.load(std::memory_order_relaxed);
     if (!list->kill(key)) return false;
-    if (list->sparse()) replace(n, list->compacted(), retired);
+    if (list->sparse()) {
+      try {
+        replace(n, list->compacted(), retired);
+      } catch (...) {
+      }
+    }
     return true;
   }
 
@@ -5697,7 +5765,8 @@ class router {
 
   // Caller holds mutex_: `r` leaves every list it is in, and the trie. Safe on a receiver
   // only partly subscribed (subscribe's undo).
-  void remove_locked(receiver* r, std::vector<retired_record::object>& retired) {
+  // Never throws.
+  void remove_locked(receiver* r, std::vector<retired_record::object>& retired) noexcept {
     r->alive.store(false, std::memory_order_relaxed);
     const std::string_view p = r->pattern.str();
     const std::uint64_t key = receiver_entry::key_of(r->id, false);
@@ -5707,11 +5776,23 @@ class router {
         unanchor(*n);
     } else {
       trie_.erase(r);
-      if (index_.active()) index_.for_each_match(p, leave);
+      if (index_.active())
+        index_.for_each_match(p, leave);
+      else  // the index was dropped after an allocation failure: every cached topic, then
+        table_.for_each([&](topic_node& n) {
+          if (r->pattern.matches(n.name())) leave(n);
+        });
     }
   }
 
+  // Throws (std::bad_alloc) only before anything changed: `next` is then freed.
   static void replace(topic_node& n, receiver_list* next, std::vector<retired_record::object>& retired) {
+    try {
+      retired.reserve(retired.size() + 1);
+    } catch (...) {
+      receiver_list::delete_erased(next);
+      throw;
+    }
     receiver_list* old = n.receivers.load(std::memory_order_relaxed);
     n.receivers.store(next, std::memory_order_release);
     old->supersede(next);
@@ -5797,6 +5878,7 @@ class router {
   std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
   std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
   std::size_t kept_unanchored_ = 0;    // the count a running sweep keeps
+  std::size_t refused_since_sweep_ = 0;  // publishes refused for a full cache since the last sweep
   std::uint64_t reclaimed_topics_ = 0;
   bool shut_down_ = false;
 
@@ -6737,11 +6819,7 @@ class subscription {
   void unsubscribe() noexcept {
     if (id_ == 0) return;
     const detail::subscription_key key{std::exchange(id_, 0), std::exchange(node_, nullptr)};
-    try {
-      router_->unsubscribe(key);  // after the bus's shutdown: finds nothing, does nothing
-    } catch (...) {
-      // Only allocation can fail here; the receiver is already dead (alive == false).
-    }
+    router_->unsubscribe(key);  // never throws; after the bus's shutdown: finds nothing, does nothing
     router_.reset();
   }
 
@@ -6857,27 +6935,13 @@ class subscription_set {
         ids.push_back(h.key());
         h.detach();
       }
-      if (owner) {
-        try {
-          owner->unsubscribe(std::span<const detail::subscription_key>(ids));
-        } catch (...) {
-          for (const detail::subscription_key& key : ids) end_one(*owner, key);  // out of memory: one by one
-        }
-      }
+      if (owner) owner->unsubscribe(std::span<const detail::subscription_key>(ids));  // never throws
       i = j;
     }
     handles_.clear();
   }
 
  private:
-  static void end_one(detail::router& owner, detail::subscription_key key) noexcept {
-    try {
-      (void)owner.unsubscribe(key);
-    } catch (...) {
-      // Only allocation can fail here; the receiver is already dead (alive == false).
-    }
-  }
-
   std::vector<subscription> handles_;
 };
 
