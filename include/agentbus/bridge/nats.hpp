@@ -139,7 +139,9 @@ struct nats_request_options {
   /// (publish_options::ttl of request_options::publish): export_requests sends it as the
   /// request's deadline, and fails the local request with timeout when no reply came by then;
   /// import_requests uses it for the local request when a message carries no deadline. Keep it
-  /// at least as long as the timeouts requesters pass to request().
+  /// at least as long as the timeouts requesters pass to request(). (A request on a clock of
+  /// its own, request_options::clock, is timed out by the bridge at its next send, reply or
+  /// stats() after that deadline, not at once.)
   std::chrono::milliseconds timeout{30000};
   /// import_requests: the NATS queue group; servers in several processes that import the same
   /// pattern with the same group share the requests (each request goes to one of them). Empty:
@@ -337,6 +339,10 @@ class nats_bridge {
     s.requests_sent = counters_.requests_sent.load(std::memory_order_relaxed);
     s.replies_received = counters_.replies_received.load(std::memory_order_relaxed);
     s.late_replies = counters_.late_replies.load(std::memory_order_relaxed);
+    try {
+      outstanding_.expire_due();  // so that the counts below are those of now
+    } catch (...) {
+    }
     s.requests_timed_out = outstanding_.timed_out();
     s.requests_waiting = outstanding_.size();
     s.requests_received = counters_.requests_received.load(std::memory_order_relaxed);
@@ -427,13 +433,16 @@ class nats_bridge {
   }
 
   // Publishes accepted while the connection was down wait in the client's reconnect buffer:
-  // they count as sent once the connection is back (the client sends that buffer first on
-  // reconnecting), as dropped (and reported) once the client gave up and closed it.
-  // `losing`: the buffer is lost whatever the status but connected (the bridge is going), and
-  // the report says when.
+  // they count as sent once the client reconnected after they were buffered (it sends that
+  // buffer first on reconnecting: seen as a connected status, or as a reconnect count past
+  // the one when they were buffered, should the connection be down again by now), as dropped
+  // (and reported) once the client gave up and closed it without reconnecting. `losing`: the
+  // buffer is lost whatever the status but connected (the bridge is going), and the report
+  // says when.
   void settle_buffered(natsConnStatus status, const char* losing = nullptr) const noexcept {
     if (counters_.buffered.load(std::memory_order_relaxed) == 0) return;
-    if (status == NATS_CONN_STATUS_CONNECTED) {
+    std::lock_guard lock(buffer_mutex_);
+    if (status == NATS_CONN_STATUS_CONNECTED || reconnects() != buffered_since_reconnects_) {
       counters_.sent.fetch_add(counters_.buffered.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
     } else if (status == NATS_CONN_STATUS_CLOSED || losing != nullptr) {
       const auto lost = counters_.buffered.exchange(0, std::memory_order_relaxed);
@@ -447,6 +456,17 @@ class nats_bridge {
       } catch (...) {  // the text could not be allocated: counted all the same
       }
     }
+  }
+
+  // How many times the client has reconnected (0 when it cannot say).
+  std::uint64_t reconnects() const noexcept {
+    natsStatistics* st = nullptr;
+    if (natsStatistics_Create(&st) != NATS_OK) return 0;
+    std::uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0, count = 0;
+    if (natsConnection_GetStats(conn_->get(), st) == NATS_OK)
+      (void)natsStatistics_GetCounts(st, &in_msgs, &in_bytes, &out_msgs, &out_bytes, &count);
+    natsStatistics_Destroy(st);
+    return count;
   }
 
   // Export: runs inside the local publish (a synchronous subscription's handler).
@@ -471,13 +491,21 @@ class nats_bridge {
       if (s == NATS_OK) s = signer_.sign(msg);
       const natsConnStatus status = natsConnection_Status(conn_->get());
       settle_buffered(status);
+      // Down: the reconnects so far, read before the publish (a reconnect after it sends it).
+      const std::uint64_t before = status == NATS_CONN_STATUS_CONNECTED ? 0 : reconnects();
       if (s == NATS_OK) s = natsConnection_PublishMsg(conn_->get(), msg.get());
       if (s != NATS_OK) {
         counters_.dropped.fetch_add(1, std::memory_order_relaxed);
         report(nats_problem_kind::send_failed, topic, "not sent: " + detail::nats_status_text(s));
         return;
       }
-      (status == NATS_CONN_STATUS_CONNECTED ? counters_.sent : counters_.buffered).fetch_add(1, std::memory_order_relaxed);
+      if (status == NATS_CONN_STATUS_CONNECTED) {
+        counters_.sent.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        std::lock_guard lock(buffer_mutex_);
+        if (counters_.buffered.load(std::memory_order_relaxed) == 0) buffered_since_reconnects_ = before;
+        counters_.buffered.fetch_add(1, std::memory_order_relaxed);
+      }
     } catch (const std::exception& ex) {
       counters_.dropped.fetch_add(1, std::memory_order_relaxed);
       report(nats_problem_kind::send_failed, topic, ex.what());
@@ -686,10 +714,16 @@ class nats_bridge {
       std::string reply;
       if (answer.pending()) {
         const auto deadline = e.deadline() ? *e.deadline() : deadline_clock::now() + timeout;
-        // A future's own timeout is noticed by get() alone: the request timer ends it at the
-        // bridge's deadline too (a callback request is on its clock's timer already).
-        if (auto state = detail::reply_table::instance().find(e.correlation_id()); state && state->timer == nullptr)
-          detail::request_timer::of(nullptr).arm(std::move(state), deadline);
+        // The request ends at the bridge's deadline if that comes first: a future (whose own
+        // timeout only get() notices) goes on the steady clock's request timer, a request
+        // already there (a callback's) has its deadline moved earlier. One on a clock of its
+        // own (request_options::clock) keeps it: the bridge then times it out at the first
+        // send, reply or stats() after its deadline.
+        if (auto state = detail::reply_table::instance().find(e.correlation_id())) {
+          auto& steady = detail::request_timer::of(nullptr);
+          if (state->timer == nullptr) steady.arm(std::move(state), deadline);
+          else if (state->timer == &steady) steady.advance(*state, deadline);
+        }
         token = outstanding_.add(std::make_unique<detail::remote_waiter_of<Rep>>(std::move(answer)), deadline);
         reply = inbox_prefix_ + std::to_string(token);
       }
@@ -812,11 +846,13 @@ class nats_bridge {
   detail::message_signer signer_;  // nats_options::signing_key
   detail::payload_compression compression_;  // nats_options::compress_above
   mutable counters counters_;  // stats() settles what the reconnect buffer held
+  mutable std::mutex buffer_mutex_;                     // the buffered count's settling (the connection down)
+  mutable std::uint64_t buffered_since_reconnects_ = 0;  // the client's reconnects when the first of them was buffered
   std::unique_ptr<nats_connection> conn_;
   std::unique_ptr<nats_connection> request_conn_;  // requests and replies (send-asap), opened on first use
   std::shared_ptr<detail::reply_link> link_;       // imported requests reply through it
   std::string inbox_prefix_;                       // "_INBOX.<id>." : replies to exported requests
-  detail::outstanding_requests outstanding_;       // exported requests waiting for their reply
+  mutable detail::outstanding_requests outstanding_;  // exported requests waiting for their reply (stats() expires)
   upcaster_registry upcasters_;                    // for imports of older schema versions
   mutable std::mutex mutex_;  // exports_ and importers_
   std::vector<std::unique_ptr<importer>> importers_;

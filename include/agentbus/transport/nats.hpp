@@ -205,6 +205,27 @@ inline std::string nats_status_text(natsStatus s) {
   throw nats_error(m, static_cast<int>(s));
 }
 
+/// What a header value becomes on the wire, where it must survive cnats's parser (3.4): up
+/// to a NUL (values are C strings), CR and LF as spaces (the client's writer does that), and
+/// without leading or trailing spaces and tabs (the parser drops them). Empty once that is
+/// done, the value cannot cross at all: the parser would take the next header line for it.
+/// Returns `value` itself when it is already in that form (the usual case), else the form
+/// built in `scratch`.
+inline std::string_view wire_header_value(std::string_view value, std::string& scratch) {
+  value = value.substr(0, value.find('\0'));
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  const bool clean = !value.empty() && !blank(value.front()) && !blank(value.back()) &&
+                     value.find_first_of("\r\n") == std::string_view::npos;
+  if (clean) return value;
+  std::size_t first = 0, last = value.size();
+  while (first < last && blank(value[first])) ++first;
+  while (last > first && blank(value[last - 1])) --last;
+  scratch.assign(value.substr(first, last - first));
+  for (char& c : scratch)
+    if (c == '\r' || c == '\n') c = ' ';
+  return scratch;
+}
+
 /// A natsMsg owned until destroyed.
 class nats_message {
  public:
@@ -221,8 +242,21 @@ class nats_message {
   nats_message& operator=(const nats_message&) = delete;
   ~nats_message() { natsMsg_Destroy(msg_); }
 
-  /// Adds a header (key and value copied by the client).
-  natsStatus add_header(const char* key, const char* value) noexcept { return natsMsgHeader_Add(msg_, key, value); }
+  /// Adds a header (key and value copied by the client), the value in its wire form
+  /// (wire_header_value); a value that is empty in that form is not added (NATS_OK): it
+  /// could not cross.
+  natsStatus add_header(const char* key, const char* value) noexcept {
+    const std::string_view raw = value != nullptr ? std::string_view(value) : std::string_view();
+    try {
+      thread_local std::string scratch;
+      const std::string_view wire = wire_header_value(raw, scratch);
+      if (wire.empty()) return NATS_OK;
+      if (wire.data() == raw.data() && wire.size() == raw.size()) return natsMsgHeader_Add(msg_, key, value);
+      return natsMsgHeader_Add(msg_, key, scratch.c_str());
+    } catch (...) {
+      return NATS_NO_MEMORY;
+    }
+  }
   natsMsg* get() const noexcept { return msg_; }
   /// Hands the message over (to a client call that takes ownership, such as js_PublishMsgAsync).
   natsMsg* release() noexcept { return std::exchange(msg_, nullptr); }

@@ -124,22 +124,16 @@ struct decimal_text {
 /// What the client sees of `text` when it is handed over as a C string: up to its first NUL.
 inline std::string_view as_c_string(std::string_view text) noexcept { return text.substr(0, text.find('\0')); }
 
-/// Appends `value` as a header value is written on the wire by the client: up to a NUL (it is
-/// handed over as a C string), CR and LF become spaces (cnats's natsMsgHeader_encode does the
-/// same to every value it writes).
-inline void append_header_value(std::string& out, std::string_view value) {
-  const std::size_t at = out.size();
-  out.append(as_c_string(value));
-  for (std::size_t i = at; i < out.size(); ++i)
-    if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
-}
-
-/// Appends the header line `key: value` and its CRLF, as the client would write it (the key as
-/// given, up to a NUL).
+/// Appends the header line `key: value` and its CRLF, as nats_message::add_header would have
+/// the client write it (the key as given, up to a NUL; the value in its wire form: nothing at
+/// all when that is empty).
 inline void append_header_line(std::string& out, std::string_view key, std::string_view value) {
+  thread_local std::string scratch;
+  const std::string_view wire = wire_header_value(value, scratch);
+  if (wire.empty()) return;
   out.append(as_c_string(key));
   out.append(": ", 2);
-  append_header_value(out, value);
+  out.append(wire);
   out.append("\r\n", 2);
 }
 
@@ -181,7 +175,7 @@ struct schema_header_values {
 // the last line's: the bytes on the wire are the lines one header each would give (in a fixed
 // order instead of the table's; docs/wire-format.md leaves the order unspecified), and the
 // receiver parses them as separate headers. Every value placed inside the key is written as
-// the client writes values (append_header_value). Should a client version refuse such a key,
+// the client writes values (append_header_line). Should a client version refuse such a key,
 // the headers are added one by one instead (the *_one_by_one functions), with the same bytes.
 
 /// True for the client versions whose header writing the packed block was checked against

@@ -86,8 +86,9 @@ class remote_waiter_of final : public remote_waiter {
 };
 
 /// The requests sent out and not answered yet, by the token at the end of their reply subject.
-/// Thread safe. A request whose deadline passed without a reply is failed with timeout by
-/// sweep() (called on every send and every reply), so the table holds only live requests.
+/// Thread safe. A request whose deadline passed without a reply is failed with timeout on the
+/// next add, take or expire_due() (the bridge's stats() calls it), whichever comes first, and
+/// a reply that comes after that is not handed to it (take finds nothing: a late reply).
 class outstanding_requests {
  public:
   using clock = std::chrono::steady_clock;
@@ -107,20 +108,31 @@ class outstanding_requests {
     return token;
   }
 
-  /// Takes the waiter of `token` out (nothing when it was answered or timed out already).
+  /// Takes the waiter of `token` out (nothing when it was answered or timed out already: due
+  /// requests are timed out first, so a reply past its request's deadline is a late one).
   std::unique_ptr<remote_waiter> take(std::uint64_t token) {
     std::vector<std::unique_ptr<remote_waiter>> due;
     std::unique_ptr<remote_waiter> out;
     {
       std::lock_guard lock(mutex_);
+      collect_due_locked(clock::now(), due);
       if (auto it = waiting_.find(token); it != waiting_.end()) {
         out = std::move(it->second);
         waiting_.erase(it);
       }
-      collect_due_locked(clock::now(), due);
     }
     time_out(due);
     return out;
+  }
+
+  /// Fails the requests whose deadline has passed (with timeout).
+  void expire_due() {
+    std::vector<std::unique_ptr<remote_waiter>> due;
+    {
+      std::lock_guard lock(mutex_);
+      collect_due_locked(clock::now(), due);
+    }
+    time_out(due);
   }
 
   /// Fails every waiting request with `code` (the bridge is going away).
