@@ -9128,6 +9128,20 @@ class request_timer {
     if (earliest) wake_.notify_one();
   }
 
+  /// Moves the deadline of `state`, armed on this timer, earlier to `deadline` (a bridge that
+  /// gives up sooner); nothing when it is not armed here any more or already due sooner.
+  void advance(const pending_reply& state, time_point deadline) noexcept {
+    std::lock_guard lock(mutex_);
+    const auto it = entries_.find(key{state.deadline, state.id});
+    if (it == entries_.end() || deadline >= state.deadline) return;
+    auto entry = entries_.extract(it);  // re-keyed in place: nothing to allocate
+    entry.key() = key{deadline, state.id};
+    entry.mapped()->deadline = deadline;
+    const bool earliest = entries_.empty() || deadline < entries_.begin()->first.first;
+    entries_.insert(std::move(entry));
+    if (earliest) wake_.notify_one();
+  }
+
   /// Forgets `state` (it ended before its deadline). Called by whoever ended it.
   void disarm(const pending_reply& state) noexcept {
     std::shared_ptr<pending_reply> gone;  // released outside the lock
