@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/consumer/detail/backoff.hpp"
 #include "agentbus/consumer/group.hpp"
 #include "agentbus/consumer/options.hpp"
 #include "agentbus/core/event.hpp"
@@ -103,21 +104,10 @@ inline natsStatus send_ack(natsConnection* nc, const std::string& reply, std::st
   }
 }
 
-/// Attempt n (1-based) failed: wait min(max, initial × multiplier^(n-1)) ± jitter (as the
-/// in-process consumer does). `rng` is a xorshift state.
+/// Attempt n (1-based) failed: the wait before the redelivery (as the in-process consumer
+/// waits: consumer/detail/backoff.hpp). `rng` is a xorshift state.
 inline std::chrono::nanoseconds backoff_delay(const backoff& b, std::uint64_t attempt, std::uint64_t& rng) {
-  double wait = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(b.initial).count());
-  const double most = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(b.max).count());
-  for (std::uint64_t i = 1; i < attempt && wait < most; ++i) wait *= b.multiplier;
-  wait = std::min(wait, most);
-  if (b.jitter > 0) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    const double unit = static_cast<double>(rng >> 11) / static_cast<double>(std::uint64_t{1} << 53);  // [0, 1)
-    wait *= 1.0 + b.jitter * (2.0 * unit - 1.0);
-  }
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(std::max(0.0, wait)));
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(backoff_wait(b, attempt, rng));
 }
 
 /// What a dead letter says about the event it carries.

@@ -52,6 +52,7 @@
 #include "agentbus/bus/detail/bus_access.hpp"
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/consumer/delivered.hpp"
+#include "agentbus/consumer/detail/backoff.hpp"
 #include "agentbus/consumer/detail/cursor_file.hpp"
 #include "agentbus/consumer/options.hpp"
 #include "agentbus/core/clock.hpp"
@@ -512,20 +513,7 @@ class consumer_engine final : public consumer_core<T>,
   }
 
   // Attempt n failed: wait min(max, initial * multiplier^(n-1)) ± jitter.
-  clock_source::duration backoff_for(std::uint32_t attempt) {
-    const agentbus::backoff& b = options_.backoff;
-    double wait = static_cast<double>(b.initial.count());
-    for (std::uint32_t i = 1; i < attempt && wait < static_cast<double>(b.max.count()); ++i) wait *= b.multiplier;
-    wait = std::min(wait, static_cast<double>(b.max.count()));
-    if (b.jitter > 0) {
-      rng_ ^= rng_ << 13;
-      rng_ ^= rng_ >> 7;
-      rng_ ^= rng_ << 17;
-      const double unit = static_cast<double>(rng_ >> 11) / static_cast<double>(std::uint64_t{1} << 53);  // [0, 1)
-      wait *= 1.0 + b.jitter * (2.0 * unit - 1.0);
-    }
-    return clock_source::duration(static_cast<clock_source::duration::rep>(std::max(0.0, wait)));
-  }
+  clock_source::duration backoff_for(std::uint32_t attempt) { return backoff_wait(options_.backoff, attempt, rng_); }
 
   // A delayed event's due time on this consumer's clock (the header publish_marked writes);
   // none when it is due already or has no delay.
