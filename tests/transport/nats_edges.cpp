@@ -127,6 +127,39 @@ TEST_CASE("nats request: a bridge-side timeout is counted at once, and the reply
   natsSubscription_Destroy(raw);
 }
 
+TEST_CASE("nats request: a remote reply to a request a local server answered first is a late reply") {
+  AGENTBUS_NATS_SERVER_OR_SKIP(server);
+  using namespace std::chrono_literals;
+  agentbus::bus client_bus;
+  agentbus::nats_bridge client(client_bus, {.url = server->url()});
+  client.export_requests<edge_note, edge_note>("ask.both");
+  auto local = agentbus::serve<edge_note, edge_note>(client_bus, "ask.both",
+                                                     [](const edge_note&) { return edge_note{"local"}; });
+  agentbus::nats_connection raw_conn({.url = server->url()});
+  natsSubscription* raw = nullptr;  // takes the forwarded request, answers after the local server
+  REQUIRE(natsConnection_SubscribeSync(&raw, raw_conn.get(), "ask.both") == NATS_OK);
+  raw_conn.flush();
+
+  auto answer = agentbus::request<edge_note>(client_bus, "ask.both", edge_note{"q"}, 5s);
+  CHECK(answer.get().text == "local");
+  natsMsg* taken = nullptr;
+  REQUIRE(natsSubscription_NextMsg(&taken, raw, 2000) == NATS_OK);
+  {
+    agentbus::byte_writer w;
+    auto reply = agentbus::detail::encode_payload(edge_note{"remote"}, natsMsg_GetReply(taken), w);
+    REQUIRE(agentbus::detail::add_schema_headers_one_by_one<edge_note>(reply) == NATS_OK);
+    REQUIRE(natsConnection_PublishMsg(raw_conn.get(), reply.get()) == NATS_OK);
+    raw_conn.flush();
+  }
+  natsMsg_Destroy(taken);
+  REQUIRE(agentbus::test::wait_until(
+      [&] { return client.stats().late_replies + client.stats().replies_received >= 1; }, 2s));
+  CHECK(client.stats().late_replies == 1);
+  CHECK(client.stats().replies_received == 0);
+  (void)natsSubscription_Unsubscribe(raw);
+  natsSubscription_Destroy(raw);
+}
+
 TEST_CASE("nats request: the bridge-side timeout ends a callback request too") {
   AGENTBUS_NATS_SERVER_OR_SKIP(server);
   using namespace std::chrono_literals;

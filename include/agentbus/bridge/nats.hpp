@@ -774,8 +774,10 @@ class nats_bridge {
       self.counters_.late_replies.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    self.counters_.replies_received.fetch_add(1, std::memory_order_relaxed);
-    waiter->answer(msg);
+    // A reply to a request that ended meanwhile (a server of this process answered first,
+    // or it was cancelled) went nowhere: late too.
+    (waiter->answer(msg) ? self.counters_.replies_received : self.counters_.late_replies)
+        .fetch_add(1, std::memory_order_relaxed);
   }
 
   // import_requests: runs on the client's delivery thread for this import.

@@ -48,8 +48,9 @@ inline request_errc request_errc_from_text(std::string_view text) noexcept {
 class remote_waiter {
  public:
   virtual ~remote_waiter() = default;
-  /// Answers with what the reply message says (the message stays the caller's).
-  virtual void answer(natsMsg* reply) = 0;
+  /// Answers with what the reply message says (the message stays the caller's). False when
+  /// the request had ended already (answered in this process first, cancelled): a late reply.
+  virtual bool answer(natsMsg* reply) = 0;
   /// Answers with an error.
   virtual void fail(request_errc code, std::string_view what) = 0;
 };
@@ -59,24 +60,19 @@ class remote_waiter_of final : public remote_waiter {
  public:
   explicit remote_waiter_of(responder<Rep> r) : responder_(std::move(r)) {}
 
-  void answer(natsMsg* reply) override {
-    if (natsMsg_IsNoResponders(reply)) {
-      responder_.fail(request_errc::no_responders, "nothing served it in any process reached through NATS");
-      return;
-    }
+  bool answer(natsMsg* reply) override {
+    if (natsMsg_IsNoResponders(reply))
+      return responder_.fail(request_errc::no_responders, "nothing served it in any process reached through NATS");
     if (const char* error = nats_header_value(reply, nats_header::error)) {
       const char* detail = nats_header_value(reply, nats_header::error_detail);
-      responder_.fail(request_errc_from_text(error), detail != nullptr ? detail : "");
-      return;
+      return responder_.fail(request_errc_from_text(error), detail != nullptr ? detail : "");
     }
-    if (!schema_matches<Rep>(reply)) {
-      responder_.fail(request_errc::wrong_type, "the remote reply: " + schema_mismatch_text<Rep>(reply));
-      return;
-    }
+    if (!schema_matches<Rep>(reply))
+      return responder_.fail(request_errc::wrong_type, "the remote reply: " + schema_mismatch_text<Rep>(reply));
     try {
-      responder_.reply(decode_payload<Rep>(reply));
+      return responder_.reply(decode_payload<Rep>(reply));
     } catch (const std::exception& e) {
-      responder_.fail(request_errc::wrong_type, std::string("the remote reply does not decode: ") + e.what());
+      return responder_.fail(request_errc::wrong_type, std::string("the remote reply does not decode: ") + e.what());
     }
   }
   void fail(request_errc code, std::string_view what) override { responder_.fail(code, what); }

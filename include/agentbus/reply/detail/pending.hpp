@@ -126,11 +126,12 @@ struct pending_reply {
   }
 
   /// Records a failure unless a reply or another failure came first; wakes the requester.
-  void fail(request_errc why, std::string detail = {}) {
+  /// False when it came too late (nothing recorded).
+  bool fail(request_errc why, std::string detail = {}) {
     bool closed_now = false;
     {
       std::lock_guard lock(mutex);
-      if (closed || got != 0 || failure) return;
+      if (closed || got != 0 || failure) return false;
       failure = why;
       failure_detail = std::move(detail);
       if (wanted == 1) {
@@ -140,6 +141,7 @@ struct pending_reply {
     }
     if (closed_now) after_close();
     else announce();
+    return true;
   }
 
   /// Closes the request with `why` (timeout, cancelled) unless it is closed already (the
