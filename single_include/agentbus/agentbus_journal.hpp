@@ -8901,11 +8901,12 @@ struct pending_reply {
   }
 
   /// Records a failure unless a reply or another failure came first; wakes the requester.
-  void fail(request_errc why, std::string detail = {}) {
+  /// False when it came too late (nothing recorded).
+  bool fail(request_errc why, std::string detail = {}) {
     bool closed_now = false;
     {
       std::lock_guard lock(mutex);
-      if (closed || got != 0 || failure) return;
+      if (closed || got != 0 || failure) return false;
       failure = why;
       failure_detail = std::move(detail);
       if (wanted == 1) {
@@ -8915,6 +8916,7 @@ struct pending_reply {
     }
     if (closed_now) after_close();
     else announce();
+    return true;
   }
 
   /// Closes the request with `why` (timeout, cancelled) unless it is closed already (the
@@ -9902,13 +9904,15 @@ class responder {
     counters.late_replies.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  /// @brief Answers with an error instead of a reply (server_failed, with `what`).
-  void fail(std::string_view what) { fail(request_errc::server_failed, what); }
+  /// @brief Answers with an error instead of a reply (server_failed, with `what`). Returns
+  /// false when it went nowhere, as reply() does.
+  bool fail(std::string_view what) { return fail(request_errc::server_failed, what); }
   /// @brief Answers with the error `code` and the explanation `what` (for a server that
   /// forwards requests, such as the NATS bridge, passing on why its own server did not reply).
-  void fail(request_errc code, std::string_view what) {
+  /// Returns false when it went nowhere, as reply() does.
+  bool fail(request_errc code, std::string_view what) {
     auto state = std::move(state_);
-    if (state) state->fail(code, std::string(what));
+    return state != nullptr && state->fail(code, std::string(what));
   }
   /// @brief True while a request may still take this responder's reply.
   bool pending() const noexcept { return state_ != nullptr; }
