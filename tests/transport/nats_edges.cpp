@@ -38,6 +38,35 @@ edge_note agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<edge_no
 
 using nats_edges_test::edge_note;
 
+namespace {
+
+// The raw subscriber `raw` takes one forwarded request and answers it with `note` (a reply of
+// the wire format's minimum: schema headers and payload), then unsubscribes.
+void answer_taken_request(agentbus::nats_connection& raw_conn, natsSubscription* raw, const edge_note& note) {
+  natsMsg* taken = nullptr;
+  REQUIRE(natsSubscription_NextMsg(&taken, raw, 2000) == NATS_OK);
+  agentbus::byte_writer w;
+  auto reply = agentbus::detail::encode_payload(note, natsMsg_GetReply(taken), w);
+  natsMsg_Destroy(taken);
+  REQUIRE(agentbus::detail::add_schema_headers_one_by_one<edge_note>(reply) == NATS_OK);
+  REQUIRE(natsConnection_PublishMsg(raw_conn.get(), reply.get()) == NATS_OK);
+  raw_conn.flush();
+  (void)natsSubscription_Unsubscribe(raw);
+  natsSubscription_Destroy(raw);
+}
+
+// That reply reached the bridge and went nowhere: counted late, not received.
+template <class Bridge>
+void check_one_late_reply(const Bridge& client) {
+  using namespace std::chrono_literals;
+  REQUIRE(agentbus::test::wait_until(
+      [&] { return client.stats().late_replies + client.stats().replies_received >= 1; }, 2s));
+  CHECK(client.stats().late_replies == 1);
+  CHECK(client.stats().replies_received == 0);
+}
+
+}  // namespace
+
 #if AGENTBUS_HAS_NATS_SIGNING
 
 TEST_CASE("nats signing: an event whose header value holds CR/LF, end spaces or nothing is delivered, not rejected") {
@@ -109,22 +138,8 @@ TEST_CASE("nats request: a bridge-side timeout is counted at once, and the reply
   CHECK(after_timeout.requests_timed_out == 1);
   CHECK(after_timeout.requests_waiting == 0);
 
-  natsMsg* taken = nullptr;
-  REQUIRE(natsSubscription_NextMsg(&taken, raw, 1000) == NATS_OK);
-  {
-    agentbus::byte_writer w;
-    auto reply = agentbus::detail::encode_payload(edge_note{"late"}, natsMsg_GetReply(taken), w);
-    REQUIRE(agentbus::detail::add_schema_headers_one_by_one<edge_note>(reply) == NATS_OK);
-    REQUIRE(natsConnection_PublishMsg(raw_conn.get(), reply.get()) == NATS_OK);
-    raw_conn.flush();
-  }
-  natsMsg_Destroy(taken);
-  REQUIRE(agentbus::test::wait_until(
-      [&] { return client.stats().late_replies + client.stats().replies_received >= 1; }, 2s));
-  CHECK(client.stats().late_replies == 1);
-  CHECK(client.stats().replies_received == 0);
-  (void)natsSubscription_Unsubscribe(raw);
-  natsSubscription_Destroy(raw);
+  answer_taken_request(raw_conn, raw, edge_note{"late"});
+  check_one_late_reply(client);
 }
 
 TEST_CASE("nats request: a remote reply to a request a local server answered first is a late reply") {
@@ -142,22 +157,8 @@ TEST_CASE("nats request: a remote reply to a request a local server answered fir
 
   auto answer = agentbus::request<edge_note>(client_bus, "ask.both", edge_note{"q"}, 5s);
   CHECK(answer.get().text == "local");
-  natsMsg* taken = nullptr;
-  REQUIRE(natsSubscription_NextMsg(&taken, raw, 2000) == NATS_OK);
-  {
-    agentbus::byte_writer w;
-    auto reply = agentbus::detail::encode_payload(edge_note{"remote"}, natsMsg_GetReply(taken), w);
-    REQUIRE(agentbus::detail::add_schema_headers_one_by_one<edge_note>(reply) == NATS_OK);
-    REQUIRE(natsConnection_PublishMsg(raw_conn.get(), reply.get()) == NATS_OK);
-    raw_conn.flush();
-  }
-  natsMsg_Destroy(taken);
-  REQUIRE(agentbus::test::wait_until(
-      [&] { return client.stats().late_replies + client.stats().replies_received >= 1; }, 2s));
-  CHECK(client.stats().late_replies == 1);
-  CHECK(client.stats().replies_received == 0);
-  (void)natsSubscription_Unsubscribe(raw);
-  natsSubscription_Destroy(raw);
+  answer_taken_request(raw_conn, raw, edge_note{"remote"});
+  check_one_late_reply(client);
 }
 
 TEST_CASE("nats request: the bridge-side timeout ends a callback request too") {
