@@ -5647,7 +5647,7 @@ class router {
 
   // Caller holds mutex_: drops every unanchored node that is neither pinned nor in use.
   void sweep_topics(std::vector<retired_record::object>& retired) {
-    kept_unanchored_ = 0;
+    sweep_kept_ = 0;
     table_.sweep([this](topic_node& n) { return reclaimable(n); }, [this](topic_node& n) noexcept { drop(n); },
                  retired);
     swept();
@@ -5656,7 +5656,7 @@ class router {
   // After a sweep (which counted the unanchored nodes it kept): the next one waits for as
   // many new events as it takes again.
   void swept() noexcept {
-    unanchored_ = unanchored_kept_ = kept_unanchored_;
+    unanchored_ = unanchored_kept_ = sweep_kept_;
     refused_since_sweep_ = 0;
   }
 
@@ -5665,7 +5665,7 @@ class router {
   bool reclaimable(topic_node& n) noexcept {
     if (n.exact != 0) return false;
     if (shut_down_ || n.take_used() || !n.try_claim()) {
-      ++kept_unanchored_;
+      ++sweep_kept_;
       return false;
     }
     ++reclaimed_topics_;
@@ -5697,7 +5697,7 @@ class router {
       throw;
     }
     try {
-      kept_unanchored_ = 0;
+      sweep_kept_ = 0;
       if (table_.insert(
               n, [this](topic_node& x) { return reclaimable(x); }, [this](topic_node& x) noexcept { drop(x); }, retired))
         swept();      // a sweep ran first
@@ -5877,7 +5877,7 @@ class router {
   const std::size_t max_cached_topics_;
   std::size_t unanchored_ = 0;         // cached nodes with no exact subscription (pinned or not)
   std::size_t unanchored_kept_ = 0;    // of those, the ones the last sweep kept
-  std::size_t kept_unanchored_ = 0;    // the count a running sweep keeps
+  std::size_t sweep_kept_ = 0;         // scratch: what the running sweep keeps of them
   std::size_t refused_since_sweep_ = 0;  // publishes refused for a full cache since the last sweep
   std::uint64_t reclaimed_topics_ = 0;
   bool shut_down_ = false;
