@@ -656,3 +656,47 @@ TEST_CASE("records a consumer cannot read as its type are counted and explained 
   REQUIRE_FALSE(info.unreadable.problems.empty());
   CHECK(info.unreadable.problems.front().find("no upcaster") != std::string::npos);
 }
+
+namespace {
+// A codec that throws something that is not a std::exception, for one payload.
+struct picky_job {
+  static constexpr std::string_view event_name = "test.picky";
+  std::string text;
+};
+inline void agentbus_encode(agentbus::byte_writer& out, const picky_job& p) { out.write_string(p.text); }
+inline picky_job agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<picky_job>) {
+  picky_job p{in.read_string()};
+  if (p.text == "poison") throw 42;  // NOLINT: not a std::exception, on purpose
+  return p;
+}
+}  // namespace
+
+TEST_CASE("a record whose codec or upcaster throws a non-standard exception is counted, and poll goes on") {
+  // Both escaped poll() (the journal reader caught std::exception only): the consumer threw on
+  // every poll and never got past the record.
+  agentbus::test::journal_dir dir("consumer_picky");
+  {
+    journal_bus bus(dir.options());
+    bus.publish("orders.a", order_v1{1});  // read through an upcaster that throws 42
+  }
+  journal_bus bus(dir.options());
+  bus.storage().upcast<order_v2>(1, [](agentbus::byte_reader&) -> order_v2 { throw 42; });  // NOLINT
+  bus.publish("orders.a", order_v2{2});
+  bus.publish("picky.a", picky_job{"poison"});
+  bus.publish("picky.a", picky_job{"fine"});
+
+  agentbus::durable_consumer<order_v2> orders(bus, "billing", "orders.>");
+  std::vector<std::int64_t> got;
+  CHECK_NOTHROW(orders.poll([&](const agentbus::delivered<order_v2>& d) { got.push_back(d.payload().n); }));
+  CHECK(got == std::vector<std::int64_t>{2});
+  CHECK(orders.info().unreadable.decode_errors == 1);
+
+  agentbus::durable_consumer<picky_job> picky(bus, "picky", "picky.>");
+  std::vector<std::string> texts;
+  CHECK_NOTHROW(picky.poll([&](const agentbus::delivered<picky_job>& d) { texts.push_back(d.payload().text); }));
+  CHECK(texts == std::vector<std::string>{"fine"});
+  const auto info = picky.info();
+  CHECK(info.unreadable.decode_errors == 1);
+  REQUIRE_FALSE(info.unreadable.problems.empty());
+  CHECK(info.unreadable.problems.front().find("not a std::exception") != std::string::npos);
+}

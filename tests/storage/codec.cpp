@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <span>
 #include <string_view>
 #include <string>
 #include <vector>
@@ -255,4 +256,32 @@ TEST_CASE("codec: enums and std::array of arithmetic types round-trip without op
   const std::array<double, 3> xyz{1.5, -2.0, 3.25};
   agentbus::encode(out, xyz);
   CHECK(agentbus::decode<std::array<double, 3>>(out.bytes()) == xyz);
+}
+
+namespace codec_test {
+// A codec that throws something that is not a std::exception, for one value.
+struct picky {
+  std::string text;
+};
+inline void agentbus_encode(agentbus::byte_writer& out, const picky& p) { out.write_string(p.text); }
+inline picky agentbus_decode(agentbus::byte_reader& in, agentbus::codec_tag<picky>) {
+  picky p{in.read_string()};
+  if (p.text == "poison") throw 42;  // NOLINT: not a std::exception, on purpose
+  return p;
+}
+}  // namespace codec_test
+
+TEST_CASE("codec: a decoder that throws something other than a std::exception fails with codec_error",
+          "[storage][codec]") {
+  // Every reader of events counts failed decodes through catch (const std::exception&): a codec
+  // throwing 42 escaped the journal's readers, JetStream's poll() and the NATS import uncounted.
+  agentbus::byte_writer out;
+  agentbus::encode(out, codec_test::picky{"poison"});
+  CHECK_THROWS_AS(agentbus::decode<codec_test::picky>(out.bytes()), agentbus::codec_error);
+  out.clear();
+  agentbus::encode(out, codec_test::picky{"fine"});
+  CHECK(agentbus::decode<codec_test::picky>(out.bytes()).text == "fine");
+  // A std::exception passes unchanged (a truncated payload: the reader's own codec_error).
+  CHECK_THROWS_WITH(agentbus::decode<codec_test::picky>(std::span<const std::byte>(out.bytes()).first(2)),
+                    Catch::Contains("payload ends early"));
 }

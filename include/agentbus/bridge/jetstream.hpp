@@ -178,6 +178,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -954,7 +955,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
   }
 
   ack_status settle(std::uint64_t offset, std::uint32_t attempt, outcome decision) override {
-    return settle_delivery(offset, attempt, std::move(decision), false, true);
+    return settle_delivery(offset, attempt, std::move(decision), true);
   }
 
   ack_status extend(std::uint64_t offset, std::uint32_t attempt) override {
@@ -1402,7 +1403,11 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
       threw = true;
     }
     if (d.deferred()) return true;  // the token decides (the entry keeps the message for a dead letter)
-    (void)settle_delivery(seq, att, std::move(*decision), threw, false);
+    if (threw) {  // counted whatever becomes of the settle (stale or already: the attempt was over)
+      std::lock_guard lock(mutex_);
+      ++counters_.handler_failures;
+    }
+    (void)settle_delivery(seq, att, std::move(*decision), false);
     return true;
   }
 
@@ -1424,7 +1429,7 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
   }
 
   // Settles a delivery by a decision (the handler's, or a token's): the first settle wins.
-  ack_status settle_delivery(std::uint64_t seq, std::uint32_t attempt, outcome decision, bool threw, bool token) {
+  ack_status settle_delivery(std::uint64_t seq, std::uint32_t attempt, outcome decision, bool token) {
     std::string reply, topic, dead_reason;
     message msg;
     enum class act { ack, nak, dead_letter } what = act::ack;
@@ -1454,7 +1459,6 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
         case outcome::kind::nack:
           if (e.state != entry_state::out || e.attempt != attempt || e.returned) return ack_status::stale;
           ++counters_.nacked;
-          if (threw) ++counters_.handler_failures;
           if (options_.max_deliver != 0 && attempt >= options_.max_deliver) {
             dead_reason = "max_deliver: " + std::to_string(attempt) +
                           " attempts, the last: " + (decision.reason().empty() ? std::string("nack") : decision.reason());
@@ -1491,7 +1495,13 @@ class jetstream_engine final : public settle_sink, public std::enable_shared_fro
         }
         // Not sent or not confirmed: not settled here either; a redelivery is handled again.
         const auto it = live_.find(seq);
-        if (it != live_.end() && it->second.state == entry_state::acked) it->second.state = entry_state::waiting;
+        if (it != live_.end() && it->second.state == entry_state::acked) {
+          it->second.state = entry_state::waiting;
+          // No longer settled, so out of the memory of settles too: settled again, it would be
+          // there twice, and trimming the older copy would forget the newer settle early.
+          const auto pos = std::find(settled_order_.rbegin(), settled_order_.rend(), seq);
+          if (pos != settled_order_.rend()) settled_order_.erase(std::next(pos).base());
+        }
         return ack_status::stale;
       }
       case act::nak: (void)send(reply, js_ack::nak_after(delay), false, topic.c_str(), seq); return ack_status::accepted;

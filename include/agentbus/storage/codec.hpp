@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "agentbus/core/event_traits.hpp"
@@ -52,6 +53,24 @@ class codec_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+namespace detail {
+/// Runs user code that decodes (a codec's decode, an upcaster) and turns whatever it throws
+/// that is not a std::exception into a codec_error; a std::exception passes unchanged. Every
+/// reader of stored or received events (journal, NATS import, JetStream, remote replies)
+/// counts a failed decode through `catch (const std::exception&)`: a decoder throwing `42`
+/// escaped all of them (out of a consumer's poll; swallowed uncounted by the NATS import).
+template <class F>
+decltype(auto) run_decoder(F&& decoder) {
+  try {
+    return std::forward<F>(decoder)();
+  } catch (const std::exception&) {
+    throw;
+  } catch (...) {
+    throw codec_error("agentbus: codec: the decoder threw an exception that is not a std::exception");
+  }
+}
+}  // namespace detail
 
 /// @brief Appends bytes to a growable buffer; what encoders write into.
 class byte_writer {
@@ -352,11 +371,12 @@ void encode(byte_writer& out, const T& value) {
 }
 
 /// @brief Decodes a T from `bytes`; throws codec_error if the bytes are short or have bytes
-/// left over (a sign the record was written by another layout).
+/// left over (a sign the record was written by another layout), or if the codec threw
+/// something that is not a std::exception.
 template <class T>
 T decode(std::span<const std::byte> bytes) {
   byte_reader in(bytes);
-  T value = codec<T>::decode(in);
+  T value = detail::run_decoder([&] { return codec<T>::decode(in); });
   if (in.remaining() != 0) throw codec_error("agentbus: codec: bytes left over after decoding (wrong type or layout)");
   return value;
 }

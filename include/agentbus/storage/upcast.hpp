@@ -34,9 +34,13 @@ class upcaster_registry {
   using converter = std::function<T(byte_reader&)>;
 
   /// @brief Registers `convert` for T's schema version `from_version` (replacing a previous one).
+  /// What `convert` throws that is not a std::exception reaches the reader as a codec_error.
   template <class T, class F>
   void add(std::uint32_t from_version, F convert) {
-    auto fn = std::make_shared<const converter<T>>(std::move(convert));
+    auto fn = std::make_shared<const converter<T>>(
+        [convert = std::move(convert)](byte_reader& in) mutable -> T {
+          return detail::run_decoder([&]() -> T { return convert(in); });
+        });
     std::lock_guard lock(mutex_);
     for (auto& e : entries_)
       if (e.type == type_id_of<T>() && e.from_version == from_version) {
