@@ -244,6 +244,20 @@ TEST_CASE("journal_inspector shows a payload it cannot decode as bytes, with the
   CHECK_THROWS_WITH(inspector.payload_text(rec), Catch::Contains(c.reason));
 }
 
+TEST_CASE("journal_inspector shows a payload as bytes when its printer throws a non-standard exception",
+          "[tools][inspect]") {
+  // Only std::exception was caught: a printer (or the codec under it) throwing 42 ended the dump.
+  temp_dir dir("inspect");
+  const std::string text = "plain bytes";
+  append_raw(dir.path, "raw.kind", 3, 0, std::as_bytes(std::span(text)));
+  journal_inspector inspector;
+  inspector.add_printer("raw.kind", 3, [](const agentbus::record&) -> std::string { throw 42; });  // NOLINT
+  const auto r = run(inspector, {"dump", dir.path.string()});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("  (not decoded: ") != std::string::npos);
+  CHECK(r.out.find("not a std::exception") != std::string::npos);
+}
+
 TEST_CASE("journal_inspector add_printer decodes raw records by schema and version", "[tools][inspect]") {
   temp_dir dir("inspect");
   const std::string text = "plain bytes";

@@ -178,6 +178,8 @@ class printer_registry {
       return {result::outcome::decoded, p->second(r)};
     } catch (const std::exception& e) {
       return {result::outcome::failed, e.what()};
+    } catch (...) {  // a user's codec or printer may throw anything: still a payload shown as bytes
+      return {result::outcome::failed, "the codec or the printer threw an exception that is not a std::exception"};
     }
   }
 
