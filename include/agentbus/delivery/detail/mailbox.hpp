@@ -193,7 +193,13 @@ class mailbox {
           q = full;
           ok = q->try_push(m);
         }
-      if (!ok) ok = deliver_full(*q, m, ev);
+      if (!ok) {
+        try {
+          ok = deliver_full(*q, m, ev);
+        } catch (...) {  // a blocking wait's mutex or condition variable failed (std::system_error)
+          ok = refuse(undelivered_reason::rejected, ev);
+        }
+      }
     }
     if (!ok) {
       if (!offered) block->release();  // an offered reference stays the publisher's
@@ -228,7 +234,12 @@ class mailbox {
   /// `one_pass`: return after a burst that took fewer than asked (the events ready at the head
   /// of that queue are all handled) instead of looking again at once: a consumer that keeps
   /// looking takes events one by one right behind the publisher (see agent::thread_main).
+  ///
+  /// Throws std::bad_alloc, with every event still queued, when this thread has never entered
+  /// a read section and there is no memory for its slot (consume's read sections then cannot
+  /// throw with an event taken out).
   batch_result run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
+    (void)this_thread_reader_slot();
     batch_result out;
     bool drained = false;
     mail taken[burst];
@@ -620,6 +631,16 @@ class mailbox {
   // The slow path of deliver(): the queue was full (or closed).
   AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
     if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
+    // `q` refuses because it is closed: by close() (refused as closed), or because it is a
+    // first ring that another publisher grew while this one waited on it (its own grow found
+    // no memory): the full ring takes the event then (a blocking wait starts again there).
+    const auto closed_under_us = [&]() -> bool {
+      if (!closing_.load(std::memory_order_acquire))
+        if (mpmc_queue<mail>* full = full_rings_[index_of(ev.priority())].load(std::memory_order_acquire);
+            full != nullptr && full != &q)
+          return full->try_push(m) || deliver_full(*full, m, ev);
+      return refuse(undelivered_reason::closed, ev);
+    };
     switch (overflow_[index_of(ev.priority())]) {
       case overflow::fail: return refuse(undelivered_reason::rejected, ev);
       case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
@@ -631,7 +652,7 @@ class mailbox {
                                       : nullptr;
         for (;;) {
           if (q.try_push(m)) return true;
-          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.closed()) return closed_under_us();
           mail old;
           // The first ring's events are the oldest: they go first, each freeing its reserved
           // position in the full ring (credit), so one event is dropped per event pushed.
@@ -656,7 +677,7 @@ class mailbox {
                                       : std::chrono::steady_clock::now() + options_.block_timeout;
         const std::size_t resume_at = q.capacity() - q.capacity() / 4;
         for (unsigned i = 0; i < tuning::full_wait_rounds; ++i) {
-          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.closed()) return closed_under_us();
           if (q.size_approx() <= resume_at && q.try_push(m)) return true;
           if (i < tuning::full_wait_pause_rounds) {
             for (unsigned k = 0; k < tuning::full_wait_pauses_per_round; ++k) cpu_relax();
@@ -671,7 +692,8 @@ class mailbox {
         else if (const auto now = std::chrono::steady_clock::now(); now < deadline)
           ok = q.push_for(m, deadline - now);
         if (ok) return true;
-        return refuse(q.closed() ? undelivered_reason::closed : undelivered_reason::rejected, ev);
+        if (q.closed()) return closed_under_us();
+        return refuse(undelivered_reason::rejected, ev);
       }
     }
     return false;

@@ -120,6 +120,11 @@ class quiescence_domain {
   /// the others made do with one atomic add (diagnostics and tests).
   std::uint64_t heavy_grace_barriers() const noexcept { return heavy_grace_barriers_.load(std::memory_order_relaxed); }
 
+  /// Reader slots made so far, and those live threads hold (diagnostics and tests: a thread
+  /// whose first read section comes while every slot is held allocates a new one).
+  std::uint64_t slots() const noexcept { return slot_count_.load(std::memory_order_relaxed); }
+  std::uint64_t held_slots() const noexcept { return live_slots_.load(std::memory_order_relaxed); }
+
   /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
   void heavy_barrier() noexcept {
 #if defined(__linux__)
@@ -238,10 +243,18 @@ inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
   if (s->owes_reclaim.exchange(false, std::memory_order_acq_rel)) reclaim();
 }
 
-/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
-AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
+/// The calling thread's slot, registered by its first use (which allocates: may throw
+/// std::bad_alloc). A consumer asks for it before it takes events out of a queue, so that a
+/// failure leaves them queued instead of lost; read_lock() cannot throw after that.
+AGENTBUS_ALWAYS_INLINE reader_slot* this_thread_reader_slot() {
   reader_slot* s = current_reader_slot;
   if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
+  return s;
+}
+
+/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
+AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
+  reader_slot* s = this_thread_reader_slot();
   if (AGENTBUS_LIKELY(s->depth++ == 0)) {
     const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
     if (AGENTBUS_UNLIKELY(s->needs_fence)) {
