@@ -21,7 +21,6 @@
 // subscriptions: it never hangs on queued work and no handler of it runs afterwards.
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +37,7 @@
 #include "agentbus/detail/tuning.hpp"
 #include "agentbus/core/failure.hpp"
 #include "agentbus/delivery/mailbox.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

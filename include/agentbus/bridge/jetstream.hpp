@@ -168,12 +168,12 @@
 #include "agentbus/bridge/detail/envelope.hpp"
 #include "agentbus/bridge/detail/jetstream_wire.hpp"
 #include "agentbus/bridge/nats.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>

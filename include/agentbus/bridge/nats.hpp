@@ -71,11 +71,11 @@
 #include "agentbus/bridge/detail/envelope.hpp"
 #include "agentbus/bridge/detail/requests.hpp"
 #include "agentbus/bridge/detail/signing.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>

@@ -7,13 +7,13 @@
 // what settling it did (ack_status), where a new consumer starts (consumer_start), how
 // redeliveries are spaced (backoff), and the consumer's settings (consumer_options).
 
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <utility>
 
 #include "agentbus/core/clock.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/storage/history.hpp"
 
 namespace agentbus {

@@ -24,12 +24,13 @@
 // Thread safety: now(), advance() and wait_until() may be called from any thread concurrently.
 
 #include <algorithm>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <mutex>
 #include <vector>
+
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

@@ -13,7 +13,6 @@
 // shared block: one allocation holding the payload, the envelope and its strings.
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -28,6 +27,7 @@
 
 #include "agentbus/core/clock.hpp"
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/memory/block_pool.hpp"
 
 namespace agentbus {

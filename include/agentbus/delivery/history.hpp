@@ -17,7 +17,6 @@
 // replay delivered them).
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -26,6 +25,7 @@
 #include <utility>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/tuning.hpp"
 #include "agentbus/router/detail/receiver.hpp"

@@ -6,13 +6,13 @@
 // The settings and counters of a mailbox (an agent's), and how a stopping one treats what is
 // queued. What is not handled is reported as `undelivered` (core/failure.hpp).
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 
 #include "agentbus/core/clock.hpp"
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

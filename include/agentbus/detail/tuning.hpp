@@ -10,9 +10,10 @@
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
+
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus::detail::tuning {
 

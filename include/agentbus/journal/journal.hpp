@@ -58,7 +58,6 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -73,6 +72,7 @@
 #include <vector>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/journal/detail/file_lock.hpp"
 #include "agentbus/journal/detail/journal_core.hpp"
 #include "agentbus/journal/options.hpp"

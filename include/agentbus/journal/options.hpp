@@ -8,7 +8,6 @@
 // "agentbus/journal/journal.hpp" to use them. They live here, apart from the journal
 // classes, because the record codec and the file-level details need them too.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

@@ -90,6 +90,7 @@
 /// - The destructor destroys the elements still in the queue. It must not
 ///   run concurrently with any other member function.
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/memory/prefetch.hpp"
 #include "agentbus/detail/sync/event_count.hpp"
@@ -97,7 +98,6 @@
 
 #include <atomic>
 #include <bit>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>

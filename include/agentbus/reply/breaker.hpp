@@ -62,7 +62,6 @@
 // The bus must outlive the breaker; the clock must outlive the breaker and its requests.
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -80,6 +79,7 @@
 
 #include "agentbus/core/clock.hpp"
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/reply/detail/pending.hpp"
 #include "agentbus/reply/detail/timer.hpp"
 #include "agentbus/reply/error.hpp"

@@ -44,7 +44,6 @@
 // throws (an invalid topic), the callback is not called.
 
 #include <algorithm>
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +60,7 @@
 
 #include "agentbus/core/clock.hpp"
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/reply/detail/pending.hpp"
 #include "agentbus/reply/detail/timer.hpp"

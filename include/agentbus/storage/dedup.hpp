@@ -18,7 +18,6 @@
 // Thread safety: keyed publishes of one bus take the window's mutex from the check to the
 // store (two concurrent publishes of one key store it once); unkeyed ones never take it.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -30,6 +29,7 @@
 #include <unordered_map>
 
 #include "agentbus/core/clock.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

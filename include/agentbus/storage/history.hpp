@@ -6,7 +6,6 @@
 // Reading back what a storage policy kept: where a replay starts (history), what it found
 // (replay_stats), and replay_range, the iterable form of a replay.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus {
 

@@ -14,7 +14,6 @@
 //     else it is reported.
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -29,6 +28,7 @@
 #include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/codec.hpp"
 #include "agentbus/storage/upcast.hpp"

@@ -33,7 +33,6 @@
 //     origin (the sending bridge's id). The event's own string headers (traceparent, ...) go
 //     as NATS headers of the same name.
 
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
@@ -41,6 +40,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "agentbus/detail/chrono.hpp"
 
 #if defined(AGENTBUS_NO_NATS)
 #define AGENTBUS_HAS_NATS 0

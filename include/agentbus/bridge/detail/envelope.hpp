@@ -10,12 +10,12 @@
 
 #include "agentbus/transport/nats.hpp"
 #include "agentbus/bridge/detail/compression.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>

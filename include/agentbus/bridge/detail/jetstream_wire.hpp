@@ -11,11 +11,11 @@
 
 #include "agentbus/transport/nats.hpp"
 #include "agentbus/bridge/detail/envelope.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>

@@ -10,12 +10,12 @@
 //     that the bridge cuts when it is destroyed (a callback may run later, on another thread);
 //   - how a reply message turns into a reply or a request_errc, and back.
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/transport/nats.hpp"
 
 #if AGENTBUS_HAS_NATS
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>

@@ -26,7 +26,6 @@
 // The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
 // published as an rvalue reaches a mailbox on any of them.
 
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -39,6 +38,7 @@
 #include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/result.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/config.hpp"
 #include "agentbus/detail/sync/quiescence.hpp"
 #include "agentbus/router/detail/receiver.hpp"

@@ -30,7 +30,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -59,6 +58,7 @@
 #include "agentbus/core/detail/wall_clock.hpp"
 #include "agentbus/core/event.hpp"
 #include "agentbus/core/event_traits.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/router/topic.hpp"
 #include "agentbus/storage/history.hpp"
 

@@ -12,7 +12,6 @@
 // from outside never makes a signed overflow.
 
 #include <charconv>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +19,7 @@
 #include <system_error>
 
 #include "agentbus/core/event.hpp"
+#include "agentbus/detail/chrono.hpp"
 
 namespace agentbus::detail {
 

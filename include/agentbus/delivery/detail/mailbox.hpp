@@ -47,7 +47,6 @@
 #include <array>
 #include <atomic>
 #include <bit>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -67,6 +66,7 @@
 #include "agentbus/detail/tuning.hpp"
 #include "agentbus/core/failure.hpp"
 #include "agentbus/delivery/mailbox_options.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/memory/prefetch.hpp"
 #include "agentbus/router/detail/receiver.hpp"
 #include "agentbus/queue/mpmc_queue.hpp"

@@ -8,12 +8,12 @@
 // sleeps. Knows nothing of the bus; mpmc_queue parks its blocking calls on it.
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/detail/config.hpp"
 
 namespace agentbus::detail {

@@ -24,13 +24,13 @@
 // not; the journal must be reopened (and recovered) instead.
 
 #include <algorithm>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <mutex>
 #include <string>
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/journal/options.hpp"
 
 namespace agentbus::detail {

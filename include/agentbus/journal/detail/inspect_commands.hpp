@@ -24,7 +24,6 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/journal/detail/file_header.hpp"
 #include "agentbus/journal/detail/inspect_text.hpp"
 #include "agentbus/journal/detail/posix_file.hpp"

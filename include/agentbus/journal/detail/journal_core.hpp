@@ -28,7 +28,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -43,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/journal/detail/group_commit.hpp"
 #include "agentbus/journal/options.hpp"
 #include "agentbus/journal/detail/posix_file.hpp"

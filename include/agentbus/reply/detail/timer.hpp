@@ -22,7 +22,6 @@
 // clock object address the process ever armed a request on; an idle one sleeps on its own
 // condition variable and reads no clock).
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -33,6 +32,7 @@
 #include <vector>
 
 #include "agentbus/core/clock.hpp"
+#include "agentbus/detail/chrono.hpp"
 #include "agentbus/reply/detail/pending.hpp"
 
 namespace agentbus::detail {
