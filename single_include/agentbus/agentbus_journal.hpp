@@ -170,7 +170,6 @@ struct event_traits {
 // shared block: one allocation holding the payload, the envelope and its strings.
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -207,12 +206,37 @@ struct event_traits {
 // Thread safety: now(), advance() and wait_until() may be called from any thread concurrently.
 
 #include <algorithm>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <mutex>
 #include <vector>
+
+#ifndef AGENTBUS_DETAIL_CHRONO_HPP
+#define AGENTBUS_DETAIL_CHRONO_HPP
+
+// What agentbus uses of <chrono>: durations, time points, duration_cast, the steady and
+// system clocks and the chrono literals. Since C++20, <chrono> also brings calendars, time
+// zones and their text formatting, and with them <sstream> and <locale>: with libstdc++ 12 that
+// is 0.45 s of the 3.6 s a hello world with agentbus.hpp takes to compile at -O2 (bench/compile).
+// libstdc++ declares the part used here in <bits/chrono.h>, the header its own <thread> and
+// <mutex> include; with another standard library, <chrono>. A program that uses the rest of
+// <chrono> includes <chrono> itself, as it would anyway.
+
+#include <version>  // defines __GLIBCXX__ (and nothing heavy)
+
+#if defined(__GLIBCXX__) && defined(__has_include)
+#if __has_include(<bits/chrono.h>)
+#include <bits/chrono.h>
+#define AGENTBUS_CHRONO_INCLUDED 1
+#endif
+#endif
+#if !defined(AGENTBUS_CHRONO_INCLUDED)
+#include <chrono>
+#endif
+#undef AGENTBUS_CHRONO_INCLUDED
+
+#endif  // AGENTBUS_DETAIL_CHRONO_HPP
 
 namespace agentbus {
 
@@ -503,9 +527,9 @@ inline void prefetch_for_read(const void* p) noexcept {
 // cross-core costs there move 3-5x with vCPU placement, so the values are chosen for the
 // shape of the curve, not a single number.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
+
 
 namespace agentbus::detail::tuning {
 
@@ -1713,7 +1737,6 @@ struct std::hash<agentbus::topic> {
 // sleeps. Knows nothing of the bus; mpmc_queue parks its blocking calls on it.
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -1824,7 +1847,6 @@ class event_count {
 
 #include <atomic>
 #include <bit>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -2574,7 +2596,6 @@ class mpmc_queue {
 // Reading back what a storage policy kept: where a replay starts (history), what it found
 // (replay_stats), and replay_range, the iterable form of a replay.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -2782,6 +2803,7 @@ static_assert(storage_policy<storage::none>);
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 
@@ -2792,6 +2814,24 @@ class codec_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+namespace detail {
+/// Runs user code that decodes (a codec's decode, an upcaster) and turns whatever it throws
+/// that is not a std::exception into a codec_error; a std::exception passes unchanged. Every
+/// reader of stored or received events (journal, NATS import, JetStream, remote replies)
+/// counts a failed decode through `catch (const std::exception&)`: a decoder throwing `42`
+/// escaped all of them (out of a consumer's poll; swallowed uncounted by the NATS import).
+template <class F>
+decltype(auto) run_decoder(F&& decoder) {
+  try {
+    return std::forward<F>(decoder)();
+  } catch (const std::exception&) {
+    throw;
+  } catch (...) {
+    throw codec_error("agentbus: codec: the decoder threw an exception that is not a std::exception");
+  }
+}
+}  // namespace detail
 
 /// @brief Appends bytes to a growable buffer; what encoders write into.
 class byte_writer {
@@ -3092,11 +3132,12 @@ void encode(byte_writer& out, const T& value) {
 }
 
 /// @brief Decodes a T from `bytes`; throws codec_error if the bytes are short or have bytes
-/// left over (a sign the record was written by another layout).
+/// left over (a sign the record was written by another layout), or if the codec threw
+/// something that is not a std::exception.
 template <class T>
 T decode(std::span<const std::byte> bytes) {
   byte_reader in(bytes);
-  T value = codec<T>::decode(in);
+  T value = detail::run_decoder([&] { return codec<T>::decode(in); });
   if (in.remaining() != 0) throw codec_error("agentbus: codec: bytes left over after decoding (wrong type or layout)");
   return value;
 }
@@ -3155,7 +3196,6 @@ constexpr std::uint64_t codec_fingerprint() noexcept {
 // Thread safety: keyed publishes of one bus take the window's mutex from the check to the
 // store (two concurrent publishes of one key store it once); unkeyed ones never take it.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -4090,7 +4130,6 @@ static_assert(delivery_kind<synchronous>);
 #include <array>
 #include <atomic>
 #include <bit>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -4223,6 +4262,11 @@ class quiescence_domain {
   /// the others made do with one atomic add (diagnostics and tests).
   std::uint64_t heavy_grace_barriers() const noexcept { return heavy_grace_barriers_.load(std::memory_order_relaxed); }
 
+  /// Reader slots made so far, and those live threads hold (diagnostics and tests: a thread
+  /// whose first read section comes while every slot is held allocates a new one).
+  std::uint64_t slots() const noexcept { return slot_count_.load(std::memory_order_relaxed); }
+  std::uint64_t held_slots() const noexcept { return live_slots_.load(std::memory_order_relaxed); }
+
   /// The writer half of the StoreLoad pairing with read_lock() and asymmetric_light_barrier().
   void heavy_barrier() noexcept {
 #if defined(__linux__)
@@ -4341,10 +4385,18 @@ inline void quiescence_domain::release_thread(reader_slot* s) noexcept {
   if (s->owes_reclaim.exchange(false, std::memory_order_acq_rel)) reclaim();
 }
 
-/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
-AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
+/// The calling thread's slot, registered by its first use (which allocates: may throw
+/// std::bad_alloc). A consumer asks for it before it takes events out of a queue, so that a
+/// failure leaves them queued instead of lost; read_lock() cannot throw after that.
+AGENTBUS_ALWAYS_INLINE reader_slot* this_thread_reader_slot() {
   reader_slot* s = current_reader_slot;
   if (AGENTBUS_UNLIKELY(s == nullptr)) s = quiescence_domain::instance().register_thread();
+  return s;
+}
+
+/// Enters a read section (nestable). Returns the slot to pass to read_unlock().
+AGENTBUS_ALWAYS_INLINE reader_slot* read_lock() {
+  reader_slot* s = this_thread_reader_slot();
   if (AGENTBUS_LIKELY(s->depth++ == 0)) {
     const std::uint64_t c = s->counter.load(std::memory_order_relaxed) + 1;
     if (AGENTBUS_UNLIKELY(s->needs_fence)) {
@@ -4500,7 +4552,6 @@ inline void quiescence_domain::reclaim() noexcept {
 // The settings and counters of a mailbox (an agent's), and how a stopping one treats what is
 // queued. What is not handled is reported as `undelivered` (core/failure.hpp).
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -6027,7 +6078,13 @@ class mailbox {
           q = full;
           ok = q->try_push(m);
         }
-      if (!ok) ok = deliver_full(*q, m, ev);
+      if (!ok) {
+        try {
+          ok = deliver_full(*q, m, ev);
+        } catch (...) {  // a blocking wait's mutex or condition variable failed (std::system_error)
+          ok = refuse(undelivered_reason::rejected, ev);
+        }
+      }
     }
     if (!ok) {
       if (!offered) block->release();  // an offered reference stays the publisher's
@@ -6062,7 +6119,12 @@ class mailbox {
   /// `one_pass`: return after a burst that took fewer than asked (the events ready at the head
   /// of that queue are all handled) instead of looking again at once: a consumer that keeps
   /// looking takes events one by one right behind the publisher (see agent::thread_main).
+  ///
+  /// Throws std::bad_alloc, with every event still queued, when this thread has never entered
+  /// a read section and there is no memory for its slot (consume's read sections then cannot
+  /// throw with an event taken out).
   batch_result run_batch(std::size_t max, stop_mode mode = stop_mode::drain, bool one_pass = false) {
+    (void)this_thread_reader_slot();
     batch_result out;
     bool drained = false;
     mail taken[burst];
@@ -6454,6 +6516,16 @@ class mailbox {
   // The slow path of deliver(): the queue was full (or closed).
   AGENTBUS_NOINLINE bool deliver_full(mpmc_queue<mail>& q, const mail& m, const event_core& ev) {
     if (closing_.load(std::memory_order_acquire)) return refuse(undelivered_reason::closed, ev);
+    // `q` refuses because it is closed: by close() (refused as closed), or because it is a
+    // first ring that another publisher grew while this one waited on it (its own grow found
+    // no memory): the full ring takes the event then (a blocking wait starts again there).
+    const auto closed_under_us = [&]() -> bool {
+      if (!closing_.load(std::memory_order_acquire))
+        if (mpmc_queue<mail>* full = full_rings_[index_of(ev.priority())].load(std::memory_order_acquire);
+            full != nullptr && full != &q)
+          return full->try_push(m) || deliver_full(*full, m, ev);
+      return refuse(undelivered_reason::closed, ev);
+    };
     switch (overflow_[index_of(ev.priority())]) {
       case overflow::fail: return refuse(undelivered_reason::rejected, ev);
       case overflow::drop_newest: return refuse(undelivered_reason::dropped_newest, ev);
@@ -6465,7 +6537,7 @@ class mailbox {
                                       : nullptr;
         for (;;) {
           if (q.try_push(m)) return true;
-          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.closed()) return closed_under_us();
           mail old;
           // The first ring's events are the oldest: they go first, each freeing its reserved
           // position in the full ring (credit), so one event is dropped per event pushed.
@@ -6490,7 +6562,7 @@ class mailbox {
                                       : std::chrono::steady_clock::now() + options_.block_timeout;
         const std::size_t resume_at = q.capacity() - q.capacity() / 4;
         for (unsigned i = 0; i < tuning::full_wait_rounds; ++i) {
-          if (q.closed()) return refuse(undelivered_reason::closed, ev);
+          if (q.closed()) return closed_under_us();
           if (q.size_approx() <= resume_at && q.try_push(m)) return true;
           if (i < tuning::full_wait_pause_rounds) {
             for (unsigned k = 0; k < tuning::full_wait_pauses_per_round; ++k) cpu_relax();
@@ -6505,7 +6577,8 @@ class mailbox {
         else if (const auto now = std::chrono::steady_clock::now(); now < deadline)
           ok = q.push_for(m, deadline - now);
         if (ok) return true;
-        return refuse(q.closed() ? undelivered_reason::closed : undelivered_reason::rejected, ev);
+        if (q.closed()) return closed_under_us();
+        return refuse(undelivered_reason::rejected, ev);
       }
     }
     return false;
@@ -6997,7 +7070,6 @@ class subscription_set {
 // The payload is forwarded, never re-bound to an lvalue, on every path: a move-only event
 // published as an rvalue reaches a mailbox on any of them.
 
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -7019,7 +7091,6 @@ class subscription_set {
 // from outside never makes a signed overflow.
 
 #include <charconv>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -7629,7 +7700,6 @@ constexpr bool check_handler() {
 // replay delivered them).
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -8279,7 +8349,6 @@ class executor {
 // subscriptions: it never hangs on queued work and no handler of it runs afterwards.
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -8734,7 +8803,6 @@ class request_error : public std::runtime_error {
 // throws (an invalid topic), the callback is not called.
 
 #include <algorithm>
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -8787,26 +8855,49 @@ class request_error : public std::runtime_error {
 // 64 bits that differ from one process to the next (and from call to call): where ids must
 // not repeat across restarts of a program (request ids, which a journal stores with requests;
 // a NATS bridge's origin id). Not for cryptography.
+//
+// The operating system's entropy call where there is one (getentropy: Linux, macOS, the BSDs),
+// not std::random_device: <random> brings every engine and distribution along, 0.1 s of the
+// parse of every translation unit that includes agentbus.hpp (bench/compile).
 
-#include <chrono>
+#include <atomic>
 #include <cstdint>
-#include <random>
+
+
+#if defined(__has_include)
+#if __has_include(<sys/random.h>) && (defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || \
+                                      defined(__OpenBSD__) || defined(__NetBSD__))
+#include <sys/random.h>
+#define AGENTBUS_HAVE_GETENTROPY 1
+#endif
+#endif
 
 namespace agentbus::detail {
 
-/// @brief std::random_device mixed with the steady clock (in case the device is deterministic
-/// or throws), through the splitmix64 finalizer so that every bit depends on all of them.
-inline std::uint64_t unpredictable_u64() noexcept {
-  std::uint64_t v = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  try {
-    std::random_device device;
-    v ^= (std::uint64_t{device()} << 32) ^ device();
-  } catch (...) {  // no entropy source: the clock alone
-  }
+/// The splitmix64 finalizer: every bit of the result depends on every bit of `v`.
+constexpr std::uint64_t mix64(std::uint64_t v) noexcept {
   v += 0x9e3779b97f4a7c15U;
   v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9U;
   v = (v ^ (v >> 27)) * 0x94d049bb133111ebU;
   return v ^ (v >> 31);
+}
+
+/// @brief The operating system's entropy (getentropy, where there is one) mixed with both
+/// clocks, the address of a thread's variable (which address-space randomisation moves from
+/// run to run) and a count of calls, through mix64. Without an entropy call two processes
+/// still differ by their start times and addresses, and two calls always by the count.
+inline std::uint64_t unpredictable_u64() noexcept {
+  static std::atomic<std::uint64_t> calls{0};
+  thread_local const char here = 0;
+  std::uint64_t v = mix64(static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  v ^= mix64(static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) ^ 1);
+  v ^= mix64(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&here)) ^ 2);
+  v ^= mix64(calls.fetch_add(1, std::memory_order_relaxed) ^ 3);
+#if defined(AGENTBUS_HAVE_GETENTROPY)
+  std::uint64_t entropy = 0;
+  if (getentropy(&entropy, sizeof entropy) == 0) v ^= mix64(entropy ^ 4);
+#endif
+  return mix64(v);
 }
 
 }  // namespace agentbus::detail
@@ -9085,7 +9176,6 @@ class reply_table {
 // clock object address the process ever armed a request on; an idle one sleeps on its own
 // condition variable and reads no clock).
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -10070,7 +10160,6 @@ template <class Req, class Rep, class Bus, class F, class... With>
 // The bus must outlive the breaker; the clock must outlive the breaker and its requests.
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -10696,7 +10785,6 @@ class circuit_breaker {
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -10738,7 +10826,6 @@ class circuit_breaker {
 // "agentbus/journal/journal.hpp" to use them. They live here, apart from the journal
 // classes, because the record codec and the file-level details need them too.
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -11348,7 +11435,6 @@ inline bool writer_may_be_running(const std::filesystem::path& dir) noexcept {
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -11387,7 +11473,6 @@ inline bool writer_may_be_running(const std::filesystem::path& dir) noexcept {
 // not; the journal must be reopened (and recovered) instead.
 
 #include <algorithm>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -14689,7 +14774,6 @@ inline journal_reader open_journal_reader_since(const std::filesystem::path& dir
 //     else it is reported.
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -14733,9 +14817,13 @@ class upcaster_registry {
   using converter = std::function<T(byte_reader&)>;
 
   /// @brief Registers `convert` for T's schema version `from_version` (replacing a previous one).
+  /// What `convert` throws that is not a std::exception reaches the reader as a codec_error.
   template <class T, class F>
   void add(std::uint32_t from_version, F convert) {
-    auto fn = std::make_shared<const converter<T>>(std::move(convert));
+    auto fn = std::make_shared<const converter<T>>(
+        [convert = std::move(convert)](byte_reader& in) mutable -> T {
+          return detail::run_decoder([&]() -> T { return convert(in); });
+        });
     std::lock_guard lock(mutex_);
     for (auto& e : entries_)
       if (e.type == type_id_of<T>() && e.from_version == from_version) {
