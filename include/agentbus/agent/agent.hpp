@@ -130,7 +130,9 @@ class agent final : detail::schedulable {
   /// @brief Caller-pumped agents: runs up to `max` handlers on queued events now, without
   /// waiting. Returns how many handler calls ran (returned or threw). Events that run no
   /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
-  /// and do not count against `max`.
+  /// and do not count against `max`. The first poll on a thread that never published or
+  /// handled an event registers the thread (one small allocation): out of memory, it throws
+  /// std::bad_alloc before taking anything out (poll_for and run_for likewise).
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
     std::lock_guard pump(pump_mutex_);  // then the mode: a start() may be under way
     require_pumped("poll");
