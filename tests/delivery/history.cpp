@@ -223,3 +223,27 @@ TEST_CASE("journal bus: an agent subscribes with history, then gets live events"
   worker.poll();
   CHECK(ahead == std::vector<std::string>{"next"});
 }
+
+TEST_CASE("memory_ring: a history subscription does not replay a delayed event (live subscriptions never get one)",
+          "[delivery][history][memory_ring]") {
+  using namespace std::chrono_literals;
+  ring_bus bus;
+  (void)bus.publish("a.b", 1);
+  (void)bus.publish("a.b", 2, agentbus::publish_options{.delay = std::chrono::hours(1)});  // due in an hour
+  (void)bus.publish("a.b", 3);
+  std::vector<int> live;
+  auto plain = bus.subscribe<int>("a.b", [&](int v) { live.push_back(v); });
+  (void)bus.publish("a.b", 4, agentbus::publish_options{.delay = std::chrono::hours(1)});
+  CHECK(live.empty());  // a live subscription never receives a delayed event
+  std::vector<int> got;
+  agentbus::replay_stats report;
+  auto sub = bus.subscribe<int>("a.b", [&](int v) { got.push_back(v); },
+                                agentbus::subscribe_options{.history = agentbus::history::all(), .report = &report});
+  CHECK(got == std::vector<int>{1, 3});  // not 2 and 4, an hour early
+  CHECK(report.delivered == 2);
+  // A subscription that asked for delayed events gets them in its replay too.
+  std::vector<int> exported;
+  auto exporter = bus.subscribe<int>("a.b", [&](int v) { exported.push_back(v); },
+                                     agentbus::subscribe_options{.history = agentbus::history::all(), .delayed = true});
+  CHECK(exported == std::vector<int>{1, 2, 3, 4});
+}

@@ -127,3 +127,29 @@ TEST_CASE("concurrent publishers of the same keys store each key once", "[concur
   CHECK(stored_count(bus) == 200);
   CHECK(duplicates.load() == 600);
 }
+
+TEST_CASE("a window too long for the clock's nanoseconds (milliseconds::max(): for ever) remembers its keys") {
+  agentbus::manual_clock clock;
+  dedup_ring_bus bus(agentbus::bus_options{.dedup = {.window = std::chrono::milliseconds::max(), .clock = &clock}});
+  CHECK_FALSE(bus.publish("pay.in", payment{1}, {.idempotency_key = "a"}).duplicate);
+  CHECK(bus.publish("pay.in", payment{1}, {.idempotency_key = "a"}).duplicate);
+  clock.advance(std::chrono::hours(24 * 365));
+  CHECK(bus.publish("pay.in", payment{1}, {.idempotency_key = "a"}).duplicate);
+  CHECK(stored_count(bus) == 1);
+  // 1000 years: fits in milliseconds, not in the clock's nanoseconds.
+  dedup_ring_bus long_bus(agentbus::bus_options{.dedup = {.window = std::chrono::hours(24 * 365 * 1000), .clock = &clock}});
+  CHECK_FALSE(long_bus.publish("pay.in", payment{1}, {.idempotency_key = "b"}).duplicate);
+  CHECK(long_bus.publish("pay.in", payment{1}, {.idempotency_key = "b"}).duplicate);
+}
+
+TEST_CASE("on a journal bus a window of milliseconds::max() (for ever) survives a restart") {
+  agentbus::test::journal_dir dir("dedup_forever");
+  const agentbus::bus_options forever{.dedup = {.window = std::chrono::milliseconds::max()}};
+  {
+    dedup_journal_bus bus(dir.options(), forever);
+    CHECK_FALSE(bus.publish("pay.in", payment{1}, {.idempotency_key = "order-1"}).duplicate);
+  }
+  dedup_journal_bus bus(dir.options(), forever);
+  CHECK(bus.publish("pay.in", payment{1}, {.idempotency_key = "order-1"}).duplicate);
+  CHECK(stored_count(bus) == 1);
+}

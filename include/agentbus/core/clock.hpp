@@ -63,6 +63,15 @@ class clock_source {
 
 namespace detail {
 
+/// `t + d`, saturated at the ends of the time line: a timeout, delay or ack_wait of
+/// duration::max() means never, not a time in the past (the plain sum overflows).
+inline clock_source::time_point deadline_after(clock_source::time_point t, clock_source::duration d) noexcept {
+  using duration = clock_source::duration;
+  if (d > duration::zero() && t.time_since_epoch() > duration::max() - d) return clock_source::time_point::max();
+  if (d < duration::zero() && t.time_since_epoch() < duration::min() - d) return clock_source::time_point::min();
+  return t + d;
+}
+
 class steady_clock_source final : public clock_source {
  public:
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }

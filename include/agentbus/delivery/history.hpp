@@ -120,6 +120,13 @@ struct with_history final : Inner {
   template <class T, class Store, class Cursor>
   void replay(const Store& store, Cursor& cursor) {
     seam.catch_up(store, cursor, [this](Cursor& c) {
+      // A delayed event reaches only a subscription that asked for delayed events (live, it is
+      // dispatched to no other): its replay skips it too, else it arrives before it is due.
+      if (!this->takes_delayed && c.current().header_value(not_before_header)) {
+        --c.stats().delivered;
+        ++c.stats().delayed;
+        return;
+      }
       if (this->retains) {
         const shared_event<T> held = c.share();  // a retaining receiver keeps a block
         deliver_replayed(*held);

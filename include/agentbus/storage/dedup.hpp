@@ -54,11 +54,20 @@ class dedup_window {
   void configure(const dedup_options& options) {
     std::lock_guard lock(mutex_);
     options_ = options;
+    // On the clock's own duration, saturated: a window too long for its nanoseconds
+    // (milliseconds::max(): for ever) wrapped around to a negative one and forgot every key at once.
+    using D = clock_source::duration;
+    window_ = options.window <= std::chrono::milliseconds::zero() ? D::zero()
+              : options.window >= std::chrono::duration_cast<std::chrono::milliseconds>(D::max())
+                  ? D::max()
+                  : std::chrono::duration_cast<D>(options.window);
     clock_ = &clock_source::or_steady(options.clock);
     evict(clock_->now());
   }
 
   bool enabled() const noexcept { return options_.max_keys != 0; }
+  /// How long a key is remembered, on the clock's duration (saturated).
+  clock_source::duration window() const noexcept { return window_; }
   std::mutex& mutex() noexcept { return mutex_; }
   time_point now() const noexcept { return clock_->now(); }
 
@@ -101,7 +110,7 @@ class dedup_window {
   };
 
   void evict(time_point now) {
-    while (!order_.empty() && (order_.size() > options_.max_keys || now - order_.front().at >= options_.window)) {
+    while (!order_.empty() && (order_.size() > options_.max_keys || now - order_.front().at >= window_)) {
       offsets_.erase(*order_.front().key);
       order_.pop_front();
     }
@@ -109,6 +118,7 @@ class dedup_window {
 
   mutable std::mutex mutex_;
   dedup_options options_{};
+  clock_source::duration window_ = std::chrono::duration_cast<clock_source::duration>(dedup_options{}.window);
   clock_source* clock_ = &clock_source::steady();
   std::unordered_map<std::string, std::uint64_t, transparent_hash, std::equal_to<>> offsets_;
   std::deque<stamp> order_;  // insertion order = storage order

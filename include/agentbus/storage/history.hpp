@@ -45,6 +45,7 @@ struct replay_stats {
   std::uint64_t delivered = 0;               ///< events handed out
   std::uint64_t other_topics = 0;            ///< records skipped: the topic did not match the pattern
   std::uint64_t other_types = 0;             ///< records skipped: another schema (event type) than the one asked for
+  std::uint64_t delayed = 0;                 ///< records a history subscription skipped: delayed events (publish_options::delay), for durable consumers only
   std::uint64_t upcast = 0;                  ///< delivered after an upcaster converted an older schema version
   std::uint64_t version_mismatches = 0;      ///< not delivered: another schema version and no upcaster registered
   std::uint64_t fingerprint_mismatches = 0;  ///< not delivered: same version but the codec layout differs

@@ -114,7 +114,7 @@ class journal_store : public dedup_store {
       for (const header& h : r.headers) {
         if (h.key != idempotency_header) continue;
         const std::chrono::nanoseconds age = now_ns - std::chrono::nanoseconds(r.published_ns);
-        if (age < options.window) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
+        if (age < dedup_.window()) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
         break;
       }
     }

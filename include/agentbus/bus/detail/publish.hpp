@@ -82,6 +82,12 @@ AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, st
 
 // ---- 3. Build the event once in a shared block (for receivers that keep it) ---------------
 
+[[noreturn]] AGENTBUS_NOINLINE inline void throw_move_only_lvalue() {
+  throw std::logic_error(
+      "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+      "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+}
+
 /// Builds the event in a shared block (the payload moved in when the caller passed an rvalue)
 /// and dispatches that block's event to every receiver, synchronous ones included. Out of
 /// line: the synchronous path stays small.
@@ -101,9 +107,7 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, receiver_view list,
     const shared_event<T> held = adopt_block(block);
     return r.dispatch(list, *held);
   } else {
-    throw std::logic_error(
-        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
-        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+    throw_move_only_lvalue();
   }
 }
 
@@ -175,6 +179,9 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
+    if constexpr (!std::is_constructible_v<T, P&&>)  // a move-only lvalue: refused before it is stored
+      if (deliver && with_receivers(r, node, topic, [](receiver_view list) { return list.retaining(); }))
+        throw_move_only_lvalue();
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     stored(out.offset);
@@ -204,8 +211,14 @@ AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, 
   std::string due;
   const bool delayed = options.delay > deadline_clock::duration::zero();
   if (delayed) {
-    due = unix_ns_text(unix_ns(std::chrono::system_clock::now() +
-                               std::chrono::duration_cast<std::chrono::system_clock::duration>(options.delay)));
+    // Saturated: a delay beyond what Unix nanoseconds can say (nanoseconds::max(): for ever)
+    // is due at the last one, not (wrapped around) in the past.
+    const std::int64_t now_ns = unix_ns(std::chrono::system_clock::now());
+    const std::int64_t delay_ns =
+        options.delay >= std::chrono::duration_cast<deadline_clock::duration>(std::chrono::nanoseconds::max())
+            ? INT64_MAX
+            : static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(options.delay).count());
+    due = unix_ns_text(delay_ns > INT64_MAX - now_ns ? INT64_MAX : now_ns + delay_ns);
     headers.push_back({not_before_header, due});
   }
   const std::string_view key = options.idempotency_key;

@@ -32,6 +32,9 @@ inline clock_source::duration backoff_wait(const backoff& b, std::uint64_t attem
     const double unit = static_cast<double>(rng >> 11) / static_cast<double>(std::uint64_t{1} << 53);  // [0, 1)
     wait *= 1.0 + b.jitter * (2.0 * unit - 1.0);
   }
+  // A wait the duration cannot hold (a cap of duration::max(), jitter above it) is the longest
+  // one: converting it to the integer count would be undefined (x86 gave a negative wait).
+  if (!(wait < static_cast<double>(clock_source::duration::max().count()))) return clock_source::duration::max();
   return clock_source::duration(static_cast<clock_source::duration::rep>(std::max(0.0, wait)));
 }
 

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "agentbus/bus/detail/bus_access.hpp"
+#include "agentbus/bus/options.hpp"
 #include "agentbus/bus/subscription.hpp"
 #include "agentbus/consumer/delivered.hpp"
 #include "agentbus/consumer/detail/backoff.hpp"
@@ -215,6 +216,7 @@ class consumer_engine final : public consumer_core<T>,
 
   /// Called once the shared_ptr owns this engine: rings the doorbell on live publishes.
   void start_doorbell() {
+    // delayed: a delayed publish rings too, so that a waiting poll_for reads it and wakes when due.
     doorbell_ = bus_.template subscribe<T>(pattern_text_, [this](const agentbus::event<T>&) {
       // seq_cst with poll_for's (sleepers_ then arrivals_): one of the two sees the other.
       arrivals_.fetch_add(1);
@@ -222,7 +224,7 @@ class consumer_engine final : public consumer_core<T>,
         std::lock_guard lock(mutex_);
         wake_.notify_all();
       }
-    });
+    }, subscribe_options{.delayed = true});
     self_ = this->weak_from_this();
   }
 
@@ -326,6 +328,12 @@ class consumer_engine final : public consumer_core<T>,
         settle_locked(s.offset, s.attempt, std::move(s.decision), now, dead);
       }
       if (dead.empty() && dirty_) persist_locked();
+      // As a token's settle (settle()): an ack frees max_ack_pending room and a nack sets a
+      // redelivery time that another member waiting in poll_for does not know of.
+      if (!acks.empty() || !others.empty()) {
+        arrivals_.fetch_add(1);
+        if (sleepers_.load() != 0) wake_.notify_all();
+      }
     }
     publish_dead(dead);
     return handled;
@@ -334,7 +342,7 @@ class consumer_engine final : public consumer_core<T>,
   /// As poll, but when nothing is due waits (on the clock) until something may be: a live
   /// publish on the pattern, the next redelivery time, or `timeout`.
   std::size_t poll_for(member_id id, handler_ref<T> handler, std::size_t max, clock_source::duration timeout) override {
-    const time_point until = clock_.now() + timeout;
+    const time_point until = deadline_after(clock_.now(), timeout);
     for (;;) {
       const std::uint64_t seen = arrivals_.load(std::memory_order_acquire);
       if (const std::size_t n = poll(id, handler, max); n != 0) return n;
@@ -377,7 +385,7 @@ class consumer_engine final : public consumer_core<T>,
     entry* e = find(offset);
     if (e == nullptr || e->state == entry_state::settled || e->state == entry_state::dying) return ack_status::already;
     if (e->state != entry_state::out || e->attempts != attempt) return ack_status::stale;
-    e->when = clock_.now() + options_.ack_wait;
+    e->when = deadline_after(clock_.now(), options_.ack_wait);
     push_timer(*e);
     return ack_status::accepted;
   }
@@ -508,6 +516,23 @@ class consumer_engine final : public consumer_core<T>,
                                   "': use another name, or remove_consumer() it first");
     counters_.resumed = true;
     writes_ = s.writes;
+    // A cursor ahead of the storage (the journal lost its newest records in a power loss while
+    // the cursor was synced, or the storage is a new one: a memory ring with a directory) would
+    // skip the events that get those offsets again: what it says from the storage's end on is
+    // dropped, and reported.
+    if (const std::uint64_t end = store_->next_offset(); s.floor > end || s.delivered_end > end) {
+      counters_.cursor_problem = "cursor file " + file_->path().string() + ": it is ahead of the storage (floor " +
+                                 std::to_string(s.floor) + ", delivered up to " + std::to_string(s.delivered_end) +
+                                 ", the storage ends at " + std::to_string(end) +
+                                 "); offsets from " + std::to_string(end) + " on are taken as never delivered";
+      s.floor = std::min(s.floor, end);
+      s.delivered_end = std::min(s.delivered_end, end);
+      auto& r = s.settled;
+      r.erase(std::find_if(r.begin(), r.end(), [end](const offset_run& x) { return x.first >= end; }), r.end());
+      if (!r.empty() && r.back().end() > end) r.back().count = end - r.back().first;
+      auto& a = s.attempts;
+      a.erase(std::lower_bound(a.begin(), a.end(), std::pair<std::uint64_t, std::uint32_t>{end, 0}), a.end());
+    }
     restored_.emplace(restored_state{s.floor, s.delivered_end, std::move(s.settled), std::move(s.attempts)});
     delivered_end_ = s.delivered_end;
   }
@@ -524,7 +549,7 @@ class consumer_engine final : public consumer_core<T>,
     if (!ns) return std::nullopt;  // not ours: deliver now
     const auto left = time_until_unix_ns(*ns);
     if (left <= std::chrono::nanoseconds::zero()) return std::nullopt;
-    return now + std::chrono::duration_cast<clock_source::duration>(left);
+    return deadline_after(now, std::chrono::duration_cast<clock_source::duration>(left));
   }
 
   // The first entry at or after `offset`. Offsets are dense when the pattern matches every
@@ -555,7 +580,7 @@ class consumer_engine final : public consumer_core<T>,
   void hand_out(entry& e, member_id id, time_point now, std::vector<handout>& batch, bool fresh) {
     e.state = entry_state::out;
     e.member = id;
-    e.when = now + options_.ack_wait;
+    e.when = deadline_after(now, options_.ack_wait);
     if (fresh) {
       if (!deadlines_.empty() && deadlines_.back().when == e.when)
         deadlines_.back().last = e.offset;
@@ -613,7 +638,7 @@ class consumer_engine final : public consumer_core<T>,
       return;
     }
     e.state = entry_state::waiting;
-    e.when = e.when + backoff_for(e.attempts);
+    e.when = deadline_after(e.when, backoff_for(e.attempts));
     push_timer(e);
     dirty_ = true;
   }
@@ -679,12 +704,6 @@ class consumer_engine final : public consumer_core<T>,
       const std::uint64_t offset = ev.offset().value_or(cursor_->position() - 1);
       position_ = cursor_->position();
       if (!reaches(pattern_text_, ev.topic())) continue;
-      if (stale(ev)) {  // stale (its ttl passed): settled without delivery, like a mailbox drops it
-        ++counters_.expired;
-        dirty_ = true;
-        continue;
-      }
-      const std::optional<time_point> due = due_time(ev, now);
       std::uint32_t before = 0;  // deliveries before this process, from the stored cursor
       if (restored_) {
         const bool was_settled = contains_offset(restored_->settled, offset);
@@ -706,6 +725,13 @@ class consumer_engine final : public consumer_core<T>,
           continue;
         }
       }
+      // After the stored cursor's word: an event acked before a restart is not counted expired.
+      if (stale(ev)) {  // stale (its ttl passed): settled without delivery, like a mailbox drops it
+        ++counters_.expired;
+        dirty_ = true;
+        continue;
+      }
+      const std::optional<time_point> due = due_time(ev, now);
       pending_.push_back(entry{offset, cursor_->share(), before, entry_state::waiting, 0, now, now});
       ++unsettled_;
       entry& e = pending_.back();
@@ -754,7 +780,7 @@ class consumer_engine final : public consumer_core<T>,
           return ack_status::accepted;
         }
         e->state = entry_state::waiting;
-        e->when = now + (decision.has_delay() ? decision.delay() : backoff_for(e->attempts));
+        e->when = deadline_after(now, decision.has_delay() ? decision.delay() : backoff_for(e->attempts));
         push_timer(*e);
         dirty_ = true;
         return ack_status::accepted;
@@ -831,7 +857,7 @@ class consumer_engine final : public consumer_core<T>,
         // to a handler again (it was, and a term'd one counted as terminated once more, and its
         // dead letter's reason was rewritten by the later path that killed it).
         ++counters_.dead_letter_failures;
-        dead_retries_.push_back({clock_.now() + backoff_for(e->attempts), std::move(d)});
+        dead_retries_.push_back({deadline_after(clock_.now(), backoff_for(e->attempts)), std::move(d)});
       }
     }
     dead.clear();

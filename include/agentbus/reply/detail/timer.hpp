@@ -37,11 +37,7 @@
 
 namespace agentbus::detail {
 
-/// `now + d` without overflow: time_point::max() (never) for a timeout too long to represent.
-inline clock_source::time_point deadline_after(clock_source::time_point now, clock_source::duration d) noexcept {
-  if (d > clock_source::time_point::max() - now) return clock_source::time_point::max();
-  return now + d;
-}
+// deadline_after (core/clock.hpp): now + a timeout, saturated.
 
 class request_timer {
  public:
