@@ -269,6 +269,15 @@ class clock_source {
 
 namespace detail {
 
+/// `t + d`, saturated at the ends of the time line: a timeout, delay or ack_wait of
+/// duration::max() means never, not a time in the past (the plain sum overflows).
+inline clock_source::time_point deadline_after(clock_source::time_point t, clock_source::duration d) noexcept {
+  using duration = clock_source::duration;
+  if (d > duration::zero() && t.time_since_epoch() > duration::max() - d) return clock_source::time_point::max();
+  if (d < duration::zero() && t.time_since_epoch() < duration::min() - d) return clock_source::time_point::min();
+  return t + d;
+}
+
 class steady_clock_source final : public clock_source {
  public:
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
@@ -2633,6 +2642,7 @@ struct replay_stats {
   std::uint64_t delivered = 0;               ///< events handed out
   std::uint64_t other_topics = 0;            ///< records skipped: the topic did not match the pattern
   std::uint64_t other_types = 0;             ///< records skipped: another schema (event type) than the one asked for
+  std::uint64_t delayed = 0;                 ///< records a history subscription skipped: delayed events (publish_options::delay), for durable consumers only
   std::uint64_t upcast = 0;                  ///< delivered after an upcaster converted an older schema version
   std::uint64_t version_mismatches = 0;      ///< not delivered: another schema version and no upcaster registered
   std::uint64_t fingerprint_mismatches = 0;  ///< not delivered: same version but the codec layout differs
@@ -3230,11 +3240,20 @@ class dedup_window {
   void configure(const dedup_options& options) {
     std::lock_guard lock(mutex_);
     options_ = options;
+    // On the clock's own duration, saturated: a window too long for its nanoseconds
+    // (milliseconds::max(): for ever) wrapped around to a negative one and forgot every key at once.
+    using D = clock_source::duration;
+    window_ = options.window <= std::chrono::milliseconds::zero() ? D::zero()
+              : options.window >= std::chrono::duration_cast<std::chrono::milliseconds>(D::max())
+                  ? D::max()
+                  : std::chrono::duration_cast<D>(options.window);
     clock_ = &clock_source::or_steady(options.clock);
     evict(clock_->now());
   }
 
   bool enabled() const noexcept { return options_.max_keys != 0; }
+  /// How long a key is remembered, on the clock's duration (saturated).
+  clock_source::duration window() const noexcept { return window_; }
   std::mutex& mutex() noexcept { return mutex_; }
   time_point now() const noexcept { return clock_->now(); }
 
@@ -3277,7 +3296,7 @@ class dedup_window {
   };
 
   void evict(time_point now) {
-    while (!order_.empty() && (order_.size() > options_.max_keys || now - order_.front().at >= options_.window)) {
+    while (!order_.empty() && (order_.size() > options_.max_keys || now - order_.front().at >= window_)) {
       offsets_.erase(*order_.front().key);
       order_.pop_front();
     }
@@ -3285,6 +3304,7 @@ class dedup_window {
 
   mutable std::mutex mutex_;
   dedup_options options_{};
+  clock_source::duration window_ = std::chrono::duration_cast<clock_source::duration>(dedup_options{}.window);
   clock_source* clock_ = &clock_source::steady();
   std::unordered_map<std::string, std::uint64_t, transparent_hash, std::equal_to<>> offsets_;
   std::deque<stamp> order_;  // insertion order = storage order
@@ -7174,6 +7194,12 @@ AGENTBUS_ALWAYS_INLINE auto with_receivers(router& r, const topic_node* node, st
 
 // ---- 3. Build the event once in a shared block (for receivers that keep it) ---------------
 
+[[noreturn]] AGENTBUS_NOINLINE inline void throw_move_only_lvalue() {
+  throw std::logic_error(
+      "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
+      "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+}
+
 /// Builds the event in a shared block (the payload moved in when the caller passed an rvalue)
 /// and dispatches that block's event to every receiver, synchronous ones included. Out of
 /// line: the synchronous path stays small.
@@ -7193,9 +7219,7 @@ AGENTBUS_NOINLINE publish_result publish_retained(router& r, receiver_view list,
     const shared_event<T> held = adopt_block(block);
     return r.dispatch(list, *held);
   } else {
-    throw std::logic_error(
-        "agentbus: a mailbox subscriber must keep this event, which means copying the payload, and its type is "
-        "move-only: publish it as an rvalue (std::move) so that it can be moved instead");
+    throw_move_only_lvalue();
   }
 }
 
@@ -7267,6 +7291,9 @@ stored_publish_result store_and_dispatch(router& r, Store& store, const topic_no
     static_cast<publish_result&>(out) =
         with_receivers(r, node, topic, [&](receiver_view list) { return r.dispatch(list, *held); });
   } else {
+    if constexpr (!std::is_constructible_v<T, P&&>)  // a move-only lvalue: refused before it is stored
+      if (deliver && with_receivers(r, node, topic, [](receiver_view list) { return list.retaining(); }))
+        throw_move_only_lvalue();
     event<T> ev(payload, topic, options, id, deadline_from(options));
     out.offset = store.append(ev);
     stored(out.offset);
@@ -7296,8 +7323,14 @@ AGENTBUS_NOINLINE stored_publish_result publish_marked(router& r, Store& store, 
   std::string due;
   const bool delayed = options.delay > deadline_clock::duration::zero();
   if (delayed) {
-    due = unix_ns_text(unix_ns(std::chrono::system_clock::now() +
-                               std::chrono::duration_cast<std::chrono::system_clock::duration>(options.delay)));
+    // Saturated: a delay beyond what Unix nanoseconds can say (nanoseconds::max(): for ever)
+    // is due at the last one, not (wrapped around) in the past.
+    const std::int64_t now_ns = unix_ns(std::chrono::system_clock::now());
+    const std::int64_t delay_ns =
+        options.delay >= std::chrono::duration_cast<deadline_clock::duration>(std::chrono::nanoseconds::max())
+            ? INT64_MAX
+            : static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(options.delay).count());
+    due = unix_ns_text(delay_ns > INT64_MAX - now_ns ? INT64_MAX : now_ns + delay_ns);
     headers.push_back({not_before_header, due});
   }
   const std::string_view key = options.idempotency_key;
@@ -7796,6 +7829,13 @@ struct with_history final : Inner {
   template <class T, class Store, class Cursor>
   void replay(const Store& store, Cursor& cursor) {
     seam.catch_up(store, cursor, [this](Cursor& c) {
+      // A delayed event reaches only a subscription that asked for delayed events (live, it is
+      // dispatched to no other): its replay skips it too, else it arrives before it is due.
+      if (!this->takes_delayed && c.current().header_value(not_before_header)) {
+        --c.stats().delivered;
+        ++c.stats().delayed;
+        return;
+      }
       if (this->retains) {
         const shared_event<T> held = c.share();  // a retaining receiver keeps a block
         deliver_replayed(*held);
@@ -8452,7 +8492,9 @@ class agent final : detail::schedulable {
   /// @brief Caller-pumped agents: runs up to `max` handlers on queued events now, without
   /// waiting. Returns how many handler calls ran (returned or threw). Events that run no
   /// handler (expired, for an ended subscription) are taken out too, counted in stats(),
-  /// and do not count against `max`.
+  /// and do not count against `max`. The first poll on a thread that never published or
+  /// handled an event registers the thread (one small allocation): out of memory, it throws
+  /// std::bad_alloc before taking anything out (poll_for and run_for likewise).
   std::size_t poll(std::size_t max = std::numeric_limits<std::size_t>::max()) {
     std::lock_guard pump(pump_mutex_);  // then the mode: a start() may be under way
     require_pumped("poll");
@@ -9188,11 +9230,7 @@ class reply_table {
 
 namespace agentbus::detail {
 
-/// `now + d` without overflow: time_point::max() (never) for a timeout too long to represent.
-inline clock_source::time_point deadline_after(clock_source::time_point now, clock_source::duration d) noexcept {
-  if (d > clock_source::time_point::max() - now) return clock_source::time_point::max();
-  return now + d;
-}
+// deadline_after (core/clock.hpp): now + a timeout, saturated.
 
 class request_timer {
  public:
@@ -14934,7 +14972,7 @@ class journal_store : public dedup_store {
       for (const header& h : r.headers) {
         if (h.key != idempotency_header) continue;
         const std::chrono::nanoseconds age = now_ns - std::chrono::nanoseconds(r.published_ns);
-        if (age < options.window) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
+        if (age < dedup_.window()) dedup_.restore(h.value, r.offset, age < age.zero() ? age.zero() : age);
         break;
       }
     }
