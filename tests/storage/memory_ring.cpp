@@ -46,6 +46,8 @@ TEST_CASE("memory_ring: keeps the last N and says when a replay start was overwr
   stats = bus.replay<int>(agentbus::history::from_offset(3), ">", [&](int v) { from_old.push_back(v); });
   CHECK(from_old.front() == 12);
   CHECK(stats.truncated_by_retention);
+  CHECK(stats.overwritten == 9);  // offsets 3..11
+  CHECK(stats.overwritten + stats.delivered == 20 - 3);
   REQUIRE_FALSE(stats.problems.empty());
   CHECK(stats.problems.front().find("overwritten") != std::string::npos);
 }

@@ -53,6 +53,7 @@ struct replay_stats {
   std::uint64_t corrupt = 0;                 ///< damaged records found (checksum); never delivered
   std::uint64_t handler_failures = 0;        ///< handler calls that threw (replay into a handler)
   bool truncated_by_retention = false;       ///< the start had been deleted by retention; replay began at the oldest retained
+  std::uint64_t overwritten = 0;             ///< records a memory ring overwrote before this reader got to them (any topic or type)
   std::vector<std::string> problems;         ///< the first messages explaining the counts above
 
   /// @brief How many problem messages are kept.

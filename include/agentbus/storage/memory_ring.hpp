@@ -149,6 +149,7 @@ class ring_store : public dedup_store {
         position_ = first;  // "all" or "since": the oldest kept is where they start
       } else if (position_ < first) {
         stats_.truncated_by_retention = true;
+        stats_.overwritten += first - position_;  // counted, not only told in a note
         stats_.note("agentbus: memory_ring: offsets " + std::to_string(position_) + ".." + std::to_string(first - 1) +
                     " were overwritten before they were read (the ring keeps " +
                     std::to_string(ring_->slots_.size()) + " events)");
