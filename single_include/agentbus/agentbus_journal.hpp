@@ -2650,6 +2650,7 @@ struct replay_stats {
   std::uint64_t corrupt = 0;                 ///< damaged records found (checksum); never delivered
   std::uint64_t handler_failures = 0;        ///< handler calls that threw (replay into a handler)
   bool truncated_by_retention = false;       ///< the start had been deleted by retention; replay began at the oldest retained
+  std::uint64_t overwritten = 0;             ///< records a memory ring overwrote before this reader got to them (any topic or type)
   std::vector<std::string> problems;         ///< the first messages explaining the counts above
 
   /// @brief How many problem messages are kept.
@@ -3450,6 +3451,7 @@ class ring_store : public dedup_store {
         position_ = first;  // "all" or "since": the oldest kept is where they start
       } else if (position_ < first) {
         stats_.truncated_by_retention = true;
+        stats_.overwritten += first - position_;  // counted, not only told in a note
         stats_.note("agentbus: memory_ring: offsets " + std::to_string(position_) + ".." + std::to_string(first - 1) +
                     " were overwritten before they were read (the ring keeps " +
                     std::to_string(ring_->slots_.size()) + " events)");
